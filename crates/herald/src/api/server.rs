@@ -1,0 +1,267 @@
+//! `/v1`: the signed server API. Every handler takes [`Signed`], so every query below is
+//! scoped to the app whose key signed the request.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{AppState, Json, Signed, ok_content, ok_push, parse_json};
+use crate::error::{ApiError, ErrorCode};
+use crate::ids::{DeviceId, MessageId, TaskId, UserId, valid_external_id};
+use crate::push::SimplePush;
+use crate::store::{DeviceRecord, MessageView, TargetOutcome};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/push/simple", post(push_simple))
+        .route("/tasks/{task_id}", get(task))
+        .route("/messages/{message_id}", get(message))
+        .route("/devices/{device_id}", get(device))
+        .route("/devices/{device_id}/bind", post(bind))
+        .route("/devices/{device_id}/unbind", post(unbind))
+        .route("/users/{user_id}/devices", get(user_devices))
+}
+
+async fn push_simple(State(state): State<AppState>, req: Signed) -> Result<Json, ApiError> {
+    let body: Value = parse_json(&req.body)?;
+    let limits = &state.cfg.limits;
+    let now = crate::now_ms();
+    let push = SimplePush::parse(&body, limits)?;
+    let targets: Vec<(String, String)> = push.targets.clone();
+    let new_push = push.into_new_push(req.app_id, now, limits)?;
+    let committed = state.dispatcher.push(new_push, now).await?;
+    crate::metrics::PUSHES_ACCEPTED.inc();
+    let results: Vec<Value> = targets
+        .iter()
+        .zip(&committed.outcomes)
+        .map(|((target, msg_key), (message_id, outcome))| {
+            let (message_id, status) = match outcome {
+                TargetOutcome::Accepted { .. } => (message_id, "accepted"),
+                TargetOutcome::Undeliverable => (message_id, "undeliverable"),
+                TargetOutcome::Duplicate { message_id } => (message_id, "duplicate"),
+            };
+            json!({"target": target, "msgKey": msg_key, "messageId": message_id, "status": status})
+        })
+        .collect();
+    Ok(ok_push(
+        committed.task_id.as_str(),
+        json!({"targets": results}),
+    ))
+}
+
+/// A delivery's status as the caller sees it: a delivery not acknowledged by the end of
+/// its validity is `expired` even before the sweep has written it.
+fn delivery_status(status: &str, expires_at: i64, now: i64) -> &str {
+    match status {
+        "pending" | "sent" if expires_at <= now => "expired",
+        other => other,
+    }
+}
+
+fn rank(status: &str) -> u8 {
+    match status {
+        "opened" => 6,
+        "ignored" => 5,
+        "delivered" => 4,
+        "sent" => 3,
+        "pending" => 2,
+        _ => 1,
+    }
+}
+
+/// The status of a target: the furthest any of its deliveries got.
+fn target_status(m: &MessageView, now: i64) -> &'static str {
+    if m.undeliverable {
+        return "undeliverable";
+    }
+    let best = m
+        .deliveries
+        .iter()
+        .map(|d| delivery_status(&d.status, m.expires_at, now))
+        .max_by_key(|s| rank(s));
+    match best {
+        Some("opened") => "opened",
+        Some("ignored") => "ignored",
+        Some("delivered") => "delivered",
+        Some("sent") => "sent",
+        Some("pending") => "pending",
+        Some(_) => "expired",
+        None if m.expires_at <= now => "expired",
+        None => "pending",
+    }
+}
+
+fn message_json(m: &MessageView, now: i64) -> Value {
+    let deliveries: Vec<Value> = m
+        .deliveries
+        .iter()
+        .map(|d| {
+            json!({
+                "deviceId": d.device_id,
+                "status": delivery_status(&d.status, m.expires_at, now),
+                "createdAt": d.created_at,
+                "updatedAt": d.updated_at,
+                "sentAt": d.sent_at,
+                "deliveredAt": d.delivered_at,
+            })
+        })
+        .collect();
+    json!({
+        "messageId": m.message_id,
+        "taskId": m.task_id,
+        "msgKey": m.msg_key,
+        "targetType": m.target_kind,
+        "target": m.target,
+        "status": target_status(m, now),
+        "createdAt": m.created_at,
+        "expiresAt": m.expires_at,
+        "deliveries": deliveries,
+    })
+}
+
+async fn task(
+    State(state): State<AppState>,
+    Path(task_id): Path<String>,
+    req: Signed,
+) -> Result<Json, ApiError> {
+    let Some(task) = state.store.task(&req.app_id, &TaskId::new(task_id)).await? else {
+        return Err(ApiError::new(
+            ErrorCode::TaskNotExist,
+            "no such task in this app",
+        ));
+    };
+    let now = crate::now_ms();
+    let mut counts = serde_json::Map::new();
+    for m in &task.messages {
+        let status = target_status(m, now);
+        let n = counts.get(status).and_then(Value::as_u64).unwrap_or(0);
+        counts.insert(status.into(), json!(n + 1));
+    }
+    let targets: Vec<Value> = task.messages.iter().map(|m| message_json(m, now)).collect();
+    Ok(ok_content(json!({
+        "taskId": task.task_id,
+        "type": task.push_type,
+        "taskName": task.task_name,
+        "deliveryType": task.delivery_type,
+        "createdAt": task.created_at,
+        "expiresAt": task.expires_at,
+        "counts": counts,
+        "targets": targets,
+    })))
+}
+
+async fn message(
+    State(state): State<AppState>,
+    Path(message_id): Path<String>,
+    req: Signed,
+) -> Result<Json, ApiError> {
+    match state
+        .store
+        .message(&req.app_id, &MessageId::new(message_id))
+        .await?
+    {
+        Some(m) => Ok(ok_content(message_json(&m, crate::now_ms()))),
+        None => Err(ApiError::new(
+            ErrorCode::MessageNotExist,
+            "no such message in this app",
+        )),
+    }
+}
+
+fn device_json(state: &AppState, d: &DeviceRecord) -> Value {
+    json!({
+        "deviceId": d.device_id,
+        "platform": d.platform,
+        "appVersion": d.app_version,
+        "osVersion": d.os_version,
+        "model": d.model,
+        "userId": d.user_id,
+        "boundAt": d.bound_at,
+        "online": state.dispatcher.hub().is_online(&d.device_id),
+        "lastSeen": d.last_seen,
+        "createdAt": d.created_at,
+        "vendorChannels": d.vendor_tokens.keys().collect::<Vec<_>>(),
+    })
+}
+
+async fn device(
+    State(state): State<AppState>,
+    Path(device_id): Path<String>,
+    req: Signed,
+) -> Result<Json, ApiError> {
+    match state
+        .store
+        .device(&req.app_id, &DeviceId::new(device_id))
+        .await?
+    {
+        Some(d) => Ok(ok_content(device_json(&state, &d))),
+        None => Err(not_a_device()),
+    }
+}
+
+fn not_a_device() -> ApiError {
+    ApiError::new(ErrorCode::DeviceNotExist, "no such device in this app")
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BindBody {
+    user_id: String,
+}
+
+pub(super) fn user_id(raw: String) -> Result<UserId, ApiError> {
+    if !valid_external_id(&raw) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidParam,
+            "userId must be 1 to 128 characters without control characters",
+        ));
+    }
+    Ok(UserId::new(raw))
+}
+
+async fn bind(
+    State(state): State<AppState>,
+    Path(device_id): Path<String>,
+    req: Signed,
+) -> Result<Json, ApiError> {
+    let body: BindBody = parse_json(&req.body)?;
+    let user = user_id(body.user_id)?;
+    let device = DeviceId::new(device_id);
+    if !state
+        .dispatcher
+        .bind(&req.app_id, &device, &user, crate::now_ms())
+        .await?
+    {
+        return Err(not_a_device());
+    }
+    Ok(ok_content(json!({"deviceId": device, "userId": user})))
+}
+
+async fn unbind(
+    State(state): State<AppState>,
+    Path(device_id): Path<String>,
+    req: Signed,
+) -> Result<Json, ApiError> {
+    let device = DeviceId::new(device_id);
+    if !state
+        .dispatcher
+        .unbind(&req.app_id, &device, crate::now_ms())
+        .await?
+    {
+        return Err(not_a_device());
+    }
+    Ok(ok_content(json!({"deviceId": device, "userId": null})))
+}
+
+async fn user_devices(
+    State(state): State<AppState>,
+    Path(user): Path<String>,
+    req: Signed,
+) -> Result<Json, ApiError> {
+    let user = user_id(user)?;
+    let devices = state.store.user_devices(&req.app_id, &user).await?;
+    let list: Vec<Value> = devices.iter().map(|d| device_json(&state, d)).collect();
+    Ok(ok_content(json!({"userId": user, "devices": list})))
+}

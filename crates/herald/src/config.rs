@@ -1,0 +1,373 @@
+//! One typed configuration: file < `HERALD_*` environment < command-line flags.
+//!
+//! [`DEFAULT_CONFIG`] is the commented default file that `herald config default` prints;
+//! a test checks that it parses to exactly [`Config::default`]. Every limit of the
+//! contract lives here with its default, and [`Config::validate`] reports every invalid
+//! field at start-up, not the first one only.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub http_addr: SocketAddr,
+    pub mqtt_addr: SocketAddr,
+    /// `sqlite://PATH` or empty for `<data_dir>/herald.db`.
+    pub store_url: Option<String>,
+    /// Empty for the in-process bus.
+    pub bus_url: Option<String>,
+    pub node_id: String,
+    /// Guards `/admin/v1`; generated on first start when unset.
+    pub admin_token: Option<String>,
+    /// base64 of 32 bytes; encrypts secrets at rest. Generated into the data dir when unset.
+    pub master_key: Option<String>,
+    pub log: LogConfig,
+    pub limits: Limits,
+    pub mqtt: MqttConfig,
+    pub store: StoreConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// "text" or "json".
+    pub format: String,
+    /// A tracing filter, e.g. "info" or "herald=debug,info".
+    pub level: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_simple_targets: usize,
+    pub max_expired_seconds: i64,
+    pub max_extended_params: usize,
+    pub max_title_chars: usize,
+    pub max_content_bytes: usize,
+    pub max_payload_bytes: usize,
+    pub signature_window_secs: i64,
+    /// How long a cached API key is trusted before it is read again (revocations made on
+    /// another node take effect within this time).
+    pub key_cache_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttConfig {
+    pub max_packet_bytes: usize,
+    pub connect_timeout_secs: u64,
+    /// QoS 1 deliveries in flight (sent, not yet acknowledged) per connection.
+    pub max_inflight: usize,
+    /// Deliveries queued in memory per connection; beyond this they wait in the store.
+    pub max_queued: usize,
+    /// Unsent bytes per connection before the gateway stops writing to it.
+    pub max_write_buffer_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// SQLite `synchronous`: "full" (fsync each group commit) or "normal".
+    pub sqlite_synchronous: String,
+    /// Most operations committed in one transaction.
+    pub max_batch: usize,
+    pub reader_connections: usize,
+    /// How often expired deliveries are marked `expired`.
+    pub expiry_sweep_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./herald-data"),
+            http_addr: "0.0.0.0:8080".parse().expect("literal address"),
+            mqtt_addr: "0.0.0.0:1883".parse().expect("literal address"),
+            store_url: None,
+            bus_url: None,
+            node_id: "node-1".into(),
+            admin_token: None,
+            master_key: None,
+            log: LogConfig::default(),
+            limits: Limits::default(),
+            mqtt: MqttConfig::default(),
+            store: StoreConfig::default(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 256 * 1024,
+            max_simple_targets: 10,
+            max_expired_seconds: 259_200,
+            max_extended_params: 20,
+            max_title_chars: 200,
+            max_content_bytes: 4096,
+            max_payload_bytes: 16 * 1024,
+            signature_window_secs: 300,
+            key_cache_secs: 10,
+        }
+    }
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            max_packet_bytes: 64 * 1024,
+            connect_timeout_secs: 10,
+            max_inflight: 32,
+            max_queued: 256,
+            max_write_buffer_bytes: 1024 * 1024,
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            sqlite_synchronous: "full".into(),
+            max_batch: 2048,
+            reader_connections: 4,
+            expiry_sweep_secs: 5,
+        }
+    }
+}
+
+/// The commented default configuration file.
+pub const DEFAULT_CONFIG: &str = r#"# Herald configuration. Every key is optional; the values below are the defaults.
+# Precedence: this file < HERALD_* environment variables < command-line flags.
+
+# Where the single-node store (SQLite), the generated master key and admin token live.
+data_dir = "./herald-data"
+# Signed server API (/v1), device API (/device/v1), admin API (/admin/v1), /healthz, /metrics.
+http_addr = "0.0.0.0:8080"
+# MQTT 3.1.1 over TCP for devices.
+mqtt_addr = "0.0.0.0:1883"
+# Store: unset = SQLite file <data_dir>/herald.db. "sqlite:///path/to/file.db" also works.
+# store_url = "sqlite:///var/lib/herald/herald.db"
+# Bus: unset = in-process (single node).
+# bus_url = "nats://127.0.0.1:4222"
+# Unique per node in a cluster.
+node_id = "node-1"
+# Bearer token for /admin/v1. Unset: the first start generates one, prints it once and
+# keeps only its hash. Prefer the HERALD_ADMIN_TOKEN environment variable.
+# admin_token = "..."
+# base64 of 32 random bytes that encrypt API and bind secrets at rest. Unset: generated
+# into <data_dir>/master.key on first start. Nodes of one cluster must share it.
+# master_key = "..."
+
+[log]
+# "text" or "json".
+format = "text"
+# tracing filter, e.g. "info" or "herald=debug,info".
+level = "info"
+
+[limits]
+# Largest request body accepted by the HTTP APIs (bytes).
+max_body_bytes = 262144
+# Targets in one Simple push (targetMsgkey pairs); MPS allows 10.
+max_simple_targets = 10
+# Longest validity (expiredSeconds) of a message; MPS allows 72 h.
+max_expired_seconds = 259200
+# Keys in extendedParams.
+max_extended_params = 20
+# Characters in a title.
+max_title_chars = 200
+# Bytes in a content.
+max_content_bytes = 4096
+# Bytes of the JSON payload delivered to a device.
+max_payload_bytes = 16384
+# Accepted clock difference of a signed request, and how long a nonce is remembered (s).
+signature_window_secs = 300
+# Seconds a cached API key is trusted before it is read from the store again.
+key_cache_secs = 10
+
+[mqtt]
+# Largest MQTT packet a device may send (bytes).
+max_packet_bytes = 65536
+# Seconds a new connection has to send CONNECT.
+connect_timeout_secs = 10
+# Unacknowledged QoS 1 deliveries per connection.
+max_inflight = 32
+# Deliveries queued in memory per connection; more wait in the store.
+max_queued = 256
+# Unsent bytes per connection before the gateway stops writing to it.
+max_write_buffer_bytes = 1048576
+
+[store]
+# SQLite synchronous mode: "full" (fsync at each group commit) or "normal".
+sqlite_synchronous = "full"
+# Most write operations committed together in one transaction.
+max_batch = 2048
+# Read-only SQLite connections.
+reader_connections = 4
+# Seconds between sweeps that mark undelivered, expired deliveries as expired.
+expiry_sweep_secs = 5
+"#;
+
+impl Config {
+    /// Parses a configuration file's text.
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Every problem with the configuration, one line each; empty when it is valid.
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut check = |ok: bool, msg: &str| {
+            if !ok {
+                problems.push(msg.to_string());
+            }
+        };
+        check(
+            matches!(self.log.format.as_str(), "text" | "json"),
+            "log.format must be \"text\" or \"json\"",
+        );
+        check(
+            tracing_subscriber::EnvFilter::try_new(&self.log.level).is_ok(),
+            "log.level is not a valid tracing filter",
+        );
+        check(!self.node_id.trim().is_empty(), "node_id must not be empty");
+        check(
+            self.limits.max_body_bytes >= 1024,
+            "limits.max_body_bytes must be at least 1024",
+        );
+        check(
+            self.limits.max_simple_targets >= 1,
+            "limits.max_simple_targets must be at least 1",
+        );
+        check(
+            (1..=30 * 86_400).contains(&self.limits.max_expired_seconds),
+            "limits.max_expired_seconds must be between 1 and 2592000",
+        );
+        check(
+            self.limits.max_content_bytes >= 1,
+            "limits.max_content_bytes must be at least 1",
+        );
+        check(
+            self.limits.max_title_chars >= 1,
+            "limits.max_title_chars must be at least 1",
+        );
+        check(
+            self.limits.max_payload_bytes >= self.limits.max_content_bytes,
+            "limits.max_payload_bytes must be at least limits.max_content_bytes",
+        );
+        check(
+            (1..=3600).contains(&self.limits.signature_window_secs),
+            "limits.signature_window_secs must be between 1 and 3600",
+        );
+        check(
+            self.mqtt.max_packet_bytes >= 128
+                && self.mqtt.max_packet_bytes <= herald_mqtt::header::MAX_REMAINING_LENGTH,
+            "mqtt.max_packet_bytes must be between 128 and 268435455",
+        );
+        check(
+            self.mqtt.connect_timeout_secs >= 1,
+            "mqtt.connect_timeout_secs must be at least 1",
+        );
+        check(
+            (1..=65_535).contains(&self.mqtt.max_inflight),
+            "mqtt.max_inflight must be between 1 and 65535",
+        );
+        check(
+            self.mqtt.max_queued >= 1,
+            "mqtt.max_queued must be at least 1",
+        );
+        check(
+            self.mqtt.max_write_buffer_bytes >= 4096,
+            "mqtt.max_write_buffer_bytes must be at least 4096",
+        );
+        check(
+            matches!(self.store.sqlite_synchronous.as_str(), "full" | "normal"),
+            "store.sqlite_synchronous must be \"full\" or \"normal\"",
+        );
+        check(
+            self.store.max_batch >= 1,
+            "store.max_batch must be at least 1",
+        );
+        check(
+            self.store.reader_connections >= 1,
+            "store.reader_connections must be at least 1",
+        );
+        check(
+            self.store.expiry_sweep_secs >= 1,
+            "store.expiry_sweep_secs must be at least 1",
+        );
+        if let Some(key) = &self.master_key {
+            check(
+                crate::crypto::MasterKey::from_base64(key).is_some(),
+                "master_key must be base64 of 32 bytes",
+            );
+        }
+        if let Some(url) = &self.store_url {
+            check(
+                url.starts_with("sqlite://"),
+                "store_url: only sqlite:// is supported by this build",
+            );
+        }
+        if let Some(url) = &self.bus_url {
+            check(
+                url.is_empty(),
+                "bus_url: only the in-process bus is supported by this build",
+            );
+        }
+        problems
+    }
+
+    /// The SQLite file this configuration points at.
+    pub fn sqlite_path(&self) -> PathBuf {
+        match self
+            .store_url
+            .as_deref()
+            .and_then(|u| u.strip_prefix("sqlite://"))
+        {
+            Some(path) => PathBuf::from(path),
+            None => self.data_dir.join("herald.db"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_file_is_the_default_config() {
+        assert_eq!(
+            Config::from_toml(DEFAULT_CONFIG).unwrap(),
+            Config::default()
+        );
+        assert!(Config::default().validate().is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = Config::from_toml("http_adr = \"1.2.3.4:5\"").unwrap_err();
+        assert!(err.contains("http_adr"), "{err}");
+    }
+
+    #[test]
+    fn every_invalid_field_is_reported() {
+        let mut c = Config::default();
+        c.log.format = "xml".into();
+        c.mqtt.max_inflight = 0;
+        c.store.sqlite_synchronous = "off".into();
+        let problems = c.validate();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+    }
+}

@@ -1,0 +1,70 @@
+//! The device gateway: MQTT 3.1.1 over TCP.
+//!
+//! One tokio task per connection ([`connection`]), no per-connection buffers while idle:
+//! bytes are read into a buffer taken only when the socket is readable and given back as
+//! soon as no partial packet is left; the write buffer likewise. Deliveries arrive through
+//! the connection's [`crate::dispatch::Session`] queue, and whatever a connection cannot
+//! take stays in the store, so a slow or dead client holds back nobody else.
+
+mod connection;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::config::MqttConfig;
+use crate::dispatch::Hub;
+use crate::shutdown::Signal;
+use crate::store::Store;
+
+pub struct Gateway {
+    store: Arc<dyn Store>,
+    hub: Arc<Hub>,
+    cfg: MqttConfig,
+    /// Open connection tasks, so that shutdown can wait for them.
+    open: AtomicUsize,
+}
+
+impl Gateway {
+    pub fn new(store: Arc<dyn Store>, hub: Arc<Hub>, cfg: MqttConfig) -> Arc<Self> {
+        Arc::new(Gateway {
+            store,
+            hub,
+            cfg,
+            open: AtomicUsize::new(0),
+        })
+    }
+
+    /// Accepts connections until `shutdown`, then closes every connection and waits up to
+    /// `drain` for their tasks to finish.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: Signal, drain: Duration) {
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _peer)) => {
+                        self.open.fetch_add(1, Ordering::Relaxed);
+                        let gw = self.clone();
+                        tokio::spawn(async move {
+                            gw.clone().connection(stream).await;
+                            gw.open.fetch_sub(1, Ordering::Relaxed);
+                        });
+                    }
+                    Err(e) => {
+                        // Out of file descriptors or similar: back off instead of spinning.
+                        tracing::warn!(error = %e, "MQTT accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                _ = shutdown.wait() => break,
+            }
+        }
+        drop(listener);
+        self.hub.close_all();
+        let deadline = tokio::time::Instant::now() + drain;
+        while self.open.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

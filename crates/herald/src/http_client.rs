@@ -1,0 +1,56 @@
+//! A minimal HTTP/1.1 client on hyper, for the CLI (`herald app create` calls the admin
+//! API), the benchmark and the behaviour tests. One connection per request: simple, and
+//! fast enough for tools.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+
+/// A response: status and body.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub body: Bytes,
+}
+
+impl Response {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Sends one request to `http://{addr}{path_and_query}`.
+pub async fn request(
+    addr: &str,
+    method: &str,
+    path_and_query: &str,
+    headers: &[(String, String)],
+    body: Bytes,
+) -> anyhow::Result<Response> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(path_and_query)
+        .header("host", addr)
+        .header("content-type", "application/json");
+    for (name, value) in headers {
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    let response = sender.send_request(builder.body(Full::new(body))?).await?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok(Response { status, body })
+}
+
+/// Splits `http://host:port` into `host:port`.
+pub fn authority(base_url: &str) -> anyhow::Result<String> {
+    let rest = base_url
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow::anyhow!("only http:// URLs are supported, got {base_url}"))?;
+    Ok(rest.trim_end_matches('/').to_string())
+}

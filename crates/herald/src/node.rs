@@ -1,0 +1,149 @@
+//! Wiring of one Herald node: store, dispatcher, gateway and HTTP API, started on
+//! listeners that are already bound (tests bind port 0) and stopped by a signal.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::api::{self, AppState, Inner, signing::Verifier};
+use crate::config::Config;
+use crate::crypto::{self, MasterKey};
+use crate::dispatch::{Dispatcher, Hub};
+use crate::gateway::Gateway;
+use crate::shutdown::Signal;
+use crate::store::{SqliteStore, Store};
+
+pub struct Listeners {
+    pub http: TcpListener,
+    pub mqtt: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(cfg: &Config) -> anyhow::Result<Self> {
+        let http = TcpListener::bind(cfg.http_addr)
+            .await
+            .with_context(|| format!("binding HTTP on {}", cfg.http_addr))?;
+        let mqtt = TcpListener::bind(cfg.mqtt_addr)
+            .await
+            .with_context(|| format!("binding MQTT on {}", cfg.mqtt_addr))?;
+        Ok(Listeners { http, mqtt })
+    }
+}
+
+/// How long shutdown waits for connections to close and requests to finish.
+const DRAIN: Duration = Duration::from_secs(5);
+const ADMIN_TOKEN_SETTING: &str = "admin_token_sha256";
+
+/// Runs a node until `shutdown` fires, then stops accepting, closes connections and
+/// waits until every accepted write is committed.
+pub async fn run(cfg: Config, listeners: Listeners, shutdown: Signal) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
+    let master = Arc::new(master_key(&cfg)?);
+    let path = cfg.sqlite_path();
+    let store_cfg = cfg.store.clone();
+    let store: Arc<dyn Store> = Arc::new(
+        tokio::task::spawn_blocking(move || SqliteStore::open(&path, &store_cfg))
+            .await?
+            .context("opening the SQLite store")?,
+    );
+    let admin_token_hash = admin_token_hash(&cfg, store.as_ref()).await?;
+    let hub = Arc::new(Hub::new(cfg.mqtt.max_queued));
+    let dispatcher = Arc::new(Dispatcher::new(store.clone(), hub.clone()));
+    let verifier = Verifier::new(
+        store.clone(),
+        master.clone(),
+        cfg.limits.signature_window_secs,
+        Duration::from_secs(cfg.limits.key_cache_secs),
+    );
+    let cfg = Arc::new(cfg);
+    let state = AppState(Arc::new(Inner {
+        store: store.clone(),
+        dispatcher: dispatcher.clone(),
+        cfg: cfg.clone(),
+        master,
+        verifier,
+        admin_token_hash,
+    }));
+
+    let http_addr = listeners.http.local_addr()?;
+    let mqtt_addr = listeners.mqtt.local_addr()?;
+    let gateway = Gateway::new(store.clone(), hub.clone(), cfg.mqtt.clone());
+    let gateway_task = tokio::spawn(gateway.serve(listeners.mqtt, shutdown.clone(), DRAIN));
+    let sweeps = tokio::spawn(dispatcher.clone().run_expiry_sweeps(
+        Duration::from_secs(cfg.store.expiry_sweep_secs),
+        shutdown.clone(),
+    ));
+    let http_shutdown = shutdown.clone();
+    let http_task = tokio::spawn(async move {
+        axum::serve(listeners.http, api::router(state))
+            .with_graceful_shutdown(async move { http_shutdown.wait().await })
+            .await
+    });
+    tracing::info!(%http_addr, %mqtt_addr, node = %cfg.node_id, store = %cfg.sqlite_path().display(), "herald serving");
+    // Tests and scripts wait for this line on standard output.
+    println!("herald ready http={http_addr} mqtt={mqtt_addr}");
+
+    shutdown.wait().await;
+    tracing::info!("shutting down: no new connections or requests");
+    let _ = tokio::time::timeout(DRAIN, http_task).await;
+    let _ = gateway_task.await;
+    let _ = sweeps.await;
+    store.flush().await.context("flushing the store")?;
+    tracing::info!("stopped; every accepted write is committed");
+    Ok(())
+}
+
+/// The master key from the configuration, or the one kept in the data dir (created on
+/// first start, readable by the owner only).
+fn master_key(cfg: &Config) -> anyhow::Result<MasterKey> {
+    if let Some(text) = &cfg.master_key {
+        return MasterKey::from_base64(text).context("master_key must be base64 of 32 bytes");
+    }
+    let path = cfg.data_dir.join("master.key");
+    if path.exists() {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        return MasterKey::from_base64(&text)
+            .with_context(|| format!("{} must hold base64 of 32 bytes", path.display()));
+    }
+    let raw = crypto::random_bytes::<32>();
+    write_private(&path, &crypto::b64url(&raw))?;
+    tracing::info!(path = %path.display(), "generated a master key; back it up with the database");
+    Ok(MasterKey::from_bytes(&raw))
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// The hash of the admin token: from the configuration, or generated once, printed once,
+/// and kept (hashed) in the store.
+async fn admin_token_hash(cfg: &Config, store: &dyn Store) -> anyhow::Result<String> {
+    if let Some(token) = &cfg.admin_token {
+        return Ok(crypto::sha256_hex(token.as_bytes()));
+    }
+    if let Some(hash) = store.setting(ADMIN_TOKEN_SETTING).await? {
+        return Ok(hash);
+    }
+    let token = crypto::random_secret();
+    let hash = crypto::sha256_hex(token.as_bytes());
+    let kept = store.init_setting(ADMIN_TOKEN_SETTING, &hash).await?;
+    if kept == hash {
+        println!("herald admin token (shown once, keep it): {token}");
+    }
+    Ok(kept)
+}

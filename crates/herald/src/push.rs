@@ -1,0 +1,434 @@
+//! Push requests: parsing and validation of the MPS fields, and the payload a device
+//! receives. No I/O: the dispatcher commits what this module builds.
+
+use serde_json::{Map, Value, json};
+
+use crate::config::Limits;
+use crate::error::{ApiError, ErrorCode};
+use crate::ids::{AppId, MessageId, TaskId, valid_external_id};
+use crate::store::{NewMessage, NewPush, NewTask, TargetKind};
+
+/// extendedParams keys that MPS reserves for itself (mps-spec §4).
+const RESERVED_EXTENDED_KEYS: &[&str] = &[
+    "notifyType",
+    "action",
+    "silent",
+    "pushType",
+    "templateCode",
+    "channel",
+    "taskId",
+];
+
+/// A validated Simple push.
+#[derive(Debug, Clone)]
+pub struct SimplePush {
+    pub task_name: Option<String>,
+    pub delivery_type: i64,
+    pub target_kind: TargetKind,
+    /// (target, msgKey) in request order.
+    pub targets: Vec<(String, String)>,
+    pub title: String,
+    pub content: String,
+    pub uri: Option<String>,
+    pub push_action: i64,
+    pub push_style: i64,
+    pub silent: bool,
+    pub notify_type: String,
+    pub extended_params: Map<String, Value>,
+    pub expired_seconds: i64,
+}
+
+fn invalid(code: ErrorCode, msg: impl Into<String>) -> ApiError {
+    ApiError::new(code, msg)
+}
+
+/// An object field that MPS clients may also send as a string holding JSON.
+fn object_field(
+    body: &Map<String, Value>,
+    name: &str,
+) -> Result<Option<Map<String, Value>>, ApiError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(m)) => Ok(Some(m.clone())),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+            Ok(Value::Object(m)) => Ok(Some(m)),
+            _ => Err(invalid(
+                ErrorCode::InvalidParam,
+                format!("{name} must be a JSON object"),
+            )),
+        },
+        Some(_) => Err(invalid(
+            ErrorCode::InvalidParam,
+            format!("{name} must be a JSON object"),
+        )),
+    }
+}
+
+/// An integer field, also accepted as a numeric string (MPS form bodies send strings).
+fn int_field(body: &Map<String, Value>, name: &str) -> Result<Option<i64>, ApiError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| {
+            invalid(
+                ErrorCode::InvalidParam,
+                format!("{name} must be an integer"),
+            )
+        }),
+        Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| {
+            invalid(
+                ErrorCode::InvalidParam,
+                format!("{name} must be an integer"),
+            )
+        }),
+        Some(Value::Bool(b)) if name == "silent" => Ok(Some(*b as i64)),
+        Some(_) => Err(invalid(
+            ErrorCode::InvalidParam,
+            format!("{name} must be an integer"),
+        )),
+    }
+}
+
+fn string_field(body: &Map<String, Value>, name: &str) -> Result<Option<String>, ApiError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(invalid(
+            ErrorCode::InvalidParam,
+            format!("{name} must be a string"),
+        )),
+    }
+}
+
+/// deliveryType: 1 Android, 2 iOS, 7 HarmonyOS device; 3 user; or "device" / "user".
+fn delivery_type(body: &Map<String, Value>) -> Result<(i64, TargetKind), ApiError> {
+    let unsupported = || {
+        invalid(
+            ErrorCode::DeliveryTypeNotSupported,
+            "deliveryType must be 1, 2, 3, 7, \"device\" or \"user\"",
+        )
+    };
+    match body.get("deliveryType") {
+        Some(Value::String(s)) if s == "device" => Ok((1, TargetKind::Device)),
+        Some(Value::String(s)) if s == "user" => Ok((3, TargetKind::User)),
+        None | Some(Value::Null) => Err(unsupported()),
+        _ => match int_field(body, "deliveryType").map_err(|_| unsupported())? {
+            Some(t @ (1 | 2 | 7)) => Ok((t, TargetKind::Device)),
+            Some(3) => Ok((3, TargetKind::User)),
+            _ => Err(unsupported()),
+        },
+    }
+}
+
+/// Checks extendedParams: at most `max` keys, no reserved key, scalar values only.
+pub fn extended_params(
+    body: &Map<String, Value>,
+    max: usize,
+) -> Result<Map<String, Value>, ApiError> {
+    let params = object_field(body, "extendedParams")?.unwrap_or_default();
+    if params.len() > max {
+        return Err(invalid(
+            ErrorCode::ExtendParamToMuch,
+            format!("extendedParams has {} keys; at most {max}", params.len()),
+        ));
+    }
+    for (k, v) in &params {
+        if RESERVED_EXTENDED_KEYS.contains(&k.as_str()) {
+            return Err(invalid(
+                ErrorCode::InvalidExtendParam,
+                format!("extendedParams key {k} is reserved"),
+            ));
+        }
+        if k.is_empty() || matches!(v, Value::Object(_) | Value::Array(_)) {
+            return Err(invalid(
+                ErrorCode::InvalidExtendParam,
+                format!("extendedParams {k}: values must be strings, numbers or booleans"),
+            ));
+        }
+    }
+    Ok(params)
+}
+
+impl SimplePush {
+    /// Validates a Simple push body against `limits`.
+    pub fn parse(body: &Value, limits: &Limits) -> Result<SimplePush, ApiError> {
+        let Some(body) = body.as_object() else {
+            return Err(invalid(
+                ErrorCode::InvalidJson,
+                "the body must be a JSON object",
+            ));
+        };
+        if let Some(s) = int_field(body, "strategyType")?
+            && s != 0
+        {
+            return Err(invalid(
+                ErrorCode::InvalidParam,
+                "strategyType: only 0 (send now) is supported by this version",
+            ));
+        }
+        let (delivery_type, target_kind) = delivery_type(body)?;
+        let map = object_field(body, "targetMsgkey")?.unwrap_or_default();
+        if map.is_empty() {
+            return Err(invalid(
+                ErrorCode::TokenOrUseridNull,
+                "targetMsgkey names no target",
+            ));
+        }
+        if map.len() > limits.max_simple_targets {
+            return Err(invalid(
+                ErrorCode::SinglePushTargetTooMuch,
+                format!(
+                    "targetMsgkey has {} targets; at most {}",
+                    map.len(),
+                    limits.max_simple_targets
+                ),
+            ));
+        }
+        let mut targets = Vec::with_capacity(map.len());
+        for (target, msg_key) in map {
+            let msg_key = match msg_key {
+                Value::String(s) => s,
+                Value::Number(n) => n.to_string(),
+                _ => {
+                    return Err(invalid(
+                        ErrorCode::InvalidParam,
+                        format!("targetMsgkey[{target}] must be a string msgKey"),
+                    ));
+                }
+            };
+            if !valid_external_id(&target) {
+                return Err(invalid(
+                    ErrorCode::InvalidParam,
+                    "a target must be 1 to 128 characters without control characters",
+                ));
+            }
+            if !valid_external_id(&msg_key) {
+                return Err(invalid(
+                    ErrorCode::InvalidParam,
+                    "a msgKey must be 1 to 128 characters without control characters",
+                ));
+            }
+            targets.push((target, msg_key));
+        }
+        let title = string_field(body, "title")?.unwrap_or_default();
+        let content = string_field(body, "content")?.unwrap_or_default();
+        if title.trim().is_empty() || content.trim().is_empty() {
+            return Err(invalid(
+                ErrorCode::PayloadNotEnough,
+                "title and content are required",
+            ));
+        }
+        if title.chars().count() > limits.max_title_chars {
+            return Err(invalid(
+                ErrorCode::InvalidParam,
+                format!("title is longer than {} characters", limits.max_title_chars),
+            ));
+        }
+        if content.len() > limits.max_content_bytes {
+            return Err(invalid(
+                ErrorCode::SinglePushContentTooLong,
+                format!(
+                    "content is {} bytes; at most {}",
+                    content.len(),
+                    limits.max_content_bytes
+                ),
+            ));
+        }
+        let expired_seconds = match int_field(body, "expiredSeconds") {
+            Ok(Some(s)) if s >= 1 => s,
+            _ => {
+                return Err(invalid(
+                    ErrorCode::ExpiredsecondsWrong,
+                    "expiredSeconds must be an integer of at least 1",
+                ));
+            }
+        };
+        if expired_seconds > limits.max_expired_seconds {
+            return Err(invalid(
+                ErrorCode::ExpiredtimeTooLong,
+                format!("expiredSeconds is at most {}", limits.max_expired_seconds),
+            ));
+        }
+        let notify_type = string_field(body, "notifyType")?.unwrap_or_else(|| "notify".into());
+        if !matches!(notify_type.as_str(), "notify" | "transparent") {
+            return Err(invalid(
+                ErrorCode::InvalidParam,
+                "notifyType must be \"notify\" or \"transparent\"",
+            ));
+        }
+        let silent = int_field(body, "silent")?.unwrap_or(0);
+        if !matches!(silent, 0 | 1) {
+            return Err(invalid(ErrorCode::InvalidParam, "silent must be 0 or 1"));
+        }
+        Ok(SimplePush {
+            task_name: string_field(body, "taskName")?,
+            delivery_type,
+            target_kind,
+            targets,
+            title,
+            content,
+            uri: string_field(body, "uri")?,
+            push_action: int_field(body, "pushAction")?.unwrap_or(0),
+            push_style: int_field(body, "pushStyle")?.unwrap_or(0),
+            silent: silent == 1,
+            notify_type,
+            extended_params: extended_params(body, limits.max_extended_params)?,
+            expired_seconds,
+        })
+    }
+
+    /// The task and one message per target, with the payload each device will receive.
+    pub fn into_new_push(
+        self,
+        app_id: AppId,
+        now: i64,
+        limits: &Limits,
+    ) -> Result<NewPush, ApiError> {
+        let task_id = TaskId::generate(now);
+        let expires_at = now + self.expired_seconds * 1000;
+        let mut messages = Vec::with_capacity(self.targets.len());
+        for (target, msg_key) in &self.targets {
+            let message_id = MessageId::generate(now);
+            let payload = json!({
+                "type": "notification",
+                "messageId": message_id,
+                "msgKey": msg_key,
+                "taskId": task_id,
+                "pushType": "simple",
+                "title": self.title,
+                "content": self.content,
+                "uri": self.uri,
+                "pushAction": self.push_action,
+                "pushStyle": self.push_style,
+                "silent": self.silent as i64,
+                "notifyType": self.notify_type,
+                "extendedParams": self.extended_params,
+                "sentAt": now,
+                "expiresAt": expires_at,
+            })
+            .to_string();
+            if payload.len() > limits.max_payload_bytes {
+                return Err(invalid(
+                    ErrorCode::MsgPayloadTooLong,
+                    format!(
+                        "the device payload would be {} bytes; at most {}",
+                        payload.len(),
+                        limits.max_payload_bytes
+                    ),
+                ));
+            }
+            messages.push(NewMessage {
+                message_id,
+                msg_key: msg_key.clone(),
+                target_kind: self.target_kind,
+                target: target.clone(),
+                payload,
+            });
+        }
+        Ok(NewPush {
+            task: NewTask {
+                task_id,
+                app_id,
+                push_type: "simple",
+                task_name: self.task_name,
+                delivery_type: self.delivery_type,
+                created_at: now,
+                expires_at,
+            },
+            messages,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(v: Value) -> Result<SimplePush, ErrorCode> {
+        SimplePush::parse(&v, &Limits::default()).map_err(|e| e.code)
+    }
+
+    fn base() -> Value {
+        json!({"deliveryType": 1, "targetMsgkey": {"d1": "k1"}, "title": "t", "content": "c", "expiredSeconds": 60})
+    }
+
+    fn with(key: &str, value: Value) -> Value {
+        let mut v = base();
+        v[key] = value;
+        v
+    }
+
+    #[test]
+    fn accepts_mps_string_forms() {
+        let p = parse(json!({"deliveryType": "3", "targetMsgkey": "{\"u1\":\"k1\"}", "title": "t", "content": "c",
+            "expiredSeconds": "300", "extendedParams": "{\"a\":\"b\"}"}))
+        .unwrap();
+        assert_eq!(p.target_kind, TargetKind::User);
+        assert_eq!(p.targets, vec![("u1".to_string(), "k1".to_string())]);
+        assert_eq!(p.extended_params["a"], "b");
+    }
+
+    #[test]
+    fn error_codes() {
+        let eleven: Map<String, Value> = (0..11)
+            .map(|i| (format!("d{i}"), json!(format!("k{i}"))))
+            .collect();
+        assert_eq!(
+            parse(with("targetMsgkey", Value::Object(eleven))).unwrap_err(),
+            ErrorCode::SinglePushTargetTooMuch
+        );
+        assert_eq!(
+            parse(with("targetMsgkey", json!({}))).unwrap_err(),
+            ErrorCode::TokenOrUseridNull
+        );
+        assert_eq!(
+            parse(with("expiredSeconds", json!(0))).unwrap_err(),
+            ErrorCode::ExpiredsecondsWrong
+        );
+        assert_eq!(
+            parse(with("expiredSeconds", json!(259_201))).unwrap_err(),
+            ErrorCode::ExpiredtimeTooLong
+        );
+        assert!(parse(with("expiredSeconds", json!(259_200))).is_ok());
+        assert_eq!(
+            parse(with("title", json!(""))).unwrap_err(),
+            ErrorCode::PayloadNotEnough
+        );
+        assert_eq!(
+            parse(with("deliveryType", json!(5))).unwrap_err(),
+            ErrorCode::DeliveryTypeNotSupported
+        );
+        assert_eq!(
+            parse(with("content", json!("x".repeat(4097)))).unwrap_err(),
+            ErrorCode::SinglePushContentTooLong
+        );
+        let many: Map<String, Value> = (0..21).map(|i| (format!("k{i}"), json!("v"))).collect();
+        assert_eq!(
+            parse(with("extendedParams", Value::Object(many))).unwrap_err(),
+            ErrorCode::ExtendParamToMuch
+        );
+        assert_eq!(
+            parse(with("extendedParams", json!({"taskId": "x"}))).unwrap_err(),
+            ErrorCode::InvalidExtendParam
+        );
+        assert_eq!(
+            parse(with("targetMsgkey", json!("not json"))).unwrap_err(),
+            ErrorCode::InvalidParam
+        );
+        assert_eq!(parse(json!([1])).unwrap_err(), ErrorCode::InvalidJson);
+    }
+
+    #[test]
+    fn payload_carries_every_field() {
+        let p = parse(with("uri", json!("app://x"))).unwrap();
+        let push = p
+            .into_new_push(AppId::new("a"), 1_000, &Limits::default())
+            .unwrap();
+        let payload: Value = serde_json::from_str(&push.messages[0].payload).unwrap();
+        assert_eq!(payload["type"], "notification");
+        assert_eq!(payload["uri"], "app://x");
+        assert_eq!(payload["expiresAt"], 61_000);
+        assert_eq!(payload["messageId"], push.messages[0].message_id.as_str());
+        assert_eq!(payload["taskId"], push.task.task_id.as_str());
+    }
+}

@@ -1,0 +1,347 @@
+//! The store: the truth. Every accepted push is committed here before the API answers.
+//!
+//! [`Store`] is the contract; its SQL lives only inside the backend modules (`sqlite` now,
+//! PostgreSQL next, with the same schema in `migrations/<backend>/`). Writes are group
+//! committed: many operations share one transaction and one fsync. Status updates that
+//! nobody waits for ([`Store::record`]) are queued and committed in order with the rest.
+
+mod sqlite;
+
+use serde::Serialize;
+
+pub use sqlite::SqliteStore;
+
+use crate::ids::{AppId, DeviceId, KeyId, MessageId, TaskId, UserId};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be reached or is shutting down; the request was not accepted.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A bug or corrupt data; details for the log only.
+    #[error("store internal error: {0}")]
+    Internal(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone)]
+pub struct AppRecord {
+    pub app_id: AppId,
+    pub name: String,
+    /// SHA-256 of the device-facing app key.
+    pub app_key_hash: String,
+    /// The bind secret, sealed with the master key.
+    pub bind_secret_sealed: String,
+    /// Devices may bind a user without a server-issued proof (MPS behaviour).
+    pub trust_client_bind: bool,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyKind {
+    Hmac,
+    Rsa,
+}
+
+impl KeyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::Hmac => "hmac",
+            KeyKind::Rsa => "rsa",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "hmac" => Some(KeyKind::Hmac),
+            "rsa" => Some(KeyKind::Rsa),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiKeyRecord {
+    pub key_id: KeyId,
+    pub app_id: AppId,
+    pub kind: KeyKind,
+    /// HMAC: the secret sealed with the master key. RSA: base64url of the public key DER.
+    pub material: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceRecord {
+    pub device_id: DeviceId,
+    pub app_id: AppId,
+    pub install_id: String,
+    pub platform: String,
+    pub app_version: Option<String>,
+    pub os_version: Option<String>,
+    pub model: Option<String>,
+    /// Vendor tokens by channel (`apns`, `fcm`, `hms`, `xiaomi`, `webpush`).
+    pub vendor_tokens: serde_json::Map<String, serde_json::Value>,
+    pub user_id: Option<UserId>,
+    pub bound_at: Option<i64>,
+    pub created_at: i64,
+    pub last_seen: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeviceRegistration {
+    pub app_id: AppId,
+    pub install_id: String,
+    /// Used when the installId is new; an existing device keeps its id.
+    pub new_device_id: DeviceId,
+    pub token_hash: String,
+    pub platform: String,
+    pub app_version: Option<String>,
+    pub os_version: Option<String>,
+    pub model: Option<String>,
+    pub vendor_tokens: Option<serde_json::Map<String, serde_json::Value>>,
+    pub now: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    Device,
+    User,
+}
+
+impl TargetKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Device => "device",
+            TargetKind::User => "user",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "device" => Some(TargetKind::Device),
+            "user" => Some(TargetKind::User),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    pub task_id: TaskId,
+    pub app_id: AppId,
+    pub push_type: &'static str,
+    pub task_name: Option<String>,
+    pub delivery_type: i64,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub message_id: MessageId,
+    pub msg_key: String,
+    pub target_kind: TargetKind,
+    pub target: String,
+    /// The JSON a device receives.
+    pub payload: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewPush {
+    pub task: NewTask,
+    pub messages: Vec<NewMessage>,
+}
+
+/// What became of one target of a push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetOutcome {
+    /// Stored; `devices` are the devices it is now pending for (none yet for a user
+    /// without bound devices: it waits for a bind within its validity).
+    Accepted { devices: Vec<DeviceId> },
+    /// No such device in this app. Recorded, never delivered.
+    Undeliverable,
+    /// The same (app, msgKey, target) is already within its validity: not sent twice.
+    Duplicate { message_id: MessageId },
+}
+
+#[derive(Debug, Clone)]
+pub struct CommittedPush {
+    pub task_id: TaskId,
+    /// The request repeated an earlier one whole; `task_id` is the earlier task.
+    pub replayed: bool,
+    /// In the order of the request's messages.
+    pub outcomes: Vec<(MessageId, TargetOutcome)>,
+}
+
+/// A delivery waiting for a device, as read when it connects or binds.
+#[derive(Debug, Clone)]
+pub struct PendingDelivery {
+    pub message_id: MessageId,
+    pub payload: String,
+    pub expires_at: i64,
+    /// It was written to a connection before without an acknowledgement: resend with DUP.
+    pub sent_before: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceEvent {
+    Arrived,
+    Opened,
+    Ignored,
+}
+
+impl DeviceEvent {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "arrived" => Some(DeviceEvent::Arrived),
+            "opened" => Some(DeviceEvent::Opened),
+            "ignored" => Some(DeviceEvent::Ignored),
+            _ => None,
+        }
+    }
+}
+
+/// Updates that nobody waits for; committed in order with the next group.
+#[derive(Debug, Clone)]
+pub enum StatusUpdate {
+    /// Written to the device's connection.
+    Sent {
+        message_id: MessageId,
+        device_id: DeviceId,
+        at: i64,
+    },
+    /// Acknowledged by the device (PUBACK) or reported as arrived, opened or ignored.
+    Event {
+        message_id: MessageId,
+        device_id: DeviceId,
+        event: DeviceEvent,
+        at: i64,
+    },
+    /// The device connected or disconnected.
+    Seen { device_id: DeviceId, at: i64 },
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryView {
+    pub device_id: DeviceId,
+    pub status: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub sent_at: Option<i64>,
+    pub delivered_at: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MessageView {
+    pub message_id: MessageId,
+    pub task_id: TaskId,
+    pub msg_key: String,
+    pub target_kind: TargetKind,
+    pub target: String,
+    pub undeliverable: bool,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub deliveries: Vec<DeliveryView>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TaskView {
+    pub task_id: TaskId,
+    pub push_type: String,
+    pub task_name: Option<String>,
+    pub delivery_type: i64,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub messages: Vec<MessageView>,
+}
+
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn setting(&self, name: &str) -> StoreResult<Option<String>>;
+    /// Stores `value` unless the setting exists; returns the value now in force.
+    async fn init_setting(&self, name: &str, value: &str) -> StoreResult<String>;
+
+    async fn create_app(&self, app: AppRecord, first_key: ApiKeyRecord) -> StoreResult<()>;
+    async fn app(&self, app_id: &AppId) -> StoreResult<Option<AppRecord>>;
+    async fn apps(&self) -> StoreResult<Vec<AppRecord>>;
+    async fn create_api_key(&self, key: ApiKeyRecord) -> StoreResult<()>;
+    async fn api_key(&self, key_id: &KeyId) -> StoreResult<Option<ApiKeyRecord>>;
+    async fn api_keys(&self, app_id: &AppId) -> StoreResult<Vec<ApiKeyRecord>>;
+    /// Returns false when the app has no such key.
+    async fn revoke_api_key(&self, app_id: &AppId, key_id: &KeyId, now: i64) -> StoreResult<bool>;
+
+    /// Registers a device, or renews the token of the app's device with that installId.
+    async fn register_device(&self, reg: DeviceRegistration) -> StoreResult<DeviceRecord>;
+    async fn device_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<DeviceRecord>>;
+    async fn device(
+        &self,
+        app_id: &AppId,
+        device_id: &DeviceId,
+    ) -> StoreResult<Option<DeviceRecord>>;
+    /// The app and token hash of a device, for the MQTT CONNECT check.
+    async fn device_credentials(
+        &self,
+        device_id: &DeviceId,
+    ) -> StoreResult<Option<(AppId, String)>>;
+    /// Updates what the device reported; false when the app has no such device.
+    async fn report_device(
+        &self,
+        app_id: &AppId,
+        device_id: &DeviceId,
+        app_version: Option<String>,
+        vendor_tokens: Option<serde_json::Map<String, serde_json::Value>>,
+        now: i64,
+    ) -> StoreResult<bool>;
+    /// Binds `user_id` to the device (replacing an earlier user) and creates deliveries of
+    /// the user's messages still within their validity. `None` when there is no such device.
+    async fn bind_user(
+        &self,
+        app_id: &AppId,
+        device_id: &DeviceId,
+        user_id: &UserId,
+        now: i64,
+    ) -> StoreResult<Option<Vec<PendingDelivery>>>;
+    /// Unbinds the device's user; pending user-targeted deliveries to it are dropped.
+    /// False when there is no such device.
+    async fn unbind_user(
+        &self,
+        app_id: &AppId,
+        device_id: &DeviceId,
+        now: i64,
+    ) -> StoreResult<bool>;
+    async fn user_devices(
+        &self,
+        app_id: &AppId,
+        user_id: &UserId,
+    ) -> StoreResult<Vec<DeviceRecord>>;
+
+    /// Commits a push: task, messages and deliveries in one transaction.
+    async fn commit_push(&self, push: NewPush, now: i64) -> StoreResult<CommittedPush>;
+    /// Deliveries not yet acknowledged and within their validity, oldest first. Ordered
+    /// after every status update queued before the call.
+    async fn pending_deliveries(
+        &self,
+        device_id: &DeviceId,
+        now: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<PendingDelivery>>;
+    /// Queues an update; it is committed with the next group.
+    fn record(&self, update: StatusUpdate);
+    /// Marks deliveries past their validity `expired`; returns how many.
+    async fn expire_due(&self, now: i64) -> StoreResult<u64>;
+    async fn task(&self, app_id: &AppId, task_id: &TaskId) -> StoreResult<Option<TaskView>>;
+    async fn message(
+        &self,
+        app_id: &AppId,
+        message_id: &MessageId,
+    ) -> StoreResult<Option<MessageView>>;
+    /// Waits until everything queued so far is committed.
+    async fn flush(&self) -> StoreResult<()>;
+}

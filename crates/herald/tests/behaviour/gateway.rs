@@ -1,0 +1,272 @@
+//! The MQTT gateway: CONNECT checks, subscriptions, device publishes, takeover,
+//! redelivery with DUP, keepalive, packet limits and slow clients.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use herald_mqtt::{Connect, ConnectReturnCode, MqttStr, Packet, Protocol, decode};
+use rumqttc::{ConnectReturnCode as Code, QoS, SubscribeReasonCode};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::common::*;
+
+/// A hand-driven MQTT connection for what a well-behaved client library will not do.
+struct Raw {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+impl Raw {
+    async fn open(addr: &str) -> Raw {
+        Raw {
+            stream: TcpStream::connect(addr).await.unwrap(),
+            buf: BytesMut::new(),
+        }
+    }
+
+    async fn send(&mut self, packet: Packet) {
+        self.stream.write_all(&packet.to_bytes()).await.unwrap();
+    }
+
+    async fn connect(addr: &str, creds: &Creds, keep_alive: u16) -> Raw {
+        let mut raw = Raw::open(addr).await;
+        raw.send(Packet::Connect(Connect {
+            protocol: Protocol::V311,
+            clean_session: true,
+            keep_alive,
+            client_id: MqttStr::new(creds.device_id.clone()),
+            will: None,
+            username: Some(MqttStr::new(creds.app_id.clone())),
+            password: Some(Bytes::from(creds.token.clone())),
+        }))
+        .await;
+        match raw.recv().await {
+            Some(Packet::ConnAck(a)) => assert_eq!(a.code, ConnectReturnCode::Accepted),
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+        raw
+    }
+
+    /// The next packet, or `None` once the server closed the connection.
+    async fn recv(&mut self) -> Option<Packet> {
+        loop {
+            if let Some(p) = decode(&mut self.buf, 1 << 20).unwrap() {
+                return Some(p);
+            }
+            let n = tokio::time::timeout(WAIT, self.stream.read_buf(&mut self.buf))
+                .await
+                .expect("server silent")
+                .ok()?;
+            if n == 0 {
+                return None;
+            }
+        }
+    }
+
+    async fn until_closed(&mut self) {
+        while self.recv().await.is_some() {}
+    }
+}
+
+#[tokio::test]
+async fn connect_is_refused_with_4_or_5_and_unsupported_versions_with_1() {
+    let server = TestServer::start().await;
+    let app = server.create_app().await;
+    let other = server.create_app().await;
+    let creds = app.register("i").await;
+
+    let mut wrong_token = creds.clone();
+    wrong_token.token = "forged".into();
+    let err = TestDevice::connect_with(wrong_token.options(), false)
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        err.contains(&format!("{:?}", Code::BadUserNamePassword)),
+        "{err}"
+    );
+
+    let mut unknown = creds.clone();
+    unknown.device_id = "dnosuchdevice".into();
+    let err = TestDevice::connect_with(unknown.options(), false)
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        err.contains(&format!("{:?}", Code::BadUserNamePassword)),
+        "{err}"
+    );
+
+    let mut wrong_app = creds.clone();
+    wrong_app.app_id = other.app_id.clone();
+    let err = TestDevice::connect_with(wrong_app.options(), false)
+        .await
+        .err()
+        .unwrap();
+    assert!(err.contains(&format!("{:?}", Code::NotAuthorized)), "{err}");
+
+    // MQTT 5 CONNECT (protocol level 5): CONNACK 1, unacceptable protocol version.
+    let mut raw = Raw::open(&server.mqtt).await;
+    raw.stream
+        .write_all(b"\x10\x0d\x00\x04MQTT\x05\x02\x00\x3c\x00\x00\x00")
+        .await
+        .unwrap();
+    match raw.recv().await {
+        Some(Packet::ConnAck(a)) => {
+            assert_eq!(a.code, ConnectReturnCode::UnacceptableProtocolVersion)
+        }
+        other => panic!("expected CONNACK 1, got {other:?}"),
+    }
+    raw.until_closed().await;
+}
+
+#[tokio::test]
+async fn own_push_topic_is_granted_qos1_and_any_other_filter_is_refused() {
+    let server = TestServer::start().await;
+    let app = server.create_app().await;
+    let creds = app.register("i").await;
+    let mut device = TestDevice::connect(&creds).await;
+    device
+        .client
+        .subscribe(format!("push/{}", creds.device_id), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    match device.next().await {
+        Seen::SubAck(codes) => {
+            assert_eq!(codes, vec![SubscribeReasonCode::Success(QoS::AtLeastOnce)])
+        }
+        other => panic!("{other:?}"),
+    }
+    device
+        .client
+        .subscribe("push/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    match device.next().await {
+        Seen::SubAck(codes) => assert_eq!(codes, vec![SubscribeReasonCode::Failure]),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_device_publishes_events_to_its_own_topic_only() {
+    let server = TestServer::start().await;
+    let app = server.create_app().await;
+    let creds = app.register("i").await;
+    let victim = app.register("j").await;
+    let mut device = TestDevice::connect(&creds).await;
+    let (_, m) = app.push_to_device(&creds.device_id, "k", "t").await;
+    device.next_push().await;
+    publish_event(
+        &device,
+        &creds.device_id,
+        json!({"messageId": m, "event": "opened"}),
+    )
+    .await;
+    app.wait_status(&m, "opened").await;
+    // Publishing to another device's topic closes the connection.
+    device
+        .client
+        .publish(
+            format!("push/{}", victim.device_id),
+            QoS::AtLeastOnce,
+            false,
+            "x",
+        )
+        .await
+        .unwrap();
+    device.closed().await;
+}
+
+#[tokio::test]
+async fn a_second_connection_takes_over_and_closes_the_first() {
+    let server = TestServer::start().await;
+    let app = server.create_app().await;
+    let creds = app.register("i").await;
+    let mut first = TestDevice::connect(&creds).await;
+    let mut second = TestDevice::connect(&creds).await;
+    first.closed().await;
+    let (_, m) = app
+        .push_to_device(&creds.device_id, "k", "after takeover")
+        .await;
+    assert_eq!(second.next_push().await.1["messageId"], m.as_str());
+}
+
+#[tokio::test]
+async fn an_unacknowledged_delivery_comes_again_with_dup_on_the_next_connect() {
+    let server = TestServer::start().await;
+    let app = server.create_app().await;
+    let creds = app.register("i").await;
+    let mut device = TestDevice::connect_manual_ack(&creds).await;
+    let (_, m) = app.push_to_device(&creds.device_id, "k", "ack me").await;
+    let (first, payload) = device.next_push().await;
+    assert!(!first.dup);
+    assert_eq!(payload["messageId"], m.as_str());
+    app.wait_status(&m, "sent").await;
+    device.stop();
+    let mut again = TestDevice::connect(&creds).await;
+    let (publish, payload) = again.next_push().await;
+    assert!(publish.dup, "a redelivery carries DUP");
+    assert_eq!(payload["messageId"], m.as_str());
+    app.wait_status(&m, "delivered").await;
+}
+
+#[tokio::test]
+async fn keepalive_is_enforced_at_one_and_a_half_times() {
+    let server = TestServer::start().await;
+    let app = server.create_app().await;
+    let creds = app.register("i").await;
+    let mut raw = Raw::connect(&server.mqtt, &creds, 1).await;
+    let started = tokio::time::Instant::now();
+    raw.until_closed().await;
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1400) && waited < Duration::from_secs(4),
+        "closed after {waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn packets_over_the_size_limit_close_the_connection() {
+    let server = TestServer::start().await;
+    let app = server.create_app().await;
+    let creds = app.register("i").await;
+    let mut raw = Raw::connect(&server.mqtt, &creds, 60).await;
+    // A PUBLISH header announcing 10 MB; the server must not wait for the bytes.
+    raw.stream
+        .write_all(&[0x30, 0x80, 0xad, 0xe2, 0x04])
+        .await
+        .unwrap();
+    raw.until_closed().await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_does_not_hold_back_others() {
+    let server = TestServer::start().await;
+    let app = server.create_app().await;
+    let stuck = app.register("stuck").await;
+    let healthy = app.register("healthy").await;
+    // Connected, never reads, never acknowledges.
+    let _raw = Raw::connect(&server.mqtt, &stuck, 600).await;
+    let big = "x".repeat(4000);
+    for i in 0..300 {
+        let r = app
+            .push_simple(json!({"deliveryType": 1, "targetMsgkey": {stuck.device_id.clone(): format!("k{i}")},
+                "title": "t", "content": big, "expiredSeconds": 300}))
+            .await;
+        assert_eq!(r.status, 200);
+    }
+    let mut device = TestDevice::connect(&healthy).await;
+    let (_, m) = app
+        .push_to_device(&healthy.device_id, "k", "still fast")
+        .await;
+    let started = tokio::time::Instant::now();
+    assert_eq!(device.next_push().await.1["messageId"], m.as_str());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+}
