@@ -37,10 +37,7 @@ impl ConnAck {
         if flags & 0xfe != 0 || !buf.is_empty() {
             return Err(DecodeError::TrailingBytes);
         }
-        Ok(ConnAck {
-            session_present: flags & 1 == 1,
-            code,
-        })
+        Ok(ConnAck { session_present: flags & 1 == 1, code })
     }
 
     pub(crate) fn encode(&self, out: &mut BytesMut) {

@@ -71,25 +71,12 @@ impl Connect {
             let qos = QoS::from_u8(will_qos)?;
             let topic = MqttStr::read(&mut buf)?;
             let message = read_binary(&mut buf)?;
-            Some(LastWill {
-                topic,
-                message,
-                qos,
-                retain: will_retain,
-            })
+            Some(LastWill { topic, message, qos, retain: will_retain })
         } else {
             None
         };
-        let username = if flags & FLAG_USERNAME != 0 {
-            Some(MqttStr::read(&mut buf)?)
-        } else {
-            None
-        };
-        let password = if flags & FLAG_PASSWORD != 0 {
-            Some(read_binary(&mut buf)?)
-        } else {
-            None
-        };
+        let username = if flags & FLAG_USERNAME != 0 { Some(MqttStr::read(&mut buf)?) } else { None };
+        let password = if flags & FLAG_PASSWORD != 0 { Some(read_binary(&mut buf)?) } else { None };
         if !buf.is_empty() {
             return Err(DecodeError::TrailingBytes);
         }
@@ -156,14 +143,10 @@ mod tests {
     #[test]
     fn decodes_a_mosquitto_style_connect() {
         // CONNECT, clean session, keepalive 60, client id "dev1", username "app", password "tok".
-        let mut bytes = BytesMut::from(
-            &b"\x10\x1e\x00\x04MQTT\x04\xc2\x00\x3c\x00\x04dev1\x00\x03app\x00\x03tok"[..],
-        );
+        let mut bytes = BytesMut::from(&b"\x10\x1e\x00\x04MQTT\x04\xc2\x00\x3c\x00\x04dev1\x00\x03app\x00\x03tok"[..]);
         bytes[1] = (bytes.len() - 2) as u8;
         let packet = decode(&mut bytes, 1024).unwrap().unwrap();
-        let Packet::Connect(c) = packet else {
-            panic!("not a connect: {packet:?}")
-        };
+        let Packet::Connect(c) = packet else { panic!("not a connect: {packet:?}") };
         assert_eq!(c.client_id.as_str(), "dev1");
         assert_eq!(c.username.unwrap().as_str(), "app");
         assert_eq!(&c.password.unwrap()[..], b"tok");
@@ -175,19 +158,12 @@ mod tests {
     #[test]
     fn mqtt5_level_is_reported() {
         let mut bytes = BytesMut::from(&b"\x10\x0c\x00\x04MQTT\x05\x02\x00\x3c\x00\x00"[..]);
-        assert_eq!(
-            decode(&mut bytes, 1024),
-            Err(DecodeError::UnsupportedProtocolLevel(5))
-        );
+        assert_eq!(decode(&mut bytes, 1024), Err(DecodeError::UnsupportedProtocolLevel(5)));
     }
 
     #[test]
     fn password_without_username_is_refused() {
-        let mut bytes =
-            BytesMut::from(&b"\x10\x11\x00\x04MQTT\x04\x42\x00\x3c\x00\x00\x00\x03tok"[..]);
-        assert_eq!(
-            decode(&mut bytes, 1024),
-            Err(DecodeError::InvalidConnectFlags)
-        );
+        let mut bytes = BytesMut::from(&b"\x10\x11\x00\x04MQTT\x04\x42\x00\x3c\x00\x00\x00\x03tok"[..]);
+        assert_eq!(decode(&mut bytes, 1024), Err(DecodeError::InvalidConnectFlags));
     }
 }

@@ -75,12 +75,7 @@ impl FixedHeader {
             }
             remaining_len |= ((byte & 0x7f) as usize) << shift;
             if byte & 0x80 == 0 {
-                return Ok(Some(FixedHeader {
-                    packet_type,
-                    flags: first & 0x0f,
-                    header_len: 2 + i,
-                    remaining_len,
-                }));
+                return Ok(Some(FixedHeader { packet_type, flags: first & 0x0f, header_len: 2 + i, remaining_len }));
             }
             shift += 7;
         }
@@ -116,16 +111,7 @@ mod tests {
 
     #[test]
     fn remaining_length_boundaries() {
-        for len in [
-            0usize,
-            127,
-            128,
-            16_383,
-            16_384,
-            2_097_151,
-            2_097_152,
-            MAX_REMAINING_LENGTH,
-        ] {
+        for len in [0usize, 127, 128, 16_383, 16_384, 2_097_151, 2_097_152, MAX_REMAINING_LENGTH] {
             let mut out = BytesMut::new();
             write_header(&mut out, PacketType::Publish, 0, len);
             let h = FixedHeader::peek(&out).unwrap().unwrap();
@@ -137,10 +123,7 @@ mod tests {
     #[test]
     fn five_length_bytes_are_malformed() {
         let buf = [0x30, 0xff, 0xff, 0xff, 0xff, 0x01];
-        assert_eq!(
-            FixedHeader::peek(&buf),
-            Err(DecodeError::MalformedRemainingLength)
-        );
+        assert_eq!(FixedHeader::peek(&buf), Err(DecodeError::MalformedRemainingLength));
     }
 
     #[test]
@@ -151,13 +134,7 @@ mod tests {
 
     #[test]
     fn reserved_types_are_refused() {
-        assert_eq!(
-            FixedHeader::peek(&[0x00, 0x00]),
-            Err(DecodeError::InvalidPacketType(0))
-        );
-        assert_eq!(
-            FixedHeader::peek(&[0xf0, 0x00]),
-            Err(DecodeError::InvalidPacketType(15))
-        );
+        assert_eq!(FixedHeader::peek(&[0x00, 0x00]), Err(DecodeError::InvalidPacketType(0)));
+        assert_eq!(FixedHeader::peek(&[0xf0, 0x00]), Err(DecodeError::InvalidPacketType(15)));
     }
 }

@@ -67,10 +67,7 @@ pub fn decode(buf: &mut BytesMut, max_packet_size: usize) -> Result<Option<Packe
     };
     let total = header.header_len + header.remaining_len;
     if total > max_packet_size {
-        return Err(DecodeError::PacketTooLarge {
-            size: total,
-            max: max_packet_size,
-        });
+        return Err(DecodeError::PacketTooLarge { size: total, max: max_packet_size });
     }
     if buf.len() < total {
         return Ok(None);
@@ -84,18 +81,10 @@ pub fn decode(buf: &mut BytesMut, max_packet_size: usize) -> Result<Option<Packe
 pub fn decode_body(header: FixedHeader, body: Bytes) -> Result<Packet, DecodeError> {
     let flags = header.flags;
     let expect_flags = |want: u8| {
-        if flags == want {
-            Ok(())
-        } else {
-            Err(DecodeError::InvalidHeaderFlags(header.packet_type))
-        }
+        if flags == want { Ok(()) } else { Err(DecodeError::InvalidHeaderFlags(header.packet_type)) }
     };
     let empty = |packet: Packet| {
-        if body.is_empty() {
-            Ok(packet)
-        } else {
-            Err(DecodeError::TrailingBytes)
-        }
+        if body.is_empty() { Ok(packet) } else { Err(DecodeError::TrailingBytes) }
     };
     match header.packet_type {
         PacketType::Connect => {

@@ -47,19 +47,8 @@ impl Publish {
         if topic.is_empty() || topic.as_str().contains(['+', '#']) {
             return Err(DecodeError::InvalidTopicName);
         }
-        let packet_id = if qos == QoS::AtMostOnce {
-            None
-        } else {
-            Some(read_packet_id(&mut buf)?)
-        };
-        Ok(Publish {
-            dup,
-            qos,
-            retain: flags & 0x01 != 0,
-            topic,
-            packet_id,
-            payload: buf,
-        })
+        let packet_id = if qos == QoS::AtMostOnce { None } else { Some(read_packet_id(&mut buf)?) };
+        Ok(Publish { dup, qos, retain: flags & 0x01 != 0, topic, packet_id, payload: buf })
     }
 
     pub(crate) fn encode(&self, out: &mut BytesMut) {
@@ -68,12 +57,7 @@ impl Publish {
             flags |= 0x08;
         }
         let id_len = if self.packet_id.is_some() { 2 } else { 0 };
-        write_header(
-            out,
-            PacketType::Publish,
-            flags,
-            self.topic.wire_len() + id_len + self.payload.len(),
-        );
+        write_header(out, PacketType::Publish, flags, self.topic.wire_len() + id_len + self.payload.len());
         self.topic.write(out);
         if let Some(id) = self.packet_id {
             out.put_u16(id);
@@ -102,9 +86,7 @@ mod tests {
     #[test]
     fn payload_shares_the_frame() {
         let mut bytes = BytesMut::from(&b"\x32\x0c\x00\x03a/b\x00\x07hello"[..]);
-        let Packet::Publish(p) = decode(&mut bytes, 1024).unwrap().unwrap() else {
-            panic!()
-        };
+        let Packet::Publish(p) = decode(&mut bytes, 1024).unwrap().unwrap() else { panic!() };
         assert_eq!(p.packet_id, Some(7));
         assert_eq!(&p.payload[..], b"hello");
     }

@@ -92,19 +92,8 @@ mod tests {
 
     #[test]
     fn refuses_nul_and_bad_utf8() {
-        assert_eq!(
-            MqttStr::from_bytes(Bytes::from_static(b"a\0b")),
-            Err(DecodeError::InvalidUtf8)
-        );
-        assert_eq!(
-            MqttStr::from_bytes(Bytes::from_static(&[0xff, 0xfe])),
-            Err(DecodeError::InvalidUtf8)
-        );
-        assert_eq!(
-            MqttStr::from_bytes(Bytes::from_static("héllo".as_bytes()))
-                .unwrap()
-                .as_str(),
-            "héllo"
-        );
+        assert_eq!(MqttStr::from_bytes(Bytes::from_static(b"a\0b")), Err(DecodeError::InvalidUtf8));
+        assert_eq!(MqttStr::from_bytes(Bytes::from_static(&[0xff, 0xfe])), Err(DecodeError::InvalidUtf8));
+        assert_eq!(MqttStr::from_bytes(Bytes::from_static("héllo".as_bytes())).unwrap().as_str(), "héllo");
     }
 }

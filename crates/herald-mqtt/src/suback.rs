@@ -32,10 +32,7 @@ impl SubAck {
         if return_codes.is_empty() {
             return Err(DecodeError::UnexpectedEof);
         }
-        Ok(SubAck {
-            packet_id,
-            return_codes,
-        })
+        Ok(SubAck { packet_id, return_codes })
     }
 
     pub(crate) fn encode(&self, out: &mut BytesMut) {

@@ -30,10 +30,7 @@ impl Subscribe {
             if options & 0xfc != 0 {
                 return Err(DecodeError::InvalidQoS);
             }
-            filters.push(SubscribeFilter {
-                filter,
-                qos: QoS::from_u8(options)?,
-            });
+            filters.push(SubscribeFilter { filter, qos: QoS::from_u8(options)? });
         }
         if filters.is_empty() {
             return Err(DecodeError::EmptySubscription);
@@ -42,11 +39,7 @@ impl Subscribe {
     }
 
     pub(crate) fn encode(&self, out: &mut BytesMut) {
-        let len = 2 + self
-            .filters
-            .iter()
-            .map(|f| f.filter.wire_len() + 1)
-            .sum::<usize>();
+        let len = 2 + self.filters.iter().map(|f| f.filter.wire_len() + 1).sum::<usize>();
         write_header(out, PacketType::Subscribe, 0b0010, len);
         out.put_u16(self.packet_id);
         for f in &self.filters {

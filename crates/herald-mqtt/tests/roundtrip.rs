@@ -14,11 +14,7 @@ fn topic_name() -> impl Strategy<Value = MqttStr> {
 }
 
 fn qos() -> impl Strategy<Value = QoS> {
-    prop_oneof![
-        Just(QoS::AtMostOnce),
-        Just(QoS::AtLeastOnce),
-        Just(QoS::ExactlyOnce)
-    ]
+    prop_oneof![Just(QoS::AtMostOnce), Just(QoS::AtLeastOnce), Just(QoS::ExactlyOnce)]
 }
 
 fn payload() -> impl Strategy<Value = Bytes> {
@@ -34,74 +30,39 @@ fn packet() -> impl Strategy<Value = Packet> {
         proptest::option::of(payload()),
         proptest::option::of((topic_name(), payload(), qos(), any::<bool>())),
     )
-        .prop_map(
-            |(client_id, clean_session, keep_alive, username, password, will)| {
-                // MQTT 3.1.1 allows a password only together with a username.
-                let password = if username.is_some() { password } else { None };
-                Packet::Connect(Connect {
-                    protocol: Protocol::V311,
-                    clean_session,
-                    keep_alive,
-                    client_id,
-                    will: will.map(|(topic, message, qos, retain)| LastWill {
-                        topic,
-                        message,
-                        qos,
-                        retain,
-                    }),
-                    username,
-                    password,
-                })
-            },
-        );
-    let publish = (
-        topic_name(),
-        qos(),
-        any::<bool>(),
-        any::<bool>(),
-        1u16..,
-        payload(),
-    )
-        .prop_map(|(topic, qos, dup, retain, id, payload)| {
+        .prop_map(|(client_id, clean_session, keep_alive, username, password, will)| {
+            // MQTT 3.1.1 allows a password only together with a username.
+            let password = if username.is_some() { password } else { None };
+            Packet::Connect(Connect {
+                protocol: Protocol::V311,
+                clean_session,
+                keep_alive,
+                client_id,
+                will: will.map(|(topic, message, qos, retain)| LastWill { topic, message, qos, retain }),
+                username,
+                password,
+            })
+        });
+    let publish = (topic_name(), qos(), any::<bool>(), any::<bool>(), 1u16.., payload()).prop_map(
+        |(topic, qos, dup, retain, id, payload)| {
             let packet_id = (qos != QoS::AtMostOnce).then_some(id);
-            Packet::Publish(Publish {
-                dup: dup && packet_id.is_some(),
-                qos,
-                retain,
-                topic,
-                packet_id,
-                payload,
-            })
-        });
-    let subscribe = (
-        1u16..,
-        proptest::collection::vec((topic_name(), qos()), 1..5),
-    )
-        .prop_map(|(packet_id, f)| {
-            Packet::Subscribe(Subscribe {
-                packet_id,
-                filters: f
-                    .into_iter()
-                    .map(|(filter, qos)| SubscribeFilter { filter, qos })
-                    .collect(),
-            })
-        });
+            Packet::Publish(Publish { dup: dup && packet_id.is_some(), qos, retain, topic, packet_id, payload })
+        },
+    );
+    let subscribe = (1u16.., proptest::collection::vec((topic_name(), qos()), 1..5)).prop_map(|(packet_id, f)| {
+        Packet::Subscribe(Subscribe {
+            packet_id,
+            filters: f.into_iter().map(|(filter, qos)| SubscribeFilter { filter, qos }).collect(),
+        })
+    });
     let suback = (
         1u16..,
         proptest::collection::vec(
-            prop_oneof![
-                qos().prop_map(SubscribeReturnCode::Success),
-                Just(SubscribeReturnCode::Failure)
-            ],
+            prop_oneof![qos().prop_map(SubscribeReturnCode::Success), Just(SubscribeReturnCode::Failure)],
             1..5,
         ),
     )
-        .prop_map(|(packet_id, return_codes)| {
-            Packet::SubAck(SubAck {
-                packet_id,
-                return_codes,
-            })
-        });
+        .prop_map(|(packet_id, return_codes)| Packet::SubAck(SubAck { packet_id, return_codes }));
     let unsubscribe = (1u16.., proptest::collection::vec(topic_name(), 1..5))
         .prop_map(|(packet_id, filters)| Packet::Unsubscribe(Unsubscribe { packet_id, filters }));
     let connack = (any::<bool>(), 0u8..6).prop_map(|(session_present, code)| {
@@ -113,10 +74,7 @@ fn packet() -> impl Strategy<Value = Packet> {
             ConnectReturnCode::BadUserNameOrPassword,
             ConnectReturnCode::NotAuthorized,
         ][code as usize];
-        Packet::ConnAck(ConnAck {
-            session_present,
-            code,
-        })
+        Packet::ConnAck(ConnAck { session_present, code })
     });
     prop_oneof![
         connect,

@@ -20,9 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use bytes::{Bytes, BytesMut};
 use clap::{Args, ValueEnum};
-use herald_mqtt::{
-    Connect, MqttStr, Packet, Protocol, PubAck, Publish, QoS, Subscribe, SubscribeFilter, decode,
-};
+use herald_mqtt::{Connect, MqttStr, Packet, Protocol, PubAck, Publish, QoS, Subscribe, SubscribeFilter, decode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
@@ -69,16 +67,9 @@ enum Scenario {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let herald_bin = std::env::current_exe()?;
     if cfg!(debug_assertions) {
-        eprintln!(
-            "warning: this is a debug build; run `cargo run --release -p herald -- bench …` for figures"
-        );
+        eprintln!("warning: this is a debug build; run `cargo run --release -p herald -- bench …` for figures");
     }
-    println!(
-        "# herald bench ({} cores)\n",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    );
+    println!("# herald bench ({} cores)\n", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     if matches!(args.scenario, Scenario::Idle | Scenario::All) {
         idle(&args, &herald_bin).await?;
     }
@@ -126,8 +117,7 @@ mod tempfile_dir {
 
     impl TempDir {
         pub fn new(prefix: &str) -> std::io::Result<Self> {
-            let path =
-                std::env::temp_dir().join(format!("{prefix}-{}", crate::crypto::random_alnum(10)));
+            let path = std::env::temp_dir().join(format!("{prefix}-{}", crate::crypto::random_alnum(10)));
             std::fs::create_dir_all(&path)?;
             Ok(TempDir(path))
         }
@@ -147,9 +137,7 @@ mod tempfile_dir {
 const ADMIN_TOKEN: &str = "bench-admin-token";
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 async fn start_herald(bin: &PathBuf) -> anyhow::Result<Server> {
@@ -174,18 +162,11 @@ async fn start_herald(bin: &PathBuf) -> anyhow::Result<Server> {
     let stdout = child.stdout.take().context("stdout")?;
     let line = tokio::task::spawn_blocking(move || {
         use std::io::BufRead;
-        std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .find(|l| l.starts_with("herald ready "))
+        std::io::BufReader::new(stdout).lines().map_while(Result::ok).find(|l| l.starts_with("herald ready "))
     })
     .await?
     .context("herald did not print its ready line")?;
-    let field = |name: &str| {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(name))
-            .map(str::to_string)
-    };
+    let field = |name: &str| line.split_whitespace().find_map(|w| w.strip_prefix(name)).map(str::to_string);
     Ok(Server {
         child,
         http: field("http=").context("http address")?,
@@ -200,9 +181,7 @@ async fn start_mosquitto(bin: &PathBuf) -> anyhow::Result<Server> {
     let conf = dir.path().join("mosquitto.conf");
     std::fs::write(
         &conf,
-        format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\npersistence false\n"
-        ),
+        format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\npersistence false\n"),
     )?;
     let child = Command::new(bin)
         .arg("-c")
@@ -219,12 +198,7 @@ async fn start_mosquitto(bin: &PathBuf) -> anyhow::Result<Server> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Ok(Server {
-        child,
-        http: String::new(),
-        mqtt,
-        _dir: dir,
-    })
+    Ok(Server { child, http: String::new(), mqtt, _dir: dir })
 }
 
 /// Keep-alive HTTP/1.1 connections to one server, one request at a time each.
@@ -240,18 +214,13 @@ impl HttpPool {
         for _ in 0..size {
             let stream = TcpStream::connect(addr).await?;
             stream.set_nodelay(true)?;
-            let (sender, conn) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
             tokio::spawn(async move {
                 let _ = conn.await;
             });
             senders.push(tokio::sync::Mutex::new(sender));
         }
-        Ok(HttpPool {
-            senders,
-            next: AtomicUsize::new(0),
-            addr: addr.to_string(),
-        })
+        Ok(HttpPool { senders, next: AtomicUsize::new(0), addr: addr.to_string() })
     }
 
     async fn send(
@@ -263,10 +232,7 @@ impl HttpPool {
     ) -> anyhow::Result<(u16, Bytes)> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.senders.len();
         let mut sender = self.senders[i].lock().await;
-        let mut req = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", &self.addr);
+        let mut req = hyper::Request::builder().method(method).uri(path).header("host", &self.addr);
         for (k, v) in headers {
             req = req.header(k.as_str(), v.as_str());
         }
@@ -286,36 +252,18 @@ struct BenchApp {
 
 async fn create_app(pool: &HttpPool) -> anyhow::Result<BenchApp> {
     let headers = vec![("authorization".to_string(), format!("Bearer {ADMIN_TOKEN}"))];
-    let (status, body) = pool
-        .send(
-            "POST",
-            "/admin/v1/apps",
-            &headers,
-            Bytes::from(json!({"name": "bench"}).to_string()),
-        )
-        .await?;
+    let (status, body) =
+        pool.send("POST", "/admin/v1/apps", &headers, Bytes::from(json!({"name": "bench"}).to_string())).await?;
     if status != 200 {
-        bail!(
-            "creating the bench app: {status} {}",
-            String::from_utf8_lossy(&body)
-        );
+        bail!("creating the bench app: {status} {}", String::from_utf8_lossy(&body));
     }
     let j: Value = serde_json::from_slice(&body)?;
     let s = |k: &str| j[k].as_str().map(str::to_string).context("app field");
-    Ok(BenchApp {
-        app_id: s("appId")?,
-        app_key: s("appKey")?,
-        key_id: s("apiKeyId")?,
-        secret: s("apiSecret")?,
-    })
+    Ok(BenchApp { app_id: s("appId")?, app_key: s("appKey")?, key_id: s("apiKeyId")?, secret: s("apiSecret")? })
 }
 
 /// Registers `n` devices; returns (deviceId, deviceToken) pairs.
-async fn register_devices(
-    pool: Arc<HttpPool>,
-    app: &BenchApp,
-    n: usize,
-) -> anyhow::Result<Vec<(String, String)>> {
+async fn register_devices(pool: Arc<HttpPool>, app: &BenchApp, n: usize) -> anyhow::Result<Vec<(String, String)>> {
     let headers = Arc::new(vec![
         ("x-herald-app".to_string(), app.app_id.clone()),
         ("x-herald-app-key".to_string(), app.app_key.clone()),
@@ -326,21 +274,15 @@ async fn register_devices(
         let (pool, headers, sem) = (pool.clone(), headers.clone(), sem.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire().await?;
-            let body =
-                json!({"platform": "android", "installId": format!("bench-{i}")}).to_string();
-            let (status, body) = pool
-                .send("POST", "/device/v1/register", &headers, Bytes::from(body))
-                .await?;
+            let body = json!({"platform": "android", "installId": format!("bench-{i}")}).to_string();
+            let (status, body) = pool.send("POST", "/device/v1/register", &headers, Bytes::from(body)).await?;
             if status != 200 {
                 bail!("register: {status}");
             }
             let j: Value = serde_json::from_slice(&body)?;
             Ok::<_, anyhow::Error>((
                 j["deviceId"].as_str().context("deviceId")?.to_string(),
-                j["deviceToken"]
-                    .as_str()
-                    .context("deviceToken")?
-                    .to_string(),
+                j["deviceToken"].as_str().context("deviceToken")?.to_string(),
             ))
         }));
     }
@@ -381,23 +323,13 @@ impl Receipts {
     }
 
     fn mark_sent(&self, seq: usize) {
-        self.sent[seq].store(
-            self.epoch.elapsed().as_nanos() as u64 + 1,
-            Ordering::Relaxed,
-        );
+        self.sent[seq].store(self.epoch.elapsed().as_nanos() as u64 + 1, Ordering::Relaxed);
     }
 
     fn mark_received(&self, seq: usize) {
-        if let Some(sent) = self
-            .sent
-            .get(seq)
-            .map(|s| s.load(Ordering::Relaxed))
-            .filter(|s| *s > 0)
-        {
+        if let Some(sent) = self.sent.get(seq).map(|s| s.load(Ordering::Relaxed)).filter(|s| *s > 0) {
             let now = self.epoch.elapsed().as_nanos() as u64 + 1;
-            self.latencies_us
-                .lock()
-                .push(now.saturating_sub(sent) / 1000);
+            self.latencies_us.lock().push(now.saturating_sub(sent) / 1000);
         }
         self.received.fetch_add(1, Ordering::Relaxed);
     }
@@ -407,10 +339,7 @@ impl Receipts {
 fn seq_of(payload: &[u8]) -> Option<usize> {
     let text = std::str::from_utf8(payload).ok()?;
     let start = text.find("bench#")? + 6;
-    let digits: String = text[start..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
+    let digits: String = text[start..].chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()
 }
 
@@ -461,9 +390,7 @@ async fn device_task(
                 }
                 Packet::Publish(p) => {
                     if let Some(packet_id) = p.packet_id {
-                        stream
-                            .write_all(&Packet::PubAck(PubAck { packet_id }).to_bytes())
-                            .await?;
+                        stream.write_all(&Packet::PubAck(PubAck { packet_id }).to_bytes()).await?;
                     }
                     if let (Some(r), Some(seq)) = (&receipts, seq_of(&p.payload)) {
                         r.mark_received(seq);
@@ -506,10 +433,7 @@ async fn connect_all(
     let deadline = Instant::now() + Duration::from_secs(120);
     while connected.load(Ordering::Relaxed) < n {
         if Instant::now() > deadline {
-            bail!(
-                "only {} of {n} connections came up",
-                connected.load(Ordering::Relaxed)
-            );
+            bail!("only {} of {n} connections came up", connected.load(Ordering::Relaxed));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -550,19 +474,13 @@ async fn measure_idle(server: &Server, specs: Vec<DeviceSpec>) -> anyhow::Result
     for h in handles {
         h.abort();
     }
-    Ok((
-        (after.saturating_sub(before) as f64) * 1024.0 / n as f64,
-        before,
-        after,
-    ))
+    Ok(((after.saturating_sub(before) as f64) * 1024.0 / n as f64, before, after))
 }
 
 async fn idle(args: &BenchArgs, herald_bin: &PathBuf) -> anyhow::Result<()> {
     let n = args.connections;
     println!("## Idle connections: {n} authenticated, subscribed, idle\n");
-    println!(
-        "| server | RSS before (KiB) | RSS with {n} connections (KiB) | bytes per connection |"
-    );
+    println!("| server | RSS before (KiB) | RSS with {n} connections (KiB) | bytes per connection |");
     println!("|---|---|---|---|");
     let herald = start_herald(herald_bin).await?;
     let pool = Arc::new(HttpPool::new(&herald.http, 32).await?);
@@ -576,10 +494,7 @@ async fn idle(args: &BenchArgs, herald_bin: &PathBuf) -> anyhow::Result<()> {
         let mosquitto = start_mosquitto(&args.mosquitto).await?;
         let (ref_per, before, after) = measure_idle(&mosquitto, mosquitto_specs(n)).await?;
         println!("| mosquitto | {before} | {after} | {ref_per:.0} |");
-        println!(
-            "\nherald / mosquitto memory per connection: {:.2}\n",
-            per / ref_per
-        );
+        println!("\nherald / mosquitto memory per connection: {:.2}\n", per / ref_per);
     }
     Ok(())
 }
@@ -631,8 +546,7 @@ where
         None => {
             let mut workers = Vec::new();
             for _ in 0..concurrency {
-                let (send, seq, receipts, errors) =
-                    (send.clone(), seq.clone(), receipts.clone(), errors.clone());
+                let (send, seq, receipts, errors) = (send.clone(), seq.clone(), receipts.clone(), errors.clone());
                 workers.push(tokio::spawn(async move {
                     while Instant::now() < stop_at {
                         let s = seq.fetch_add(1, Ordering::Relaxed);
@@ -711,59 +625,41 @@ fn print_phase(name: &str, r: &PhaseResult) {
     );
 }
 
-async fn herald_push_phase(
-    args: &BenchArgs,
-    herald_bin: &PathBuf,
-    rate: Option<u64>,
-) -> anyhow::Result<PhaseResult> {
+async fn herald_push_phase(args: &BenchArgs, herald_bin: &PathBuf, rate: Option<u64>) -> anyhow::Result<PhaseResult> {
     let herald = start_herald(herald_bin).await?;
     let pool = Arc::new(HttpPool::new(&herald.http, args.concurrency.max(8)).await?);
     let app = Arc::new(create_app(&pool).await?);
     let devices = Arc::new(register_devices(pool.clone(), &app, args.devices).await?);
     let capacity = (rate.unwrap_or(50_000) * args.seconds * 2) as usize;
     let receipts = Arc::new(Receipts::new(capacity));
-    let handles = connect_all(
-        &herald.mqtt,
-        herald_specs(&app, &devices),
-        Some(receipts.clone()),
-    )
-    .await?;
+    let handles = connect_all(&herald.mqtt, herald_specs(&app, &devices), Some(receipts.clone())).await?;
     let targets = devices.len();
-    let result = drive(
-        targets,
-        args.seconds,
-        args.concurrency,
-        rate,
-        receipts,
-        move |seq, target| {
-            let (pool, app, devices) = (pool.clone(), app.clone(), devices.clone());
-            async move {
-                let body = json!({
-                    "deliveryType": 1,
-                    "targetMsgkey": {devices[target].0.clone(): format!("m{seq}")},
-                    "title": format!("bench#{seq}"),
-                    "content": "benchmark message",
-                    "expiredSeconds": 3600,
-                })
-                .to_string();
-                let headers = crate::api::signing::sign_hmac(
-                    &app.key_id,
-                    &app.secret,
-                    "POST",
-                    "/v1/push/simple",
-                    body.as_bytes(),
-                    crate::now_ms(),
-                );
-                let (status, _) = pool
-                    .send("POST", "/v1/push/simple", &headers, Bytes::from(body))
-                    .await?;
-                if status != 200 {
-                    bail!("push answered {status}");
-                }
-                Ok(())
+    let result = drive(targets, args.seconds, args.concurrency, rate, receipts, move |seq, target| {
+        let (pool, app, devices) = (pool.clone(), app.clone(), devices.clone());
+        async move {
+            let body = json!({
+                "deliveryType": 1,
+                "targetMsgkey": {devices[target].0.clone(): format!("m{seq}")},
+                "title": format!("bench#{seq}"),
+                "content": "benchmark message",
+                "expiredSeconds": 3600,
+            })
+            .to_string();
+            let headers = crate::api::signing::sign_hmac(
+                &app.key_id,
+                &app.secret,
+                "POST",
+                "/v1/push/simple",
+                body.as_bytes(),
+                crate::now_ms(),
+            );
+            let (status, _) = pool.send("POST", "/v1/push/simple", &headers, Bytes::from(body)).await?;
+            if status != 200 {
+                bail!("push answered {status}");
             }
-        },
-    )
+            Ok(())
+        }
+    })
     .await?;
     for h in handles {
         h.abort();
@@ -775,41 +671,24 @@ async fn mosquitto_push_phase(args: &BenchArgs, rate: Option<u64>) -> anyhow::Re
     let mosquitto = start_mosquitto(&args.mosquitto).await?;
     let capacity = (rate.unwrap_or(100_000) * args.seconds * 2) as usize;
     let receipts = Arc::new(Receipts::new(capacity));
-    let handles = connect_all(
-        &mosquitto.mqtt,
-        mosquitto_specs(args.devices),
-        Some(receipts.clone()),
-    )
-    .await?;
+    let handles = connect_all(&mosquitto.mqtt, mosquitto_specs(args.devices), Some(receipts.clone())).await?;
     // Publishers: one connection per concurrent sender, each waiting for its PUBACK, the
     // counterpart of an HTTP request answered after commit.
     let mut publishers = Vec::new();
     for i in 0..args.concurrency {
-        publishers.push(tokio::sync::Mutex::new(
-            Publisher::connect(&mosquitto.mqtt, &format!("publisher-{i}")).await?,
-        ));
+        publishers.push(tokio::sync::Mutex::new(Publisher::connect(&mosquitto.mqtt, &format!("publisher-{i}")).await?));
     }
     let publishers = Arc::new(publishers);
     let next = Arc::new(AtomicUsize::new(0));
-    let result = drive(
-        args.devices,
-        args.seconds,
-        args.concurrency,
-        rate,
-        receipts,
-        move |seq, target| {
-            let (publishers, next) = (publishers.clone(), next.clone());
-            async move {
-                let i = next.fetch_add(1, Ordering::Relaxed) % publishers.len();
-                let mut p = publishers[i].lock().await;
-                let payload =
-                    json!({"title": format!("bench#{seq}"), "content": "benchmark message"})
-                        .to_string();
-                p.publish(&format!("push/bench-{target}"), Bytes::from(payload))
-                    .await
-            }
-        },
-    )
+    let result = drive(args.devices, args.seconds, args.concurrency, rate, receipts, move |seq, target| {
+        let (publishers, next) = (publishers.clone(), next.clone());
+        async move {
+            let i = next.fetch_add(1, Ordering::Relaxed) % publishers.len();
+            let mut p = publishers[i].lock().await;
+            let payload = json!({"title": format!("bench#{seq}"), "content": "benchmark message"}).to_string();
+            p.publish(&format!("push/bench-{target}"), Bytes::from(payload)).await
+        }
+    })
     .await?;
     for h in handles {
         h.abort();
@@ -837,11 +716,7 @@ impl Publisher {
             password: None,
         });
         stream.write_all(&connect.to_bytes()).await?;
-        let mut p = Publisher {
-            stream,
-            buf: BytesMut::with_capacity(1024),
-            next_id: 1,
-        };
+        let mut p = Publisher { stream, buf: BytesMut::with_capacity(1024), next_id: 1 };
         match p.read().await? {
             Packet::ConnAck(_) => Ok(p),
             other => bail!("expected CONNACK, got {other:?}"),
@@ -893,29 +768,16 @@ async fn push(args: &BenchArgs, herald_bin: &PathBuf) -> anyhow::Result<()> {
     println!("| phase | sent | delivered | seconds | delivered/s | p50 ms | p99 ms | max ms |");
     println!("|---|---|---|---|---|---|---|---|");
     let full = herald_push_phase(args, herald_bin, None).await?;
-    print_phase(
-        &format!("herald, full speed ({} in flight)", args.concurrency),
-        &full,
-    );
+    print_phase(&format!("herald, full speed ({} in flight)", args.concurrency), &full);
     let fixed = herald_push_phase(args, herald_bin, Some(args.rate)).await?;
     print_phase(&format!("herald, {}/s", args.rate), &fixed);
     if !args.no_reference {
         let ref_full = mosquitto_push_phase(args, None).await?;
-        print_phase(
-            &format!("mosquitto, full speed ({} in flight)", args.concurrency),
-            &ref_full,
-        );
+        print_phase(&format!("mosquitto, full speed ({} in flight)", args.concurrency), &ref_full);
         let ref_fixed = mosquitto_push_phase(args, Some(args.rate)).await?;
         print_phase(&format!("mosquitto, {}/s", args.rate), &ref_fixed);
-        println!(
-            "\nherald / mosquitto delivered per second at full speed: {:.2}",
-            full.rate() / ref_full.rate()
-        );
-        println!(
-            "herald / mosquitto p99 at {}/s: {:.2}\n",
-            args.rate,
-            fixed.p99_ms / ref_fixed.p99_ms
-        );
+        println!("\nherald / mosquitto delivered per second at full speed: {:.2}", full.rate() / ref_full.rate());
+        println!("herald / mosquitto p99 at {}/s: {:.2}\n", args.rate, fixed.p99_ms / ref_fixed.p99_ms);
     }
     Ok(())
 }

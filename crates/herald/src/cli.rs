@@ -148,18 +148,14 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Config {
-            command: ConfigCommand::Default,
-        } => {
+        Command::Config { command: ConfigCommand::Default } => {
             print!("{DEFAULT_CONFIG}");
             ExitCode::SUCCESS
         }
         Command::Sign(args) => report(sign(args)),
         Command::App { command } => report(runtime().and_then(|rt| rt.block_on(app(command)))),
         Command::Key { command } => report(runtime().and_then(|rt| rt.block_on(key(command)))),
-        Command::Bench(args) => {
-            report(runtime().and_then(|rt| rt.block_on(crate::bench::run(args))))
-        }
+        Command::Bench(args) => report(runtime().and_then(|rt| rt.block_on(crate::bench::run(args)))),
     }
 }
 
@@ -174,17 +170,14 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
 /// File < environment < flags.
 fn load_config(args: ServeArgs) -> Result<Config, Vec<String>> {
     let mut cfg = match &args.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| vec![format!("{}: {e}", path.display())])?;
+            let text = std::fs::read_to_string(path).map_err(|e| vec![format!("{}: {e}", path.display())])?;
             Config::from_toml(&text).map_err(|e| vec![format!("{}: {e}", path.display())])?
         }
         None => Config::default(),
@@ -215,19 +208,12 @@ fn load_config(args: ServeArgs) -> Result<Config, Vec<String>> {
         cfg.master_key = args.master_key;
     }
     let problems = cfg.validate();
-    if problems.is_empty() {
-        Ok(cfg)
-    } else {
-        Err(problems)
-    }
+    if problems.is_empty() { Ok(cfg) } else { Err(problems) }
 }
 
 fn init_logging(cfg: &Config) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_new(&cfg.log.level).unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level).unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if cfg.log.format == "json" {
         builder.json().init();
     } else {
@@ -284,22 +270,10 @@ async fn wait_for_stop_signal() {
     }
 }
 
-async fn admin_call(
-    admin: &AdminArgs,
-    method: &str,
-    path: &str,
-    body: serde_json::Value,
-) -> anyhow::Result<()> {
+async fn admin_call(admin: &AdminArgs, method: &str, path: &str, body: serde_json::Value) -> anyhow::Result<()> {
     let addr = http_client::authority(&admin.server)?;
-    let headers = vec![(
-        "authorization".to_string(),
-        format!("Bearer {}", admin.admin_token),
-    )];
-    let body = if body.is_null() {
-        Bytes::new()
-    } else {
-        Bytes::from(body.to_string())
-    };
+    let headers = vec![("authorization".to_string(), format!("Bearer {}", admin.admin_token))];
+    let body = if body.is_null() { Bytes::new() } else { Bytes::from(body.to_string()) };
     let response = http_client::request(&addr, method, path, &headers, body)
         .await
         .with_context(|| format!("calling {}{path}", admin.server))?;
@@ -313,36 +287,20 @@ async fn admin_call(
 
 async fn app(command: AppCommand) -> anyhow::Result<()> {
     match command {
-        AppCommand::Create {
-            name,
-            trust_client_bind,
-            admin,
-        } => {
-            admin_call(
-                &admin,
-                "POST",
-                "/admin/v1/apps",
-                json!({"name": name, "trustClientBind": trust_client_bind}),
-            )
-            .await
+        AppCommand::Create { name, trust_client_bind, admin } => {
+            admin_call(&admin, "POST", "/admin/v1/apps", json!({"name": name, "trustClientBind": trust_client_bind}))
+                .await
         }
-        AppCommand::List { admin } => {
-            admin_call(&admin, "GET", "/admin/v1/apps", serde_json::Value::Null).await
-        }
+        AppCommand::List { admin } => admin_call(&admin, "GET", "/admin/v1/apps", serde_json::Value::Null).await,
     }
 }
 
 async fn key(command: KeyCommand) -> anyhow::Result<()> {
     match command {
-        KeyCommand::Create {
-            app,
-            rsa_public_key,
-            admin,
-        } => {
+        KeyCommand::Create { app, rsa_public_key, admin } => {
             let body = match rsa_public_key {
                 Some(path) => {
-                    let pem = std::fs::read_to_string(&path)
-                        .with_context(|| format!("reading {}", path.display()))?;
+                    let pem = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
                     json!({"type": "rsa", "publicKey": pem})
                 }
                 None => json!({"type": "hmac"}),
@@ -350,13 +308,7 @@ async fn key(command: KeyCommand) -> anyhow::Result<()> {
             admin_call(&admin, "POST", &format!("/admin/v1/apps/{app}/keys"), body).await
         }
         KeyCommand::Revoke { app, key, admin } => {
-            admin_call(
-                &admin,
-                "DELETE",
-                &format!("/admin/v1/apps/{app}/keys/{key}"),
-                serde_json::Value::Null,
-            )
-            .await
+            admin_call(&admin, "DELETE", &format!("/admin/v1/apps/{app}/keys/{key}"), serde_json::Value::Null).await
         }
     }
 }
@@ -371,14 +323,8 @@ fn sign(args: SignArgs) -> anyhow::Result<()> {
         }
         Some(p) => std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?,
     };
-    let headers = crate::api::signing::sign_hmac(
-        &args.key_id,
-        &args.secret,
-        &args.method,
-        &args.path,
-        &body,
-        crate::now_ms(),
-    );
+    let headers =
+        crate::api::signing::sign_hmac(&args.key_id, &args.secret, &args.method, &args.path, &body, crate::now_ms());
     let args: Vec<String> = headers.iter().map(|(k, v)| format!("-H {k}:{v}")).collect();
     println!("{}", args.join(" "));
     Ok(())

@@ -102,10 +102,7 @@ impl Default for Config {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig {
-            format: "text".into(),
-            level: "info".into(),
-        }
+        LogConfig { format: "text".into(), level: "info".into() }
     }
 }
 
@@ -139,12 +136,7 @@ impl Default for MqttConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig {
-            sqlite_synchronous: "full".into(),
-            max_batch: 2048,
-            reader_connections: 4,
-            expiry_sweep_secs: 5,
-        }
+        StoreConfig { sqlite_synchronous: "full".into(), max_batch: 2048, reader_connections: 4, expiry_sweep_secs: 5 }
     }
 }
 
@@ -234,35 +226,20 @@ impl Config {
                 problems.push(msg.to_string());
             }
         };
-        check(
-            matches!(self.log.format.as_str(), "text" | "json"),
-            "log.format must be \"text\" or \"json\"",
-        );
+        check(matches!(self.log.format.as_str(), "text" | "json"), "log.format must be \"text\" or \"json\"");
         check(
             tracing_subscriber::EnvFilter::try_new(&self.log.level).is_ok(),
             "log.level is not a valid tracing filter",
         );
         check(!self.node_id.trim().is_empty(), "node_id must not be empty");
-        check(
-            self.limits.max_body_bytes >= 1024,
-            "limits.max_body_bytes must be at least 1024",
-        );
-        check(
-            self.limits.max_simple_targets >= 1,
-            "limits.max_simple_targets must be at least 1",
-        );
+        check(self.limits.max_body_bytes >= 1024, "limits.max_body_bytes must be at least 1024");
+        check(self.limits.max_simple_targets >= 1, "limits.max_simple_targets must be at least 1");
         check(
             (1..=30 * 86_400).contains(&self.limits.max_expired_seconds),
             "limits.max_expired_seconds must be between 1 and 2592000",
         );
-        check(
-            self.limits.max_content_bytes >= 1,
-            "limits.max_content_bytes must be at least 1",
-        );
-        check(
-            self.limits.max_title_chars >= 1,
-            "limits.max_title_chars must be at least 1",
-        );
+        check(self.limits.max_content_bytes >= 1, "limits.max_content_bytes must be at least 1");
+        check(self.limits.max_title_chars >= 1, "limits.max_title_chars must be at least 1");
         check(
             self.limits.max_payload_bytes >= self.limits.max_content_bytes,
             "limits.max_payload_bytes must be at least limits.max_content_bytes",
@@ -276,66 +253,32 @@ impl Config {
                 && self.mqtt.max_packet_bytes <= herald_mqtt::header::MAX_REMAINING_LENGTH,
             "mqtt.max_packet_bytes must be between 128 and 268435455",
         );
-        check(
-            self.mqtt.connect_timeout_secs >= 1,
-            "mqtt.connect_timeout_secs must be at least 1",
-        );
-        check(
-            (1..=65_535).contains(&self.mqtt.max_inflight),
-            "mqtt.max_inflight must be between 1 and 65535",
-        );
-        check(
-            self.mqtt.max_queued >= 1,
-            "mqtt.max_queued must be at least 1",
-        );
-        check(
-            self.mqtt.max_write_buffer_bytes >= 4096,
-            "mqtt.max_write_buffer_bytes must be at least 4096",
-        );
+        check(self.mqtt.connect_timeout_secs >= 1, "mqtt.connect_timeout_secs must be at least 1");
+        check((1..=65_535).contains(&self.mqtt.max_inflight), "mqtt.max_inflight must be between 1 and 65535");
+        check(self.mqtt.max_queued >= 1, "mqtt.max_queued must be at least 1");
+        check(self.mqtt.max_write_buffer_bytes >= 4096, "mqtt.max_write_buffer_bytes must be at least 4096");
         check(
             matches!(self.store.sqlite_synchronous.as_str(), "full" | "normal"),
             "store.sqlite_synchronous must be \"full\" or \"normal\"",
         );
-        check(
-            self.store.max_batch >= 1,
-            "store.max_batch must be at least 1",
-        );
-        check(
-            self.store.reader_connections >= 1,
-            "store.reader_connections must be at least 1",
-        );
-        check(
-            self.store.expiry_sweep_secs >= 1,
-            "store.expiry_sweep_secs must be at least 1",
-        );
+        check(self.store.max_batch >= 1, "store.max_batch must be at least 1");
+        check(self.store.reader_connections >= 1, "store.reader_connections must be at least 1");
+        check(self.store.expiry_sweep_secs >= 1, "store.expiry_sweep_secs must be at least 1");
         if let Some(key) = &self.master_key {
-            check(
-                crate::crypto::MasterKey::from_base64(key).is_some(),
-                "master_key must be base64 of 32 bytes",
-            );
+            check(crate::crypto::MasterKey::from_base64(key).is_some(), "master_key must be base64 of 32 bytes");
         }
         if let Some(url) = &self.store_url {
-            check(
-                url.starts_with("sqlite://"),
-                "store_url: only sqlite:// is supported by this build",
-            );
+            check(url.starts_with("sqlite://"), "store_url: only sqlite:// is supported by this build");
         }
         if let Some(url) = &self.bus_url {
-            check(
-                url.is_empty(),
-                "bus_url: only the in-process bus is supported by this build",
-            );
+            check(url.is_empty(), "bus_url: only the in-process bus is supported by this build");
         }
         problems
     }
 
     /// The SQLite file this configuration points at.
     pub fn sqlite_path(&self) -> PathBuf {
-        match self
-            .store_url
-            .as_deref()
-            .and_then(|u| u.strip_prefix("sqlite://"))
-        {
+        match self.store_url.as_deref().and_then(|u| u.strip_prefix("sqlite://")) {
             Some(path) => PathBuf::from(path),
             None => self.data_dir.join("herald.db"),
         }
@@ -348,10 +291,7 @@ mod tests {
 
     #[test]
     fn default_file_is_the_default_config() {
-        assert_eq!(
-            Config::from_toml(DEFAULT_CONFIG).unwrap(),
-            Config::default()
-        );
+        assert_eq!(Config::from_toml(DEFAULT_CONFIG).unwrap(), Config::default());
         assert!(Config::default().validate().is_empty());
     }
 

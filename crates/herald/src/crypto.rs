@@ -55,9 +55,7 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 pub fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
-    hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), data)
-        .as_ref()
-        .to_vec()
+    hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), data).as_ref().to_vec()
 }
 
 /// Constant-time check of an HMAC-SHA256 tag.
@@ -73,10 +71,7 @@ pub fn b64url(data: &[u8]) -> String {
 /// some MPS clients send.
 pub fn b64url_decode(text: &str) -> Option<Vec<u8>> {
     let trimmed = text.trim_end_matches('=');
-    URL_SAFE_NO_PAD
-        .decode(trimmed)
-        .ok()
-        .or_else(|| STANDARD.decode(text).ok())
+    URL_SAFE_NO_PAD.decode(trimmed).ok().or_else(|| STANDARD.decode(text).ok())
 }
 
 /// Checks that `der` is an RSA public key (SPKI or PKCS#1) that can verify signatures.
@@ -131,11 +126,7 @@ impl MasterKey {
         let nonce_bytes = random_bytes::<12>();
         let mut in_out = plaintext.to_vec();
         self.0
-            .seal_in_place_append_tag(
-                aead::Nonce::assume_unique_for_key(nonce_bytes),
-                aead::Aad::empty(),
-                &mut in_out,
-            )
+            .seal_in_place_append_tag(aead::Nonce::assume_unique_for_key(nonce_bytes), aead::Aad::empty(), &mut in_out)
             .expect("AES-GCM seal");
         let mut out = nonce_bytes.to_vec();
         out.extend_from_slice(&in_out);
@@ -151,10 +142,7 @@ impl MasterKey {
         let (nonce, ciphertext) = raw.split_at(12);
         let nonce = aead::Nonce::try_assume_unique_for_key(nonce).ok()?;
         let mut in_out = ciphertext.to_vec();
-        let plain = self
-            .0
-            .open_in_place(nonce, aead::Aad::empty(), &mut in_out)
-            .ok()?;
+        let plain = self.0.open_in_place(nonce, aead::Aad::empty(), &mut in_out).ok()?;
         Some(plain.to_vec())
     }
 }
@@ -176,20 +164,9 @@ mod tests {
     fn hmac_known_answer() {
         // RFC 4231 test case 2.
         let tag = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
-        assert_eq!(
-            hex(&tag),
-            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
-        assert!(hmac_sha256_verify(
-            b"Jefe",
-            b"what do ya want for nothing?",
-            &tag
-        ));
-        assert!(!hmac_sha256_verify(
-            b"Jefe",
-            b"what do ya want for nothing!",
-            &tag
-        ));
+        assert_eq!(hex(&tag), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        assert!(hmac_sha256_verify(b"Jefe", b"what do ya want for nothing?", &tag));
+        assert!(!hmac_sha256_verify(b"Jefe", b"what do ya want for nothing!", &tag));
     }
 
     #[test]

@@ -167,10 +167,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError {
-            code,
-            message: message.into(),
-        }
+        ApiError { code, message: message.into() }
     }
 }
 
@@ -190,9 +187,7 @@ impl From<crate::store::StoreError> for ApiError {
                 ErrorCode::StoreUnavailable,
                 "the store cannot take the request now; nothing was accepted",
             ),
-            crate::store::StoreError::Internal(_) => {
-                ApiError::new(ErrorCode::SystemError, "internal error")
-            }
+            crate::store::StoreError::Internal(_) => ApiError::new(ErrorCode::SystemError, "internal error"),
         }
     }
 }
@@ -214,11 +209,7 @@ mod tests {
     fn every_code_is_documented() {
         let doc = include_str!("../../../docs/errors.md");
         for code in ErrorCode::ALL {
-            assert!(
-                doc.contains(&format!("`{}`", code.as_str())),
-                "{} missing from docs/errors.md",
-                code.as_str()
-            );
+            assert!(doc.contains(&format!("`{}`", code.as_str())), "{} missing from docs/errors.md", code.as_str());
         }
     }
 }

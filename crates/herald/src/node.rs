@@ -23,12 +23,10 @@ pub struct Listeners {
 
 impl Listeners {
     pub async fn bind(cfg: &Config) -> anyhow::Result<Self> {
-        let http = TcpListener::bind(cfg.http_addr)
-            .await
-            .with_context(|| format!("binding HTTP on {}", cfg.http_addr))?;
-        let mqtt = TcpListener::bind(cfg.mqtt_addr)
-            .await
-            .with_context(|| format!("binding MQTT on {}", cfg.mqtt_addr))?;
+        let http =
+            TcpListener::bind(cfg.http_addr).await.with_context(|| format!("binding HTTP on {}", cfg.http_addr))?;
+        let mqtt =
+            TcpListener::bind(cfg.mqtt_addr).await.with_context(|| format!("binding MQTT on {}", cfg.mqtt_addr))?;
         Ok(Listeners { http, mqtt })
     }
 }
@@ -40,8 +38,7 @@ const ADMIN_TOKEN_SETTING: &str = "admin_token_sha256";
 /// Runs a node until `shutdown` fires, then stops accepting, closes connections and
 /// waits until every accepted write is committed.
 pub async fn run(cfg: Config, listeners: Listeners, shutdown: Signal) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&cfg.data_dir)
-        .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
+    std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
     let master = Arc::new(master_key(&cfg)?);
     let path = cfg.sqlite_path();
     let store_cfg = cfg.store.clone();
@@ -73,10 +70,9 @@ pub async fn run(cfg: Config, listeners: Listeners, shutdown: Signal) -> anyhow:
     let mqtt_addr = listeners.mqtt.local_addr()?;
     let gateway = Gateway::new(store.clone(), hub.clone(), cfg.mqtt.clone());
     let gateway_task = tokio::spawn(gateway.serve(listeners.mqtt, shutdown.clone(), DRAIN));
-    let sweeps = tokio::spawn(dispatcher.clone().run_expiry_sweeps(
-        Duration::from_secs(cfg.store.expiry_sweep_secs),
-        shutdown.clone(),
-    ));
+    let sweeps = tokio::spawn(
+        dispatcher.clone().run_expiry_sweeps(Duration::from_secs(cfg.store.expiry_sweep_secs), shutdown.clone()),
+    );
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
         axum::serve(listeners.http, api::router(state))
@@ -105,8 +101,7 @@ fn master_key(cfg: &Config) -> anyhow::Result<MasterKey> {
     }
     let path = cfg.data_dir.join("master.key");
     if path.exists() {
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         return MasterKey::from_base64(&text)
             .with_context(|| format!("{} must hold base64 of 32 bytes", path.display()));
     }

@@ -9,15 +9,8 @@ use crate::ids::{AppId, MessageId, TaskId, valid_external_id};
 use crate::store::{NewMessage, NewPush, NewTask, TargetKind};
 
 /// extendedParams keys that MPS reserves for itself (mps-spec §4).
-const RESERVED_EXTENDED_KEYS: &[&str] = &[
-    "notifyType",
-    "action",
-    "silent",
-    "pushType",
-    "templateCode",
-    "channel",
-    "taskId",
-];
+const RESERVED_EXTENDED_KEYS: &[&str] =
+    &["notifyType", "action", "silent", "pushType", "templateCode", "channel", "taskId"];
 
 /// A validated Simple push.
 #[derive(Debug, Clone)]
@@ -43,25 +36,16 @@ fn invalid(code: ErrorCode, msg: impl Into<String>) -> ApiError {
 }
 
 /// An object field that MPS clients may also send as a string holding JSON.
-fn object_field(
-    body: &Map<String, Value>,
-    name: &str,
-) -> Result<Option<Map<String, Value>>, ApiError> {
+fn object_field(body: &Map<String, Value>, name: &str) -> Result<Option<Map<String, Value>>, ApiError> {
     match body.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Object(m)) => Ok(Some(m.clone())),
         Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
         Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
             Ok(Value::Object(m)) => Ok(Some(m)),
-            _ => Err(invalid(
-                ErrorCode::InvalidParam,
-                format!("{name} must be a JSON object"),
-            )),
+            _ => Err(invalid(ErrorCode::InvalidParam, format!("{name} must be a JSON object"))),
         },
-        Some(_) => Err(invalid(
-            ErrorCode::InvalidParam,
-            format!("{name} must be a JSON object"),
-        )),
+        Some(_) => Err(invalid(ErrorCode::InvalidParam, format!("{name} must be a JSON object"))),
     }
 }
 
@@ -69,23 +53,16 @@ fn object_field(
 fn int_field(body: &Map<String, Value>, name: &str) -> Result<Option<i64>, ApiError> {
     match body.get(name) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| {
-            invalid(
-                ErrorCode::InvalidParam,
-                format!("{name} must be an integer"),
-            )
-        }),
-        Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| {
-            invalid(
-                ErrorCode::InvalidParam,
-                format!("{name} must be an integer"),
-            )
-        }),
+        Some(Value::Number(n)) => {
+            n.as_i64().map(Some).ok_or_else(|| invalid(ErrorCode::InvalidParam, format!("{name} must be an integer")))
+        }
+        Some(Value::String(s)) => s
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| invalid(ErrorCode::InvalidParam, format!("{name} must be an integer"))),
         Some(Value::Bool(b)) if name == "silent" => Ok(Some(*b as i64)),
-        Some(_) => Err(invalid(
-            ErrorCode::InvalidParam,
-            format!("{name} must be an integer"),
-        )),
+        Some(_) => Err(invalid(ErrorCode::InvalidParam, format!("{name} must be an integer"))),
     }
 }
 
@@ -93,21 +70,14 @@ fn string_field(body: &Map<String, Value>, name: &str) -> Result<Option<String>,
     match body.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(invalid(
-            ErrorCode::InvalidParam,
-            format!("{name} must be a string"),
-        )),
+        Some(_) => Err(invalid(ErrorCode::InvalidParam, format!("{name} must be a string"))),
     }
 }
 
 /// deliveryType: 1 Android, 2 iOS, 7 HarmonyOS device; 3 user; or "device" / "user".
 fn delivery_type(body: &Map<String, Value>) -> Result<(i64, TargetKind), ApiError> {
-    let unsupported = || {
-        invalid(
-            ErrorCode::DeliveryTypeNotSupported,
-            "deliveryType must be 1, 2, 3, 7, \"device\" or \"user\"",
-        )
-    };
+    let unsupported =
+        || invalid(ErrorCode::DeliveryTypeNotSupported, "deliveryType must be 1, 2, 3, 7, \"device\" or \"user\"");
     match body.get("deliveryType") {
         Some(Value::String(s)) if s == "device" => Ok((1, TargetKind::Device)),
         Some(Value::String(s)) if s == "user" => Ok((3, TargetKind::User)),
@@ -121,10 +91,7 @@ fn delivery_type(body: &Map<String, Value>) -> Result<(i64, TargetKind), ApiErro
 }
 
 /// Checks extendedParams: at most `max` keys, no reserved key, scalar values only.
-pub fn extended_params(
-    body: &Map<String, Value>,
-    max: usize,
-) -> Result<Map<String, Value>, ApiError> {
+pub fn extended_params(body: &Map<String, Value>, max: usize) -> Result<Map<String, Value>, ApiError> {
     let params = object_field(body, "extendedParams")?.unwrap_or_default();
     if params.len() > max {
         return Err(invalid(
@@ -134,10 +101,7 @@ pub fn extended_params(
     }
     for (k, v) in &params {
         if RESERVED_EXTENDED_KEYS.contains(&k.as_str()) {
-            return Err(invalid(
-                ErrorCode::InvalidExtendParam,
-                format!("extendedParams key {k} is reserved"),
-            ));
+            return Err(invalid(ErrorCode::InvalidExtendParam, format!("extendedParams key {k} is reserved")));
         }
         if k.is_empty() || matches!(v, Value::Object(_) | Value::Array(_)) {
             return Err(invalid(
@@ -153,10 +117,7 @@ impl SimplePush {
     /// Validates a Simple push body against `limits`.
     pub fn parse(body: &Value, limits: &Limits) -> Result<SimplePush, ApiError> {
         let Some(body) = body.as_object() else {
-            return Err(invalid(
-                ErrorCode::InvalidJson,
-                "the body must be a JSON object",
-            ));
+            return Err(invalid(ErrorCode::InvalidJson, "the body must be a JSON object"));
         };
         if let Some(s) = int_field(body, "strategyType")?
             && s != 0
@@ -169,19 +130,12 @@ impl SimplePush {
         let (delivery_type, target_kind) = delivery_type(body)?;
         let map = object_field(body, "targetMsgkey")?.unwrap_or_default();
         if map.is_empty() {
-            return Err(invalid(
-                ErrorCode::TokenOrUseridNull,
-                "targetMsgkey names no target",
-            ));
+            return Err(invalid(ErrorCode::TokenOrUseridNull, "targetMsgkey names no target"));
         }
         if map.len() > limits.max_simple_targets {
             return Err(invalid(
                 ErrorCode::SinglePushTargetTooMuch,
-                format!(
-                    "targetMsgkey has {} targets; at most {}",
-                    map.len(),
-                    limits.max_simple_targets
-                ),
+                format!("targetMsgkey has {} targets; at most {}", map.len(), limits.max_simple_targets),
             ));
         }
         let mut targets = Vec::with_capacity(map.len());
@@ -213,10 +167,7 @@ impl SimplePush {
         let title = string_field(body, "title")?.unwrap_or_default();
         let content = string_field(body, "content")?.unwrap_or_default();
         if title.trim().is_empty() || content.trim().is_empty() {
-            return Err(invalid(
-                ErrorCode::PayloadNotEnough,
-                "title and content are required",
-            ));
+            return Err(invalid(ErrorCode::PayloadNotEnough, "title and content are required"));
         }
         if title.chars().count() > limits.max_title_chars {
             return Err(invalid(
@@ -227,20 +178,13 @@ impl SimplePush {
         if content.len() > limits.max_content_bytes {
             return Err(invalid(
                 ErrorCode::SinglePushContentTooLong,
-                format!(
-                    "content is {} bytes; at most {}",
-                    content.len(),
-                    limits.max_content_bytes
-                ),
+                format!("content is {} bytes; at most {}", content.len(), limits.max_content_bytes),
             ));
         }
         let expired_seconds = match int_field(body, "expiredSeconds") {
             Ok(Some(s)) if s >= 1 => s,
             _ => {
-                return Err(invalid(
-                    ErrorCode::ExpiredsecondsWrong,
-                    "expiredSeconds must be an integer of at least 1",
-                ));
+                return Err(invalid(ErrorCode::ExpiredsecondsWrong, "expiredSeconds must be an integer of at least 1"));
             }
         };
         if expired_seconds > limits.max_expired_seconds {
@@ -251,10 +195,7 @@ impl SimplePush {
         }
         let notify_type = string_field(body, "notifyType")?.unwrap_or_else(|| "notify".into());
         if !matches!(notify_type.as_str(), "notify" | "transparent") {
-            return Err(invalid(
-                ErrorCode::InvalidParam,
-                "notifyType must be \"notify\" or \"transparent\"",
-            ));
+            return Err(invalid(ErrorCode::InvalidParam, "notifyType must be \"notify\" or \"transparent\""));
         }
         let silent = int_field(body, "silent")?.unwrap_or(0);
         if !matches!(silent, 0 | 1) {
@@ -278,12 +219,7 @@ impl SimplePush {
     }
 
     /// The task and one message per target, with the payload each device will receive.
-    pub fn into_new_push(
-        self,
-        app_id: AppId,
-        now: i64,
-        limits: &Limits,
-    ) -> Result<NewPush, ApiError> {
+    pub fn into_new_push(self, app_id: AppId, now: i64, limits: &Limits) -> Result<NewPush, ApiError> {
         let task_id = TaskId::generate(now);
         let expires_at = now + self.expired_seconds * 1000;
         let mut messages = Vec::with_capacity(self.targets.len());
@@ -370,60 +306,26 @@ mod tests {
 
     #[test]
     fn error_codes() {
-        let eleven: Map<String, Value> = (0..11)
-            .map(|i| (format!("d{i}"), json!(format!("k{i}"))))
-            .collect();
-        assert_eq!(
-            parse(with("targetMsgkey", Value::Object(eleven))).unwrap_err(),
-            ErrorCode::SinglePushTargetTooMuch
-        );
-        assert_eq!(
-            parse(with("targetMsgkey", json!({}))).unwrap_err(),
-            ErrorCode::TokenOrUseridNull
-        );
-        assert_eq!(
-            parse(with("expiredSeconds", json!(0))).unwrap_err(),
-            ErrorCode::ExpiredsecondsWrong
-        );
-        assert_eq!(
-            parse(with("expiredSeconds", json!(259_201))).unwrap_err(),
-            ErrorCode::ExpiredtimeTooLong
-        );
+        let eleven: Map<String, Value> = (0..11).map(|i| (format!("d{i}"), json!(format!("k{i}")))).collect();
+        assert_eq!(parse(with("targetMsgkey", Value::Object(eleven))).unwrap_err(), ErrorCode::SinglePushTargetTooMuch);
+        assert_eq!(parse(with("targetMsgkey", json!({}))).unwrap_err(), ErrorCode::TokenOrUseridNull);
+        assert_eq!(parse(with("expiredSeconds", json!(0))).unwrap_err(), ErrorCode::ExpiredsecondsWrong);
+        assert_eq!(parse(with("expiredSeconds", json!(259_201))).unwrap_err(), ErrorCode::ExpiredtimeTooLong);
         assert!(parse(with("expiredSeconds", json!(259_200))).is_ok());
-        assert_eq!(
-            parse(with("title", json!(""))).unwrap_err(),
-            ErrorCode::PayloadNotEnough
-        );
-        assert_eq!(
-            parse(with("deliveryType", json!(5))).unwrap_err(),
-            ErrorCode::DeliveryTypeNotSupported
-        );
-        assert_eq!(
-            parse(with("content", json!("x".repeat(4097)))).unwrap_err(),
-            ErrorCode::SinglePushContentTooLong
-        );
+        assert_eq!(parse(with("title", json!(""))).unwrap_err(), ErrorCode::PayloadNotEnough);
+        assert_eq!(parse(with("deliveryType", json!(5))).unwrap_err(), ErrorCode::DeliveryTypeNotSupported);
+        assert_eq!(parse(with("content", json!("x".repeat(4097)))).unwrap_err(), ErrorCode::SinglePushContentTooLong);
         let many: Map<String, Value> = (0..21).map(|i| (format!("k{i}"), json!("v"))).collect();
-        assert_eq!(
-            parse(with("extendedParams", Value::Object(many))).unwrap_err(),
-            ErrorCode::ExtendParamToMuch
-        );
-        assert_eq!(
-            parse(with("extendedParams", json!({"taskId": "x"}))).unwrap_err(),
-            ErrorCode::InvalidExtendParam
-        );
-        assert_eq!(
-            parse(with("targetMsgkey", json!("not json"))).unwrap_err(),
-            ErrorCode::InvalidParam
-        );
+        assert_eq!(parse(with("extendedParams", Value::Object(many))).unwrap_err(), ErrorCode::ExtendParamToMuch);
+        assert_eq!(parse(with("extendedParams", json!({"taskId": "x"}))).unwrap_err(), ErrorCode::InvalidExtendParam);
+        assert_eq!(parse(with("targetMsgkey", json!("not json"))).unwrap_err(), ErrorCode::InvalidParam);
         assert_eq!(parse(json!([1])).unwrap_err(), ErrorCode::InvalidJson);
     }
 
     #[test]
     fn payload_carries_every_field() {
         let p = parse(with("uri", json!("app://x"))).unwrap();
-        let push = p
-            .into_new_push(AppId::new("a"), 1_000, &Limits::default())
-            .unwrap();
+        let push = p.into_new_push(AppId::new("a"), 1_000, &Limits::default()).unwrap();
         let payload: Value = serde_json::from_str(&push.messages[0].payload).unwrap();
         assert_eq!(payload["type"], "notification");
         assert_eq!(payload["uri"], "app://x");

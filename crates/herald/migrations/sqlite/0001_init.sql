@@ -69,7 +69,8 @@ CREATE TABLE messages (
     expires_at    BIGINT NOT NULL
 );
 CREATE INDEX messages_by_task ON messages (task_id);
-CREATE INDEX messages_by_target ON messages (app_id, target_kind, target, expires_at);
+-- Partial: only user-targeted messages are looked up by target (when a device binds).
+CREATE INDEX messages_by_user ON messages (app_id, target, expires_at) WHERE target_kind = 'user';
 
 -- The last message of each (app, msgKey, target): a repeat within its validity is not sent.
 CREATE TABLE idempotency (
@@ -96,5 +97,7 @@ CREATE TABLE deliveries (
     expires_at   BIGINT NOT NULL,
     PRIMARY KEY (message_id, device_id)
 );
-CREATE INDEX deliveries_open ON deliveries (device_id, status, message_id);
-CREATE INDEX deliveries_expiry ON deliveries (status, expires_at);
+-- Partial indexes over the open deliveries only: an acknowledged delivery leaves them,
+-- so they stay small and a push touches few index pages.
+CREATE INDEX deliveries_open ON deliveries (device_id, message_id) WHERE status IN ('pending', 'sent');
+CREATE INDEX deliveries_expiry ON deliveries (expires_at) WHERE status IN ('pending', 'sent');

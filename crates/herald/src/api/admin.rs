@@ -28,18 +28,11 @@ struct CreateApp {
     workspace_id: Option<String>,
 }
 
-async fn create_app(
-    State(state): State<AppState>,
-    _: Admin,
-    LimitedBody(body): LimitedBody,
-) -> Result<Json, ApiError> {
+async fn create_app(State(state): State<AppState>, _: Admin, LimitedBody(body): LimitedBody) -> Result<Json, ApiError> {
     let req: CreateApp = parse_json(&body)?;
     let name = req.name.trim().to_string();
     if name.is_empty() || name.chars().count() > 128 {
-        return Err(ApiError::new(
-            ErrorCode::InvalidParam,
-            "name must be 1 to 128 characters",
-        ));
+        return Err(ApiError::new(ErrorCode::InvalidParam, "name must be 1 to 128 characters"));
     }
     let now = crate::now_ms();
     let app_id = AppId::generate();
@@ -117,21 +110,12 @@ async fn create_key(
     let (kind, material, secret) = match (KeyKind::parse(&req.kind), req.public_key) {
         (Some(KeyKind::Hmac), None) => {
             let secret = crypto::random_secret();
-            (
-                KeyKind::Hmac,
-                state.master.seal(secret.as_bytes()),
-                Some(secret),
-            )
+            (KeyKind::Hmac, state.master.seal(secret.as_bytes()), Some(secret))
         }
         (Some(KeyKind::Rsa), Some(pem)) => {
             let der = crypto::pem_to_der(&pem)
                 .filter(|der| crypto::rsa_public_key_valid(der))
-                .ok_or_else(|| {
-                    ApiError::new(
-                        ErrorCode::InvalidParam,
-                        "publicKey must be a PEM RSA public key",
-                    )
-                })?;
+                .ok_or_else(|| ApiError::new(ErrorCode::InvalidParam, "publicKey must be a PEM RSA public key"))?;
             (KeyKind::Rsa, crypto::b64url(&der), None)
         }
         _ => {
@@ -141,25 +125,13 @@ async fn create_key(
             ));
         }
     };
-    let record = ApiKeyRecord {
-        key_id: key_id.clone(),
-        app_id,
-        kind,
-        material,
-        created_at: crate::now_ms(),
-        revoked_at: None,
-    };
+    let record =
+        ApiKeyRecord { key_id: key_id.clone(), app_id, kind, material, created_at: crate::now_ms(), revoked_at: None };
     state.store.create_api_key(record).await?;
-    Ok(Json(
-        json!({"keyId": key_id, "type": kind, "secret": secret}),
-    ))
+    Ok(Json(json!({"keyId": key_id, "type": kind, "secret": secret})))
 }
 
-async fn list_keys(
-    State(state): State<AppState>,
-    _: Admin,
-    Path(app_id): Path<String>,
-) -> Result<Json, ApiError> {
+async fn list_keys(State(state): State<AppState>, _: Admin, Path(app_id): Path<String>) -> Result<Json, ApiError> {
     let app_id = existing_app(&state, app_id).await?;
     let keys: Vec<Value> = state
         .store
@@ -178,15 +150,8 @@ async fn revoke_key(
 ) -> Result<Json, ApiError> {
     let app_id = existing_app(&state, app_id).await?;
     let key_id = KeyId::new(key_id);
-    if !state
-        .store
-        .revoke_api_key(&app_id, &key_id, crate::now_ms())
-        .await?
-    {
-        return Err(ApiError::new(
-            ErrorCode::KeyNotExist,
-            "no such key in this app",
-        ));
+    if !state.store.revoke_api_key(&app_id, &key_id, crate::now_ms()).await? {
+        return Err(ApiError::new(ErrorCode::KeyNotExist, "no such key in this app"));
     }
     state.verifier.forget(&key_id);
     Ok(Json(json!({"keyId": key_id, "revoked": true})))

@@ -47,10 +47,7 @@ fn check_vendor_tokens(tokens: &Option<Map<String, Value>>) -> Result<(), ApiErr
             ));
         }
         if !(v.is_string() || v.is_null()) {
-            return Err(ApiError::new(
-                ErrorCode::InvalidParam,
-                format!("vendorTokens.{k} must be a string or null"),
-            ));
+            return Err(ApiError::new(ErrorCode::InvalidParam, format!("vendorTokens.{k} must be a string or null")));
         }
     }
     Ok(())
@@ -58,10 +55,9 @@ fn check_vendor_tokens(tokens: &Option<Map<String, Value>>) -> Result<(), ApiErr
 
 fn short_text(name: &str, value: &Option<String>) -> Result<(), ApiError> {
     match value {
-        Some(v) if v.chars().count() > 128 => Err(ApiError::new(
-            ErrorCode::InvalidParam,
-            format!("{name} is longer than 128 characters"),
-        )),
+        Some(v) if v.chars().count() > 128 => {
+            Err(ApiError::new(ErrorCode::InvalidParam, format!("{name} is longer than 128 characters")))
+        }
         _ => Ok(()),
     }
 }
@@ -71,19 +67,8 @@ async fn register(
     headers: HeaderMap,
     LimitedBody(body): LimitedBody,
 ) -> Result<Json, ApiError> {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string()
-    };
-    let refuse = || {
-        ApiError::new(
-            ErrorCode::AppKeyInvalid,
-            "X-Herald-App and X-Herald-App-Key do not name an app",
-        )
-    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let refuse = || ApiError::new(ErrorCode::AppKeyInvalid, "X-Herald-App and X-Herald-App-Key do not name an app");
     let app_id = AppId::new(header("x-herald-app"));
     let app_key = header("x-herald-app-key");
     let app = state.store.app(&app_id).await?.ok_or_else(refuse)?;
@@ -92,10 +77,7 @@ async fn register(
     }
     let body: RegisterBody = parse_json(&body)?;
     if !PLATFORMS.contains(&body.platform.as_str()) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidParam,
-            format!("platform must be one of {PLATFORMS:?}"),
-        ));
+        return Err(ApiError::new(ErrorCode::InvalidParam, format!("platform must be one of {PLATFORMS:?}")));
     }
     if !valid_external_id(&body.install_id) {
         return Err(ApiError::new(
@@ -123,9 +105,7 @@ async fn register(
             now: crate::now_ms(),
         })
         .await?;
-    Ok(Json(
-        json!({"deviceId": device.device_id, "deviceToken": token}),
-    ))
+    Ok(Json(json!({"deviceId": device.device_id, "deviceToken": token})))
 }
 
 #[derive(Deserialize)]
@@ -140,10 +120,7 @@ struct BindBody {
 /// The bind proof the app's server computes: HMAC-SHA256(bind secret,
 /// `deviceId "\n" userId "\n" expiresAtMillis`), base64url without padding.
 pub fn bind_proof(bind_secret: &[u8], device_id: &str, user_id: &str, expires_at: i64) -> String {
-    crypto::b64url(&crypto::hmac_sha256(
-        bind_secret,
-        format!("{device_id}\n{user_id}\n{expires_at}").as_bytes(),
-    ))
+    crypto::b64url(&crypto::hmac_sha256(bind_secret, format!("{device_id}\n{user_id}\n{expires_at}").as_bytes()))
 }
 
 async fn bind(
@@ -162,9 +139,7 @@ async fn bind(
     if !app.trust_client_bind {
         let invalid = |why: &str| ApiError::new(ErrorCode::BindProofInvalid, why);
         let (Some(proof), Some(expires_at)) = (body.bind_proof.as_deref(), body.expires_at) else {
-            return Err(invalid(
-                "this app requires bindProof and expiresAt from the app's server",
-            ));
+            return Err(invalid("this app requires bindProof and expiresAt from the app's server"));
         };
         if expires_at <= now {
             return Err(invalid("the bind proof has expired"));
@@ -176,32 +151,17 @@ async fn bind(
         let given = crypto::b64url_decode(proof).unwrap_or_default();
         let message = format!("{}\n{}\n{}", device.device_id, user, expires_at);
         if !crypto::hmac_sha256_verify(&secret, message.as_bytes(), &given) {
-            return Err(invalid(
-                "the bind proof does not match this device, user and expiry",
-            ));
+            return Err(invalid("the bind proof does not match this device, user and expiry"));
         }
     }
-    if !state
-        .dispatcher
-        .bind(&device.app_id, &device.device_id, &user, now)
-        .await?
-    {
-        return Err(ApiError::new(
-            ErrorCode::DeviceNotExist,
-            "the device is gone",
-        ));
+    if !state.dispatcher.bind(&device.app_id, &device.device_id, &user, now).await? {
+        return Err(ApiError::new(ErrorCode::DeviceNotExist, "the device is gone"));
     }
     Ok(Json(json!({"deviceId": device.device_id, "userId": user})))
 }
 
-async fn unbind(
-    State(state): State<AppState>,
-    DeviceAuth(device): DeviceAuth,
-) -> Result<Json, ApiError> {
-    state
-        .dispatcher
-        .unbind(&device.app_id, &device.device_id, crate::now_ms())
-        .await?;
+async fn unbind(State(state): State<AppState>, DeviceAuth(device): DeviceAuth) -> Result<Json, ApiError> {
+    state.dispatcher.unbind(&device.app_id, &device.device_id, crate::now_ms()).await?;
     Ok(Json(json!({"deviceId": device.device_id, "userId": null})))
 }
 
@@ -222,13 +182,7 @@ async fn report(
     check_vendor_tokens(&body.vendor_tokens)?;
     state
         .store
-        .report_device(
-            &device.app_id,
-            &device.device_id,
-            body.app_version,
-            body.vendor_tokens,
-            crate::now_ms(),
-        )
+        .report_device(&device.app_id, &device.device_id, body.app_version, body.vendor_tokens, crate::now_ms())
         .await?;
     Ok(Json(json!({"deviceId": device.device_id})))
 }
@@ -248,24 +202,17 @@ pub fn parse_events(body: &[u8]) -> Result<Vec<(MessageId, DeviceEvent, i64)>, A
         Value::Array(items) => items,
         one @ Value::Object(_) => vec![one],
         _ => {
-            return Err(ApiError::new(
-                ErrorCode::InvalidParam,
-                "events must be an object or an array of objects",
-            ));
+            return Err(ApiError::new(ErrorCode::InvalidParam, "events must be an object or an array of objects"));
         }
     };
     let now = crate::now_ms();
     items
         .into_iter()
         .map(|item| {
-            let e: EventBody = serde_json::from_value(item)
-                .map_err(|e| ApiError::new(ErrorCode::InvalidParam, e.to_string()))?;
-            let event = DeviceEvent::parse(&e.event).ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::InvalidParam,
-                    "event must be arrived, opened or ignored",
-                )
-            })?;
+            let e: EventBody =
+                serde_json::from_value(item).map_err(|e| ApiError::new(ErrorCode::InvalidParam, e.to_string()))?;
+            let event = DeviceEvent::parse(&e.event)
+                .ok_or_else(|| ApiError::new(ErrorCode::InvalidParam, "event must be arrived, opened or ignored"))?;
             Ok((MessageId::new(e.message_id), event, e.at.unwrap_or(now)))
         })
         .collect()
@@ -280,12 +227,7 @@ async fn events(
     let n = events.len();
     for (message_id, event, at) in events {
         // The update only touches this device's own deliveries.
-        state.store.record(StatusUpdate::Event {
-            message_id,
-            device_id: device.device_id.clone(),
-            event,
-            at,
-        });
+        state.store.record(StatusUpdate::Event { message_id, device_id: device.device_id.clone(), event, at });
     }
     Ok(Json(json!({"accepted": n})))
 }

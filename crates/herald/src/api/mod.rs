@@ -56,17 +56,12 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/metrics", get(metrics))
-        .route(
-            "/openapi.json",
-            get(|| async { ([("content-type", "application/json")], OPENAPI) }),
-        )
+        .route("/openapi.json", get(|| async { ([("content-type", "application/json")], OPENAPI) }))
         .nest("/admin/v1", admin::router())
         .nest("/device/v1", device::router())
         .nest("/v1", server::router())
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed here")
-        })
+        .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed here") })
         .with_state(state)
 }
 
@@ -92,9 +87,7 @@ fn request_id() -> String {
 
 /// The `/v1` success envelope for queries.
 pub fn ok_content(data: Value) -> Json {
-    Json(
-        json!({"requestId": request_id(), "resultCode": "OK", "resultMessage": "OK", "resultContent": {"data": data}}),
-    )
+    Json(json!({"requestId": request_id(), "resultCode": "OK", "resultMessage": "OK", "resultContent": {"data": data}}))
 }
 
 /// The `/v1` success envelope for pushes: `data` carries the taskId.
@@ -103,22 +96,14 @@ pub fn ok_push(task_id: &str, extra: Value) -> Json {
     if let (Value::Object(m), Value::Object(e)) = (&mut push_result, extra) {
         m.extend(e);
     }
-    Json(
-        json!({"requestId": request_id(), "resultCode": "OK", "resultMessage": "OK", "pushResult": push_result}),
-    )
+    Json(json!({"requestId": request_id(), "resultCode": "OK", "resultMessage": "OK", "pushResult": push_result}))
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.code.http_status())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = json!({"requestId": request_id(), "resultCode": self.code.as_str(), "resultMessage": self.message});
-        (
-            status,
-            [("content-type", "application/json")],
-            body.to_string(),
-        )
-            .into_response()
+        (status, [("content-type", "application/json")], body.to_string()).into_response()
     }
 }
 
@@ -126,33 +111,23 @@ impl IntoResponse for ApiError {
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => ApiError::new(ErrorCode::InvalidParam, e.to_string()),
-        _ => ApiError::new(
-            ErrorCode::InvalidJson,
-            format!("the body is not valid JSON: {e}"),
-        ),
+        _ => ApiError::new(ErrorCode::InvalidJson, format!("the body is not valid JSON: {e}")),
     })
 }
 
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(
-            ErrorCode::RequestTooLarge,
-            format!("the body is larger than {limit} bytes"),
-        )
-    })
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::RequestTooLarge, format!("the body is larger than {limit} bytes")))
 }
 
 fn check_length(parts: &Parts, limit: usize) -> Result<(), ApiError> {
-    let declared = parts
-        .headers
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let declared =
+        parts.headers.get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     match declared {
-        Some(n) if n > limit => Err(ApiError::new(
-            ErrorCode::RequestTooLarge,
-            format!("the body is larger than {limit} bytes"),
-        )),
+        Some(n) if n > limit => {
+            Err(ApiError::new(ErrorCode::RequestTooLarge, format!("the body is larger than {limit} bytes")))
+        }
         _ => Ok(()),
     }
 }
@@ -188,31 +163,15 @@ impl FromRequest<AppState> for Signed {
         check_length(&parts, limit)?;
         let body = read_body(body, limit).await?;
         // Nested routers see the path without their prefix; the signature covers the whole path.
-        let uri = parts
-            .extensions
-            .get::<axum::extract::OriginalUri>()
-            .map(|o| &o.0)
-            .unwrap_or(&parts.uri);
-        let (app_id, key_id) = state
-            .verifier
-            .verify(&parts.method, uri, &parts.headers, &body, crate::now_ms())
-            .await?;
-        Ok(Signed {
-            app_id,
-            key_id,
-            body,
-        })
+        let uri = parts.extensions.get::<axum::extract::OriginalUri>().map(|o| &o.0).unwrap_or(&parts.uri);
+        let (app_id, key_id) =
+            state.verifier.verify(&parts.method, uri, &parts.headers, &body, crate::now_ms()).await?;
+        Ok(Signed { app_id, key_id, body })
     }
 }
 
 fn bearer(parts: &Parts) -> Option<&str> {
-    parts
-        .headers
-        .get("authorization")?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
+    parts.headers.get("authorization")?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
 }
 
 /// An admin request: `Authorization: Bearer <admin token>`.
@@ -233,10 +192,7 @@ impl FromRequestParts<AppState> for Admin {
             {
                 Ok(Admin)
             }
-            _ => Err(ApiError::new(
-                ErrorCode::AdminUnauthorized,
-                "a valid admin bearer token is required",
-            )),
+            _ => Err(ApiError::new(ErrorCode::AdminUnauthorized, "a valid admin bearer token is required")),
         }
     }
 }
@@ -248,17 +204,9 @@ impl FromRequestParts<AppState> for DeviceAuth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let refuse = || {
-            ApiError::new(
-                ErrorCode::DeviceTokenInvalid,
-                "a valid device bearer token is required",
-            )
-        };
+        let refuse = || ApiError::new(ErrorCode::DeviceTokenInvalid, "a valid device bearer token is required");
         let token = bearer(parts).ok_or_else(refuse)?;
-        let device = state
-            .store
-            .device_by_token_hash(&crypto::sha256_hex(token.as_bytes()))
-            .await?;
+        let device = state.store.device_by_token_hash(&crypto::sha256_hex(token.as_bytes())).await?;
         device.map(DeviceAuth).ok_or_else(refuse)
     }
 }

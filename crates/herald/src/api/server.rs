@@ -45,10 +45,7 @@ async fn push_simple(State(state): State<AppState>, req: Signed) -> Result<Json,
             json!({"target": target, "msgKey": msg_key, "messageId": message_id, "status": status})
         })
         .collect();
-    Ok(ok_push(
-        committed.task_id.as_str(),
-        json!({"targets": results}),
-    ))
+    Ok(ok_push(committed.task_id.as_str(), json!({"targets": results})))
 }
 
 /// A delivery's status as the caller sees it: a delivery not acknowledged by the end of
@@ -76,11 +73,7 @@ fn target_status(m: &MessageView, now: i64) -> &'static str {
     if m.undeliverable {
         return "undeliverable";
     }
-    let best = m
-        .deliveries
-        .iter()
-        .map(|d| delivery_status(&d.status, m.expires_at, now))
-        .max_by_key(|s| rank(s));
+    let best = m.deliveries.iter().map(|d| delivery_status(&d.status, m.expires_at, now)).max_by_key(|s| rank(s));
     match best {
         Some("opened") => "opened",
         Some("ignored") => "ignored",
@@ -121,16 +114,9 @@ fn message_json(m: &MessageView, now: i64) -> Value {
     })
 }
 
-async fn task(
-    State(state): State<AppState>,
-    Path(task_id): Path<String>,
-    req: Signed,
-) -> Result<Json, ApiError> {
+async fn task(State(state): State<AppState>, Path(task_id): Path<String>, req: Signed) -> Result<Json, ApiError> {
     let Some(task) = state.store.task(&req.app_id, &TaskId::new(task_id)).await? else {
-        return Err(ApiError::new(
-            ErrorCode::TaskNotExist,
-            "no such task in this app",
-        ));
+        return Err(ApiError::new(ErrorCode::TaskNotExist, "no such task in this app"));
     };
     let now = crate::now_ms();
     let mut counts = serde_json::Map::new();
@@ -152,21 +138,10 @@ async fn task(
     })))
 }
 
-async fn message(
-    State(state): State<AppState>,
-    Path(message_id): Path<String>,
-    req: Signed,
-) -> Result<Json, ApiError> {
-    match state
-        .store
-        .message(&req.app_id, &MessageId::new(message_id))
-        .await?
-    {
+async fn message(State(state): State<AppState>, Path(message_id): Path<String>, req: Signed) -> Result<Json, ApiError> {
+    match state.store.message(&req.app_id, &MessageId::new(message_id)).await? {
         Some(m) => Ok(ok_content(message_json(&m, crate::now_ms()))),
-        None => Err(ApiError::new(
-            ErrorCode::MessageNotExist,
-            "no such message in this app",
-        )),
+        None => Err(ApiError::new(ErrorCode::MessageNotExist, "no such message in this app")),
     }
 }
 
@@ -186,16 +161,8 @@ fn device_json(state: &AppState, d: &DeviceRecord) -> Value {
     })
 }
 
-async fn device(
-    State(state): State<AppState>,
-    Path(device_id): Path<String>,
-    req: Signed,
-) -> Result<Json, ApiError> {
-    match state
-        .store
-        .device(&req.app_id, &DeviceId::new(device_id))
-        .await?
-    {
+async fn device(State(state): State<AppState>, Path(device_id): Path<String>, req: Signed) -> Result<Json, ApiError> {
+    match state.store.device(&req.app_id, &DeviceId::new(device_id)).await? {
         Some(d) => Ok(ok_content(device_json(&state, &d))),
         None => Err(not_a_device()),
     }
@@ -221,45 +188,25 @@ pub(super) fn user_id(raw: String) -> Result<UserId, ApiError> {
     Ok(UserId::new(raw))
 }
 
-async fn bind(
-    State(state): State<AppState>,
-    Path(device_id): Path<String>,
-    req: Signed,
-) -> Result<Json, ApiError> {
+async fn bind(State(state): State<AppState>, Path(device_id): Path<String>, req: Signed) -> Result<Json, ApiError> {
     let body: BindBody = parse_json(&req.body)?;
     let user = user_id(body.user_id)?;
     let device = DeviceId::new(device_id);
-    if !state
-        .dispatcher
-        .bind(&req.app_id, &device, &user, crate::now_ms())
-        .await?
-    {
+    if !state.dispatcher.bind(&req.app_id, &device, &user, crate::now_ms()).await? {
         return Err(not_a_device());
     }
     Ok(ok_content(json!({"deviceId": device, "userId": user})))
 }
 
-async fn unbind(
-    State(state): State<AppState>,
-    Path(device_id): Path<String>,
-    req: Signed,
-) -> Result<Json, ApiError> {
+async fn unbind(State(state): State<AppState>, Path(device_id): Path<String>, req: Signed) -> Result<Json, ApiError> {
     let device = DeviceId::new(device_id);
-    if !state
-        .dispatcher
-        .unbind(&req.app_id, &device, crate::now_ms())
-        .await?
-    {
+    if !state.dispatcher.unbind(&req.app_id, &device, crate::now_ms()).await? {
         return Err(not_a_device());
     }
     Ok(ok_content(json!({"deviceId": device, "userId": null})))
 }
 
-async fn user_devices(
-    State(state): State<AppState>,
-    Path(user): Path<String>,
-    req: Signed,
-) -> Result<Json, ApiError> {
+async fn user_devices(State(state): State<AppState>, Path(user): Path<String>, req: Signed) -> Result<Json, ApiError> {
     let user = user_id(user)?;
     let devices = state.store.user_devices(&req.app_id, &user).await?;
     let list: Vec<Value> = devices.iter().map(|d| device_json(&state, d)).collect();

@@ -45,10 +45,7 @@ fn decode_component(s: &str) -> String {
     while i < bytes.len() {
         if bytes[i] == b'%'
             && i + 2 < bytes.len()
-            && let Ok(v) = u8::from_str_radix(
-                std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
-                16,
-            )
+            && let Ok(v) = u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16)
         {
             out.push(v);
             i += 3;
@@ -68,18 +65,11 @@ pub fn canonical_query(query: Option<&str>) -> String {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (
-                encode_component(&decode_component(k)),
-                encode_component(&decode_component(v)),
-            )
+            (encode_component(&decode_component(k)), encode_component(&decode_component(v)))
         })
         .collect();
     pairs.sort();
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&")
+    pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")
 }
 
 pub fn canonical_string(
@@ -118,10 +108,7 @@ pub fn sign_hmac(
     let nonce = crypto::random_alnum(24);
     let ts = now_ms.to_string();
     let canonical = canonical_string(method, path, query, &ts, &nonce, body);
-    let sig = crypto::b64url(&crypto::hmac_sha256(
-        secret.as_bytes(),
-        canonical.as_bytes(),
-    ));
+    let sig = crypto::b64url(&crypto::hmac_sha256(secret.as_bytes(), canonical.as_bytes()));
     vec![
         ("X-Herald-Key".into(), key_id.into()),
         ("X-Herald-Timestamp".into(), ts),
@@ -174,12 +161,7 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    pub fn new(
-        store: Arc<dyn Store>,
-        master: Arc<MasterKey>,
-        window_secs: i64,
-        key_ttl: Duration,
-    ) -> Self {
+    pub fn new(store: Arc<dyn Store>, master: Arc<MasterKey>, window_secs: i64, key_ttl: Duration) -> Self {
         Verifier {
             store,
             master,
@@ -229,13 +211,7 @@ impl Verifier {
             }
             _ => None,
         };
-        self.keys.lock().insert(
-            key_id.clone(),
-            CachedKey {
-                fetched: Instant::now(),
-                key: key.clone(),
-            },
-        );
+        self.keys.lock().insert(key_id.clone(), CachedKey { fetched: Instant::now(), key: key.clone() });
         Ok(key)
     }
 
@@ -248,22 +224,14 @@ impl Verifier {
         body: &[u8],
         now_ms: i64,
     ) -> Result<(AppId, KeyId), ApiError> {
-        let header = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::trim)
-        };
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
         let refuse = |code: ErrorCode, msg: &str, why: &str| {
             tracing::info!(code = code.as_str(), %why, path = uri.path(), "signed request refused");
             ApiError::new(code, msg)
         };
-        let (Some(key_id), Some(ts), Some(nonce), Some(sig)) = (
-            header(HEADER_KEY),
-            header(HEADER_TIMESTAMP),
-            header(HEADER_NONCE),
-            header(HEADER_SIGNATURE),
-        ) else {
+        let (Some(key_id), Some(ts), Some(nonce), Some(sig)) =
+            (header(HEADER_KEY), header(HEADER_TIMESTAMP), header(HEADER_NONCE), header(HEADER_SIGNATURE))
+        else {
             return Err(refuse(
                 ErrorCode::SignatureHeadersInvalid,
                 "X-Herald-Key, X-Herald-Timestamp, X-Herald-Nonce and X-Herald-Signature are required",
@@ -293,11 +261,7 @@ impl Verifier {
         }
         let key_id = KeyId::new(key_id);
         let Some(key) = self.key(&key_id).await? else {
-            return Err(refuse(
-                ErrorCode::ApiKeyInvalid,
-                "unknown or revoked API key",
-                "key not found or revoked",
-            ));
+            return Err(refuse(ErrorCode::ApiKeyInvalid, "unknown or revoked API key", "key not found or revoked"));
         };
         let Some(sig) = crypto::b64url_decode(sig) else {
             return Err(refuse(
@@ -308,9 +272,7 @@ impl Verifier {
         };
         let canonical = canonical_string(method.as_str(), uri.path(), uri.query(), ts, nonce, body);
         let ok = match &key.1 {
-            KeyMaterial::Hmac(secret) => {
-                crypto::hmac_sha256_verify(secret, canonical.as_bytes(), &sig)
-            }
+            KeyMaterial::Hmac(secret) => crypto::hmac_sha256_verify(secret, canonical.as_bytes(), &sig),
             KeyMaterial::Rsa(der) => crypto::rsa_sha256_verify(der, canonical.as_bytes(), &sig),
         };
         if !ok {
@@ -322,11 +284,7 @@ impl Verifier {
         }
         // Only after the signature holds, so that forged requests cannot fill the cache.
         if !self.nonces.lock().insert(key_id.as_str(), nonce) {
-            return Err(refuse(
-                ErrorCode::NonceReused,
-                "this nonce was already used",
-                "nonce replay",
-            ));
+            return Err(refuse(ErrorCode::NonceReused, "this nonce was already used", "nonce replay"));
         }
         Ok((key.0.clone(), key_id))
     }
@@ -345,14 +303,7 @@ mod tests {
 
     #[test]
     fn canonical_string_layout() {
-        let c = canonical_string(
-            "post",
-            "/v1/push/simple",
-            None,
-            "1700000000000",
-            "abcdefghijklmnop",
-            b"{}",
-        );
+        let c = canonical_string("post", "/v1/push/simple", None, "1700000000000", "abcdefghijklmnop", b"{}");
         assert_eq!(
             c,
             "POST\n/v1/push/simple\n\n1700000000000\nabcdefghijklmnop\n\

@@ -8,11 +8,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
-use tokio::sync::Notify;
+use std::task::Waker;
 
 use crate::ids::{DeviceId, MessageId};
 
@@ -32,11 +32,29 @@ pub struct Outgoing {
     pub dup: bool,
 }
 
+/// Why the hub closed a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCause {
+    /// A newer connection of the same device replaced it.
+    TakenOver,
+    /// Nothing arrived for 1.5 times the keepalive.
+    KeepAlive,
+    /// The server is stopping.
+    Shutdown,
+}
+
 /// The state a connection shares with the dispatcher.
+///
+/// Keepalive deadlines live here rather than in a timer per connection: one sweep over
+/// the hub ([`Hub::close_idle`]) replaces a timer entry in every connection's task. The
+/// connection's task is woken through the waker it leaves in the queue.
 pub struct Session {
     pub generation: u64,
     queue: Mutex<Queue>,
-    notify: Notify,
+    /// 1.5 times the client's keepalive, in ms; 0 when the client asked for none.
+    idle_limit_ms: AtomicI64,
+    /// When the connection last received anything, in Unix ms.
+    last_input_ms: AtomicI64,
 }
 
 #[derive(Default)]
@@ -44,8 +62,15 @@ struct Queue {
     items: VecDeque<Outgoing>,
     /// Something was left in the store because the queue was full.
     lagging: bool,
-    /// Replaced by a newer connection of the same device, or the server is stopping.
-    closed: bool,
+    closed: Option<CloseCause>,
+    /// The connection task, waiting for work.
+    waker: Option<Waker>,
+}
+
+impl Queue {
+    fn wake(&mut self) -> Option<Waker> {
+        self.waker.take()
+    }
 }
 
 impl Session {
@@ -67,27 +92,64 @@ impl Session {
     }
 
     pub fn mark_lagging(&self) {
-        self.queue.lock().lagging = true;
-        self.notify.notify_one();
+        let waker = {
+            let mut q = self.queue.lock();
+            q.lagging = true;
+            q.wake()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
     }
 
-    pub fn is_closed(&self) -> bool {
+    pub fn closed(&self) -> Option<CloseCause> {
         self.queue.lock().closed
     }
 
-    pub fn close(&self) {
-        self.queue.lock().closed = true;
-        self.notify.notify_one();
+    pub fn close(&self, cause: CloseCause) {
+        let waker = {
+            let mut q = self.queue.lock();
+            q.closed.get_or_insert(cause);
+            q.wake()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
     }
 
-    /// Resolves when the dispatcher has queued something or the session was closed.
-    pub async fn wait(&self) {
-        self.notify.notified().await
+    /// True when the connection has something to do: it was closed, or it has `room` and
+    /// deliveries wait. Otherwise keeps `waker` to be woken when that changes.
+    pub fn poll_work(&self, waker: &Waker, room: bool) -> bool {
+        let mut q = self.queue.lock();
+        if q.closed.is_some() || (room && (!q.items.is_empty() || q.lagging)) {
+            return true;
+        }
+        match &q.waker {
+            Some(w) if w.will_wake(waker) => {}
+            _ => q.waker = Some(waker.clone()),
+        }
+        false
+    }
+
+    /// Sets the keepalive the client asked for at CONNECT (seconds; 0 = none).
+    pub fn set_keep_alive(&self, secs: u16, now_ms: i64) {
+        self.idle_limit_ms.store(secs as i64 * 1500, Ordering::Relaxed);
+        self.last_input_ms.store(now_ms, Ordering::Relaxed);
+    }
+
+    /// Records that the connection received something.
+    pub fn touch(&self, now_ms: i64) {
+        self.last_input_ms.store(now_ms, Ordering::Relaxed);
+    }
+
+    fn idle_expired(&self, now_ms: i64) -> bool {
+        let limit = self.idle_limit_ms.load(Ordering::Relaxed);
+        limit > 0 && now_ms - self.last_input_ms.load(Ordering::Relaxed) > limit
     }
 
     fn offer(&self, item: Outgoing, max_queued: usize) {
         let mut q = self.queue.lock();
-        if q.closed {
+        if q.closed.is_some() {
             return;
         }
         if q.items.len() >= max_queued {
@@ -95,8 +157,11 @@ impl Session {
         } else {
             q.items.push_back(item);
         }
+        let waker = q.wake();
         drop(q);
-        self.notify.notify_one();
+        if let Some(w) = waker {
+            w.wake();
+        }
     }
 }
 
@@ -129,14 +194,12 @@ impl Hub {
         let session = Arc::new(Session {
             generation: self.generations.fetch_add(1, Ordering::Relaxed),
             queue: Mutex::new(Queue::default()),
-            notify: Notify::new(),
+            idle_limit_ms: AtomicI64::new(0),
+            last_input_ms: AtomicI64::new(0),
         });
-        let old = self
-            .shard(device)
-            .write()
-            .insert(device.clone(), session.clone());
+        let old = self.shard(device).write().insert(device.clone(), session.clone());
         if let Some(old) = old {
-            old.close();
+            old.close(CloseCause::TakenOver);
         }
         session
     }
@@ -144,10 +207,7 @@ impl Hub {
     /// Removes the connection unless a newer one of the same device replaced it.
     pub fn unregister(&self, device: &DeviceId, generation: u64) {
         let mut shard = self.shard(device).write();
-        if shard
-            .get(device)
-            .is_some_and(|s| s.generation == generation)
-        {
+        if shard.get(device).is_some_and(|s| s.generation == generation) {
             shard.remove(device);
         }
     }
@@ -176,9 +236,23 @@ impl Hub {
     pub fn close_all(&self) {
         for shard in &self.shards {
             for s in shard.read().values() {
-                s.close();
+                s.close(CloseCause::Shutdown);
             }
         }
+    }
+
+    /// Closes the connections whose keepalive ran out; returns how many.
+    pub fn close_idle(&self, now_ms: i64) -> usize {
+        let mut closed = 0;
+        for shard in &self.shards {
+            for s in shard.read().values() {
+                if s.idle_expired(now_ms) {
+                    s.close(CloseCause::KeepAlive);
+                    closed += 1;
+                }
+            }
+        }
+        closed
     }
 }
 
@@ -188,11 +262,7 @@ mod tests {
 
     fn item(id: &str) -> Outgoing {
         Outgoing {
-            message: Arc::new(Message {
-                id: MessageId::new(id),
-                expires_at: i64::MAX,
-                payload: Bytes::new(),
-            }),
+            message: Arc::new(Message { id: MessageId::new(id), expires_at: i64::MAX, payload: Bytes::new() }),
             dup: false,
         }
     }
@@ -203,15 +273,29 @@ mod tests {
         let d = DeviceId::new("d1");
         let first = hub.register(&d);
         let second = hub.register(&d);
-        assert!(first.is_closed());
-        assert!(!second.is_closed());
+        assert_eq!(first.closed(), Some(CloseCause::TakenOver));
+        assert_eq!(second.closed(), None);
         hub.unregister(&d, first.generation);
-        assert!(
-            hub.is_online(&d),
-            "the old connection must not remove the new one"
-        );
+        assert!(hub.is_online(&d), "the old connection must not remove the new one");
         hub.unregister(&d, second.generation);
         assert!(!hub.is_online(&d));
+    }
+
+    #[test]
+    fn keepalive_expiry_closes_only_silent_sessions() {
+        let hub = Hub::new(10);
+        let quiet = hub.register(&DeviceId::new("quiet"));
+        let chatty = hub.register(&DeviceId::new("chatty"));
+        let forever = hub.register(&DeviceId::new("forever"));
+        quiet.set_keep_alive(2, 0);
+        chatty.set_keep_alive(2, 0);
+        forever.set_keep_alive(0, 0);
+        chatty.touch(2_500);
+        assert_eq!(hub.close_idle(3_000), 0, "3 s is the limit for a 2 s keepalive");
+        assert_eq!(hub.close_idle(3_001), 1);
+        assert_eq!(quiet.closed(), Some(CloseCause::KeepAlive));
+        assert_eq!(chatty.closed(), None);
+        assert_eq!(forever.closed(), None);
     }
 
     #[test]

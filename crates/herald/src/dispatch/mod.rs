@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-pub use hub::{Hub, Message, Outgoing, Session};
+pub use hub::{CloseCause, Hub, Message, Outgoing, Session};
 
 use crate::error::ApiError;
 use crate::ids::{AppId, DeviceId, UserId};
@@ -33,11 +33,8 @@ impl Dispatcher {
     /// Commits `push`, then queues it for the targets connected to this node.
     pub async fn push(&self, push: NewPush, now: i64) -> Result<CommittedPush, ApiError> {
         let expires_at = push.task.expires_at;
-        let payloads: Vec<(crate::ids::MessageId, String)> = push
-            .messages
-            .iter()
-            .map(|m| (m.message_id.clone(), m.payload.clone()))
-            .collect();
+        let payloads: Vec<(crate::ids::MessageId, String)> =
+            push.messages.iter().map(|m| (m.message_id.clone(), m.payload.clone())).collect();
         let committed = self.store.commit_push(push, now).await?;
         for ((message_id, outcome), (_, payload)) in committed.outcomes.iter().zip(payloads) {
             let TargetOutcome::Accepted { devices } = outcome else {
@@ -46,19 +43,9 @@ impl Dispatcher {
             if devices.is_empty() {
                 continue;
             }
-            let message = Arc::new(Message {
-                id: message_id.clone(),
-                expires_at,
-                payload: Bytes::from(payload),
-            });
+            let message = Arc::new(Message { id: message_id.clone(), expires_at, payload: Bytes::from(payload) });
             for device in devices {
-                self.hub.deliver(
-                    device,
-                    Outgoing {
-                        message: message.clone(),
-                        dup: false,
-                    },
-                );
+                self.hub.deliver(device, Outgoing { message: message.clone(), dup: false });
             }
         }
         Ok(committed)
@@ -66,13 +53,7 @@ impl Dispatcher {
 
     /// Binds a user to a device and hands the user's pending messages to the device if it
     /// is connected here. False when the app has no such device.
-    pub async fn bind(
-        &self,
-        app: &AppId,
-        device: &DeviceId,
-        user: &UserId,
-        now: i64,
-    ) -> Result<bool, ApiError> {
+    pub async fn bind(&self, app: &AppId, device: &DeviceId, user: &UserId, now: i64) -> Result<bool, ApiError> {
         match self.store.bind_user(app, device, user, now).await? {
             None => Ok(false),
             Some(pending) => {
@@ -89,11 +70,7 @@ impl Dispatcher {
     }
 
     /// Marks expired deliveries until `shutdown` resolves.
-    pub async fn run_expiry_sweeps(
-        self: Arc<Self>,
-        every: Duration,
-        shutdown: crate::shutdown::Signal,
-    ) {
+    pub async fn run_expiry_sweeps(self: Arc<Self>, every: Duration, shutdown: crate::shutdown::Signal) {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -113,11 +90,7 @@ impl Dispatcher {
 /// A delivery read back from the store, ready for a connection.
 pub fn outgoing(p: PendingDelivery) -> Outgoing {
     Outgoing {
-        message: Arc::new(Message {
-            id: p.message_id,
-            expires_at: p.expires_at,
-            payload: Bytes::from(p.payload),
-        }),
+        message: Arc::new(Message { id: p.message_id, expires_at: p.expires_at, payload: Bytes::from(p.payload) }),
         dup: p.sent_before,
     }
 }

@@ -1,27 +1,40 @@
 //! One device connection: CONNECT and authentication, then a loop that reads packets,
-//! writes deliveries (QoS 1), and enforces the keepalive.
+//! writes deliveries (QoS 1), and stops when the hub closes the session (takeover,
+//! keepalive expiry, shutdown).
+//!
+//! Memory is the design constraint here: a node holds hundreds of thousands of mostly
+//! idle connections. An idle connection keeps only [`Conn`] (a socket, its device id, its
+//! session and two empty options) inside a small task; the input buffer exists only while
+//! a packet is partly received, and everything a delivery needs ([`Active`]: output
+//! buffer, in-flight window, backlog) is allocated when a delivery starts and freed when
+//! the connection is idle again. The CONNECT phase runs in a boxed future of its own so
+//! that its state does not enlarge the long-lived task, and the loop is a hand-written
+//! future ([`ConnLoop`]) that polls socket readiness and the session directly instead of
+//! keeping `select!` branch futures and a timer alive in every task.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
 use herald_mqtt::{
-    ConnAck, ConnectReturnCode, DecodeError, MqttStr, Packet, PubAck, PubComp, PubRec, Publish,
-    QoS, SubAck, SubscribeReturnCode, UnsubAck, decode,
+    ConnAck, ConnectReturnCode, DecodeError, MqttStr, Packet, PubAck, PubComp, PubRec, Publish, QoS, SubAck,
+    SubscribeReturnCode, UnsubAck, decode,
 };
 use tokio::net::TcpStream;
-use tokio::time::Instant;
 
 use super::Gateway;
 use crate::crypto;
-use crate::dispatch::{Message, Outgoing, Session, outgoing};
-use crate::ids::{AppId, DeviceId, MessageId};
-use crate::store::{DeviceEvent, StatusUpdate};
+use crate::dispatch::{CloseCause, Message, Outgoing, Session, outgoing};
+use crate::ids::{DeviceId, MessageId};
+use crate::store::{PendingDelivery, StatusUpdate, StoreResult};
 
 const READ_CHUNK: usize = 4096;
-/// Acknowledged message ids remembered to drop a second copy of the same message that was
-/// queued twice (by the dispatcher and by a store refill).
+/// Acknowledged message ids remembered while deliveries flow, to drop a second copy of a
+/// message queued twice (by the dispatcher and by a store refill).
 const RECENT_ACKED: usize = 64;
 
 /// Why a connection ended, for the log.
@@ -30,9 +43,8 @@ enum Close {
     Eof,
     Io(std::io::Error),
     Protocol(String),
-    KeepAliveTimeout,
     Disconnect,
-    TakenOver,
+    Hub(CloseCause),
     Store(String),
 }
 
@@ -42,75 +54,104 @@ impl std::fmt::Display for Close {
             Close::Eof => f.write_str("closed by the device"),
             Close::Io(e) => write!(f, "socket error: {e}"),
             Close::Protocol(why) => write!(f, "protocol violation: {why}"),
-            Close::KeepAliveTimeout => f.write_str("keepalive expired"),
             Close::Disconnect => f.write_str("DISCONNECT"),
-            Close::TakenOver => f.write_str("taken over by a newer connection or shutdown"),
+            Close::Hub(CloseCause::TakenOver) => f.write_str("taken over by a newer connection"),
+            Close::Hub(CloseCause::KeepAlive) => f.write_str("keepalive expired"),
+            Close::Hub(CloseCause::Shutdown) => f.write_str("server shutdown"),
             Close::Store(e) => write!(f, "store error: {e}"),
         }
     }
 }
 
+/// What an idle connection keeps.
 struct Conn {
     stream: TcpStream,
-    app_id: AppId,
     device_id: DeviceId,
-    topic: MqttStr,
     session: Arc<Session>,
+    /// A partly received packet.
     inbuf: Option<BytesMut>,
+    /// Present while deliveries or replies are in progress.
+    active: Option<Box<Active>>,
+    next_packet_id: u16,
+}
+
+/// What a connection needs only while something is being delivered or answered.
+#[derive(Default)]
+struct Active {
     outbuf: BytesMut,
-    /// Deliveries written and not yet acknowledged: (packet id, message).
-    inflight: Vec<(u16, Arc<Message>)>,
+    /// Deliveries written and not yet acknowledged: (packet id, message, written at).
+    inflight: Vec<(u16, Arc<Message>, i64)>,
     /// Deliveries read from the store, older than anything in the session queue.
     backlog: VecDeque<Outgoing>,
     recent_acked: VecDeque<MessageId>,
-    next_packet_id: u16,
+}
+
+impl Active {
+    fn is_idle(&self) -> bool {
+        self.outbuf.is_empty() && self.inflight.is_empty() && self.backlog.is_empty()
+    }
+}
+
+/// What the CONNECT phase hands to the connection loop.
+struct Accepted {
+    conn: Conn,
+    keep_alive: u16,
 }
 
 impl Gateway {
     pub(super) async fn connection(self: Arc<Self>, stream: TcpStream) {
         let _ = stream.set_nodelay(true);
+        let Some(Accepted { mut conn, keep_alive }) = Box::pin(self.handshake(stream)).await else {
+            return;
+        };
+        conn.session.set_keep_alive(keep_alive, crate::now_ms());
+        // A CONNECT may have arrived together with the packets after it.
+        let reason = match self.handle_input(&mut conn) {
+            Ok(()) => ConnLoop { gw: &self, conn: &mut conn, refill: None }.await,
+            Err(e) => e,
+        };
+        tracing::debug!(device = %conn.device_id, %reason, "disconnected");
+        self.hub.unregister(&conn.device_id, conn.session.generation);
+        // Written but not acknowledged: the next connection gets them again, with DUP.
+        for (_, message, sent_at) in conn.active.take().map(|a| a.inflight).unwrap_or_default() {
+            self.store.record(StatusUpdate::Sent {
+                message_id: message.id.clone(),
+                device_id: conn.device_id.clone(),
+                at: sent_at,
+            });
+        }
+        self.store.record(StatusUpdate::Seen { device_id: conn.device_id, at: crate::now_ms() });
+    }
+
+    /// Reads CONNECT, authenticates, registers the session and queues CONNACK.
+    async fn handshake(&self, stream: TcpStream) -> Option<Accepted> {
         let connect_timeout = Duration::from_secs(self.cfg.connect_timeout_secs);
         let mut inbuf = None;
-        let connect = match tokio::time::timeout(
-            connect_timeout,
-            read_first_packet(&stream, &mut inbuf, self.cfg.max_packet_bytes),
-        )
-        .await
-        {
+        let first =
+            tokio::time::timeout(connect_timeout, read_first_packet(&stream, &mut inbuf, self.cfg.max_packet_bytes))
+                .await;
+        let connect = match first {
             Ok(Ok(Packet::Connect(c))) => c,
             Ok(Ok(other)) => {
                 tracing::debug!(packet = ?other, "first packet is not CONNECT");
-                return;
+                return None;
             }
-            Ok(Err(Close::Protocol(reason)))
-                if reason.starts_with("unsupported protocol level") =>
-            {
-                let _ = write_all(
-                    &stream,
-                    &connack(ConnectReturnCode::UnacceptableProtocolVersion),
-                )
-                .await;
+            Ok(Err(Close::Protocol(reason))) if reason.starts_with("unsupported protocol level") => {
+                let _ = write_all(&stream, &connack(ConnectReturnCode::UnacceptableProtocolVersion)).await;
                 tracing::debug!(%reason, "CONNECT refused");
-                return;
+                return None;
             }
             Ok(Err(e)) => {
                 tracing::debug!(reason = %e, "connection closed before CONNECT");
-                return;
+                return None;
             }
             Err(_) => {
                 tracing::debug!("no CONNECT within the timeout");
-                return;
+                return None;
             }
         };
         let device_id = DeviceId::new(connect.client_id.as_str());
-        let code = match self
-            .authenticate(
-                &device_id,
-                connect.username.as_ref(),
-                connect.password.as_deref(),
-            )
-            .await
-        {
+        let code = match self.authenticate(&device_id, connect.username.as_ref(), connect.password.as_deref()).await {
             Ok(code) => code,
             Err(e) => {
                 tracing::warn!(error = %e, "store unavailable during CONNECT");
@@ -120,51 +161,21 @@ impl Gateway {
         if code != ConnectReturnCode::Accepted {
             tracing::info!(device = %device_id, ?code, "CONNECT refused");
             let _ = write_all(&stream, &connack(code)).await;
-            return;
+            return None;
         }
-        let app_id = AppId::new(
-            connect
-                .username
-                .as_ref()
-                .map(|u| u.as_str())
-                .unwrap_or_default(),
-        );
         let session = self.hub.register(&device_id);
         // Deliveries for this device wait in the store: read them before anything newer.
         session.mark_lagging();
-        let topic = MqttStr::new(format!("push/{device_id}"));
-        let mut conn = Conn {
-            stream,
-            app_id,
-            device_id: device_id.clone(),
-            topic,
-            session: session.clone(),
-            inbuf,
-            outbuf: BytesMut::new(),
-            inflight: Vec::new(),
-            backlog: VecDeque::new(),
-            recent_acked: VecDeque::new(),
-            next_packet_id: 1,
-        };
-        let ack = ConnAck {
-            session_present: !connect.clean_session,
-            code: ConnectReturnCode::Accepted,
-        };
-        Packet::ConnAck(ack).encode(&mut conn.outbuf);
-        self.store.record(StatusUpdate::Seen {
-            device_id: device_id.clone(),
-            at: crate::now_ms(),
-        });
+        let mut active = Box::<Active>::default();
+        let ack = ConnAck { session_present: !connect.clean_session, code: ConnectReturnCode::Accepted };
+        Packet::ConnAck(ack).encode(&mut active.outbuf);
+        self.store.record(StatusUpdate::Seen { device_id: device_id.clone(), at: crate::now_ms() });
         tracing::debug!(device = %device_id, "connected");
-        let keep_alive = (connect.keep_alive > 0)
-            .then(|| Duration::from_millis(connect.keep_alive as u64 * 1500));
-        let reason = self.run(&mut conn, keep_alive).await;
-        tracing::debug!(device = %device_id, %reason, "disconnected");
-        self.hub.unregister(&device_id, session.generation);
-        self.store.record(StatusUpdate::Seen {
-            device_id,
-            at: crate::now_ms(),
-        });
+        // `connect` borrows the frame it was read from: it ends here, with that buffer.
+        Some(Accepted {
+            conn: Conn { stream, device_id, session, inbuf, active: Some(active), next_packet_id: 1 },
+            keep_alive: connect.keep_alive,
+        })
     }
 
     async fn authenticate(
@@ -191,86 +202,28 @@ impl Gateway {
         Ok(ConnectReturnCode::Accepted)
     }
 
-    async fn run(&self, conn: &mut Conn, keep_alive: Option<Duration>) -> Close {
-        let far = Duration::from_secs(86_400 * 365);
-        let sleep = tokio::time::sleep(keep_alive.unwrap_or(far));
-        tokio::pin!(sleep);
-        // A CONNECT may have arrived together with the packets after it.
-        if let Err(e) = self.handle_input(conn) {
-            return e;
-        }
+    /// Writes queued deliveries while the in-flight window and the write buffer have
+    /// room. Returns true when the session asks for a refill from the store first.
+    fn fill(&self, conn: &mut Conn) -> bool {
         loop {
-            if conn.session.is_closed() {
-                return Close::TakenOver;
+            let (inflight, buffered, backlog) =
+                conn.active.as_ref().map_or((0, 0, 0), |a| (a.inflight.len(), a.outbuf.len(), a.backlog.len()));
+            let room = self.cfg.max_inflight.saturating_sub(inflight);
+            if room == 0 || buffered >= self.cfg.max_write_buffer_bytes {
+                return false;
             }
-            if let Err(e) = self.fill(conn).await {
-                return e;
+            if backlog == 0 && conn.session.take_lagging() {
+                return true;
             }
-            if let Err(e) = flush(conn) {
-                return e;
-            }
-            let room = conn.inflight.len() < self.cfg.max_inflight
-                && conn.outbuf.len() < self.cfg.max_write_buffer_bytes;
-            let writing = !conn.outbuf.is_empty();
-            tokio::select! {
-                ready = conn.stream.readable() => {
-                    if let Err(e) = ready {
-                        return Close::Io(e);
-                    }
-                    match read(conn, self.cfg.max_packet_bytes) {
-                        Ok(0) => continue,
-                        Ok(_) => {
-                            if let Some(ka) = keep_alive {
-                                sleep.as_mut().reset(Instant::now() + ka);
-                            }
-                            if let Err(e) = self.handle_input(conn) {
-                                return e;
-                            }
-                        }
-                        Err(e) => return e,
-                    }
+            let batch: Vec<Outgoing> = match conn.active.as_mut().filter(|a| !a.backlog.is_empty()) {
+                Some(a) => {
+                    let n = room.min(a.backlog.len());
+                    a.backlog.drain(..n).collect()
                 }
-                _ = conn.session.wait(), if room => {}
-                ready = conn.stream.writable(), if writing => {
-                    if let Err(e) = ready {
-                        return Close::Io(e);
-                    }
-                }
-                _ = &mut sleep => return Close::KeepAliveTimeout,
-            }
-        }
-    }
-
-    /// Writes queued deliveries while the in-flight window and the write buffer have room.
-    async fn fill(&self, conn: &mut Conn) -> Result<(), Close> {
-        loop {
-            let room = self.cfg.max_inflight.saturating_sub(conn.inflight.len());
-            if room == 0 || conn.outbuf.len() >= self.cfg.max_write_buffer_bytes {
-                return Ok(());
-            }
-            if conn.backlog.is_empty() && conn.session.take_lagging() {
-                let pending = self
-                    .store
-                    .pending_deliveries(&conn.device_id, crate::now_ms(), self.cfg.max_queued)
-                    .await
-                    .map_err(|e| Close::Store(e.to_string()))?;
-                if pending.len() == self.cfg.max_queued {
-                    // More may wait in the store: read again once these are written.
-                    conn.session.mark_lagging();
-                }
-                conn.backlog.extend(pending.into_iter().map(outgoing));
-            }
-            let batch: Vec<Outgoing> = if conn.backlog.is_empty() {
-                conn.session.take(room)
-            } else {
-                let n = room.min(conn.backlog.len());
-                conn.backlog.drain(..n).collect()
+                None => conn.session.take(room),
             };
             if batch.is_empty() {
-                if conn.backlog.capacity() > 0 {
-                    conn.backlog = VecDeque::new();
-                }
-                return Ok(());
+                return false;
             }
             let now = crate::now_ms();
             for item in batch {
@@ -279,42 +232,42 @@ impl Gateway {
         }
     }
 
+    fn has_room(&self, conn: &Conn) -> bool {
+        conn.active.as_ref().is_none_or(|a| {
+            a.inflight.len() < self.cfg.max_inflight && a.outbuf.len() < self.cfg.max_write_buffer_bytes
+        })
+    }
+
     fn write_delivery(&self, conn: &mut Conn, item: Outgoing, now: i64) {
         let message = item.message;
+        let packet_id = conn.next_packet_id;
+        let topic = conn.push_topic();
+        let active = conn.active();
         // Never deliver past the validity; the expiry sweep records it as expired.
         if message.expires_at <= now
-            || conn.inflight.iter().any(|(_, m)| m.id == message.id)
-            || conn.recent_acked.contains(&message.id)
+            || active.inflight.iter().any(|(_, m, _)| m.id == message.id)
+            || active.recent_acked.contains(&message.id)
         {
             return;
         }
-        let packet_id = conn.next_free_packet_id();
         let publish = Publish {
             dup: item.dup,
             qos: QoS::AtLeastOnce,
             retain: false,
-            topic: conn.topic.clone(),
+            topic,
             packet_id: Some(packet_id),
             payload: message.payload.clone(),
         };
-        Packet::Publish(publish).encode(&mut conn.outbuf);
-        if !item.dup {
-            self.store.record(StatusUpdate::Sent {
-                message_id: message.id.clone(),
-                device_id: conn.device_id.clone(),
-                at: now,
-            });
-        }
+        Packet::Publish(publish).encode(&mut active.outbuf);
+        active.inflight.push((packet_id, message, now));
+        conn.advance_packet_id();
         crate::metrics::DELIVERIES_WRITTEN.inc();
-        conn.inflight.push((packet_id, message));
     }
 
     /// Handles every complete packet in the input buffer.
     fn handle_input(&self, conn: &mut Conn) -> Result<(), Close> {
         loop {
-            let Some(buf) = conn.inbuf.as_mut() else {
-                return Ok(());
-            };
+            let Some(buf) = conn.inbuf.as_mut() else { return Ok(()) };
             let packet = match decode(buf, self.cfg.max_packet_bytes) {
                 Ok(Some(p)) => p,
                 Ok(None) => {
@@ -332,87 +285,70 @@ impl Gateway {
     fn handle_packet(&self, conn: &mut Conn, packet: Packet) -> Result<(), Close> {
         match packet {
             Packet::PubAck(PubAck { packet_id }) => {
-                if let Some(i) = conn.inflight.iter().position(|(id, _)| *id == packet_id) {
-                    let (_, message) = conn.inflight.swap_remove(i);
+                let device_id = conn.device_id.clone();
+                let Some(active) = conn.active.as_mut() else {
+                    return Ok(());
+                };
+                if let Some(i) = active.inflight.iter().position(|(id, _, _)| *id == packet_id) {
+                    let (_, message, sent_at) = active.inflight.swap_remove(i);
                     crate::metrics::DELIVERIES_ACKED.inc();
-                    self.store.record(StatusUpdate::Event {
+                    self.store.record(StatusUpdate::Delivered {
                         message_id: message.id.clone(),
-                        device_id: conn.device_id.clone(),
-                        event: DeviceEvent::Arrived,
+                        device_id,
+                        sent_at,
                         at: crate::now_ms(),
                     });
-                    if conn.recent_acked.len() == RECENT_ACKED {
-                        conn.recent_acked.pop_front();
+                    if active.recent_acked.len() == RECENT_ACKED {
+                        active.recent_acked.pop_front();
                     }
-                    conn.recent_acked.push_back(message.id.clone());
-                }
-                if conn.inflight.is_empty() {
-                    conn.inflight = Vec::new();
+                    active.recent_acked.push_back(message.id.clone());
                 }
                 Ok(())
             }
             Packet::Publish(p) => {
                 if p.topic.as_str().strip_prefix("events/") != Some(conn.device_id.as_str()) {
                     // MQTT 3.1.1 offers no negative PUBACK: refusing means closing.
-                    return Err(Close::Protocol(format!(
-                        "publish to {} is not allowed",
-                        p.topic
-                    )));
+                    return Err(Close::Protocol(format!("publish to {} is not allowed", p.topic)));
                 }
                 self.apply_events(conn, &p.payload);
                 match (p.qos, p.packet_id) {
-                    (QoS::AtLeastOnce, Some(packet_id)) => {
-                        Packet::PubAck(PubAck { packet_id }).encode(&mut conn.outbuf)
-                    }
-                    (QoS::ExactlyOnce, Some(packet_id)) => {
-                        Packet::PubRec(PubRec { packet_id }).encode(&mut conn.outbuf)
-                    }
+                    (QoS::AtLeastOnce, Some(packet_id)) => conn.reply(Packet::PubAck(PubAck { packet_id })),
+                    (QoS::ExactlyOnce, Some(packet_id)) => conn.reply(Packet::PubRec(PubRec { packet_id })),
                     _ => {}
                 }
                 Ok(())
             }
             Packet::PubRel(rel) => {
-                Packet::PubComp(PubComp {
-                    packet_id: rel.packet_id,
-                })
-                .encode(&mut conn.outbuf);
+                conn.reply(Packet::PubComp(PubComp { packet_id: rel.packet_id }));
                 Ok(())
             }
             Packet::Subscribe(sub) => {
+                let own = format!("push/{}", conn.device_id);
                 let return_codes = sub
                     .filters
                     .iter()
                     .map(|f| {
-                        if f.filter == conn.topic {
+                        if f.filter.as_str() == own {
                             SubscribeReturnCode::Success(QoS::AtLeastOnce)
                         } else {
                             SubscribeReturnCode::Failure
                         }
                     })
                     .collect();
-                Packet::SubAck(SubAck {
-                    packet_id: sub.packet_id,
-                    return_codes,
-                })
-                .encode(&mut conn.outbuf);
+                conn.reply(Packet::SubAck(SubAck { packet_id: sub.packet_id, return_codes }));
                 Ok(())
             }
             Packet::Unsubscribe(unsub) => {
                 // The push topic is the server's own subscription: it stays.
-                Packet::UnsubAck(UnsubAck {
-                    packet_id: unsub.packet_id,
-                })
-                .encode(&mut conn.outbuf);
+                conn.reply(Packet::UnsubAck(UnsubAck { packet_id: unsub.packet_id }));
                 Ok(())
             }
             Packet::PingReq => {
-                Packet::PingResp.encode(&mut conn.outbuf);
+                conn.reply(Packet::PingResp);
                 Ok(())
             }
             Packet::Disconnect => Err(Close::Disconnect),
-            other => Err(Close::Protocol(format!(
-                "unexpected packet from a device: {other:?}"
-            ))),
+            other => Err(Close::Protocol(format!("unexpected packet from a device: {other:?}"))),
         }
     }
 
@@ -421,30 +357,139 @@ impl Gateway {
         match crate::api::device::parse_events(payload) {
             Ok(events) => {
                 for (message_id, event, at) in events {
-                    self.store.record(StatusUpdate::Event {
-                        message_id,
-                        device_id: conn.device_id.clone(),
-                        event,
-                        at,
-                    });
+                    self.store.record(StatusUpdate::Event { message_id, device_id: conn.device_id.clone(), event, at });
                 }
             }
-            Err(e) => {
-                tracing::debug!(device = %conn.device_id, app = %conn.app_id, error = %e, "ignored malformed events")
+            Err(e) => tracing::debug!(device = %conn.device_id, error = %e, "ignored malformed events"),
+        }
+    }
+}
+
+type Refill = Pin<Box<dyn Future<Output = StoreResult<Vec<PendingDelivery>>> + Send>>;
+
+/// The connection loop: reads and handles packets, writes deliveries, and ends with the
+/// reason the connection closed. It keeps no timer and no branch futures: socket readiness
+/// is polled directly, and the session stores the task's waker.
+struct ConnLoop<'a> {
+    gw: &'a Gateway,
+    conn: &'a mut Conn,
+    /// A read of pending deliveries from the store, while one is running.
+    refill: Option<Refill>,
+}
+
+impl Future for ConnLoop<'_> {
+    type Output = Close;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Close> {
+        let this = self.get_mut();
+        let (gw, conn) = (this.gw, &mut *this.conn);
+        loop {
+            if let Some(cause) = conn.session.closed() {
+                return Poll::Ready(Close::Hub(cause));
             }
+            if let Some(refill) = this.refill.as_mut()
+                && let Poll::Ready(result) = refill.as_mut().poll(cx)
+            {
+                this.refill = None;
+                match result {
+                    Ok(pending) => {
+                        if pending.len() == gw.cfg.max_queued {
+                            // More may wait in the store: read again once these are written.
+                            conn.session.mark_lagging();
+                        }
+                        if !pending.is_empty() {
+                            conn.active().backlog.extend(pending.into_iter().map(outgoing));
+                        }
+                    }
+                    Err(e) => return Poll::Ready(Close::Store(e.to_string())),
+                }
+            }
+            if this.refill.is_none() && gw.fill(conn) {
+                let (store, device) = (gw.store.clone(), conn.device_id.clone());
+                let limit = gw.cfg.max_queued;
+                this.refill =
+                    Some(Box::pin(async move { store.pending_deliveries(&device, crate::now_ms(), limit).await }));
+                continue;
+            }
+            if let Err(e) = conn.flush() {
+                return Poll::Ready(e);
+            }
+            match conn.stream.poll_read_ready(cx) {
+                Poll::Ready(Ok(())) => match read_into(&conn.stream, &mut conn.inbuf, gw.cfg.max_packet_bytes) {
+                    // A stale readiness, now cleared: poll again so the waker is registered.
+                    Ok(0) => continue,
+                    Ok(_) => {
+                        conn.session.touch(crate::now_ms());
+                        if let Err(e) = gw.handle_input(conn) {
+                            return Poll::Ready(e);
+                        }
+                        continue;
+                    }
+                    Err(e) => return Poll::Ready(e),
+                },
+                Poll::Ready(Err(e)) => return Poll::Ready(Close::Io(e)),
+                Poll::Pending => {}
+            }
+            if conn.active.as_ref().is_some_and(|a| !a.outbuf.is_empty()) {
+                match conn.stream.poll_write_ready(cx) {
+                    Poll::Ready(Ok(())) => continue,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Close::Io(e)),
+                    Poll::Pending => {}
+                }
+            }
+            let room = this.refill.is_none() && gw.has_room(conn);
+            if conn.session.poll_work(cx.waker(), room) {
+                continue;
+            }
+            return Poll::Pending;
         }
     }
 }
 
 impl Conn {
-    fn next_free_packet_id(&mut self) -> u16 {
+    fn active(&mut self) -> &mut Active {
+        self.active.get_or_insert_with(Box::default)
+    }
+
+    fn reply(&mut self, packet: Packet) {
+        packet.encode(&mut self.active().outbuf);
+    }
+
+    fn push_topic(&self) -> MqttStr {
+        MqttStr::new(format!("push/{}", self.device_id))
+    }
+
+    /// The next packet id not used by an in-flight delivery.
+    fn advance_packet_id(&mut self) {
         loop {
-            let id = self.next_packet_id;
             self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
-            if !self.inflight.iter().any(|(used, _)| *used == id) {
-                return id;
+            let id = self.next_packet_id;
+            if !self.active.as_ref().is_some_and(|a| a.inflight.iter().any(|(used, _, _)| *used == id)) {
+                return;
             }
         }
+    }
+
+    /// Writes as much of the output as the socket takes now; frees the delivery state
+    /// once nothing is pending.
+    fn flush(&mut self) -> Result<(), Close> {
+        let Some(active) = self.active.as_mut() else {
+            return Ok(());
+        };
+        while !active.outbuf.is_empty() {
+            match self.stream.try_write(&active.outbuf) {
+                Ok(0) => return Err(Close::Eof),
+                Ok(n) => {
+                    let _ = active.outbuf.split_to(n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(Close::Io(e)),
+            }
+        }
+        if active.is_idle() {
+            self.active = None;
+        }
+        Ok(())
     }
 }
 
@@ -454,25 +499,13 @@ fn protocol(e: DecodeError) -> Close {
 
 fn connack(code: ConnectReturnCode) -> BytesMut {
     let mut out = BytesMut::new();
-    Packet::ConnAck(ConnAck {
-        session_present: false,
-        code,
-    })
-    .encode(&mut out);
+    Packet::ConnAck(ConnAck { session_present: false, code }).encode(&mut out);
     out
 }
 
-/// Reads what the socket has into the connection's input buffer; `Ok(0)` when nothing
-/// was there after all.
-fn read(conn: &mut Conn, max_packet: usize) -> Result<usize, Close> {
-    read_into(&conn.stream, &mut conn.inbuf, max_packet)
-}
-
-fn read_into(
-    stream: &TcpStream,
-    inbuf: &mut Option<BytesMut>,
-    max_packet: usize,
-) -> Result<usize, Close> {
+/// Reads what the socket has into `inbuf` (allocated for the read, released when empty);
+/// `Ok(0)` when nothing was there after all.
+fn read_into(stream: &TcpStream, inbuf: &mut Option<BytesMut>, max_packet: usize) -> Result<usize, Close> {
     let buf = inbuf.get_or_insert_with(|| BytesMut::with_capacity(READ_CHUNK));
     if buf.capacity() - buf.len() < 256 {
         buf.reserve(READ_CHUNK.min(max_packet));
@@ -510,23 +543,6 @@ async fn read_first_packet(
         stream.readable().await.map_err(Close::Io)?;
         read_into(stream, inbuf, max_packet)?;
     }
-}
-
-/// Writes as much of the output buffer as the socket takes now.
-fn flush(conn: &mut Conn) -> Result<(), Close> {
-    while !conn.outbuf.is_empty() {
-        match conn.stream.try_write(&conn.outbuf) {
-            Ok(0) => return Err(Close::Eof),
-            Ok(n) => {
-                let _ = conn.outbuf.split_to(n);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e) => return Err(Close::Io(e)),
-        }
-    }
-    // Give the buffer back while idle.
-    conn.outbuf = BytesMut::new();
-    Ok(())
 }
 
 async fn write_all(stream: &TcpStream, mut data: &[u8]) -> std::io::Result<()> {

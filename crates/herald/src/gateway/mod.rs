@@ -19,6 +19,9 @@ use crate::dispatch::Hub;
 use crate::shutdown::Signal;
 use crate::store::Store;
 
+/// How often keepalive deadlines are checked: the precision of the 1.5× rule.
+const KEEPALIVE_SWEEP: Duration = Duration::from_millis(250);
+
 pub struct Gateway {
     store: Arc<dyn Store>,
     hub: Arc<Hub>,
@@ -29,17 +32,13 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn new(store: Arc<dyn Store>, hub: Arc<Hub>, cfg: MqttConfig) -> Arc<Self> {
-        Arc::new(Gateway {
-            store,
-            hub,
-            cfg,
-            open: AtomicUsize::new(0),
-        })
+        Arc::new(Gateway { store, hub, cfg, open: AtomicUsize::new(0) })
     }
 
     /// Accepts connections until `shutdown`, then closes every connection and waits up to
     /// `drain` for their tasks to finish.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: Signal, drain: Duration) {
+        let keepalive_sweeps = tokio::spawn(self.clone().sweep_keepalives(shutdown.clone()));
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -61,10 +60,27 @@ impl Gateway {
             }
         }
         drop(listener);
+        let _ = keepalive_sweeps.await;
         self.hub.close_all();
         let deadline = tokio::time::Instant::now() + drain;
         while self.open.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Closes connections silent for longer than 1.5 times their keepalive.
+    async fn sweep_keepalives(self: Arc<Self>, shutdown: Signal) {
+        let mut tick = tokio::time::interval(KEEPALIVE_SWEEP);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.wait() => return,
+            }
+            let closed = self.hub.close_idle(crate::now_ms());
+            if closed > 0 {
+                tracing::debug!(closed, "closed connections whose keepalive expired");
+            }
         }
     }
 }

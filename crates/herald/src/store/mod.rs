@@ -210,19 +210,13 @@ impl DeviceEvent {
 /// Updates that nobody waits for; committed in order with the next group.
 #[derive(Debug, Clone)]
 pub enum StatusUpdate {
-    /// Written to the device's connection.
-    Sent {
-        message_id: MessageId,
-        device_id: DeviceId,
-        at: i64,
-    },
-    /// Acknowledged by the device (PUBACK) or reported as arrived, opened or ignored.
-    Event {
-        message_id: MessageId,
-        device_id: DeviceId,
-        event: DeviceEvent,
-        at: i64,
-    },
+    /// Written to a connection that closed before acknowledging it: the next delivery
+    /// carries DUP. (Deliveries acknowledged in time skip this write.)
+    Sent { message_id: MessageId, device_id: DeviceId, at: i64 },
+    /// Acknowledged by the device (PUBACK) after being written at `sent_at`.
+    Delivered { message_id: MessageId, device_id: DeviceId, sent_at: i64, at: i64 },
+    /// Reported by the device: arrived, opened or ignored.
+    Event { message_id: MessageId, device_id: DeviceId, event: DeviceEvent, at: i64 },
     /// The device connected or disconnected.
     Seen { device_id: DeviceId, at: i64 },
 }
@@ -280,16 +274,9 @@ pub trait Store: Send + Sync + 'static {
     /// Registers a device, or renews the token of the app's device with that installId.
     async fn register_device(&self, reg: DeviceRegistration) -> StoreResult<DeviceRecord>;
     async fn device_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<DeviceRecord>>;
-    async fn device(
-        &self,
-        app_id: &AppId,
-        device_id: &DeviceId,
-    ) -> StoreResult<Option<DeviceRecord>>;
+    async fn device(&self, app_id: &AppId, device_id: &DeviceId) -> StoreResult<Option<DeviceRecord>>;
     /// The app and token hash of a device, for the MQTT CONNECT check.
-    async fn device_credentials(
-        &self,
-        device_id: &DeviceId,
-    ) -> StoreResult<Option<(AppId, String)>>;
+    async fn device_credentials(&self, device_id: &DeviceId) -> StoreResult<Option<(AppId, String)>>;
     /// Updates what the device reported; false when the app has no such device.
     async fn report_device(
         &self,
@@ -310,17 +297,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<Vec<PendingDelivery>>>;
     /// Unbinds the device's user; pending user-targeted deliveries to it are dropped.
     /// False when there is no such device.
-    async fn unbind_user(
-        &self,
-        app_id: &AppId,
-        device_id: &DeviceId,
-        now: i64,
-    ) -> StoreResult<bool>;
-    async fn user_devices(
-        &self,
-        app_id: &AppId,
-        user_id: &UserId,
-    ) -> StoreResult<Vec<DeviceRecord>>;
+    async fn unbind_user(&self, app_id: &AppId, device_id: &DeviceId, now: i64) -> StoreResult<bool>;
+    async fn user_devices(&self, app_id: &AppId, user_id: &UserId) -> StoreResult<Vec<DeviceRecord>>;
 
     /// Commits a push: task, messages and deliveries in one transaction.
     async fn commit_push(&self, push: NewPush, now: i64) -> StoreResult<CommittedPush>;
@@ -337,11 +315,7 @@ pub trait Store: Send + Sync + 'static {
     /// Marks deliveries past their validity `expired`; returns how many.
     async fn expire_due(&self, now: i64) -> StoreResult<u64>;
     async fn task(&self, app_id: &AppId, task_id: &TaskId) -> StoreResult<Option<TaskView>>;
-    async fn message(
-        &self,
-        app_id: &AppId,
-        message_id: &MessageId,
-    ) -> StoreResult<Option<MessageView>>;
+    async fn message(&self, app_id: &AppId, message_id: &MessageId) -> StoreResult<Option<MessageView>>;
     /// Waits until everything queued so far is committed.
     async fn flush(&self) -> StoreResult<()>;
 }

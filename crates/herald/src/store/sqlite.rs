@@ -49,12 +49,7 @@ fn map_err(err: rusqlite::Error) -> StoreError {
         rusqlite::Error::SqliteFailure(e, _)
             if matches!(
                 e.code,
-                C::DatabaseBusy
-                    | C::DatabaseLocked
-                    | C::DiskFull
-                    | C::CannotOpen
-                    | C::SystemIoFailure
-                    | C::ReadOnly
+                C::DatabaseBusy | C::DatabaseLocked | C::DiskFull | C::CannotOpen | C::SystemIoFailure | C::ReadOnly
             ) =>
         {
             StoreError::Unavailable(err.to_string())
@@ -68,10 +63,7 @@ fn stopped() -> StoreError {
 }
 
 /// Runs `f` inside a savepoint so that its failure undoes only its own changes.
-fn in_savepoint<T>(
-    conn: &Connection,
-    f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
-) -> rusqlite::Result<T> {
+fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> rusqlite::Result<T> {
     conn.prepare_cached("SAVEPOINT op")?.execute([])?;
     match f(conn) {
         Ok(v) => {
@@ -89,31 +81,24 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and applies migrations.
     pub fn open(path: &Path, cfg: &crate::config::StoreConfig) -> StoreResult<Self> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
         }
         let writer = Connection::open(path).map_err(map_err)?;
-        let sync = if cfg.sqlite_synchronous == "normal" {
-            "NORMAL"
-        } else {
-            "FULL"
-        };
+        let sync = if cfg.sqlite_synchronous == "normal" { "NORMAL" } else { "FULL" };
         writer
             .execute_batch(&format!(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON; \
-                 PRAGMA busy_timeout = 5000; PRAGMA cache_size = -65536;"
+                 PRAGMA busy_timeout = 5000; PRAGMA cache_size = -65536; \
+                 PRAGMA wal_autocheckpoint = 4000;"
             ))
             .map_err(map_err)?;
         migrate(&writer).map_err(map_err)?;
         let mut conns = Vec::new();
         for _ in 0..cfg.reader_connections {
-            let conn = Connection::open_with_flags(
-                path,
-                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
-            .map_err(map_err)?;
-            conn.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA cache_size = -16384;")
-                .map_err(map_err)?;
+            let conn =
+                Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                    .map_err(map_err)?;
+            conn.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA cache_size = -16384;").map_err(map_err)?;
             conns.push(Mutex::new(conn));
         }
         let (tx, rx) = mpsc::unbounded_channel();
@@ -122,13 +107,7 @@ impl SqliteStore {
             .name("sqlite-writer".into())
             .spawn(move || writer_loop(writer, rx, max_batch))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
-        Ok(SqliteStore {
-            jobs: tx,
-            readers: Arc::new(ReaderPool {
-                conns,
-                next: AtomicUsize::new(0),
-            }),
-        })
+        Ok(SqliteStore { jobs: tx, readers: Arc::new(ReaderPool { conns, next: AtomicUsize::new(0) }) })
     }
 
     async fn write<T, F>(&self, f: F) -> StoreResult<T>
@@ -205,11 +184,7 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     )?;
     for (version, sql) in MIGRATIONS {
         let applied: Option<i64> = conn
-            .query_row(
-                "SELECT version FROM schema_migrations WHERE version = ?1",
-                [version],
-                |r| r.get(0),
-            )
+            .query_row("SELECT version FROM schema_migrations WHERE version = ?1", [version], |r| r.get(0))
             .optional()?;
         if applied.is_none() {
             let tx = conn.unchecked_transaction()?;
@@ -225,8 +200,7 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-const APP_COLUMNS: &str =
-    "app_id, name, app_key_hash, bind_secret_sealed, trust_client_bind, created_at";
+const APP_COLUMNS: &str = "app_id, name, app_key_hash, bind_secret_sealed, trust_client_bind, created_at";
 
 fn app_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AppRecord> {
     Ok(AppRecord {
@@ -266,8 +240,7 @@ fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
         app_version: r.get(4)?,
         os_version: r.get(5)?,
         model: r.get(6)?,
-        vendor_tokens: serde_json::from_str(&tokens)
-            .map_err(|e| corrupt(format!("vendor_tokens: {e}")))?,
+        vendor_tokens: serde_json::from_str(&tokens).map_err(|e| corrupt(format!("vendor_tokens: {e}")))?,
         user_id: r.get::<_, Option<String>>(8)?.map(UserId::new),
         bound_at: r.get(9)?,
         created_at: r.get(10)?,
@@ -289,25 +262,14 @@ fn pending_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PendingDelivery> {
     })
 }
 
-fn device_by(
-    conn: &Connection,
-    filter: &str,
-    args: impl rusqlite::Params,
-) -> rusqlite::Result<Option<DeviceRecord>> {
-    conn.prepare_cached(&format!(
-        "SELECT {DEVICE_COLUMNS} FROM devices WHERE {filter}"
-    ))?
-    .query_row(args, device_row)
-    .optional()
+fn device_by(conn: &Connection, filter: &str, args: impl rusqlite::Params) -> rusqlite::Result<Option<DeviceRecord>> {
+    conn.prepare_cached(&format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE {filter}"))?
+        .query_row(args, device_row)
+        .optional()
 }
 
 /// Drops the device's undelivered deliveries of messages sent to `user`.
-fn drop_user_deliveries(
-    conn: &Connection,
-    app_id: &str,
-    device_id: &str,
-    user: &str,
-) -> rusqlite::Result<()> {
+fn drop_user_deliveries(conn: &Connection, app_id: &str, device_id: &str, user: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "DELETE FROM deliveries WHERE device_id = ?1 AND status IN ('pending', 'sent') AND message_id IN \
          (SELECT message_id FROM messages WHERE app_id = ?2 AND target_kind = 'user' AND target = ?3)",
@@ -316,11 +278,7 @@ fn drop_user_deliveries(
     Ok(())
 }
 
-fn message_views(
-    conn: &Connection,
-    filter: &str,
-    args: &[&dyn rusqlite::ToSql],
-) -> rusqlite::Result<Vec<MessageView>> {
+fn message_views(conn: &Connection, filter: &str, args: &[&dyn rusqlite::ToSql]) -> rusqlite::Result<Vec<MessageView>> {
     let mut messages: Vec<MessageView> = conn
         .prepare_cached(&format!(
             "SELECT message_id, task_id, msg_key, target_kind, target, undeliverable, created_at, expires_at \
@@ -372,19 +330,16 @@ fn commit_push_tx(conn: &Connection, push: NewPush, now: i64) -> rusqlite::Resul
         )?;
         for m in &push.messages {
             let found: Option<(String, String)> = stmt
-                .query_row(
-                    params![app, m.msg_key, m.target_kind.as_str(), m.target, now],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
+                .query_row(params![app, m.msg_key, m.target_kind.as_str(), m.target, now], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
                 .optional()?;
             earlier.push(found);
         }
     }
     // A whole repeat of one earlier request (a client retry) answers with that task.
     if let Some(Some((_, first_task))) = earlier.first()
-        && earlier
-            .iter()
-            .all(|e| matches!(e, Some((_, t)) if t == first_task))
+        && earlier.iter().all(|e| matches!(e, Some((_, t)) if t == first_task))
     {
         let task_id = TaskId::new(first_task.clone());
         let outcomes = earlier
@@ -395,11 +350,7 @@ fn commit_push_tx(conn: &Connection, push: NewPush, now: i64) -> rusqlite::Resul
                 (mid.clone(), TargetOutcome::Duplicate { message_id: mid })
             })
             .collect();
-        return Ok(CommittedPush {
-            task_id,
-            replayed: true,
-            outcomes,
-        });
+        return Ok(CommittedPush { task_id, replayed: true, outcomes });
     }
 
     let t = &push.task;
@@ -407,7 +358,15 @@ fn commit_push_tx(conn: &Connection, push: NewPush, now: i64) -> rusqlite::Resul
         "INSERT INTO tasks (task_id, app_id, push_type, task_name, delivery_type, created_at, expires_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
-    .execute(params![t.task_id.as_str(), app, t.push_type, t.task_name, t.delivery_type, t.created_at, t.expires_at])?;
+    .execute(params![
+        t.task_id.as_str(),
+        app,
+        t.push_type,
+        t.task_name,
+        t.delivery_type,
+        t.created_at,
+        t.expires_at
+    ])?;
 
     let mut outcomes = Vec::with_capacity(push.messages.len());
     let mut remember = conn.prepare_cached(
@@ -416,10 +375,8 @@ fn commit_push_tx(conn: &Connection, push: NewPush, now: i64) -> rusqlite::Resul
          ON CONFLICT (app_id, msg_key, target_kind, target) DO UPDATE SET \
          message_id = excluded.message_id, task_id = excluded.task_id, expires_at = excluded.expires_at",
     )?;
-    let mut by_device =
-        conn.prepare_cached("SELECT device_id FROM devices WHERE app_id = ?1 AND device_id = ?2")?;
-    let mut by_user =
-        conn.prepare_cached("SELECT device_id FROM devices WHERE app_id = ?1 AND user_id = ?2")?;
+    let mut by_device = conn.prepare_cached("SELECT device_id FROM devices WHERE app_id = ?1 AND device_id = ?2")?;
+    let mut by_user = conn.prepare_cached("SELECT device_id FROM devices WHERE app_id = ?1 AND user_id = ?2")?;
     let mut insert_message = conn.prepare_cached(
         "INSERT INTO messages (message_id, app_id, task_id, msg_key, target_kind, target, payload, undeliverable, \
          created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -439,9 +396,7 @@ fn commit_push_tx(conn: &Connection, push: NewPush, now: i64) -> rusqlite::Resul
             TargetKind::User => &mut by_user,
         };
         let devices: Vec<DeviceId> = lookup
-            .query_map(params![app, m.target], |r| {
-                r.get::<_, String>(0).map(DeviceId::new)
-            })?
+            .query_map(params![app, m.target], |r| r.get::<_, String>(0).map(DeviceId::new))?
             .collect::<rusqlite::Result<_>>()?;
         let undeliverable = m.target_kind == TargetKind::Device && devices.is_empty();
         remember.execute(params![
@@ -466,46 +421,32 @@ fn commit_push_tx(conn: &Connection, push: NewPush, now: i64) -> rusqlite::Resul
             t.expires_at
         ])?;
         for d in &devices {
-            insert_delivery.execute(params![
-                m.message_id.as_str(),
-                d.as_str(),
-                t.created_at,
-                t.expires_at
-            ])?;
+            insert_delivery.execute(params![m.message_id.as_str(), d.as_str(), t.created_at, t.expires_at])?;
         }
-        let outcome = if undeliverable {
-            TargetOutcome::Undeliverable
-        } else {
-            TargetOutcome::Accepted { devices }
-        };
+        let outcome = if undeliverable { TargetOutcome::Undeliverable } else { TargetOutcome::Accepted { devices } };
         outcomes.push((m.message_id, outcome));
     }
-    Ok(CommittedPush {
-        task_id: push.task.task_id,
-        replayed: false,
-        outcomes,
-    })
+    Ok(CommittedPush { task_id: push.task.task_id, replayed: false, outcomes })
 }
 
 fn apply_update(conn: &Connection, update: StatusUpdate) -> rusqlite::Result<()> {
     match update {
-        StatusUpdate::Sent {
-            message_id,
-            device_id,
-            at,
-        } => {
+        StatusUpdate::Sent { message_id, device_id, at } => {
             conn.prepare_cached(
                 "UPDATE deliveries SET status = 'sent', sent_at = ?3, updated_at = ?3 \
                  WHERE message_id = ?1 AND device_id = ?2 AND status = 'pending'",
             )?
             .execute(params![message_id.as_str(), device_id.as_str(), at])?;
         }
-        StatusUpdate::Event {
-            message_id,
-            device_id,
-            event,
-            at,
-        } => {
+        StatusUpdate::Delivered { message_id, device_id, sent_at, at } => {
+            conn.prepare_cached(
+                "UPDATE deliveries SET status = 'delivered', sent_at = COALESCE(sent_at, ?3), delivered_at = ?4, \
+                 updated_at = ?4 WHERE message_id = ?1 AND device_id = ?2 AND \
+                 (status IN ('pending', 'sent') OR (status = 'expired' AND ?3 < expires_at))",
+            )?
+            .execute(params![message_id.as_str(), device_id.as_str(), sent_at, at])?;
+        }
+        StatusUpdate::Event { message_id, device_id, event, at } => {
             // A device's word about a message can only move its delivery forward; an
             // acknowledgement of a copy written before expiry still counts as delivered.
             let sql = match event {
@@ -525,11 +466,7 @@ fn apply_update(conn: &Connection, update: StatusUpdate) -> rusqlite::Result<()>
                      status IN ('pending', 'sent', 'delivered')"
                 }
             };
-            conn.prepare_cached(sql)?.execute(params![
-                message_id.as_str(),
-                device_id.as_str(),
-                at
-            ])?;
+            conn.prepare_cached(sql)?.execute(params![message_id.as_str(), device_id.as_str(), at])?;
         }
         StatusUpdate::Seen { device_id, at } => {
             conn.prepare_cached("UPDATE devices SET last_seen = ?2 WHERE device_id = ?1")?
@@ -544,9 +481,7 @@ impl Store for SqliteStore {
     async fn setting(&self, name: &str) -> StoreResult<Option<String>> {
         let name = name.to_owned();
         self.read(move |c| {
-            c.prepare_cached("SELECT value FROM settings WHERE name = ?1")?
-                .query_row([name], |r| r.get(0))
-                .optional()
+            c.prepare_cached("SELECT value FROM settings WHERE name = ?1")?.query_row([name], |r| r.get(0)).optional()
         })
         .await
     }
@@ -554,29 +489,25 @@ impl Store for SqliteStore {
     async fn init_setting(&self, name: &str, value: &str) -> StoreResult<String> {
         let (name, value) = (name.to_owned(), value.to_owned());
         self.write(move |c| {
-            c.prepare_cached(
-                "INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
-            )?
-            .execute([&name, &value])?;
-            c.prepare_cached("SELECT value FROM settings WHERE name = ?1")?
-                .query_row([&name], |r| r.get(0))
+            c.prepare_cached("INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING")?
+                .execute([&name, &value])?;
+            c.prepare_cached("SELECT value FROM settings WHERE name = ?1")?.query_row([&name], |r| r.get(0))
         })
         .await
     }
 
     async fn create_app(&self, app: AppRecord, first_key: ApiKeyRecord) -> StoreResult<()> {
         self.write(move |c| {
-            c.prepare_cached(&format!(
-                "INSERT INTO apps ({APP_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
-            ))?
-            .execute(params![
-                app.app_id.as_str(),
-                app.name,
-                app.app_key_hash,
-                app.bind_secret_sealed,
-                app.trust_client_bind,
-                app.created_at
-            ])?;
+            c.prepare_cached(&format!("INSERT INTO apps ({APP_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"))?.execute(
+                params![
+                    app.app_id.as_str(),
+                    app.name,
+                    app.app_key_hash,
+                    app.bind_secret_sealed,
+                    app.trust_client_bind,
+                    app.created_at
+                ],
+            )?;
             insert_key(c, &first_key)
         })
         .await
@@ -594,11 +525,9 @@ impl Store for SqliteStore {
 
     async fn apps(&self) -> StoreResult<Vec<AppRecord>> {
         self.read(|c| {
-            c.prepare_cached(&format!(
-                "SELECT {APP_COLUMNS} FROM apps ORDER BY created_at"
-            ))?
-            .query_map([], app_row)?
-            .collect()
+            c.prepare_cached(&format!("SELECT {APP_COLUMNS} FROM apps ORDER BY created_at"))?
+                .query_map([], app_row)?
+                .collect()
         })
         .await
     }
@@ -610,11 +539,9 @@ impl Store for SqliteStore {
     async fn api_key(&self, key_id: &KeyId) -> StoreResult<Option<ApiKeyRecord>> {
         let key_id = key_id.clone();
         self.read(move |c| {
-            c.prepare_cached(&format!(
-                "SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id = ?1"
-            ))?
-            .query_row([key_id.as_str()], key_row)
-            .optional()
+            c.prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id = ?1"))?
+                .query_row([key_id.as_str()], key_row)
+                .optional()
         })
         .await
     }
@@ -622,11 +549,9 @@ impl Store for SqliteStore {
     async fn api_keys(&self, app_id: &AppId) -> StoreResult<Vec<ApiKeyRecord>> {
         let app_id = app_id.clone();
         self.read(move |c| {
-            c.prepare_cached(&format!(
-                "SELECT {KEY_COLUMNS} FROM api_keys WHERE app_id = ?1 ORDER BY created_at"
-            ))?
-            .query_map([app_id.as_str()], key_row)?
-            .collect()
+            c.prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE app_id = ?1 ORDER BY created_at"))?
+                .query_map([app_id.as_str()], key_row)?
+                .collect()
         })
         .await
     }
@@ -692,36 +617,19 @@ impl Store for SqliteStore {
 
     async fn device_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<DeviceRecord>> {
         let token_hash = token_hash.to_owned();
-        self.read(move |c| device_by(c, "token_hash = ?1", [token_hash]))
-            .await
+        self.read(move |c| device_by(c, "token_hash = ?1", [token_hash])).await
     }
 
-    async fn device(
-        &self,
-        app_id: &AppId,
-        device_id: &DeviceId,
-    ) -> StoreResult<Option<DeviceRecord>> {
+    async fn device(&self, app_id: &AppId, device_id: &DeviceId) -> StoreResult<Option<DeviceRecord>> {
         let (app_id, device_id) = (app_id.clone(), device_id.clone());
-        self.read(move |c| {
-            device_by(
-                c,
-                "device_id = ?1 AND app_id = ?2",
-                [device_id.as_str(), app_id.as_str()],
-            )
-        })
-        .await
+        self.read(move |c| device_by(c, "device_id = ?1 AND app_id = ?2", [device_id.as_str(), app_id.as_str()])).await
     }
 
-    async fn device_credentials(
-        &self,
-        device_id: &DeviceId,
-    ) -> StoreResult<Option<(AppId, String)>> {
+    async fn device_credentials(&self, device_id: &DeviceId) -> StoreResult<Option<(AppId, String)>> {
         let device_id = device_id.clone();
         self.read(move |c| {
             c.prepare_cached("SELECT app_id, token_hash FROM devices WHERE device_id = ?1")?
-                .query_row([device_id.as_str()], |r| {
-                    Ok((AppId::new(r.get::<_, String>(0)?), r.get(1)?))
-                })
+                .query_row([device_id.as_str()], |r| Ok((AppId::new(r.get::<_, String>(0)?), r.get(1)?)))
                 .optional()
         })
         .await
@@ -753,7 +661,11 @@ impl Store for SqliteStore {
             c.prepare_cached(
                 "UPDATE devices SET app_version = COALESCE(?2, app_version), vendor_tokens = ?3 WHERE device_id = ?1",
             )?
-            .execute(params![device_id.as_str(), app_version, serde_json::Value::Object(tokens).to_string()])?;
+            .execute(params![
+                device_id.as_str(),
+                app_version,
+                serde_json::Value::Object(tokens).to_string()
+            ])?;
             Ok(true)
         })
         .await
@@ -800,36 +712,24 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn unbind_user(
-        &self,
-        app_id: &AppId,
-        device_id: &DeviceId,
-        now: i64,
-    ) -> StoreResult<bool> {
+    async fn unbind_user(&self, app_id: &AppId, device_id: &DeviceId, now: i64) -> StoreResult<bool> {
         let (app_id, device_id) = (app_id.clone(), device_id.clone());
         self.write(move |c| {
             let (app, device) = (app_id.as_str(), device_id.as_str());
-            let Some(current) = device_by(c, "device_id = ?1 AND app_id = ?2", [device, app])?
-            else {
+            let Some(current) = device_by(c, "device_id = ?1 AND app_id = ?2", [device, app])? else {
                 return Ok(false);
             };
             if let Some(user) = &current.user_id {
                 drop_user_deliveries(c, app, device, user.as_str())?;
-                c.prepare_cached(
-                    "UPDATE devices SET user_id = NULL, unbound_at = ?2 WHERE device_id = ?1",
-                )?
-                .execute(params![device, now])?;
+                c.prepare_cached("UPDATE devices SET user_id = NULL, unbound_at = ?2 WHERE device_id = ?1")?
+                    .execute(params![device, now])?;
             }
             Ok(true)
         })
         .await
     }
 
-    async fn user_devices(
-        &self,
-        app_id: &AppId,
-        user_id: &UserId,
-    ) -> StoreResult<Vec<DeviceRecord>> {
+    async fn user_devices(&self, app_id: &AppId, user_id: &UserId) -> StoreResult<Vec<DeviceRecord>> {
         let (app_id, user_id) = (app_id.clone(), user_id.clone());
         self.read(move |c| {
             c.prepare_cached(&format!(
@@ -906,29 +806,16 @@ impl Store for SqliteStore {
             let Some(mut task) = task else {
                 return Ok(None);
             };
-            task.messages = message_views(
-                c,
-                "task_id = ?1 AND app_id = ?2",
-                &[&task_id.as_str(), &app_id.as_str()],
-            )?;
+            task.messages = message_views(c, "task_id = ?1 AND app_id = ?2", &[&task_id.as_str(), &app_id.as_str()])?;
             Ok(Some(task))
         })
         .await
     }
 
-    async fn message(
-        &self,
-        app_id: &AppId,
-        message_id: &MessageId,
-    ) -> StoreResult<Option<MessageView>> {
+    async fn message(&self, app_id: &AppId, message_id: &MessageId) -> StoreResult<Option<MessageView>> {
         let (app_id, message_id) = (app_id.clone(), message_id.clone());
         self.read(move |c| {
-            Ok(message_views(
-                c,
-                "message_id = ?1 AND app_id = ?2",
-                &[&message_id.as_str(), &app_id.as_str()],
-            )?
-            .pop())
+            Ok(message_views(c, "message_id = ?1 AND app_id = ?2", &[&message_id.as_str(), &app_id.as_str()])?.pop())
         })
         .await
     }
@@ -939,16 +826,15 @@ impl Store for SqliteStore {
 }
 
 fn insert_key(c: &Connection, key: &ApiKeyRecord) -> rusqlite::Result<()> {
-    c.prepare_cached(&format!(
-        "INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
-    ))?
-    .execute(params![
-        key.key_id.as_str(),
-        key.app_id.as_str(),
-        key.kind.as_str(),
-        key.material,
-        key.created_at,
-        key.revoked_at
-    ])?;
+    c.prepare_cached(&format!("INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"))?.execute(
+        params![
+            key.key_id.as_str(),
+            key.app_id.as_str(),
+            key.kind.as_str(),
+            key.material,
+            key.created_at,
+            key.revoked_at
+        ],
+    )?;
     Ok(())
 }

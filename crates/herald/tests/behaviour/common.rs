@@ -58,14 +58,7 @@ impl TestServer {
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(dir)
-            .args([
-                "--http-addr",
-                "127.0.0.1:0",
-                "--mqtt-addr",
-                "127.0.0.1:0",
-                "--log-level",
-                "herald=debug,info",
-            ])
+            .args(["--http-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--log-level", "herald=debug,info"])
             .args(extra)
             .env("HERALD_ADMIN_TOKEN", ADMIN_TOKEN)
             .stdout(Stdio::piped())
@@ -107,20 +100,9 @@ impl TestServer {
             panic!("herald did not become ready; its log:\n{log}");
         };
         let field = |name: &str| {
-            ready
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix(name))
-                .expect("ready line field")
-                .to_string()
+            ready.split_whitespace().find_map(|w| w.strip_prefix(name)).expect("ready line field").to_string()
         };
-        TestServer {
-            child,
-            http: field("http="),
-            mqtt: field("mqtt="),
-            dir: dir.to_path_buf(),
-            _tmp: None,
-            log,
-        }
+        TestServer { child, http: field("http="), mqtt: field("mqtt="), dir: dir.to_path_buf(), _tmp: None, log }
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -163,25 +145,13 @@ impl TestServer {
         self.log.lock().unwrap().iter().any(|l| l.contains(needle))
     }
 
-    pub async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(String, String)],
-        body: Bytes,
-    ) -> Response {
-        request(&self.http, method, path, headers, body)
-            .await
-            .expect("HTTP request")
+    pub async fn call(&self, method: &str, path: &str, headers: &[(String, String)], body: Bytes) -> Response {
+        request(&self.http, method, path, headers, body).await.expect("HTTP request")
     }
 
     pub async fn admin(&self, method: &str, path: &str, body: Value) -> Response {
         let headers = vec![("authorization".to_string(), format!("Bearer {ADMIN_TOKEN}"))];
-        let body = if body.is_null() {
-            Bytes::new()
-        } else {
-            Bytes::from(body.to_string())
-        };
+        let body = if body.is_null() { Bytes::new() } else { Bytes::from(body.to_string()) };
         self.call(method, path, &headers, body).await
     }
 
@@ -191,11 +161,7 @@ impl TestServer {
 
     pub async fn create_app_with(&self, trust_client_bind: bool) -> TestApp {
         let r = self
-            .admin(
-                "POST",
-                "/admin/v1/apps",
-                json!({"name": "test app", "trustClientBind": trust_client_bind}),
-            )
+            .admin("POST", "/admin/v1/apps", json!({"name": "test app", "trustClientBind": trust_client_bind}))
             .await;
         assert_eq!(r.status, 200, "create app: {:?}", r.json());
         let j = r.json();
@@ -249,29 +215,15 @@ impl TestApp {
             body.as_bytes(),
             herald::now_ms(),
         );
-        request(
-            &self.http,
-            method,
-            path,
-            &headers,
-            Bytes::from(body.to_string()),
-        )
-        .await
-        .expect("HTTP request")
+        request(&self.http, method, path, &headers, Bytes::from(body.to_string())).await.expect("HTTP request")
     }
 
     pub async fn push_simple(&self, body: Value) -> Response {
-        self.signed("POST", "/v1/push/simple", &body.to_string())
-            .await
+        self.signed("POST", "/v1/push/simple", &body.to_string()).await
     }
 
     /// Pushes to one device and returns (taskId, messageId); panics unless 200.
-    pub async fn push_to_device(
-        &self,
-        device: &str,
-        msg_key: &str,
-        title: &str,
-    ) -> (String, String) {
+    pub async fn push_to_device(&self, device: &str, msg_key: &str, title: &str) -> (String, String) {
         let r = self
             .push_simple(json!({
                 "deliveryType": 1, "targetMsgkey": {device: msg_key}, "title": title, "content": format!("{title} body"),
@@ -282,38 +234,29 @@ impl TestApp {
         let j = r.json();
         (
             j["pushResult"]["data"].as_str().unwrap().to_string(),
-            j["pushResult"]["targets"][0]["messageId"]
-                .as_str()
-                .unwrap()
-                .to_string(),
+            j["pushResult"]["targets"][0]["messageId"].as_str().unwrap().to_string(),
         )
     }
 
     pub async fn task(&self, task_id: &str) -> Response {
-        self.signed("GET", &format!("/v1/tasks/{task_id}"), "")
-            .await
+        self.signed("GET", &format!("/v1/tasks/{task_id}"), "").await
     }
 
     pub async fn message(&self, message_id: &str) -> Response {
-        self.signed("GET", &format!("/v1/messages/{message_id}"), "")
-            .await
+        self.signed("GET", &format!("/v1/messages/{message_id}"), "").await
     }
 
     /// The status of a message's target, as `GET /v1/messages/{id}` shows it.
     pub async fn message_status(&self, message_id: &str) -> String {
         let r = self.message(message_id).await;
         assert_eq!(r.status, 200, "message: {:?}", r.json());
-        r.json()["resultContent"]["data"]["status"]
-            .as_str()
-            .unwrap()
-            .to_string()
+        r.json()["resultContent"]["data"]["status"].as_str().unwrap().to_string()
     }
 
     pub async fn wait_status(&self, message_id: &str, want: &str) {
-        eventually(
-            &format!("message {message_id} to become {want}"),
-            || async { (self.message_status(message_id).await == want).then_some(()) },
-        )
+        eventually(&format!("message {message_id} to become {want}"), || async {
+            (self.message_status(message_id).await == want).then_some(())
+        })
         .await
     }
 
@@ -322,23 +265,11 @@ impl TestApp {
             ("x-herald-app".to_string(), self.app_id.clone()),
             ("x-herald-app-key".to_string(), self.app_key.clone()),
         ];
-        request(
-            &self.http,
-            "POST",
-            "/device/v1/register",
-            &headers,
-            Bytes::from(body.to_string()),
-        )
-        .await
-        .unwrap()
+        request(&self.http, "POST", "/device/v1/register", &headers, Bytes::from(body.to_string())).await.unwrap()
     }
 
     pub async fn register(&self, install_id: &str) -> Creds {
-        let r = self
-            .register_raw(
-                json!({"platform": "android", "installId": install_id, "appVersion": "1.0"}),
-            )
-            .await;
+        let r = self.register_raw(json!({"platform": "android", "installId": install_id, "appVersion": "1.0"})).await;
         assert_eq!(r.status, 200, "register: {:?}", r.json());
         let j = r.json();
         Creds {
@@ -353,18 +284,8 @@ impl TestApp {
     /// Binds through the device API with a proof computed as the app's server would.
     pub async fn device_bind(&self, creds: &Creds, user: &str) -> Response {
         let expires_at = herald::now_ms() + 60_000;
-        let proof = herald::api::device::bind_proof(
-            self.bind_secret.as_bytes(),
-            &creds.device_id,
-            user,
-            expires_at,
-        );
-        creds
-            .device_call(
-                "/device/v1/bind",
-                json!({"userId": user, "bindProof": proof, "expiresAt": expires_at}),
-            )
-            .await
+        let proof = herald::api::device::bind_proof(self.bind_secret.as_bytes(), &creds.device_id, user, expires_at);
+        creds.device_call("/device/v1/bind", json!({"userId": user, "bindProof": proof, "expiresAt": expires_at})).await
     }
 }
 
@@ -380,19 +301,8 @@ pub struct Creds {
 
 impl Creds {
     pub async fn device_call(&self, path: &str, body: Value) -> Response {
-        let headers = vec![(
-            "authorization".to_string(),
-            format!("Bearer {}", self.token),
-        )];
-        request(
-            &self.http,
-            "POST",
-            path,
-            &headers,
-            Bytes::from(body.to_string()),
-        )
-        .await
-        .unwrap()
+        let headers = vec![("authorization".to_string(), format!("Bearer {}", self.token))];
+        request(&self.http, "POST", path, &headers, Bytes::from(body.to_string())).await.unwrap()
     }
 
     pub fn options(&self) -> MqttOptions {
@@ -422,23 +332,16 @@ pub struct TestDevice {
 impl TestDevice {
     /// Connects and waits for CONNACK; panics when refused.
     pub async fn connect(creds: &Creds) -> TestDevice {
-        Self::connect_with(creds.options(), false)
-            .await
-            .expect("CONNACK accepted")
+        Self::connect_with(creds.options(), false).await.expect("CONNACK accepted")
     }
 
     /// Connects with manual acknowledgements: the test decides when to PUBACK.
     pub async fn connect_manual_ack(creds: &Creds) -> TestDevice {
-        Self::connect_with(creds.options(), true)
-            .await
-            .expect("CONNACK accepted")
+        Self::connect_with(creds.options(), true).await.expect("CONNACK accepted")
     }
 
     /// Connects; `Err` carries the refusal (e.g. the CONNACK code).
-    pub async fn connect_with(
-        mut opts: MqttOptions,
-        manual_acks: bool,
-    ) -> Result<TestDevice, String> {
+    pub async fn connect_with(mut opts: MqttOptions, manual_acks: bool) -> Result<TestDevice, String> {
         opts.set_manual_acks(manual_acks);
         let (client, mut eventloop) = AsyncClient::new(opts, 100);
         first_connack(&mut eventloop).await?;
@@ -514,12 +417,7 @@ async fn first_connack(eventloop: &mut EventLoop) -> Result<(), String> {
 pub async fn publish_event(device: &TestDevice, device_id: &str, body: Value) {
     device
         .client
-        .publish(
-            format!("events/{device_id}"),
-            QoS::AtLeastOnce,
-            false,
-            body.to_string(),
-        )
+        .publish(format!("events/{device_id}"), QoS::AtLeastOnce, false, body.to_string())
         .await
         .expect("publish");
 }

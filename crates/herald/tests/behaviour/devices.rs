@@ -14,13 +14,8 @@ async fn same_install_id_gives_the_same_device_and_a_new_token() {
     assert_eq!(first.device_id, again.device_id);
     assert_ne!(first.token, again.token);
     // The old token no longer works.
-    let r = first
-        .device_call("/device/v1/report", json!({"appVersion": "2.0"}))
-        .await;
-    assert_eq!(
-        (r.status, r.json()["resultCode"].as_str()),
-        (401, Some("DEVICE_TOKEN_INVALID"))
-    );
+    let r = first.device_call("/device/v1/report", json!({"appVersion": "2.0"})).await;
+    assert_eq!((r.status, r.json()["resultCode"].as_str()), (401, Some("DEVICE_TOKEN_INVALID")));
     let other = app.register("install-2").await;
     assert_ne!(other.device_id, first.device_id);
 }
@@ -31,20 +26,11 @@ async fn register_refuses_a_wrong_app_key_and_bad_fields() {
     let app = server.create_app().await;
     let mut wrong = app.clone();
     wrong.app_key = "nope".into();
-    let r = wrong
-        .register_raw(json!({"platform": "android", "installId": "i"}))
-        .await;
-    assert_eq!(
-        (r.status, r.json()["resultCode"].as_str()),
-        (401, Some("APP_KEY_INVALID"))
-    );
-    let r = app
-        .register_raw(json!({"platform": "symbian", "installId": "i"}))
-        .await;
+    let r = wrong.register_raw(json!({"platform": "android", "installId": "i"})).await;
+    assert_eq!((r.status, r.json()["resultCode"].as_str()), (401, Some("APP_KEY_INVALID")));
+    let r = app.register_raw(json!({"platform": "symbian", "installId": "i"})).await;
     assert_eq!(r.json()["resultCode"], "INVALID_PARAM");
-    let r = app
-        .register_raw(json!({"platform": "ios", "installId": "i", "vendorTokens": {"pigeon": "x"}}))
-        .await;
+    let r = app.register_raw(json!({"platform": "ios", "installId": "i", "vendorTokens": {"pigeon": "x"}})).await;
     assert_eq!(r.json()["resultCode"], "INVALID_PARAM");
 }
 
@@ -53,48 +39,25 @@ async fn bind_needs_a_valid_proof_unless_the_app_trusts_clients() {
     let server = TestServer::start().await;
     let app = server.create_app().await;
     let creds = app.register("i").await;
-    let r = creds
-        .device_call("/device/v1/bind", json!({"userId": "alice"}))
-        .await;
-    assert_eq!(
-        (r.status, r.json()["resultCode"].as_str()),
-        (403, Some("BIND_PROOF_INVALID"))
-    );
+    let r = creds.device_call("/device/v1/bind", json!({"userId": "alice"})).await;
+    assert_eq!((r.status, r.json()["resultCode"].as_str()), (403, Some("BIND_PROOF_INVALID")));
     let expires_at = herald::now_ms() + 60_000;
-    let proof_for_bob = herald::api::device::bind_proof(
-        app.bind_secret.as_bytes(),
-        &creds.device_id,
-        "bob",
-        expires_at,
-    );
+    let proof_for_bob =
+        herald::api::device::bind_proof(app.bind_secret.as_bytes(), &creds.device_id, "bob", expires_at);
     let r = creds
-        .device_call(
-            "/device/v1/bind",
-            json!({"userId": "alice", "bindProof": proof_for_bob, "expiresAt": expires_at}),
-        )
+        .device_call("/device/v1/bind", json!({"userId": "alice", "bindProof": proof_for_bob, "expiresAt": expires_at}))
         .await;
     assert_eq!(r.json()["resultCode"], "BIND_PROOF_INVALID");
     let stale = herald::now_ms() - 1;
-    let proof = herald::api::device::bind_proof(
-        app.bind_secret.as_bytes(),
-        &creds.device_id,
-        "alice",
-        stale,
-    );
-    let r = creds
-        .device_call(
-            "/device/v1/bind",
-            json!({"userId": "alice", "bindProof": proof, "expiresAt": stale}),
-        )
-        .await;
+    let proof = herald::api::device::bind_proof(app.bind_secret.as_bytes(), &creds.device_id, "alice", stale);
+    let r =
+        creds.device_call("/device/v1/bind", json!({"userId": "alice", "bindProof": proof, "expiresAt": stale})).await;
     assert_eq!(r.json()["resultCode"], "BIND_PROOF_INVALID");
     assert_eq!(app.device_bind(&creds, "alice").await.status, 200);
 
     let trusting = server.create_app_with(true).await;
     let c2 = trusting.register("i").await;
-    let r = c2
-        .device_call("/device/v1/bind", json!({"userId": "carol"}))
-        .await;
+    let r = c2.device_call("/device/v1/bind", json!({"userId": "carol"})).await;
     assert_eq!(r.status, 200, "{:?}", r.json());
 }
 
@@ -103,19 +66,11 @@ async fn device_view_shows_platform_versions_user_online_and_last_seen() {
     let server = TestServer::start().await;
     let app = server.create_app().await;
     let creds = app.register("i").await;
-    let r = creds
-        .device_call(
-            "/device/v1/report",
-            json!({"appVersion": "2.1", "vendorTokens": {"fcm": "tok"}}),
-        )
-        .await;
+    let r = creds.device_call("/device/v1/report", json!({"appVersion": "2.1", "vendorTokens": {"fcm": "tok"}})).await;
     assert_eq!(r.status, 200, "{:?}", r.json());
     assert_eq!(app.device_bind(&creds, "dave").await.status, 200);
     let view = |r: herald::http_client::Response| r.json()["resultContent"]["data"].clone();
-    let v = view(
-        app.signed("GET", &format!("/v1/devices/{}", creds.device_id), "")
-            .await,
-    );
+    let v = view(app.signed("GET", &format!("/v1/devices/{}", creds.device_id), "").await);
     assert_eq!(v["platform"], "android");
     assert_eq!(v["appVersion"], "2.1");
     assert_eq!(v["userId"], "dave");
@@ -123,10 +78,7 @@ async fn device_view_shows_platform_versions_user_online_and_last_seen() {
     assert_eq!(v["vendorChannels"], json!(["fcm"]));
     let device = TestDevice::connect(&creds).await;
     let v = eventually("device online with lastSeen", || async {
-        let v = view(
-            app.signed("GET", &format!("/v1/devices/{}", creds.device_id), "")
-                .await,
-        );
+        let v = view(app.signed("GET", &format!("/v1/devices/{}", creds.device_id), "").await);
         (v["online"] == true && v["lastSeen"].is_i64()).then_some(v)
     })
     .await;
@@ -134,10 +86,7 @@ async fn device_view_shows_platform_versions_user_online_and_last_seen() {
     device.stop();
     let r = creds.device_call("/device/v1/unbind", json!({})).await;
     assert_eq!(r.status, 200);
-    let v = view(
-        app.signed("GET", &format!("/v1/devices/{}", creds.device_id), "")
-            .await,
-    );
+    let v = view(app.signed("GET", &format!("/v1/devices/{}", creds.device_id), "").await);
     assert!(v["userId"].is_null());
     let list = app.signed("GET", "/v1/users/dave/devices", "").await.json();
     assert_eq!(list["resultContent"]["data"]["devices"], json!([]));
@@ -149,31 +98,16 @@ async fn server_unbind_stops_pending_user_messages_for_that_device() {
     let app = server.create_app().await;
     let creds = app.register("i").await;
     let bind = app
-        .signed(
-            "POST",
-            &format!("/v1/devices/{}/bind", creds.device_id),
-            &json!({"userId": "erin"}).to_string(),
-        )
+        .signed("POST", &format!("/v1/devices/{}/bind", creds.device_id), &json!({"userId": "erin"}).to_string())
         .await;
     assert_eq!(bind.status, 200);
     let r = app
         .push_simple(json!({"deliveryType": 3, "targetMsgkey": {"erin": "private"}, "title": "t", "content": "c", "expiredSeconds": 300}))
         .await;
-    let private = r.json()["pushResult"]["targets"][0]["messageId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let r = app
-        .signed(
-            "POST",
-            &format!("/v1/devices/{}/unbind", creds.device_id),
-            "",
-        )
-        .await;
+    let private = r.json()["pushResult"]["targets"][0]["messageId"].as_str().unwrap().to_string();
+    let r = app.signed("POST", &format!("/v1/devices/{}/unbind", creds.device_id), "").await;
     assert_eq!(r.status, 200, "{:?}", r.json());
-    let (_, fresh) = app
-        .push_to_device(&creds.device_id, "k", "device message")
-        .await;
+    let (_, fresh) = app.push_to_device(&creds.device_id, "k", "device message").await;
     let mut device = TestDevice::connect(&creds).await;
     assert_eq!(
         device.next_push().await.1["messageId"],
@@ -192,19 +126,9 @@ async fn device_events_move_a_delivery_to_opened() {
     let (_, m1) = app.push_to_device(&creds.device_id, "k1", "one").await;
     device.next_push().await;
     app.wait_status(&m1, "delivered").await;
-    let r = creds
-        .device_call(
-            "/device/v1/events",
-            json!([{"messageId": m1, "event": "opened"}]),
-        )
-        .await;
+    let r = creds.device_call("/device/v1/events", json!([{"messageId": m1, "event": "opened"}])).await;
     assert_eq!(r.status, 200, "{:?}", r.json());
     app.wait_status(&m1, "opened").await;
-    let r = creds
-        .device_call(
-            "/device/v1/events",
-            json!([{"messageId": m1, "event": "exploded"}]),
-        )
-        .await;
+    let r = creds.device_call("/device/v1/events", json!([{"messageId": m1, "event": "exploded"}])).await;
     assert_eq!(r.json()["resultCode"], "INVALID_PARAM");
 }

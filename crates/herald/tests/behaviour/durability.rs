@@ -28,19 +28,12 @@ async fn sigterm_stops_gracefully_and_keeps_acknowledgements() {
     let app = server.create_app().await;
     let creds = app.register("i").await;
     let mut device = TestDevice::connect(&creds).await;
-    let (_, m) = app
-        .push_to_device(&creds.device_id, "k", "ack before stop")
-        .await;
+    let (_, m) = app.push_to_device(&creds.device_id, "k", "ack before stop").await;
     device.next_push().await;
     // The acknowledgement may still be queued: a graceful stop must commit it.
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &server.pid().to_string()])
-        .status()
-        .unwrap();
+    let status = std::process::Command::new("kill").args(["-TERM", &server.pid().to_string()]).status().unwrap();
     assert!(status.success());
-    let exit = server
-        .wait_exit(Duration::from_secs(15))
-        .expect("exits after SIGTERM");
+    let exit = server.wait_exit(Duration::from_secs(15)).expect("exits after SIGTERM");
     assert!(exit.success(), "exit status {exit:?}");
     device.closed().await;
     let server = server.restart().await;
@@ -54,14 +47,7 @@ async fn sigterm_stops_gracefully_and_keeps_acknowledgements() {
 /// up to the ready line.
 async fn start_untokened(dir: &std::path::Path) -> (std::process::Child, Vec<String>) {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args([
-            "serve",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--mqtt-addr",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
+        .args(["serve", "--http-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
         .env_remove("HERALD_ADMIN_TOKEN")
         .stdout(std::process::Stdio::piped())
@@ -72,10 +58,7 @@ async fn start_untokened(dir: &std::path::Path) -> (std::process::Child, Vec<Str
     let lines = tokio::task::spawn_blocking(move || {
         use std::io::BufRead;
         let mut lines = Vec::new();
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
             let ready = line.starts_with("herald ready");
             lines.push(line);
             if ready {
@@ -90,69 +73,37 @@ async fn start_untokened(dir: &std::path::Path) -> (std::process::Child, Vec<Str
 }
 
 fn http_of(lines: &[String]) -> String {
-    let ready = lines
-        .iter()
-        .find(|l| l.starts_with("herald ready"))
-        .expect("ready line");
-    ready
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("http="))
-        .unwrap()
-        .to_string()
+    let ready = lines.iter().find(|l| l.starts_with("herald ready")).expect("ready line");
+    ready.split_whitespace().find_map(|w| w.strip_prefix("http=")).unwrap().to_string()
 }
 
 #[tokio::test]
 async fn admin_token_is_generated_printed_once_and_kept_hashed() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, lines) = start_untokened(dir.path()).await;
-    let token_line = lines
-        .iter()
-        .find(|l| l.contains("admin token"))
-        .expect("token printed");
+    let token_line = lines.iter().find(|l| l.contains("admin token")).expect("token printed");
     let token = token_line.rsplit(' ').next().unwrap().to_string();
     let auth = vec![("authorization".to_string(), format!("Bearer {token}"))];
-    let r = herald::http_client::request(
-        &http_of(&lines),
-        "GET",
-        "/admin/v1/apps",
-        &auth,
-        Default::default(),
-    )
-    .await
-    .unwrap();
+    let r = herald::http_client::request(&http_of(&lines), "GET", "/admin/v1/apps", &auth, Default::default())
+        .await
+        .unwrap();
     assert_eq!(r.status, 200);
-    let r = herald::http_client::request(
-        &http_of(&lines),
-        "GET",
-        "/admin/v1/apps",
-        &[],
-        Default::default(),
-    )
-    .await
-    .unwrap();
+    let r =
+        herald::http_client::request(&http_of(&lines), "GET", "/admin/v1/apps", &[], Default::default()).await.unwrap();
     assert_eq!(r.status, 401);
     child.kill().unwrap();
     child.wait().unwrap();
     // The token is not stored in clear anywhere in the data dir.
     for entry in std::fs::read_dir(dir.path()).unwrap() {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();
-        assert!(
-            !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
-            "token found in clear"
-        );
+        assert!(!bytes.windows(token.len()).any(|w| w == token.as_bytes()), "token found in clear");
     }
     // The second start prints nothing and the same token still works.
     let (mut child, lines) = start_untokened(dir.path()).await;
     assert!(!lines.iter().any(|l| l.contains("admin token")));
-    let r = herald::http_client::request(
-        &http_of(&lines),
-        "GET",
-        "/admin/v1/apps",
-        &auth,
-        Default::default(),
-    )
-    .await
-    .unwrap();
+    let r = herald::http_client::request(&http_of(&lines), "GET", "/admin/v1/apps", &auth, Default::default())
+        .await
+        .unwrap();
     assert_eq!(r.status, 200);
     child.kill().unwrap();
     child.wait().unwrap();
@@ -162,37 +113,17 @@ async fn admin_token_is_generated_printed_once_and_kept_hashed() {
 async fn cli_app_create_prints_the_admin_api_answer() {
     let server = TestServer::start().await;
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args([
-            "app",
-            "create",
-            "--name",
-            "From CLI",
-            "--server",
-            &format!("http://{}", server.http),
-        ])
+        .args(["app", "create", "--name", "From CLI", "--server", &format!("http://{}", server.http)])
         .env("HERALD_ADMIN_TOKEN", ADMIN_TOKEN)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for field in ["appId", "appKey", "apiKeyId", "apiSecret", "bindSecret"] {
-        assert!(
-            j[field].as_str().is_some_and(|s| !s.is_empty()),
-            "{field} missing in {j}"
-        );
+        assert!(j[field].as_str().is_some_and(|s| !s.is_empty()), "{field} missing in {j}");
     }
     assert_eq!(j["name"], "From CLI");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args(["config", "default"])
-        .output()
-        .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald")).args(["config", "default"]).output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(
-        herald::config::Config::from_toml(&text).unwrap(),
-        herald::config::Config::default()
-    );
+    assert_eq!(herald::config::Config::from_toml(&text).unwrap(), herald::config::Config::default());
 }

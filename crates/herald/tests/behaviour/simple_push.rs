@@ -23,10 +23,7 @@ async fn online_device_gets_every_field_at_once_and_status_becomes_delivered() {
     let j = r.json();
     assert_eq!(j["resultCode"], "OK");
     let task_id = j["pushResult"]["data"].as_str().unwrap().to_string();
-    let message_id = j["pushResult"]["targets"][0]["messageId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let message_id = j["pushResult"]["targets"][0]["messageId"].as_str().unwrap().to_string();
     assert_eq!(j["pushResult"]["targets"][0]["status"], "accepted");
 
     let (publish, payload) = device.next_push().await;
@@ -46,9 +43,7 @@ async fn online_device_gets_every_field_at_once_and_status_becomes_delivered() {
     assert_eq!(payload["silent"], 0);
     assert_eq!(payload["notifyType"], "transparent");
     assert_eq!(payload["extendedParams"], json!({"orderId": "1", "n": 2}));
-    assert!(
-        payload["expiresAt"].as_i64().unwrap() - payload["sentAt"].as_i64().unwrap() == 600_000
-    );
+    assert!(payload["expiresAt"].as_i64().unwrap() - payload["sentAt"].as_i64().unwrap() == 600_000);
 
     app.wait_status(&message_id, "delivered").await;
     let m = app.message(&message_id).await.json();
@@ -87,26 +82,16 @@ async fn user_push_reaches_every_bound_device_and_a_device_that_binds_later() {
     let b = app.register("tablet").await;
     let late = app.register("laptop").await;
     assert_eq!(app.device_bind(&a, "alice").await.status, 200);
-    let r = app
-        .signed(
-            "POST",
-            &format!("/v1/devices/{}/bind", b.device_id),
-            &json!({"userId": "alice"}).to_string(),
-        )
-        .await;
+    let r =
+        app.signed("POST", &format!("/v1/devices/{}/bind", b.device_id), &json!({"userId": "alice"}).to_string()).await;
     assert_eq!(r.status, 200, "{:?}", r.json());
     let mut da = TestDevice::connect(&a).await;
     let r = app
-        .push_simple(
-            json!({"deliveryType": 3, "targetMsgkey": {"alice": "promo-7"}, "title": "Hi Alice",
-            "content": "A deal", "expiredSeconds": 300}),
-        )
+        .push_simple(json!({"deliveryType": 3, "targetMsgkey": {"alice": "promo-7"}, "title": "Hi Alice",
+            "content": "A deal", "expiredSeconds": 300}))
         .await;
     assert_eq!(r.status, 200, "{:?}", r.json());
-    let message_id = r.json()["pushResult"]["targets"][0]["messageId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let message_id = r.json()["pushResult"]["targets"][0]["messageId"].as_str().unwrap().to_string();
     assert_eq!(da.next_push().await.1["messageId"], message_id.as_str());
     // b was offline: it gets the message when it connects.
     let mut db = TestDevice::connect(&b).await;
@@ -117,25 +102,12 @@ async fn user_push_reaches_every_bound_device_and_a_device_that_binds_later() {
     assert_eq!(dl.next_push().await.1["messageId"], message_id.as_str());
     eventually("three deliveries acknowledged", || async {
         let m = app.message(&message_id).await.json();
-        let deliveries = m["resultContent"]["data"]["deliveries"]
-            .as_array()
-            .unwrap()
-            .clone();
-        (deliveries.len() == 3 && deliveries.iter().all(|d| d["status"] == "delivered"))
-            .then_some(())
+        let deliveries = m["resultContent"]["data"]["deliveries"].as_array().unwrap().clone();
+        (deliveries.len() == 3 && deliveries.iter().all(|d| d["status"] == "delivered")).then_some(())
     })
     .await;
-    let users = app
-        .signed("GET", "/v1/users/alice/devices", "")
-        .await
-        .json();
-    assert_eq!(
-        users["resultContent"]["data"]["devices"]
-            .as_array()
-            .unwrap()
-            .len(),
-        3
-    );
+    let users = app.signed("GET", "/v1/users/alice/devices", "").await.json();
+    assert_eq!(users["resultContent"]["data"]["devices"].as_array().unwrap().len(), 3);
 }
 
 #[tokio::test]
@@ -146,10 +118,7 @@ async fn a_user_push_without_devices_waits_for_a_bind() {
         .push_simple(json!({"deliveryType": "user", "targetMsgkey": {"bob": "k"}, "title": "t", "content": "c",
             "expiredSeconds": 300}))
         .await;
-    let message_id = r.json()["pushResult"]["targets"][0]["messageId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let message_id = r.json()["pushResult"]["targets"][0]["messageId"].as_str().unwrap().to_string();
     assert_eq!(app.message_status(&message_id).await, "pending");
     let creds = app.register("bobs-phone").await;
     assert_eq!(app.device_bind(&creds, "bob").await.status, 200);
@@ -167,10 +136,7 @@ async fn an_expired_message_is_never_delivered_and_shows_expired() {
         .push_simple(json!({"deliveryType": 1, "targetMsgkey": {creds.device_id.clone(): "short"}, "title": "t",
             "content": "c", "expiredSeconds": 1}))
         .await;
-    let expired = r.json()["pushResult"]["targets"][0]["messageId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let expired = r.json()["pushResult"]["targets"][0]["messageId"].as_str().unwrap().to_string();
     app.wait_status(&expired, "expired").await;
     // Oldest first: had the expired message been delivered, it would come before this one.
     let (_, fresh) = app.push_to_device(&creds.device_id, "fresh", "fresh").await;
@@ -179,10 +145,7 @@ async fn an_expired_message_is_never_delivered_and_shows_expired() {
     app.wait_status(&fresh, "delivered").await;
     assert_eq!(app.message_status(&expired).await, "expired");
     let m = app.message(&expired).await.json();
-    assert_eq!(
-        m["resultContent"]["data"]["deliveries"][0]["status"],
-        "expired"
-    );
+    assert_eq!(m["resultContent"]["data"]["deliveries"][0]["status"], "expired");
 }
 
 #[tokio::test]
@@ -190,12 +153,8 @@ async fn the_same_msgkey_and_target_is_not_sent_twice_within_the_validity() {
     let server = TestServer::start().await;
     let app = server.create_app().await;
     let creds = app.register("install-1").await;
-    let (task1, m1) = app
-        .push_to_device(&creds.device_id, "same-key", "one")
-        .await;
-    let (task2, m2) = app
-        .push_to_device(&creds.device_id, "same-key", "one again")
-        .await;
+    let (task1, m1) = app.push_to_device(&creds.device_id, "same-key", "one").await;
+    let (task2, m2) = app.push_to_device(&creds.device_id, "same-key", "one again").await;
     assert_eq!(task1, task2, "a whole repeat answers with the first task");
     assert_eq!(m1, m2);
     // A request that mixes a repeat with a new target makes a new task; the repeat is skipped.
@@ -204,28 +163,15 @@ async fn the_same_msgkey_and_target_is_not_sent_twice_within_the_validity() {
         .push_simple(json!({"deliveryType": 1, "targetMsgkey": {creds.device_id.clone(): "same-key", other.device_id.clone(): "same-key"},
             "title": "t", "content": "c", "expiredSeconds": 60}))
         .await;
-    let targets = r.json()["pushResult"]["targets"]
-        .as_array()
-        .unwrap()
-        .clone();
-    let status_of = |id: &str| {
-        targets.iter().find(|t| t["target"] == id).unwrap()["status"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
+    let targets = r.json()["pushResult"]["targets"].as_array().unwrap().clone();
+    let status_of =
+        |id: &str| targets.iter().find(|t| t["target"] == id).unwrap()["status"].as_str().unwrap().to_string();
     assert_eq!(status_of(&creds.device_id), "duplicate");
     assert_eq!(status_of(&other.device_id), "accepted");
-    let (_, m3) = app
-        .push_to_device(&creds.device_id, "next-key", "next")
-        .await;
+    let (_, m3) = app.push_to_device(&creds.device_id, "next-key", "next").await;
     let mut device = TestDevice::connect(&creds).await;
     assert_eq!(device.next_push().await.1["messageId"], m1.as_str());
-    assert_eq!(
-        device.next_push().await.1["messageId"],
-        m3.as_str(),
-        "the repeat must not be delivered"
-    );
+    assert_eq!(device.next_push().await.1["messageId"], m3.as_str(), "the repeat must not be delivered");
 }
 
 #[tokio::test]
@@ -238,50 +184,28 @@ async fn one_app_can_never_reach_or_read_another_apps_devices_tasks_or_messages(
     let own = app1.register("own").await;
 
     let r = app1
-        .push_simple(json!({"deliveryType": 1, "targetMsgkey": {victim.device_id.clone(): "x", own.device_id.clone(): "y"},
-            "title": "t", "content": "c", "expiredSeconds": 60}))
+        .push_simple(
+            json!({"deliveryType": 1, "targetMsgkey": {victim.device_id.clone(): "x", own.device_id.clone(): "y"},
+            "title": "t", "content": "c", "expiredSeconds": 60}),
+        )
         .await;
     assert_eq!(r.status, 200);
-    let targets = r.json()["pushResult"]["targets"]
-        .as_array()
-        .unwrap()
-        .clone();
-    let foreign = targets
-        .iter()
-        .find(|t| t["target"] == victim.device_id.as_str())
-        .unwrap();
+    let targets = r.json()["pushResult"]["targets"].as_array().unwrap().clone();
+    let foreign = targets.iter().find(|t| t["target"] == victim.device_id.as_str()).unwrap();
     assert_eq!(foreign["status"], "undeliverable");
     let foreign_message = foreign["messageId"].as_str().unwrap().to_string();
     assert_eq!(app1.message_status(&foreign_message).await, "undeliverable");
 
+    let r = app1.signed("GET", &format!("/v1/devices/{}", victim.device_id), "").await;
+    assert_eq!((r.status, r.json()["resultCode"].as_str()), (404, Some("DEVICE_NOT_EXIST")));
     let r = app1
-        .signed("GET", &format!("/v1/devices/{}", victim.device_id), "")
-        .await;
-    assert_eq!(
-        (r.status, r.json()["resultCode"].as_str()),
-        (404, Some("DEVICE_NOT_EXIST"))
-    );
-    let r = app1
-        .signed(
-            "POST",
-            &format!("/v1/devices/{}/bind", victim.device_id),
-            &json!({"userId": "u"}).to_string(),
-        )
+        .signed("POST", &format!("/v1/devices/{}/bind", victim.device_id), &json!({"userId": "u"}).to_string())
         .await;
     assert_eq!(r.status, 404);
 
     let (task2, message2) = app2.push_to_device(&victim.device_id, "k", "own app").await;
-    assert_eq!(
-        app1.task(&task2).await.json()["resultCode"],
-        "TASK_NOT_EXIST"
-    );
-    assert_eq!(
-        app1.message(&message2).await.json()["resultCode"],
-        "MESSAGE_NOT_EXIST"
-    );
+    assert_eq!(app1.task(&task2).await.json()["resultCode"], "TASK_NOT_EXIST");
+    assert_eq!(app1.message(&message2).await.json()["resultCode"], "MESSAGE_NOT_EXIST");
     // The victim received only its own app's message.
-    assert_eq!(
-        victim_device.next_push().await.1["messageId"],
-        message2.as_str()
-    );
+    assert_eq!(victim_device.next_push().await.1["messageId"], message2.as_str());
 }
