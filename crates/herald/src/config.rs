@@ -136,7 +136,7 @@ impl Default for MqttConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { sqlite_synchronous: "full".into(), max_batch: 2048, reader_connections: 4, expiry_sweep_secs: 5 }
+        StoreConfig { sqlite_synchronous: "full".into(), max_batch: 2048, reader_connections: 2, expiry_sweep_secs: 5 }
     }
 }
 
@@ -207,7 +207,7 @@ sqlite_synchronous = "full"
 # Most write operations committed together in one transaction.
 max_batch = 2048
 # Read-only SQLite connections.
-reader_connections = 4
+reader_connections = 2
 # Seconds between sweeps that mark undelivered, expired deliveries as expired.
 expiry_sweep_secs = 5
 "#;

@@ -32,7 +32,9 @@ use crate::dispatch::{CloseCause, Message, Outgoing, Session, outgoing};
 use crate::ids::{DeviceId, MessageId};
 use crate::store::{PendingDelivery, StatusUpdate, StoreResult};
 
-const READ_CHUNK: usize = 4096;
+/// First allocation for incoming bytes: device packets are small (PUBACK, PINGREQ, CONNECT);
+/// a larger packet grows the buffer as it arrives.
+const READ_CHUNK: usize = 512;
 /// Acknowledged message ids remembered while deliveries flow, to drop a second copy of a
 /// message queued twice (by the dispatcher and by a store refill).
 const RECENT_ACKED: usize = 64;
@@ -508,7 +510,7 @@ fn connack(code: ConnectReturnCode) -> BytesMut {
 fn read_into(stream: &TcpStream, inbuf: &mut Option<BytesMut>, max_packet: usize) -> Result<usize, Close> {
     let buf = inbuf.get_or_insert_with(|| BytesMut::with_capacity(READ_CHUNK));
     if buf.capacity() - buf.len() < 256 {
-        buf.reserve(READ_CHUNK.min(max_packet));
+        buf.reserve(buf.capacity().max(READ_CHUNK).min(max_packet));
     }
     let result = stream.try_read_buf(buf);
     if buf.is_empty() {

@@ -8,7 +8,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
@@ -23,25 +22,13 @@ type WriteJob = Box<dyn FnOnce(&Connection) -> Completion + Send>;
 
 pub struct SqliteStore {
     jobs: mpsc::UnboundedSender<WriteJob>,
-    readers: Arc<ReaderPool>,
+    /// Read jobs, served by `reader_connections` threads that each own a connection. Own
+    /// threads rather than `spawn_blocking`: a burst of reads (a reconnect storm) must not
+    /// grow the process by a thread per concurrent read.
+    reads: std::sync::mpsc::Sender<ReadJob>,
 }
 
-struct ReaderPool {
-    conns: Vec<Mutex<Connection>>,
-    next: AtomicUsize,
-}
-
-impl ReaderPool {
-    fn with<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        for i in 0..self.conns.len() {
-            if let Some(conn) = self.conns[(start + i) % self.conns.len()].try_lock() {
-                return f(&conn);
-            }
-        }
-        f(&self.conns[start % self.conns.len()].lock())
-    }
-}
+type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 
 fn map_err(err: rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode as C;
@@ -87,19 +74,34 @@ impl SqliteStore {
         let sync = if cfg.sqlite_synchronous == "normal" { "NORMAL" } else { "FULL" };
         writer
             .execute_batch(&format!(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON; \
+                "PRAGMA page_size = 2048; PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON; \
                  PRAGMA busy_timeout = 5000; PRAGMA cache_size = -65536; \
                  PRAGMA wal_autocheckpoint = 4000;"
             ))
             .map_err(map_err)?;
         migrate(&writer).map_err(map_err)?;
-        let mut conns = Vec::new();
-        for _ in 0..cfg.reader_connections {
+        let (read_tx, read_rx) = std::sync::mpsc::channel::<ReadJob>();
+        let read_rx = Arc::new(Mutex::new(read_rx));
+        for i in 0..cfg.reader_connections {
             let conn =
                 Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
                     .map_err(map_err)?;
-            conn.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA cache_size = -16384;").map_err(map_err)?;
-            conns.push(Mutex::new(conn));
+            // Small caches: readers serve status queries and CONNECT checks, and the OS page
+            // cache holds the file anyway.
+            conn.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA cache_size = -1024;").map_err(map_err)?;
+            let rx = read_rx.clone();
+            std::thread::Builder::new()
+                .name(format!("sqlite-reader-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = rx.lock().recv();
+                        match job {
+                            Ok(job) => job(&conn),
+                            Err(_) => return,
+                        }
+                    }
+                })
+                .map_err(|e| StoreError::Unavailable(format!("cannot start a reader thread: {e}")))?;
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let max_batch = cfg.max_batch;
@@ -107,7 +109,7 @@ impl SqliteStore {
             .name("sqlite-writer".into())
             .spawn(move || writer_loop(writer, rx, max_batch))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
-        Ok(SqliteStore { jobs: tx, readers: Arc::new(ReaderPool { conns, next: AtomicUsize::new(0) }) })
+        Ok(SqliteStore { jobs: tx, reads: read_tx })
     }
 
     async fn write<T, F>(&self, f: F) -> StoreResult<T>
@@ -143,11 +145,12 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        let readers = self.readers.clone();
-        tokio::task::spawn_blocking(move || readers.with(f))
-            .await
-            .map_err(|e| StoreError::Internal(format!("reader task: {e}")))?
-            .map_err(map_err)
+        let (tx, rx) = oneshot::channel();
+        let job: ReadJob = Box::new(move |conn| {
+            let _ = tx.send(f(conn));
+        });
+        self.reads.send(job).map_err(|_| StoreError::Unavailable("the store readers have stopped".into()))?;
+        rx.await.map_err(|_| StoreError::Unavailable("the store readers have stopped".into()))?.map_err(map_err)
     }
 }
 
