@@ -213,7 +213,8 @@ fn load_config(args: ServeArgs) -> Result<Config, Vec<String>> {
 
 fn init_logging(cfg: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level).unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     if cfg.log.format == "json" {
         builder.json().init();
     } else {
@@ -233,6 +234,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     init_logging(&cfg);
+    raise_fd_limit();
     let result = runtime().and_then(|rt| {
         rt.block_on(async move {
             let listeners = crate::node::Listeners::bind(&cfg).await?;
@@ -251,6 +253,24 @@ fn serve(args: ServeArgs) -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Every device connection is a file descriptor: raise the soft limit to the hard one.
+fn raise_fd_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
+    let raised = unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && {
+            let soft = limit.rlim_cur;
+            limit.rlim_cur = limit.rlim_max;
+            soft == limit.rlim_max || libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0
+        }
+    };
+    if raised {
+        tracing::debug!(open_files = limit.rlim_cur, "file descriptor limit");
+    } else {
+        tracing::warn!("could not raise the open-file limit; connections are capped by the soft limit");
     }
 }
 

@@ -6,4 +6,5 @@ mod bad_input;
 mod devices;
 mod durability;
 mod gateway;
+mod openapi;
 mod simple_push;
