@@ -5,7 +5,8 @@
 //! lost with a connection stays pending in the store and is read again on the next
 //! refill or connect. An idle connection's queue allocates nothing.
 
-use std::collections::{HashMap, VecDeque};
+use std::borrow::Borrow;
+use std::collections::{HashSet, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -49,6 +50,7 @@ pub enum CloseCause {
 /// the hub ([`Hub::close_idle`]) replaces a timer entry in every connection's task. The
 /// connection's task is woken through the waker it leaves in the queue.
 pub struct Session {
+    pub device_id: DeviceId,
     pub generation: u64,
     queue: Mutex<Queue>,
     /// 1.5 times the client's keepalive, in ms; 0 when the client asked for none.
@@ -167,9 +169,34 @@ impl Session {
 
 const SHARDS: usize = 64;
 
+/// A session as a set member, keyed by its device id: the set needs no second copy of the
+/// id per connection.
+struct Entry(Arc<Session>);
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.device_id == other.0.device_id
+    }
+}
+
+impl Eq for Entry {}
+
+impl std::hash::Hash for Entry {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // Must hash like the `str` it borrows as.
+        self.0.device_id.as_str().hash(state)
+    }
+}
+
+impl Borrow<str> for Entry {
+    fn borrow(&self) -> &str {
+        self.0.device_id.as_str()
+    }
+}
+
 /// Connected devices of this node, sharded to keep lock contention low.
 pub struct Hub {
-    shards: Vec<RwLock<HashMap<DeviceId, Arc<Session>>>>,
+    shards: Vec<RwLock<HashSet<Entry>>>,
     hasher: RandomState,
     generations: AtomicU64,
     max_queued: usize,
@@ -178,27 +205,28 @@ pub struct Hub {
 impl Hub {
     pub fn new(max_queued: usize) -> Self {
         Hub {
-            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| RwLock::new(HashSet::new())).collect(),
             hasher: RandomState::new(),
             generations: AtomicU64::new(1),
             max_queued,
         }
     }
 
-    fn shard(&self, device: &DeviceId) -> &RwLock<HashMap<DeviceId, Arc<Session>>> {
-        &self.shards[self.hasher.hash_one(device) as usize % SHARDS]
+    fn shard(&self, device: &DeviceId) -> &RwLock<HashSet<Entry>> {
+        &self.shards[self.hasher.hash_one(device.as_str()) as usize % SHARDS]
     }
 
     /// Registers a new connection of `device`; an older one is closed (takeover).
     pub fn register(&self, device: &DeviceId) -> Arc<Session> {
         let session = Arc::new(Session {
+            device_id: device.clone(),
             generation: self.generations.fetch_add(1, Ordering::Relaxed),
             queue: Mutex::new(Queue::default()),
             idle_limit_ms: AtomicI64::new(0),
             last_input_ms: AtomicI64::new(0),
         });
-        let old = self.shard(device).write().insert(device.clone(), session.clone());
-        if let Some(old) = old {
+        let old = self.shard(device).write().replace(Entry(session.clone()));
+        if let Some(Entry(old)) = old {
             old.close(CloseCause::TakenOver);
         }
         session
@@ -207,18 +235,18 @@ impl Hub {
     /// Removes the connection unless a newer one of the same device replaced it.
     pub fn unregister(&self, device: &DeviceId, generation: u64) {
         let mut shard = self.shard(device).write();
-        if shard.get(device).is_some_and(|s| s.generation == generation) {
-            shard.remove(device);
+        if shard.get(device.as_str()).is_some_and(|e| e.0.generation == generation) {
+            shard.remove(device.as_str());
         }
     }
 
     pub fn is_online(&self, device: &DeviceId) -> bool {
-        self.shard(device).read().contains_key(device)
+        self.shard(device).read().contains(device.as_str())
     }
 
     /// Queues a delivery for a connected device; false when it is not connected here.
     pub fn deliver(&self, device: &DeviceId, item: Outgoing) -> bool {
-        let session = self.shard(device).read().get(device).cloned();
+        let session = self.shard(device).read().get(device.as_str()).map(|e| e.0.clone());
         match session {
             Some(s) => {
                 s.offer(item, self.max_queued);
@@ -235,7 +263,7 @@ impl Hub {
     /// Closes every connection (server shutdown).
     pub fn close_all(&self) {
         for shard in &self.shards {
-            for s in shard.read().values() {
+            for Entry(s) in shard.read().iter() {
                 s.close(CloseCause::Shutdown);
             }
         }
@@ -245,7 +273,7 @@ impl Hub {
     pub fn close_idle(&self, now_ms: i64) -> usize {
         let mut closed = 0;
         for shard in &self.shards {
-            for s in shard.read().values() {
+            for Entry(s) in shard.read().iter() {
                 if s.idle_expired(now_ms) {
                     s.close(CloseCause::KeepAlive);
                     closed += 1;

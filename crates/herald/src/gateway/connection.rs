@@ -68,7 +68,7 @@ impl std::fmt::Display for Close {
 /// What an idle connection keeps.
 struct Conn {
     stream: TcpStream,
-    device_id: DeviceId,
+    /// Also holds the device id (one copy per connection, shared with the hub).
     session: Arc<Session>,
     /// A partly received packet.
     inbuf: Option<BytesMut>,
@@ -112,17 +112,17 @@ impl Gateway {
             Ok(()) => ConnLoop { gw: &self, conn: &mut conn, refill: None }.await,
             Err(e) => e,
         };
-        tracing::debug!(device = %conn.device_id, %reason, "disconnected");
-        self.hub.unregister(&conn.device_id, conn.session.generation);
+        tracing::debug!(device = %conn.device_id(), %reason, "disconnected");
+        self.hub.unregister(conn.device_id(), conn.session.generation);
         // Written but not acknowledged: the next connection gets them again, with DUP.
         for (_, message, sent_at) in conn.active.take().map(|a| a.inflight).unwrap_or_default() {
             self.store.record(StatusUpdate::Sent {
                 message_id: message.id.clone(),
-                device_id: conn.device_id.clone(),
+                device_id: conn.device_id().clone(),
                 at: sent_at,
             });
         }
-        self.store.record(StatusUpdate::Seen { device_id: conn.device_id, at: crate::now_ms() });
+        self.store.record(StatusUpdate::Seen { device_id: conn.device_id().clone(), at: crate::now_ms() });
     }
 
     /// Reads CONNECT, authenticates, registers the session and queues CONNACK.
@@ -175,7 +175,7 @@ impl Gateway {
         tracing::debug!(device = %device_id, "connected");
         // `connect` borrows the frame it was read from: it ends here, with that buffer.
         Some(Accepted {
-            conn: Conn { stream, device_id, session, inbuf, active: Some(active), next_packet_id: 1 },
+            conn: Conn { stream, session, inbuf, active: Some(active), next_packet_id: 1 },
             keep_alive: connect.keep_alive,
         })
     }
@@ -287,7 +287,7 @@ impl Gateway {
     fn handle_packet(&self, conn: &mut Conn, packet: Packet) -> Result<(), Close> {
         match packet {
             Packet::PubAck(PubAck { packet_id }) => {
-                let device_id = conn.device_id.clone();
+                let device_id = conn.device_id().clone();
                 let Some(active) = conn.active.as_mut() else {
                     return Ok(());
                 };
@@ -308,7 +308,7 @@ impl Gateway {
                 Ok(())
             }
             Packet::Publish(p) => {
-                if p.topic.as_str().strip_prefix("events/") != Some(conn.device_id.as_str()) {
+                if p.topic.as_str().strip_prefix("events/") != Some(conn.device_id().as_str()) {
                     // MQTT 3.1.1 offers no negative PUBACK: refusing means closing.
                     return Err(Close::Protocol(format!("publish to {} is not allowed", p.topic)));
                 }
@@ -325,7 +325,7 @@ impl Gateway {
                 Ok(())
             }
             Packet::Subscribe(sub) => {
-                let own = format!("push/{}", conn.device_id);
+                let own = format!("push/{}", conn.device_id());
                 let return_codes = sub
                     .filters
                     .iter()
@@ -359,10 +359,15 @@ impl Gateway {
         match crate::api::device::parse_events(payload) {
             Ok(events) => {
                 for (message_id, event, at) in events {
-                    self.store.record(StatusUpdate::Event { message_id, device_id: conn.device_id.clone(), event, at });
+                    self.store.record(StatusUpdate::Event {
+                        message_id,
+                        device_id: conn.device_id().clone(),
+                        event,
+                        at,
+                    });
                 }
             }
-            Err(e) => tracing::debug!(device = %conn.device_id, error = %e, "ignored malformed events"),
+            Err(e) => tracing::debug!(device = %conn.device_id(), error = %e, "ignored malformed events"),
         }
     }
 }
@@ -407,7 +412,7 @@ impl Future for ConnLoop<'_> {
                 }
             }
             if this.refill.is_none() && gw.fill(conn) {
-                let (store, device) = (gw.store.clone(), conn.device_id.clone());
+                let (store, device) = (gw.store.clone(), conn.device_id().clone());
                 let limit = gw.cfg.max_queued;
                 this.refill =
                     Some(Box::pin(async move { store.pending_deliveries(&device, crate::now_ms(), limit).await }));
@@ -449,6 +454,10 @@ impl Future for ConnLoop<'_> {
 }
 
 impl Conn {
+    fn device_id(&self) -> &DeviceId {
+        &self.session.device_id
+    }
+
     fn active(&mut self) -> &mut Active {
         self.active.get_or_insert_with(Box::default)
     }
@@ -458,7 +467,7 @@ impl Conn {
     }
 
     fn push_topic(&self) -> MqttStr {
-        MqttStr::new(format!("push/{}", self.device_id))
+        MqttStr::new(format!("push/{}", self.device_id()))
     }
 
     /// The next packet id not used by an in-flight delivery.
