@@ -53,7 +53,6 @@ CREATE TABLE tasks (
     created_at    BIGINT NOT NULL,
     expires_at    BIGINT NOT NULL
 );
-CREATE INDEX tasks_by_app ON tasks (app_id, created_at);
 
 -- One rendered payload for one target.
 CREATE TABLE messages (

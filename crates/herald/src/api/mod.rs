@@ -29,7 +29,7 @@ use crate::config::Config;
 use crate::crypto::{self, MasterKey};
 use crate::dispatch::Dispatcher;
 use crate::error::{ApiError, ErrorCode};
-use crate::ids::{AppId, KeyId};
+use crate::ids::AppId;
 use crate::store::{DeviceRecord, Store};
 
 pub struct Inner {
@@ -149,8 +149,6 @@ impl FromRequest<AppState> for LimitedBody {
 /// A `/v1` request whose signature was verified; carries the app it speaks for.
 pub struct Signed {
     pub app_id: AppId,
-    #[allow(dead_code)]
-    pub key_id: KeyId,
     pub body: Bytes,
 }
 
@@ -164,9 +162,8 @@ impl FromRequest<AppState> for Signed {
         let body = read_body(body, limit).await?;
         // Nested routers see the path without their prefix; the signature covers the whole path.
         let uri = parts.extensions.get::<axum::extract::OriginalUri>().map(|o| &o.0).unwrap_or(&parts.uri);
-        let (app_id, key_id) =
-            state.verifier.verify(&parts.method, uri, &parts.headers, &body, crate::now_ms()).await?;
-        Ok(Signed { app_id, key_id, body })
+        let app_id = state.verifier.verify(&parts.method, uri, &parts.headers, &body, crate::now_ms()).await?;
+        Ok(Signed { app_id, body })
     }
 }
 

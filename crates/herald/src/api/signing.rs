@@ -223,7 +223,7 @@ impl Verifier {
         headers: &HeaderMap,
         body: &[u8],
         now_ms: i64,
-    ) -> Result<(AppId, KeyId), ApiError> {
+    ) -> Result<AppId, ApiError> {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
         let refuse = |code: ErrorCode, msg: &str, why: &str| {
             tracing::info!(code = code.as_str(), %why, path = uri.path(), "signed request refused");
@@ -286,7 +286,7 @@ impl Verifier {
         if !self.nonces.lock().insert(key_id.as_str(), nonce) {
             return Err(refuse(ErrorCode::NonceReused, "this nonce was already used", "nonce replay"));
         }
-        Ok((key.0.clone(), key_id))
+        Ok(key.0.clone())
     }
 }
 

@@ -17,6 +17,9 @@ use super::*;
 
 const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
 
+/// How often the WAL is copied back into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 type WriteJob = Box<dyn FnOnce(&Connection) -> Completion + Send>;
 
@@ -76,7 +79,7 @@ impl SqliteStore {
             .execute_batch(&format!(
                 "PRAGMA page_size = 2048; PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON; \
                  PRAGMA busy_timeout = 5000; PRAGMA cache_size = -65536; \
-                 PRAGMA wal_autocheckpoint = 4000;"
+                 PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;"
             ))
             .map_err(map_err)?;
         migrate(&writer).map_err(map_err)?;
@@ -103,6 +106,21 @@ impl SqliteStore {
                 })
                 .map_err(|e| StoreError::Unavailable(format!("cannot start a reader thread: {e}")))?;
         }
+        // Checkpoints run beside the writer, not inside a commit: an automatic checkpoint
+        // would stall every push waiting on that group for the time it copies the WAL.
+        let checkpointer = Connection::open(path).map_err(map_err)?;
+        checkpointer.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA cache_size = -1024;").map_err(map_err)?;
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(CHECKPOINT_EVERY);
+                    if let Err(e) = checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                        tracing::warn!(error = %e, "WAL checkpoint failed");
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the checkpoint thread: {e}")))?;
         let (tx, rx) = mpsc::unbounded_channel();
         let max_batch = cfg.max_batch;
         std::thread::Builder::new()
@@ -325,22 +343,42 @@ fn message_views(conn: &Connection, filter: &str, args: &[&dyn rusqlite::ToSql])
 
 fn commit_push_tx(conn: &Connection, push: NewPush, now: i64) -> rusqlite::Result<CommittedPush> {
     let app = push.task.app_id.as_str().to_owned();
+    let t = &push.task;
+    // Claim each (app, msgKey, target) for this message unless an earlier one is still
+    // within its validity: one statement for a new key, a second read only for a repeat.
+    let mut claim = conn.prepare_cached(
+        "INSERT INTO idempotency (app_id, msg_key, target_kind, target, message_id, task_id, expires_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+         ON CONFLICT (app_id, msg_key, target_kind, target) DO UPDATE SET \
+         message_id = excluded.message_id, task_id = excluded.task_id, expires_at = excluded.expires_at \
+         WHERE idempotency.expires_at <= ?8",
+    )?;
+    let mut earlier_of = conn.prepare_cached(
+        "SELECT message_id, task_id FROM idempotency \
+         WHERE app_id = ?1 AND msg_key = ?2 AND target_kind = ?3 AND target = ?4",
+    )?;
     let mut earlier = Vec::with_capacity(push.messages.len());
-    {
-        let mut stmt = conn.prepare_cached(
-            "SELECT message_id, task_id FROM idempotency \
-             WHERE app_id = ?1 AND msg_key = ?2 AND target_kind = ?3 AND target = ?4 AND expires_at > ?5",
-        )?;
-        for m in &push.messages {
-            let found: Option<(String, String)> = stmt
-                .query_row(params![app, m.msg_key, m.target_kind.as_str(), m.target, now], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .optional()?;
-            earlier.push(found);
-        }
+    for m in &push.messages {
+        let claimed = claim.execute(params![
+            app,
+            m.msg_key,
+            m.target_kind.as_str(),
+            m.target,
+            m.message_id.as_str(),
+            t.task_id.as_str(),
+            t.expires_at,
+            now
+        ])?;
+        earlier.push(if claimed == 1 {
+            None
+        } else {
+            Some(earlier_of.query_row(params![app, m.msg_key, m.target_kind.as_str(), m.target], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?)
+        });
     }
-    // A whole repeat of one earlier request (a client retry) answers with that task.
+    // A whole repeat of one earlier request (a client retry) answers with that task; no
+    // claim above changed anything.
     if let Some(Some((_, first_task))) = earlier.first()
         && earlier.iter().all(|e| matches!(e, Some((_, t)) if t == first_task))
     {
@@ -356,7 +394,6 @@ fn commit_push_tx(conn: &Connection, push: NewPush, now: i64) -> rusqlite::Resul
         return Ok(CommittedPush { task_id, replayed: true, outcomes });
     }
 
-    let t = &push.task;
     conn.prepare_cached(
         "INSERT INTO tasks (task_id, app_id, push_type, task_name, delivery_type, created_at, expires_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -372,12 +409,6 @@ fn commit_push_tx(conn: &Connection, push: NewPush, now: i64) -> rusqlite::Resul
     ])?;
 
     let mut outcomes = Vec::with_capacity(push.messages.len());
-    let mut remember = conn.prepare_cached(
-        "INSERT INTO idempotency (app_id, msg_key, target_kind, target, message_id, task_id, expires_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
-         ON CONFLICT (app_id, msg_key, target_kind, target) DO UPDATE SET \
-         message_id = excluded.message_id, task_id = excluded.task_id, expires_at = excluded.expires_at",
-    )?;
     let mut by_device = conn.prepare_cached("SELECT device_id FROM devices WHERE app_id = ?1 AND device_id = ?2")?;
     let mut by_user = conn.prepare_cached("SELECT device_id FROM devices WHERE app_id = ?1 AND user_id = ?2")?;
     let mut insert_message = conn.prepare_cached(
@@ -402,15 +433,6 @@ fn commit_push_tx(conn: &Connection, push: NewPush, now: i64) -> rusqlite::Resul
             .query_map(params![app, m.target], |r| r.get::<_, String>(0).map(DeviceId::new))?
             .collect::<rusqlite::Result<_>>()?;
         let undeliverable = m.target_kind == TargetKind::Device && devices.is_empty();
-        remember.execute(params![
-            app,
-            m.msg_key,
-            m.target_kind.as_str(),
-            m.target,
-            m.message_id.as_str(),
-            t.task_id.as_str(),
-            t.expires_at
-        ])?;
         insert_message.execute(params![
             m.message_id.as_str(),
             app,

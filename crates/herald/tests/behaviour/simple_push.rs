@@ -209,3 +209,22 @@ async fn one_app_can_never_reach_or_read_another_apps_devices_tasks_or_messages(
     // The victim received only its own app's message.
     assert_eq!(victim_device.next_push().await.1["messageId"], message2.as_str());
 }
+
+#[tokio::test]
+async fn a_msgkey_is_free_again_once_its_message_expired() {
+    let server = TestServer::start().await;
+    let app = server.create_app().await;
+    let creds = app.register("install-1").await;
+    let body = |secs: i64| {
+        json!({"deliveryType": 1, "targetMsgkey": {creds.device_id.clone(): "daily"}, "title": "t", "content": "c",
+            "expiredSeconds": secs})
+    };
+    let first = app.push_simple(body(1)).await.json();
+    let first_id = first["pushResult"]["targets"][0]["messageId"].as_str().unwrap().to_string();
+    app.wait_status(&first_id, "expired").await;
+    let again = app.push_simple(body(60)).await.json();
+    let target = &again["pushResult"]["targets"][0];
+    assert_eq!(target["status"], "accepted");
+    assert_ne!(target["messageId"], first_id.as_str());
+    assert_ne!(again["pushResult"]["data"], first["pushResult"]["data"]);
+}
