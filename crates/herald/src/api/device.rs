@@ -180,10 +180,7 @@ async fn report(
     let body: ReportBody = parse_json(&body)?;
     short_text("appVersion", &body.app_version)?;
     check_vendor_tokens(&body.vendor_tokens)?;
-    state
-        .store
-        .report_device(&device.app_id, &device.device_id, body.app_version, body.vendor_tokens, crate::now_ms())
-        .await?;
+    state.store.report_device(&device.app_id, &device.device_id, body.app_version, body.vendor_tokens).await?;
     Ok(Json(json!({"deviceId": device.device_id})))
 }
 

@@ -284,7 +284,6 @@ pub trait Store: Send + Sync + 'static {
         device_id: &DeviceId,
         app_version: Option<String>,
         vendor_tokens: Option<serde_json::Map<String, serde_json::Value>>,
-        now: i64,
     ) -> StoreResult<bool>;
     /// Binds `user_id` to the device (replacing an earlier user) and creates deliveries of
     /// the user's messages still within their validity. `None` when there is no such device.

@@ -666,7 +666,6 @@ impl Store for SqliteStore {
         device_id: &DeviceId,
         app_version: Option<String>,
         vendor_tokens: Option<serde_json::Map<String, serde_json::Value>>,
-        _now: i64,
     ) -> StoreResult<bool> {
         let (app_id, device_id) = (app_id.clone(), device_id.clone());
         self.write(move |c| {

@@ -127,3 +127,40 @@ async fn cli_app_create_prints_the_admin_api_answer() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(herald::config::Config::from_toml(&text).unwrap(), herald::config::Config::default());
 }
+
+#[tokio::test]
+async fn a_config_file_sets_limits_and_flags_override_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("herald.toml");
+    // The file's addresses are overridden by the flags TestServer passes (port 0).
+    std::fs::write(&config, "http_addr = \"127.0.0.1:1\"\n[limits]\nmax_simple_targets = 2\n").unwrap();
+    let server = TestServer::start_in(dir.path(), &["--config", config.to_str().unwrap()]).await;
+    let app = server.create_app().await;
+    let r = app
+        .push_simple(serde_json::json!({"deliveryType": 1, "targetMsgkey": {"a": "1", "b": "2", "c": "3"},
+            "title": "t", "content": "c", "expiredSeconds": 60}))
+        .await;
+    assert_eq!(r.json()["resultCode"], "SINGLE_PUSH_TARGET_TOO_MUCH");
+    assert!(r.json()["resultMessage"].as_str().unwrap().contains("at most 2"));
+}
+
+#[tokio::test]
+async fn every_invalid_setting_is_reported_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "[log]\nformat = \"xml\"\n[mqtt]\nmax_inflight = 0\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["serve", "--config", config.to_str().unwrap(), "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("log.format") && err.contains("mqtt.max_inflight"), "{err}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["serve", "--log-format", "yaml", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "a flag is validated like the file");
+}
