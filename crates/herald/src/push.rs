@@ -258,7 +258,7 @@ impl SimplePush {
                 msg_key: msg_key.clone(),
                 target_kind: self.target_kind,
                 target: target.clone(),
-                payload,
+                payload: payload.into(),
             });
         }
         Ok(NewPush {
@@ -326,7 +326,7 @@ mod tests {
     fn payload_carries_every_field() {
         let p = parse(with("uri", json!("app://x"))).unwrap();
         let push = p.into_new_push(AppId::new("a"), 1_000, &Limits::default()).unwrap();
-        let payload: Value = serde_json::from_str(&push.messages[0].payload).unwrap();
+        let payload: Value = serde_json::from_slice(&push.messages[0].payload).unwrap();
         assert_eq!(payload["type"], "notification");
         assert_eq!(payload["uri"], "app://x");
         assert_eq!(payload["expiresAt"], 61_000);

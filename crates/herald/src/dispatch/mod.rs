@@ -33,17 +33,17 @@ impl Dispatcher {
     /// Commits `push`, then queues it for the targets connected to this node.
     pub async fn push(&self, push: NewPush, now: i64) -> Result<CommittedPush, ApiError> {
         let expires_at = push.task.expires_at;
-        let payloads: Vec<(crate::ids::MessageId, String)> =
-            push.messages.iter().map(|m| (m.message_id.clone(), m.payload.clone())).collect();
+        // Bytes: the payloads are shared with the store's job, not copied.
+        let payloads: Vec<Bytes> = push.messages.iter().map(|m| m.payload.clone()).collect();
         let committed = self.store.commit_push(push, now).await?;
-        for ((message_id, outcome), (_, payload)) in committed.outcomes.iter().zip(payloads) {
+        for ((message_id, outcome), payload) in committed.outcomes.iter().zip(payloads) {
             let TargetOutcome::Accepted { devices } = outcome else {
                 continue;
             };
             if devices.is_empty() {
                 continue;
             }
-            let message = Arc::new(Message { id: message_id.clone(), expires_at, payload: Bytes::from(payload) });
+            let message = Arc::new(Message { id: message_id.clone(), expires_at, payload });
             for device in devices {
                 self.hub.deliver(device, Outgoing { message: message.clone(), dup: false });
             }

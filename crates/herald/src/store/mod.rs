@@ -147,8 +147,8 @@ pub struct NewMessage {
     pub msg_key: String,
     pub target_kind: TargetKind,
     pub target: String,
-    /// The JSON a device receives.
-    pub payload: String,
+    /// The JSON a device receives (UTF-8), shared with the deliveries made at commit.
+    pub payload: bytes::Bytes,
 }
 
 #[derive(Debug, Clone)]

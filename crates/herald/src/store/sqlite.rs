@@ -440,7 +440,7 @@ fn commit_push_tx(conn: &Connection, push: NewPush, now: i64) -> rusqlite::Resul
             m.msg_key,
             m.target_kind.as_str(),
             m.target,
-            m.payload,
+            std::str::from_utf8(&m.payload).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?,
             undeliverable,
             t.created_at,
             t.expires_at
