@@ -6,6 +6,8 @@
 //! nobody waits for ([`Store::record`]) are queued and committed in order with the rest.
 
 mod sqlite;
+#[cfg(test)]
+pub(crate) mod suite;
 
 use serde::Serialize;
 
@@ -317,4 +319,20 @@ pub trait Store: Send + Sync + 'static {
     async fn message(&self, app_id: &AppId, message_id: &MessageId) -> StoreResult<Option<MessageView>>;
     /// Waits until everything queued so far is committed.
     async fn flush(&self) -> StoreResult<()>;
+}
+
+#[cfg(test)]
+mod backends {
+    use std::sync::Arc;
+
+    use super::{SqliteStore, Store};
+
+    /// A fresh SQLite file per test, removed with the guard.
+    async fn open_sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(&dir.path().join("herald.db"), &Default::default()).expect("open SQLite");
+        (Arc::new(store), dir)
+    }
+
+    crate::store_suite!(sqlite, super::open_sqlite());
 }

@@ -1,0 +1,226 @@
+//! The store contract as tests, stamped out per backend by [`store_suite!`]: every backend
+//! must pass the same suite (SQLite here; PostgreSQL adds one line).
+
+use super::*;
+use crate::ids::{AppId, DeviceId, MessageId, TaskId, UserId};
+
+pub fn app(id: &str) -> (AppRecord, ApiKeyRecord) {
+    let app_id = AppId::new(id);
+    (
+        AppRecord {
+            app_id: app_id.clone(),
+            name: format!("{id} name"),
+            app_key_hash: "hash".into(),
+            bind_secret_sealed: "sealed".into(),
+            trust_client_bind: false,
+            created_at: 1,
+        },
+        ApiKeyRecord {
+            key_id: KeyId::new(format!("{id}-key")),
+            app_id,
+            kind: KeyKind::Hmac,
+            material: "sealed-secret".into(),
+            created_at: 1,
+            revoked_at: None,
+        },
+    )
+}
+
+pub async fn device(store: &dyn Store, app: &str, install: &str) -> DeviceId {
+    store
+        .register_device(DeviceRegistration {
+            app_id: AppId::new(app),
+            install_id: install.into(),
+            new_device_id: DeviceId::generate(),
+            token_hash: crate::crypto::sha256_hex(install.as_bytes()),
+            platform: "android".into(),
+            app_version: Some("1.0".into()),
+            os_version: None,
+            model: None,
+            vendor_tokens: None,
+            now: 10,
+        })
+        .await
+        .unwrap()
+        .device_id
+}
+
+pub fn push(app: &str, kind: TargetKind, targets: &[(&str, &str)], now: i64, ttl_ms: i64) -> NewPush {
+    NewPush {
+        task: NewTask {
+            task_id: TaskId::generate(now),
+            app_id: AppId::new(app),
+            push_type: "simple",
+            task_name: None,
+            delivery_type: if kind == TargetKind::User { 3 } else { 1 },
+            created_at: now,
+            expires_at: now + ttl_ms,
+        },
+        messages: targets
+            .iter()
+            .map(|(target, key)| NewMessage {
+                message_id: MessageId::generate(now),
+                msg_key: key.to_string(),
+                target_kind: kind,
+                target: target.to_string(),
+                payload: bytes::Bytes::from(format!("{{\"k\":\"{key}\"}}")),
+            })
+            .collect(),
+    }
+}
+
+pub async fn apps_keys_and_revocation(store: &dyn Store) {
+    let (a, k) = app("a1");
+    store.create_app(a, k).await.unwrap();
+    assert_eq!(store.app(&AppId::new("a1")).await.unwrap().unwrap().name, "a1 name");
+    assert!(store.app(&AppId::new("nope")).await.unwrap().is_none());
+    let key = store.api_key(&KeyId::new("a1-key")).await.unwrap().unwrap();
+    assert_eq!((key.kind, key.revoked_at), (KeyKind::Hmac, None));
+    assert!(store.revoke_api_key(&AppId::new("a1"), &KeyId::new("a1-key"), 5).await.unwrap());
+    assert_eq!(store.api_key(&KeyId::new("a1-key")).await.unwrap().unwrap().revoked_at, Some(5));
+    let (b, kb) = app("b1");
+    store.create_app(b, kb).await.unwrap();
+    assert!(!store.revoke_api_key(&AppId::new("a1"), &KeyId::new("b1-key"), 5).await.unwrap(), "another app's key");
+    assert_eq!(store.apps().await.unwrap().len(), 2);
+    assert_eq!(store.init_setting("s", "first").await.unwrap(), "first");
+    assert_eq!(store.init_setting("s", "second").await.unwrap(), "first");
+    assert_eq!(store.setting("s").await.unwrap().as_deref(), Some("first"));
+}
+
+pub async fn devices_register_once_per_install_id(store: &dyn Store) {
+    let (a, k) = app("a1");
+    store.create_app(a, k).await.unwrap();
+    let d1 = device(store, "a1", "install-1").await;
+    let again = device(store, "a1", "install-1").await;
+    assert_eq!(d1, again);
+    let creds = store.device_credentials(&d1).await.unwrap().unwrap();
+    assert_eq!(creds.0, AppId::new("a1"));
+    assert!(store.device(&AppId::new("other"), &d1).await.unwrap().is_none(), "scoped by app");
+    let mut tokens = serde_json::Map::new();
+    tokens.insert("fcm".into(), "t".into());
+    assert!(store.report_device(&AppId::new("a1"), &d1, Some("2.0".into()), Some(tokens)).await.unwrap());
+    let rec = store.device(&AppId::new("a1"), &d1).await.unwrap().unwrap();
+    assert_eq!(rec.app_version.as_deref(), Some("2.0"));
+    assert_eq!(rec.vendor_tokens["fcm"], "t");
+}
+
+pub async fn pushes_resolve_targets_within_the_app(store: &dyn Store) {
+    for id in ["a1", "a2"] {
+        let (a, k) = app(id);
+        store.create_app(a, k).await.unwrap();
+    }
+    let mine = device(store, "a1", "i1").await;
+    let theirs = device(store, "a2", "i2").await;
+    let p =
+        push("a1", TargetKind::Device, &[(mine.as_str(), "k1"), (theirs.as_str(), "k2"), ("ghost", "k3")], 100, 60_000);
+    let ids: Vec<MessageId> = p.messages.iter().map(|m| m.message_id.clone()).collect();
+    let c = store.commit_push(p, 100).await.unwrap();
+    assert!(!c.replayed);
+    assert_eq!(c.outcomes[0], (ids[0].clone(), TargetOutcome::Accepted { devices: vec![mine.clone()] }));
+    assert_eq!(c.outcomes[1], (ids[1].clone(), TargetOutcome::Undeliverable));
+    assert_eq!(c.outcomes[2], (ids[2].clone(), TargetOutcome::Undeliverable));
+    assert!(store.pending_deliveries(&theirs, 100, 10).await.unwrap().is_empty());
+    let task = store.task(&AppId::new("a1"), &c.task_id).await.unwrap().unwrap();
+    assert_eq!(task.messages.len(), 3);
+    assert!(store.task(&AppId::new("a2"), &c.task_id).await.unwrap().is_none());
+    assert!(store.message(&AppId::new("a2"), &ids[0]).await.unwrap().is_none());
+}
+
+pub async fn idempotency_holds_within_the_validity(store: &dyn Store) {
+    let (a, k) = app("a1");
+    store.create_app(a, k).await.unwrap();
+    let d = device(store, "a1", "i1").await;
+    let first = store.commit_push(push("a1", TargetKind::Device, &[(d.as_str(), "k")], 100, 1_000), 100).await.unwrap();
+    let retry = store.commit_push(push("a1", TargetKind::Device, &[(d.as_str(), "k")], 200, 1_000), 200).await.unwrap();
+    assert!(retry.replayed);
+    assert_eq!(retry.task_id, first.task_id);
+    assert!(matches!(retry.outcomes[0].1, TargetOutcome::Duplicate { .. }));
+    assert_eq!(store.pending_deliveries(&d, 300, 10).await.unwrap().len(), 1, "not stored twice");
+    // After the first message's validity the key is free again.
+    let later =
+        store.commit_push(push("a1", TargetKind::Device, &[(d.as_str(), "k")], 1_200, 1_000), 1_200).await.unwrap();
+    assert!(!later.replayed);
+    assert!(matches!(later.outcomes[0].1, TargetOutcome::Accepted { .. }));
+}
+
+pub async fn deliveries_are_pending_until_acknowledged_or_expired(store: &dyn Store) {
+    let (a, k) = app("a1");
+    store.create_app(a, k).await.unwrap();
+    let d = device(store, "a1", "i1").await;
+    let short =
+        store.commit_push(push("a1", TargetKind::Device, &[(d.as_str(), "short")], 100, 50), 100).await.unwrap();
+    let long =
+        store.commit_push(push("a1", TargetKind::Device, &[(d.as_str(), "long")], 101, 10_000), 101).await.unwrap();
+    let pending = store.pending_deliveries(&d, 120, 10).await.unwrap();
+    assert_eq!(
+        pending.iter().map(|p| &p.message_id).collect::<Vec<_>>(),
+        vec![&short.outcomes[0].0, &long.outcomes[0].0]
+    );
+    let later = store.pending_deliveries(&d, 200, 10).await.unwrap();
+    assert_eq!(later.len(), 1, "an expired delivery is never handed out");
+    assert_eq!(store.expire_due(200).await.unwrap(), 1);
+    let long_id = long.outcomes[0].0.clone();
+    store.record(StatusUpdate::Sent { message_id: long_id.clone(), device_id: d.clone(), at: 150 });
+    assert!(store.pending_deliveries(&d, 200, 10).await.unwrap()[0].sent_before);
+    store.record(StatusUpdate::Delivered { message_id: long_id.clone(), device_id: d.clone(), sent_at: 150, at: 210 });
+    assert!(store.pending_deliveries(&d, 220, 10).await.unwrap().is_empty());
+    store.record(StatusUpdate::Event {
+        message_id: long_id.clone(),
+        device_id: d.clone(),
+        event: DeviceEvent::Opened,
+        at: 230,
+    });
+    store.flush().await.unwrap();
+    let m = store.message(&AppId::new("a1"), &long_id).await.unwrap().unwrap();
+    assert_eq!(m.deliveries[0].status, "opened");
+    assert_eq!((m.deliveries[0].sent_at, m.deliveries[0].delivered_at), (Some(150), Some(210)));
+    let s = store.message(&AppId::new("a1"), &short.outcomes[0].0).await.unwrap().unwrap();
+    assert_eq!(s.deliveries[0].status, "expired");
+}
+
+pub async fn user_messages_follow_binds(store: &dyn Store) {
+    let (a, k) = app("a1");
+    store.create_app(a, k).await.unwrap();
+    let (app_id, alice) = (AppId::new("a1"), UserId::new("alice"));
+    let c = store.commit_push(push("a1", TargetKind::User, &[("alice", "k")], 100, 10_000), 100).await.unwrap();
+    assert_eq!(c.outcomes[0].1, TargetOutcome::Accepted { devices: vec![] });
+    let d = device(store, "a1", "i1").await;
+    let pending = store.bind_user(&app_id, &d, &alice, 200).await.unwrap().unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(store.user_devices(&app_id, &alice).await.unwrap().len(), 1);
+    assert!(store.unbind_user(&app_id, &d, 300).await.unwrap());
+    assert!(store.pending_deliveries(&d, 300, 10).await.unwrap().is_empty(), "unbound: the user's message is gone");
+    assert!(store.user_devices(&app_id, &alice).await.unwrap().is_empty());
+    // Binding again within the validity brings it back; after the validity it does not.
+    assert_eq!(store.bind_user(&app_id, &d, &alice, 400).await.unwrap().unwrap().len(), 1);
+    let other = device(store, "a1", "i2").await;
+    assert!(store.bind_user(&app_id, &other, &alice, 20_000).await.unwrap().unwrap().is_empty());
+    assert!(store.bind_user(&AppId::new("a2"), &d, &alice, 400).await.unwrap().is_none(), "another app's device");
+}
+
+/// Instantiates the suite for one backend: `store_suite!(name, async { <Arc<dyn Store>> })`.
+#[macro_export]
+macro_rules! store_suite {
+    ($backend:ident, $make:expr) => {
+        mod $backend {
+            use $crate::store::suite;
+
+            macro_rules! case {
+                ($name:ident) => {
+                    #[tokio::test]
+                    async fn $name() {
+                        let (store, _guard) = $make.await;
+                        suite::$name(store.as_ref()).await;
+                    }
+                };
+            }
+
+            case!(apps_keys_and_revocation);
+            case!(devices_register_once_per_install_id);
+            case!(pushes_resolve_targets_within_the_app);
+            case!(idempotency_holds_within_the_validity);
+            case!(deliveries_are_pending_until_acknowledged_or_expired);
+            case!(user_messages_follow_binds);
+        }
+    };
+}
