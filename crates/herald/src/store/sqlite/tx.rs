@@ -1,0 +1,314 @@
+//! The SQL of the SQLite backend that runs inside a transaction: row mapping, the push
+//! commit, status updates. Everything here takes a `&Connection` already inside the
+//! writer's transaction (or a reader's snapshot).
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::store::*;
+
+pub(super) const APP_COLUMNS: &str = "app_id, name, app_key_hash, bind_secret_sealed, trust_client_bind, created_at";
+
+pub(super) fn app_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AppRecord> {
+    Ok(AppRecord {
+        app_id: AppId::new(r.get::<_, String>(0)?),
+        name: r.get(1)?,
+        app_key_hash: r.get(2)?,
+        bind_secret_sealed: r.get(3)?,
+        trust_client_bind: r.get(4)?,
+        created_at: r.get(5)?,
+    })
+}
+
+pub(super) const KEY_COLUMNS: &str = "key_id, app_id, kind, material, created_at, revoked_at";
+
+pub(super) fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
+    let kind: String = r.get(2)?;
+    Ok(ApiKeyRecord {
+        key_id: KeyId::new(r.get::<_, String>(0)?),
+        app_id: AppId::new(r.get::<_, String>(1)?),
+        kind: KeyKind::parse(&kind).ok_or_else(|| corrupt(format!("unknown key kind {kind}")))?,
+        material: r.get(3)?,
+        created_at: r.get(4)?,
+        revoked_at: r.get(5)?,
+    })
+}
+
+pub(super) const DEVICE_COLUMNS: &str = "device_id, app_id, install_id, platform, app_version, os_version, model, \
+                              vendor_tokens, user_id, bound_at, created_at, last_seen";
+
+pub(super) fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
+    let tokens: String = r.get(7)?;
+    Ok(DeviceRecord {
+        device_id: DeviceId::new(r.get::<_, String>(0)?),
+        app_id: AppId::new(r.get::<_, String>(1)?),
+        install_id: r.get(2)?,
+        platform: r.get(3)?,
+        app_version: r.get(4)?,
+        os_version: r.get(5)?,
+        model: r.get(6)?,
+        vendor_tokens: serde_json::from_str(&tokens).map_err(|e| corrupt(format!("vendor_tokens: {e}")))?,
+        user_id: r.get::<_, Option<String>>(8)?.map(UserId::new),
+        bound_at: r.get(9)?,
+        created_at: r.get(10)?,
+        last_seen: r.get(11)?,
+    })
+}
+
+pub(super) fn corrupt(msg: String) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(msg.into())
+}
+
+pub(super) fn pending_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PendingDelivery> {
+    let status: String = r.get(3)?;
+    Ok(PendingDelivery {
+        message_id: MessageId::new(r.get::<_, String>(0)?),
+        payload: r.get(1)?,
+        expires_at: r.get(2)?,
+        sent_before: status == "sent",
+    })
+}
+
+pub(super) fn device_by(
+    conn: &Connection,
+    filter: &str,
+    args: impl rusqlite::Params,
+) -> rusqlite::Result<Option<DeviceRecord>> {
+    conn.prepare_cached(&format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE {filter}"))?
+        .query_row(args, device_row)
+        .optional()
+}
+
+/// Drops the device's undelivered deliveries of messages sent to `user`.
+pub(super) fn drop_user_deliveries(
+    conn: &Connection,
+    app_id: &str,
+    device_id: &str,
+    user: &str,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "DELETE FROM deliveries WHERE device_id = ?1 AND status IN ('pending', 'sent') AND message_id IN \
+         (SELECT message_id FROM messages WHERE app_id = ?2 AND target_kind = 'user' AND target = ?3)",
+    )?
+    .execute(params![device_id, app_id, user])?;
+    Ok(())
+}
+
+pub(super) fn message_views(
+    conn: &Connection,
+    filter: &str,
+    args: &[&dyn rusqlite::ToSql],
+) -> rusqlite::Result<Vec<MessageView>> {
+    let mut messages: Vec<MessageView> = conn
+        .prepare_cached(&format!(
+            "SELECT message_id, task_id, msg_key, target_kind, target, undeliverable, created_at, expires_at \
+             FROM messages WHERE {filter} ORDER BY message_id"
+        ))?
+        .query_map(args, |r| {
+            let kind: String = r.get(3)?;
+            Ok(MessageView {
+                message_id: MessageId::new(r.get::<_, String>(0)?),
+                task_id: TaskId::new(r.get::<_, String>(1)?),
+                msg_key: r.get(2)?,
+                target_kind: TargetKind::parse(&kind).ok_or_else(|| corrupt(format!("target kind {kind}")))?,
+                target: r.get(4)?,
+                undeliverable: r.get(5)?,
+                created_at: r.get(6)?,
+                expires_at: r.get(7)?,
+                deliveries: Vec::new(),
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT device_id, status, created_at, updated_at, sent_at, delivered_at FROM deliveries \
+         WHERE message_id = ?1 ORDER BY device_id",
+    )?;
+    for m in &mut messages {
+        m.deliveries = stmt
+            .query_map([m.message_id.as_str()], |r| {
+                Ok(DeliveryView {
+                    device_id: DeviceId::new(r.get::<_, String>(0)?),
+                    status: r.get(1)?,
+                    created_at: r.get(2)?,
+                    updated_at: r.get(3)?,
+                    sent_at: r.get(4)?,
+                    delivered_at: r.get(5)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+    }
+    Ok(messages)
+}
+
+pub(super) fn commit_push_tx(conn: &Connection, push: NewPush, now: i64) -> rusqlite::Result<CommittedPush> {
+    let app = push.task.app_id.as_str().to_owned();
+    let t = &push.task;
+    // Claim each (app, msgKey, target) for this message unless an earlier one is still
+    // within its validity: one statement for a new key, a second read only for a repeat.
+    let mut claim = conn.prepare_cached(
+        "INSERT INTO idempotency (app_id, msg_key, target_kind, target, message_id, task_id, expires_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+         ON CONFLICT (app_id, msg_key, target_kind, target) DO UPDATE SET \
+         message_id = excluded.message_id, task_id = excluded.task_id, expires_at = excluded.expires_at \
+         WHERE idempotency.expires_at <= ?8",
+    )?;
+    let mut earlier_of = conn.prepare_cached(
+        "SELECT message_id, task_id FROM idempotency \
+         WHERE app_id = ?1 AND msg_key = ?2 AND target_kind = ?3 AND target = ?4",
+    )?;
+    let mut earlier = Vec::with_capacity(push.messages.len());
+    for m in &push.messages {
+        let claimed = claim.execute(params![
+            app,
+            m.msg_key,
+            m.target_kind.as_str(),
+            m.target,
+            m.message_id.as_str(),
+            t.task_id.as_str(),
+            t.expires_at,
+            now
+        ])?;
+        earlier.push(if claimed == 1 {
+            None
+        } else {
+            Some(earlier_of.query_row(params![app, m.msg_key, m.target_kind.as_str(), m.target], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?)
+        });
+    }
+    // A whole repeat of one earlier request (a client retry) answers with that task; no
+    // claim above changed anything.
+    if let Some(Some((_, first_task))) = earlier.first()
+        && earlier.iter().all(|e| matches!(e, Some((_, t)) if t == first_task))
+    {
+        let task_id = TaskId::new(first_task.clone());
+        let outcomes = earlier
+            .into_iter()
+            .flatten()
+            .map(|(mid, _)| {
+                let mid = MessageId::new(mid);
+                (mid.clone(), TargetOutcome::Duplicate { message_id: mid })
+            })
+            .collect();
+        return Ok(CommittedPush { task_id, replayed: true, outcomes });
+    }
+
+    conn.prepare_cached(
+        "INSERT INTO tasks (task_id, app_id, push_type, task_name, delivery_type, created_at, expires_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        t.task_id.as_str(),
+        app,
+        t.push_type,
+        t.task_name,
+        t.delivery_type,
+        t.created_at,
+        t.expires_at
+    ])?;
+
+    let mut outcomes = Vec::with_capacity(push.messages.len());
+    let mut by_device = conn.prepare_cached("SELECT device_id FROM devices WHERE app_id = ?1 AND device_id = ?2")?;
+    let mut by_user = conn.prepare_cached("SELECT device_id FROM devices WHERE app_id = ?1 AND user_id = ?2")?;
+    let mut insert_message = conn.prepare_cached(
+        "INSERT INTO messages (message_id, app_id, task_id, msg_key, target_kind, target, payload, undeliverable, \
+         created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?;
+    let mut insert_delivery = conn.prepare_cached(
+        "INSERT INTO deliveries (message_id, device_id, status, created_at, updated_at, expires_at) \
+         VALUES (?1, ?2, 'pending', ?3, ?3, ?4)",
+    )?;
+    for (m, earlier) in push.messages.into_iter().zip(earlier) {
+        if let Some((mid, _)) = earlier {
+            let mid = MessageId::new(mid);
+            outcomes.push((m.message_id, TargetOutcome::Duplicate { message_id: mid }));
+            continue;
+        }
+        let lookup = match m.target_kind {
+            TargetKind::Device => &mut by_device,
+            TargetKind::User => &mut by_user,
+        };
+        let devices: Vec<DeviceId> = lookup
+            .query_map(params![app, m.target], |r| r.get::<_, String>(0).map(DeviceId::new))?
+            .collect::<rusqlite::Result<_>>()?;
+        let undeliverable = m.target_kind == TargetKind::Device && devices.is_empty();
+        insert_message.execute(params![
+            m.message_id.as_str(),
+            app,
+            t.task_id.as_str(),
+            m.msg_key,
+            m.target_kind.as_str(),
+            m.target,
+            std::str::from_utf8(&m.payload).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?,
+            undeliverable,
+            t.created_at,
+            t.expires_at
+        ])?;
+        for d in &devices {
+            insert_delivery.execute(params![m.message_id.as_str(), d.as_str(), t.created_at, t.expires_at])?;
+        }
+        let outcome = if undeliverable { TargetOutcome::Undeliverable } else { TargetOutcome::Accepted { devices } };
+        outcomes.push((m.message_id, outcome));
+    }
+    Ok(CommittedPush { task_id: push.task.task_id, replayed: false, outcomes })
+}
+
+pub(super) fn apply_update(conn: &Connection, update: StatusUpdate) -> rusqlite::Result<()> {
+    match update {
+        StatusUpdate::Sent { message_id, device_id, at } => {
+            conn.prepare_cached(
+                "UPDATE deliveries SET status = 'sent', sent_at = ?3, updated_at = ?3 \
+                 WHERE message_id = ?1 AND device_id = ?2 AND status = 'pending'",
+            )?
+            .execute(params![message_id.as_str(), device_id.as_str(), at])?;
+        }
+        StatusUpdate::Delivered { message_id, device_id, sent_at, at } => {
+            conn.prepare_cached(
+                "UPDATE deliveries SET status = 'delivered', sent_at = COALESCE(sent_at, ?3), delivered_at = ?4, \
+                 updated_at = ?4 WHERE message_id = ?1 AND device_id = ?2 AND \
+                 (status IN ('pending', 'sent') OR (status = 'expired' AND ?3 < expires_at))",
+            )?
+            .execute(params![message_id.as_str(), device_id.as_str(), sent_at, at])?;
+        }
+        StatusUpdate::Event { message_id, device_id, event, at } => {
+            // A device's word about a message can only move its delivery forward; an
+            // acknowledgement of a copy written before expiry still counts as delivered.
+            let sql = match event {
+                DeviceEvent::Arrived => {
+                    "UPDATE deliveries SET status = 'delivered', delivered_at = ?3, updated_at = ?3 \
+                     WHERE message_id = ?1 AND device_id = ?2 AND \
+                     (status IN ('pending', 'sent') OR (status = 'expired' AND sent_at IS NOT NULL))"
+                }
+                DeviceEvent::Opened => {
+                    "UPDATE deliveries SET status = 'opened', delivered_at = COALESCE(delivered_at, ?3), \
+                     updated_at = ?3 WHERE message_id = ?1 AND device_id = ?2 AND \
+                     status IN ('pending', 'sent', 'delivered', 'ignored')"
+                }
+                DeviceEvent::Ignored => {
+                    "UPDATE deliveries SET status = 'ignored', delivered_at = COALESCE(delivered_at, ?3), \
+                     updated_at = ?3 WHERE message_id = ?1 AND device_id = ?2 AND \
+                     status IN ('pending', 'sent', 'delivered')"
+                }
+            };
+            conn.prepare_cached(sql)?.execute(params![message_id.as_str(), device_id.as_str(), at])?;
+        }
+        StatusUpdate::Seen { device_id, at } => {
+            conn.prepare_cached("UPDATE devices SET last_seen = ?2 WHERE device_id = ?1")?
+                .execute(params![device_id.as_str(), at])?;
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn insert_key(c: &Connection, key: &ApiKeyRecord) -> rusqlite::Result<()> {
+    c.prepare_cached(&format!("INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"))?.execute(
+        params![
+            key.key_id.as_str(),
+            key.app_id.as_str(),
+            key.kind.as_str(),
+            key.material,
+            key.created_at,
+            key.revoked_at
+        ],
+    )?;
+    Ok(())
+}
