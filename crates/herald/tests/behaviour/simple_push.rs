@@ -228,3 +228,35 @@ async fn a_msgkey_is_free_again_once_its_message_expired() {
     assert_ne!(target["messageId"], first_id.as_str());
     assert_ne!(again["pushResult"]["data"], first["pushResult"]["data"]);
 }
+
+#[tokio::test]
+async fn every_device_delivery_type_and_each_limit_itself_is_accepted() {
+    let server = TestServer::start().await;
+    let app = server.create_app().await;
+    let creds = app.register("install-1").await;
+    let mut device = TestDevice::connect(&creds).await;
+    // Ten targets (nine unknown ones), twenty extended parameters, 72 hours: all at the limit.
+    let mut targets: serde_json::Map<String, serde_json::Value> =
+        (0..9).map(|i| (format!("dunknown{i}"), json!(format!("k{i}")))).collect();
+    targets.insert(creds.device_id.clone(), json!("limits"));
+    let params: serde_json::Map<String, serde_json::Value> = (0..20).map(|i| (format!("p{i}"), json!(i))).collect();
+    let r = app
+        .push_simple(json!({"deliveryType": 7, "targetMsgkey": targets, "title": "x".repeat(200), "content": "c",
+            "extendedParams": params, "expiredSeconds": 259_200}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let (_, payload) = device.next_push().await;
+    assert_eq!(payload["msgKey"], "limits");
+    assert_eq!(payload["extendedParams"].as_object().unwrap().len(), 20);
+    assert_eq!(payload["expiresAt"].as_i64().unwrap() - payload["sentAt"].as_i64().unwrap(), 259_200_000);
+    for (i, delivery_type) in [json!(1), json!(2), json!("2"), json!("device")].into_iter().enumerate() {
+        let r = app
+            .push_simple(
+                json!({"deliveryType": delivery_type, "targetMsgkey": {creds.device_id.clone(): format!("t{i}")},
+                "title": "t", "content": "c", "expiredSeconds": 60}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "deliveryType {delivery_type}: {:?}", r.json());
+        assert_eq!(device.next_push().await.1["msgKey"], format!("t{i}"));
+    }
+}
