@@ -79,6 +79,8 @@ pub struct StoreConfig {
     pub reader_connections: usize,
     /// How often expired deliveries are marked `expired`.
     pub expiry_sweep_secs: u64,
+    /// Connections to PostgreSQL (when `store_url` is `postgres://…`).
+    pub postgres_connections: usize,
 }
 
 impl Default for Config {
@@ -136,7 +138,13 @@ impl Default for MqttConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { sqlite_synchronous: "full".into(), max_batch: 2048, reader_connections: 2, expiry_sweep_secs: 5 }
+        StoreConfig {
+            sqlite_synchronous: "full".into(),
+            max_batch: 2048,
+            reader_connections: 2,
+            expiry_sweep_secs: 5,
+            postgres_connections: 8,
+        }
     }
 }
 
@@ -150,8 +158,9 @@ data_dir = "./herald-data"
 http_addr = "0.0.0.0:8080"
 # MQTT 3.1.1 over TCP for devices.
 mqtt_addr = "0.0.0.0:1883"
-# Store: unset = SQLite file <data_dir>/herald.db. "sqlite:///path/to/file.db" also works.
-# store_url = "sqlite:///var/lib/herald/herald.db"
+# Store: unset = SQLite file <data_dir>/herald.db; "sqlite:///path/to/file.db" also works;
+# "postgres://user@host:5432/db" for PostgreSQL (one node for now: the bus comes next).
+# store_url = "postgres://herald@127.0.0.1:5432/herald"
 # Bus: unset = in-process (single node).
 # bus_url = "nats://127.0.0.1:4222"
 # Unique per node in a cluster.
@@ -210,6 +219,8 @@ max_batch = 2048
 reader_connections = 2
 # Seconds between sweeps that mark undelivered, expired deliveries as expired.
 expiry_sweep_secs = 5
+# Connections to PostgreSQL, when store_url is postgres://...
+postgres_connections = 8
 "#;
 
 impl Config {
@@ -268,8 +279,12 @@ impl Config {
             check(crate::crypto::MasterKey::from_base64(key).is_some(), "master_key must be base64 of 32 bytes");
         }
         if let Some(url) = &self.store_url {
-            check(url.starts_with("sqlite://"), "store_url: only sqlite:// is supported by this build");
+            check(
+                ["sqlite://", "postgres://", "postgresql://"].iter().any(|s| url.starts_with(s)),
+                "store_url must start with sqlite://, postgres:// or postgresql://",
+            );
         }
+        check(self.store.postgres_connections >= 1, "store.postgres_connections must be at least 1");
         if let Some(url) = &self.bus_url {
             check(url.is_empty(), "bus_url: only the in-process bus is supported by this build");
         }

@@ -14,7 +14,7 @@ use crate::crypto::{self, MasterKey};
 use crate::dispatch::{Dispatcher, Hub};
 use crate::gateway::Gateway;
 use crate::shutdown::Signal;
-use crate::store::{SqliteStore, Store};
+use crate::store::Store;
 
 pub struct Listeners {
     pub http: TcpListener,
@@ -40,13 +40,7 @@ const ADMIN_TOKEN_SETTING: &str = "admin_token_sha256";
 pub async fn run(cfg: Config, listeners: Listeners, shutdown: Signal) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
     let master = Arc::new(master_key(&cfg)?);
-    let path = cfg.sqlite_path();
-    let store_cfg = cfg.store.clone();
-    let store: Arc<dyn Store> = Arc::new(
-        tokio::task::spawn_blocking(move || SqliteStore::open(&path, &store_cfg))
-            .await?
-            .context("opening the SQLite store")?,
-    );
+    let store: Arc<dyn Store> = crate::store::open(&cfg).await.context("opening the store")?;
     let admin_token_hash = admin_token_hash(&cfg, store.as_ref()).await?;
     let hub = Arc::new(Hub::new(cfg.mqtt.max_queued));
     let dispatcher = Arc::new(Dispatcher::new(store.clone(), hub.clone()));
@@ -79,7 +73,7 @@ pub async fn run(cfg: Config, listeners: Listeners, shutdown: Signal) -> anyhow:
             .with_graceful_shutdown(async move { http_shutdown.wait().await })
             .await
     });
-    tracing::info!(%http_addr, %mqtt_addr, node = %cfg.node_id, store = %cfg.sqlite_path().display(), "herald serving");
+    tracing::info!(%http_addr, %mqtt_addr, node = %cfg.node_id, "herald serving");
     // Tests and scripts wait for this line on standard output.
     println!("herald ready http={http_addr} mqtt={mqtt_addr}");
 

@@ -49,7 +49,7 @@ CREATE TABLE tasks (
     app_id        TEXT NOT NULL,
     push_type     TEXT NOT NULL,
     task_name     TEXT,
-    delivery_type INTEGER NOT NULL,
+    delivery_type BIGINT NOT NULL,
     created_at    BIGINT NOT NULL,
     expires_at    BIGINT NOT NULL
 );

@@ -5,15 +5,35 @@
 //! committed: many operations share one transaction and one fsync. Status updates that
 //! nobody waits for ([`Store::record`]) are queued and committed in order with the rest.
 
+mod postgres;
 mod sqlite;
 #[cfg(test)]
 pub(crate) mod suite;
 
 use serde::Serialize;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use crate::ids::{AppId, DeviceId, KeyId, MessageId, TaskId, UserId};
+
+/// Opens the store the configuration names: `postgres://` (or `postgresql://`) for
+/// PostgreSQL, else SQLite (`sqlite://PATH` or `<data_dir>/herald.db`). The one place that
+/// chooses a backend.
+pub async fn open(cfg: &crate::config::Config) -> StoreResult<std::sync::Arc<dyn Store>> {
+    match cfg.store_url.as_deref() {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Ok(std::sync::Arc::new(PostgresStore::open(url, cfg.store.postgres_connections, None).await?))
+        }
+        _ => {
+            let (path, store_cfg) = (cfg.sqlite_path(), cfg.store.clone());
+            let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path, &store_cfg))
+                .await
+                .map_err(|e| StoreError::Internal(format!("opening SQLite: {e}")))??;
+            Ok(std::sync::Arc::new(store))
+        }
+    }
+}
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -123,7 +143,7 @@ impl TargetKind {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    pub fn parse(s: &str) -> Option<Self> {
         match s {
             "device" => Some(TargetKind::Device),
             "user" => Some(TargetKind::User),
@@ -325,14 +345,61 @@ pub trait Store: Send + Sync + 'static {
 mod backends {
     use std::sync::Arc;
 
-    use super::{SqliteStore, Store};
+    use super::{PostgresStore, SqliteStore, Store};
 
     /// A fresh SQLite file per test, removed with the guard.
-    async fn open_sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
+    async fn open_sqlite() -> Option<(Arc<dyn Store>, tempfile::TempDir)> {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = SqliteStore::open(&dir.path().join("herald.db"), &Default::default()).expect("open SQLite");
-        (Arc::new(store), dir)
+        Some((Arc::new(store), dir))
+    }
+
+    /// The environment variable that points the PostgreSQL tests at a server.
+    pub const POSTGRES_URL: &str = "HERALD_TEST_POSTGRES_URL";
+
+    /// A fresh schema per test in the database of `HERALD_TEST_POSTGRES_URL`, dropped with
+    /// the guard. Unset: the test is skipped and says why; set but unreachable: it fails.
+    async fn open_postgres() -> Option<(Arc<dyn Store>, SchemaGuard)> {
+        let Ok(url) = std::env::var(POSTGRES_URL) else {
+            eprintln!("skipped: {POSTGRES_URL} is not set, so the PostgreSQL store is not tested here");
+            return None;
+        };
+        let schema = format!("herald_test_{}", crate::crypto::random_alnum(12));
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("{POSTGRES_URL} is set but PostgreSQL does not answer: {e}"));
+        tokio::spawn(connection);
+        client.batch_execute(&format!("CREATE SCHEMA {schema}")).await.expect("create the test schema");
+        let store = PostgresStore::open(&url, 2, Some(&format!("-c search_path={schema}")))
+            .await
+            .unwrap_or_else(|e| panic!("opening the PostgreSQL store: {e}"));
+        Some((Arc::new(store), SchemaGuard { url, schema }))
+    }
+
+    pub struct SchemaGuard {
+        url: String,
+        schema: String,
+    }
+
+    impl Drop for SchemaGuard {
+        fn drop(&mut self) {
+            let (url, schema) = (self.url.clone(), self.schema.clone());
+            // Drop runs inside the test's runtime: do the async cleanup on a thread of its own.
+            let done = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                rt.block_on(async move {
+                    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+                    tokio::spawn(connection);
+                    client.batch_execute(&format!("SET lock_timeout = '10s'; DROP SCHEMA {schema} CASCADE")).await
+                })
+            })
+            .join();
+            if !matches!(done, Ok(Ok(()))) {
+                eprintln!("could not drop test schema {}: {done:?}", self.schema);
+            }
+        }
     }
 
     crate::store_suite!(sqlite, super::open_sqlite());
+    crate::store_suite!(postgres, super::open_postgres());
 }

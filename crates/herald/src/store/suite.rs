@@ -198,7 +198,8 @@ pub async fn user_messages_follow_binds(store: &dyn Store) {
     assert!(store.bind_user(&AppId::new("a2"), &d, &alice, 400).await.unwrap().is_none(), "another app's device");
 }
 
-/// Instantiates the suite for one backend: `store_suite!(name, async { <Arc<dyn Store>> })`.
+/// Instantiates the suite for one backend: `store_suite!(name, <future of
+/// Option<(Arc<dyn Store>, guard)>>)`; the guard removes the test's database when dropped.
 #[macro_export]
 macro_rules! store_suite {
     ($backend:ident, $make:expr) => {
@@ -209,8 +210,13 @@ macro_rules! store_suite {
                 ($name:ident) => {
                     #[tokio::test]
                     async fn $name() {
-                        let (store, _guard) = $make.await;
+                        // `None`: the backend is not configured here (the reason is printed).
+                        let Some((store, guard)) = $make.await else { return };
                         suite::$name(store.as_ref()).await;
+                        // Nothing in flight when the test's database goes away.
+                        store.flush().await.expect("flush");
+                        drop(store);
+                        drop(guard);
                     }
                 };
             }

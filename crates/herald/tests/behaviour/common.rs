@@ -41,7 +41,14 @@ pub struct TestServer {
     dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     log: Arc<Mutex<Vec<String>>>,
+    /// Extra `serve` arguments, kept for restarts (the PostgreSQL store URL).
+    args: Vec<String>,
+    /// The PostgreSQL schema of this server, dropped with it.
+    schema: Option<(String, String)>,
 }
+
+/// Where the PostgreSQL behaviour tests find a server.
+pub const POSTGRES_URL: &str = "HERALD_TEST_POSTGRES_URL";
 
 impl TestServer {
     pub async fn start() -> TestServer {
@@ -102,7 +109,39 @@ impl TestServer {
         let field = |name: &str| {
             ready.split_whitespace().find_map(|w| w.strip_prefix(name)).expect("ready line field").to_string()
         };
-        TestServer { child, http: field("http="), mqtt: field("mqtt="), dir: dir.to_path_buf(), _tmp: None, log }
+        TestServer {
+            child,
+            http: field("http="),
+            mqtt: field("mqtt="),
+            dir: dir.to_path_buf(),
+            _tmp: None,
+            log,
+            args: extra.iter().map(|s| s.to_string()).collect(),
+            schema: None,
+        }
+    }
+
+    /// A server on the PostgreSQL store, in a fresh schema of the database named by
+    /// `HERALD_TEST_POSTGRES_URL`. `None` (the test is skipped, and says why) when the
+    /// variable is unset; a panic when it is set and PostgreSQL does not answer.
+    pub async fn start_postgres() -> Option<TestServer> {
+        let Ok(url) = std::env::var(POSTGRES_URL) else {
+            eprintln!("skipped: {POSTGRES_URL} is not set, so Herald on PostgreSQL is not tested here");
+            return None;
+        };
+        let schema = format!("herald_it_{}", herald::crypto::random_alnum(12));
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("{POSTGRES_URL} is set but PostgreSQL does not answer: {e}"));
+        tokio::spawn(connection);
+        client.batch_execute(&format!("CREATE SCHEMA {schema}")).await.expect("create schema");
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let store_url = format!("{url}{sep}options=-c%20search_path%3D{schema}");
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let mut server = Self::start_in(tmp.path(), &["--store-url", &store_url]).await;
+        server._tmp = Some(tmp);
+        server.schema = Some((url, schema));
+        Some(server)
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -122,11 +161,14 @@ impl TestServer {
     /// Restarts on the same data directory (after `kill9` or a clean stop).
     pub async fn restart(mut self) -> TestServer {
         let tmp = self._tmp.take();
+        let schema = self.schema.take();
         let dir = self.dir.clone();
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let mut next = Self::start_in(&dir, &[]).await;
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let mut next = Self::start_in(&dir, &args).await;
         next._tmp = tmp;
+        next.schema = schema;
         next
     }
 
@@ -190,6 +232,20 @@ impl Drop for TestServer {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some((url, schema)) = self.schema.take() {
+            let dropped = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                rt.block_on(async move {
+                    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+                    tokio::spawn(connection);
+                    client.batch_execute(&format!("SET lock_timeout = '10s'; DROP SCHEMA {schema} CASCADE")).await
+                })
+            })
+            .join();
+            if !matches!(dropped, Ok(Ok(()))) {
+                eprintln!("could not drop a test schema: {dropped:?}");
+            }
+        }
     }
 }
 

@@ -7,4 +7,5 @@ mod devices;
 mod durability;
 mod gateway;
 mod openapi;
+mod postgres;
 mod simple_push;

@@ -1,0 +1,321 @@
+//! The PostgreSQL backend, for a cluster of nodes sharing one database.
+//!
+//! Each operation is one transaction on a pooled connection; PostgreSQL itself groups the
+//! WAL flushes of concurrent commits, so many pushes share one fsync as with SQLite's
+//! writer. Status updates that nobody waits for ([`Store::record`]) go through one task that
+//! applies them in order, many per transaction; reads that must see them
+//! ([`Store::pending_deliveries`], [`Store::flush`]) wait behind a barrier in that queue.
+
+mod tx;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::{Mutex, MutexGuard, mpsc, oneshot};
+use tokio_postgres::{Client, NoTls};
+
+use super::*;
+
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../../migrations/postgres/0001_init.sql"))];
+/// Serialises migrations of nodes starting together (any constant unique to Herald).
+const MIGRATION_LOCK: i64 = 0x4845_5241_4c44;
+/// Most queued status updates applied in one transaction.
+const UPDATE_BATCH: usize = 2048;
+
+pub struct PostgresStore {
+    pool: Arc<Pool>,
+    updates: mpsc::UnboundedSender<Update>,
+}
+
+enum Update {
+    Status(StatusUpdate),
+    /// Answered once every update queued before it is committed.
+    Barrier(oneshot::Sender<()>),
+}
+
+struct Pool {
+    config: tokio_postgres::Config,
+    clients: Vec<Mutex<Client>>,
+    next: AtomicUsize,
+}
+
+async fn connect(config: &tokio_postgres::Config) -> Result<Client, tokio_postgres::Error> {
+    let (client, connection) = config.connect(NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "PostgreSQL connection ended");
+        }
+    });
+    Ok(client)
+}
+
+impl Pool {
+    /// A connection of the pool, reconnected if it broke.
+    async fn get(&self) -> StoreResult<MutexGuard<'_, Client>> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let n = self.clients.len();
+        let mut guard = match (0..n).find_map(|i| self.clients[(start + i) % n].try_lock().ok()) {
+            Some(g) => g,
+            None => self.clients[start % n].lock().await,
+        };
+        if guard.is_closed() {
+            *guard = connect(&self.config).await.map_err(map_err)?;
+        }
+        Ok(guard)
+    }
+}
+
+pub(crate) fn map_err(err: tokio_postgres::Error) -> StoreError {
+    // No SQLSTATE: the connection or the server is gone, not the statement.
+    if err.is_closed() || err.code().is_none() {
+        StoreError::Unavailable(err.to_string())
+    } else {
+        StoreError::Internal(err.to_string())
+    }
+}
+
+impl PostgresStore {
+    /// Connects (`postgres://…` or `host=… user=…`), applies migrations and starts the
+    /// status-update task. `options` is passed to the server at connect (tests set their
+    /// own `search_path` there).
+    pub async fn open(url: &str, connections: usize, options: Option<&str>) -> StoreResult<Self> {
+        let mut config =
+            tokio_postgres::Config::from_str(url).map_err(|e| StoreError::Unavailable(format!("store_url: {e}")))?;
+        if let Some(options) = options {
+            config.options(options);
+        }
+        let mut clients = Vec::with_capacity(connections.max(1));
+        for _ in 0..connections.max(1) {
+            clients.push(Mutex::new(connect(&config).await.map_err(map_err)?));
+        }
+        let pool = Arc::new(Pool { config, clients, next: AtomicUsize::new(0) });
+        migrate(&pool).await?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(apply_updates(pool.clone(), rx));
+        Ok(PostgresStore { pool, updates: tx })
+    }
+
+    async fn barrier(&self) -> StoreResult<()> {
+        let (tx, rx) = oneshot::channel();
+        self.updates.send(Update::Barrier(tx)).map_err(|_| StoreError::Unavailable("update task stopped".into()))?;
+        rx.await.map_err(|_| StoreError::Unavailable("update task stopped".into()))
+    }
+}
+
+async fn migrate(pool: &Pool) -> StoreResult<()> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await.map_err(map_err)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(map_err)?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+    )
+    .await
+    .map_err(map_err)?;
+    for (version, sql) in MIGRATIONS {
+        let applied = tx
+            .query_opt("SELECT version FROM schema_migrations WHERE version = $1", &[version])
+            .await
+            .map_err(map_err)?;
+        if applied.is_none() {
+            tx.batch_execute(sql).await.map_err(map_err)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
+                &[version, &crate::now_ms()],
+            )
+            .await
+            .map_err(map_err)?;
+            tracing::info!(version, "applied schema migration");
+        }
+    }
+    tx.commit().await.map_err(map_err)
+}
+
+async fn apply_updates(pool: Arc<Pool>, mut rx: mpsc::UnboundedReceiver<Update>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < UPDATE_BATCH {
+            match rx.try_recv() {
+                Ok(u) => batch.push(u),
+                Err(_) => break,
+            }
+        }
+        let mut statuses = Vec::new();
+        let mut barriers = Vec::new();
+        for u in batch {
+            match u {
+                Update::Status(s) => statuses.push(s),
+                Update::Barrier(b) => barriers.push(b),
+            }
+        }
+        if !statuses.is_empty()
+            && let Err(e) = tx::apply_updates(&pool, &statuses).await
+        {
+            tracing::warn!(error = %e, "status updates failed; applying one by one");
+            for s in statuses {
+                if let Err(e) = tx::apply_updates(&pool, std::slice::from_ref(&s)).await {
+                    tracing::warn!(error = %e, update = ?s, "status update failed");
+                }
+            }
+        }
+        for b in barriers {
+            let _ = b.send(());
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for PostgresStore {
+    async fn setting(&self, name: &str) -> StoreResult<Option<String>> {
+        tx::setting(&*self.pool.get().await?, name).await.map_err(map_err)
+    }
+
+    async fn init_setting(&self, name: &str, value: &str) -> StoreResult<String> {
+        tx::init_setting(&*self.pool.get().await?, name, value).await.map_err(map_err)
+    }
+
+    async fn create_app(&self, app: AppRecord, first_key: ApiKeyRecord) -> StoreResult<()> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await.map_err(map_err)?;
+        tx::insert_app(&tx, &app).await.map_err(map_err)?;
+        tx::insert_key(&tx, &first_key).await.map_err(map_err)?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn app(&self, app_id: &AppId) -> StoreResult<Option<AppRecord>> {
+        tx::app(&*self.pool.get().await?, app_id).await.map_err(map_err)
+    }
+
+    async fn apps(&self) -> StoreResult<Vec<AppRecord>> {
+        tx::apps(&*self.pool.get().await?).await.map_err(map_err)
+    }
+
+    async fn create_api_key(&self, key: ApiKeyRecord) -> StoreResult<()> {
+        tx::insert_key(&*self.pool.get().await?, &key).await.map_err(map_err)
+    }
+
+    async fn api_key(&self, key_id: &KeyId) -> StoreResult<Option<ApiKeyRecord>> {
+        tx::api_key(&*self.pool.get().await?, key_id).await.map_err(map_err)
+    }
+
+    async fn api_keys(&self, app_id: &AppId) -> StoreResult<Vec<ApiKeyRecord>> {
+        tx::api_keys(&*self.pool.get().await?, app_id).await.map_err(map_err)
+    }
+
+    async fn revoke_api_key(&self, app_id: &AppId, key_id: &KeyId, now: i64) -> StoreResult<bool> {
+        tx::revoke_api_key(&*self.pool.get().await?, app_id, key_id, now).await.map_err(map_err)
+    }
+
+    async fn register_device(&self, reg: DeviceRegistration) -> StoreResult<DeviceRecord> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await.map_err(map_err)?;
+        let device = tx::register_device(&tx, reg).await.map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(device)
+    }
+
+    async fn device_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<DeviceRecord>> {
+        tx::device_by(&*self.pool.get().await?, "token_hash = $1", &[&token_hash]).await.map_err(map_err)
+    }
+
+    async fn device(&self, app_id: &AppId, device_id: &DeviceId) -> StoreResult<Option<DeviceRecord>> {
+        tx::device_by(
+            &*self.pool.get().await?,
+            "device_id = $1 AND app_id = $2",
+            &[&device_id.as_str(), &app_id.as_str()],
+        )
+        .await
+        .map_err(map_err)
+    }
+
+    async fn device_credentials(&self, device_id: &DeviceId) -> StoreResult<Option<(AppId, String)>> {
+        tx::device_credentials(&*self.pool.get().await?, device_id).await.map_err(map_err)
+    }
+
+    async fn report_device(
+        &self,
+        app_id: &AppId,
+        device_id: &DeviceId,
+        app_version: Option<String>,
+        vendor_tokens: Option<serde_json::Map<String, serde_json::Value>>,
+    ) -> StoreResult<bool> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await.map_err(map_err)?;
+        let found = tx::report_device(&tx, app_id, device_id, app_version, vendor_tokens).await.map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(found)
+    }
+
+    async fn bind_user(
+        &self,
+        app_id: &AppId,
+        device_id: &DeviceId,
+        user_id: &UserId,
+        now: i64,
+    ) -> StoreResult<Option<Vec<PendingDelivery>>> {
+        self.barrier().await?;
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await.map_err(map_err)?;
+        let pending = tx::bind_user(&tx, app_id, device_id, user_id, now).await.map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(pending)
+    }
+
+    async fn unbind_user(&self, app_id: &AppId, device_id: &DeviceId, now: i64) -> StoreResult<bool> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await.map_err(map_err)?;
+        let found = tx::unbind_user(&tx, app_id, device_id, now).await.map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(found)
+    }
+
+    async fn user_devices(&self, app_id: &AppId, user_id: &UserId) -> StoreResult<Vec<DeviceRecord>> {
+        tx::user_devices(&*self.pool.get().await?, app_id, user_id).await.map_err(map_err)
+    }
+
+    async fn commit_push(&self, push: NewPush, now: i64) -> StoreResult<CommittedPush> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await.map_err(map_err)?;
+        let committed = tx::commit_push(&tx, push, now).await.map_err(map_err)?;
+        // A replay changed nothing; committing it is harmless.
+        tx.commit().await.map_err(map_err)?;
+        Ok(committed)
+    }
+
+    async fn pending_deliveries(
+        &self,
+        device_id: &DeviceId,
+        now: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<PendingDelivery>> {
+        self.barrier().await?;
+        tx::pending_deliveries(&*self.pool.get().await?, device_id, now, limit).await.map_err(map_err)
+    }
+
+    fn record(&self, update: StatusUpdate) {
+        if self.updates.send(Update::Status(update)).is_err() {
+            tracing::warn!("status update dropped: the update task has stopped");
+        }
+    }
+
+    async fn expire_due(&self, now: i64) -> StoreResult<u64> {
+        tx::expire_due(&*self.pool.get().await?, now).await.map_err(map_err)
+    }
+
+    async fn task(&self, app_id: &AppId, task_id: &TaskId) -> StoreResult<Option<TaskView>> {
+        tx::task(&*self.pool.get().await?, app_id, task_id).await.map_err(map_err)
+    }
+
+    async fn message(&self, app_id: &AppId, message_id: &MessageId) -> StoreResult<Option<MessageView>> {
+        let client = self.pool.get().await?;
+        let mut views =
+            tx::message_views(&*client, "message_id = $1 AND app_id = $2", &[&message_id.as_str(), &app_id.as_str()])
+                .await
+                .map_err(map_err)?;
+        Ok(views.pop())
+    }
+
+    async fn flush(&self) -> StoreResult<()> {
+        self.barrier().await
+    }
+}

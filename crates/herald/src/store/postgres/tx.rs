@@ -1,0 +1,595 @@
+//! The SQL of the PostgreSQL backend. Every function takes a client or a transaction
+//! ([`GenericClient`]); the caller decides the transaction boundaries.
+
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Error, GenericClient, Row};
+
+use super::Pool;
+use crate::store::*;
+
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+const APP_COLUMNS: &str = "app_id, name, app_key_hash, bind_secret_sealed, trust_client_bind, created_at";
+const KEY_COLUMNS: &str = "key_id, app_id, kind, material, created_at, revoked_at";
+const DEVICE_COLUMNS: &str = "device_id, app_id, install_id, platform, app_version, os_version, model, \
+                              vendor_tokens, user_id, bound_at, created_at, last_seen";
+
+fn app_row(r: &Row) -> Result<AppRecord, Error> {
+    Ok(AppRecord {
+        app_id: AppId::new(r.try_get::<_, String>(0)?),
+        name: r.try_get(1)?,
+        app_key_hash: r.try_get(2)?,
+        bind_secret_sealed: r.try_get(3)?,
+        trust_client_bind: r.try_get(4)?,
+        created_at: r.try_get(5)?,
+    })
+}
+
+fn key_row(r: &Row) -> Result<Option<ApiKeyRecord>, Error> {
+    let kind: String = r.try_get(2)?;
+    let Some(kind) = KeyKind::parse(&kind) else {
+        tracing::error!(%kind, "unknown key kind in the store");
+        return Ok(None);
+    };
+    Ok(Some(ApiKeyRecord {
+        key_id: KeyId::new(r.try_get::<_, String>(0)?),
+        app_id: AppId::new(r.try_get::<_, String>(1)?),
+        kind,
+        material: r.try_get(3)?,
+        created_at: r.try_get(4)?,
+        revoked_at: r.try_get(5)?,
+    }))
+}
+
+fn device_row(r: &Row) -> Result<DeviceRecord, Error> {
+    let tokens: String = r.try_get(7)?;
+    Ok(DeviceRecord {
+        device_id: DeviceId::new(r.try_get::<_, String>(0)?),
+        app_id: AppId::new(r.try_get::<_, String>(1)?),
+        install_id: r.try_get(2)?,
+        platform: r.try_get(3)?,
+        app_version: r.try_get(4)?,
+        os_version: r.try_get(5)?,
+        model: r.try_get(6)?,
+        vendor_tokens: serde_json::from_str(&tokens).unwrap_or_default(),
+        user_id: r.try_get::<_, Option<String>>(8)?.map(UserId::new),
+        bound_at: r.try_get(9)?,
+        created_at: r.try_get(10)?,
+        last_seen: r.try_get(11)?,
+    })
+}
+
+fn pending_row(r: &Row) -> Result<PendingDelivery, Error> {
+    let status: String = r.try_get(3)?;
+    Ok(PendingDelivery {
+        message_id: MessageId::new(r.try_get::<_, String>(0)?),
+        payload: r.try_get(1)?,
+        expires_at: r.try_get(2)?,
+        sent_before: status == "sent",
+    })
+}
+
+pub(super) async fn setting<C: GenericClient>(c: &C, name: &str) -> Result<Option<String>, Error> {
+    c.query_opt("SELECT value FROM settings WHERE name = $1", &[&name]).await?.map(|r| r.try_get(0)).transpose()
+}
+
+pub(super) async fn init_setting<C: GenericClient>(c: &C, name: &str, value: &str) -> Result<String, Error> {
+    c.execute("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", &[&name, &value])
+        .await?;
+    c.query_one("SELECT value FROM settings WHERE name = $1", &[&name]).await?.try_get(0)
+}
+
+pub(super) async fn insert_app<C: GenericClient>(c: &C, app: &AppRecord) -> Result<(), Error> {
+    c.execute(
+        &format!("INSERT INTO apps ({APP_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"),
+        &[
+            &app.app_id.as_str(),
+            &app.name,
+            &app.app_key_hash,
+            &app.bind_secret_sealed,
+            &app.trust_client_bind,
+            &app.created_at,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn insert_key<C: GenericClient>(c: &C, key: &ApiKeyRecord) -> Result<(), Error> {
+    c.execute(
+        &format!("INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"),
+        &[
+            &key.key_id.as_str(),
+            &key.app_id.as_str(),
+            &key.kind.as_str(),
+            &key.material,
+            &key.created_at,
+            &key.revoked_at,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn app<C: GenericClient>(c: &C, app_id: &AppId) -> Result<Option<AppRecord>, Error> {
+    c.query_opt(&format!("SELECT {APP_COLUMNS} FROM apps WHERE app_id = $1"), &[&app_id.as_str()])
+        .await?
+        .map(|r| app_row(&r))
+        .transpose()
+}
+
+pub(super) async fn apps<C: GenericClient>(c: &C) -> Result<Vec<AppRecord>, Error> {
+    c.query(&format!("SELECT {APP_COLUMNS} FROM apps ORDER BY created_at, app_id"), &[])
+        .await?
+        .iter()
+        .map(app_row)
+        .collect()
+}
+
+pub(super) async fn api_key<C: GenericClient>(c: &C, key_id: &KeyId) -> Result<Option<ApiKeyRecord>, Error> {
+    match c.query_opt(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id = $1"), &[&key_id.as_str()]).await? {
+        Some(r) => key_row(&r),
+        None => Ok(None),
+    }
+}
+
+pub(super) async fn api_keys<C: GenericClient>(c: &C, app_id: &AppId) -> Result<Vec<ApiKeyRecord>, Error> {
+    let rows = c
+        .query(
+            &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE app_id = $1 ORDER BY created_at, key_id"),
+            &[&app_id.as_str()],
+        )
+        .await?;
+    Ok(rows.iter().map(key_row).collect::<Result<Vec<_>, _>>()?.into_iter().flatten().collect())
+}
+
+pub(super) async fn revoke_api_key<C: GenericClient>(
+    c: &C,
+    app_id: &AppId,
+    key_id: &KeyId,
+    now: i64,
+) -> Result<bool, Error> {
+    let exists = c
+        .query_opt("SELECT 1 FROM api_keys WHERE app_id = $1 AND key_id = $2", &[&app_id.as_str(), &key_id.as_str()])
+        .await?
+        .is_some();
+    c.execute(
+        "UPDATE api_keys SET revoked_at = $3 WHERE app_id = $1 AND key_id = $2 AND revoked_at IS NULL",
+        &[&app_id.as_str(), &key_id.as_str(), &now],
+    )
+    .await?;
+    Ok(exists)
+}
+
+pub(super) async fn device_by<C: GenericClient>(
+    c: &C,
+    filter: &str,
+    args: Params<'_>,
+) -> Result<Option<DeviceRecord>, Error> {
+    c.query_opt(&format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE {filter}"), args)
+        .await?
+        .map(|r| device_row(&r))
+        .transpose()
+}
+
+pub(super) async fn device_credentials<C: GenericClient>(
+    c: &C,
+    device_id: &DeviceId,
+) -> Result<Option<(AppId, String)>, Error> {
+    c.query_opt("SELECT app_id, token_hash FROM devices WHERE device_id = $1", &[&device_id.as_str()])
+        .await?
+        .map(|r| Ok((AppId::new(r.try_get::<_, String>(0)?), r.try_get(1)?)))
+        .transpose()
+}
+
+pub(super) async fn register_device<C: GenericClient>(c: &C, reg: DeviceRegistration) -> Result<DeviceRecord, Error> {
+    let app = reg.app_id.as_str();
+    let tokens = reg.vendor_tokens.as_ref().map(|t| serde_json::Value::Object(t.clone()).to_string());
+    // Two registrations of one install at once: the insert of the second does nothing and
+    // both then read the same row.
+    c.execute(
+        "INSERT INTO devices (device_id, app_id, install_id, token_hash, platform, app_version, os_version, model, \
+         vendor_tokens, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         ON CONFLICT (app_id, install_id) DO UPDATE SET token_hash = excluded.token_hash, platform = excluded.platform, \
+         app_version = COALESCE($6, devices.app_version), os_version = COALESCE($7, devices.os_version), \
+         model = COALESCE($8, devices.model), vendor_tokens = COALESCE($11, devices.vendor_tokens)",
+        &[
+            &reg.new_device_id.as_str(),
+            &app,
+            &reg.install_id,
+            &reg.token_hash,
+            &reg.platform,
+            &reg.app_version,
+            &reg.os_version,
+            &reg.model,
+            &tokens.clone().unwrap_or_else(|| "{}".into()),
+            &reg.now,
+            &tokens,
+        ],
+    )
+    .await?;
+    let row = c
+        .query_one(
+            &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE app_id = $1 AND install_id = $2"),
+            &[&app, &reg.install_id],
+        )
+        .await?;
+    device_row(&row)
+}
+
+pub(super) async fn report_device<C: GenericClient>(
+    c: &C,
+    app_id: &AppId,
+    device_id: &DeviceId,
+    app_version: Option<String>,
+    vendor_tokens: Option<serde_json::Map<String, serde_json::Value>>,
+) -> Result<bool, Error> {
+    let Some(device) =
+        device_by(c, "device_id = $1 AND app_id = $2 FOR UPDATE", &[&device_id.as_str(), &app_id.as_str()]).await?
+    else {
+        return Ok(false);
+    };
+    let mut tokens = device.vendor_tokens;
+    for (k, v) in vendor_tokens.unwrap_or_default() {
+        if v.is_null() {
+            tokens.remove(&k);
+        } else {
+            tokens.insert(k, v);
+        }
+    }
+    c.execute(
+        "UPDATE devices SET app_version = COALESCE($2, app_version), vendor_tokens = $3 WHERE device_id = $1",
+        &[&device_id.as_str(), &app_version, &serde_json::Value::Object(tokens).to_string()],
+    )
+    .await?;
+    Ok(true)
+}
+
+async fn drop_user_deliveries<C: GenericClient>(c: &C, app: &str, device: &str, user: &str) -> Result<(), Error> {
+    c.execute(
+        "DELETE FROM deliveries WHERE device_id = $1 AND status IN ('pending', 'sent') AND message_id IN \
+         (SELECT message_id FROM messages WHERE app_id = $2 AND target_kind = 'user' AND target = $3)",
+        &[&device, &app, &user],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn bind_user<C: GenericClient>(
+    c: &C,
+    app_id: &AppId,
+    device_id: &DeviceId,
+    user_id: &UserId,
+    now: i64,
+) -> Result<Option<Vec<PendingDelivery>>, Error> {
+    let (app, device, user) = (app_id.as_str(), device_id.as_str(), user_id.as_str());
+    let Some(current) = device_by(c, "device_id = $1 AND app_id = $2 FOR UPDATE", &[&device, &app]).await? else {
+        return Ok(None);
+    };
+    if let Some(previous) = current.user_id.as_ref().filter(|p| p.as_str() != user) {
+        drop_user_deliveries(c, app, device, previous.as_str()).await?;
+    }
+    c.execute(
+        "UPDATE devices SET user_id = $2, bound_at = $3, unbound_at = NULL WHERE device_id = $1",
+        &[&device, &user, &now],
+    )
+    .await?;
+    c.execute(
+        "INSERT INTO deliveries (message_id, device_id, status, created_at, updated_at, expires_at) \
+         SELECT message_id, $1, 'pending', $2, $2, expires_at FROM messages \
+         WHERE app_id = $3 AND target_kind = 'user' AND target = $4 AND expires_at > $2 \
+         ON CONFLICT (message_id, device_id) DO NOTHING",
+        &[&device, &now, &app, &user],
+    )
+    .await?;
+    let rows = c
+        .query(
+            "SELECT d.message_id, m.payload, d.expires_at, d.status FROM deliveries d \
+             JOIN messages m ON m.message_id = d.message_id \
+             WHERE d.device_id = $1 AND d.status IN ('pending', 'sent') AND d.expires_at > $2 \
+             AND m.app_id = $3 AND m.target_kind = 'user' AND m.target = $4 ORDER BY d.message_id",
+            &[&device, &now, &app, &user],
+        )
+        .await?;
+    Ok(Some(rows.iter().map(pending_row).collect::<Result<_, _>>()?))
+}
+
+pub(super) async fn unbind_user<C: GenericClient>(
+    c: &C,
+    app_id: &AppId,
+    device_id: &DeviceId,
+    now: i64,
+) -> Result<bool, Error> {
+    let (app, device) = (app_id.as_str(), device_id.as_str());
+    let Some(current) = device_by(c, "device_id = $1 AND app_id = $2 FOR UPDATE", &[&device, &app]).await? else {
+        return Ok(false);
+    };
+    if let Some(user) = &current.user_id {
+        drop_user_deliveries(c, app, device, user.as_str()).await?;
+        c.execute("UPDATE devices SET user_id = NULL, unbound_at = $2 WHERE device_id = $1", &[&device, &now]).await?;
+    }
+    Ok(true)
+}
+
+pub(super) async fn user_devices<C: GenericClient>(
+    c: &C,
+    app_id: &AppId,
+    user_id: &UserId,
+) -> Result<Vec<DeviceRecord>, Error> {
+    c.query(
+        &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE app_id = $1 AND user_id = $2 ORDER BY device_id"),
+        &[&app_id.as_str(), &user_id.as_str()],
+    )
+    .await?
+    .iter()
+    .map(device_row)
+    .collect()
+}
+
+pub(super) async fn commit_push<C: GenericClient>(c: &C, push: NewPush, now: i64) -> Result<CommittedPush, Error> {
+    let app = push.task.app_id.as_str().to_owned();
+    let t = &push.task;
+    let mut earlier = Vec::with_capacity(push.messages.len());
+    for m in &push.messages {
+        let claimed = c
+            .execute(
+                "INSERT INTO idempotency (app_id, msg_key, target_kind, target, message_id, task_id, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (app_id, msg_key, target_kind, target) DO UPDATE SET \
+                 message_id = excluded.message_id, task_id = excluded.task_id, expires_at = excluded.expires_at \
+                 WHERE idempotency.expires_at <= $8",
+                &[
+                    &app,
+                    &m.msg_key,
+                    &m.target_kind.as_str(),
+                    &m.target,
+                    &m.message_id.as_str(),
+                    &t.task_id.as_str(),
+                    &t.expires_at,
+                    &now,
+                ],
+            )
+            .await?;
+        earlier.push(if claimed == 1 {
+            None
+        } else {
+            let r = c
+                .query_one(
+                    "SELECT message_id, task_id FROM idempotency \
+                     WHERE app_id = $1 AND msg_key = $2 AND target_kind = $3 AND target = $4",
+                    &[&app, &m.msg_key, &m.target_kind.as_str(), &m.target],
+                )
+                .await?;
+            Some((r.try_get::<_, String>(0)?, r.try_get::<_, String>(1)?))
+        });
+    }
+    if let Some(Some((_, first_task))) = earlier.first()
+        && earlier.iter().all(|e| matches!(e, Some((_, t)) if t == first_task))
+    {
+        let task_id = TaskId::new(first_task.clone());
+        let outcomes = earlier
+            .into_iter()
+            .flatten()
+            .map(|(mid, _)| {
+                let mid = MessageId::new(mid);
+                (mid.clone(), TargetOutcome::Duplicate { message_id: mid })
+            })
+            .collect();
+        return Ok(CommittedPush { task_id, replayed: true, outcomes });
+    }
+    c.execute(
+        "INSERT INTO tasks (task_id, app_id, push_type, task_name, delivery_type, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[&t.task_id.as_str(), &app, &t.push_type, &t.task_name, &t.delivery_type, &t.created_at, &t.expires_at],
+    )
+    .await?;
+    let mut outcomes = Vec::with_capacity(push.messages.len());
+    for (m, earlier) in push.messages.iter().zip(earlier) {
+        if let Some((mid, _)) = earlier {
+            let mid = MessageId::new(mid);
+            outcomes.push((m.message_id.clone(), TargetOutcome::Duplicate { message_id: mid }));
+            continue;
+        }
+        let sql = match m.target_kind {
+            TargetKind::Device => "SELECT device_id FROM devices WHERE app_id = $1 AND device_id = $2",
+            TargetKind::User => "SELECT device_id FROM devices WHERE app_id = $1 AND user_id = $2",
+        };
+        let devices: Vec<DeviceId> = c
+            .query(sql, &[&app, &m.target])
+            .await?
+            .iter()
+            .map(|r| r.try_get::<_, String>(0).map(DeviceId::new))
+            .collect::<Result<_, _>>()?;
+        let undeliverable = m.target_kind == TargetKind::Device && devices.is_empty();
+        // Payloads are built from Rust strings: always UTF-8.
+        let payload = String::from_utf8_lossy(&m.payload);
+        c.execute(
+            "INSERT INTO messages (message_id, app_id, task_id, msg_key, target_kind, target, payload, undeliverable, \
+             created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            &[
+                &m.message_id.as_str(),
+                &app,
+                &t.task_id.as_str(),
+                &m.msg_key,
+                &m.target_kind.as_str(),
+                &m.target,
+                &payload.as_ref(),
+                &undeliverable,
+                &t.created_at,
+                &t.expires_at,
+            ],
+        )
+        .await?;
+        for d in &devices {
+            c.execute(
+                "INSERT INTO deliveries (message_id, device_id, status, created_at, updated_at, expires_at) \
+                 VALUES ($1, $2, 'pending', $3, $3, $4)",
+                &[&m.message_id.as_str(), &d.as_str(), &t.created_at, &t.expires_at],
+            )
+            .await?;
+        }
+        let outcome = if undeliverable { TargetOutcome::Undeliverable } else { TargetOutcome::Accepted { devices } };
+        outcomes.push((m.message_id.clone(), outcome));
+    }
+    Ok(CommittedPush { task_id: push.task.task_id, replayed: false, outcomes })
+}
+
+pub(super) async fn pending_deliveries<C: GenericClient>(
+    c: &C,
+    device_id: &DeviceId,
+    now: i64,
+    limit: usize,
+) -> Result<Vec<PendingDelivery>, Error> {
+    c.query(
+        "SELECT d.message_id, m.payload, d.expires_at, d.status FROM deliveries d \
+         JOIN messages m ON m.message_id = d.message_id \
+         WHERE d.device_id = $1 AND d.status IN ('pending', 'sent') AND d.expires_at > $2 \
+         ORDER BY d.message_id LIMIT $3",
+        &[&device_id.as_str(), &now, &(limit as i64)],
+    )
+    .await?
+    .iter()
+    .map(pending_row)
+    .collect()
+}
+
+/// Applies status updates in order, in one transaction.
+pub(super) async fn apply_updates(pool: &Pool, updates: &[StatusUpdate]) -> Result<(), StoreError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await.map_err(super::map_err)?;
+    for u in updates {
+        apply_update(&tx, u).await.map_err(super::map_err)?;
+    }
+    tx.commit().await.map_err(super::map_err)
+}
+
+async fn apply_update<C: GenericClient>(c: &C, update: &StatusUpdate) -> Result<(), Error> {
+    match update {
+        StatusUpdate::Sent { message_id, device_id, at } => {
+            c.execute(
+                "UPDATE deliveries SET status = 'sent', sent_at = $3, updated_at = $3 \
+                 WHERE message_id = $1 AND device_id = $2 AND status = 'pending'",
+                &[&message_id.as_str(), &device_id.as_str(), at],
+            )
+            .await?;
+        }
+        StatusUpdate::Delivered { message_id, device_id, sent_at, at } => {
+            c.execute(
+                "UPDATE deliveries SET status = 'delivered', sent_at = COALESCE(sent_at, $3), delivered_at = $4, \
+                 updated_at = $4 WHERE message_id = $1 AND device_id = $2 AND \
+                 (status IN ('pending', 'sent') OR (status = 'expired' AND $3 < expires_at))",
+                &[&message_id.as_str(), &device_id.as_str(), sent_at, at],
+            )
+            .await?;
+        }
+        StatusUpdate::Event { message_id, device_id, event, at } => {
+            let sql = match event {
+                DeviceEvent::Arrived => {
+                    "UPDATE deliveries SET status = 'delivered', delivered_at = $3, updated_at = $3 \
+                     WHERE message_id = $1 AND device_id = $2 AND \
+                     (status IN ('pending', 'sent') OR (status = 'expired' AND sent_at IS NOT NULL))"
+                }
+                DeviceEvent::Opened => {
+                    "UPDATE deliveries SET status = 'opened', delivered_at = COALESCE(delivered_at, $3), \
+                     updated_at = $3 WHERE message_id = $1 AND device_id = $2 AND \
+                     status IN ('pending', 'sent', 'delivered', 'ignored')"
+                }
+                DeviceEvent::Ignored => {
+                    "UPDATE deliveries SET status = 'ignored', delivered_at = COALESCE(delivered_at, $3), \
+                     updated_at = $3 WHERE message_id = $1 AND device_id = $2 AND \
+                     status IN ('pending', 'sent', 'delivered')"
+                }
+            };
+            c.execute(sql, &[&message_id.as_str(), &device_id.as_str(), at]).await?;
+        }
+        StatusUpdate::Seen { device_id, at } => {
+            c.execute("UPDATE devices SET last_seen = $2 WHERE device_id = $1", &[&device_id.as_str(), at]).await?;
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn expire_due<C: GenericClient>(c: &C, now: i64) -> Result<u64, Error> {
+    c.execute(
+        "UPDATE deliveries SET status = 'expired', updated_at = $1 WHERE status IN ('pending', 'sent') AND expires_at <= $1",
+        &[&now],
+    )
+    .await
+}
+
+pub(super) async fn message_views<C: GenericClient>(
+    c: &C,
+    filter: &str,
+    args: Params<'_>,
+) -> Result<Vec<MessageView>, Error> {
+    let rows = c
+        .query(
+            &format!(
+                "SELECT message_id, task_id, msg_key, target_kind, target, undeliverable, created_at, expires_at \
+                 FROM messages WHERE {filter} ORDER BY message_id"
+            ),
+            args,
+        )
+        .await?;
+    let mut views = Vec::with_capacity(rows.len());
+    for r in rows {
+        let kind: String = r.try_get(3)?;
+        let Some(target_kind) = TargetKind::parse(&kind) else {
+            tracing::error!(%kind, "unknown target kind in the store");
+            continue;
+        };
+        let message_id = MessageId::new(r.try_get::<_, String>(0)?);
+        let deliveries = c
+            .query(
+                "SELECT device_id, status, created_at, updated_at, sent_at, delivered_at FROM deliveries \
+                 WHERE message_id = $1 ORDER BY device_id",
+                &[&message_id.as_str()],
+            )
+            .await?
+            .iter()
+            .map(|d| {
+                Ok(DeliveryView {
+                    device_id: DeviceId::new(d.try_get::<_, String>(0)?),
+                    status: d.try_get(1)?,
+                    created_at: d.try_get(2)?,
+                    updated_at: d.try_get(3)?,
+                    sent_at: d.try_get(4)?,
+                    delivered_at: d.try_get(5)?,
+                })
+            })
+            .collect::<Result<_, Error>>()?;
+        views.push(MessageView {
+            message_id,
+            task_id: TaskId::new(r.try_get::<_, String>(1)?),
+            msg_key: r.try_get(2)?,
+            target_kind,
+            target: r.try_get(4)?,
+            undeliverable: r.try_get(5)?,
+            created_at: r.try_get(6)?,
+            expires_at: r.try_get(7)?,
+            deliveries,
+        });
+    }
+    Ok(views)
+}
+
+pub(super) async fn task<C: GenericClient>(c: &C, app_id: &AppId, task_id: &TaskId) -> Result<Option<TaskView>, Error> {
+    let Some(r) = c
+        .query_opt(
+            "SELECT push_type, task_name, delivery_type, created_at, expires_at FROM tasks WHERE task_id = $1 AND app_id = $2",
+            &[&task_id.as_str(), &app_id.as_str()],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(TaskView {
+        task_id: task_id.clone(),
+        push_type: r.try_get(0)?,
+        task_name: r.try_get(1)?,
+        delivery_type: r.try_get(2)?,
+        created_at: r.try_get(3)?,
+        expires_at: r.try_get(4)?,
+        messages: message_views(c, "task_id = $1 AND app_id = $2", &[&task_id.as_str(), &app_id.as_str()]).await?,
+    }))
+}
