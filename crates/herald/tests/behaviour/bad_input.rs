@@ -11,7 +11,7 @@ fn code(r: &herald::http_client::Response) -> (u16, String) {
 
 #[tokio::test]
 async fn push_validation_codes() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else { return };
     let app = server.create_app().await;
     let creds = app.register("i").await;
     let mut device = TestDevice::connect(&creds).await;
@@ -63,7 +63,7 @@ async fn push_validation_codes() {
 
 #[tokio::test]
 async fn signature_refusals() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else { return };
     let app = server.create_app().await;
     let body =
         json!({"deliveryType": 1, "targetMsgkey": {"d": "k"}, "title": "t", "content": "c", "expiredSeconds": 60})
@@ -114,7 +114,7 @@ async fn signature_refusals() {
 async fn keys_can_be_added_revoked_and_rsa_keys_verify_sha256_with_rsa() {
     use aws_lc_rs::rsa::KeySize;
     use aws_lc_rs::signature::{KeyPair, RSA_PKCS1_SHA256, RsaKeyPair};
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else { return };
     let app = server.create_app().await;
 
     let r = server.admin("POST", &format!("/admin/v1/apps/{}/keys", app.app_id), json!({"type": "hmac"})).await;
@@ -172,7 +172,7 @@ fn base64_lines(der: &[u8]) -> String {
 
 #[tokio::test]
 async fn admin_and_device_apis_refuse_without_credentials() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else { return };
     let r = server.call("POST", "/admin/v1/apps", &[], Bytes::from(json!({"name": "x"}).to_string())).await;
     assert_eq!(code(&r), (401, "ADMIN_UNAUTHORIZED".into()));
     let r = server.admin("POST", "/admin/v1/apps", json!({"name": ""})).await;

@@ -51,7 +51,14 @@ pub struct TestServer {
 pub const POSTGRES_URL: &str = "HERALD_TEST_POSTGRES_URL";
 
 impl TestServer {
-    pub async fn start() -> TestServer {
+    /// A server on this suite's store: SQLite, or PostgreSQL in the `behaviour_postgres`
+    /// build of the suite. `None` when that store is not configured here (the test is
+    /// skipped and says why).
+    pub async fn start() -> Option<TestServer> {
+        if crate::ON_POSTGRES { Self::start_postgres().await } else { Some(Self::start_sqlite().await) }
+    }
+
+    pub async fn start_sqlite() -> TestServer {
         let tmp = tempfile::tempdir().expect("temp dir");
         let dir = tmp.path().to_path_buf();
         let mut s = Self::start_in(&dir, &[]).await;
@@ -142,10 +149,6 @@ impl TestServer {
         server._tmp = Some(tmp);
         server.schema = Some((url, schema));
         Some(server)
-    }
-
-    pub fn data_dir(&self) -> &Path {
-        &self.dir
     }
 
     pub fn pid(&self) -> u32 {

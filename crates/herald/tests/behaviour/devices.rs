@@ -7,7 +7,7 @@ use crate::common::*;
 
 #[tokio::test]
 async fn same_install_id_gives_the_same_device_and_a_new_token() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else { return };
     let app = server.create_app().await;
     let first = app.register("install-1").await;
     let again = app.register("install-1").await;
@@ -22,7 +22,7 @@ async fn same_install_id_gives_the_same_device_and_a_new_token() {
 
 #[tokio::test]
 async fn register_refuses_a_wrong_app_key_and_bad_fields() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else { return };
     let app = server.create_app().await;
     let mut wrong = app.clone();
     wrong.app_key = "nope".into();
@@ -36,7 +36,7 @@ async fn register_refuses_a_wrong_app_key_and_bad_fields() {
 
 #[tokio::test]
 async fn bind_needs_a_valid_proof_unless_the_app_trusts_clients() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else { return };
     let app = server.create_app().await;
     let creds = app.register("i").await;
     let r = creds.device_call("/device/v1/bind", json!({"userId": "alice"})).await;
@@ -63,7 +63,7 @@ async fn bind_needs_a_valid_proof_unless_the_app_trusts_clients() {
 
 #[tokio::test]
 async fn device_view_shows_platform_versions_user_online_and_last_seen() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else { return };
     let app = server.create_app().await;
     let creds = app.register("i").await;
     let r = creds.device_call("/device/v1/report", json!({"appVersion": "2.1", "vendorTokens": {"fcm": "tok"}})).await;
@@ -94,7 +94,7 @@ async fn device_view_shows_platform_versions_user_online_and_last_seen() {
 
 #[tokio::test]
 async fn server_unbind_stops_pending_user_messages_for_that_device() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else { return };
     let app = server.create_app().await;
     let creds = app.register("i").await;
     let bind = app
@@ -119,7 +119,7 @@ async fn server_unbind_stops_pending_user_messages_for_that_device() {
 
 #[tokio::test]
 async fn device_events_move_a_delivery_to_opened() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else { return };
     let app = server.create_app().await;
     let creds = app.register("i").await;
     let mut device = TestDevice::connect(&creds).await;

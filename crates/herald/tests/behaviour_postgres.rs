@@ -1,0 +1,22 @@
+//! The behaviour suite of `tests/behaviour/` again, with every server on the PostgreSQL store
+//! (each in a schema of its own in the database of `HERALD_TEST_POSTGRES_URL`). Without that
+//! variable every test prints that it was skipped; with it set and PostgreSQL down, they fail.
+
+/// This build of the suite runs on PostgreSQL.
+pub const ON_POSTGRES: bool = true;
+
+#[path = "behaviour/common.rs"]
+mod common;
+
+#[path = "behaviour/bad_input.rs"]
+mod bad_input;
+#[path = "behaviour/devices.rs"]
+mod devices;
+#[path = "behaviour/durability.rs"]
+mod durability;
+#[path = "behaviour/gateway.rs"]
+mod gateway;
+#[path = "behaviour/openapi.rs"]
+mod openapi;
+#[path = "behaviour/simple_push.rs"]
+mod simple_push;
