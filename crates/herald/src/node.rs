@@ -43,7 +43,7 @@ pub async fn run(cfg: Config, listeners: Listeners, shutdown: Signal) -> anyhow:
     let store: Arc<dyn Store> = crate::store::open(&cfg).await.context("opening the store")?;
     let admin_token_hash = admin_token_hash(&cfg, store.as_ref()).await?;
     let hub = Arc::new(Hub::new(cfg.mqtt.max_queued));
-    let dispatcher = Arc::new(Dispatcher::new(store.clone(), hub.clone()));
+    let dispatcher = Arc::new(Dispatcher::new(store.clone(), hub.clone(), cfg.node_id.clone()));
     let verifier = Verifier::new(
         store.clone(),
         master.clone(),

@@ -7,8 +7,7 @@
 //! signature is base64url without padding. A request is refused when its timestamp is
 //! more than the window away from the server's clock, or its nonce was seen inside it.
 
-use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasher, RandomState};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -128,28 +127,6 @@ struct CachedKey {
     key: Option<Arc<(AppId, KeyMaterial)>>,
 }
 
-/// Nonces seen recently, as keyed 64-bit hashes in two generations: a nonce stays known
-/// for at least two signature windows, longer than any timestamp it could come with.
-struct NonceCache {
-    hasher: RandomState,
-    current: HashSet<u64>,
-    previous: HashSet<u64>,
-    rotated: Instant,
-    period: Duration,
-}
-
-impl NonceCache {
-    /// Records the nonce; false when it was seen already.
-    fn insert(&mut self, key_id: &str, nonce: &str) -> bool {
-        if self.rotated.elapsed() >= self.period {
-            self.previous = std::mem::take(&mut self.current);
-            self.rotated = Instant::now();
-        }
-        let h = self.hasher.hash_one((key_id, nonce));
-        !self.previous.contains(&h) && self.current.insert(h)
-    }
-}
-
 /// Verifies signed requests for the `/v1` API.
 pub struct Verifier {
     store: Arc<dyn Store>,
@@ -157,25 +134,11 @@ pub struct Verifier {
     window_ms: i64,
     key_ttl: Duration,
     keys: Mutex<HashMap<KeyId, CachedKey>>,
-    nonces: Mutex<NonceCache>,
 }
 
 impl Verifier {
     pub fn new(store: Arc<dyn Store>, master: Arc<MasterKey>, window_secs: i64, key_ttl: Duration) -> Self {
-        Verifier {
-            store,
-            master,
-            window_ms: window_secs * 1000,
-            key_ttl,
-            keys: Mutex::new(HashMap::new()),
-            nonces: Mutex::new(NonceCache {
-                hasher: RandomState::new(),
-                current: HashSet::new(),
-                previous: HashSet::new(),
-                rotated: Instant::now(),
-                period: Duration::from_millis(2 * window_secs as u64 * 1000),
-            }),
-        }
+        Verifier { store, master, window_ms: window_secs * 1000, key_ttl, keys: Mutex::new(HashMap::new()) }
     }
 
     /// Forgets a cached key (after a revocation on this node).
@@ -282,8 +245,9 @@ impl Verifier {
                 "signature mismatch",
             ));
         }
-        // Only after the signature holds, so that forged requests cannot fill the cache.
-        if !self.nonces.lock().insert(key_id.as_str(), nonce) {
+        // Only after the signature holds, so that forged requests cannot fill the store. The
+        // nonce is kept as long as a request with this timestamp could be accepted.
+        if !self.store.claim_nonce(&key_id, nonce, now_ms, ts_ms + self.window_ms + 1).await? {
             return Err(refuse(ErrorCode::NonceReused, "this nonce was already used", "nonce replay"));
         }
         Ok(key.0.clone())
@@ -309,19 +273,5 @@ mod tests {
             "POST\n/v1/push/simple\n\n1700000000000\nabcdefghijklmnop\n\
              44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
         );
-    }
-
-    #[test]
-    fn nonce_cache_refuses_replays() {
-        let mut c = NonceCache {
-            hasher: RandomState::new(),
-            current: HashSet::new(),
-            previous: HashSet::new(),
-            rotated: Instant::now(),
-            period: Duration::from_secs(600),
-        };
-        assert!(c.insert("k", "nonce-1234567890ab"));
-        assert!(!c.insert("k", "nonce-1234567890ab"));
-        assert!(c.insert("k2", "nonce-1234567890ab"));
     }
 }

@@ -19,11 +19,16 @@ use crate::store::{CommittedPush, NewPush, PendingDelivery, Store, TargetOutcome
 pub struct Dispatcher {
     store: Arc<dyn Store>,
     hub: Arc<Hub>,
+    /// This node's name, as the holder of leases.
+    node_id: String,
 }
 
+/// The lease under which one node of a cluster runs the expiry sweep.
+const EXPIRY_LEASE: &str = "expiry-sweep";
+
 impl Dispatcher {
-    pub fn new(store: Arc<dyn Store>, hub: Arc<Hub>) -> Self {
-        Dispatcher { store, hub }
+    pub fn new(store: Arc<dyn Store>, hub: Arc<Hub>, node_id: String) -> Self {
+        Dispatcher { store, hub, node_id }
     }
 
     pub fn hub(&self) -> &Arc<Hub> {
@@ -69,7 +74,9 @@ impl Dispatcher {
         Ok(self.store.unbind_user(app, device, now).await?)
     }
 
-    /// Marks expired deliveries until `shutdown` resolves.
+    /// Marks expired deliveries until `shutdown` resolves; among nodes sharing a store, only
+    /// the holder of the sweep's lease does (another takes over within three intervals of
+    /// the holder's death).
     pub async fn run_expiry_sweeps(self: Arc<Self>, every: Duration, shutdown: crate::shutdown::Signal) {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -78,7 +85,17 @@ impl Dispatcher {
                 _ = tick.tick() => {}
                 _ = shutdown.wait() => return,
             }
-            match self.store.expire_due(crate::now_ms()).await {
+            let now = crate::now_ms();
+            let lease_ms = 3 * every.as_millis() as i64;
+            match self.store.try_lease(EXPIRY_LEASE, &self.node_id, now, lease_ms).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot take the expiry lease");
+                    continue;
+                }
+            }
+            match self.store.expire_due(now).await {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(expired = n, "expiry sweep"),
                 Err(e) => tracing::warn!(error = %e, "expiry sweep failed"),

@@ -339,6 +339,13 @@ pub trait Store: Send + Sync + 'static {
     async fn message(&self, app_id: &AppId, message_id: &MessageId) -> StoreResult<Option<MessageView>>;
     /// Waits until everything queued so far is committed.
     async fn flush(&self) -> StoreResult<()>;
+
+    /// Records the nonce of a signed request of `key_id` until `expires_at`; false when it
+    /// is recorded already (a replay). Holds across every node that shares the store.
+    async fn claim_nonce(&self, key_id: &KeyId, nonce: &str, now: i64, expires_at: i64) -> StoreResult<bool>;
+    /// Takes or renews the lease `name` for `holder` until `now + ttl_ms`; false while
+    /// another holder's lease runs. Work that must run once among nodes runs under a lease.
+    async fn try_lease(&self, name: &str, holder: &str, now: i64, ttl_ms: i64) -> StoreResult<bool>;
 }
 
 #[cfg(test)]

@@ -198,6 +198,27 @@ pub async fn user_messages_follow_binds(store: &dyn Store) {
     assert!(store.bind_user(&AppId::new("a2"), &d, &alice, 400).await.unwrap().is_none(), "another app's device");
 }
 
+pub async fn nonces_are_claimed_once_until_they_expire(store: &dyn Store) {
+    let (k1, k2) = (KeyId::new("k1"), KeyId::new("k2"));
+    assert!(store.claim_nonce(&k1, "nonce-0123456789ab", 100, 1_000).await.unwrap());
+    assert!(!store.claim_nonce(&k1, "nonce-0123456789ab", 200, 1_100).await.unwrap(), "a replay");
+    assert!(store.claim_nonce(&k2, "nonce-0123456789ab", 200, 1_100).await.unwrap(), "another key");
+    assert!(store.claim_nonce(&k1, "nonce-0123456789ab", 1_000, 2_000).await.unwrap(), "after its expiry");
+    // The expiry sweep may drop expired nonces; a live one stays.
+    store.expire_due(1_500).await.unwrap();
+    assert!(!store.claim_nonce(&k1, "nonce-0123456789ab", 1_600, 2_600).await.unwrap());
+}
+
+pub async fn leases_are_exclusive_until_they_expire(store: &dyn Store) {
+    assert!(store.try_lease("sweep", "node-a", 100, 1_000).await.unwrap());
+    assert!(!store.try_lease("sweep", "node-b", 500, 1_000).await.unwrap(), "held by node-a");
+    assert!(store.try_lease("sweep", "node-a", 900, 1_000).await.unwrap(), "renewed by its holder");
+    assert!(!store.try_lease("sweep", "node-b", 1_800, 1_000).await.unwrap(), "the renewal runs to 1,900");
+    assert!(store.try_lease("other", "node-b", 1_800, 1_000).await.unwrap(), "leases are independent");
+    assert!(store.try_lease("sweep", "node-b", 1_900, 1_000).await.unwrap(), "taken over after expiry");
+    assert!(!store.try_lease("sweep", "node-a", 2_000, 1_000).await.unwrap());
+}
+
 /// Instantiates the suite for one backend: `store_suite!(name, <future of
 /// Option<(Arc<dyn Store>, guard)>>)`; the guard removes the test's database when dropped.
 #[macro_export]
@@ -227,6 +248,8 @@ macro_rules! store_suite {
             case!(idempotency_holds_within_the_validity);
             case!(deliveries_are_pending_until_acknowledged_or_expired);
             case!(user_messages_follow_binds);
+            case!(nonces_are_claimed_once_until_they_expire);
+            case!(leases_are_exclusive_until_they_expire);
         }
     };
 }

@@ -17,7 +17,10 @@ use tokio_postgres::{Client, NoTls};
 
 use super::*;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../../migrations/postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../../migrations/postgres/0001_init.sql")),
+    (2, include_str!("../../../migrations/postgres/0002_cluster.sql")),
+];
 /// Serialises migrations of nodes starting together (any constant unique to Herald).
 const MIGRATION_LOCK: i64 = 0x4845_5241_4c44;
 /// Most queued status updates applied in one transaction.
@@ -317,5 +320,13 @@ impl Store for PostgresStore {
 
     async fn flush(&self) -> StoreResult<()> {
         self.barrier().await
+    }
+
+    async fn claim_nonce(&self, key_id: &KeyId, nonce: &str, now: i64, expires_at: i64) -> StoreResult<bool> {
+        tx::claim_nonce(&*self.pool.get().await?, key_id, nonce, now, expires_at).await.map_err(map_err)
+    }
+
+    async fn try_lease(&self, name: &str, holder: &str, now: i64, ttl_ms: i64) -> StoreResult<bool> {
+        tx::try_lease(&*self.pool.get().await?, name, holder, now, ttl_ms).await.map_err(map_err)
     }
 }

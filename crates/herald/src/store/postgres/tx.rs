@@ -509,7 +509,44 @@ async fn apply_update<C: GenericClient>(c: &C, update: &StatusUpdate) -> Result<
     Ok(())
 }
 
+pub(super) async fn claim_nonce<C: GenericClient>(
+    c: &C,
+    key_id: &KeyId,
+    nonce: &str,
+    now: i64,
+    expires_at: i64,
+) -> Result<bool, Error> {
+    let n = c
+        .execute(
+            "INSERT INTO nonces (key_id, nonce, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (key_id, nonce) DO UPDATE SET expires_at = excluded.expires_at \
+             WHERE nonces.expires_at <= $4",
+            &[&key_id.as_str(), &nonce, &expires_at, &now],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+pub(super) async fn try_lease<C: GenericClient>(
+    c: &C,
+    name: &str,
+    holder: &str,
+    now: i64,
+    ttl_ms: i64,
+) -> Result<bool, Error> {
+    let n = c
+        .execute(
+            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE leases.holder = excluded.holder OR leases.expires_at <= $4",
+            &[&name, &holder, &(now + ttl_ms), &now],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
 pub(super) async fn expire_due<C: GenericClient>(c: &C, now: i64) -> Result<u64, Error> {
+    c.execute("DELETE FROM nonces WHERE expires_at <= $1", &[&now]).await?;
     c.execute(
         "UPDATE deliveries SET status = 'expired', updated_at = $1 WHERE status IN ('pending', 'sent') AND expires_at <= $1",
         &[&now],

@@ -13,12 +13,16 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
+mod nonces;
 mod tx;
 
 use super::*;
 use tx::*;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../../migrations/sqlite/0001_init.sql")),
+    (2, include_str!("../../../migrations/sqlite/0002_leases.sql")),
+];
 
 /// How often the WAL is copied back into the database file.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
@@ -32,6 +36,8 @@ pub struct SqliteStore {
     /// threads rather than `spawn_blocking`: a burst of reads (a reconnect storm) must not
     /// grow the process by a thread per concurrent read.
     reads: std::sync::mpsc::Sender<ReadJob>,
+    /// A SQLite file serves one node, so nonces stay in memory: no write per request.
+    nonces: Mutex<nonces::NonceSet>,
 }
 
 type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
@@ -130,7 +136,7 @@ impl SqliteStore {
             .name("sqlite-writer".into())
             .spawn(move || writer_loop(writer, rx, max_batch))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
-        Ok(SqliteStore { jobs: tx, reads: read_tx })
+        Ok(SqliteStore { jobs: tx, reads: read_tx, nonces: Mutex::new(nonces::NonceSet::default()) })
     }
 
     async fn write<T, F>(&self, f: F) -> StoreResult<T>
@@ -569,5 +575,24 @@ impl Store for SqliteStore {
 
     async fn flush(&self) -> StoreResult<()> {
         self.write(|_| Ok(())).await
+    }
+
+    async fn claim_nonce(&self, key_id: &KeyId, nonce: &str, now: i64, expires_at: i64) -> StoreResult<bool> {
+        Ok(self.nonces.lock().claim(key_id.as_str(), nonce, now, expires_at))
+    }
+
+    async fn try_lease(&self, name: &str, holder: &str, now: i64, ttl_ms: i64) -> StoreResult<bool> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.write(move |c| {
+            let n = c
+                .prepare_cached(
+                    "INSERT INTO leases (name, holder, expires_at) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+                     WHERE leases.holder = excluded.holder OR leases.expires_at <= ?4",
+                )?
+                .execute(params![name, holder, now + ttl_ms, now])?;
+            Ok(n == 1)
+        })
+        .await
     }
 }
