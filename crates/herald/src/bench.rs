@@ -55,6 +55,10 @@ pub struct BenchArgs {
     /// Skip the Mosquitto reference.
     #[arg(long)]
     no_reference: bool,
+    /// Run Herald on this PostgreSQL database (each server in a fresh schema, dropped after)
+    /// instead of SQLite.
+    #[arg(long)]
+    store_url: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -140,19 +144,44 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-async fn start_herald(bin: &PathBuf) -> anyhow::Result<Server> {
+/// A PostgreSQL schema made for one bench server, dropped with it.
+struct BenchSchema {
+    url: String,
+    name: String,
+}
+
+impl BenchSchema {
+    async fn create(url: &str) -> anyhow::Result<Self> {
+        let name = format!("herald_bench_{}", crate::crypto::random_alnum(10));
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
+        client.batch_execute(&format!("CREATE SCHEMA {name}")).await?;
+        Ok(BenchSchema { url: url.to_string(), name })
+    }
+
+    /// The store URL that puts a server into this schema.
+    fn store_url(&self) -> String {
+        let sep = if self.url.contains('?') { '&' } else { '?' };
+        format!("{}{sep}options=-c%20search_path%3D{}", self.url, self.name)
+    }
+
+    async fn drop_schema(self) -> anyhow::Result<()> {
+        let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
+        client.batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name)).await?;
+        Ok(())
+    }
+}
+
+async fn start_herald(bin: &PathBuf, store_url: Option<&str>) -> anyhow::Result<Server> {
     let dir = tempfile_dir::TempDir::new("herald-bench")?;
-    let mut child = Command::new(bin)
-        .args([
-            "serve",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--mqtt-addr",
-            "127.0.0.1:0",
-            "--log-level",
-            "warn",
-            "--data-dir",
-        ])
+    let mut cmd = Command::new(bin);
+    cmd.args(["serve", "--http-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--log-level", "warn"]);
+    if let Some(url) = store_url {
+        cmd.args(["--store-url", url]);
+    }
+    let mut child = cmd
+        .arg("--data-dir")
         .arg(dir.path())
         .env("HERALD_ADMIN_TOKEN", ADMIN_TOKEN)
         .stdout(Stdio::piped())
@@ -482,7 +511,11 @@ async fn idle(args: &BenchArgs, herald_bin: &PathBuf) -> anyhow::Result<()> {
     println!("## Idle connections: {n} authenticated, subscribed, idle\n");
     println!("| server | RSS before (KiB) | RSS with {n} connections (KiB) | bytes per connection |");
     println!("|---|---|---|---|");
-    let herald = start_herald(herald_bin).await?;
+    let schema = match &args.store_url {
+        Some(url) => Some(BenchSchema::create(url).await?),
+        None => None,
+    };
+    let herald = start_herald(herald_bin, schema.as_ref().map(BenchSchema::store_url).as_deref()).await?;
     let pool = Arc::new(HttpPool::new(&herald.http, 32).await?);
     let app = create_app(&pool).await?;
     let devices = register_devices(pool.clone(), &app, n).await?;
@@ -490,6 +523,9 @@ async fn idle(args: &BenchArgs, herald_bin: &PathBuf) -> anyhow::Result<()> {
     let (per, before, after) = measure_idle(&herald, herald_specs(&app, &devices)).await?;
     println!("| herald | {before} | {after} | {per:.0} |");
     drop(herald);
+    if let Some(schema) = schema {
+        schema.drop_schema().await?;
+    }
     if !args.no_reference {
         let mosquitto = start_mosquitto(&args.mosquitto).await?;
         let (ref_per, before, after) = measure_idle(&mosquitto, mosquitto_specs(n)).await?;
@@ -626,7 +662,11 @@ fn print_phase(name: &str, r: &PhaseResult) {
 }
 
 async fn herald_push_phase(args: &BenchArgs, herald_bin: &PathBuf, rate: Option<u64>) -> anyhow::Result<PhaseResult> {
-    let herald = start_herald(herald_bin).await?;
+    let schema = match &args.store_url {
+        Some(url) => Some(BenchSchema::create(url).await?),
+        None => None,
+    };
+    let herald = start_herald(herald_bin, schema.as_ref().map(BenchSchema::store_url).as_deref()).await?;
     let pool = Arc::new(HttpPool::new(&herald.http, args.concurrency.max(8)).await?);
     let app = Arc::new(create_app(&pool).await?);
     let devices = Arc::new(register_devices(pool.clone(), &app, args.devices).await?);
@@ -634,12 +674,14 @@ async fn herald_push_phase(args: &BenchArgs, herald_bin: &PathBuf, rate: Option<
     let receipts = Arc::new(Receipts::new(capacity));
     let handles = connect_all(&herald.mqtt, herald_specs(&app, &devices), Some(receipts.clone())).await?;
     let targets = devices.len();
+    // Message keys unique to this run: a repeated key would be an idempotent no-op.
+    let run = crate::crypto::random_alnum(8);
     let result = drive(targets, args.seconds, args.concurrency, rate, receipts, move |seq, target| {
-        let (pool, app, devices) = (pool.clone(), app.clone(), devices.clone());
+        let (pool, app, devices, run) = (pool.clone(), app.clone(), devices.clone(), run.clone());
         async move {
             let body = json!({
                 "deliveryType": 1,
-                "targetMsgkey": {devices[target].0.clone(): format!("m{seq}")},
+                "targetMsgkey": {devices[target].0.clone(): format!("{run}-{seq}")},
                 "title": format!("bench#{seq}"),
                 "content": "benchmark message",
                 "expiredSeconds": 3600,
@@ -663,6 +705,10 @@ async fn herald_push_phase(args: &BenchArgs, herald_bin: &PathBuf, rate: Option<
     .await?;
     for h in handles {
         h.abort();
+    }
+    drop(herald);
+    if let Some(schema) = schema {
+        schema.drop_schema().await?;
     }
     Ok(result)
 }
@@ -758,8 +804,10 @@ impl Publisher {
 
 async fn push(args: &BenchArgs, herald_bin: &PathBuf) -> anyhow::Result<()> {
     println!(
-        "## Unicast pushes: {} connected devices, one target per request, {} s per phase\n",
-        args.devices, args.seconds
+        "## Unicast pushes: {} connected devices, one target per request, {} s per phase, Herald on {}\n",
+        args.devices,
+        args.seconds,
+        if args.store_url.is_some() { "PostgreSQL" } else { "SQLite" }
     );
     println!(
         "Latency: request sent → delivery received by the device (Herald: signed HTTP push, committed, MQTT QoS 1;"
