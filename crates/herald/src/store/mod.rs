@@ -200,6 +200,26 @@ pub struct CommittedPush {
     pub outcomes: Vec<(MessageId, TargetOutcome)>,
 }
 
+/// The answer to a push whose every target repeats one earlier request (a client retry):
+/// that request's task, every target a duplicate. `earlier` holds, per target, the
+/// (messageId, taskId) of the earlier message still within its validity, if any. Shared by
+/// the backends so that they agree on what a retry is.
+pub(crate) fn replay_of(earlier: &[Option<(String, String)>]) -> Option<CommittedPush> {
+    let Some(Some((_, first_task))) = earlier.first() else { return None };
+    if !earlier.iter().all(|e| matches!(e, Some((_, t)) if t == first_task)) {
+        return None;
+    }
+    let outcomes = earlier
+        .iter()
+        .flatten()
+        .map(|(mid, _)| {
+            let mid = MessageId::new(mid.clone());
+            (mid.clone(), TargetOutcome::Duplicate { message_id: mid })
+        })
+        .collect();
+    Some(CommittedPush { task_id: TaskId::new(first_task.clone()), replayed: true, outcomes })
+}
+
 /// A delivery waiting for a device, as read when it connects or binds.
 #[derive(Debug, Clone)]
 pub struct PendingDelivery {

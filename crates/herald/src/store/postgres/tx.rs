@@ -363,19 +363,8 @@ pub(super) async fn commit_push<C: GenericClient>(c: &C, push: NewPush, now: i64
             Some((r.try_get::<_, String>(0)?, r.try_get::<_, String>(1)?))
         });
     }
-    if let Some(Some((_, first_task))) = earlier.first()
-        && earlier.iter().all(|e| matches!(e, Some((_, t)) if t == first_task))
-    {
-        let task_id = TaskId::new(first_task.clone());
-        let outcomes = earlier
-            .into_iter()
-            .flatten()
-            .map(|(mid, _)| {
-                let mid = MessageId::new(mid);
-                (mid.clone(), TargetOutcome::Duplicate { message_id: mid })
-            })
-            .collect();
-        return Ok(CommittedPush { task_id, replayed: true, outcomes });
+    if let Some(replay) = replay_of(&earlier) {
+        return Ok(replay);
     }
     c.execute(
         "INSERT INTO tasks (task_id, app_id, push_type, task_name, delivery_type, created_at, expires_at) \

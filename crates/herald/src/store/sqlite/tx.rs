@@ -177,19 +177,8 @@ pub(super) fn commit_push_tx(conn: &Connection, push: NewPush, now: i64) -> rusq
     }
     // A whole repeat of one earlier request (a client retry) answers with that task; no
     // claim above changed anything.
-    if let Some(Some((_, first_task))) = earlier.first()
-        && earlier.iter().all(|e| matches!(e, Some((_, t)) if t == first_task))
-    {
-        let task_id = TaskId::new(first_task.clone());
-        let outcomes = earlier
-            .into_iter()
-            .flatten()
-            .map(|(mid, _)| {
-                let mid = MessageId::new(mid);
-                (mid.clone(), TargetOutcome::Duplicate { message_id: mid })
-            })
-            .collect();
-        return Ok(CommittedPush { task_id, replayed: true, outcomes });
+    if let Some(replay) = replay_of(&earlier) {
+        return Ok(replay);
     }
 
     conn.prepare_cached(
