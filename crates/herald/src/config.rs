@@ -16,9 +16,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub http_addr: SocketAddr,
     pub mqtt_addr: SocketAddr,
-    /// `sqlite://PATH` or empty for `<data_dir>/herald.db`.
+    /// `sqlite://PATH`, `postgres://…`, or empty for `<data_dir>/herald.db`.
     pub store_url: Option<String>,
-    /// Empty for the in-process bus.
+    /// `nats://…` in a cluster; empty for the in-process bus of a single node.
     pub bus_url: Option<String>,
     pub node_id: String,
     /// Guards `/admin/v1`; generated on first start when unset.
@@ -29,6 +29,17 @@ pub struct Config {
     pub limits: Limits,
     pub mqtt: MqttConfig,
     pub store: StoreConfig,
+    pub cluster: ClusterConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// First token of the NATS subjects: clusters sharing one NATS need different ones.
+    pub subject_prefix: String,
+    /// How often a node looks in the store for deliveries to its devices that no doorbell
+    /// announced (a message lost on the bus); that is the most such a loss delays one.
+    pub resync_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -98,7 +109,14 @@ impl Default for Config {
             limits: Limits::default(),
             mqtt: MqttConfig::default(),
             store: StoreConfig::default(),
+            cluster: ClusterConfig::default(),
         }
+    }
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig { subject_prefix: "herald".into(), resync_secs: 10 }
     }
 }
 
@@ -159,11 +177,11 @@ http_addr = "0.0.0.0:8080"
 # MQTT 3.1.1 over TCP for devices.
 mqtt_addr = "0.0.0.0:1883"
 # Store: unset = SQLite file <data_dir>/herald.db; "sqlite:///path/to/file.db" also works;
-# "postgres://user@host:5432/db" for PostgreSQL (one node for now: the bus comes next).
+# "postgres://user@host:5432/db" for PostgreSQL (required by a cluster).
 # store_url = "postgres://herald@127.0.0.1:5432/herald"
-# Bus: unset = in-process (single node).
+# Bus: unset = in-process (single node); "nats://host:4222" for a cluster (needs PostgreSQL).
 # bus_url = "nats://127.0.0.1:4222"
-# Unique per node in a cluster.
+# Unique per node in a cluster: letters, digits, '-' and '_'.
 node_id = "node-1"
 # Bearer token for /admin/v1. Unset: the first start generates one, prints it once and
 # keeps only its hash. Prefer the HERALD_ADMIN_TOKEN environment variable.
@@ -221,6 +239,14 @@ reader_connections = 2
 expiry_sweep_secs = 5
 # Connections to PostgreSQL, when store_url is postgres://...
 postgres_connections = 8
+
+[cluster]
+# First token of the bus subjects (<prefix>.node.<node_id>, <prefix>.all): clusters that
+# share one NATS need different prefixes.
+subject_prefix = "herald"
+# Seconds between looks in the store for deliveries to this node's devices that no bus
+# message announced (one lost on the bus): the most such a loss delays a delivery.
+resync_secs = 10
 "#;
 
 impl Config {
@@ -242,7 +268,12 @@ impl Config {
             tracing_subscriber::EnvFilter::try_new(&self.log.level).is_ok(),
             "log.level is not a valid tracing filter",
         );
-        check(!self.node_id.trim().is_empty(), "node_id must not be empty");
+        check(subject_token(&self.node_id), "node_id must be 1-64 letters, digits, '-' or '_'");
+        check(
+            subject_token(&self.cluster.subject_prefix),
+            "cluster.subject_prefix must be 1-64 letters, digits, '-' or '_'",
+        );
+        check(self.cluster.resync_secs >= 1, "cluster.resync_secs must be at least 1");
         check(self.limits.max_body_bytes >= 1024, "limits.max_body_bytes must be at least 1024");
         check(self.limits.max_simple_targets >= 1, "limits.max_simple_targets must be at least 1");
         check(
@@ -285,10 +316,19 @@ impl Config {
             );
         }
         check(self.store.postgres_connections >= 1, "store.postgres_connections must be at least 1");
-        if let Some(url) = &self.bus_url {
-            check(url.is_empty(), "bus_url: only the in-process bus is supported by this build");
+        if let Some(url) = self.bus_url.as_deref().filter(|u| !u.is_empty()) {
+            check(
+                ["nats://", "tls://"].iter().any(|s| url.starts_with(s)),
+                "bus_url must start with nats:// or tls://",
+            );
+            check(self.is_postgres(), "bus_url needs a shared store: set store_url to postgres://…");
         }
         problems
+    }
+
+    /// True when the store is PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        self.store_url.as_deref().is_some_and(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
     }
 
     /// The SQLite file this configuration points at.
@@ -300,9 +340,32 @@ impl Config {
     }
 }
 
+/// A NATS subject token we accept for node ids and prefixes.
+fn subject_token(s: &str) -> bool {
+    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_example_cluster_config_is_valid() {
+        let c = Config::from_toml(include_str!("../../../deploy/cluster.toml")).unwrap();
+        assert!(c.validate().is_empty(), "{:?}", c.validate());
+        assert!(c.is_postgres() && c.bus_url.is_some());
+    }
+
+    #[test]
+    fn a_bus_needs_postgres_and_a_clean_node_id() {
+        let mut c = Config { bus_url: Some("nats://127.0.0.1:4222".into()), ..Config::default() };
+        assert_eq!(c.validate().len(), 1, "SQLite cannot be shared by nodes");
+        c.store_url = Some("postgres://u@h/db".into());
+        assert!(c.validate().is_empty());
+        c.node_id = "a.b".into();
+        c.bus_url = Some("http://x".into());
+        assert_eq!(c.validate().len(), 2, "{:?}", c.validate());
+    }
 
     #[test]
     fn default_file_is_the_default_config() {

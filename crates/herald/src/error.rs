@@ -43,6 +43,7 @@ pub enum ErrorCode {
     MessageNotExist,
     // Server side.
     StoreUnavailable,
+    BusUnavailable,
     SystemError,
 }
 
@@ -80,6 +81,7 @@ impl ErrorCode {
             ErrorCode::TaskNotExist => "TASK_NOT_EXIST",
             ErrorCode::MessageNotExist => "MESSAGE_NOT_EXIST",
             ErrorCode::StoreUnavailable => "STORE_UNAVAILABLE",
+            ErrorCode::BusUnavailable => "BUS_UNAVAILABLE",
             ErrorCode::SystemError => "SYSTEM_ERROR",
         }
     }
@@ -116,7 +118,7 @@ impl ErrorCode {
             | ErrorCode::TaskNotExist
             | ErrorCode::MessageNotExist => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::StoreUnavailable => 503,
+            ErrorCode::StoreUnavailable | ErrorCode::BusUnavailable => 503,
             ErrorCode::SystemError => 500,
         }
     }
@@ -153,6 +155,7 @@ impl ErrorCode {
         ErrorCode::TaskNotExist,
         ErrorCode::MessageNotExist,
         ErrorCode::StoreUnavailable,
+        ErrorCode::BusUnavailable,
         ErrorCode::SystemError,
     ];
 }

@@ -3,8 +3,9 @@
 //! The data flow, module by module:
 //! - [`api`]: HTTP — signed server API `/v1`, device API `/device/v1`, admin `/admin/v1`;
 //! - [`push`]: validation of push requests and the payload a device receives;
-//! - [`dispatch`]: commit to the store, then hand to the connections of this node ([`dispatch::Hub`]);
-//! - [`store`]: the truth ([`store::Store`]; SQLite backend with group commit);
+//! - [`dispatch`]: commit to the store, then hand to the connections of this node ([`dispatch::Hub`])
+//!   and ring the nodes holding the others over the [`bus`] (NATS in a cluster);
+//! - [`store`]: the truth ([`store::Store`]; SQLite with group commit, or PostgreSQL);
 //! - [`gateway`]: MQTT 3.1.1 connections of devices (codec in the `herald-mqtt` crate);
 //! - [`node`]: wiring of one node; [`config`]: typed configuration; [`cli`]: the `herald` command;
 //! - [`bench`]: `herald bench`, the load generator behind docs/PERFORMANCE.md;
@@ -12,6 +13,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod crypto;

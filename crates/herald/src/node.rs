@@ -9,9 +9,10 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState, Inner, signing::Verifier};
+use crate::bus::{Bus, Event};
 use crate::config::Config;
 use crate::crypto::{self, MasterKey};
-use crate::dispatch::{Dispatcher, Hub};
+use crate::dispatch::{self, Dispatcher, Hub};
 use crate::gateway::Gateway;
 use crate::shutdown::Signal;
 use crate::store::Store;
@@ -43,13 +44,31 @@ pub async fn run(cfg: Config, listeners: Listeners, shutdown: Signal) -> anyhow:
     let store: Arc<dyn Store> = crate::store::open(&cfg).await.context("opening the store")?;
     let admin_token_hash = admin_token_hash(&cfg, store.as_ref()).await?;
     let hub = Arc::new(Hub::new(cfg.mqtt.max_queued));
-    let dispatcher = Arc::new(Dispatcher::new(store.clone(), hub.clone(), cfg.node_id.clone()));
-    let verifier = Verifier::new(
+    let verifier = Arc::new(Verifier::new(
         store.clone(),
         master.clone(),
         cfg.limits.signature_window_secs,
         Duration::from_secs(cfg.limits.key_cache_secs),
-    );
+    ));
+    // No connection is here yet: presence left by an earlier run of this node is stale.
+    let stale = store.node_started(&cfg.node_id).await.context("clearing this node's old presence")?;
+    if stale > 0 {
+        tracing::info!(devices = stale, "cleared presence left by an earlier run of this node");
+    }
+    let bus = Arc::new(match cfg.bus_url.as_deref().filter(|u| !u.is_empty()) {
+        None => Bus::local(&cfg.node_id),
+        Some(url) => {
+            let (h, v) = (hub.clone(), verifier.clone());
+            let handler = Arc::new(move |event: Event| match event {
+                Event::KeyRevoked { key_id } => v.forget(&key_id),
+                other => dispatch::on_bus_event(&h, other),
+            });
+            let h = hub.clone();
+            Bus::connect(url, &cfg.cluster.subject_prefix, &cfg.node_id, handler, Arc::new(move || h.refill_all()))
+                .await?
+        }
+    });
+    let dispatcher = Arc::new(Dispatcher::new(store.clone(), hub.clone(), bus.clone(), cfg.node_id.clone()));
     let cfg = Arc::new(cfg);
     let state = AppState(Arc::new(Inner {
         store: store.clone(),
@@ -62,18 +81,20 @@ pub async fn run(cfg: Config, listeners: Listeners, shutdown: Signal) -> anyhow:
 
     let http_addr = listeners.http.local_addr()?;
     let mqtt_addr = listeners.mqtt.local_addr()?;
-    let gateway = Gateway::new(store.clone(), hub.clone(), cfg.mqtt.clone());
+    let gateway = Gateway::new(store.clone(), hub.clone(), bus.clone(), cfg.mqtt.clone());
     let gateway_task = tokio::spawn(gateway.serve(listeners.mqtt, shutdown.clone(), DRAIN));
     let sweeps = tokio::spawn(
         dispatcher.clone().run_expiry_sweeps(Duration::from_secs(cfg.store.expiry_sweep_secs), shutdown.clone()),
     );
+    let resync =
+        tokio::spawn(dispatcher.clone().run_resync(Duration::from_secs(cfg.cluster.resync_secs), shutdown.clone()));
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
         axum::serve(listeners.http, api::router(state))
             .with_graceful_shutdown(async move { http_shutdown.wait().await })
             .await
     });
-    tracing::info!(%http_addr, %mqtt_addr, node = %cfg.node_id, "herald serving");
+    tracing::info!(%http_addr, %mqtt_addr, node = %cfg.node_id, bus = bus.kind(), "herald serving");
     // Tests and scripts wait for this line on standard output.
     println!("herald ready http={http_addr} mqtt={mqtt_addr}");
 
@@ -82,6 +103,7 @@ pub async fn run(cfg: Config, listeners: Listeners, shutdown: Signal) -> anyhow:
     let _ = tokio::time::timeout(DRAIN, http_task).await;
     let _ = gateway_task.await;
     let _ = sweeps.await;
+    let _ = resync.await;
     store.flush().await.context("flushing the store")?;
     tracing::info!("stopped; every accepted write is committed");
     Ok(())

@@ -29,4 +29,21 @@ impl Signal {
     pub fn is_set(&self) -> bool {
         *self.0.borrow()
     }
+
+    /// For periodic work: `while shutdown.every(&mut ticks).await { … }` runs the body at
+    /// each tick of `ticks` (from [`ticks`]) until shutdown.
+    pub async fn every(&self, ticks: &mut tokio::time::Interval) -> bool {
+        tokio::select! {
+            _ = ticks.tick() => true,
+            _ = self.wait() => false,
+        }
+    }
+}
+
+/// An interval whose first tick is now, and that waits a whole period after a late tick
+/// (periodic work never runs twice back to back).
+pub fn ticks(period: std::time::Duration) -> tokio::time::Interval {
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks
 }

@@ -17,6 +17,19 @@ pub fn router() -> Router<AppState> {
         .route("/apps", get(list_apps).post(create_app))
         .route("/apps/{app_id}/keys", get(list_keys).post(create_key))
         .route("/apps/{app_id}/keys/{key_id}", delete(revoke_key))
+        .route("/node", get(node))
+}
+
+/// This node as the cluster sees it: id, bus, connections, leases held.
+async fn node(State(state): State<AppState>, _: Admin) -> Json {
+    let d = &state.dispatcher;
+    Json(json!({
+        "nodeId": state.cfg.node_id,
+        "bus": d.bus().kind(),
+        "busConnected": d.bus().available(),
+        "connections": d.hub().connections(),
+        "leases": d.leases_held(),
+    }))
 }
 
 #[derive(Deserialize)]
@@ -154,5 +167,7 @@ async fn revoke_key(
         return Err(ApiError::new(ErrorCode::KeyNotExist, "no such key in this app"));
     }
     state.verifier.forget(&key_id);
+    // The other nodes drop the key from their caches now rather than within key_cache_secs.
+    state.dispatcher.bus().send_all(crate::bus::Event::KeyRevoked { key_id: key_id.clone() }).await;
     Ok(Json(json!({"keyId": key_id, "revoked": true})))
 }

@@ -37,7 +37,7 @@ pub struct Inner {
     pub dispatcher: Arc<Dispatcher>,
     pub cfg: Arc<Config>,
     pub master: Arc<MasterKey>,
-    pub verifier: signing::Verifier,
+    pub verifier: Arc<signing::Verifier>,
     /// SHA-256 of the admin token.
     pub admin_token_hash: String,
 }
@@ -54,7 +54,7 @@ impl std::ops::Deref for AppState {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(|| async { ([("content-type", "application/json")], OPENAPI) }))
         .nest("/admin/v1", admin::router())
@@ -66,6 +66,16 @@ pub fn router(state: AppState) -> Router {
 }
 
 const OPENAPI: &str = include_str!("../../../../docs/openapi.json");
+
+/// 200 while the node can accept pushes; 503 while a cluster node has lost its bus (a
+/// load balancer then sends requests to the other nodes).
+async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) -> axum::response::Response {
+    if state.dispatcher.bus().available() {
+        Json(json!({"status": "ok"})).into_response()
+    } else {
+        (axum::http::StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"status": "bus unavailable"}))).into_response()
+    }
+}
 
 async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
     let body = crate::metrics::render(state.dispatcher.hub().connections());

@@ -207,7 +207,9 @@ impl Hub {
         Hub {
             shards: (0..SHARDS).map(|_| RwLock::new(HashSet::new())).collect(),
             hasher: RandomState::new(),
-            generations: AtomicU64::new(1),
+            // Unique across restarts of the node too: the store keeps (node, generation) as
+            // the device's presence, and a stale one must never match a new connection.
+            generations: AtomicU64::new((crate::now_ms().max(0) as u64) << 16),
             max_queued,
         }
     }
@@ -246,13 +248,44 @@ impl Hub {
 
     /// Queues a delivery for a connected device; false when it is not connected here.
     pub fn deliver(&self, device: &DeviceId, item: Outgoing) -> bool {
-        let session = self.shard(device).read().get(device.as_str()).map(|e| e.0.clone());
-        match session {
+        match self.session(device) {
             Some(s) => {
                 s.offer(item, self.max_queued);
                 true
             }
             None => false,
+        }
+    }
+
+    fn session(&self, device: &DeviceId) -> Option<Arc<Session>> {
+        self.shard(device).read().get(device.as_str()).map(|e| e.0.clone())
+    }
+
+    /// Asks the device's connection, if it is here, to read its pending deliveries.
+    pub fn refill(&self, device: &DeviceId) {
+        if let Some(s) = self.session(device) {
+            s.mark_lagging();
+        }
+    }
+
+    /// Asks every connection to read its pending deliveries (after the bus lost events).
+    pub fn refill_all(&self) {
+        for shard in &self.shards {
+            for Entry(s) in shard.read().iter() {
+                s.mark_lagging();
+            }
+        }
+    }
+
+    /// Closes the device's connection `generation` if it is still here: a connection on
+    /// another node replaced it.
+    pub fn close_replaced(&self, device: &DeviceId, generation: u64) -> bool {
+        match self.session(device) {
+            Some(s) if s.generation == generation => {
+                s.close(CloseCause::TakenOver);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -307,6 +340,18 @@ mod tests {
         assert!(hub.is_online(&d), "the old connection must not remove the new one");
         hub.unregister(&d, second.generation);
         assert!(!hub.is_online(&d));
+    }
+
+    #[test]
+    fn a_remote_takeover_closes_only_the_named_connection() {
+        let hub = Hub::new(10);
+        let d = DeviceId::new("d1");
+        let first = hub.register(&d);
+        let second = hub.register(&d);
+        assert!(!hub.close_replaced(&d, first.generation), "an older connection is gone already");
+        assert_eq!(second.closed(), None);
+        assert!(hub.close_replaced(&d, second.generation));
+        assert_eq!(second.closed(), Some(CloseCause::TakenOver));
     }
 
     #[test]

@@ -1,42 +1,68 @@
 //! Dispatch: the meeting point of the API and the gateway. A push is validated by
 //! [`crate::push`], committed to the store, then handed to the connections of this node
-//! through the [`Hub`]. Devices that are not connected get it from the store when they
-//! connect or bind; the expiry sweep marks what ran out of validity.
+//! through the [`Hub`], and announced over the [`Bus`] to the node that holds each other
+//! connected device (the store's presence says which). Devices that are not connected get
+//! it from the store when they connect or bind; the expiry sweep marks what ran out of
+//! validity; the resync finds what a lost bus message did not announce.
 
 mod hub;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 
 pub use hub::{CloseCause, Hub, Message, Outgoing, Session};
 
-use crate::error::ApiError;
+use crate::bus::{Bus, Event};
+use crate::error::{ApiError, ErrorCode};
 use crate::ids::{AppId, DeviceId, UserId};
 use crate::store::{CommittedPush, NewPush, PendingDelivery, Store, TargetOutcome};
 
 pub struct Dispatcher {
     store: Arc<dyn Store>,
     hub: Arc<Hub>,
+    bus: Arc<Bus>,
     /// This node's name, as the holder of leases.
     node_id: String,
+    /// This node runs the expiry sweep now.
+    expiry_lease_held: AtomicBool,
 }
 
 /// The lease under which one node of a cluster runs the expiry sweep.
 const EXPIRY_LEASE: &str = "expiry-sweep";
 
 impl Dispatcher {
-    pub fn new(store: Arc<dyn Store>, hub: Arc<Hub>, node_id: String) -> Self {
-        Dispatcher { store, hub, node_id }
+    pub fn new(store: Arc<dyn Store>, hub: Arc<Hub>, bus: Arc<Bus>, node_id: String) -> Self {
+        Dispatcher { store, hub, bus, node_id, expiry_lease_held: AtomicBool::new(false) }
     }
 
     pub fn hub(&self) -> &Arc<Hub> {
         &self.hub
     }
 
-    /// Commits `push`, then queues it for the targets connected to this node.
+    pub fn bus(&self) -> &Arc<Bus> {
+        &self.bus
+    }
+
+    /// The leases this node holds now.
+    pub fn leases_held(&self) -> Vec<&'static str> {
+        if self.expiry_lease_held.load(Ordering::Relaxed) { vec![EXPIRY_LEASE] } else { vec![] }
+    }
+
+    /// Commits `push`, then queues it for the targets connected to this node and rings
+    /// the nodes that hold the other connected targets.
     pub async fn push(&self, push: NewPush, now: i64) -> Result<CommittedPush, ApiError> {
+        if !self.bus.available() {
+            // Committed but unannounced, the push would reach devices on other nodes only
+            // at the next resync: refuse instead, so that the caller retries elsewhere.
+            return Err(ApiError::new(
+                ErrorCode::BusUnavailable,
+                "this node has lost the cluster bus; nothing was accepted, retry",
+            ));
+        }
         let expires_at = push.task.expires_at;
         // Bytes: the payloads are shared with the store's job, not copied.
         let payloads: Vec<Bytes> = push.messages.iter().map(|m| m.payload.clone()).collect();
@@ -49,23 +75,60 @@ impl Dispatcher {
                 continue;
             }
             let message = Arc::new(Message { id: message_id.clone(), expires_at, payload });
-            for device in devices {
-                self.hub.deliver(device, Outgoing { message: message.clone(), dup: false });
+            let mut remote: BTreeMap<&str, Vec<DeviceId>> = BTreeMap::new();
+            for r in devices {
+                if self.hub.deliver(&r.device_id, Outgoing { message: message.clone(), dup: false }) {
+                    continue;
+                }
+                if let Some(node) = r.online_node.as_deref().filter(|n| *n != self.node_id) {
+                    remote.entry(node).or_default().push(r.device_id.clone());
+                }
+            }
+            for (node, devices) in remote {
+                self.bus.send(node, Event::deliver(devices, &message)).await;
             }
         }
         Ok(committed)
     }
 
-    /// Binds a user to a device and hands the user's pending messages to the device if it
-    /// is connected here. False when the app has no such device.
+    /// Binds a user to a device and hands the user's pending messages to the device's
+    /// connection, here or on the node that holds it. False when the app has no such device.
     pub async fn bind(&self, app: &AppId, device: &DeviceId, user: &UserId, now: i64) -> Result<bool, ApiError> {
         match self.store.bind_user(app, device, user, now).await? {
             None => Ok(false),
-            Some(pending) => {
-                for p in pending {
-                    self.hub.deliver(device, outgoing(p));
+            Some(bound) => {
+                if self.hub.is_online(device) {
+                    for p in bound.pending {
+                        self.hub.deliver(device, outgoing(p));
+                    }
+                } else if let Some(node) = bound.online_node.filter(|n| *n != self.node_id)
+                    && !bound.pending.is_empty()
+                {
+                    self.bus.send(&node, Event::Refill { devices: vec![device.clone()] }).await;
                 }
                 Ok(true)
+            }
+        }
+    }
+
+    /// Until `shutdown` resolves, every `every`: asks the connections of this node whose
+    /// devices have deliveries older than `every` still pending to read them from the
+    /// store. Covers a bus message that was lost; a single node has none to lose.
+    pub async fn run_resync(self: Arc<Self>, every: Duration, shutdown: crate::shutdown::Signal) {
+        if self.bus.kind() == "local" {
+            return;
+        }
+        let mut ticks = crate::shutdown::ticks(every);
+        while shutdown.every(&mut ticks).await {
+            let now = crate::now_ms();
+            match self.store.stale_pending(&self.node_id, now - every.as_millis() as i64, now, 10_000).await {
+                Ok(devices) => {
+                    if !devices.is_empty() {
+                        tracing::info!(devices = devices.len(), "resync: deliveries no bus message announced");
+                    }
+                    devices.iter().for_each(|d| self.hub.refill(d));
+                }
+                Err(e) => tracing::warn!(error = %e, "resync failed"),
             }
         }
     }
@@ -78,22 +141,22 @@ impl Dispatcher {
     /// the holder of the sweep's lease does (another takes over within three intervals of
     /// the holder's death).
     pub async fn run_expiry_sweeps(self: Arc<Self>, every: Duration, shutdown: crate::shutdown::Signal) {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.wait() => return,
-            }
+        let mut ticks = crate::shutdown::ticks(every);
+        while shutdown.every(&mut ticks).await {
             let now = crate::now_ms();
             let lease_ms = 3 * every.as_millis() as i64;
-            match self.store.try_lease(EXPIRY_LEASE, &self.node_id, now, lease_ms).await {
-                Ok(true) => {}
-                Ok(false) => continue,
+            let held = match self.store.try_lease(EXPIRY_LEASE, &self.node_id, now, lease_ms).await {
+                Ok(held) => held,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot take the expiry lease");
-                    continue;
+                    false
                 }
+            };
+            if self.expiry_lease_held.swap(held, Ordering::Relaxed) != held {
+                tracing::info!(lease = EXPIRY_LEASE, held, "lease changed hands");
+            }
+            if !held {
+                continue;
             }
             match self.store.expire_due(now).await {
                 Ok(0) => {}
@@ -101,6 +164,26 @@ impl Dispatcher {
                 Err(e) => tracing::warn!(error = %e, "expiry sweep failed"),
             }
         }
+    }
+}
+
+/// Applies to this node's connections an event another node sent (key revocations are
+/// the API's: see node.rs).
+pub fn on_bus_event(hub: &Hub, event: Event) {
+    match event {
+        Event::Deliver { devices, message_id, expires_at, payload } => {
+            let message = Event::message(message_id, expires_at, payload);
+            for d in &devices {
+                hub.deliver(d, Outgoing { message: message.clone(), dup: false });
+            }
+        }
+        Event::Refill { devices } => devices.iter().for_each(|d| hub.refill(d)),
+        Event::TakeOver { device, generation } => {
+            if hub.close_replaced(&device, generation) {
+                tracing::debug!(%device, "connection taken over on another node");
+            }
+        }
+        Event::KeyRevoked { .. } => {}
     }
 }
 

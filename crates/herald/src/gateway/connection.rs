@@ -27,10 +27,11 @@ use herald_mqtt::{
 use tokio::net::TcpStream;
 
 use super::Gateway;
+use crate::bus::Event;
 use crate::crypto;
 use crate::dispatch::{CloseCause, Message, Outgoing, Session, outgoing};
 use crate::ids::{DeviceId, MessageId};
-use crate::store::{PendingDelivery, StatusUpdate, StoreResult};
+use crate::store::{PendingDelivery, Presence, StatusUpdate, StoreResult};
 
 /// First allocation for incoming bytes: device packets are small (PUBACK, PINGREQ, CONNECT);
 /// a larger packet grows the buffer as it arrives.
@@ -75,6 +76,9 @@ struct Conn {
     /// Present while deliveries or replies are in progress.
     active: Option<Box<Active>>,
     next_packet_id: u16,
+    /// The connection this one replaced ended without a trace in the store (its node died,
+    /// or it has not closed yet): what it may have written goes out again with DUP.
+    resend_as_dup: bool,
 }
 
 /// What a connection needs only while something is being delivered or answered.
@@ -122,7 +126,15 @@ impl Gateway {
                 at: sent_at,
             });
         }
-        self.store.record(StatusUpdate::Seen { device_id: conn.device_id().clone(), at: crate::now_ms() });
+        self.store.record(StatusUpdate::Disconnected {
+            device_id: conn.device_id().clone(),
+            presence: self.presence(&conn.session),
+            at: crate::now_ms(),
+        });
+    }
+
+    fn presence(&self, session: &Session) -> Presence {
+        Presence { node: self.bus.node_id().to_owned(), generation: session.generation }
     }
 
     /// Reads CONNECT, authenticates, registers the session and queues CONNACK.
@@ -165,17 +177,38 @@ impl Gateway {
             let _ = write_all(&stream, &connack(code)).await;
             return None;
         }
+        // In this order: the hub takes deliveries from now on, the store records which node
+        // holds the device (a push committing later rings this node), and only then are
+        // the pending deliveries read (a push committed earlier is among them).
         let session = self.hub.register(&device_id);
+        let presence = self.presence(&session);
+        let resend_as_dup = match self.store.device_connected(&device_id, &presence, crate::now_ms()).await {
+            Ok(Some(old)) => {
+                if old.node != presence.node {
+                    // A connection on another node lingers (or died with its node): that
+                    // node closes it.
+                    let takeover = Event::TakeOver { device: device_id.clone(), generation: old.generation };
+                    self.bus.send(&old.node, takeover).await;
+                }
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "store unavailable during CONNECT");
+                self.hub.unregister(&device_id, session.generation);
+                let _ = write_all(&stream, &connack(ConnectReturnCode::ServerUnavailable)).await;
+                return None;
+            }
+        };
         // Deliveries for this device wait in the store: read them before anything newer.
         session.mark_lagging();
         let mut active = Box::<Active>::default();
         let ack = ConnAck { session_present: !connect.clean_session, code: ConnectReturnCode::Accepted };
         Packet::ConnAck(ack).encode(&mut active.outbuf);
-        self.store.record(StatusUpdate::Seen { device_id: device_id.clone(), at: crate::now_ms() });
         tracing::debug!(device = %device_id, "connected");
         // `connect` borrows the frame it was read from: it ends here, with that buffer.
         Some(Accepted {
-            conn: Conn { stream, session, inbuf, active: Some(active), next_packet_id: 1 },
+            conn: Conn { stream, session, inbuf, active: Some(active), next_packet_id: 1, resend_as_dup },
             keep_alive: connect.keep_alive,
         })
     }
@@ -404,8 +437,13 @@ impl Future for ConnLoop<'_> {
                             // More may wait in the store: read again once these are written.
                             conn.session.mark_lagging();
                         }
+                        let dup = std::mem::take(&mut conn.resend_as_dup);
                         if !pending.is_empty() {
-                            conn.active().backlog.extend(pending.into_iter().map(outgoing));
+                            conn.active().backlog.extend(pending.into_iter().map(|p| {
+                                let mut o = outgoing(p);
+                                o.dup |= dup;
+                                o
+                            }));
                         }
                     }
                     Err(e) => return Poll::Ready(Close::Store(e.to_string())),

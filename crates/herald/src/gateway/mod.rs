@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::bus::Bus;
 use crate::config::MqttConfig;
 use crate::dispatch::Hub;
 use crate::shutdown::Signal;
@@ -25,14 +26,16 @@ const KEEPALIVE_SWEEP: Duration = Duration::from_millis(250);
 pub struct Gateway {
     store: Arc<dyn Store>,
     hub: Arc<Hub>,
+    /// Tells the node of a connection this one replaces to close it.
+    bus: Arc<Bus>,
     cfg: MqttConfig,
     /// Open connection tasks, so that shutdown can wait for them.
     open: AtomicUsize,
 }
 
 impl Gateway {
-    pub fn new(store: Arc<dyn Store>, hub: Arc<Hub>, cfg: MqttConfig) -> Arc<Self> {
-        Arc::new(Gateway { store, hub, cfg, open: AtomicUsize::new(0) })
+    pub fn new(store: Arc<dyn Store>, hub: Arc<Hub>, bus: Arc<Bus>, cfg: MqttConfig) -> Arc<Self> {
+        Arc::new(Gateway { store, hub, bus, cfg, open: AtomicUsize::new(0) })
     }
 
     /// Accepts connections until `shutdown`, then closes every connection and waits up to
@@ -70,13 +73,8 @@ impl Gateway {
 
     /// Closes connections silent for longer than 1.5 times their keepalive.
     async fn sweep_keepalives(self: Arc<Self>, shutdown: Signal) {
-        let mut tick = tokio::time::interval(KEEPALIVE_SWEEP);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.wait() => return,
-            }
+        let mut ticks = crate::shutdown::ticks(KEEPALIVE_SWEEP);
+        while shutdown.every(&mut ticks).await {
             let closed = self.hub.close_idle(crate::now_ms());
             if closed > 0 {
                 tracing::debug!(closed, "closed connections whose keepalive expired");

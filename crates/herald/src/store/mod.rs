@@ -22,7 +22,7 @@ use crate::ids::{AppId, DeviceId, KeyId, MessageId, TaskId, UserId};
 /// chooses a backend.
 pub async fn open(cfg: &crate::config::Config) -> StoreResult<std::sync::Arc<dyn Store>> {
     match cfg.store_url.as_deref() {
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+        Some(url) if cfg.is_postgres() => {
             Ok(std::sync::Arc::new(PostgresStore::open(url, cfg.store.postgres_connections, None).await?))
         }
         _ => {
@@ -179,12 +179,39 @@ pub struct NewPush {
     pub messages: Vec<NewMessage>,
 }
 
+/// A device a message is now pending for, and the node holding its connection, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    pub device_id: DeviceId,
+    /// Read under a share lock on the device row: a connect that records its presence
+    /// after this read waits for the push to commit, and then reads the delivery.
+    pub online_node: Option<String>,
+}
+
+/// Which connection of which node holds a device, as recorded in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presence {
+    pub node: String,
+    /// The node's number for the connection: a newer connection of the device on the
+    /// same node has a higher one.
+    pub generation: u64,
+}
+
+/// What a bind hands to the dispatcher.
+#[derive(Debug, Clone)]
+pub struct Bound {
+    /// The user's deliveries now pending for the device.
+    pub pending: Vec<PendingDelivery>,
+    /// The node holding the device's connection, if any.
+    pub online_node: Option<String>,
+}
+
 /// What became of one target of a push.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TargetOutcome {
     /// Stored; `devices` are the devices it is now pending for (none yet for a user
     /// without bound devices: it waits for a bind within its validity).
-    Accepted { devices: Vec<DeviceId> },
+    Accepted { devices: Vec<Recipient> },
     /// No such device in this app. Recorded, never delivered.
     Undeliverable,
     /// The same (app, msgKey, target) is already within its validity: not sent twice.
@@ -218,6 +245,18 @@ pub(crate) fn replay_of(earlier: &[Option<(String, String)>]) -> Option<Committe
         })
         .collect();
     Some(CommittedPush { task_id: TaskId::new(first_task.clone()), replayed: true, outcomes })
+}
+
+/// The presence a connect replaced, from the (node, generation) read before it: `None`
+/// when there was none or it was this very connection.
+pub(crate) fn replaced(before: Option<(Option<String>, Option<i64>)>, now: &Presence) -> Option<Presence> {
+    match before {
+        Some((Some(node), Some(generation))) => {
+            let old = Presence { node, generation: generation as u64 };
+            (old != *now).then_some(old)
+        }
+        _ => None,
+    }
 }
 
 /// A delivery waiting for a device, as read when it connects or binds.
@@ -259,8 +298,9 @@ pub enum StatusUpdate {
     Delivered { message_id: MessageId, device_id: DeviceId, sent_at: i64, at: i64 },
     /// Reported by the device: arrived, opened or ignored.
     Event { message_id: MessageId, device_id: DeviceId, event: DeviceEvent, at: i64 },
-    /// The device connected or disconnected.
-    Seen { device_id: DeviceId, at: i64 },
+    /// The connection `presence` of the device closed: the presence is cleared unless a
+    /// newer connection replaced it; `last_seen` is set.
+    Disconnected { device_id: DeviceId, presence: Presence, at: i64 },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -328,18 +368,41 @@ pub trait Store: Send + Sync + 'static {
         vendor_tokens: Option<serde_json::Map<String, serde_json::Value>>,
     ) -> StoreResult<bool>;
     /// Binds `user_id` to the device (replacing an earlier user) and creates deliveries of
-    /// the user's messages still within their validity. `None` when there is no such device.
+    /// the user's messages still within their validity; returns them with the device's
+    /// presence. `None` when there is no such device.
     async fn bind_user(
         &self,
         app_id: &AppId,
         device_id: &DeviceId,
         user_id: &UserId,
         now: i64,
-    ) -> StoreResult<Option<Vec<PendingDelivery>>>;
+    ) -> StoreResult<Option<Bound>>;
     /// Unbinds the device's user; pending user-targeted deliveries to it are dropped.
     /// False when there is no such device.
     async fn unbind_user(&self, app_id: &AppId, device_id: &DeviceId, now: i64) -> StoreResult<bool>;
     async fn user_devices(&self, app_id: &AppId, user_id: &UserId) -> StoreResult<Vec<DeviceRecord>>;
+
+    /// Records that `presence` now holds the device's connection (and `last_seen`);
+    /// returns the presence it replaced when that was another connection, whose node
+    /// must close it. Committed before it returns: a push that commits later sees it.
+    async fn device_connected(
+        &self,
+        device_id: &DeviceId,
+        presence: &Presence,
+        now: i64,
+    ) -> StoreResult<Option<Presence>>;
+    /// Clears the presence a node left behind (called at its start, before it serves);
+    /// returns how many devices it named.
+    async fn node_started(&self, node: &str) -> StoreResult<u64>;
+    /// Devices connected to `node` with a delivery pending since before `created_before`
+    /// (a doorbell that never rang): at most `limit`.
+    async fn stale_pending(
+        &self,
+        node: &str,
+        created_before: i64,
+        now: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<DeviceId>>;
 
     /// Commits a push: task, messages and deliveries in one transaction.
     async fn commit_push(&self, push: NewPush, now: i64) -> StoreResult<CommittedPush>;
@@ -387,6 +450,11 @@ mod backends {
     /// A fresh schema per test in the database of `HERALD_TEST_POSTGRES_URL`, dropped with
     /// the guard. Unset: the test is skipped and says why; set but unreachable: it fails.
     async fn open_postgres() -> Option<(Arc<dyn Store>, SchemaGuard)> {
+        let (store, guard) = open_postgres_store(2).await?;
+        Some((Arc::new(store), guard))
+    }
+
+    async fn open_postgres_store(connections: usize) -> Option<(PostgresStore, SchemaGuard)> {
         let Ok(url) = std::env::var(POSTGRES_URL) else {
             eprintln!("skipped: {POSTGRES_URL} is not set, so the PostgreSQL store is not tested here");
             return None;
@@ -397,10 +465,10 @@ mod backends {
             .unwrap_or_else(|e| panic!("{POSTGRES_URL} is set but PostgreSQL does not answer: {e}"));
         tokio::spawn(connection);
         client.batch_execute(&format!("CREATE SCHEMA {schema}")).await.expect("create the test schema");
-        let store = PostgresStore::open(&url, 2, Some(&format!("-c search_path={schema}")))
+        let store = PostgresStore::open(&url, connections, Some(&format!("-c search_path={schema}")))
             .await
             .unwrap_or_else(|e| panic!("opening the PostgreSQL store: {e}"));
-        Some((Arc::new(store), SchemaGuard { url, schema }))
+        Some((store, SchemaGuard { url, schema }))
     }
 
     pub struct SchemaGuard {
@@ -429,4 +497,45 @@ mod backends {
 
     crate::store_suite!(sqlite, super::open_sqlite());
     crate::store_suite!(postgres, super::open_postgres());
+
+    /// The push/connect race of a cluster: a connect that records its presence while a
+    /// push that read the device's (old) presence is still open waits for that push, and
+    /// its read of pending deliveries then finds it. Without the share lock the connect
+    /// would read nothing, and the push would ring no node: the delivery would be stranded.
+    #[tokio::test]
+    async fn postgres_a_connect_during_a_push_waits_for_it_and_then_reads_it() {
+        use super::suite;
+        use super::{Presence, TargetKind, TargetOutcome};
+        let Some((store, guard)) = open_postgres_store(3).await else { return };
+        let store = Arc::new(store);
+        let (a, k) = suite::app("a1");
+        store.create_app(a, k).await.unwrap();
+        let d = suite::device(store.as_ref(), "a1", "i1").await;
+        let push = suite::push("a1", TargetKind::Device, &[(d.as_str(), "k")], 100, 60_000);
+        let (held_tx, held) = tokio::sync::oneshot::channel();
+        let (release, release_rx) = tokio::sync::oneshot::channel();
+        let pushing = tokio::spawn({
+            let store = store.clone();
+            async move { store.commit_push_held(push, 100, held_tx, release_rx).await.unwrap() }
+        });
+        held.await.unwrap();
+        let connecting = tokio::spawn({
+            let (store, d) = (store.clone(), d.clone());
+            async move {
+                let presence = Presence { node: "n2".into(), generation: 1 };
+                store.device_connected(&d, &presence, 110).await.unwrap();
+                store.pending_deliveries(&d, 110, 10).await.unwrap()
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!connecting.is_finished(), "the connect must wait for the open push");
+        release.send(()).unwrap();
+        let committed = pushing.await.unwrap();
+        let TargetOutcome::Accepted { devices } = &committed.outcomes[0].1 else { panic!("{committed:?}") };
+        assert_eq!(devices[0].online_node, None, "the push read the presence before the connect");
+        assert_eq!(connecting.await.unwrap().len(), 1, "so the connect reads the delivery");
+        store.flush().await.unwrap();
+        drop(store);
+        drop(guard);
+    }
 }

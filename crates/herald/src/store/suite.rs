@@ -116,7 +116,7 @@ pub async fn pushes_resolve_targets_within_the_app(store: &dyn Store) {
     let ids: Vec<MessageId> = p.messages.iter().map(|m| m.message_id.clone()).collect();
     let c = store.commit_push(p, 100).await.unwrap();
     assert!(!c.replayed);
-    assert_eq!(c.outcomes[0], (ids[0].clone(), TargetOutcome::Accepted { devices: vec![mine.clone()] }));
+    assert_eq!(c.outcomes[0], (ids[0].clone(), TargetOutcome::Accepted { devices: vec![offline(&mine)] }));
     assert_eq!(c.outcomes[1], (ids[1].clone(), TargetOutcome::Undeliverable));
     assert_eq!(c.outcomes[2], (ids[2].clone(), TargetOutcome::Undeliverable));
     assert!(store.pending_deliveries(&theirs, 100, 10).await.unwrap().is_empty());
@@ -141,6 +141,44 @@ pub async fn idempotency_holds_within_the_validity(store: &dyn Store) {
         store.commit_push(push("a1", TargetKind::Device, &[(d.as_str(), "k")], 1_200, 1_000), 1_200).await.unwrap();
     assert!(!later.replayed);
     assert!(matches!(later.outcomes[0].1, TargetOutcome::Accepted { .. }));
+}
+
+fn offline(d: &DeviceId) -> Recipient {
+    Recipient { device_id: d.clone(), online_node: None }
+}
+
+pub async fn presence_routes_pushes_and_binds_to_the_holding_node(store: &dyn Store) {
+    let (a, k) = app("a1");
+    store.create_app(a, k).await.unwrap();
+    let (app_id, alice) = (AppId::new("a1"), UserId::new("alice"));
+    let (d1, d2) = (device(store, "a1", "i1").await, device(store, "a1", "i2").await);
+    let on = |node: &str, generation| Presence { node: node.into(), generation };
+    assert_eq!(store.device_connected(&d1, &on("n1", 5), 100).await.unwrap(), None);
+    // The same connection again replaces nothing; a newer one names the one it replaced.
+    assert_eq!(store.device_connected(&d1, &on("n1", 5), 101).await.unwrap(), None);
+    assert_eq!(store.device_connected(&d1, &on("n2", 9), 102).await.unwrap(), Some(on("n1", 5)));
+    assert!(store.bind_user(&app_id, &d1, &alice, 103).await.unwrap().unwrap().online_node.as_deref() == Some("n2"));
+    assert!(store.bind_user(&app_id, &d2, &alice, 103).await.unwrap().unwrap().online_node.is_none());
+    let c = store.commit_push(push("a1", TargetKind::User, &[("alice", "k")], 110, 10_000), 110).await.unwrap();
+    let TargetOutcome::Accepted { mut devices } = c.outcomes[0].1.clone() else { panic!("{c:?}") };
+    devices.sort_by(|a, b| a.device_id.cmp(&b.device_id));
+    let mut expected = vec![Recipient { device_id: d1.clone(), online_node: Some("n2".into()) }, offline(&d2)];
+    expected.sort_by(|a, b| a.device_id.cmp(&b.device_id));
+    assert_eq!(devices, expected);
+    // A late disconnect of the replaced connection leaves the newer one's presence.
+    store.record(StatusUpdate::Disconnected { device_id: d1.clone(), presence: on("n1", 5), at: 120 });
+    store.flush().await.unwrap();
+    assert_eq!(store.stale_pending("n2", 200, 200, 10).await.unwrap(), vec![d1.clone()]);
+    assert!(store.stale_pending("n2", 110, 200, 10).await.unwrap().is_empty(), "not older than the cut");
+    assert!(store.stale_pending("n1", 200, 200, 10).await.unwrap().is_empty());
+    store.record(StatusUpdate::Disconnected { device_id: d1.clone(), presence: on("n2", 9), at: 130 });
+    store.flush().await.unwrap();
+    assert!(store.stale_pending("n2", 200, 200, 10).await.unwrap().is_empty(), "gone with its connection");
+    assert_eq!(store.device(&app_id, &d1).await.unwrap().unwrap().last_seen, Some(130));
+    // A node's start forgets what an earlier run of it left.
+    store.device_connected(&d2, &on("n3", 1), 140).await.unwrap();
+    assert_eq!(store.node_started("n3").await.unwrap(), 1);
+    assert_eq!(store.device_connected(&d2, &on("n4", 1), 150).await.unwrap(), None);
 }
 
 pub async fn deliveries_are_pending_until_acknowledged_or_expired(store: &dyn Store) {
@@ -185,16 +223,16 @@ pub async fn user_messages_follow_binds(store: &dyn Store) {
     let c = store.commit_push(push("a1", TargetKind::User, &[("alice", "k")], 100, 10_000), 100).await.unwrap();
     assert_eq!(c.outcomes[0].1, TargetOutcome::Accepted { devices: vec![] });
     let d = device(store, "a1", "i1").await;
-    let pending = store.bind_user(&app_id, &d, &alice, 200).await.unwrap().unwrap();
-    assert_eq!(pending.len(), 1);
+    let bound = store.bind_user(&app_id, &d, &alice, 200).await.unwrap().unwrap();
+    assert_eq!((bound.pending.len(), bound.online_node), (1, None));
     assert_eq!(store.user_devices(&app_id, &alice).await.unwrap().len(), 1);
     assert!(store.unbind_user(&app_id, &d, 300).await.unwrap());
     assert!(store.pending_deliveries(&d, 300, 10).await.unwrap().is_empty(), "unbound: the user's message is gone");
     assert!(store.user_devices(&app_id, &alice).await.unwrap().is_empty());
     // Binding again within the validity brings it back; after the validity it does not.
-    assert_eq!(store.bind_user(&app_id, &d, &alice, 400).await.unwrap().unwrap().len(), 1);
+    assert_eq!(store.bind_user(&app_id, &d, &alice, 400).await.unwrap().unwrap().pending.len(), 1);
     let other = device(store, "a1", "i2").await;
-    assert!(store.bind_user(&app_id, &other, &alice, 20_000).await.unwrap().unwrap().is_empty());
+    assert!(store.bind_user(&app_id, &other, &alice, 20_000).await.unwrap().unwrap().pending.is_empty());
     assert!(store.bind_user(&AppId::new("a2"), &d, &alice, 400).await.unwrap().is_none(), "another app's device");
 }
 
@@ -248,6 +286,7 @@ macro_rules! store_suite {
             case!(idempotency_holds_within_the_validity);
             case!(deliveries_are_pending_until_acknowledged_or_expired);
             case!(user_messages_follow_binds);
+            case!(presence_routes_pushes_and_binds_to_the_holding_node);
             case!(nonces_are_claimed_once_until_they_expire);
             case!(leases_are_exclusive_until_they_expire);
         }

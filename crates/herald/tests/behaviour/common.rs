@@ -44,7 +44,56 @@ pub struct TestServer {
     /// Extra `serve` arguments, kept for restarts (the PostgreSQL store URL).
     args: Vec<String>,
     /// The PostgreSQL schema of this server, dropped with it.
-    schema: Option<(String, String)>,
+    schema: Option<PgSchema>,
+}
+
+/// A fresh schema in the database of `HERALD_TEST_POSTGRES_URL`, dropped with the guard.
+pub struct PgSchema {
+    url: String,
+    pub name: String,
+}
+
+impl PgSchema {
+    /// `None` (and a line saying the test is skipped, and why) when the variable is unset;
+    /// a panic when it is set and PostgreSQL does not answer.
+    pub async fn create() -> Option<PgSchema> {
+        let Ok(url) = std::env::var(POSTGRES_URL) else {
+            eprintln!("skipped: {POSTGRES_URL} is not set, so Herald on PostgreSQL is not tested here");
+            return None;
+        };
+        let name = format!("herald_it_{}", herald::crypto::random_alnum(12));
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("{POSTGRES_URL} is set but PostgreSQL does not answer: {e}"));
+        tokio::spawn(connection);
+        client.batch_execute(&format!("CREATE SCHEMA {name}")).await.expect("create schema");
+        Some(PgSchema { url, name })
+    }
+
+    /// The store URL of a server that keeps its tables in this schema.
+    pub fn store_url(&self) -> String {
+        let sep = if self.url.contains('?') { '&' } else { '?' };
+        format!("{}{sep}options=-c%20search_path%3D{}", self.url, self.name)
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let (url, schema) = (self.url.clone(), self.name.clone());
+        // Drop may run inside a runtime: do the async cleanup on a thread of its own.
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+                tokio::spawn(connection);
+                client.batch_execute(&format!("SET lock_timeout = '10s'; DROP SCHEMA {schema} CASCADE")).await
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test schema {}: {dropped:?}", self.name);
+        }
+    }
 }
 
 /// Where the PostgreSQL behaviour tests find a server.
@@ -132,22 +181,11 @@ impl TestServer {
     /// `HERALD_TEST_POSTGRES_URL`. `None` (the test is skipped, and says why) when the
     /// variable is unset; a panic when it is set and PostgreSQL does not answer.
     pub async fn start_postgres() -> Option<TestServer> {
-        let Ok(url) = std::env::var(POSTGRES_URL) else {
-            eprintln!("skipped: {POSTGRES_URL} is not set, so Herald on PostgreSQL is not tested here");
-            return None;
-        };
-        let schema = format!("herald_it_{}", herald::crypto::random_alnum(12));
-        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .unwrap_or_else(|e| panic!("{POSTGRES_URL} is set but PostgreSQL does not answer: {e}"));
-        tokio::spawn(connection);
-        client.batch_execute(&format!("CREATE SCHEMA {schema}")).await.expect("create schema");
-        let sep = if url.contains('?') { '&' } else { '?' };
-        let store_url = format!("{url}{sep}options=-c%20search_path%3D{schema}");
+        let schema = PgSchema::create().await?;
         let tmp = tempfile::tempdir().expect("temp dir");
-        let mut server = Self::start_in(tmp.path(), &["--store-url", &store_url]).await;
+        let mut server = Self::start_in(tmp.path(), &["--store-url", &schema.store_url()]).await;
         server._tmp = Some(tmp);
-        server.schema = Some((url, schema));
+        server.schema = Some(schema);
         Some(server)
     }
 
@@ -235,20 +273,8 @@ impl Drop for TestServer {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if let Some((url, schema)) = self.schema.take() {
-            let dropped = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-                rt.block_on(async move {
-                    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
-                    tokio::spawn(connection);
-                    client.batch_execute(&format!("SET lock_timeout = '10s'; DROP SCHEMA {schema} CASCADE")).await
-                })
-            })
-            .join();
-            if !matches!(dropped, Ok(Ok(()))) {
-                eprintln!("could not drop a test schema: {dropped:?}");
-            }
-        }
+        // The schema (if this server owns one) goes after the process.
+        self.schema.take();
     }
 }
 
@@ -264,6 +290,11 @@ pub struct TestApp {
 }
 
 impl TestApp {
+    /// The same app, called through another node of a cluster.
+    pub fn via(&self, node: &TestServer) -> TestApp {
+        TestApp { http: node.http.clone(), mqtt: node.mqtt.clone(), ..self.clone() }
+    }
+
     /// A request signed with the app's HMAC key.
     pub async fn signed(&self, method: &str, path: &str, body: &str) -> Response {
         let headers = herald::api::signing::sign_hmac(
@@ -359,6 +390,11 @@ pub struct Creds {
 }
 
 impl Creds {
+    /// The same device, connecting to another node of a cluster.
+    pub fn on(&self, node: &TestServer) -> Creds {
+        Creds { http: node.http.clone(), mqtt: node.mqtt.clone(), ..self.clone() }
+    }
+
     pub async fn device_call(&self, path: &str, body: Value) -> Response {
         let headers = vec![("authorization".to_string(), format!("Bearer {}", self.token))];
         request(&self.http, "POST", path, &headers, Bytes::from(body.to_string())).await.unwrap()

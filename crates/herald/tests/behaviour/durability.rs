@@ -12,11 +12,7 @@ async fn a_message_accepted_right_before_sigkill_is_delivered_after_restart() {
     let (_, m) = app.push_to_device(&creds.device_id, "k", "survive").await;
     server.kill9();
     let server = server.restart().await;
-    let mut creds = creds;
-    creds.mqtt = server.mqtt.clone();
-    creds.http = server.http.clone();
-    let mut app = app;
-    app.http = server.http.clone();
+    let (creds, app) = (creds.on(&server), app.via(&server));
     let mut device = TestDevice::connect(&creds).await;
     assert_eq!(device.next_push().await.1["messageId"], m.as_str());
     app.wait_status(&m, "delivered").await;
@@ -37,8 +33,7 @@ async fn sigterm_stops_gracefully_and_keeps_acknowledgements() {
     assert!(exit.success(), "exit status {exit:?}");
     device.closed().await;
     let server = server.restart().await;
-    let mut app = app;
-    app.http = server.http.clone();
+    let app = app.via(&server);
     app.wait_status(&m, "delivered").await;
 }
 

@@ -20,6 +20,7 @@ use super::*;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../../migrations/postgres/0001_init.sql")),
     (2, include_str!("../../../migrations/postgres/0002_cluster.sql")),
+    (3, include_str!("../../../migrations/postgres/0003_presence.sql")),
 ];
 /// Serialises migrations of nodes starting together (any constant unique to Herald).
 const MIGRATION_LOCK: i64 = 0x4845_5241_4c44;
@@ -103,6 +104,27 @@ impl PostgresStore {
         let (tx, rx) = oneshot::channel();
         self.updates.send(Update::Barrier(tx)).map_err(|_| StoreError::Unavailable("update task stopped".into()))?;
         rx.await.map_err(|_| StoreError::Unavailable("update task stopped".into()))
+    }
+}
+
+#[cfg(test)]
+impl PostgresStore {
+    /// `commit_push`, paused before COMMIT: `held` fires once its statements ran, and the
+    /// transaction commits when `release` fires. For tests of what waits for a push.
+    pub(crate) async fn commit_push_held(
+        &self,
+        push: NewPush,
+        now: i64,
+        held: oneshot::Sender<()>,
+        release: oneshot::Receiver<()>,
+    ) -> StoreResult<CommittedPush> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await.map_err(map_err)?;
+        let committed = tx::commit_push(&tx, push, now).await.map_err(map_err)?;
+        let _ = held.send(());
+        let _ = release.await;
+        tx.commit().await.map_err(map_err)?;
+        Ok(committed)
     }
 }
 
@@ -255,7 +277,7 @@ impl Store for PostgresStore {
         device_id: &DeviceId,
         user_id: &UserId,
         now: i64,
-    ) -> StoreResult<Option<Vec<PendingDelivery>>> {
+    ) -> StoreResult<Option<Bound>> {
         self.barrier().await?;
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await.map_err(map_err)?;
@@ -274,6 +296,33 @@ impl Store for PostgresStore {
 
     async fn user_devices(&self, app_id: &AppId, user_id: &UserId) -> StoreResult<Vec<DeviceRecord>> {
         tx::user_devices(&*self.pool.get().await?, app_id, user_id).await.map_err(map_err)
+    }
+
+    async fn device_connected(
+        &self,
+        device_id: &DeviceId,
+        presence: &Presence,
+        now: i64,
+    ) -> StoreResult<Option<Presence>> {
+        tx::device_connected(&*self.pool.get().await?, device_id, presence, now).await.map_err(map_err)
+    }
+
+    async fn node_started(&self, node: &str) -> StoreResult<u64> {
+        let client = self.pool.get().await?;
+        client
+            .execute("UPDATE devices SET online_node = NULL, online_gen = NULL WHERE online_node = $1", &[&node])
+            .await
+            .map_err(map_err)
+    }
+
+    async fn stale_pending(
+        &self,
+        node: &str,
+        created_before: i64,
+        now: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<DeviceId>> {
+        tx::stale_pending(&*self.pool.get().await?, node, created_before, now, limit).await.map_err(map_err)
     }
 
     async fn commit_push(&self, push: NewPush, now: i64) -> StoreResult<CommittedPush> {

@@ -261,7 +261,7 @@ pub(super) async fn bind_user<C: GenericClient>(
     device_id: &DeviceId,
     user_id: &UserId,
     now: i64,
-) -> Result<Option<Vec<PendingDelivery>>, Error> {
+) -> Result<Option<Bound>, Error> {
     let (app, device, user) = (app_id.as_str(), device_id.as_str(), user_id.as_str());
     let Some(current) = device_by(c, "device_id = $1 AND app_id = $2 FOR UPDATE", &[&device, &app]).await? else {
         return Ok(None);
@@ -291,7 +291,11 @@ pub(super) async fn bind_user<C: GenericClient>(
             &[&device, &now, &app, &user],
         )
         .await?;
-    Ok(Some(rows.iter().map(pending_row).collect::<Result<_, _>>()?))
+    // The row is locked since the start: a connect's presence is either already here or
+    // waits for this bind to commit (and then reads its deliveries).
+    let online_node =
+        c.query_one("SELECT online_node FROM devices WHERE device_id = $1", &[&device]).await?.try_get(0)?;
+    Ok(Some(Bound { pending: rows.iter().map(pending_row).collect::<Result<_, _>>()?, online_node }))
 }
 
 pub(super) async fn unbind_user<C: GenericClient>(
@@ -379,16 +383,24 @@ pub(super) async fn commit_push<C: GenericClient>(c: &C, push: NewPush, now: i64
             outcomes.push((m.message_id.clone(), TargetOutcome::Duplicate { message_id: mid }));
             continue;
         }
+        // FOR SHARE: a connect recording its presence after this read waits until this
+        // push commits, so the connect's read of pending deliveries finds it; a presence
+        // committed before this read is seen, and the push rings that node.
         let sql = match m.target_kind {
-            TargetKind::Device => "SELECT device_id FROM devices WHERE app_id = $1 AND device_id = $2",
-            TargetKind::User => "SELECT device_id FROM devices WHERE app_id = $1 AND user_id = $2",
+            TargetKind::Device => {
+                "SELECT device_id, online_node FROM devices WHERE app_id = $1 AND device_id = $2 FOR SHARE"
+            }
+            TargetKind::User => {
+                "SELECT device_id, online_node FROM devices WHERE app_id = $1 AND user_id = $2 \
+                 ORDER BY device_id FOR SHARE"
+            }
         };
-        let devices: Vec<DeviceId> = c
+        let devices: Vec<Recipient> = c
             .query(sql, &[&app, &m.target])
             .await?
             .iter()
-            .map(|r| r.try_get::<_, String>(0).map(DeviceId::new))
-            .collect::<Result<_, _>>()?;
+            .map(|r| Ok(Recipient { device_id: DeviceId::new(r.try_get::<_, String>(0)?), online_node: r.try_get(1)? }))
+            .collect::<Result<_, Error>>()?;
         let undeliverable = m.target_kind == TargetKind::Device && devices.is_empty();
         // Payloads are built from Rust strings: always UTF-8.
         let payload = String::from_utf8_lossy(&m.payload);
@@ -413,7 +425,7 @@ pub(super) async fn commit_push<C: GenericClient>(c: &C, push: NewPush, now: i64
             c.execute(
                 "INSERT INTO deliveries (message_id, device_id, status, created_at, updated_at, expires_at) \
                  VALUES ($1, $2, 'pending', $3, $3, $4)",
-                &[&m.message_id.as_str(), &d.as_str(), &t.created_at, &t.expires_at],
+                &[&m.message_id.as_str(), &d.device_id.as_str(), &t.created_at, &t.expires_at],
             )
             .await?;
         }
@@ -442,14 +454,64 @@ pub(super) async fn pending_deliveries<C: GenericClient>(
     .collect()
 }
 
-/// Applies status updates in order, in one transaction.
+/// Applies status updates in order: those of deliveries in one transaction, then those of
+/// device rows one statement each. A transaction that held one device row while waiting for
+/// another could deadlock with a push holding share locks on devices in another order.
 pub(super) async fn apply_updates(pool: &Pool, updates: &[StatusUpdate]) -> Result<(), StoreError> {
     let mut client = pool.get().await?;
-    let tx = client.transaction().await.map_err(super::map_err)?;
-    for u in updates {
-        apply_update(&tx, u).await.map_err(super::map_err)?;
+    let (devices, deliveries): (Vec<&StatusUpdate>, Vec<&StatusUpdate>) =
+        updates.iter().partition(|u| matches!(u, StatusUpdate::Disconnected { .. }));
+    if !deliveries.is_empty() {
+        let tx = client.transaction().await.map_err(super::map_err)?;
+        for u in deliveries {
+            apply_update(&tx, u).await.map_err(super::map_err)?;
+        }
+        tx.commit().await.map_err(super::map_err)?;
     }
-    tx.commit().await.map_err(super::map_err)
+    for u in devices {
+        apply_update(&*client, u).await.map_err(super::map_err)?;
+    }
+    Ok(())
+}
+
+pub(super) async fn device_connected<C: GenericClient>(
+    c: &C,
+    device_id: &DeviceId,
+    presence: &Presence,
+    now: i64,
+) -> Result<Option<Presence>, Error> {
+    // One statement: the row is locked while the old presence is read and replaced.
+    let row = c
+        .query_opt(
+            "UPDATE devices d SET online_node = $2, online_gen = $3, last_seen = $4 \
+             FROM (SELECT online_node, online_gen FROM devices WHERE device_id = $1 FOR UPDATE) old \
+             WHERE d.device_id = $1 RETURNING old.online_node, old.online_gen",
+            &[&device_id.as_str(), &presence.node, &(presence.generation as i64), &now],
+        )
+        .await?;
+    Ok(match row {
+        Some(r) => replaced(Some((r.try_get(0)?, r.try_get(1)?)), presence),
+        None => None,
+    })
+}
+
+pub(super) async fn stale_pending<C: GenericClient>(
+    c: &C,
+    node: &str,
+    created_before: i64,
+    now: i64,
+    limit: usize,
+) -> Result<Vec<DeviceId>, Error> {
+    c.query(
+        "SELECT v.device_id FROM devices v WHERE v.online_node = $1 AND EXISTS \
+         (SELECT 1 FROM deliveries d WHERE d.device_id = v.device_id AND d.status IN ('pending', 'sent') \
+         AND d.created_at < $2 AND d.expires_at > $3) LIMIT $4",
+        &[&node, &created_before, &now, &(limit as i64)],
+    )
+    .await?
+    .iter()
+    .map(|r| r.try_get::<_, String>(0).map(DeviceId::new))
+    .collect()
 }
 
 async fn apply_update<C: GenericClient>(c: &C, update: &StatusUpdate) -> Result<(), Error> {
@@ -491,8 +553,15 @@ async fn apply_update<C: GenericClient>(c: &C, update: &StatusUpdate) -> Result<
             };
             c.execute(sql, &[&message_id.as_str(), &device_id.as_str(), at]).await?;
         }
-        StatusUpdate::Seen { device_id, at } => {
-            c.execute("UPDATE devices SET last_seen = $2 WHERE device_id = $1", &[&device_id.as_str(), at]).await?;
+        StatusUpdate::Disconnected { device_id, presence, at } => {
+            c.execute(
+                "UPDATE devices SET last_seen = $4, \
+                 online_node = CASE WHEN online_node = $2 AND online_gen = $3 THEN NULL ELSE online_node END, \
+                 online_gen = CASE WHEN online_node = $2 AND online_gen = $3 THEN NULL ELSE online_gen END \
+                 WHERE device_id = $1",
+                &[&device_id.as_str(), &presence.node, &(presence.generation as i64), at],
+            )
+            .await?;
         }
     }
     Ok(())

@@ -22,6 +22,7 @@ use tx::*;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../../../migrations/sqlite/0002_leases.sql")),
+    (3, include_str!("../../../migrations/sqlite/0003_presence.sql")),
 ];
 
 /// How often the WAL is copied back into the database file.
@@ -430,7 +431,7 @@ impl Store for SqliteStore {
         device_id: &DeviceId,
         user_id: &UserId,
         now: i64,
-    ) -> StoreResult<Option<Vec<PendingDelivery>>> {
+    ) -> StoreResult<Option<Bound>> {
         let (app_id, device_id, user_id) = (app_id.clone(), device_id.clone(), user_id.clone());
         self.write(move |c| {
             let (app, device, user) = (app_id.as_str(), device_id.as_str(), user_id.as_str());
@@ -460,7 +461,10 @@ impl Store for SqliteStore {
                 )?
                 .query_map(params![device, now, app, user], pending_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(Some(pending))
+            let online_node = c
+                .prepare_cached("SELECT online_node FROM devices WHERE device_id = ?1")?
+                .query_row([device], |r| r.get(0))?;
+            Ok(Some(Bound { pending, online_node }))
         })
         .await
     }
@@ -489,6 +493,58 @@ impl Store for SqliteStore {
                 "SELECT {DEVICE_COLUMNS} FROM devices WHERE app_id = ?1 AND user_id = ?2 ORDER BY device_id"
             ))?
             .query_map([app_id.as_str(), user_id.as_str()], device_row)?
+            .collect()
+        })
+        .await
+    }
+
+    async fn device_connected(
+        &self,
+        device_id: &DeviceId,
+        presence: &Presence,
+        now: i64,
+    ) -> StoreResult<Option<Presence>> {
+        let (device_id, presence) = (device_id.clone(), presence.clone());
+        self.write(move |c| {
+            let before: Option<(Option<String>, Option<i64>)> = c
+                .prepare_cached("SELECT online_node, online_gen FROM devices WHERE device_id = ?1")?
+                .query_row([device_id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            c.prepare_cached(
+                "UPDATE devices SET online_node = ?2, online_gen = ?3, last_seen = ?4 WHERE device_id = ?1",
+            )?
+            .execute(params![device_id.as_str(), presence.node, presence.generation as i64, now])?;
+            Ok(replaced(before, &presence))
+        })
+        .await
+    }
+
+    async fn node_started(&self, node: &str) -> StoreResult<u64> {
+        let node = node.to_owned();
+        self.write(move |c| {
+            let n = c
+                .prepare_cached("UPDATE devices SET online_node = NULL, online_gen = NULL WHERE online_node = ?1")?
+                .execute([node])?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn stale_pending(
+        &self,
+        node: &str,
+        created_before: i64,
+        now: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<DeviceId>> {
+        let node = node.to_owned();
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT v.device_id FROM devices v WHERE v.online_node = ?1 AND EXISTS \
+                 (SELECT 1 FROM deliveries d WHERE d.device_id = v.device_id AND d.status IN ('pending', 'sent') \
+                 AND d.created_at < ?2 AND d.expires_at > ?3) LIMIT ?4",
+            )?
+            .query_map(params![node, created_before, now, limit as i64], |r| r.get::<_, String>(0).map(DeviceId::new))?
             .collect()
         })
         .await

@@ -196,8 +196,10 @@ pub(super) fn commit_push_tx(conn: &Connection, push: NewPush, now: i64) -> rusq
     ])?;
 
     let mut outcomes = Vec::with_capacity(push.messages.len());
-    let mut by_device = conn.prepare_cached("SELECT device_id FROM devices WHERE app_id = ?1 AND device_id = ?2")?;
-    let mut by_user = conn.prepare_cached("SELECT device_id FROM devices WHERE app_id = ?1 AND user_id = ?2")?;
+    let mut by_device =
+        conn.prepare_cached("SELECT device_id, online_node FROM devices WHERE app_id = ?1 AND device_id = ?2")?;
+    let mut by_user =
+        conn.prepare_cached("SELECT device_id, online_node FROM devices WHERE app_id = ?1 AND user_id = ?2")?;
     let mut insert_message = conn.prepare_cached(
         "INSERT INTO messages (message_id, app_id, task_id, msg_key, target_kind, target, payload, undeliverable, \
          created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -216,8 +218,10 @@ pub(super) fn commit_push_tx(conn: &Connection, push: NewPush, now: i64) -> rusq
             TargetKind::Device => &mut by_device,
             TargetKind::User => &mut by_user,
         };
-        let devices: Vec<DeviceId> = lookup
-            .query_map(params![app, m.target], |r| r.get::<_, String>(0).map(DeviceId::new))?
+        let devices: Vec<Recipient> = lookup
+            .query_map(params![app, m.target], |r| {
+                Ok(Recipient { device_id: DeviceId::new(r.get::<_, String>(0)?), online_node: r.get(1)? })
+            })?
             .collect::<rusqlite::Result<_>>()?;
         let undeliverable = m.target_kind == TargetKind::Device && devices.is_empty();
         insert_message.execute(params![
@@ -233,7 +237,12 @@ pub(super) fn commit_push_tx(conn: &Connection, push: NewPush, now: i64) -> rusq
             t.expires_at
         ])?;
         for d in &devices {
-            insert_delivery.execute(params![m.message_id.as_str(), d.as_str(), t.created_at, t.expires_at])?;
+            insert_delivery.execute(params![
+                m.message_id.as_str(),
+                d.device_id.as_str(),
+                t.created_at,
+                t.expires_at
+            ])?;
         }
         let outcome = if undeliverable { TargetOutcome::Undeliverable } else { TargetOutcome::Accepted { devices } };
         outcomes.push((m.message_id, outcome));
@@ -280,9 +289,14 @@ pub(super) fn apply_update(conn: &Connection, update: StatusUpdate) -> rusqlite:
             };
             conn.prepare_cached(sql)?.execute(params![message_id.as_str(), device_id.as_str(), at])?;
         }
-        StatusUpdate::Seen { device_id, at } => {
-            conn.prepare_cached("UPDATE devices SET last_seen = ?2 WHERE device_id = ?1")?
-                .execute(params![device_id.as_str(), at])?;
+        StatusUpdate::Disconnected { device_id, presence, at } => {
+            conn.prepare_cached(
+                "UPDATE devices SET last_seen = ?4, \
+                 online_node = CASE WHEN online_node = ?2 AND online_gen = ?3 THEN NULL ELSE online_node END, \
+                 online_gen = CASE WHEN online_node = ?2 AND online_gen = ?3 THEN NULL ELSE online_gen END \
+                 WHERE device_id = ?1",
+            )?
+            .execute(params![device_id.as_str(), presence.node, presence.generation as i64, at])?;
         }
     }
     Ok(())

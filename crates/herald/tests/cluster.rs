@@ -1,0 +1,349 @@
+//! Cluster mode through real processes: three `herald serve --config cluster.toml` nodes on
+//! different ports sharing one PostgreSQL schema and one NATS, real MQTT devices on each.
+//!
+//! Needs `HERALD_TEST_POSTGRES_URL` and `HERALD_TEST_NATS_URL` (`.ci/run` sets both). Unset:
+//! each test prints that it was skipped and why. Set and the service down: the test fails.
+
+/// The servers of these tests run on PostgreSQL.
+pub const ON_POSTGRES: bool = true;
+
+#[path = "behaviour/common.rs"]
+#[allow(dead_code)] // The kit serves the behaviour suites too.
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+
+const NATS_URL: &str = "HERALD_TEST_NATS_URL";
+
+/// Nodes of one cluster: one schema, one subject prefix, one master key.
+struct Cluster {
+    nodes: Vec<TestServer>,
+    _dirs: Vec<tempfile::TempDir>,
+    // Dropped after the nodes (fields drop in order).
+    _schema: PgSchema,
+}
+
+impl Cluster {
+    /// `n` nodes, or `None` when PostgreSQL or NATS is not configured here.
+    async fn start(n: usize) -> Option<Cluster> {
+        Self::start_with(n, false).await
+    }
+
+    /// `deaf`: every node gets a subject prefix of its own, so that no bus message reaches
+    /// another node (each one is lost), and looks for unannounced deliveries every second.
+    async fn start_with(n: usize, deaf: bool) -> Option<Cluster> {
+        let Ok(nats) = std::env::var(NATS_URL) else {
+            eprintln!("skipped: {NATS_URL} is not set, so the cluster is not tested here");
+            return None;
+        };
+        tokio::time::timeout(Duration::from_secs(5), async_nats::connect(&nats))
+            .await
+            .unwrap_or_else(|_| panic!("{NATS_URL} is set but NATS at {nats} does not answer in time"))
+            .unwrap_or_else(|e| panic!("{NATS_URL} is set but NATS at {nats} does not answer: {e}"));
+        Self::start_on(n, &nats, deaf).await
+    }
+
+    async fn start_on(n: usize, nats: &str, deaf: bool) -> Option<Cluster> {
+        let schema = PgSchema::create().await?;
+        let master_key = herald::crypto::b64url(&herald::crypto::random_bytes::<32>());
+        let prefix = format!("t{}", herald::crypto::random_alnum(10));
+        let mut nodes = Vec::new();
+        let mut dirs = Vec::new();
+        // Without deaf nodes the resync never runs in a test: what arrives came by the bus.
+        let resync_secs = if deaf { 1 } else { 3600 };
+        for i in 1..=n {
+            let prefix = if deaf { format!("{prefix}n{i}") } else { prefix.clone() };
+            let dir = tempfile::tempdir().expect("temp dir");
+            let config = dir.path().join("cluster.toml");
+            std::fs::write(
+                &config,
+                format!(
+                    "store_url = \"{}\"\nbus_url = \"{nats}\"\nnode_id = \"node-{i}\"\nmaster_key = \"{master_key}\"\n\
+                     [store]\nexpiry_sweep_secs = 1\n[cluster]\nsubject_prefix = \"{prefix}\"\nresync_secs = {resync_secs}\n",
+                    schema.store_url()
+                ),
+            )
+            .unwrap();
+            nodes.push(TestServer::start_in(dir.path(), &["--config", config.to_str().unwrap()]).await);
+            dirs.push(dir);
+        }
+        Some(Cluster { nodes, _dirs: dirs, _schema: schema })
+    }
+
+    fn node(&self, i: usize) -> &TestServer {
+        &self.nodes[i - 1]
+    }
+
+    async fn node_info(&self, i: usize) -> Value {
+        let r = self.node(i).admin("GET", "/admin/v1/node", Value::Null).await;
+        assert_eq!(r.status, 200);
+        r.json()
+    }
+}
+
+async fn push_to_user(app: &TestApp, user: &str, key: &str, title: &str) -> String {
+    let r = app
+        .push_simple(json!({
+            "deliveryType": 3, "targetMsgkey": {user: key}, "title": title, "content": "c", "expiredSeconds": 300,
+        }))
+        .await;
+    assert_eq!(r.status, 200, "push: {:?}", r.json());
+    r.json()["pushResult"]["targets"][0]["messageId"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn pushes_through_any_node_reach_devices_on_every_node() {
+    let Some(c) = Cluster::start(3).await else { return };
+    let app = c.node(1).create_app().await;
+    assert_eq!(c.node_info(1).await["bus"], "nats");
+    let d3 = app.register("on-3").await;
+    let mut dev3 = TestDevice::connect(&d3.on(c.node(3))).await;
+    // Through node 1 to a device held by node 3.
+    let (_, m) = app.push_to_device(&d3.device_id, "k1", "via one").await;
+    let (publish, body) = dev3.next_push().await;
+    assert_eq!((body["messageId"].as_str(), publish.dup), (Some(m.as_str()), false));
+    app.wait_status(&m, "delivered").await;
+
+    // A user with a device on each node, pushed through node 2.
+    let mut devices = Vec::new();
+    for i in 1..=3 {
+        let creds = app.register(&format!("alice-{i}")).await;
+        assert_eq!(app.device_bind(&creds, "alice").await.status, 200);
+        devices.push(TestDevice::connect(&creds.on(c.node(i))).await);
+    }
+    let m = push_to_user(&app.via(c.node(2)), "alice", "k2", "to alice").await;
+    for d in &mut devices {
+        assert_eq!(d.next_push().await.1["messageId"], m.as_str());
+    }
+    let info: Vec<u64> = futures_util::future::join_all((1..=3).map(|i| c.node_info(i)))
+        .await
+        .iter()
+        .map(|j| j["connections"].as_u64().unwrap())
+        .collect();
+    assert_eq!(info, vec![1, 1, 2]);
+}
+
+#[tokio::test]
+async fn a_bind_on_one_node_hands_the_users_messages_to_the_device_on_another() {
+    let Some(c) = Cluster::start(2).await else { return };
+    let app = c.node(1).create_app().await;
+    let m = push_to_user(&app, "bob", "k", "before bind").await;
+    let creds = app.register("bob-phone").await;
+    let mut device = TestDevice::connect(&creds.on(c.node(2))).await;
+    // The bind goes through node 1; the connection is on node 2.
+    assert_eq!(app.device_bind(&creds, "bob").await.status, 200);
+    assert_eq!(device.next_push().await.1["messageId"], m.as_str());
+}
+
+#[tokio::test]
+async fn a_lost_bus_message_costs_latency_not_the_message() {
+    let Some(c) = Cluster::start_with(2, true).await else { return };
+    let app = c.node(1).create_app().await;
+    let creds = app.register("d").await;
+    let mut device = TestDevice::connect(&creds.on(c.node(2))).await;
+    let started = std::time::Instant::now();
+    let (_, m) = app.push_to_device(&creds.device_id, "k", "unannounced").await;
+    assert_eq!(device.next_push().await.1["messageId"], m.as_str());
+    // Found by node 2's resync: deliveries older than 1 s, looked for every second.
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(5), "took {took:?}");
+    assert!(c.node(2).log_contains("resync"));
+}
+
+#[tokio::test]
+async fn a_push_racing_a_connect_on_another_node_is_never_stranded() {
+    let Some(c) = Cluster::start(2).await else { return };
+    let app = c.node(1).create_app().await;
+    for round in 0..20 {
+        let creds = app.register(&format!("racer-{round}")).await;
+        let on2 = creds.on(c.node(2));
+        let (device, pushed) =
+            tokio::join!(TestDevice::connect(&on2), app.push_to_device(&creds.device_id, "k", "race"));
+        let mut device = device;
+        assert_eq!(device.next_push().await.1["messageId"], pushed.1.as_str(), "round {round}");
+        device.stop();
+    }
+}
+
+#[tokio::test]
+async fn a_device_moving_to_another_node_takes_over_and_the_old_connection_closes() {
+    let Some(c) = Cluster::start(3).await else { return };
+    let app = c.node(1).create_app().await;
+    let creds = app.register("mover").await;
+    let mut old = TestDevice::connect(&creds.on(c.node(1))).await;
+    let mut new = TestDevice::connect(&creds.on(c.node(2))).await;
+    let why = old.closed().await;
+    assert!(!why.is_empty());
+    eventually("node 1 to log that node 2 took the connection over", || async {
+        c.node(1).log_contains("taken over").then_some(())
+    })
+    .await;
+    let (_, m) = app.via(c.node(3)).push_to_device(&creds.device_id, "k", "after move").await;
+    assert_eq!(new.next_push().await.1["messageId"], m.as_str());
+}
+
+#[tokio::test]
+async fn after_kill9_of_a_node_its_devices_get_every_message_through_the_others() {
+    let Some(mut c) = Cluster::start(3).await else { return };
+    let app = c.node(2).create_app().await;
+    let creds = app.register("survivor").await;
+    let mut device = TestDevice::connect_manual_ack(&creds.on(c.node(1))).await;
+    let (_, unacked) = app.push_to_device(&creds.device_id, "k1", "never acked").await;
+    let (first, _) = device.next_push().await;
+    assert!(!first.dup);
+    c.nodes[0].kill9();
+    device.closed().await;
+    // Accepted while the device has no connection anywhere.
+    let (_, while_down) = app.push_to_device(&creds.device_id, "k2", "while node 1 is dead").await;
+    let mut device = TestDevice::connect(&creds.on(c.node(3))).await;
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let (publish, body) = device.next_push().await;
+        got.push((body["messageId"].as_str().unwrap().to_string(), publish.dup));
+    }
+    got.sort();
+    let mut want = vec![(unacked.clone(), true), (while_down.clone(), true)];
+    want.sort();
+    // Node 1 died without a trace of what it wrote: everything pending comes with DUP.
+    assert_eq!(got, want);
+    app.wait_status(&unacked, "delivered").await;
+    app.wait_status(&while_down, "delivered").await;
+}
+
+#[tokio::test]
+async fn the_expiry_lease_moves_to_another_node_when_its_holder_dies() {
+    let Some(mut c) = Cluster::start(3).await else { return };
+    let holders = |infos: &[Value]| -> Vec<usize> {
+        infos
+            .iter()
+            .enumerate()
+            .filter(|(_, j)| j["leases"].as_array().unwrap().iter().any(|l| l == "expiry-sweep"))
+            .map(|(i, _)| i + 1)
+            .collect()
+    };
+    let holder = eventually("one node to hold the expiry lease", || async {
+        let infos = futures_util::future::join_all((1..=3).map(|i| c.node_info(i))).await;
+        let h = holders(&infos);
+        (h.len() == 1).then(|| h[0])
+    })
+    .await;
+    let killed_at = std::time::Instant::now();
+    c.nodes[holder - 1].kill9();
+    let alive: Vec<usize> = (1..=3).filter(|i| *i != holder).collect();
+    let next = eventually("another node to take the expiry lease", || async {
+        let infos = futures_util::future::join_all(alive.iter().map(|i| c.node_info(*i))).await;
+        let h = holders(&infos);
+        (h.len() == 1).then(|| alive[h[0] - 1])
+    })
+    .await;
+    assert_ne!(next, holder);
+    // Lease 3 s (three sweeps of 1 s), then up to one sweep to notice.
+    assert!(killed_at.elapsed() < Duration::from_secs(6), "took {:?}", killed_at.elapsed());
+}
+
+#[tokio::test]
+async fn nonces_and_key_revocations_hold_across_nodes() {
+    let Some(c) = Cluster::start(2).await else { return };
+    let app = c.node(1).create_app().await;
+    // One signed request, sent to node 1 and then replayed to node 2.
+    let headers =
+        herald::api::signing::sign_hmac(&app.key_id, &app.secret, "GET", "/v1/tasks/none", b"", herald::now_ms());
+    let first = c.node(1).call("GET", "/v1/tasks/none", &headers, bytes::Bytes::new()).await;
+    assert_eq!(first.json()["resultCode"], "TASK_NOT_EXIST");
+    let replay = c.node(2).call("GET", "/v1/tasks/none", &headers, bytes::Bytes::new()).await;
+    assert_eq!((replay.status, replay.json()["resultCode"].as_str()), (401, Some("NONCE_REUSED")));
+    // Node 2 has the key cached; a revocation on node 1 reaches it over the bus at once
+    // (the cache alone would trust the key for key_cache_secs).
+    assert_eq!(app.via(c.node(2)).task("none").await.json()["resultCode"], "TASK_NOT_EXIST");
+    let r = c.node(1).admin("DELETE", &format!("/admin/v1/apps/{}/keys/{}", app.app_id, app.key_id), Value::Null).await;
+    assert_eq!(r.status, 200);
+    eventually("node 2 to refuse the revoked key", || async {
+        (app.via(c.node(2)).task("none").await.json()["resultCode"] == "API_KEY_INVALID").then_some(())
+    })
+    .await;
+}
+
+/// A NATS of this test's own, to stop and start.
+struct PrivateNats {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl PrivateNats {
+    fn start(port: u16) -> PrivateNats {
+        // Debian puts it in /usr/sbin, which is not on every PATH.
+        let bin = if std::path::Path::new("/usr/sbin/nats-server").exists() {
+            "/usr/sbin/nats-server"
+        } else {
+            "nats-server"
+        };
+        let child = std::process::Command::new(bin)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server installed (Debian package nats-server)");
+        let deadline = std::time::Instant::now() + WAIT;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "private nats-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        PrivateNats { child, port }
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_node_that_lost_nats_refuses_pushes_until_it_is_back() {
+    if std::env::var(NATS_URL).is_err() {
+        eprintln!("skipped: {NATS_URL} is not set, so the cluster is not tested here");
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let nats = PrivateNats::start(port);
+    let Some(c) = Cluster::start_on(1, &format!("nats://127.0.0.1:{}", nats.port), false).await else { return };
+    let app = c.node(1).create_app().await;
+    let creds = app.register("d").await;
+    app.push_to_device(&creds.device_id, "k1", "bus up").await;
+    drop(nats);
+    let refused = eventually("pushes to be refused without the bus", || async {
+        let r = app
+            .push_simple(json!({
+                "deliveryType": 1, "targetMsgkey": {creds.device_id.as_str(): "k2"}, "title": "t", "content": "c",
+                "expiredSeconds": 300,
+            }))
+            .await;
+        (r.status == 503).then(|| r.json())
+    })
+    .await;
+    assert_eq!(refused["resultCode"], "BUS_UNAVAILABLE");
+    assert_eq!(c.node(1).call("GET", "/healthz", &[], bytes::Bytes::new()).await.status, 503);
+    let _nats = PrivateNats::start(port);
+    eventually("the node to serve again once NATS is back", || async {
+        (c.node(1).call("GET", "/healthz", &[], bytes::Bytes::new()).await.status == 200).then_some(())
+    })
+    .await;
+    // Nothing of the refused push was kept: its msgKey is not a duplicate now.
+    let r = app
+        .push_simple(json!({
+            "deliveryType": 1, "targetMsgkey": {creds.device_id.as_str(): "k2"}, "title": "t", "content": "c",
+                "expiredSeconds": 300,
+        }))
+        .await;
+    let target = &r.json()["pushResult"]["targets"][0];
+    assert_eq!(target["status"], "accepted", "{target}");
+    let m = target["messageId"].as_str().unwrap().to_string();
+    let mut device = TestDevice::connect(&creds).await;
+    let mut got = vec![device.next_push().await.1["messageId"].as_str().unwrap().to_string()];
+    got.push(device.next_push().await.1["messageId"].as_str().unwrap().to_string());
+    assert!(got.contains(&m), "{got:?}");
+}
