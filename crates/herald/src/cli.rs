@@ -257,7 +257,7 @@ fn serve(args: ServeArgs) -> ExitCode {
 }
 
 /// Every device connection is a file descriptor: raise the soft limit to the hard one.
-fn raise_fd_limit() {
+pub(crate) fn raise_fd_limit() {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
     let raised = unsafe {

@@ -29,6 +29,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
+mod cluster;
+
 #[derive(Args, Clone)]
 pub struct BenchArgs {
     /// What to measure.
@@ -59,17 +61,43 @@ pub struct BenchArgs {
     /// instead of SQLite.
     #[arg(long)]
     store_url: Option<String>,
+    /// NATS of the cluster scenario.
+    #[arg(long)]
+    bus_url: Option<String>,
+    /// Nodes of the unicast comparison of the cluster scenario.
+    #[arg(long, default_value_t = 2)]
+    nodes: usize,
+    /// Nodes of the scale part of the cluster scenario (each holds --connections).
+    #[arg(long, default_value_t = 3)]
+    scale_nodes: usize,
+    /// `hold`: the node to connect to.
+    #[arg(long, hide = true)]
+    mqtt: Option<String>,
+    /// `hold`: lines of `appId deviceId token`.
+    #[arg(long, hide = true)]
+    devices_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum Scenario {
     Idle,
     Push,
+    /// One SQLite node vs nodes on PostgreSQL + NATS; then three nodes holding
+    /// `--connections` each (needs --store-url and --bus-url).
+    Cluster,
     All,
+    /// A helper process of `cluster`: holds the devices of `--devices-file` on `--mqtt`.
+    #[value(hide = true)]
+    Hold,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let herald_bin = std::env::current_exe()?;
+    // Every bench connection is a file descriptor.
+    crate::cli::raise_fd_limit();
+    if args.scenario == Scenario::Hold {
+        return cluster::hold(&args).await;
+    }
     if cfg!(debug_assertions) {
         eprintln!("warning: this is a debug build; run `cargo run --release -p herald -- bench …` for figures");
     }
@@ -79,6 +107,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if matches!(args.scenario, Scenario::Push | Scenario::All) {
         push(&args, &herald_bin).await?;
+    }
+    if args.scenario == Scenario::Cluster {
+        cluster::run(&args, &herald_bin).await?;
     }
     Ok(())
 }
@@ -174,12 +205,19 @@ impl BenchSchema {
 }
 
 async fn start_herald(bin: &PathBuf, store_url: Option<&str>) -> anyhow::Result<Server> {
+    let extra = match store_url {
+        Some(url) => vec!["--store-url".to_string(), url.to_string()],
+        None => vec![],
+    };
+    start_herald_with(bin, &extra, &[]).await
+}
+
+/// Starts `herald serve` on loopback ports with `extra` arguments and `env` variables.
+async fn start_herald_with(bin: &PathBuf, extra: &[String], env: &[(&str, &str)]) -> anyhow::Result<Server> {
     let dir = tempfile_dir::TempDir::new("herald-bench")?;
     let mut cmd = Command::new(bin);
     cmd.args(["serve", "--http-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--log-level", "warn"]);
-    if let Some(url) = store_url {
-        cmd.args(["--store-url", url]);
-    }
+    cmd.args(extra).envs(env.iter().copied());
     let mut child = cmd
         .arg("--data-dir")
         .arg(dir.path())
@@ -291,15 +329,20 @@ async fn create_app(pool: &HttpPool) -> anyhow::Result<BenchApp> {
     Ok(BenchApp { app_id: s("appId")?, app_key: s("appKey")?, key_id: s("apiKeyId")?, secret: s("apiSecret")? })
 }
 
-/// Registers `n` devices; returns (deviceId, deviceToken) pairs.
-async fn register_devices(pool: Arc<HttpPool>, app: &BenchApp, n: usize) -> anyhow::Result<Vec<(String, String)>> {
+/// Registers `n` devices (install ids from `first` on); returns (deviceId, deviceToken) pairs.
+async fn register_devices(
+    pool: Arc<HttpPool>,
+    app: &BenchApp,
+    n: usize,
+    first: usize,
+) -> anyhow::Result<Vec<(String, String)>> {
     let headers = Arc::new(vec![
         ("x-herald-app".to_string(), app.app_id.clone()),
         ("x-herald-app-key".to_string(), app.app_key.clone()),
     ]);
     let sem = Arc::new(Semaphore::new(pool.senders.len()));
     let mut tasks = Vec::with_capacity(n);
-    for i in 0..n {
+    for i in first..first + n {
         let (pool, headers, sem) = (pool.clone(), headers.clone(), sem.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire().await?;
@@ -332,43 +375,38 @@ struct DeviceSpec {
     subscribe: Option<String>,
 }
 
-/// What the receiving side of the push phases records.
+/// What the receiving side of the push phases records. Each payload carries its send time
+/// (`bench#SEQ@MICROS`, Unix µs): receivers in other processes measure latency too.
+#[derive(Default)]
 struct Receipts {
-    /// Send time of each sequence number, as nanoseconds since `epoch` (0 = not sent).
-    sent: Vec<AtomicU64>,
     latencies_us: Mutex<Vec<u64>>,
     received: AtomicU64,
-    epoch: Instant,
 }
 
 impl Receipts {
-    fn new(capacity: usize) -> Self {
-        Receipts {
-            sent: (0..capacity).map(|_| AtomicU64::new(0)).collect(),
-            latencies_us: Mutex::new(Vec::with_capacity(capacity)),
-            received: AtomicU64::new(0),
-            epoch: Instant::now(),
-        }
-    }
-
-    fn mark_sent(&self, seq: usize) {
-        self.sent[seq].store(self.epoch.elapsed().as_nanos() as u64 + 1, Ordering::Relaxed);
-    }
-
-    fn mark_received(&self, seq: usize) {
-        if let Some(sent) = self.sent.get(seq).map(|s| s.load(Ordering::Relaxed)).filter(|s| *s > 0) {
-            let now = self.epoch.elapsed().as_nanos() as u64 + 1;
-            self.latencies_us.lock().push(now.saturating_sub(sent) / 1000);
+    fn mark_received(&self, payload: &[u8]) {
+        if let Some(sent_us) = sent_us_of(payload) {
+            self.latencies_us.lock().push(now_us().saturating_sub(sent_us));
         }
         self.received.fetch_add(1, Ordering::Relaxed);
     }
 }
 
-/// Finds `"seq":N` or `bench#N` in a payload without parsing all of it.
-fn seq_of(payload: &[u8]) -> Option<usize> {
+fn now_us() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+}
+
+/// The title of bench message `seq`, stamped with the time it is sent.
+fn bench_title(seq: usize) -> String {
+    format!("bench#{seq}@{}", now_us())
+}
+
+/// Finds the send time of `bench#SEQ@MICROS` in a payload without parsing all of it.
+fn sent_us_of(payload: &[u8]) -> Option<u64> {
     let text = std::str::from_utf8(payload).ok()?;
-    let start = text.find("bench#")? + 6;
-    let digits: String = text[start..].chars().take_while(char::is_ascii_digit).collect();
+    let start = text.find("bench#")?;
+    let at = start + text[start..].find('@')? + 1;
+    let digits: String = text[at..].chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()
 }
 
@@ -421,8 +459,8 @@ async fn device_task(
                     if let Some(packet_id) = p.packet_id {
                         stream.write_all(&Packet::PubAck(PubAck { packet_id }).to_bytes()).await?;
                     }
-                    if let (Some(r), Some(seq)) = (&receipts, seq_of(&p.payload)) {
-                        r.mark_received(seq);
+                    if let Some(r) = &receipts {
+                        r.mark_received(&p.payload);
                     }
                 }
                 _ => {}
@@ -518,7 +556,7 @@ async fn idle(args: &BenchArgs, herald_bin: &PathBuf) -> anyhow::Result<()> {
     let herald = start_herald(herald_bin, schema.as_ref().map(BenchSchema::store_url).as_deref()).await?;
     let pool = Arc::new(HttpPool::new(&herald.http, 32).await?);
     let app = create_app(&pool).await?;
-    let devices = register_devices(pool.clone(), &app, n).await?;
+    let devices = register_devices(pool.clone(), &app, n, 0).await?;
     drop(pool);
     let (per, before, after) = measure_idle(&herald, herald_specs(&app, &devices)).await?;
     println!("| herald | {before} | {after} | {per:.0} |");
@@ -533,6 +571,45 @@ async fn idle(args: &BenchArgs, herald_bin: &PathBuf) -> anyhow::Result<()> {
         println!("\nherald / mosquitto memory per connection: {:.2}\n", per / ref_per);
     }
     Ok(())
+}
+
+/// Where deliveries are counted: in this process, or in `bench hold` worker processes
+/// (one process cannot open more than about 20,000 files here).
+enum Collector {
+    Local(Arc<Receipts>),
+    Workers(Vec<cluster::Worker>),
+}
+
+impl Collector {
+    async fn received(&self) -> anyhow::Result<u64> {
+        match self {
+            Collector::Local(r) => Ok(r.received.load(Ordering::Relaxed)),
+            Collector::Workers(ws) => {
+                let mut n = 0;
+                for w in ws {
+                    n += w.received().await?;
+                }
+                Ok(n)
+            }
+        }
+    }
+
+    /// The latencies recorded so far (µs), and a fresh start for the next phase.
+    async fn take_latencies(&self) -> anyhow::Result<Vec<u64>> {
+        match self {
+            Collector::Local(r) => {
+                r.received.store(0, Ordering::Relaxed);
+                Ok(std::mem::take(&mut *r.latencies_us.lock()))
+            }
+            Collector::Workers(ws) => {
+                let mut all = Vec::new();
+                for w in ws {
+                    all.extend(w.take_latencies().await?);
+                }
+                Ok(all)
+            }
+        }
+    }
 }
 
 struct PhaseResult {
@@ -565,7 +642,7 @@ async fn drive<F, Fut>(
     seconds: u64,
     concurrency: usize,
     rate: Option<u64>,
-    receipts: Arc<Receipts>,
+    receipts: &Collector,
     send: F,
 ) -> anyhow::Result<PhaseResult>
 where
@@ -574,7 +651,6 @@ where
 {
     let send = Arc::new(send);
     let seq = Arc::new(AtomicUsize::new(0));
-    let capacity = receipts.sent.len();
     let started = Instant::now();
     let stop_at = started + Duration::from_secs(seconds);
     let errors = Arc::new(AtomicU64::new(0));
@@ -582,14 +658,10 @@ where
         None => {
             let mut workers = Vec::new();
             for _ in 0..concurrency {
-                let (send, seq, receipts, errors) = (send.clone(), seq.clone(), receipts.clone(), errors.clone());
+                let (send, seq, errors) = (send.clone(), seq.clone(), errors.clone());
                 workers.push(tokio::spawn(async move {
                     while Instant::now() < stop_at {
                         let s = seq.fetch_add(1, Ordering::Relaxed);
-                        if s >= capacity {
-                            return;
-                        }
-                        receipts.mark_sent(s);
                         if send(s, s % targets).await.is_err() {
                             errors.fetch_add(1, Ordering::Relaxed);
                         }
@@ -611,12 +683,8 @@ where
                     tokio::time::sleep(next - now).await;
                 }
                 let s = seq.fetch_add(1, Ordering::Relaxed);
-                if s >= capacity {
-                    break;
-                }
                 let permit = sem.clone().acquire_owned().await?;
-                let (send, receipts, errors) = (send.clone(), receipts.clone(), errors.clone());
-                receipts.mark_sent(s);
+                let (send, errors) = (send.clone(), errors.clone());
                 tokio::spawn(async move {
                     if send(s, s % targets).await.is_err() {
                         errors.fetch_add(1, Ordering::Relaxed);
@@ -624,23 +692,26 @@ where
                     drop(permit);
                 });
             }
+            // The requests still in flight: wait for their answers.
+            let _ = sem.acquire_many(concurrency as u32).await?;
         }
     }
-    let sent = seq.load(Ordering::Relaxed).min(capacity) as u64;
+    let errors = errors.load(Ordering::Relaxed);
+    let sent = (seq.load(Ordering::Relaxed) as u64).saturating_sub(errors);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while receipts.received.load(Ordering::Relaxed) < sent && Instant::now() < deadline {
+    while receipts.received().await? < sent && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let seconds = started.elapsed().as_secs_f64();
-    let errors = errors.load(Ordering::Relaxed);
     if errors > 0 {
         eprintln!("warning: {errors} sends failed");
     }
-    let mut lat = std::mem::take(&mut *receipts.latencies_us.lock());
+    let received = receipts.received().await?;
+    let mut lat = receipts.take_latencies().await?;
     lat.sort_unstable();
     Ok(PhaseResult {
         sent,
-        received: receipts.received.load(Ordering::Relaxed),
+        received,
         seconds,
         p50_ms: percentile(&lat, 0.50),
         p99_ms: percentile(&lat, 0.99),
@@ -662,27 +733,37 @@ fn print_phase(name: &str, r: &PhaseResult) {
 }
 
 async fn herald_push_phase(args: &BenchArgs, herald_bin: &PathBuf, rate: Option<u64>) -> anyhow::Result<PhaseResult> {
-    let schema = match &args.store_url {
+    herald_push_phase_on(args, herald_bin, rate, args.store_url.as_deref()).await
+}
+
+/// The unicast phase on one node, on SQLite or on the PostgreSQL of `store_url`.
+async fn herald_push_phase_on(
+    args: &BenchArgs,
+    herald_bin: &PathBuf,
+    rate: Option<u64>,
+    store_url: Option<&str>,
+) -> anyhow::Result<PhaseResult> {
+    let schema = match store_url {
         Some(url) => Some(BenchSchema::create(url).await?),
         None => None,
     };
     let herald = start_herald(herald_bin, schema.as_ref().map(BenchSchema::store_url).as_deref()).await?;
     let pool = Arc::new(HttpPool::new(&herald.http, args.concurrency.max(8)).await?);
     let app = Arc::new(create_app(&pool).await?);
-    let devices = Arc::new(register_devices(pool.clone(), &app, args.devices).await?);
-    let capacity = (rate.unwrap_or(50_000) * args.seconds * 2) as usize;
-    let receipts = Arc::new(Receipts::new(capacity));
+    let devices = Arc::new(register_devices(pool.clone(), &app, args.devices, 0).await?);
+    let receipts = Arc::new(Receipts::default());
     let handles = connect_all(&herald.mqtt, herald_specs(&app, &devices), Some(receipts.clone())).await?;
     let targets = devices.len();
     // Message keys unique to this run: a repeated key would be an idempotent no-op.
     let run = crate::crypto::random_alnum(8);
-    let result = drive(targets, args.seconds, args.concurrency, rate, receipts, move |seq, target| {
+    let collector = Collector::Local(receipts);
+    let result = drive(targets, args.seconds, args.concurrency, rate, &collector, move |seq, target| {
         let (pool, app, devices, run) = (pool.clone(), app.clone(), devices.clone(), run.clone());
         async move {
             let body = json!({
                 "deliveryType": 1,
                 "targetMsgkey": {devices[target].0.clone(): format!("{run}-{seq}")},
-                "title": format!("bench#{seq}"),
+                "title": bench_title(seq),
                 "content": "benchmark message",
                 "expiredSeconds": 3600,
             })
@@ -715,8 +796,7 @@ async fn herald_push_phase(args: &BenchArgs, herald_bin: &PathBuf, rate: Option<
 
 async fn mosquitto_push_phase(args: &BenchArgs, rate: Option<u64>) -> anyhow::Result<PhaseResult> {
     let mosquitto = start_mosquitto(&args.mosquitto).await?;
-    let capacity = (rate.unwrap_or(100_000) * args.seconds * 2) as usize;
-    let receipts = Arc::new(Receipts::new(capacity));
+    let receipts = Arc::new(Receipts::default());
     let handles = connect_all(&mosquitto.mqtt, mosquitto_specs(args.devices), Some(receipts.clone())).await?;
     // Publishers: one connection per concurrent sender, each waiting for its PUBACK, the
     // counterpart of an HTTP request answered after commit.
@@ -726,12 +806,13 @@ async fn mosquitto_push_phase(args: &BenchArgs, rate: Option<u64>) -> anyhow::Re
     }
     let publishers = Arc::new(publishers);
     let next = Arc::new(AtomicUsize::new(0));
-    let result = drive(args.devices, args.seconds, args.concurrency, rate, receipts, move |seq, target| {
+    let collector = Collector::Local(receipts);
+    let result = drive(args.devices, args.seconds, args.concurrency, rate, &collector, move |seq, target| {
         let (publishers, next) = (publishers.clone(), next.clone());
         async move {
             let i = next.fetch_add(1, Ordering::Relaxed) % publishers.len();
             let mut p = publishers[i].lock().await;
-            let payload = json!({"title": format!("bench#{seq}"), "content": "benchmark message"}).to_string();
+            let payload = json!({"title": bench_title(seq), "content": "benchmark message"}).to_string();
             p.publish(&format!("push/bench-{target}"), Bytes::from(payload)).await
         }
     })
