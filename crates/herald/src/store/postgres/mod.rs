@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::{Mutex, MutexGuard, mpsc, oneshot};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, GenericClient, NoTls, Row, Statement, Transaction};
 
 use super::*;
 
@@ -40,8 +40,73 @@ enum Update {
 
 struct Pool {
     config: tokio_postgres::Config,
-    clients: Vec<Mutex<Client>>,
+    clients: Vec<Mutex<PgConn>>,
     next: AtomicUsize,
+}
+
+/// One pooled connection and the statements prepared on it.
+struct PgConn {
+    client: Client,
+    cache: StmtCache,
+}
+
+/// Statements prepared on one connection, by SQL text.
+type StmtCache = parking_lot::Mutex<std::collections::HashMap<String, Statement>>;
+
+impl PgConn {
+    async fn open(config: &tokio_postgres::Config) -> Result<PgConn, tokio_postgres::Error> {
+        Ok(PgConn { client: connect(config).await?, cache: Default::default() })
+    }
+
+    fn db(&self) -> Db<'_, Client> {
+        Db::new(&self.client, &self.cache)
+    }
+
+    async fn transaction(&mut self) -> Result<(Transaction<'_>, &StmtCache), tokio_postgres::Error> {
+        let PgConn { client, cache } = self;
+        Ok((client.transaction().await?, &*cache))
+    }
+}
+
+/// A client or a transaction with the statement cache of its connection: each SQL text is
+/// parsed and planned once per connection, then only bound and executed (one round trip
+/// per statement instead of two, and no planning on the server).
+pub(super) struct Db<'a, C> {
+    c: &'a C,
+    cache: &'a StmtCache,
+}
+
+type Params<'a> = &'a [&'a (dyn tokio_postgres::types::ToSql + Sync)];
+
+impl<'a, C: GenericClient + Sync> Db<'a, C> {
+    fn new(c: &'a C, cache: &'a StmtCache) -> Self {
+        Db { c, cache }
+    }
+
+    async fn statement(&self, sql: &str) -> Result<Statement, tokio_postgres::Error> {
+        if let Some(s) = self.cache.lock().get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.c.prepare(sql).await?;
+        self.cache.lock().insert(sql.to_owned(), s.clone());
+        Ok(s)
+    }
+
+    pub(super) async fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64, tokio_postgres::Error> {
+        self.c.execute(&self.statement(sql).await?, params).await
+    }
+
+    pub(super) async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, tokio_postgres::Error> {
+        self.c.query(&self.statement(sql).await?, params).await
+    }
+
+    pub(super) async fn query_one(&self, sql: &str, params: Params<'_>) -> Result<Row, tokio_postgres::Error> {
+        self.c.query_one(&self.statement(sql).await?, params).await
+    }
+
+    pub(super) async fn query_opt(&self, sql: &str, params: Params<'_>) -> Result<Option<Row>, tokio_postgres::Error> {
+        self.c.query_opt(&self.statement(sql).await?, params).await
+    }
 }
 
 async fn connect(config: &tokio_postgres::Config) -> Result<Client, tokio_postgres::Error> {
@@ -56,15 +121,15 @@ async fn connect(config: &tokio_postgres::Config) -> Result<Client, tokio_postgr
 
 impl Pool {
     /// A connection of the pool, reconnected if it broke.
-    async fn get(&self) -> StoreResult<MutexGuard<'_, Client>> {
+    async fn get(&self) -> StoreResult<MutexGuard<'_, PgConn>> {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let n = self.clients.len();
         let mut guard = match (0..n).find_map(|i| self.clients[(start + i) % n].try_lock().ok()) {
             Some(g) => g,
             None => self.clients[start % n].lock().await,
         };
-        if guard.is_closed() {
-            *guard = connect(&self.config).await.map_err(map_err)?;
+        if guard.client.is_closed() {
+            *guard = PgConn::open(&self.config).await.map_err(map_err)?;
         }
         Ok(guard)
     }
@@ -91,7 +156,7 @@ impl PostgresStore {
         }
         let mut clients = Vec::with_capacity(connections.max(1));
         for _ in 0..connections.max(1) {
-            clients.push(Mutex::new(connect(&config).await.map_err(map_err)?));
+            clients.push(Mutex::new(PgConn::open(&config).await.map_err(map_err)?));
         }
         let pool = Arc::new(Pool { config, clients, next: AtomicUsize::new(0) });
         migrate(&pool).await?;
@@ -118,9 +183,10 @@ impl PostgresStore {
         held: oneshot::Sender<()>,
         release: oneshot::Receiver<()>,
     ) -> StoreResult<CommittedPush> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await.map_err(map_err)?;
-        let committed = tx::commit_push(&tx, push, now).await.map_err(map_err)?;
+        let mut conn = self.pool.get().await?;
+        let (tx, cache) = conn.transaction().await.map_err(map_err)?;
+        let db = Db::new(&tx, cache);
+        let committed = tx::commit_push(&db, push, now).await.map_err(map_err)?;
         let _ = held.send(());
         let _ = release.await;
         tx.commit().await.map_err(map_err)?;
@@ -129,8 +195,8 @@ impl PostgresStore {
 }
 
 async fn migrate(pool: &Pool) -> StoreResult<()> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await.map_err(map_err)?;
+    let mut conn = pool.get().await?;
+    let tx = conn.client.transaction().await.map_err(map_err)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(map_err)?;
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
@@ -192,60 +258,62 @@ async fn apply_updates(pool: Arc<Pool>, mut rx: mpsc::UnboundedReceiver<Update>)
 #[async_trait::async_trait]
 impl Store for PostgresStore {
     async fn setting(&self, name: &str) -> StoreResult<Option<String>> {
-        tx::setting(&*self.pool.get().await?, name).await.map_err(map_err)
+        tx::setting(&self.pool.get().await?.db(), name).await.map_err(map_err)
     }
 
     async fn init_setting(&self, name: &str, value: &str) -> StoreResult<String> {
-        tx::init_setting(&*self.pool.get().await?, name, value).await.map_err(map_err)
+        tx::init_setting(&self.pool.get().await?.db(), name, value).await.map_err(map_err)
     }
 
     async fn create_app(&self, app: AppRecord, first_key: ApiKeyRecord) -> StoreResult<()> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await.map_err(map_err)?;
-        tx::insert_app(&tx, &app).await.map_err(map_err)?;
-        tx::insert_key(&tx, &first_key).await.map_err(map_err)?;
+        let mut conn = self.pool.get().await?;
+        let (tx, cache) = conn.transaction().await.map_err(map_err)?;
+        let db = Db::new(&tx, cache);
+        tx::insert_app(&db, &app).await.map_err(map_err)?;
+        tx::insert_key(&db, &first_key).await.map_err(map_err)?;
         tx.commit().await.map_err(map_err)
     }
 
     async fn app(&self, app_id: &AppId) -> StoreResult<Option<AppRecord>> {
-        tx::app(&*self.pool.get().await?, app_id).await.map_err(map_err)
+        tx::app(&self.pool.get().await?.db(), app_id).await.map_err(map_err)
     }
 
     async fn apps(&self) -> StoreResult<Vec<AppRecord>> {
-        tx::apps(&*self.pool.get().await?).await.map_err(map_err)
+        tx::apps(&self.pool.get().await?.db()).await.map_err(map_err)
     }
 
     async fn create_api_key(&self, key: ApiKeyRecord) -> StoreResult<()> {
-        tx::insert_key(&*self.pool.get().await?, &key).await.map_err(map_err)
+        tx::insert_key(&self.pool.get().await?.db(), &key).await.map_err(map_err)
     }
 
     async fn api_key(&self, key_id: &KeyId) -> StoreResult<Option<ApiKeyRecord>> {
-        tx::api_key(&*self.pool.get().await?, key_id).await.map_err(map_err)
+        tx::api_key(&self.pool.get().await?.db(), key_id).await.map_err(map_err)
     }
 
     async fn api_keys(&self, app_id: &AppId) -> StoreResult<Vec<ApiKeyRecord>> {
-        tx::api_keys(&*self.pool.get().await?, app_id).await.map_err(map_err)
+        tx::api_keys(&self.pool.get().await?.db(), app_id).await.map_err(map_err)
     }
 
     async fn revoke_api_key(&self, app_id: &AppId, key_id: &KeyId, now: i64) -> StoreResult<bool> {
-        tx::revoke_api_key(&*self.pool.get().await?, app_id, key_id, now).await.map_err(map_err)
+        tx::revoke_api_key(&self.pool.get().await?.db(), app_id, key_id, now).await.map_err(map_err)
     }
 
     async fn register_device(&self, reg: DeviceRegistration) -> StoreResult<DeviceRecord> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await.map_err(map_err)?;
-        let device = tx::register_device(&tx, reg).await.map_err(map_err)?;
+        let mut conn = self.pool.get().await?;
+        let (tx, cache) = conn.transaction().await.map_err(map_err)?;
+        let db = Db::new(&tx, cache);
+        let device = tx::register_device(&db, reg).await.map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
         Ok(device)
     }
 
     async fn device_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<DeviceRecord>> {
-        tx::device_by(&*self.pool.get().await?, "token_hash = $1", &[&token_hash]).await.map_err(map_err)
+        tx::device_by(&self.pool.get().await?.db(), "token_hash = $1", &[&token_hash]).await.map_err(map_err)
     }
 
     async fn device(&self, app_id: &AppId, device_id: &DeviceId) -> StoreResult<Option<DeviceRecord>> {
         tx::device_by(
-            &*self.pool.get().await?,
+            &self.pool.get().await?.db(),
             "device_id = $1 AND app_id = $2",
             &[&device_id.as_str(), &app_id.as_str()],
         )
@@ -254,7 +322,7 @@ impl Store for PostgresStore {
     }
 
     async fn device_credentials(&self, device_id: &DeviceId) -> StoreResult<Option<(AppId, String)>> {
-        tx::device_credentials(&*self.pool.get().await?, device_id).await.map_err(map_err)
+        tx::device_credentials(&self.pool.get().await?.db(), device_id).await.map_err(map_err)
     }
 
     async fn report_device(
@@ -264,9 +332,10 @@ impl Store for PostgresStore {
         app_version: Option<String>,
         vendor_tokens: Option<serde_json::Map<String, serde_json::Value>>,
     ) -> StoreResult<bool> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await.map_err(map_err)?;
-        let found = tx::report_device(&tx, app_id, device_id, app_version, vendor_tokens).await.map_err(map_err)?;
+        let mut conn = self.pool.get().await?;
+        let (tx, cache) = conn.transaction().await.map_err(map_err)?;
+        let db = Db::new(&tx, cache);
+        let found = tx::report_device(&db, app_id, device_id, app_version, vendor_tokens).await.map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
         Ok(found)
     }
@@ -279,23 +348,25 @@ impl Store for PostgresStore {
         now: i64,
     ) -> StoreResult<Option<Bound>> {
         self.barrier().await?;
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await.map_err(map_err)?;
-        let pending = tx::bind_user(&tx, app_id, device_id, user_id, now).await.map_err(map_err)?;
+        let mut conn = self.pool.get().await?;
+        let (tx, cache) = conn.transaction().await.map_err(map_err)?;
+        let db = Db::new(&tx, cache);
+        let pending = tx::bind_user(&db, app_id, device_id, user_id, now).await.map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
         Ok(pending)
     }
 
     async fn unbind_user(&self, app_id: &AppId, device_id: &DeviceId, now: i64) -> StoreResult<bool> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await.map_err(map_err)?;
-        let found = tx::unbind_user(&tx, app_id, device_id, now).await.map_err(map_err)?;
+        let mut conn = self.pool.get().await?;
+        let (tx, cache) = conn.transaction().await.map_err(map_err)?;
+        let db = Db::new(&tx, cache);
+        let found = tx::unbind_user(&db, app_id, device_id, now).await.map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
         Ok(found)
     }
 
     async fn user_devices(&self, app_id: &AppId, user_id: &UserId) -> StoreResult<Vec<DeviceRecord>> {
-        tx::user_devices(&*self.pool.get().await?, app_id, user_id).await.map_err(map_err)
+        tx::user_devices(&self.pool.get().await?.db(), app_id, user_id).await.map_err(map_err)
     }
 
     async fn device_connected(
@@ -304,12 +375,12 @@ impl Store for PostgresStore {
         presence: &Presence,
         now: i64,
     ) -> StoreResult<Option<Presence>> {
-        tx::device_connected(&*self.pool.get().await?, device_id, presence, now).await.map_err(map_err)
+        tx::device_connected(&self.pool.get().await?.db(), device_id, presence, now).await.map_err(map_err)
     }
 
     async fn node_started(&self, node: &str) -> StoreResult<u64> {
-        let client = self.pool.get().await?;
-        client
+        let conn = self.pool.get().await?;
+        conn.db()
             .execute("UPDATE devices SET online_node = NULL, online_gen = NULL WHERE online_node = $1", &[&node])
             .await
             .map_err(map_err)
@@ -322,15 +393,20 @@ impl Store for PostgresStore {
         now: i64,
         limit: usize,
     ) -> StoreResult<Vec<DeviceId>> {
-        tx::stale_pending(&*self.pool.get().await?, node, created_before, now, limit).await.map_err(map_err)
+        tx::stale_pending(&self.pool.get().await?.db(), node, created_before, now, limit).await.map_err(map_err)
     }
 
     async fn commit_push(&self, push: NewPush, now: i64) -> StoreResult<CommittedPush> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await.map_err(map_err)?;
-        let committed = tx::commit_push(&tx, push, now).await.map_err(map_err)?;
-        // A replay changed nothing; committing it is harmless.
-        tx.commit().await.map_err(map_err)?;
+        let mut conn = self.pool.get().await?;
+        let (tx, cache) = conn.transaction().await.map_err(map_err)?;
+        let db = Db::new(&tx, cache);
+        let committed = tx::commit_push(&db, push, now).await.map_err(map_err)?;
+        if committed.replayed {
+            // Nothing of a whole repeat is kept (its task row included).
+            tx.rollback().await.map_err(map_err)?;
+        } else {
+            tx.commit().await.map_err(map_err)?;
+        }
         Ok(committed)
     }
 
@@ -341,7 +417,7 @@ impl Store for PostgresStore {
         limit: usize,
     ) -> StoreResult<Vec<PendingDelivery>> {
         self.barrier().await?;
-        tx::pending_deliveries(&*self.pool.get().await?, device_id, now, limit).await.map_err(map_err)
+        tx::pending_deliveries(&self.pool.get().await?.db(), device_id, now, limit).await.map_err(map_err)
     }
 
     fn record(&self, update: StatusUpdate) {
@@ -351,17 +427,17 @@ impl Store for PostgresStore {
     }
 
     async fn expire_due(&self, now: i64) -> StoreResult<u64> {
-        tx::expire_due(&*self.pool.get().await?, now).await.map_err(map_err)
+        tx::expire_due(&self.pool.get().await?.db(), now).await.map_err(map_err)
     }
 
     async fn task(&self, app_id: &AppId, task_id: &TaskId) -> StoreResult<Option<TaskView>> {
-        tx::task(&*self.pool.get().await?, app_id, task_id).await.map_err(map_err)
+        tx::task(&self.pool.get().await?.db(), app_id, task_id).await.map_err(map_err)
     }
 
     async fn message(&self, app_id: &AppId, message_id: &MessageId) -> StoreResult<Option<MessageView>> {
-        let client = self.pool.get().await?;
+        let conn = self.pool.get().await?;
         let mut views =
-            tx::message_views(&*client, "message_id = $1 AND app_id = $2", &[&message_id.as_str(), &app_id.as_str()])
+            tx::message_views(&conn.db(), "message_id = $1 AND app_id = $2", &[&message_id.as_str(), &app_id.as_str()])
                 .await
                 .map_err(map_err)?;
         Ok(views.pop())
@@ -372,10 +448,10 @@ impl Store for PostgresStore {
     }
 
     async fn claim_nonce(&self, key_id: &KeyId, nonce: &str, now: i64, expires_at: i64) -> StoreResult<bool> {
-        tx::claim_nonce(&*self.pool.get().await?, key_id, nonce, now, expires_at).await.map_err(map_err)
+        tx::claim_nonce(&self.pool.get().await?.db(), key_id, nonce, now, expires_at).await.map_err(map_err)
     }
 
     async fn try_lease(&self, name: &str, holder: &str, now: i64, ttl_ms: i64) -> StoreResult<bool> {
-        tx::try_lease(&*self.pool.get().await?, name, holder, now, ttl_ms).await.map_err(map_err)
+        tx::try_lease(&self.pool.get().await?.db(), name, holder, now, ttl_ms).await.map_err(map_err)
     }
 }

@@ -4,7 +4,7 @@
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Error, GenericClient, Row};
 
-use super::Pool;
+use super::{Db, Pool};
 use crate::store::*;
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
@@ -69,17 +69,21 @@ fn pending_row(r: &Row) -> Result<PendingDelivery, Error> {
     })
 }
 
-pub(super) async fn setting<C: GenericClient>(c: &C, name: &str) -> Result<Option<String>, Error> {
+pub(super) async fn setting<C: GenericClient + Sync>(c: &Db<'_, C>, name: &str) -> Result<Option<String>, Error> {
     c.query_opt("SELECT value FROM settings WHERE name = $1", &[&name]).await?.map(|r| r.try_get(0)).transpose()
 }
 
-pub(super) async fn init_setting<C: GenericClient>(c: &C, name: &str, value: &str) -> Result<String, Error> {
+pub(super) async fn init_setting<C: GenericClient + Sync>(
+    c: &Db<'_, C>,
+    name: &str,
+    value: &str,
+) -> Result<String, Error> {
     c.execute("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", &[&name, &value])
         .await?;
     c.query_one("SELECT value FROM settings WHERE name = $1", &[&name]).await?.try_get(0)
 }
 
-pub(super) async fn insert_app<C: GenericClient>(c: &C, app: &AppRecord) -> Result<(), Error> {
+pub(super) async fn insert_app<C: GenericClient + Sync>(c: &Db<'_, C>, app: &AppRecord) -> Result<(), Error> {
     c.execute(
         &format!("INSERT INTO apps ({APP_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"),
         &[
@@ -95,7 +99,7 @@ pub(super) async fn insert_app<C: GenericClient>(c: &C, app: &AppRecord) -> Resu
     Ok(())
 }
 
-pub(super) async fn insert_key<C: GenericClient>(c: &C, key: &ApiKeyRecord) -> Result<(), Error> {
+pub(super) async fn insert_key<C: GenericClient + Sync>(c: &Db<'_, C>, key: &ApiKeyRecord) -> Result<(), Error> {
     c.execute(
         &format!("INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"),
         &[
@@ -111,14 +115,14 @@ pub(super) async fn insert_key<C: GenericClient>(c: &C, key: &ApiKeyRecord) -> R
     Ok(())
 }
 
-pub(super) async fn app<C: GenericClient>(c: &C, app_id: &AppId) -> Result<Option<AppRecord>, Error> {
+pub(super) async fn app<C: GenericClient + Sync>(c: &Db<'_, C>, app_id: &AppId) -> Result<Option<AppRecord>, Error> {
     c.query_opt(&format!("SELECT {APP_COLUMNS} FROM apps WHERE app_id = $1"), &[&app_id.as_str()])
         .await?
         .map(|r| app_row(&r))
         .transpose()
 }
 
-pub(super) async fn apps<C: GenericClient>(c: &C) -> Result<Vec<AppRecord>, Error> {
+pub(super) async fn apps<C: GenericClient + Sync>(c: &Db<'_, C>) -> Result<Vec<AppRecord>, Error> {
     c.query(&format!("SELECT {APP_COLUMNS} FROM apps ORDER BY created_at, app_id"), &[])
         .await?
         .iter()
@@ -126,14 +130,20 @@ pub(super) async fn apps<C: GenericClient>(c: &C) -> Result<Vec<AppRecord>, Erro
         .collect()
 }
 
-pub(super) async fn api_key<C: GenericClient>(c: &C, key_id: &KeyId) -> Result<Option<ApiKeyRecord>, Error> {
+pub(super) async fn api_key<C: GenericClient + Sync>(
+    c: &Db<'_, C>,
+    key_id: &KeyId,
+) -> Result<Option<ApiKeyRecord>, Error> {
     match c.query_opt(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id = $1"), &[&key_id.as_str()]).await? {
         Some(r) => key_row(&r),
         None => Ok(None),
     }
 }
 
-pub(super) async fn api_keys<C: GenericClient>(c: &C, app_id: &AppId) -> Result<Vec<ApiKeyRecord>, Error> {
+pub(super) async fn api_keys<C: GenericClient + Sync>(
+    c: &Db<'_, C>,
+    app_id: &AppId,
+) -> Result<Vec<ApiKeyRecord>, Error> {
     let rows = c
         .query(
             &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE app_id = $1 ORDER BY created_at, key_id"),
@@ -143,8 +153,8 @@ pub(super) async fn api_keys<C: GenericClient>(c: &C, app_id: &AppId) -> Result<
     Ok(rows.iter().map(key_row).collect::<Result<Vec<_>, _>>()?.into_iter().flatten().collect())
 }
 
-pub(super) async fn revoke_api_key<C: GenericClient>(
-    c: &C,
+pub(super) async fn revoke_api_key<C: GenericClient + Sync>(
+    c: &Db<'_, C>,
     app_id: &AppId,
     key_id: &KeyId,
     now: i64,
@@ -161,8 +171,8 @@ pub(super) async fn revoke_api_key<C: GenericClient>(
     Ok(exists)
 }
 
-pub(super) async fn device_by<C: GenericClient>(
-    c: &C,
+pub(super) async fn device_by<C: GenericClient + Sync>(
+    c: &Db<'_, C>,
     filter: &str,
     args: Params<'_>,
 ) -> Result<Option<DeviceRecord>, Error> {
@@ -172,8 +182,8 @@ pub(super) async fn device_by<C: GenericClient>(
         .transpose()
 }
 
-pub(super) async fn device_credentials<C: GenericClient>(
-    c: &C,
+pub(super) async fn device_credentials<C: GenericClient + Sync>(
+    c: &Db<'_, C>,
     device_id: &DeviceId,
 ) -> Result<Option<(AppId, String)>, Error> {
     c.query_opt("SELECT app_id, token_hash FROM devices WHERE device_id = $1", &[&device_id.as_str()])
@@ -182,7 +192,10 @@ pub(super) async fn device_credentials<C: GenericClient>(
         .transpose()
 }
 
-pub(super) async fn register_device<C: GenericClient>(c: &C, reg: DeviceRegistration) -> Result<DeviceRecord, Error> {
+pub(super) async fn register_device<C: GenericClient + Sync>(
+    c: &Db<'_, C>,
+    reg: DeviceRegistration,
+) -> Result<DeviceRecord, Error> {
     let app = reg.app_id.as_str();
     let tokens = reg.vendor_tokens.as_ref().map(|t| serde_json::Value::Object(t.clone()).to_string());
     // Two registrations of one install at once: the insert of the second does nothing and
@@ -217,8 +230,8 @@ pub(super) async fn register_device<C: GenericClient>(c: &C, reg: DeviceRegistra
     device_row(&row)
 }
 
-pub(super) async fn report_device<C: GenericClient>(
-    c: &C,
+pub(super) async fn report_device<C: GenericClient + Sync>(
+    c: &Db<'_, C>,
     app_id: &AppId,
     device_id: &DeviceId,
     app_version: Option<String>,
@@ -245,7 +258,12 @@ pub(super) async fn report_device<C: GenericClient>(
     Ok(true)
 }
 
-async fn drop_user_deliveries<C: GenericClient>(c: &C, app: &str, device: &str, user: &str) -> Result<(), Error> {
+async fn drop_user_deliveries<C: GenericClient + Sync>(
+    c: &Db<'_, C>,
+    app: &str,
+    device: &str,
+    user: &str,
+) -> Result<(), Error> {
     c.execute(
         "DELETE FROM deliveries WHERE device_id = $1 AND status IN ('pending', 'sent') AND message_id IN \
          (SELECT message_id FROM messages WHERE app_id = $2 AND target_kind = 'user' AND target = $3)",
@@ -255,8 +273,8 @@ async fn drop_user_deliveries<C: GenericClient>(c: &C, app: &str, device: &str, 
     Ok(())
 }
 
-pub(super) async fn bind_user<C: GenericClient>(
-    c: &C,
+pub(super) async fn bind_user<C: GenericClient + Sync>(
+    c: &Db<'_, C>,
     app_id: &AppId,
     device_id: &DeviceId,
     user_id: &UserId,
@@ -298,8 +316,8 @@ pub(super) async fn bind_user<C: GenericClient>(
     Ok(Some(Bound { pending: rows.iter().map(pending_row).collect::<Result<_, _>>()?, online_node }))
 }
 
-pub(super) async fn unbind_user<C: GenericClient>(
-    c: &C,
+pub(super) async fn unbind_user<C: GenericClient + Sync>(
+    c: &Db<'_, C>,
     app_id: &AppId,
     device_id: &DeviceId,
     now: i64,
@@ -315,8 +333,8 @@ pub(super) async fn unbind_user<C: GenericClient>(
     Ok(true)
 }
 
-pub(super) async fn user_devices<C: GenericClient>(
-    c: &C,
+pub(super) async fn user_devices<C: GenericClient + Sync>(
+    c: &Db<'_, C>,
     app_id: &AppId,
     user_id: &UserId,
 ) -> Result<Vec<DeviceRecord>, Error> {
@@ -330,62 +348,53 @@ pub(super) async fn user_devices<C: GenericClient>(
     .collect()
 }
 
-pub(super) async fn commit_push<C: GenericClient>(c: &C, push: NewPush, now: i64) -> Result<CommittedPush, Error> {
-    let app = push.task.app_id.as_str().to_owned();
+/// Commits a push in four round trips whatever its size: BEGIN; the idempotency claims,
+/// the task and the device lookups, pipelined; the messages and deliveries, pipelined;
+/// COMMIT. A whole repeat of an earlier request is answered from the claims, and the
+/// caller must roll back instead of committing (the task row was written already).
+pub(super) async fn commit_push<C: GenericClient + Sync>(
+    c: &Db<'_, C>,
+    push: NewPush,
+    now: i64,
+) -> Result<CommittedPush, Error> {
+    use futures_util::future::try_join_all;
+    let app = push.task.app_id.as_str();
     let t = &push.task;
-    let mut earlier = Vec::with_capacity(push.messages.len());
-    for m in &push.messages {
-        let claimed = c
-            .execute(
-                "INSERT INTO idempotency (app_id, msg_key, target_kind, target, message_id, task_id, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                 ON CONFLICT (app_id, msg_key, target_kind, target) DO UPDATE SET \
-                 message_id = excluded.message_id, task_id = excluded.task_id, expires_at = excluded.expires_at \
-                 WHERE idempotency.expires_at <= $8",
-                &[
-                    &app,
-                    &m.msg_key,
-                    &m.target_kind.as_str(),
-                    &m.target,
-                    &m.message_id.as_str(),
-                    &t.task_id.as_str(),
-                    &t.expires_at,
-                    &now,
-                ],
-            )
-            .await?;
-        earlier.push(if claimed == 1 {
-            None
-        } else {
-            let r = c
-                .query_one(
-                    "SELECT message_id, task_id FROM idempotency \
-                     WHERE app_id = $1 AND msg_key = $2 AND target_kind = $3 AND target = $4",
-                    &[&app, &m.msg_key, &m.target_kind.as_str(), &m.target],
-                )
-                .await?;
-            Some((r.try_get::<_, String>(0)?, r.try_get::<_, String>(1)?))
-        });
-    }
-    if let Some(replay) = replay_of(&earlier) {
-        return Ok(replay);
-    }
-    c.execute(
+    let task_id = t.task_id.as_str();
+    let kinds: Vec<&str> = push.messages.iter().map(|m| m.target_kind.as_str()).collect();
+    let mids: Vec<&str> = push.messages.iter().map(|m| m.message_id.as_str()).collect();
+    // The parameters live here: the pipelined statements borrow them.
+    let claim_params: Vec<[&(dyn ToSql + Sync); 8]> = push
+        .messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| -> [&(dyn ToSql + Sync); 8] {
+            [&app, &m.msg_key, &kinds[i], &m.target, &mids[i], &task_id, &t.expires_at, &now]
+        })
+        .collect();
+    let claims = try_join_all(claim_params.iter().map(|p| {
+        c.execute(
+            "INSERT INTO idempotency (app_id, msg_key, target_kind, target, message_id, task_id, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (app_id, msg_key, target_kind, target) DO UPDATE SET \
+             message_id = excluded.message_id, task_id = excluded.task_id, expires_at = excluded.expires_at \
+             WHERE idempotency.expires_at <= $8",
+            p,
+        )
+    }));
+    let task_params: [&(dyn ToSql + Sync); 7] =
+        [&task_id, &app, &t.push_type, &t.task_name, &t.delivery_type, &t.created_at, &t.expires_at];
+    let task = c.execute(
         "INSERT INTO tasks (task_id, app_id, push_type, task_name, delivery_type, created_at, expires_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        &[&t.task_id.as_str(), &app, &t.push_type, &t.task_name, &t.delivery_type, &t.created_at, &t.expires_at],
-    )
-    .await?;
-    let mut outcomes = Vec::with_capacity(push.messages.len());
-    for (m, earlier) in push.messages.iter().zip(earlier) {
-        if let Some((mid, _)) = earlier {
-            let mid = MessageId::new(mid);
-            outcomes.push((m.message_id.clone(), TargetOutcome::Duplicate { message_id: mid }));
-            continue;
-        }
-        // FOR SHARE: a connect recording its presence after this read waits until this
-        // push commits, so the connect's read of pending deliveries finds it; a presence
-        // committed before this read is seen, and the push rings that node.
+        &task_params,
+    );
+    // FOR SHARE: a connect recording its presence after this read waits until this push
+    // commits, so the connect's read of pending deliveries finds it; a presence committed
+    // before this read is seen, and the push rings that node.
+    let lookup_params: Vec<[&(dyn ToSql + Sync); 2]> =
+        push.messages.iter().map(|m| -> [&(dyn ToSql + Sync); 2] { [&app, &m.target] }).collect();
+    let lookups = try_join_all(push.messages.iter().zip(&lookup_params).map(|(m, p)| {
         let sql = match m.target_kind {
             TargetKind::Device => {
                 "SELECT device_id, online_node FROM devices WHERE app_id = $1 AND device_id = $2 FOR SHARE"
@@ -395,48 +404,100 @@ pub(super) async fn commit_push<C: GenericClient>(c: &C, push: NewPush, now: i64
                  ORDER BY device_id FOR SHARE"
             }
         };
-        let devices: Vec<Recipient> = c
-            .query(sql, &[&app, &m.target])
-            .await?
+        c.query(sql, p)
+    }));
+    let (claims, _, lookups) = tokio::try_join!(claims, task, lookups)?;
+    let mut earlier = Vec::with_capacity(push.messages.len());
+    for (p, claimed) in claim_params.iter().zip(&claims) {
+        earlier.push(if *claimed == 1 {
+            None
+        } else {
+            let r = c
+                .query_one(
+                    "SELECT message_id, task_id FROM idempotency \
+                     WHERE app_id = $1 AND msg_key = $2 AND target_kind = $3 AND target = $4",
+                    &p[..4],
+                )
+                .await?;
+            Some((r.try_get::<_, String>(0)?, r.try_get::<_, String>(1)?))
+        });
+    }
+    if let Some(replay) = replay_of(&earlier) {
+        return Ok(replay);
+    }
+    let mut outcomes = Vec::with_capacity(push.messages.len());
+    // Payloads are built from Rust strings: always UTF-8.
+    let payloads: Vec<String> =
+        push.messages.iter().map(|m| String::from_utf8_lossy(&m.payload).into_owned()).collect();
+    let mut undeliverable = vec![false; push.messages.len()];
+    let mut stored = vec![false; push.messages.len()];
+    for (i, (earlier, rows)) in earlier.into_iter().zip(&lookups).enumerate() {
+        let message_id = push.messages[i].message_id.clone();
+        if let Some((mid, _)) = earlier {
+            outcomes.push((message_id, TargetOutcome::Duplicate { message_id: MessageId::new(mid) }));
+            continue;
+        }
+        let devices: Vec<Recipient> = rows
             .iter()
             .map(|r| Ok(Recipient { device_id: DeviceId::new(r.try_get::<_, String>(0)?), online_node: r.try_get(1)? }))
             .collect::<Result<_, Error>>()?;
-        let undeliverable = m.target_kind == TargetKind::Device && devices.is_empty();
-        // Payloads are built from Rust strings: always UTF-8.
-        let payload = String::from_utf8_lossy(&m.payload);
+        stored[i] = true;
+        undeliverable[i] = push.messages[i].target_kind == TargetKind::Device && devices.is_empty();
+        let outcome = if undeliverable[i] { TargetOutcome::Undeliverable } else { TargetOutcome::Accepted { devices } };
+        outcomes.push((message_id, outcome));
+    }
+    let message_params: Vec<[&(dyn ToSql + Sync); 10]> = (0..push.messages.len())
+        .filter(|i| stored[*i])
+        .map(|i| -> [&(dyn ToSql + Sync); 10] {
+            let m = &push.messages[i];
+            [
+                &mids[i],
+                &app,
+                &task_id,
+                &m.msg_key,
+                &kinds[i],
+                &m.target,
+                &payloads[i],
+                &undeliverable[i],
+                &t.created_at,
+                &t.expires_at,
+            ]
+        })
+        .collect();
+    let pairs: Vec<(&str, &str)> = outcomes
+        .iter()
+        .zip(&mids)
+        .filter_map(|((_, o), mid)| match o {
+            TargetOutcome::Accepted { devices } => Some(devices.iter().map(move |d| (*mid, d.device_id.as_str()))),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let delivery_params: Vec<[&(dyn ToSql + Sync); 4]> = pairs
+        .iter()
+        .map(|(mid, device)| -> [&(dyn ToSql + Sync); 4] { [mid, device, &t.created_at, &t.expires_at] })
+        .collect();
+    let messages = message_params.iter().map(|p| {
         c.execute(
             "INSERT INTO messages (message_id, app_id, task_id, msg_key, target_kind, target, payload, undeliverable, \
              created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            &[
-                &m.message_id.as_str(),
-                &app,
-                &t.task_id.as_str(),
-                &m.msg_key,
-                &m.target_kind.as_str(),
-                &m.target,
-                &payload.as_ref(),
-                &undeliverable,
-                &t.created_at,
-                &t.expires_at,
-            ],
+            p,
         )
-        .await?;
-        for d in &devices {
-            c.execute(
-                "INSERT INTO deliveries (message_id, device_id, status, created_at, updated_at, expires_at) \
-                 VALUES ($1, $2, 'pending', $3, $3, $4)",
-                &[&m.message_id.as_str(), &d.device_id.as_str(), &t.created_at, &t.expires_at],
-            )
-            .await?;
-        }
-        let outcome = if undeliverable { TargetOutcome::Undeliverable } else { TargetOutcome::Accepted { devices } };
-        outcomes.push((m.message_id.clone(), outcome));
-    }
+    });
+    let deliveries = delivery_params.iter().map(|p| {
+        c.execute(
+            "INSERT INTO deliveries (message_id, device_id, status, created_at, updated_at, expires_at) \
+             VALUES ($1, $2, 'pending', $3, $3, $4)",
+            p,
+        )
+    });
+    // Sent in this order on one connection: each message precedes its deliveries.
+    try_join_all(messages.chain(deliveries)).await?;
     Ok(CommittedPush { task_id: push.task.task_id, replayed: false, outcomes })
 }
 
-pub(super) async fn pending_deliveries<C: GenericClient>(
-    c: &C,
+pub(super) async fn pending_deliveries<C: GenericClient + Sync>(
+    c: &Db<'_, C>,
     device_id: &DeviceId,
     now: i64,
     limit: usize,
@@ -458,24 +519,25 @@ pub(super) async fn pending_deliveries<C: GenericClient>(
 /// device rows one statement each. A transaction that held one device row while waiting for
 /// another could deadlock with a push holding share locks on devices in another order.
 pub(super) async fn apply_updates(pool: &Pool, updates: &[StatusUpdate]) -> Result<(), StoreError> {
-    let mut client = pool.get().await?;
+    let mut conn = pool.get().await?;
     let (devices, deliveries): (Vec<&StatusUpdate>, Vec<&StatusUpdate>) =
         updates.iter().partition(|u| matches!(u, StatusUpdate::Disconnected { .. }));
     if !deliveries.is_empty() {
-        let tx = client.transaction().await.map_err(super::map_err)?;
+        let (tx, cache) = conn.transaction().await.map_err(super::map_err)?;
+        let db = Db::new(&tx, cache);
         for u in deliveries {
-            apply_update(&tx, u).await.map_err(super::map_err)?;
+            apply_update(&db, u).await.map_err(super::map_err)?;
         }
         tx.commit().await.map_err(super::map_err)?;
     }
     for u in devices {
-        apply_update(&*client, u).await.map_err(super::map_err)?;
+        apply_update(&conn.db(), u).await.map_err(super::map_err)?;
     }
     Ok(())
 }
 
-pub(super) async fn device_connected<C: GenericClient>(
-    c: &C,
+pub(super) async fn device_connected<C: GenericClient + Sync>(
+    c: &Db<'_, C>,
     device_id: &DeviceId,
     presence: &Presence,
     now: i64,
@@ -495,8 +557,8 @@ pub(super) async fn device_connected<C: GenericClient>(
     })
 }
 
-pub(super) async fn stale_pending<C: GenericClient>(
-    c: &C,
+pub(super) async fn stale_pending<C: GenericClient + Sync>(
+    c: &Db<'_, C>,
     node: &str,
     created_before: i64,
     now: i64,
@@ -514,7 +576,7 @@ pub(super) async fn stale_pending<C: GenericClient>(
     .collect()
 }
 
-async fn apply_update<C: GenericClient>(c: &C, update: &StatusUpdate) -> Result<(), Error> {
+async fn apply_update<C: GenericClient + Sync>(c: &Db<'_, C>, update: &StatusUpdate) -> Result<(), Error> {
     match update {
         StatusUpdate::Sent { message_id, device_id, at } => {
             c.execute(
@@ -567,8 +629,8 @@ async fn apply_update<C: GenericClient>(c: &C, update: &StatusUpdate) -> Result<
     Ok(())
 }
 
-pub(super) async fn claim_nonce<C: GenericClient>(
-    c: &C,
+pub(super) async fn claim_nonce<C: GenericClient + Sync>(
+    c: &Db<'_, C>,
     key_id: &KeyId,
     nonce: &str,
     now: i64,
@@ -585,8 +647,8 @@ pub(super) async fn claim_nonce<C: GenericClient>(
     Ok(n == 1)
 }
 
-pub(super) async fn try_lease<C: GenericClient>(
-    c: &C,
+pub(super) async fn try_lease<C: GenericClient + Sync>(
+    c: &Db<'_, C>,
     name: &str,
     holder: &str,
     now: i64,
@@ -603,7 +665,7 @@ pub(super) async fn try_lease<C: GenericClient>(
     Ok(n == 1)
 }
 
-pub(super) async fn expire_due<C: GenericClient>(c: &C, now: i64) -> Result<u64, Error> {
+pub(super) async fn expire_due<C: GenericClient + Sync>(c: &Db<'_, C>, now: i64) -> Result<u64, Error> {
     c.execute("DELETE FROM nonces WHERE expires_at <= $1", &[&now]).await?;
     c.execute(
         "UPDATE deliveries SET status = 'expired', updated_at = $1 WHERE status IN ('pending', 'sent') AND expires_at <= $1",
@@ -612,8 +674,8 @@ pub(super) async fn expire_due<C: GenericClient>(c: &C, now: i64) -> Result<u64,
     .await
 }
 
-pub(super) async fn message_views<C: GenericClient>(
-    c: &C,
+pub(super) async fn message_views<C: GenericClient + Sync>(
+    c: &Db<'_, C>,
     filter: &str,
     args: Params<'_>,
 ) -> Result<Vec<MessageView>, Error> {
@@ -668,7 +730,11 @@ pub(super) async fn message_views<C: GenericClient>(
     Ok(views)
 }
 
-pub(super) async fn task<C: GenericClient>(c: &C, app_id: &AppId, task_id: &TaskId) -> Result<Option<TaskView>, Error> {
+pub(super) async fn task<C: GenericClient + Sync>(
+    c: &Db<'_, C>,
+    app_id: &AppId,
+    task_id: &TaskId,
+) -> Result<Option<TaskView>, Error> {
     let Some(r) = c
         .query_opt(
             "SELECT push_type, task_name, delivery_type, created_at, expires_at FROM tasks WHERE task_id = $1 AND app_id = $2",
