@@ -62,6 +62,14 @@ pub struct Limits {
     pub max_content_bytes: usize,
     pub max_payload_bytes: usize,
     pub signature_window_secs: i64,
+    /// Characters in a template name.
+    pub max_template_name_chars: usize,
+    /// Templates per app.
+    pub max_templates_per_app: usize,
+    /// Items of `targetMsg` in one Multiple push.
+    pub max_multiple_targets: usize,
+    /// Keys of one `targetMsg` item's own extendedParams.
+    pub max_multiple_extended_params: usize,
     /// How long a cached API key is trusted before it is read again (revocations made on
     /// another node take effect within this time).
     pub key_cache_secs: u64,
@@ -138,6 +146,10 @@ impl Default for Limits {
             max_payload_bytes: 16 * 1024,
             signature_window_secs: 300,
             key_cache_secs: 10,
+            max_template_name_chars: 200,
+            max_templates_per_app: 100,
+            max_multiple_targets: 100,
+            max_multiple_extended_params: 9,
         }
     }
 }
@@ -215,6 +227,14 @@ max_payload_bytes = 16384
 signature_window_secs = 300
 # Seconds a cached API key is trusted before it is read from the store again.
 key_cache_secs = 10
+# Characters in a template name (letters, digits, _).
+max_template_name_chars = 200
+# Templates per app; MPS allows 100.
+max_templates_per_app = 100
+# Items of targetMsg in one Multiple push; MPS allows 100.
+max_multiple_targets = 100
+# Keys of one targetMsg item's own extendedParams; MPS: fewer than 10.
+max_multiple_extended_params = 9
 
 [mqtt]
 # Largest MQTT packet a device may send (bytes).
@@ -280,6 +300,8 @@ impl Config {
             (1..=30 * 86_400).contains(&self.limits.max_expired_seconds),
             "limits.max_expired_seconds must be between 1 and 2592000",
         );
+        check(self.limits.max_template_name_chars >= 1, "limits.max_template_name_chars must be at least 1");
+        check(self.limits.max_multiple_targets >= 1, "limits.max_multiple_targets must be at least 1");
         check(self.limits.max_content_bytes >= 1, "limits.max_content_bytes must be at least 1");
         check(self.limits.max_title_chars >= 1, "limits.max_title_chars must be at least 1");
         check(

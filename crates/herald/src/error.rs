@@ -35,6 +35,16 @@ pub enum ErrorCode {
     MsgPayloadTooLong,
     ExtendParamToMuch,
     InvalidExtendParam,
+    TemplateNotExist,
+    TemplatekvNotEnough,
+    NeedTemplate,
+    TemplateExists,
+    TemplateNameInvalid,
+    TemplateTitleInvalid,
+    TemplateContentInvalid,
+    TemplateLimitExceeded,
+    MultiplePushTargetTooMuch,
+    MultipleInnerExtendParamToMuch,
     // Lookups.
     AppNotExist,
     KeyNotExist,
@@ -75,6 +85,16 @@ impl ErrorCode {
             ErrorCode::MsgPayloadTooLong => "MSG_PAYLOAD_TOO_LONG",
             ErrorCode::ExtendParamToMuch => "EXTEND_PARAM_TO_MUCH",
             ErrorCode::InvalidExtendParam => "INVALID_EXTEND_PARAM",
+            ErrorCode::TemplateNotExist => "TEMPLATE_NOT_EXIST",
+            ErrorCode::TemplatekvNotEnough => "TEMPLATEKV_NOT_ENOUGH",
+            ErrorCode::NeedTemplate => "NEED_TEMPLATE",
+            ErrorCode::TemplateExists => "TEMPLATE_EXISTS",
+            ErrorCode::TemplateNameInvalid => "TEMPLATE_NAME_INVALID",
+            ErrorCode::TemplateTitleInvalid => "TEMPLATE_TITLE_INVALID",
+            ErrorCode::TemplateContentInvalid => "TEMPLATE_CONTENT_INVALID",
+            ErrorCode::TemplateLimitExceeded => "TEMPLATE_LIMIT_EXCEEDED",
+            ErrorCode::MultiplePushTargetTooMuch => "MULTIPLE_PUSH_TARGET_TOO_MUCH",
+            ErrorCode::MultipleInnerExtendParamToMuch => "MULTIPLE_INNER_EXTEND_PARAM_TO_MUCH",
             ErrorCode::AppNotExist => "APP_NOT_EXIST",
             ErrorCode::KeyNotExist => "KEY_NOT_EXIST",
             ErrorCode::DeviceNotExist => "DEVICE_NOT_EXIST",
@@ -117,6 +137,15 @@ impl ErrorCode {
             | ErrorCode::DeviceNotExist
             | ErrorCode::TaskNotExist
             | ErrorCode::MessageNotExist => 404,
+            ErrorCode::TemplatekvNotEnough
+            | ErrorCode::NeedTemplate
+            | ErrorCode::TemplateNameInvalid
+            | ErrorCode::TemplateTitleInvalid
+            | ErrorCode::TemplateContentInvalid
+            | ErrorCode::MultiplePushTargetTooMuch
+            | ErrorCode::MultipleInnerExtendParamToMuch => 400,
+            ErrorCode::TemplateNotExist => 404,
+            ErrorCode::TemplateExists | ErrorCode::TemplateLimitExceeded => 409,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::StoreUnavailable | ErrorCode::BusUnavailable => 503,
             ErrorCode::SystemError => 500,
@@ -149,6 +178,16 @@ impl ErrorCode {
         ErrorCode::MsgPayloadTooLong,
         ErrorCode::ExtendParamToMuch,
         ErrorCode::InvalidExtendParam,
+        ErrorCode::TemplateNotExist,
+        ErrorCode::TemplatekvNotEnough,
+        ErrorCode::NeedTemplate,
+        ErrorCode::TemplateExists,
+        ErrorCode::TemplateNameInvalid,
+        ErrorCode::TemplateTitleInvalid,
+        ErrorCode::TemplateContentInvalid,
+        ErrorCode::TemplateLimitExceeded,
+        ErrorCode::MultiplePushTargetTooMuch,
+        ErrorCode::MultipleInnerExtendParamToMuch,
         ErrorCode::AppNotExist,
         ErrorCode::KeyNotExist,
         ErrorCode::DeviceNotExist,

@@ -2,7 +2,7 @@
 //!
 //! The data flow, module by module:
 //! - [`api`]: HTTP — signed server API `/v1`, device API `/device/v1`, admin `/admin/v1`;
-//! - [`push`]: validation of push requests and the payload a device receives;
+//! - [`push`]: validation of push requests and the payload a device receives; [`template`]: `#name#` templates;
 //! - [`dispatch`]: commit to the store, then hand to the connections of this node ([`dispatch::Hub`])
 //!   and ring the nodes holding the others over the [`bus`] (NATS in a cluster);
 //! - [`store`]: the truth ([`store::Store`]; SQLite with group commit, or PostgreSQL);
@@ -27,6 +27,7 @@ pub mod node;
 pub mod push;
 pub mod shutdown;
 pub mod store;
+pub mod template;
 
 /// Wall-clock time in Unix milliseconds.
 pub fn now_ms() -> i64 {

@@ -6,15 +6,31 @@ use serde_json::{Map, Value, json};
 use crate::config::Limits;
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{AppId, MessageId, TaskId, valid_external_id};
-use crate::store::{NewMessage, NewPush, NewTask, TargetKind};
+use crate::store::{NewMessage, NewPush, NewTask, TargetKind, TemplateRecord};
+use crate::template::Filled;
 
 /// extendedParams keys that MPS reserves for itself (mps-spec §4).
 const RESERVED_EXTENDED_KEYS: &[&str] =
     &["notifyType", "action", "silent", "pushType", "templateCode", "channel", "taskId"];
 
-/// A validated Simple push.
+/// The text of one target of a Multiple push (its own template values and extendedParams).
+#[derive(Debug, Clone)]
+pub struct TargetText {
+    pub title: String,
+    pub content: String,
+    pub uri: Option<String>,
+    pub extended_params: Map<String, Value>,
+}
+
+/// A validated push to a list of targets: Simple, Template (the template filled once) or
+/// Multiple (filled per target, in `per_target`).
 #[derive(Debug, Clone)]
 pub struct SimplePush {
+    /// "simple", "template" or "multiple".
+    pub push_type: &'static str,
+    pub template_name: Option<String>,
+    /// Multiple push: the text of each target, in the order of `targets`.
+    pub per_target: Vec<TargetText>,
     pub task_name: Option<String>,
     pub delivery_type: i64,
     pub target_kind: TargetKind,
@@ -113,7 +129,170 @@ pub fn extended_params(body: &Map<String, Value>, max: usize) -> Result<Map<Stri
     Ok(params)
 }
 
+/// A title and content a device can be sent: both present, within the limits.
+fn check_text(title: &str, content: &str, limits: &Limits) -> Result<(), ApiError> {
+    if title.trim().is_empty() || content.trim().is_empty() {
+        return Err(invalid(ErrorCode::PayloadNotEnough, "title and content are required"));
+    }
+    if title.chars().count() > limits.max_title_chars {
+        return Err(invalid(
+            ErrorCode::InvalidParam,
+            format!("title is longer than {} characters", limits.max_title_chars),
+        ));
+    }
+    if content.len() > limits.max_content_bytes {
+        return Err(invalid(
+            ErrorCode::SinglePushContentTooLong,
+            format!("content is {} bytes; at most {}", content.len(), limits.max_content_bytes),
+        ));
+    }
+    Ok(())
+}
+
+/// The `templateName` of a template or multiple push.
+pub fn template_name(body: &Value) -> Result<String, ApiError> {
+    match body.get("templateName") {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+        None | Some(Value::Null) | Some(Value::String(_)) => {
+            Err(invalid(ErrorCode::NeedTemplate, "templateName is required"))
+        }
+        Some(_) => Err(invalid(ErrorCode::InvalidParam, "templateName must be a string")),
+    }
+}
+
+/// A body of a Simple push carrying a template's filled text, for the shared validation.
+fn with_text(body: &Map<String, Value>, t: &TemplateRecord, filled: &Filled) -> Value {
+    let mut b = body.clone();
+    b.insert("title".into(), Value::String(filled.title.clone()));
+    b.insert("content".into(), Value::String(filled.content.clone()));
+    b.insert("uri".into(), filled.uri.clone().map(Value::String).unwrap_or(Value::Null));
+    b.insert("pushStyle".into(), t.push_style.into());
+    if !b.contains_key("silent") {
+        b.insert("silent".into(), t.silent.into());
+    }
+    Value::Object(b)
+}
+
+fn as_object(body: &Value) -> Result<&Map<String, Value>, ApiError> {
+    body.as_object().ok_or_else(|| invalid(ErrorCode::InvalidJson, "the body must be a JSON object"))
+}
+
 impl SimplePush {
+    /// Validates a Template push: `t` filled with `templateKeyValue`, then everything a
+    /// Simple push checks (targets, validity, extendedParams…).
+    pub fn parse_template(body: &Value, t: &TemplateRecord, limits: &Limits) -> Result<SimplePush, ApiError> {
+        let b = as_object(body)?;
+        for key in ["title", "content"] {
+            if b.contains_key(key) {
+                return Err(invalid(
+                    ErrorCode::InvalidParam,
+                    format!("{key} comes from the template, not the request"),
+                ));
+            }
+        }
+        let kv = object_field(b, "templateKeyValue")?.unwrap_or_default();
+        let filled = crate::template::fill(t, &kv)?;
+        let mut push = SimplePush::parse(&with_text(b, t, &filled), limits)?;
+        push.push_type = "template";
+        push.template_name = Some(t.name.clone());
+        Ok(push)
+    }
+
+    /// Validates a Multiple push: `targetMsg` items, each with its target, msgKey,
+    /// `templateKeyValue` and own extendedParams (merged over the common ones).
+    pub fn parse_multiple(body: &Value, t: &TemplateRecord, limits: &Limits) -> Result<SimplePush, ApiError> {
+        let b = as_object(body)?;
+        let items = match b.get("targetMsg").or_else(|| b.get("targetMsgs")) {
+            Some(Value::Array(a)) => a.clone(),
+            Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+                Ok(Value::Array(a)) => a,
+                _ => return Err(invalid(ErrorCode::InvalidParam, "targetMsg must be a JSON array")),
+            },
+            None | Some(Value::Null) => Vec::new(),
+            Some(_) => return Err(invalid(ErrorCode::InvalidParam, "targetMsg must be a JSON array")),
+        };
+        if items.is_empty() {
+            return Err(invalid(ErrorCode::TokenOrUseridNull, "targetMsg names no target"));
+        }
+        if items.len() > limits.max_multiple_targets {
+            return Err(invalid(
+                ErrorCode::MultiplePushTargetTooMuch,
+                format!("targetMsg has {} items; at most {}", items.len(), limits.max_multiple_targets),
+            ));
+        }
+        let common = extended_params(b, limits.max_extended_params)?;
+        let mut targets = Vec::with_capacity(items.len());
+        let mut per_target = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let Some(item) = item.as_object() else {
+                return Err(invalid(ErrorCode::InvalidParam, format!("targetMsg[{i}] must be an object")));
+            };
+            let target = string_field(item, "target")?.unwrap_or_default();
+            let msg_key = match item.get("msgKey") {
+                Some(Value::Number(n)) => n.to_string(),
+                _ => string_field(item, "msgKey")?.unwrap_or_default(),
+            };
+            if target.is_empty() {
+                return Err(invalid(ErrorCode::TokenOrUseridNull, format!("targetMsg[{i}] has no target")));
+            }
+            if !valid_external_id(&target) || !valid_external_id(&msg_key) {
+                return Err(invalid(
+                    ErrorCode::InvalidParam,
+                    format!("targetMsg[{i}]: target and msgKey must be 1 to 128 characters without control characters"),
+                ));
+            }
+            if targets.iter().any(|(t, _): &(String, String)| *t == target) {
+                return Err(invalid(ErrorCode::InvalidParam, format!("targetMsg names {target} twice")));
+            }
+            let own = extended_params(item, usize::MAX)?;
+            if own.len() > limits.max_multiple_extended_params {
+                return Err(invalid(
+                    ErrorCode::MultipleInnerExtendParamToMuch,
+                    format!(
+                        "targetMsg[{i}].extendedParams has {} keys; fewer than {} allowed",
+                        own.len(),
+                        limits.max_multiple_extended_params + 1
+                    ),
+                ));
+            }
+            let mut extended = common.clone();
+            extended.extend(own);
+            if extended.len() > limits.max_extended_params {
+                return Err(invalid(
+                    ErrorCode::ExtendParamToMuch,
+                    format!(
+                        "targetMsg[{i}] has {} extendedParams in all; at most {}",
+                        extended.len(),
+                        limits.max_extended_params
+                    ),
+                ));
+            }
+            let kv = object_field(item, "templateKeyValue")?.unwrap_or_default();
+            let filled = crate::template::fill(t, &kv)?;
+            check_text(&filled.title, &filled.content, limits)?;
+            targets.push((target, msg_key));
+            per_target.push(TargetText {
+                title: filled.title,
+                content: filled.content,
+                uri: filled.uri,
+                extended_params: extended,
+            });
+        }
+        // The fields common to every target, checked as a Simple push with the first one.
+        let first = &per_target[0];
+        let mut simple = b.clone();
+        simple.remove("targetMsg");
+        simple.remove("targetMsgs");
+        simple.insert("targetMsgkey".into(), serde_json::json!({targets[0].0.clone(): targets[0].1.clone()}));
+        let filled = Filled { title: first.title.clone(), content: first.content.clone(), uri: first.uri.clone() };
+        let mut push = SimplePush::parse(&with_text(&simple, t, &filled), limits)?;
+        push.push_type = "multiple";
+        push.template_name = Some(t.name.clone());
+        push.targets = targets;
+        push.per_target = per_target;
+        Ok(push)
+    }
+
     /// Validates a Simple push body against `limits`.
     pub fn parse(body: &Value, limits: &Limits) -> Result<SimplePush, ApiError> {
         let Some(body) = body.as_object() else {
@@ -166,21 +345,7 @@ impl SimplePush {
         }
         let title = string_field(body, "title")?.unwrap_or_default();
         let content = string_field(body, "content")?.unwrap_or_default();
-        if title.trim().is_empty() || content.trim().is_empty() {
-            return Err(invalid(ErrorCode::PayloadNotEnough, "title and content are required"));
-        }
-        if title.chars().count() > limits.max_title_chars {
-            return Err(invalid(
-                ErrorCode::InvalidParam,
-                format!("title is longer than {} characters", limits.max_title_chars),
-            ));
-        }
-        if content.len() > limits.max_content_bytes {
-            return Err(invalid(
-                ErrorCode::SinglePushContentTooLong,
-                format!("content is {} bytes; at most {}", content.len(), limits.max_content_bytes),
-            ));
-        }
+        check_text(&title, &content, limits)?;
         let expired_seconds = match int_field(body, "expiredSeconds") {
             Ok(Some(s)) if s >= 1 => s,
             _ => {
@@ -202,6 +367,9 @@ impl SimplePush {
             return Err(invalid(ErrorCode::InvalidParam, "silent must be 0 or 1"));
         }
         Ok(SimplePush {
+            push_type: "simple",
+            template_name: None,
+            per_target: Vec::new(),
             task_name: string_field(body, "taskName")?,
             delivery_type,
             target_kind,
@@ -223,22 +391,24 @@ impl SimplePush {
         let task_id = TaskId::generate(now);
         let expires_at = now + self.expired_seconds * 1000;
         let mut messages = Vec::with_capacity(self.targets.len());
-        for (target, msg_key) in &self.targets {
+        for (i, (target, msg_key)) in self.targets.iter().enumerate() {
             let message_id = MessageId::generate(now);
+            let own = self.per_target.get(i);
             let payload = json!({
                 "type": "notification",
                 "messageId": message_id,
                 "msgKey": msg_key,
                 "taskId": task_id,
-                "pushType": "simple",
-                "title": self.title,
-                "content": self.content,
-                "uri": self.uri,
+                "pushType": self.push_type,
+                "templateName": self.template_name,
+                "title": own.map_or(&self.title, |o| &o.title),
+                "content": own.map_or(&self.content, |o| &o.content),
+                "uri": own.map_or(&self.uri, |o| &o.uri),
                 "pushAction": self.push_action,
                 "pushStyle": self.push_style,
                 "silent": self.silent as i64,
                 "notifyType": self.notify_type,
-                "extendedParams": self.extended_params,
+                "extendedParams": own.map_or(&self.extended_params, |o| &o.extended_params),
                 "sentAt": now,
                 "expiresAt": expires_at,
             })
@@ -265,7 +435,7 @@ impl SimplePush {
             task: NewTask {
                 task_id,
                 app_id,
-                push_type: "simple",
+                push_type: self.push_type,
                 task_name: self.task_name,
                 delivery_type: self.delivery_type,
                 created_at: now,

@@ -20,3 +20,5 @@ mod gateway;
 mod openapi;
 #[path = "behaviour/simple_push.rs"]
 mod simple_push;
+#[path = "behaviour/templates.rs"]
+mod templates;

@@ -9,13 +9,18 @@ use serde_json::{Value, json};
 
 use super::{AppState, Json, Signed, ok_content, ok_push, parse_json};
 use crate::error::{ApiError, ErrorCode};
-use crate::ids::{DeviceId, MessageId, TaskId, UserId, valid_external_id};
-use crate::push::SimplePush;
-use crate::store::{DeviceRecord, MessageView, TargetOutcome};
+use crate::ids::{AppId, DeviceId, MessageId, TaskId, UserId, valid_external_id};
+use crate::push::{self, SimplePush};
+use crate::store::{DeviceRecord, MessageView, TargetOutcome, TemplateCreated, TemplateRecord};
+use crate::template;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/push/simple", post(push_simple))
+        .route("/push/template", post(push_template))
+        .route("/push/multiple", post(push_multiple))
+        .route("/templates", get(list_templates).post(create_template))
+        .route("/templates/{name}", get(get_template).put(update_template).delete(delete_template))
         .route("/tasks/{task_id}", get(task))
         .route("/messages/{message_id}", get(message))
         .route("/devices/{device_id}", get(device))
@@ -26,11 +31,30 @@ pub fn router() -> Router<AppState> {
 
 async fn push_simple(State(state): State<AppState>, req: Signed) -> Result<Json, ApiError> {
     let body: Value = parse_json(&req.body)?;
+    let push = SimplePush::parse(&body, &state.cfg.limits)?;
+    send(&state, req.app_id, push).await
+}
+
+async fn push_template(State(state): State<AppState>, req: Signed) -> Result<Json, ApiError> {
+    let body: Value = parse_json(&req.body)?;
+    let template = existing_template(&state, &req.app_id, &push::template_name(&body)?).await?;
+    let push = SimplePush::parse_template(&body, &template, &state.cfg.limits)?;
+    send(&state, req.app_id, push).await
+}
+
+async fn push_multiple(State(state): State<AppState>, req: Signed) -> Result<Json, ApiError> {
+    let body: Value = parse_json(&req.body)?;
+    let template = existing_template(&state, &req.app_id, &push::template_name(&body)?).await?;
+    let push = SimplePush::parse_multiple(&body, &template, &state.cfg.limits)?;
+    send(&state, req.app_id, push).await
+}
+
+/// Commits a validated push and answers with its taskId and each target's outcome.
+async fn send(state: &AppState, app_id: AppId, push: SimplePush) -> Result<Json, ApiError> {
     let limits = &state.cfg.limits;
     let now = crate::now_ms();
-    let push = SimplePush::parse(&body, limits)?;
     let targets: Vec<(String, String)> = push.targets.clone();
-    let new_push = push.into_new_push(req.app_id, now, limits)?;
+    let new_push = push.into_new_push(app_id, now, limits)?;
     let committed = state.dispatcher.push(new_push, now).await?;
     crate::metrics::PUSHES_ACCEPTED.inc();
     let results: Vec<Value> = targets
@@ -46,6 +70,64 @@ async fn push_simple(State(state): State<AppState>, req: Signed) -> Result<Json,
         })
         .collect();
     Ok(ok_push(committed.task_id.as_str(), json!({"targets": results})))
+}
+
+async fn existing_template(state: &AppState, app_id: &AppId, name: &str) -> Result<TemplateRecord, ApiError> {
+    state
+        .store
+        .template(app_id, name)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::TemplateNotExist, format!("no template {name} in this app")))
+}
+
+async fn create_template(State(state): State<AppState>, req: Signed) -> Result<Json, ApiError> {
+    let body: Value = parse_json(&req.body)?;
+    let t = template::parse(&body, None, req.app_id, crate::now_ms(), &state.cfg.limits)?;
+    match state.store.create_template(t.clone(), state.cfg.limits.max_templates_per_app).await? {
+        TemplateCreated::Created => Ok(ok_content(template::view(&t))),
+        TemplateCreated::Exists => {
+            Err(ApiError::new(ErrorCode::TemplateExists, format!("the app has a template {} already", t.name)))
+        }
+        TemplateCreated::TooMany => Err(ApiError::new(
+            ErrorCode::TemplateLimitExceeded,
+            format!("the app has {} templates, the most allowed", state.cfg.limits.max_templates_per_app),
+        )),
+    }
+}
+
+async fn list_templates(State(state): State<AppState>, req: Signed) -> Result<Json, ApiError> {
+    let list: Vec<Value> = state.store.templates(&req.app_id).await?.iter().map(template::view).collect();
+    Ok(ok_content(json!({"totalCount": list.len(), "list": list})))
+}
+
+async fn get_template(State(state): State<AppState>, Path(name): Path<String>, req: Signed) -> Result<Json, ApiError> {
+    Ok(ok_content(template::view(&existing_template(&state, &req.app_id, &name).await?)))
+}
+
+async fn update_template(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    req: Signed,
+) -> Result<Json, ApiError> {
+    let body: Value = parse_json(&req.body)?;
+    let existing = existing_template(&state, &req.app_id, &name).await?;
+    let mut t = template::parse(&body, Some(&name), req.app_id, crate::now_ms(), &state.cfg.limits)?;
+    t.created_at = existing.created_at;
+    if !state.store.update_template(t.clone()).await? {
+        return Err(ApiError::new(ErrorCode::TemplateNotExist, format!("no template {name} in this app")));
+    }
+    Ok(ok_content(template::view(&t)))
+}
+
+async fn delete_template(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    req: Signed,
+) -> Result<Json, ApiError> {
+    if !state.store.delete_template(&req.app_id, &name).await? {
+        return Err(ApiError::new(ErrorCode::TemplateNotExist, format!("no template {name} in this app")));
+    }
+    Ok(ok_content(json!({"templateName": name, "deleted": true})))
 }
 
 /// A delivery's status as the caller sees it: a delivery not acknowledged by the end of

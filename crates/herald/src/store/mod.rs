@@ -179,6 +179,31 @@ pub struct NewPush {
     pub messages: Vec<NewMessage>,
 }
 
+/// A template of an app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateRecord {
+    pub app_id: AppId,
+    pub name: String,
+    pub title: String,
+    pub content: String,
+    pub uri: Option<String>,
+    pub desc_info: Option<String>,
+    pub push_style: i64,
+    pub silent: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// What became of a template creation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TemplateCreated {
+    Created,
+    /// The app has a template of that name.
+    Exists,
+    /// The app has its maximum number of templates.
+    TooMany,
+}
+
 /// A device a message is now pending for, and the node holding its connection, if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recipient {
@@ -403,6 +428,16 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
         limit: usize,
     ) -> StoreResult<Vec<DeviceId>>;
+
+    /// Creates a template unless the app has one of that name or `max_per_app` already.
+    async fn create_template(&self, t: TemplateRecord, max_per_app: usize) -> StoreResult<TemplateCreated>;
+    async fn template(&self, app_id: &AppId, name: &str) -> StoreResult<Option<TemplateRecord>>;
+    /// The app's templates by name.
+    async fn templates(&self, app_id: &AppId) -> StoreResult<Vec<TemplateRecord>>;
+    /// Replaces the text of an existing template (its `created_at` stays); false when none.
+    async fn update_template(&self, t: TemplateRecord) -> StoreResult<bool>;
+    /// False when the app has no such template.
+    async fn delete_template(&self, app_id: &AppId, name: &str) -> StoreResult<bool>;
 
     /// Commits a push: task, messages and deliveries in one transaction.
     async fn commit_push(&self, push: NewPush, now: i64) -> StoreResult<CommittedPush>;

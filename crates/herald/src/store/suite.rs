@@ -143,6 +143,43 @@ pub async fn idempotency_holds_within_the_validity(store: &dyn Store) {
     assert!(matches!(later.outcomes[0].1, TargetOutcome::Accepted { .. }));
 }
 
+pub async fn templates_are_unique_per_app_and_limited(store: &dyn Store) {
+    for id in ["a1", "a2"] {
+        let (a, k) = app(id);
+        store.create_app(a, k).await.unwrap();
+    }
+    let t = |app: &str, name: &str| TemplateRecord {
+        app_id: AppId::new(app),
+        name: name.into(),
+        title: "Hi #name#".into(),
+        content: "You won #money#".into(),
+        uri: None,
+        desc_info: Some("d".into()),
+        push_style: 0,
+        silent: 0,
+        created_at: 10,
+        updated_at: 10,
+    };
+    assert_eq!(store.create_template(t("a1", "win"), 2).await.unwrap(), TemplateCreated::Created);
+    assert_eq!(store.create_template(t("a1", "win"), 2).await.unwrap(), TemplateCreated::Exists);
+    assert_eq!(store.create_template(t("a2", "win"), 2).await.unwrap(), TemplateCreated::Created, "per app");
+    assert_eq!(store.create_template(t("a1", "lose"), 2).await.unwrap(), TemplateCreated::Created);
+    assert_eq!(store.create_template(t("a1", "third"), 2).await.unwrap(), TemplateCreated::TooMany);
+    let mut changed = t("a1", "win");
+    changed.content = "New #x#".into();
+    changed.updated_at = 20;
+    assert!(store.update_template(changed.clone()).await.unwrap());
+    let got = store.template(&AppId::new("a1"), "win").await.unwrap().unwrap();
+    assert_eq!((got.content.as_str(), got.created_at, got.updated_at), ("New #x#", 10, 20));
+    assert!(!store.update_template(t("a1", "ghost")).await.unwrap());
+    let names: Vec<String> = store.templates(&AppId::new("a1")).await.unwrap().into_iter().map(|t| t.name).collect();
+    assert_eq!(names, vec!["lose", "win"]);
+    assert!(store.delete_template(&AppId::new("a1"), "win").await.unwrap());
+    assert!(!store.delete_template(&AppId::new("a1"), "win").await.unwrap());
+    assert!(store.template(&AppId::new("a1"), "win").await.unwrap().is_none());
+    assert!(store.template(&AppId::new("a2"), "win").await.unwrap().is_some());
+}
+
 fn offline(d: &DeviceId) -> Recipient {
     Recipient { device_id: d.clone(), online_node: None }
 }
@@ -287,6 +324,7 @@ macro_rules! store_suite {
             case!(deliveries_are_pending_until_acknowledged_or_expired);
             case!(user_messages_follow_binds);
             case!(presence_routes_pushes_and_binds_to_the_holding_node);
+            case!(templates_are_unique_per_app_and_limited);
             case!(nonces_are_claimed_once_until_they_expire);
             case!(leases_are_exclusive_until_they_expire);
         }

@@ -12,3 +12,4 @@ mod durability;
 mod gateway;
 mod openapi;
 mod simple_push;
+mod templates;

@@ -21,6 +21,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../../migrations/postgres/0001_init.sql")),
     (2, include_str!("../../../migrations/postgres/0002_cluster.sql")),
     (3, include_str!("../../../migrations/postgres/0003_presence.sql")),
+    (4, include_str!("../../../migrations/postgres/0004_templates.sql")),
 ];
 /// Serialises migrations of nodes starting together (any constant unique to Herald).
 const MIGRATION_LOCK: i64 = 0x4845_5241_4c44;
@@ -367,6 +368,31 @@ impl Store for PostgresStore {
 
     async fn user_devices(&self, app_id: &AppId, user_id: &UserId) -> StoreResult<Vec<DeviceRecord>> {
         tx::user_devices(&self.pool.get().await?.db(), app_id, user_id).await.map_err(map_err)
+    }
+
+    async fn create_template(&self, t: TemplateRecord, max_per_app: usize) -> StoreResult<TemplateCreated> {
+        let mut conn = self.pool.get().await?;
+        let (tx, cache) = conn.transaction().await.map_err(map_err)?;
+        let db = Db::new(&tx, cache);
+        let created = tx::create_template(&db, &t, max_per_app).await.map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(created)
+    }
+
+    async fn template(&self, app_id: &AppId, name: &str) -> StoreResult<Option<TemplateRecord>> {
+        tx::template(&self.pool.get().await?.db(), app_id, name).await.map_err(map_err)
+    }
+
+    async fn templates(&self, app_id: &AppId) -> StoreResult<Vec<TemplateRecord>> {
+        tx::templates(&self.pool.get().await?.db(), app_id).await.map_err(map_err)
+    }
+
+    async fn update_template(&self, t: TemplateRecord) -> StoreResult<bool> {
+        tx::update_template(&self.pool.get().await?.db(), &t).await.map_err(map_err)
+    }
+
+    async fn delete_template(&self, app_id: &AppId, name: &str) -> StoreResult<bool> {
+        tx::delete_template(&self.pool.get().await?.db(), app_id, name).await.map_err(map_err)
     }
 
     async fn device_connected(

@@ -14,6 +14,112 @@ const KEY_COLUMNS: &str = "key_id, app_id, kind, material, created_at, revoked_a
 const DEVICE_COLUMNS: &str = "device_id, app_id, install_id, platform, app_version, os_version, model, \
                               vendor_tokens, user_id, bound_at, created_at, last_seen";
 
+const TEMPLATE_COLUMNS: &str =
+    "app_id, name, title, content, uri, desc_info, push_style, silent, created_at, updated_at";
+
+fn template_row(r: &Row) -> Result<TemplateRecord, Error> {
+    Ok(TemplateRecord {
+        app_id: AppId::new(r.try_get::<_, String>(0)?),
+        name: r.try_get(1)?,
+        title: r.try_get(2)?,
+        content: r.try_get(3)?,
+        uri: r.try_get(4)?,
+        desc_info: r.try_get(5)?,
+        push_style: r.try_get(6)?,
+        silent: r.try_get(7)?,
+        created_at: r.try_get(8)?,
+        updated_at: r.try_get(9)?,
+    })
+}
+
+pub(super) async fn create_template<C: GenericClient + Sync>(
+    c: &Db<'_, C>,
+    t: &TemplateRecord,
+    max_per_app: usize,
+) -> Result<TemplateCreated, Error> {
+    let app = t.app_id.as_str();
+    // Serialises creations of one app, so that two at once cannot pass the count together.
+    c.query_one("SELECT app_id FROM apps WHERE app_id = $1 FOR UPDATE", &[&app]).await?;
+    if c.query_opt("SELECT 1 FROM templates WHERE app_id = $1 AND name = $2", &[&app, &t.name]).await?.is_some() {
+        return Ok(TemplateCreated::Exists);
+    }
+    let count: i64 = c.query_one("SELECT COUNT(*) FROM templates WHERE app_id = $1", &[&app]).await?.try_get(0)?;
+    if count as usize >= max_per_app {
+        return Ok(TemplateCreated::TooMany);
+    }
+    c.execute(
+        &format!("INSERT INTO templates ({TEMPLATE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
+        &[
+            &app,
+            &t.name,
+            &t.title,
+            &t.content,
+            &t.uri,
+            &t.desc_info,
+            &t.push_style,
+            &t.silent,
+            &t.created_at,
+            &t.updated_at,
+        ],
+    )
+    .await?;
+    Ok(TemplateCreated::Created)
+}
+
+pub(super) async fn template<C: GenericClient + Sync>(
+    c: &Db<'_, C>,
+    app_id: &AppId,
+    name: &str,
+) -> Result<Option<TemplateRecord>, Error> {
+    c.query_opt(
+        &format!("SELECT {TEMPLATE_COLUMNS} FROM templates WHERE app_id = $1 AND name = $2"),
+        &[&app_id.as_str(), &name],
+    )
+    .await?
+    .map(|r| template_row(&r))
+    .transpose()
+}
+
+pub(super) async fn templates<C: GenericClient + Sync>(
+    c: &Db<'_, C>,
+    app_id: &AppId,
+) -> Result<Vec<TemplateRecord>, Error> {
+    c.query(&format!("SELECT {TEMPLATE_COLUMNS} FROM templates WHERE app_id = $1 ORDER BY name"), &[&app_id.as_str()])
+        .await?
+        .iter()
+        .map(template_row)
+        .collect()
+}
+
+pub(super) async fn update_template<C: GenericClient + Sync>(c: &Db<'_, C>, t: &TemplateRecord) -> Result<bool, Error> {
+    let n = c
+        .execute(
+            "UPDATE templates SET title = $3, content = $4, uri = $5, desc_info = $6, push_style = $7, silent = $8, \
+             updated_at = $9 WHERE app_id = $1 AND name = $2",
+            &[
+                &t.app_id.as_str(),
+                &t.name,
+                &t.title,
+                &t.content,
+                &t.uri,
+                &t.desc_info,
+                &t.push_style,
+                &t.silent,
+                &t.updated_at,
+            ],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+pub(super) async fn delete_template<C: GenericClient + Sync>(
+    c: &Db<'_, C>,
+    app_id: &AppId,
+    name: &str,
+) -> Result<bool, Error> {
+    Ok(c.execute("DELETE FROM templates WHERE app_id = $1 AND name = $2", &[&app_id.as_str(), &name]).await? == 1)
+}
+
 fn app_row(r: &Row) -> Result<AppRecord, Error> {
     Ok(AppRecord {
         app_id: AppId::new(r.try_get::<_, String>(0)?),

@@ -23,6 +23,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../../../migrations/sqlite/0002_leases.sql")),
     (3, include_str!("../../../migrations/sqlite/0003_presence.sql")),
+    (4, include_str!("../../../migrations/sqlite/0004_templates.sql")),
 ];
 
 /// How often the WAL is copied back into the database file.
@@ -494,6 +495,93 @@ impl Store for SqliteStore {
             ))?
             .query_map([app_id.as_str(), user_id.as_str()], device_row)?
             .collect()
+        })
+        .await
+    }
+
+    async fn create_template(&self, t: TemplateRecord, max_per_app: usize) -> StoreResult<TemplateCreated> {
+        self.write(move |c| {
+            let app = t.app_id.as_str();
+            if c.prepare_cached("SELECT 1 FROM templates WHERE app_id = ?1 AND name = ?2")?
+                .exists(params![app, t.name])?
+            {
+                return Ok(TemplateCreated::Exists);
+            }
+            let count: i64 =
+                c.prepare_cached("SELECT COUNT(*) FROM templates WHERE app_id = ?1")?.query_row([app], |r| r.get(0))?;
+            if count as usize >= max_per_app {
+                return Ok(TemplateCreated::TooMany);
+            }
+            c.prepare_cached(&format!(
+                "INSERT INTO templates ({TEMPLATE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+            ))?
+            .execute(params![
+                app,
+                t.name,
+                t.title,
+                t.content,
+                t.uri,
+                t.desc_info,
+                t.push_style,
+                t.silent,
+                t.created_at,
+                t.updated_at
+            ])?;
+            Ok(TemplateCreated::Created)
+        })
+        .await
+    }
+
+    async fn template(&self, app_id: &AppId, name: &str) -> StoreResult<Option<TemplateRecord>> {
+        let (app_id, name) = (app_id.clone(), name.to_owned());
+        self.read(move |c| {
+            c.prepare_cached(&format!("SELECT {TEMPLATE_COLUMNS} FROM templates WHERE app_id = ?1 AND name = ?2"))?
+                .query_row(params![app_id.as_str(), name], template_row)
+                .optional()
+        })
+        .await
+    }
+
+    async fn templates(&self, app_id: &AppId) -> StoreResult<Vec<TemplateRecord>> {
+        let app_id = app_id.clone();
+        self.read(move |c| {
+            c.prepare_cached(&format!("SELECT {TEMPLATE_COLUMNS} FROM templates WHERE app_id = ?1 ORDER BY name"))?
+                .query_map([app_id.as_str()], template_row)?
+                .collect()
+        })
+        .await
+    }
+
+    async fn update_template(&self, t: TemplateRecord) -> StoreResult<bool> {
+        self.write(move |c| {
+            let n = c
+                .prepare_cached(
+                    "UPDATE templates SET title = ?3, content = ?4, uri = ?5, desc_info = ?6, push_style = ?7, \
+                     silent = ?8, updated_at = ?9 WHERE app_id = ?1 AND name = ?2",
+                )?
+                .execute(params![
+                    t.app_id.as_str(),
+                    t.name,
+                    t.title,
+                    t.content,
+                    t.uri,
+                    t.desc_info,
+                    t.push_style,
+                    t.silent,
+                    t.updated_at
+                ])?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn delete_template(&self, app_id: &AppId, name: &str) -> StoreResult<bool> {
+        let (app_id, name) = (app_id.clone(), name.to_owned());
+        self.write(move |c| {
+            let n = c
+                .prepare_cached("DELETE FROM templates WHERE app_id = ?1 AND name = ?2")?
+                .execute(params![app_id.as_str(), name])?;
+            Ok(n == 1)
         })
         .await
     }

@@ -36,6 +36,24 @@ pub(super) fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
 pub(super) const DEVICE_COLUMNS: &str = "device_id, app_id, install_id, platform, app_version, os_version, model, \
                               vendor_tokens, user_id, bound_at, created_at, last_seen";
 
+pub(super) const TEMPLATE_COLUMNS: &str =
+    "app_id, name, title, content, uri, desc_info, push_style, silent, created_at, updated_at";
+
+pub(super) fn template_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TemplateRecord> {
+    Ok(TemplateRecord {
+        app_id: AppId::new(r.get::<_, String>(0)?),
+        name: r.get(1)?,
+        title: r.get(2)?,
+        content: r.get(3)?,
+        uri: r.get(4)?,
+        desc_info: r.get(5)?,
+        push_style: r.get(6)?,
+        silent: r.get(7)?,
+        created_at: r.get(8)?,
+        updated_at: r.get(9)?,
+    })
+}
+
 pub(super) fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
     let tokens: String = r.get(7)?;
     Ok(DeviceRecord {
