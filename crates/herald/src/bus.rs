@@ -29,6 +29,8 @@ pub enum Event {
     Refill { devices: Vec<DeviceId> },
     /// Close this connection of the device: a newer one on another node replaced it.
     TakeOver { device: DeviceId, generation: u64 },
+    /// Messages were revoked: connections skip copies queued in memory (until `until`).
+    Revoked { message_ids: Vec<MessageId>, until: i64 },
     /// An API key was revoked: stop accepting its signatures now, not when the cache ages.
     KeyRevoked { key_id: KeyId },
 }
@@ -200,6 +202,7 @@ mod tests {
             Event::Refill { devices: vec![DeviceId::new("d3")] },
             Event::TakeOver { device: DeviceId::new("d4"), generation: u64::MAX },
             Event::KeyRevoked { key_id: KeyId::new("k1") },
+            Event::Revoked { message_ids: vec![MessageId::new("m2")], until: 7 },
         ];
         for event in events {
             let wire = serde_json::to_vec(&Envelope { from: "n1".into(), event: event.clone() }).unwrap();

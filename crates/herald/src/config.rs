@@ -62,6 +62,8 @@ pub struct Limits {
     pub max_content_bytes: usize,
     pub max_payload_bytes: usize,
     pub signature_window_secs: i64,
+    /// How far back a message or task can be revoked (s); MPS: 7 days.
+    pub revoke_window_secs: i64,
     /// Characters in a template name.
     pub max_template_name_chars: usize,
     /// Templates per app.
@@ -146,6 +148,7 @@ impl Default for Limits {
             max_payload_bytes: 16 * 1024,
             signature_window_secs: 300,
             key_cache_secs: 10,
+            revoke_window_secs: 7 * 86_400,
             max_template_name_chars: 200,
             max_templates_per_app: 100,
             max_multiple_targets: 100,
@@ -227,6 +230,8 @@ max_payload_bytes = 16384
 signature_window_secs = 300
 # Seconds a cached API key is trusted before it is read from the store again.
 key_cache_secs = 10
+# How far back a message or task can be revoked, in seconds; MPS: 7 days.
+revoke_window_secs = 604800
 # Characters in a template name (letters, digits, _).
 max_template_name_chars = 200
 # Templates per app; MPS allows 100.
@@ -301,6 +306,7 @@ impl Config {
             "limits.max_expired_seconds must be between 1 and 2592000",
         );
         check(self.limits.max_template_name_chars >= 1, "limits.max_template_name_chars must be at least 1");
+        check(self.limits.revoke_window_secs >= 1, "limits.revoke_window_secs must be at least 1");
         check(self.limits.max_multiple_targets >= 1, "limits.max_multiple_targets must be at least 1");
         check(self.limits.max_content_bytes >= 1, "limits.max_content_bytes must be at least 1");
         check(self.limits.max_title_chars >= 1, "limits.max_title_chars must be at least 1");

@@ -18,6 +18,8 @@ mod durability;
 mod gateway;
 #[path = "behaviour/openapi.rs"]
 mod openapi;
+#[path = "behaviour/revoke.rs"]
+mod revoke;
 #[path = "behaviour/simple_push.rs"]
 mod simple_push;
 #[path = "behaviour/templates.rs"]

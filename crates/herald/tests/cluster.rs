@@ -169,6 +169,24 @@ async fn a_push_racing_a_connect_on_another_node_is_never_stranded() {
 }
 
 #[tokio::test]
+async fn a_revoke_through_one_node_recalls_a_message_from_a_device_on_another() {
+    let Some(c) = Cluster::start(3).await else { return };
+    let app = c.node(1).create_app().await;
+    let creds = app.register("d").await;
+    let mut device = TestDevice::connect(&creds.on(c.node(2))).await;
+    let (_, m) = app.push_to_device(&creds.device_id, "k", "to recall").await;
+    assert_eq!(device.next_push().await.1["messageId"], m.as_str());
+    app.wait_status(&m, "delivered").await;
+    let r = app
+        .via(c.node(3))
+        .signed("POST", "/v1/push/revoke", &json!({"messageId": "k", "targetId": creds.device_id}).to_string())
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let (_, control) = device.next_push().await;
+    assert_eq!((control["type"].as_str(), control["messageId"].as_str()), (Some("revoke"), Some(m.as_str())));
+}
+
+#[tokio::test]
 async fn a_device_moving_to_another_node_takes_over_and_the_old_connection_closes() {
     let Some(c) = Cluster::start(3).await else { return };
     let app = c.node(1).create_app().await;

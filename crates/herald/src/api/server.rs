@@ -11,7 +11,9 @@ use super::{AppState, Json, Signed, ok_content, ok_push, parse_json};
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{AppId, DeviceId, MessageId, TaskId, UserId, valid_external_id};
 use crate::push::{self, SimplePush};
-use crate::store::{DeviceRecord, MessageView, TargetOutcome, TemplateCreated, TemplateRecord};
+use crate::store::{
+    DeviceRecord, MessageView, Revocation, RevokeTarget, TargetOutcome, TemplateCreated, TemplateRecord,
+};
 use crate::template;
 
 pub fn router() -> Router<AppState> {
@@ -19,6 +21,8 @@ pub fn router() -> Router<AppState> {
         .route("/push/simple", post(push_simple))
         .route("/push/template", post(push_template))
         .route("/push/multiple", post(push_multiple))
+        .route("/push/revoke", post(revoke_message))
+        .route("/push/revoke-task", post(revoke_task))
         .route("/templates", get(list_templates).post(create_template))
         .route("/templates/{name}", get(get_template).put(update_template).delete(delete_template))
         .route("/tasks/{task_id}", get(task))
@@ -70,6 +74,51 @@ async fn send(state: &AppState, app_id: AppId, push: SimplePush) -> Result<Json,
         })
         .collect();
     Ok(ok_push(committed.task_id.as_str(), json!({"targets": results})))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RevokeMessage {
+    /// The msgKey of the message (MPS names it messageId).
+    message_id: String,
+    target_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RevokeTask {
+    task_id: String,
+}
+
+fn revoke_answer(done: &Revocation) -> Value {
+    json!({"revokedMessages": done.messages, "withdrawn": done.withdrawn,
+        "recalled": done.recalls.iter().map(|r| r.devices.len()).sum::<usize>()})
+}
+
+async fn revoke_message(State(state): State<AppState>, req: Signed) -> Result<Json, ApiError> {
+    let body: RevokeMessage = parse_json(&req.body)?;
+    if !valid_external_id(&body.message_id) || !valid_external_id(&body.target_id) {
+        return Err(ApiError::new(ErrorCode::InvalidParam, "messageId (the msgKey) and targetId are required"));
+    }
+    let what = RevokeTarget::Message { msg_key: body.message_id, target: body.target_id };
+    let window = state.cfg.limits.revoke_window_secs * 1000;
+    match state.dispatcher.revoke(&req.app_id, what, crate::now_ms(), window).await? {
+        Some(done) => Ok(ok_push("", revoke_answer(&done))),
+        None => Err(ApiError::new(
+            ErrorCode::MessageNotExist,
+            "no message with that msgKey and target in the revoke window",
+        )),
+    }
+}
+
+async fn revoke_task(State(state): State<AppState>, req: Signed) -> Result<Json, ApiError> {
+    let body: RevokeTask = parse_json(&req.body)?;
+    let what = RevokeTarget::Task(TaskId::new(body.task_id.clone()));
+    let window = state.cfg.limits.revoke_window_secs * 1000;
+    match state.dispatcher.revoke(&req.app_id, what, crate::now_ms(), window).await? {
+        Some(done) => Ok(ok_push(&body.task_id, revoke_answer(&done))),
+        None => Err(ApiError::new(ErrorCode::TaskNotExist, "no such task in the revoke window")),
+    }
 }
 
 async fn existing_template(state: &AppState, app_id: &AppId, name: &str) -> Result<TemplateRecord, ApiError> {
@@ -155,6 +204,9 @@ fn target_status(m: &MessageView, now: i64) -> &'static str {
     if m.undeliverable {
         return "undeliverable";
     }
+    if m.revoked_at.is_some() {
+        return "revoked";
+    }
     let best = m.deliveries.iter().map(|d| delivery_status(&d.status, m.expires_at, now)).max_by_key(|s| rank(s));
     match best {
         Some("opened") => "opened",
@@ -190,6 +242,7 @@ fn message_json(m: &MessageView, now: i64) -> Value {
         "targetType": m.target_kind,
         "target": m.target,
         "status": target_status(m, now),
+        "revokedAt": m.revoked_at,
         "createdAt": m.created_at,
         "expiresAt": m.expires_at,
         "deliveries": deliveries,

@@ -196,6 +196,10 @@ impl Borrow<str> for Entry {
 
 /// Connected devices of this node, sharded to keep lock contention low.
 pub struct Hub {
+    /// Revoked message ids, each until a time (Unix ms); copies of them queued in memory
+    /// are never written. Empty almost always: checked with one atomic load.
+    revoked: RwLock<std::collections::HashMap<MessageId, i64>>,
+    any_revoked: std::sync::atomic::AtomicBool,
     shards: Vec<RwLock<HashSet<Entry>>>,
     hasher: RandomState,
     generations: AtomicU64,
@@ -205,6 +209,8 @@ pub struct Hub {
 impl Hub {
     pub fn new(max_queued: usize) -> Self {
         Hub {
+            revoked: RwLock::new(std::collections::HashMap::new()),
+            any_revoked: std::sync::atomic::AtomicBool::new(false),
             shards: (0..SHARDS).map(|_| RwLock::new(HashSet::new())).collect(),
             hasher: RandomState::new(),
             // Unique across restarts of the node too: the store keeps (node, generation) as
@@ -289,6 +295,22 @@ impl Hub {
         }
     }
 
+    /// Remembers `ids` as revoked until `until`; forgets entries that ran out.
+    pub fn revoke(&self, ids: &[MessageId], until: i64) {
+        let mut revoked = self.revoked.write();
+        let now = crate::now_ms();
+        revoked.retain(|_, u| *u > now);
+        for id in ids {
+            revoked.insert(id.clone(), until);
+        }
+        self.any_revoked.store(!revoked.is_empty(), Ordering::Release);
+    }
+
+    /// True when `id` was revoked: a connection must not write it.
+    pub fn is_revoked(&self, id: &MessageId) -> bool {
+        self.any_revoked.load(Ordering::Acquire) && self.revoked.read().contains_key(id)
+    }
+
     pub fn connections(&self) -> usize {
         self.shards.iter().map(|s| s.read().len()).sum()
     }
@@ -369,6 +391,20 @@ mod tests {
         assert_eq!(quiet.closed(), Some(CloseCause::KeepAlive));
         assert_eq!(chatty.closed(), None);
         assert_eq!(forever.closed(), None);
+    }
+
+    #[test]
+    fn revoked_ids_are_remembered_until_their_time() {
+        let hub = Hub::new(2);
+        assert!(!hub.is_revoked(&MessageId::new("m1")));
+        let now = crate::now_ms();
+        hub.revoke(&[MessageId::new("m1")], now + 60_000);
+        hub.revoke(&[MessageId::new("m2")], now - 1);
+        assert!(hub.is_revoked(&MessageId::new("m1")));
+        // m2's time is over: the next revoke forgets it.
+        hub.revoke(&[MessageId::new("m3")], now + 60_000);
+        assert!(!hub.is_revoked(&MessageId::new("m2")));
+        assert!(hub.is_revoked(&MessageId::new("m3")));
     }
 
     #[test]

@@ -19,7 +19,9 @@ pub use hub::{CloseCause, Hub, Message, Outgoing, Session};
 use crate::bus::{Bus, Event};
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{AppId, DeviceId, UserId};
-use crate::store::{CommittedPush, NewPush, PendingDelivery, Store, TargetOutcome};
+use crate::store::{
+    CommittedPush, NewPush, PendingDelivery, Recipient, Revocation, RevokeTarget, Store, TargetOutcome,
+};
 
 pub struct Dispatcher {
     store: Arc<dyn Store>,
@@ -30,6 +32,10 @@ pub struct Dispatcher {
     /// This node runs the expiry sweep now.
     expiry_lease_held: AtomicBool,
 }
+
+/// How long a node's connections remember a revoked message id, to skip a copy queued in
+/// memory before the revoke: longer than any message's validity.
+const REVOKED_MEMORY_MS: i64 = 73 * 3600 * 1000;
 
 /// The lease under which one node of a cluster runs the expiry sweep.
 const EXPIRY_LEASE: &str = "expiry-sweep";
@@ -75,20 +81,62 @@ impl Dispatcher {
                 continue;
             }
             let message = Arc::new(Message { id: message_id.clone(), expires_at, payload });
-            let mut remote: BTreeMap<&str, Vec<DeviceId>> = BTreeMap::new();
-            for r in devices {
-                if self.hub.deliver(&r.device_id, Outgoing { message: message.clone(), dup: false }) {
-                    continue;
-                }
-                if let Some(node) = r.online_node.as_deref().filter(|n| *n != self.node_id) {
-                    remote.entry(node).or_default().push(r.device_id.clone());
-                }
-            }
-            for (node, devices) in remote {
-                self.bus.send(node, Event::deliver(devices, &message)).await;
-            }
+            self.route(message, devices).await;
         }
         Ok(committed)
+    }
+
+    /// Hands a committed message to the connections of its recipients: here through the
+    /// hub, elsewhere through the bus to the node that holds each one.
+    async fn route(&self, message: Arc<Message>, recipients: &[Recipient]) {
+        let mut remote: BTreeMap<&str, Vec<DeviceId>> = BTreeMap::new();
+        for r in recipients {
+            if self.hub.deliver(&r.device_id, Outgoing { message: message.clone(), dup: false }) {
+                continue;
+            }
+            if let Some(node) = r.online_node.as_deref().filter(|n| *n != self.node_id) {
+                remote.entry(node).or_default().push(r.device_id.clone());
+            }
+        }
+        for (node, devices) in remote {
+            self.bus.send(node, Event::deliver(devices, &message)).await;
+        }
+    }
+
+    /// Revokes what `what` names among the app's messages of the last `window_ms`: pending
+    /// deliveries are withdrawn (and skipped by every node's connections from now on), and
+    /// devices that got a message are sent a `revoke` control message. `None`: no such
+    /// message or task in the window.
+    pub async fn revoke(
+        &self,
+        app: &AppId,
+        what: RevokeTarget,
+        now: i64,
+        window_ms: i64,
+    ) -> Result<Option<Revocation>, ApiError> {
+        if !self.bus.available() {
+            return Err(ApiError::new(
+                ErrorCode::BusUnavailable,
+                "this node has lost the cluster bus; nothing was revoked, retry",
+            ));
+        }
+        let Some(done) = self.store.revoke(app, what, now, now - window_ms).await? else {
+            return Ok(None);
+        };
+        if !done.messages.is_empty() {
+            let until = now + REVOKED_MEMORY_MS;
+            self.hub.revoke(&done.messages, until);
+            self.bus.send_all(Event::Revoked { message_ids: done.messages.clone(), until }).await;
+        }
+        for recall in &done.recalls {
+            let message = Arc::new(Message {
+                id: recall.message_id.clone(),
+                expires_at: recall.expires_at,
+                payload: recall.payload.clone(),
+            });
+            self.route(message, &recall.devices).await;
+        }
+        Ok(Some(done))
     }
 
     /// Binds a user to a device and hands the user's pending messages to the device's
@@ -183,6 +231,7 @@ pub fn on_bus_event(hub: &Hub, event: Event) {
                 tracing::debug!(%device, "connection taken over on another node");
             }
         }
+        Event::Revoked { message_ids, until } => hub.revoke(&message_ids, until),
         Event::KeyRevoked { .. } => {}
     }
 }

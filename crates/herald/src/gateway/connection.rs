@@ -278,8 +278,10 @@ impl Gateway {
         let packet_id = conn.next_packet_id;
         let topic = conn.push_topic();
         let active = conn.active();
-        // Never deliver past the validity; the expiry sweep records it as expired.
+        // Never deliver past the validity (the expiry sweep records it as expired), nor a
+        // revoked message (the store has recorded that already).
         if message.expires_at <= now
+            || self.hub.is_revoked(&message.id)
             || active.inflight.iter().any(|(_, m, _)| m.id == message.id)
             || active.recent_acked.contains(&message.id)
         {

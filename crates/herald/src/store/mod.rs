@@ -204,6 +204,49 @@ pub enum TemplateCreated {
     TooMany,
 }
 
+/// What a revoke names.
+#[derive(Debug, Clone)]
+pub enum RevokeTarget {
+    /// The messages of (msgKey, target) (Simple and Template pushes).
+    Message { msg_key: String, target: String },
+    /// Every message of a task.
+    Task(TaskId),
+}
+
+/// A control message telling devices that already got a message to withdraw it.
+#[derive(Debug, Clone)]
+pub struct Recall {
+    pub message_id: MessageId,
+    pub payload: bytes::Bytes,
+    pub expires_at: i64,
+    pub devices: Vec<Recipient>,
+}
+
+/// What a revoke did.
+#[derive(Debug, Clone, Default)]
+pub struct Revocation {
+    /// The messages revoked now (none when nothing matched within the window).
+    pub messages: Vec<MessageId>,
+    /// Deliveries that were still pending and will never be delivered.
+    pub withdrawn: u64,
+    /// Control messages for devices that already got (or may be getting) a message.
+    pub recalls: Vec<Recall>,
+}
+
+/// The control payload that withdraws `revoked` from a device: `messageId` names the
+/// withdrawn message, `revokeId` the control message itself (what the device acknowledges).
+pub(crate) fn recall_payload(revoked: &str, msg_key: &str, task_id: &str, control: &MessageId, now: i64) -> String {
+    serde_json::json!({
+        "type": "revoke",
+        "messageId": revoked,
+        "msgKey": msg_key,
+        "taskId": task_id,
+        "revokeId": control,
+        "sentAt": now,
+    })
+    .to_string()
+}
+
 /// A device a message is now pending for, and the node holding its connection, if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recipient {
@@ -347,6 +390,8 @@ pub struct MessageView {
     pub target_kind: TargetKind,
     pub target: String,
     pub undeliverable: bool,
+    /// When the message was revoked.
+    pub revoked_at: Option<i64>,
     pub created_at: i64,
     pub expires_at: i64,
     pub deliveries: Vec<DeliveryView>,
@@ -428,6 +473,13 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
         limit: usize,
     ) -> StoreResult<Vec<DeviceId>>;
+
+    /// Revokes the app's notifications that `what` names, created since `since` and not
+    /// revoked before: pending deliveries become `revoked`; devices that got one (or hold a
+    /// connection that may be writing it) get a control message, returned for dispatch.
+    /// `None` when the app has no such message or task in the window.
+    async fn revoke(&self, app_id: &AppId, what: RevokeTarget, now: i64, since: i64)
+    -> StoreResult<Option<Revocation>>;
 
     /// Creates a template unless the app has one of that name or `max_per_app` already.
     async fn create_template(&self, t: TemplateRecord, max_per_app: usize) -> StoreResult<TemplateCreated>;

@@ -468,6 +468,11 @@ impl TestDevice {
             .expect("event loop ended")
     }
 
+    /// True when nothing arrives for `d`.
+    pub async fn quiet_for(&mut self, d: Duration) -> bool {
+        tokio::time::timeout(d, self.rx.recv()).await.is_err()
+    }
+
     /// The next delivery, as (publish, parsed payload).
     pub async fn next_push(&mut self) -> (Publish, Value) {
         match self.next().await {

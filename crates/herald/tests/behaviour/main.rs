@@ -11,5 +11,6 @@ mod devices;
 mod durability;
 mod gateway;
 mod openapi;
+mod revoke;
 mod simple_push;
 mod templates;

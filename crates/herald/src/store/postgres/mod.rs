@@ -22,6 +22,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../../../migrations/postgres/0002_cluster.sql")),
     (3, include_str!("../../../migrations/postgres/0003_presence.sql")),
     (4, include_str!("../../../migrations/postgres/0004_templates.sql")),
+    (5, include_str!("../../../migrations/postgres/0005_revoke.sql")),
 ];
 /// Serialises migrations of nodes starting together (any constant unique to Herald).
 const MIGRATION_LOCK: i64 = 0x4845_5241_4c44;
@@ -368,6 +369,21 @@ impl Store for PostgresStore {
 
     async fn user_devices(&self, app_id: &AppId, user_id: &UserId) -> StoreResult<Vec<DeviceRecord>> {
         tx::user_devices(&self.pool.get().await?.db(), app_id, user_id).await.map_err(map_err)
+    }
+
+    async fn revoke(
+        &self,
+        app_id: &AppId,
+        what: RevokeTarget,
+        now: i64,
+        since: i64,
+    ) -> StoreResult<Option<Revocation>> {
+        let mut conn = self.pool.get().await?;
+        let (tx, cache) = conn.transaction().await.map_err(map_err)?;
+        let db = Db::new(&tx, cache);
+        let done = tx::revoke(&db, app_id, &what, now, since).await.map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(done)
     }
 
     async fn create_template(&self, t: TemplateRecord, max_per_app: usize) -> StoreResult<TemplateCreated> {

@@ -402,6 +402,7 @@ pub(super) async fn bind_user<C: GenericClient + Sync>(
         "INSERT INTO deliveries (message_id, device_id, status, created_at, updated_at, expires_at) \
          SELECT message_id, $1, 'pending', $2, $2, expires_at FROM messages \
          WHERE app_id = $3 AND target_kind = 'user' AND target = $4 AND expires_at > $2 \
+         AND kind = 'notification' AND revoked_at IS NULL \
          ON CONFLICT (message_id, device_id) DO NOTHING",
         &[&device, &now, &app, &user],
     )
@@ -788,8 +789,8 @@ pub(super) async fn message_views<C: GenericClient + Sync>(
     let rows = c
         .query(
             &format!(
-                "SELECT message_id, task_id, msg_key, target_kind, target, undeliverable, created_at, expires_at \
-                 FROM messages WHERE {filter} ORDER BY message_id"
+                "SELECT message_id, task_id, msg_key, target_kind, target, undeliverable, created_at, expires_at, revoked_at \
+                 FROM messages WHERE {filter} AND kind = 'notification' ORDER BY message_id"
             ),
             args,
         )
@@ -830,6 +831,7 @@ pub(super) async fn message_views<C: GenericClient + Sync>(
             undeliverable: r.try_get(5)?,
             created_at: r.try_get(6)?,
             expires_at: r.try_get(7)?,
+            revoked_at: r.try_get(8)?,
             deliveries,
         });
     }
@@ -859,4 +861,90 @@ pub(super) async fn task<C: GenericClient + Sync>(
         expires_at: r.try_get(4)?,
         messages: message_views(c, "task_id = $1 AND app_id = $2", &[&task_id.as_str(), &app_id.as_str()]).await?,
     }))
+}
+
+pub(super) async fn revoke<C: GenericClient + Sync>(
+    c: &Db<'_, C>,
+    app_id: &AppId,
+    what: &RevokeTarget,
+    now: i64,
+    since: i64,
+) -> Result<Option<Revocation>, Error> {
+    let app = app_id.as_str();
+    let columns = "message_id, task_id, msg_key, target_kind, target, expires_at, revoked_at";
+    // FOR UPDATE: two revokes of one message at once do not both send a recall.
+    let rows = match what {
+        RevokeTarget::Message { msg_key, target } => {
+            c.query(
+                &format!(
+                    "SELECT {columns} FROM messages WHERE app_id = $1 AND msg_key = $2 AND target = $3 \
+                     AND kind = 'notification' AND created_at >= $4 ORDER BY message_id FOR UPDATE"
+                ),
+                &[&app, msg_key, target, &since],
+            )
+            .await?
+        }
+        RevokeTarget::Task(task_id) => {
+            c.query(
+                &format!(
+                    "SELECT {columns} FROM messages WHERE app_id = $1 AND task_id = $2 \
+                     AND kind = 'notification' AND created_at >= $3 ORDER BY message_id FOR UPDATE"
+                ),
+                &[&app, &task_id.as_str(), &since],
+            )
+            .await?
+        }
+    };
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let mut out = Revocation::default();
+    for r in rows {
+        let (mid, task_id, msg_key, target_kind, target): (String, String, String, String, String) =
+            (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?);
+        let expires_at: i64 = r.try_get(5)?;
+        if r.try_get::<_, Option<i64>>(6)?.is_some() {
+            continue;
+        }
+        c.execute("UPDATE messages SET revoked_at = $2 WHERE message_id = $1", &[&mid, &now]).await?;
+        let devices: Vec<Recipient> = c
+            .query(
+                "SELECT d.device_id, v.online_node FROM deliveries d JOIN devices v ON v.device_id = d.device_id \
+                 WHERE d.message_id = $1 AND (d.status IN ('sent', 'delivered', 'opened', 'ignored') \
+                 OR (d.status = 'pending' AND v.online_node IS NOT NULL)) ORDER BY d.device_id",
+                &[&mid],
+            )
+            .await?
+            .iter()
+            .map(|r| Ok(Recipient { device_id: DeviceId::new(r.try_get::<_, String>(0)?), online_node: r.try_get(1)? }))
+            .collect::<Result<_, Error>>()?;
+        out.withdrawn += c
+            .execute(
+                "UPDATE deliveries SET status = 'revoked', updated_at = $2 \
+                 WHERE message_id = $1 AND status IN ('pending', 'sent')",
+                &[&mid, &now],
+            )
+            .await?;
+        if !devices.is_empty() && expires_at > now {
+            let control = MessageId::generate(now);
+            let payload = recall_payload(&mid, &msg_key, &task_id, &control, now);
+            c.execute(
+                "INSERT INTO messages (message_id, app_id, task_id, msg_key, target_kind, target, payload, undeliverable, \
+                 created_at, expires_at, kind) VALUES ($1, $2, $3, $4, $5, $6, $7, false, $8, $9, 'revoke')",
+                &[&control.as_str(), &app, &task_id, &msg_key, &target_kind, &target, &payload, &now, &expires_at],
+            )
+            .await?;
+            for d in &devices {
+                c.execute(
+                    "INSERT INTO deliveries (message_id, device_id, status, created_at, updated_at, expires_at) \
+                     VALUES ($1, $2, 'pending', $3, $3, $4)",
+                    &[&control.as_str(), &d.device_id.as_str(), &now, &expires_at],
+                )
+                .await?;
+            }
+            out.recalls.push(Recall { message_id: control, payload: payload.into(), expires_at, devices });
+        }
+        out.messages.push(MessageId::new(mid));
+    }
+    Ok(Some(out))
 }

@@ -24,6 +24,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../../../migrations/sqlite/0002_leases.sql")),
     (3, include_str!("../../../migrations/sqlite/0003_presence.sql")),
     (4, include_str!("../../../migrations/sqlite/0004_templates.sql")),
+    (5, include_str!("../../../migrations/sqlite/0005_revoke.sql")),
 ];
 
 /// How often the WAL is copied back into the database file.
@@ -450,6 +451,7 @@ impl Store for SqliteStore {
                 "INSERT INTO deliveries (message_id, device_id, status, created_at, updated_at, expires_at) \
                  SELECT message_id, ?1, 'pending', ?2, ?2, expires_at FROM messages \
                  WHERE app_id = ?3 AND target_kind = 'user' AND target = ?4 AND expires_at > ?2 \
+                 AND kind = 'notification' AND revoked_at IS NULL \
                  ON CONFLICT (message_id, device_id) DO NOTHING",
             )?
             .execute(params![device, now, app, user])?;
@@ -497,6 +499,17 @@ impl Store for SqliteStore {
             .collect()
         })
         .await
+    }
+
+    async fn revoke(
+        &self,
+        app_id: &AppId,
+        what: RevokeTarget,
+        now: i64,
+        since: i64,
+    ) -> StoreResult<Option<Revocation>> {
+        let app_id = app_id.clone();
+        self.write(move |c| revoke_tx(c, &app_id, &what, now, since)).await
     }
 
     async fn create_template(&self, t: TemplateRecord, max_per_app: usize) -> StoreResult<TemplateCreated> {

@@ -118,8 +118,8 @@ pub(super) fn message_views(
 ) -> rusqlite::Result<Vec<MessageView>> {
     let mut messages: Vec<MessageView> = conn
         .prepare_cached(&format!(
-            "SELECT message_id, task_id, msg_key, target_kind, target, undeliverable, created_at, expires_at \
-             FROM messages WHERE {filter} ORDER BY message_id"
+            "SELECT message_id, task_id, msg_key, target_kind, target, undeliverable, created_at, expires_at, revoked_at \
+             FROM messages WHERE {filter} AND kind = 'notification' ORDER BY message_id"
         ))?
         .query_map(args, |r| {
             let kind: String = r.get(3)?;
@@ -132,6 +132,7 @@ pub(super) fn message_views(
                 undeliverable: r.get(5)?,
                 created_at: r.get(6)?,
                 expires_at: r.get(7)?,
+                revoked_at: r.get(8)?,
                 deliveries: Vec::new(),
             })
         })?
@@ -332,4 +333,84 @@ pub(super) fn insert_key(c: &Connection, key: &ApiKeyRecord) -> rusqlite::Result
         ],
     )?;
     Ok(())
+}
+
+/// message_id, task_id, msg_key, target_kind, target, expires_at, revoked_at.
+type RevocableRow = (String, String, String, String, String, i64, Option<i64>);
+
+pub(super) fn revoke_tx(
+    c: &Connection,
+    app_id: &AppId,
+    what: &RevokeTarget,
+    now: i64,
+    since: i64,
+) -> rusqlite::Result<Option<Revocation>> {
+    let app = app_id.as_str();
+    let row = |r: &rusqlite::Row<'_>| -> rusqlite::Result<RevocableRow> {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+    };
+    let columns = "message_id, task_id, msg_key, target_kind, target, expires_at, revoked_at";
+    let found = match what {
+        RevokeTarget::Message { msg_key, target } => c
+            .prepare_cached(&format!(
+                "SELECT {columns} FROM messages WHERE app_id = ?1 AND msg_key = ?2 AND target = ?3 \
+                 AND kind = 'notification' AND created_at >= ?4 ORDER BY message_id"
+            ))?
+            .query_map(params![app, msg_key, target, since], row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?,
+        RevokeTarget::Task(task_id) => c
+            .prepare_cached(&format!(
+                "SELECT {columns} FROM messages WHERE app_id = ?1 AND task_id = ?2 \
+                 AND kind = 'notification' AND created_at >= ?3 ORDER BY message_id"
+            ))?
+            .query_map(params![app, task_id.as_str(), since], row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?,
+    };
+    if found.is_empty() {
+        return Ok(None);
+    }
+    let mut out = Revocation::default();
+    for (mid, task_id, msg_key, target_kind, target, expires_at, revoked_at) in found {
+        if revoked_at.is_some() {
+            continue;
+        }
+        c.prepare_cached("UPDATE messages SET revoked_at = ?2 WHERE message_id = ?1")?.execute(params![mid, now])?;
+        // Written to a device at some point, or pending for a device connected now (its
+        // connection may be writing it this instant): withdraw it there too.
+        let devices: Vec<Recipient> = c
+            .prepare_cached(
+                "SELECT d.device_id, v.online_node FROM deliveries d JOIN devices v ON v.device_id = d.device_id \
+                 WHERE d.message_id = ?1 AND (d.status IN ('sent', 'delivered', 'opened', 'ignored') \
+                 OR (d.status = 'pending' AND v.online_node IS NOT NULL)) ORDER BY d.device_id",
+            )?
+            .query_map([&mid], |r| {
+                Ok(Recipient { device_id: DeviceId::new(r.get::<_, String>(0)?), online_node: r.get(1)? })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        out.withdrawn += c
+            .prepare_cached(
+                "UPDATE deliveries SET status = 'revoked', updated_at = ?2 \
+                 WHERE message_id = ?1 AND status IN ('pending', 'sent')",
+            )?
+            .execute(params![mid, now])? as u64;
+        if !devices.is_empty() && expires_at > now {
+            let control = MessageId::generate(now);
+            let payload = recall_payload(&mid, &msg_key, &task_id, &control, now);
+            c.prepare_cached(
+                "INSERT INTO messages (message_id, app_id, task_id, msg_key, target_kind, target, payload, undeliverable, \
+                 created_at, expires_at, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?9, 'revoke')",
+            )?
+            .execute(params![control.as_str(), app, task_id, msg_key, target_kind, target, payload, now, expires_at])?;
+            for d in &devices {
+                c.prepare_cached(
+                    "INSERT INTO deliveries (message_id, device_id, status, created_at, updated_at, expires_at) \
+                     VALUES (?1, ?2, 'pending', ?3, ?3, ?4)",
+                )?
+                .execute(params![control.as_str(), d.device_id.as_str(), now, expires_at])?;
+            }
+            out.recalls.push(Recall { message_id: control, payload: payload.into(), expires_at, devices });
+        }
+        out.messages.push(MessageId::new(mid));
+    }
+    Ok(Some(out))
 }
