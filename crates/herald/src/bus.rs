@@ -29,6 +29,8 @@ pub enum Event {
     Refill { devices: Vec<DeviceId> },
     /// Close this connection of the device: a newer one on another node replaced it.
     TakeOver { device: DeviceId, generation: u64 },
+    /// A broadcast was committed: deliver it to the devices connected here that it reaches.
+    Broadcast { message_id: MessageId, expires_at: i64, payload: String },
     /// Messages were revoked: connections skip copies queued in memory (until `until`).
     Revoked { message_ids: Vec<MessageId>, until: i64 },
     /// An API key was revoked: stop accepting its signatures now, not when the cache ages.
@@ -43,6 +45,15 @@ impl Event {
             message_id: message.id.clone(),
             expires_at: message.expires_at,
             // Payloads are built from Rust strings: always UTF-8.
+            payload: String::from_utf8_lossy(&message.payload).into_owned(),
+        }
+    }
+
+    /// A broadcast event for a committed broadcast message.
+    pub fn deliver_all(message: &Message) -> Self {
+        Event::Broadcast {
+            message_id: message.id.clone(),
+            expires_at: message.expires_at,
             payload: String::from_utf8_lossy(&message.payload).into_owned(),
         }
     }
@@ -203,6 +214,7 @@ mod tests {
             Event::TakeOver { device: DeviceId::new("d4"), generation: u64::MAX },
             Event::KeyRevoked { key_id: KeyId::new("k1") },
             Event::Revoked { message_ids: vec![MessageId::new("m2")], until: 7 },
+            Event::Broadcast { message_id: MessageId::new("m3"), expires_at: 9, payload: "{}".into() },
         ];
         for event in events {
             let wire = serde_json::to_vec(&Envelope { from: "n1".into(), event: event.clone() }).unwrap();

@@ -45,6 +45,7 @@ pub enum ErrorCode {
     TemplateLimitExceeded,
     MultiplePushTargetTooMuch,
     MultipleInnerExtendParamToMuch,
+    BroadcastOnlySupportByDevice,
     // Lookups.
     AppNotExist,
     KeyNotExist,
@@ -95,6 +96,7 @@ impl ErrorCode {
             ErrorCode::TemplateLimitExceeded => "TEMPLATE_LIMIT_EXCEEDED",
             ErrorCode::MultiplePushTargetTooMuch => "MULTIPLE_PUSH_TARGET_TOO_MUCH",
             ErrorCode::MultipleInnerExtendParamToMuch => "MULTIPLE_INNER_EXTEND_PARAM_TO_MUCH",
+            ErrorCode::BroadcastOnlySupportByDevice => "BROADCAST_ONLY_SUPPORT_BY_DEVICE",
             ErrorCode::AppNotExist => "APP_NOT_EXIST",
             ErrorCode::KeyNotExist => "KEY_NOT_EXIST",
             ErrorCode::DeviceNotExist => "DEVICE_NOT_EXIST",
@@ -143,7 +145,8 @@ impl ErrorCode {
             | ErrorCode::TemplateTitleInvalid
             | ErrorCode::TemplateContentInvalid
             | ErrorCode::MultiplePushTargetTooMuch
-            | ErrorCode::MultipleInnerExtendParamToMuch => 400,
+            | ErrorCode::MultipleInnerExtendParamToMuch
+            | ErrorCode::BroadcastOnlySupportByDevice => 400,
             ErrorCode::TemplateNotExist => 404,
             ErrorCode::TemplateExists | ErrorCode::TemplateLimitExceeded => 409,
             ErrorCode::MethodNotAllowed => 405,
@@ -188,6 +191,7 @@ impl ErrorCode {
         ErrorCode::TemplateLimitExceeded,
         ErrorCode::MultiplePushTargetTooMuch,
         ErrorCode::MultipleInnerExtendParamToMuch,
+        ErrorCode::BroadcastOnlySupportByDevice,
         ErrorCode::AppNotExist,
         ErrorCode::KeyNotExist,
         ErrorCode::DeviceNotExist,

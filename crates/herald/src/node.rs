@@ -55,12 +55,19 @@ pub async fn run(cfg: Config, listeners: Listeners, shutdown: Signal) -> anyhow:
     if stale > 0 {
         tracing::info!(devices = stale, "cleared presence left by an earlier run of this node");
     }
+    // Set once the dispatcher exists (it needs the bus): broadcasts are fanned out by it.
+    let dispatcher_cell: Arc<std::sync::OnceLock<Arc<Dispatcher>>> = Arc::default();
     let bus = Arc::new(match cfg.bus_url.as_deref().filter(|u| !u.is_empty()) {
         None => Bus::local(&cfg.node_id),
         Some(url) => {
-            let (h, v) = (hub.clone(), verifier.clone());
+            let (h, v, d) = (hub.clone(), verifier.clone(), dispatcher_cell.clone());
             let handler = Arc::new(move |event: Event| match event {
                 Event::KeyRevoked { key_id } => v.forget(&key_id),
+                Event::Broadcast { message_id, expires_at, payload } => {
+                    if let Some(d) = d.get() {
+                        tokio::spawn(d.clone().fan_out(Event::message(message_id, expires_at, payload)));
+                    }
+                }
                 other => dispatch::on_bus_event(&h, other),
             });
             let h = hub.clone();
@@ -69,6 +76,7 @@ pub async fn run(cfg: Config, listeners: Listeners, shutdown: Signal) -> anyhow:
         }
     });
     let dispatcher = Arc::new(Dispatcher::new(store.clone(), hub.clone(), bus.clone(), cfg.node_id.clone()));
+    let _ = dispatcher_cell.set(dispatcher.clone());
     let cfg = Arc::new(cfg);
     let state = AppState(Arc::new(Inner {
         store: store.clone(),

@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 use crate::config::Limits;
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{AppId, MessageId, TaskId, valid_external_id};
-use crate::store::{NewMessage, NewPush, NewTask, TargetKind, TemplateRecord};
+use crate::store::{NewBroadcast, NewMessage, NewPush, NewTask, TargetKind, TemplateRecord};
 use crate::template::Filled;
 
 /// extendedParams keys that MPS reserves for itself (mps-spec §4).
@@ -291,6 +291,69 @@ impl SimplePush {
         push.targets = targets;
         push.per_target = per_target;
         Ok(push)
+    }
+
+    /// Validates a Broadcast push: a template to every device of one platform of the app
+    /// (filtered by pushStatus and the bind/unbind periods), under one msgkey.
+    pub fn parse_broadcast(
+        body: &Value,
+        t: &TemplateRecord,
+        limits: &Limits,
+        app_id: AppId,
+        now: i64,
+    ) -> Result<NewBroadcast, ApiError> {
+        let b = as_object(body)?;
+        let (delivery_type, kind) = delivery_type(b)?;
+        if kind == TargetKind::User {
+            return Err(invalid(
+                ErrorCode::BroadcastOnlySupportByDevice,
+                "a broadcast goes to devices: deliveryType 1, 2 or 7",
+            ));
+        }
+        let platform = match delivery_type {
+            2 => "ios",
+            7 => "harmonyos",
+            _ => "android",
+        };
+        let msg_key = match b.get("msgkey").or_else(|| b.get("msgKey")) {
+            Some(Value::String(s)) if valid_external_id(s) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => return Err(invalid(ErrorCode::InvalidParam, "msgkey (1 to 128 characters) is required")),
+        };
+        let push_status = int_field(b, "pushStatus")?.unwrap_or(0);
+        if !(0..=2).contains(&push_status) {
+            return Err(invalid(ErrorCode::InvalidParam, "pushStatus must be 0 (bound), 1 (all) or 2 (unbound)"));
+        }
+        let period = |name: &str| -> Result<Option<i64>, ApiError> {
+            match int_field(b, name)? {
+                None | Some(4) => Ok(None),
+                Some(1) => Ok(Some(now - 7 * 86_400_000)),
+                Some(2) => Ok(Some(now - 15 * 86_400_000)),
+                Some(3) => Ok(Some(now - 60 * 86_400_000)),
+                Some(_) => Err(invalid(
+                    ErrorCode::InvalidParam,
+                    format!("{name} must be 1 (7 days), 2 (15), 3 (60) or 4 (ever)"),
+                )),
+            }
+        };
+        let (bind_since, unbind_since) =
+            if push_status == 0 { (period("bindPeriod")?, None) } else { (None, period("unBindPeriod")?) };
+        let mut simple = b.clone();
+        simple.insert("targetMsgkey".into(), serde_json::json!({"broadcast": msg_key.clone()}));
+        let mut push = SimplePush::parse_template(&Value::Object(simple), t, limits)?;
+        push.push_type = "broadcast";
+        let mut new_push = push.into_new_push(app_id, now, limits)?;
+        let message = new_push.messages.pop().expect("one message per target");
+        Ok(NewBroadcast {
+            task: new_push.task,
+            message_id: message.message_id,
+            msg_key,
+            platform,
+            push_status,
+            bind_since,
+            unbind_since,
+            payload: message.payload,
+        })
     }
 
     /// Validates a Simple push body against `limits`.

@@ -10,6 +10,8 @@ mod common;
 
 #[path = "behaviour/bad_input.rs"]
 mod bad_input;
+#[path = "behaviour/broadcast.rs"]
+mod broadcast;
 #[path = "behaviour/devices.rs"]
 mod devices;
 #[path = "behaviour/durability.rs"]

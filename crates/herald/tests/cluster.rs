@@ -187,6 +187,27 @@ async fn a_revoke_through_one_node_recalls_a_message_from_a_device_on_another() 
 }
 
 #[tokio::test]
+async fn a_broadcast_through_one_node_reaches_devices_on_every_node() {
+    let Some(c) = Cluster::start(3).await else { return };
+    let app = c.node(1).create_app().await;
+    let t = json!({"templateName": "news", "title": "t", "content": "c"});
+    assert_eq!(app.signed("POST", "/v1/templates", &t.to_string()).await.status, 200);
+    let mut devices = Vec::new();
+    for i in 1..=3 {
+        let creds = app.register(&format!("d{i}")).await;
+        devices.push(TestDevice::connect(&creds.on(c.node(i))).await);
+    }
+    let body =
+        json!({"deliveryType": 1, "templateName": "news", "msgkey": "b", "pushStatus": 1, "expiredSeconds": 300});
+    let r = app.signed("POST", "/v1/push/broadcast", &body.to_string()).await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let m = r.json()["pushResult"]["messageId"].as_str().unwrap().to_string();
+    for d in &mut devices {
+        assert_eq!(d.next_push().await.1["messageId"], m.as_str());
+    }
+}
+
+#[tokio::test]
 async fn a_device_moving_to_another_node_takes_over_and_the_old_connection_closes() {
     let Some(c) = Cluster::start(3).await else { return };
     let app = c.node(1).create_app().await;

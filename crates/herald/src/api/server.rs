@@ -21,6 +21,7 @@ pub fn router() -> Router<AppState> {
         .route("/push/simple", post(push_simple))
         .route("/push/template", post(push_template))
         .route("/push/multiple", post(push_multiple))
+        .route("/push/broadcast", post(push_broadcast))
         .route("/push/revoke", post(revoke_message))
         .route("/push/revoke-task", post(revoke_task))
         .route("/templates", get(list_templates).post(create_template))
@@ -51,6 +52,18 @@ async fn push_multiple(State(state): State<AppState>, req: Signed) -> Result<Jso
     let template = existing_template(&state, &req.app_id, &push::template_name(&body)?).await?;
     let push = SimplePush::parse_multiple(&body, &template, &state.cfg.limits)?;
     send(&state, req.app_id, push).await
+}
+
+async fn push_broadcast(State(state): State<AppState>, req: Signed) -> Result<Json, ApiError> {
+    let body: Value = parse_json(&req.body)?;
+    let template = existing_template(&state, &req.app_id, &push::template_name(&body)?).await?;
+    let now = crate::now_ms();
+    let b = SimplePush::parse_broadcast(&body, &template, &state.cfg.limits, req.app_id, now)?;
+    let msg_key = b.msg_key.clone();
+    let done = state.dispatcher.broadcast(b, now).await?;
+    crate::metrics::PUSHES_ACCEPTED.inc();
+    let status = if done.replayed { "duplicate" } else { "accepted" };
+    Ok(ok_push(done.task_id.as_str(), json!({"msgkey": msg_key, "messageId": done.message_id, "status": status})))
 }
 
 /// Commits a validated push and answers with its taskId and each target's outcome.
@@ -260,6 +273,22 @@ async fn task(State(state): State<AppState>, Path(task_id): Path<String>, req: S
         let n = counts.get(status).and_then(Value::as_u64).unwrap_or(0);
         counts.insert(status.into(), json!(n + 1));
     }
+    if let Some(b) = &task.broadcast {
+        // Per device only what happened is stored; the rest of the audience is pending
+        // (or expired, or revoked).
+        let acked: u64 = b.counts.iter().map(|(_, n)| n).sum();
+        for (status, n) in &b.counts {
+            counts.insert(status.clone(), json!(n));
+        }
+        let rest = if b.revoked_at.is_some() {
+            "revoked"
+        } else if task.expires_at <= now {
+            "expired"
+        } else {
+            "pending"
+        };
+        counts.insert(rest.into(), json!(b.eligible.saturating_sub(acked)));
+    }
     let targets: Vec<Value> = task.messages.iter().map(|m| message_json(m, now)).collect();
     Ok(ok_content(json!({
         "taskId": task.task_id,
@@ -270,6 +299,9 @@ async fn task(State(state): State<AppState>, Path(task_id): Path<String>, req: S
         "expiresAt": task.expires_at,
         "counts": counts,
         "targets": targets,
+        "broadcast": task.broadcast.as_ref().map(|b| json!({
+            "messageId": b.message_id, "msgkey": b.msg_key, "eligible": b.eligible, "revokedAt": b.revoked_at,
+        })),
     })))
 }
 

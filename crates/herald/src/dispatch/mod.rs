@@ -20,7 +20,8 @@ use crate::bus::{Bus, Event};
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{AppId, DeviceId, UserId};
 use crate::store::{
-    CommittedPush, NewPush, PendingDelivery, Recipient, Revocation, RevokeTarget, Store, TargetOutcome,
+    BroadcastCommitted, CommittedPush, NewBroadcast, NewPush, PendingDelivery, Recipient, Revocation, RevokeTarget,
+    Store, TargetOutcome,
 };
 
 pub struct Dispatcher {
@@ -100,6 +101,41 @@ impl Dispatcher {
         }
         for (node, devices) in remote {
             self.bus.send(node, Event::deliver(devices, &message)).await;
+        }
+    }
+
+    /// Commits a broadcast and answers without waiting for its fan-out: the connections of
+    /// this node get it from a task started here, those of other nodes through the bus,
+    /// devices that connect later from the store.
+    pub async fn broadcast(self: &Arc<Self>, b: NewBroadcast, now: i64) -> Result<BroadcastCommitted, ApiError> {
+        if !self.bus.available() {
+            return Err(ApiError::new(
+                ErrorCode::BusUnavailable,
+                "this node has lost the cluster bus; nothing was accepted, retry",
+            ));
+        }
+        let (payload, expires_at) = (b.payload.clone(), b.task.expires_at);
+        let done = self.store.commit_broadcast(b, now).await?;
+        if !done.replayed {
+            let message = Arc::new(Message { id: done.message_id.clone(), expires_at, payload });
+            self.bus.send_all(Event::deliver_all(&message)).await;
+            tokio::spawn(self.clone().fan_out(message));
+        }
+        Ok(done)
+    }
+
+    /// Hands a broadcast to the connections of this node that it reaches.
+    pub async fn fan_out(self: Arc<Self>, message: Arc<Message>) {
+        match self.store.broadcast_recipients(&message.id, &self.node_id).await {
+            Ok(devices) => {
+                let n = devices
+                    .iter()
+                    .filter(|d| self.hub.deliver(d, Outgoing { message: message.clone(), dup: false }))
+                    .count();
+                tracing::debug!(message = %message.id, connections = n, "broadcast handed to this node's connections");
+            }
+            // The devices get it from the store when they next connect or refill.
+            Err(e) => tracing::warn!(error = %e, message = %message.id, "broadcast fan-out failed"),
         }
     }
 
@@ -232,7 +268,8 @@ pub fn on_bus_event(hub: &Hub, event: Event) {
             }
         }
         Event::Revoked { message_ids, until } => hub.revoke(&message_ids, until),
-        Event::KeyRevoked { .. } => {}
+        // Handled by the dispatcher, which reads the audience from the store (see node.rs).
+        Event::Broadcast { .. } | Event::KeyRevoked { .. } => {}
     }
 }
 

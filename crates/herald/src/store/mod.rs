@@ -5,6 +5,7 @@
 //! committed: many operations share one transaction and one fsync. Status updates that
 //! nobody waits for ([`Store::record`]) are queued and committed in order with the rest.
 
+mod broadcast_sql;
 mod postgres;
 mod sqlite;
 #[cfg(test)]
@@ -204,6 +205,43 @@ pub enum TemplateCreated {
     TooMany,
 }
 
+/// A broadcast to every device of an app that qualifies: one row, whatever the audience.
+#[derive(Debug, Clone)]
+pub struct NewBroadcast {
+    pub task: NewTask,
+    pub message_id: MessageId,
+    pub msg_key: String,
+    /// `android`, `ios` or `harmonyos`.
+    pub platform: &'static str,
+    /// 0 bound devices, 1 all, 2 unbound.
+    pub push_status: i64,
+    /// Bound since (pushStatus 0), if limited.
+    pub bind_since: Option<i64>,
+    /// Unbound since (pushStatus 1 and 2), if limited.
+    pub unbind_since: Option<i64>,
+    pub payload: bytes::Bytes,
+}
+
+#[derive(Debug, Clone)]
+pub struct BroadcastCommitted {
+    pub task_id: TaskId,
+    pub message_id: MessageId,
+    /// The same msgkey was broadcast within its validity: this is the earlier one.
+    pub replayed: bool,
+}
+
+/// A broadcast as its task shows it.
+#[derive(Debug, Clone)]
+pub struct BroadcastView {
+    pub message_id: MessageId,
+    pub msg_key: String,
+    /// Devices that qualify now.
+    pub eligible: u64,
+    /// Acknowledgement counts by status (sent, delivered, opened, ignored).
+    pub counts: Vec<(String, u64)>,
+    pub revoked_at: Option<i64>,
+}
+
 /// What a revoke names.
 #[derive(Debug, Clone)]
 pub enum RevokeTarget {
@@ -221,6 +259,10 @@ pub struct Recall {
     pub expires_at: i64,
     pub devices: Vec<Recipient>,
 }
+
+/// The revoke of a task's broadcast: `None` when the task has none in the window,
+/// `Some(None)` when it was revoked before, else its id and the recall for devices that got it.
+pub(crate) type BroadcastRevoke = Option<Option<(MessageId, Option<Recall>)>>;
 
 /// What a revoke did.
 #[derive(Debug, Clone, Default)]
@@ -327,6 +369,21 @@ pub(crate) fn replaced(before: Option<(Option<String>, Option<i64>)>, now: &Pres
     }
 }
 
+/// The unicast and broadcast deliveries of a device merged in message order (ids are
+/// time-ordered), at most `limit`.
+pub(crate) fn merge_pending(
+    mut a: Vec<PendingDelivery>,
+    b: Vec<PendingDelivery>,
+    limit: usize,
+) -> Vec<PendingDelivery> {
+    if !b.is_empty() {
+        a.extend(b);
+        a.sort_by(|x, y| x.message_id.cmp(&y.message_id));
+        a.truncate(limit);
+    }
+    a
+}
+
 /// A delivery waiting for a device, as read when it connects or binds.
 #[derive(Debug, Clone)]
 pub struct PendingDelivery {
@@ -406,6 +463,8 @@ pub struct TaskView {
     pub created_at: i64,
     pub expires_at: i64,
     pub messages: Vec<MessageView>,
+    /// For a broadcast task.
+    pub broadcast: Option<BroadcastView>,
 }
 
 #[async_trait::async_trait]
@@ -474,6 +533,12 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> StoreResult<Vec<DeviceId>>;
 
+    /// Commits a broadcast (its task and one row), or finds the earlier one of the same
+    /// msgkey within its validity.
+    async fn commit_broadcast(&self, b: NewBroadcast, now: i64) -> StoreResult<BroadcastCommitted>;
+    /// The devices connected to `node` that broadcast `message_id` reaches.
+    async fn broadcast_recipients(&self, message_id: &MessageId, node: &str) -> StoreResult<Vec<DeviceId>>;
+
     /// Revokes the app's notifications that `what` names, created since `since` and not
     /// revoked before: pending deliveries become `revoked`; devices that got one (or hold a
     /// connection that may be writing it) get a control message, returned for dispatch.
@@ -493,8 +558,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Commits a push: task, messages and deliveries in one transaction.
     async fn commit_push(&self, push: NewPush, now: i64) -> StoreResult<CommittedPush>;
-    /// Deliveries not yet acknowledged and within their validity, oldest first. Ordered
-    /// after every status update queued before the call.
+    /// Deliveries not yet acknowledged and within their validity, oldest first, broadcasts
+    /// the device qualifies for included. Ordered after every status update queued before
+    /// the call.
     async fn pending_deliveries(
         &self,
         device_id: &DeviceId,

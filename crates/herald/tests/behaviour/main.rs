@@ -7,6 +7,7 @@ pub const ON_POSTGRES: bool = false;
 mod common;
 
 mod bad_input;
+mod broadcast;
 mod devices;
 mod durability;
 mod gateway;

@@ -23,6 +23,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../../../migrations/postgres/0003_presence.sql")),
     (4, include_str!("../../../migrations/postgres/0004_templates.sql")),
     (5, include_str!("../../../migrations/postgres/0005_revoke.sql")),
+    (6, include_str!("../../../migrations/postgres/0006_broadcasts.sql")),
 ];
 /// Serialises migrations of nodes starting together (any constant unique to Herald).
 const MIGRATION_LOCK: i64 = 0x4845_5241_4c44;
@@ -369,6 +370,19 @@ impl Store for PostgresStore {
 
     async fn user_devices(&self, app_id: &AppId, user_id: &UserId) -> StoreResult<Vec<DeviceRecord>> {
         tx::user_devices(&self.pool.get().await?.db(), app_id, user_id).await.map_err(map_err)
+    }
+
+    async fn commit_broadcast(&self, b: NewBroadcast, now: i64) -> StoreResult<BroadcastCommitted> {
+        let mut conn = self.pool.get().await?;
+        let (tx, cache) = conn.transaction().await.map_err(map_err)?;
+        let db = Db::new(&tx, cache);
+        let done = tx::commit_broadcast(&db, &b, now).await.map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(done)
+    }
+
+    async fn broadcast_recipients(&self, message_id: &MessageId, node: &str) -> StoreResult<Vec<DeviceId>> {
+        tx::broadcast_recipients(&self.pool.get().await?.db(), message_id, node).await.map_err(map_err)
     }
 
     async fn revoke(

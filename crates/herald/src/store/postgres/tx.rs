@@ -5,6 +5,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Error, GenericClient, Row};
 
 use super::{Db, Pool};
+use crate::store::broadcast_sql::{self, pg};
 use crate::store::*;
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
@@ -609,17 +610,25 @@ pub(super) async fn pending_deliveries<C: GenericClient + Sync>(
     now: i64,
     limit: usize,
 ) -> Result<Vec<PendingDelivery>, Error> {
-    c.query(
-        "SELECT d.message_id, m.payload, d.expires_at, d.status FROM deliveries d \
-         JOIN messages m ON m.message_id = d.message_id \
-         WHERE d.device_id = $1 AND d.status IN ('pending', 'sent') AND d.expires_at > $2 \
-         ORDER BY d.message_id LIMIT $3",
-        &[&device_id.as_str(), &now, &(limit as i64)],
-    )
-    .await?
-    .iter()
-    .map(pending_row)
-    .collect()
+    let unicast = c
+        .query(
+            "SELECT d.message_id, m.payload, d.expires_at, d.status FROM deliveries d \
+             JOIN messages m ON m.message_id = d.message_id \
+             WHERE d.device_id = $1 AND d.status IN ('pending', 'sent') AND d.expires_at > $2 \
+             ORDER BY d.message_id LIMIT $3",
+            &[&device_id.as_str(), &now, &(limit as i64)],
+        )
+        .await?
+        .iter()
+        .map(pending_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    let broadcasts = c
+        .query(&pg(&broadcast_sql::pending()), &[&device_id.as_str(), &now])
+        .await?
+        .iter()
+        .map(pending_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(merge_pending(unicast, broadcasts, limit))
 }
 
 /// Applies status updates in order: those of deliveries in one transaction, then those of
@@ -686,21 +695,30 @@ pub(super) async fn stale_pending<C: GenericClient + Sync>(
 async fn apply_update<C: GenericClient + Sync>(c: &Db<'_, C>, update: &StatusUpdate) -> Result<(), Error> {
     match update {
         StatusUpdate::Sent { message_id, device_id, at } => {
-            c.execute(
-                "UPDATE deliveries SET status = 'sent', sent_at = $3, updated_at = $3 \
-                 WHERE message_id = $1 AND device_id = $2 AND status = 'pending'",
-                &[&message_id.as_str(), &device_id.as_str(), at],
-            )
-            .await?;
+            let n = c
+                .execute(
+                    "UPDATE deliveries SET status = 'sent', sent_at = $3, updated_at = $3 \
+                     WHERE message_id = $1 AND device_id = $2 AND status = 'pending'",
+                    &[&message_id.as_str(), &device_id.as_str(), at],
+                )
+                .await?;
+            if n == 0 {
+                c.execute(&pg(broadcast_sql::ACK_SENT), &[&message_id.as_str(), &device_id.as_str(), at]).await?;
+            }
         }
         StatusUpdate::Delivered { message_id, device_id, sent_at, at } => {
-            c.execute(
-                "UPDATE deliveries SET status = 'delivered', sent_at = COALESCE(sent_at, $3), delivered_at = $4, \
-                 updated_at = $4 WHERE message_id = $1 AND device_id = $2 AND \
-                 (status IN ('pending', 'sent') OR (status = 'expired' AND $3 < expires_at))",
-                &[&message_id.as_str(), &device_id.as_str(), sent_at, at],
-            )
-            .await?;
+            let n = c
+                .execute(
+                    "UPDATE deliveries SET status = 'delivered', sent_at = COALESCE(sent_at, $3), delivered_at = $4, \
+                     updated_at = $4 WHERE message_id = $1 AND device_id = $2 AND \
+                     (status IN ('pending', 'sent') OR (status = 'expired' AND $3 < expires_at))",
+                    &[&message_id.as_str(), &device_id.as_str(), sent_at, at],
+                )
+                .await?;
+            if n == 0 {
+                c.execute(&pg(broadcast_sql::ACK_DELIVERED), &[&message_id.as_str(), &device_id.as_str(), sent_at, at])
+                    .await?;
+            }
         }
         StatusUpdate::Event { message_id, device_id, event, at } => {
             let sql = match event {
@@ -720,7 +738,21 @@ async fn apply_update<C: GenericClient + Sync>(c: &Db<'_, C>, update: &StatusUpd
                      status IN ('pending', 'sent', 'delivered')"
                 }
             };
-            c.execute(sql, &[&message_id.as_str(), &device_id.as_str(), at]).await?;
+            let n = c.execute(sql, &[&message_id.as_str(), &device_id.as_str(), at]).await?;
+            if n == 0 {
+                let (ack, params): (&str, Params<'_>) = match event {
+                    DeviceEvent::Arrived => {
+                        (broadcast_sql::ACK_DELIVERED, &[&message_id.as_str(), &device_id.as_str(), at, at])
+                    }
+                    DeviceEvent::Opened => {
+                        (broadcast_sql::ACK_OPENED, &[&message_id.as_str(), &device_id.as_str(), at])
+                    }
+                    DeviceEvent::Ignored => {
+                        (broadcast_sql::ACK_IGNORED, &[&message_id.as_str(), &device_id.as_str(), at])
+                    }
+                };
+                c.execute(&pg(ack), params).await?;
+            }
         }
         StatusUpdate::Disconnected { device_id, presence, at } => {
             c.execute(
@@ -860,7 +892,103 @@ pub(super) async fn task<C: GenericClient + Sync>(
         created_at: r.try_get(3)?,
         expires_at: r.try_get(4)?,
         messages: message_views(c, "task_id = $1 AND app_id = $2", &[&task_id.as_str(), &app_id.as_str()]).await?,
+        broadcast: broadcast_view(c, task_id, app_id).await?,
     }))
+}
+
+async fn broadcast_view<C: GenericClient + Sync>(
+    c: &Db<'_, C>,
+    task_id: &TaskId,
+    app_id: &AppId,
+) -> Result<Option<BroadcastView>, Error> {
+    let Some(r) = c.query_opt(&pg(broadcast_sql::OF_TASK), &[&task_id.as_str(), &app_id.as_str()]).await? else {
+        return Ok(None);
+    };
+    let message_id: String = r.try_get(0)?;
+    let eligible: i64 = c.query_one(&pg(&broadcast_sql::eligible_count()), &[&message_id]).await?.try_get(0)?;
+    let counts = c
+        .query(&pg(broadcast_sql::COUNTS), &[&message_id])
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get::<_, String>(0)?, r.try_get::<_, i64>(1)? as u64)))
+        .collect::<Result<Vec<_>, Error>>()?;
+    Ok(Some(BroadcastView {
+        message_id: MessageId::new(message_id),
+        msg_key: r.try_get(1)?,
+        eligible: eligible as u64,
+        counts,
+        revoked_at: r.try_get(3)?,
+    }))
+}
+
+pub(super) async fn commit_broadcast<C: GenericClient + Sync>(
+    c: &Db<'_, C>,
+    b: &NewBroadcast,
+    now: i64,
+) -> Result<BroadcastCommitted, Error> {
+    let t = &b.task;
+    let app = t.app_id.as_str();
+    let claimed = c
+        .execute(
+            "INSERT INTO idempotency (app_id, msg_key, target_kind, target, message_id, task_id, expires_at) \
+             VALUES ($1, $2, 'broadcast', '', $3, $4, $5) \
+             ON CONFLICT (app_id, msg_key, target_kind, target) DO UPDATE SET \
+             message_id = excluded.message_id, task_id = excluded.task_id, expires_at = excluded.expires_at \
+             WHERE idempotency.expires_at <= $6",
+            &[&app, &b.msg_key, &b.message_id.as_str(), &t.task_id.as_str(), &t.expires_at, &now],
+        )
+        .await?;
+    if claimed == 0 {
+        let r = c
+            .query_one(
+                "SELECT message_id, task_id FROM idempotency \
+                 WHERE app_id = $1 AND msg_key = $2 AND target_kind = 'broadcast' AND target = ''",
+                &[&app, &b.msg_key],
+            )
+            .await?;
+        return Ok(BroadcastCommitted {
+            task_id: TaskId::new(r.try_get::<_, String>(1)?),
+            message_id: MessageId::new(r.try_get::<_, String>(0)?),
+            replayed: true,
+        });
+    }
+    c.execute(
+        "INSERT INTO tasks (task_id, app_id, push_type, task_name, delivery_type, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[&t.task_id.as_str(), &app, &t.push_type, &t.task_name, &t.delivery_type, &t.created_at, &t.expires_at],
+    )
+    .await?;
+    let payload = String::from_utf8_lossy(&b.payload);
+    c.execute(
+        &pg(broadcast_sql::INSERT),
+        &[
+            &b.message_id.as_str(),
+            &t.task_id.as_str(),
+            &app,
+            &b.msg_key,
+            &b.platform,
+            &b.push_status,
+            &b.bind_since,
+            &b.unbind_since,
+            &payload.as_ref(),
+            &t.created_at,
+            &t.expires_at,
+        ],
+    )
+    .await?;
+    Ok(BroadcastCommitted { task_id: t.task_id.clone(), message_id: b.message_id.clone(), replayed: false })
+}
+
+pub(super) async fn broadcast_recipients<C: GenericClient + Sync>(
+    c: &Db<'_, C>,
+    message_id: &MessageId,
+    node: &str,
+) -> Result<Vec<DeviceId>, Error> {
+    c.query(&pg(&broadcast_sql::recipients()), &[&message_id.as_str(), &node])
+        .await?
+        .iter()
+        .map(|r| r.try_get::<_, String>(0).map(DeviceId::new))
+        .collect()
 }
 
 pub(super) async fn revoke<C: GenericClient + Sync>(
@@ -895,10 +1023,18 @@ pub(super) async fn revoke<C: GenericClient + Sync>(
             .await?
         }
     };
-    if rows.is_empty() {
+    let broadcast = match what {
+        RevokeTarget::Task(task_id) => revoke_broadcast(c, app_id, task_id, now, since).await?,
+        RevokeTarget::Message { .. } => None,
+    };
+    if rows.is_empty() && broadcast.is_none() {
         return Ok(None);
     }
     let mut out = Revocation::default();
+    if let Some(Some((mid, recall))) = broadcast {
+        out.messages.push(mid);
+        out.recalls.extend(recall);
+    }
     for r in rows {
         let (mid, task_id, msg_key, target_kind, target): (String, String, String, String, String) =
             (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?);
@@ -947,4 +1083,50 @@ pub(super) async fn revoke<C: GenericClient + Sync>(
         out.messages.push(MessageId::new(mid));
     }
     Ok(Some(out))
+}
+
+/// Revokes the broadcast of a task (see [`BroadcastRevoke`]).
+async fn revoke_broadcast<C: GenericClient + Sync>(
+    c: &Db<'_, C>,
+    app_id: &AppId,
+    task_id: &TaskId,
+    now: i64,
+    since: i64,
+) -> Result<BroadcastRevoke, Error> {
+    let sql = format!("{} FOR UPDATE", pg(broadcast_sql::REVOCABLE));
+    let Some(r) = c.query_opt(&sql, &[&task_id.as_str(), &app_id.as_str(), &since]).await? else {
+        return Ok(None);
+    };
+    let (mid, msg_key, expires_at): (String, String, i64) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+    if r.try_get::<_, Option<i64>>(3)?.is_some() {
+        return Ok(Some(None));
+    }
+    c.execute("UPDATE broadcasts SET revoked_at = $2 WHERE message_id = $1", &[&mid, &now]).await?;
+    let devices: Vec<Recipient> = c
+        .query(&pg(broadcast_sql::RECALL_DEVICES), &[&mid])
+        .await?
+        .iter()
+        .map(|r| Ok(Recipient { device_id: DeviceId::new(r.try_get::<_, String>(0)?), online_node: r.try_get(1)? }))
+        .collect::<Result<_, Error>>()?;
+    let mut recall = None;
+    if !devices.is_empty() && expires_at > now {
+        let control = MessageId::generate(now);
+        let payload = recall_payload(&mid, &msg_key, task_id.as_str(), &control, now);
+        c.execute(
+            "INSERT INTO messages (message_id, app_id, task_id, msg_key, target_kind, target, payload, undeliverable, \
+             created_at, expires_at, kind) VALUES ($1, $2, $3, $4, 'device', '*', $5, false, $6, $7, 'revoke')",
+            &[&control.as_str(), &app_id.as_str(), &task_id.as_str(), &msg_key, &payload, &now, &expires_at],
+        )
+        .await?;
+        for d in &devices {
+            c.execute(
+                "INSERT INTO deliveries (message_id, device_id, status, created_at, updated_at, expires_at) \
+                 VALUES ($1, $2, 'pending', $3, $3, $4)",
+                &[&control.as_str(), &d.device_id.as_str(), &now, &expires_at],
+            )
+            .await?;
+        }
+        recall = Some(Recall { message_id: control, payload: payload.into(), expires_at, devices });
+    }
+    Ok(Some(Some((MessageId::new(mid), recall))))
 }

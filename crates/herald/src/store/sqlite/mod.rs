@@ -25,6 +25,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../../../migrations/sqlite/0003_presence.sql")),
     (4, include_str!("../../../migrations/sqlite/0004_templates.sql")),
     (5, include_str!("../../../migrations/sqlite/0005_revoke.sql")),
+    (6, include_str!("../../../migrations/sqlite/0006_broadcasts.sql")),
 ];
 
 /// How often the WAL is copied back into the database file.
@@ -501,6 +502,20 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn commit_broadcast(&self, b: NewBroadcast, now: i64) -> StoreResult<BroadcastCommitted> {
+        self.write(move |c| commit_broadcast_tx(c, &b, now)).await
+    }
+
+    async fn broadcast_recipients(&self, message_id: &MessageId, node: &str) -> StoreResult<Vec<DeviceId>> {
+        let (message_id, node) = (message_id.clone(), node.to_owned());
+        self.read(move |c| {
+            c.prepare_cached(&broadcast_sql::recipients())?
+                .query_map(params![message_id.as_str(), node], |r| r.get::<_, String>(0).map(DeviceId::new))?
+                .collect()
+        })
+        .await
+    }
+
     async fn revoke(
         &self,
         app_id: &AppId,
@@ -664,14 +679,20 @@ impl Store for SqliteStore {
         // Runs on the writer so that it sees every acknowledgement queued before it.
         let device_id = device_id.clone();
         self.write(move |c| {
-            c.prepare_cached(
-                "SELECT d.message_id, m.payload, d.expires_at, d.status FROM deliveries d \
-                 JOIN messages m ON m.message_id = d.message_id \
-                 WHERE d.device_id = ?1 AND d.status IN ('pending', 'sent') AND d.expires_at > ?2 \
-                 ORDER BY d.message_id LIMIT ?3",
-            )?
-            .query_map(params![device_id.as_str(), now, limit as i64], pending_row)?
-            .collect()
+            let unicast = c
+                .prepare_cached(
+                    "SELECT d.message_id, m.payload, d.expires_at, d.status FROM deliveries d \
+                     JOIN messages m ON m.message_id = d.message_id \
+                     WHERE d.device_id = ?1 AND d.status IN ('pending', 'sent') AND d.expires_at > ?2 \
+                     ORDER BY d.message_id LIMIT ?3",
+                )?
+                .query_map(params![device_id.as_str(), now, limit as i64], pending_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let broadcasts = c
+                .prepare_cached(&broadcast_sql::pending())?
+                .query_map(params![device_id.as_str(), now], pending_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(merge_pending(unicast, broadcasts, limit))
         })
         .await
     }
@@ -710,6 +731,7 @@ impl Store for SqliteStore {
                         created_at: r.get(3)?,
                         expires_at: r.get(4)?,
                         messages: Vec::new(),
+                        broadcast: None,
                     })
                 })
                 .optional()?;
@@ -717,6 +739,7 @@ impl Store for SqliteStore {
                 return Ok(None);
             };
             task.messages = message_views(c, "task_id = ?1 AND app_id = ?2", &[&task_id.as_str(), &app_id.as_str()])?;
+            task.broadcast = broadcast_view(c, &task_id, &app_id)?;
             Ok(Some(task))
         })
         .await

@@ -272,19 +272,36 @@ pub(super) fn commit_push_tx(conn: &Connection, push: NewPush, now: i64) -> rusq
 pub(super) fn apply_update(conn: &Connection, update: StatusUpdate) -> rusqlite::Result<()> {
     match update {
         StatusUpdate::Sent { message_id, device_id, at } => {
-            conn.prepare_cached(
-                "UPDATE deliveries SET status = 'sent', sent_at = ?3, updated_at = ?3 \
-                 WHERE message_id = ?1 AND device_id = ?2 AND status = 'pending'",
-            )?
-            .execute(params![message_id.as_str(), device_id.as_str(), at])?;
+            let n = conn
+                .prepare_cached(
+                    "UPDATE deliveries SET status = 'sent', sent_at = ?3, updated_at = ?3 \
+                     WHERE message_id = ?1 AND device_id = ?2 AND status = 'pending'",
+                )?
+                .execute(params![message_id.as_str(), device_id.as_str(), at])?;
+            if n == 0 {
+                conn.prepare_cached(broadcast_sql::ACK_SENT)?.execute(params![
+                    message_id.as_str(),
+                    device_id.as_str(),
+                    at
+                ])?;
+            }
         }
         StatusUpdate::Delivered { message_id, device_id, sent_at, at } => {
-            conn.prepare_cached(
-                "UPDATE deliveries SET status = 'delivered', sent_at = COALESCE(sent_at, ?3), delivered_at = ?4, \
-                 updated_at = ?4 WHERE message_id = ?1 AND device_id = ?2 AND \
-                 (status IN ('pending', 'sent') OR (status = 'expired' AND ?3 < expires_at))",
-            )?
-            .execute(params![message_id.as_str(), device_id.as_str(), sent_at, at])?;
+            let n = conn
+                .prepare_cached(
+                    "UPDATE deliveries SET status = 'delivered', sent_at = COALESCE(sent_at, ?3), delivered_at = ?4, \
+                     updated_at = ?4 WHERE message_id = ?1 AND device_id = ?2 AND \
+                     (status IN ('pending', 'sent') OR (status = 'expired' AND ?3 < expires_at))",
+                )?
+                .execute(params![message_id.as_str(), device_id.as_str(), sent_at, at])?;
+            if n == 0 {
+                conn.prepare_cached(broadcast_sql::ACK_DELIVERED)?.execute(params![
+                    message_id.as_str(),
+                    device_id.as_str(),
+                    sent_at,
+                    at
+                ])?;
+            }
         }
         StatusUpdate::Event { message_id, device_id, event, at } => {
             // A device's word about a message can only move its delivery forward; an
@@ -306,7 +323,19 @@ pub(super) fn apply_update(conn: &Connection, update: StatusUpdate) -> rusqlite:
                      status IN ('pending', 'sent', 'delivered')"
                 }
             };
-            conn.prepare_cached(sql)?.execute(params![message_id.as_str(), device_id.as_str(), at])?;
+            let n = conn.prepare_cached(sql)?.execute(params![message_id.as_str(), device_id.as_str(), at])?;
+            if n == 0 {
+                let ack = match event {
+                    DeviceEvent::Arrived => broadcast_sql::ACK_DELIVERED,
+                    DeviceEvent::Opened => broadcast_sql::ACK_OPENED,
+                    DeviceEvent::Ignored => broadcast_sql::ACK_IGNORED,
+                };
+                if event == DeviceEvent::Arrived {
+                    conn.prepare_cached(ack)?.execute(params![message_id.as_str(), device_id.as_str(), at, at])?;
+                } else {
+                    conn.prepare_cached(ack)?.execute(params![message_id.as_str(), device_id.as_str(), at])?;
+                }
+            }
         }
         StatusUpdate::Disconnected { device_id, presence, at } => {
             conn.prepare_cached(
@@ -366,10 +395,18 @@ pub(super) fn revoke_tx(
             .query_map(params![app, task_id.as_str(), since], row)?
             .collect::<rusqlite::Result<Vec<_>>>()?,
     };
-    if found.is_empty() {
+    let broadcast = match what {
+        RevokeTarget::Task(task_id) => revoke_broadcast_tx(c, app_id, task_id, now, since)?,
+        RevokeTarget::Message { .. } => None,
+    };
+    if found.is_empty() && broadcast.is_none() {
         return Ok(None);
     }
     let mut out = Revocation::default();
+    if let Some(Some((mid, recall))) = broadcast {
+        out.messages.push(mid);
+        out.recalls.extend(recall);
+    }
     for (mid, task_id, msg_key, target_kind, target, expires_at, revoked_at) in found {
         if revoked_at.is_some() {
             continue;
@@ -413,4 +450,143 @@ pub(super) fn revoke_tx(
         out.messages.push(MessageId::new(mid));
     }
     Ok(Some(out))
+}
+
+pub(super) fn commit_broadcast_tx(c: &Connection, b: &NewBroadcast, now: i64) -> rusqlite::Result<BroadcastCommitted> {
+    let t = &b.task;
+    let app = t.app_id.as_str();
+    let claimed = c
+        .prepare_cached(
+            "INSERT INTO idempotency (app_id, msg_key, target_kind, target, message_id, task_id, expires_at) \
+             VALUES (?1, ?2, 'broadcast', '', ?3, ?4, ?5) \
+             ON CONFLICT (app_id, msg_key, target_kind, target) DO UPDATE SET \
+             message_id = excluded.message_id, task_id = excluded.task_id, expires_at = excluded.expires_at \
+             WHERE idempotency.expires_at <= ?6",
+        )?
+        .execute(params![app, b.msg_key, b.message_id.as_str(), t.task_id.as_str(), t.expires_at, now])?;
+    if claimed == 0 {
+        let (message_id, task_id): (String, String) = c
+            .prepare_cached(
+                "SELECT message_id, task_id FROM idempotency \
+                 WHERE app_id = ?1 AND msg_key = ?2 AND target_kind = 'broadcast' AND target = ''",
+            )?
+            .query_row(params![app, b.msg_key], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        return Ok(BroadcastCommitted {
+            task_id: TaskId::new(task_id),
+            message_id: MessageId::new(message_id),
+            replayed: true,
+        });
+    }
+    c.prepare_cached(
+        "INSERT INTO tasks (task_id, app_id, push_type, task_name, delivery_type, created_at, expires_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        t.task_id.as_str(),
+        app,
+        t.push_type,
+        t.task_name,
+        t.delivery_type,
+        t.created_at,
+        t.expires_at
+    ])?;
+    let payload = std::str::from_utf8(&b.payload).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+    c.prepare_cached(broadcast_sql::INSERT)?.execute(params![
+        b.message_id.as_str(),
+        t.task_id.as_str(),
+        app,
+        b.msg_key,
+        b.platform,
+        b.push_status,
+        b.bind_since,
+        b.unbind_since,
+        payload,
+        t.created_at,
+        t.expires_at
+    ])?;
+    Ok(BroadcastCommitted { task_id: t.task_id.clone(), message_id: b.message_id.clone(), replayed: false })
+}
+
+pub(super) fn broadcast_view(
+    c: &Connection,
+    task_id: &TaskId,
+    app_id: &AppId,
+) -> rusqlite::Result<Option<BroadcastView>> {
+    let Some((message_id, msg_key, _expires_at, revoked_at)) = c
+        .prepare_cached(broadcast_sql::OF_TASK)?
+        .query_row(params![task_id.as_str(), app_id.as_str()], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, Option<i64>>(3)?))
+        })
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let eligible: i64 = c.prepare_cached(&broadcast_sql::eligible_count())?.query_row([&message_id], |r| r.get(0))?;
+    let counts = c
+        .prepare_cached(broadcast_sql::COUNTS)?
+        .query_map([&message_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Some(BroadcastView {
+        message_id: MessageId::new(message_id),
+        msg_key,
+        eligible: eligible as u64,
+        counts,
+        revoked_at,
+    }))
+}
+
+/// Revokes the broadcast of a task (see [`BroadcastRevoke`]).
+fn revoke_broadcast_tx(
+    c: &Connection,
+    app_id: &AppId,
+    task_id: &TaskId,
+    now: i64,
+    since: i64,
+) -> rusqlite::Result<BroadcastRevoke> {
+    let Some((mid, msg_key, expires_at, revoked_at)) = c
+        .prepare_cached(broadcast_sql::REVOCABLE)?
+        .query_row(params![task_id.as_str(), app_id.as_str(), since], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, Option<i64>>(3)?))
+        })
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    if revoked_at.is_some() {
+        return Ok(Some(None));
+    }
+    c.prepare_cached("UPDATE broadcasts SET revoked_at = ?2 WHERE message_id = ?1")?.execute(params![mid, now])?;
+    let devices: Vec<Recipient> = c
+        .prepare_cached(broadcast_sql::RECALL_DEVICES)?
+        .query_map([&mid], |r| {
+            Ok(Recipient { device_id: DeviceId::new(r.get::<_, String>(0)?), online_node: r.get(1)? })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut recall = None;
+    if !devices.is_empty() && expires_at > now {
+        let control = MessageId::generate(now);
+        let payload = recall_payload(&mid, &msg_key, task_id.as_str(), &control, now);
+        c.prepare_cached(
+            "INSERT INTO messages (message_id, app_id, task_id, msg_key, target_kind, target, payload, undeliverable, \
+             created_at, expires_at, kind) VALUES (?1, ?2, ?3, ?4, 'device', '*', ?5, 0, ?6, ?7, 'revoke')",
+        )?
+        .execute(params![
+            control.as_str(),
+            app_id.as_str(),
+            task_id.as_str(),
+            msg_key,
+            payload,
+            now,
+            expires_at
+        ])?;
+        for d in &devices {
+            c.prepare_cached(
+                "INSERT INTO deliveries (message_id, device_id, status, created_at, updated_at, expires_at) \
+                 VALUES (?1, ?2, 'pending', ?3, ?3, ?4)",
+            )?
+            .execute(params![control.as_str(), d.device_id.as_str(), now, expires_at])?;
+        }
+        recall = Some(Recall { message_id: control, payload: payload.into(), expires_at, devices });
+    }
+    Ok(Some(Some((MessageId::new(mid), recall))))
 }
