@@ -275,6 +275,17 @@ pub struct Revocation {
     pub recalls: Vec<Recall>,
 }
 
+/// A message being revoked, as its recall needs it.
+pub(crate) struct Revoked<'a> {
+    pub message_id: &'a str,
+    pub app: &'a str,
+    pub task_id: &'a str,
+    pub msg_key: &'a str,
+    pub target_kind: &'a str,
+    pub target: &'a str,
+    pub expires_at: i64,
+}
+
 /// The control payload that withdraws `revoked` from a device: `messageId` names the
 /// withdrawn message, `revokeId` the control message itself (what the device acknowledges).
 pub(crate) fn recall_payload(revoked: &str, msg_key: &str, task_id: &str, control: &MessageId, now: i64) -> String {

@@ -1062,23 +1062,16 @@ pub(super) async fn revoke<C: GenericClient + Sync>(
             )
             .await?;
         if !devices.is_empty() && expires_at > now {
-            let control = MessageId::generate(now);
-            let payload = recall_payload(&mid, &msg_key, &task_id, &control, now);
-            c.execute(
-                "INSERT INTO messages (message_id, app_id, task_id, msg_key, target_kind, target, payload, undeliverable, \
-                 created_at, expires_at, kind) VALUES ($1, $2, $3, $4, $5, $6, $7, false, $8, $9, 'revoke')",
-                &[&control.as_str(), &app, &task_id, &msg_key, &target_kind, &target, &payload, &now, &expires_at],
-            )
-            .await?;
-            for d in &devices {
-                c.execute(
-                    "INSERT INTO deliveries (message_id, device_id, status, created_at, updated_at, expires_at) \
-                     VALUES ($1, $2, 'pending', $3, $3, $4)",
-                    &[&control.as_str(), &d.device_id.as_str(), &now, &expires_at],
-                )
-                .await?;
-            }
-            out.recalls.push(Recall { message_id: control, payload: payload.into(), expires_at, devices });
+            let revoked = Revoked {
+                message_id: &mid,
+                app,
+                task_id: &task_id,
+                msg_key: &msg_key,
+                target_kind: &target_kind,
+                target: &target,
+                expires_at,
+            };
+            out.recalls.push(insert_recall(c, &revoked, devices, now).await?);
         }
         out.messages.push(MessageId::new(mid));
     }
@@ -1110,23 +1103,53 @@ async fn revoke_broadcast<C: GenericClient + Sync>(
         .collect::<Result<_, Error>>()?;
     let mut recall = None;
     if !devices.is_empty() && expires_at > now {
-        let control = MessageId::generate(now);
-        let payload = recall_payload(&mid, &msg_key, task_id.as_str(), &control, now);
-        c.execute(
-            "INSERT INTO messages (message_id, app_id, task_id, msg_key, target_kind, target, payload, undeliverable, \
-             created_at, expires_at, kind) VALUES ($1, $2, $3, $4, 'device', '*', $5, false, $6, $7, 'revoke')",
-            &[&control.as_str(), &app_id.as_str(), &task_id.as_str(), &msg_key, &payload, &now, &expires_at],
-        )
-        .await?;
-        for d in &devices {
-            c.execute(
-                "INSERT INTO deliveries (message_id, device_id, status, created_at, updated_at, expires_at) \
-                 VALUES ($1, $2, 'pending', $3, $3, $4)",
-                &[&control.as_str(), &d.device_id.as_str(), &now, &expires_at],
-            )
-            .await?;
-        }
-        recall = Some(Recall { message_id: control, payload: payload.into(), expires_at, devices });
+        let revoked = Revoked {
+            message_id: &mid,
+            app: app_id.as_str(),
+            task_id: task_id.as_str(),
+            msg_key: &msg_key,
+            target_kind: "device",
+            target: "*",
+            expires_at,
+        };
+        recall = Some(insert_recall(c, &revoked, devices, now).await?);
     }
     Ok(Some(Some((MessageId::new(mid), recall))))
+}
+
+/// Stores the control message that withdraws `revoked` from `devices` (a message of kind
+/// `revoke`, pending for each of them) and returns it for dispatch.
+async fn insert_recall<C: GenericClient + Sync>(
+    c: &Db<'_, C>,
+    revoked: &Revoked<'_>,
+    devices: Vec<Recipient>,
+    now: i64,
+) -> Result<Recall, Error> {
+    let control = MessageId::generate(now);
+    let payload = recall_payload(revoked.message_id, revoked.msg_key, revoked.task_id, &control, now);
+    c.execute(
+        "INSERT INTO messages (message_id, app_id, task_id, msg_key, target_kind, target, payload, undeliverable, \
+         created_at, expires_at, kind) VALUES ($1, $2, $3, $4, $5, $6, $7, false, $8, $9, 'revoke')",
+        &[
+            &control.as_str(),
+            &revoked.app,
+            &revoked.task_id,
+            &revoked.msg_key,
+            &revoked.target_kind,
+            &revoked.target,
+            &payload,
+            &now,
+            &revoked.expires_at,
+        ],
+    )
+    .await?;
+    for d in &devices {
+        c.execute(
+            "INSERT INTO deliveries (message_id, device_id, status, created_at, updated_at, expires_at) \
+             VALUES ($1, $2, 'pending', $3, $3, $4)",
+            &[&control.as_str(), &d.device_id.as_str(), &now, &revoked.expires_at],
+        )
+        .await?;
+    }
+    Ok(Recall { message_id: control, payload: payload.into(), expires_at: revoked.expires_at, devices })
 }

@@ -431,21 +431,16 @@ pub(super) fn revoke_tx(
             )?
             .execute(params![mid, now])? as u64;
         if !devices.is_empty() && expires_at > now {
-            let control = MessageId::generate(now);
-            let payload = recall_payload(&mid, &msg_key, &task_id, &control, now);
-            c.prepare_cached(
-                "INSERT INTO messages (message_id, app_id, task_id, msg_key, target_kind, target, payload, undeliverable, \
-                 created_at, expires_at, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?9, 'revoke')",
-            )?
-            .execute(params![control.as_str(), app, task_id, msg_key, target_kind, target, payload, now, expires_at])?;
-            for d in &devices {
-                c.prepare_cached(
-                    "INSERT INTO deliveries (message_id, device_id, status, created_at, updated_at, expires_at) \
-                     VALUES (?1, ?2, 'pending', ?3, ?3, ?4)",
-                )?
-                .execute(params![control.as_str(), d.device_id.as_str(), now, expires_at])?;
-            }
-            out.recalls.push(Recall { message_id: control, payload: payload.into(), expires_at, devices });
+            let revoked = Revoked {
+                message_id: &mid,
+                app,
+                task_id: &task_id,
+                msg_key: &msg_key,
+                target_kind: &target_kind,
+                target: &target,
+                expires_at,
+            };
+            out.recalls.push(insert_recall(c, &revoked, devices, now)?);
         }
         out.messages.push(MessageId::new(mid));
     }
@@ -564,29 +559,46 @@ fn revoke_broadcast_tx(
         .collect::<rusqlite::Result<_>>()?;
     let mut recall = None;
     if !devices.is_empty() && expires_at > now {
-        let control = MessageId::generate(now);
-        let payload = recall_payload(&mid, &msg_key, task_id.as_str(), &control, now);
-        c.prepare_cached(
-            "INSERT INTO messages (message_id, app_id, task_id, msg_key, target_kind, target, payload, undeliverable, \
-             created_at, expires_at, kind) VALUES (?1, ?2, ?3, ?4, 'device', '*', ?5, 0, ?6, ?7, 'revoke')",
-        )?
-        .execute(params![
-            control.as_str(),
-            app_id.as_str(),
-            task_id.as_str(),
-            msg_key,
-            payload,
-            now,
-            expires_at
-        ])?;
-        for d in &devices {
-            c.prepare_cached(
-                "INSERT INTO deliveries (message_id, device_id, status, created_at, updated_at, expires_at) \
-                 VALUES (?1, ?2, 'pending', ?3, ?3, ?4)",
-            )?
-            .execute(params![control.as_str(), d.device_id.as_str(), now, expires_at])?;
-        }
-        recall = Some(Recall { message_id: control, payload: payload.into(), expires_at, devices });
+        let revoked = Revoked {
+            message_id: &mid,
+            app: app_id.as_str(),
+            task_id: task_id.as_str(),
+            msg_key: &msg_key,
+            target_kind: "device",
+            target: "*",
+            expires_at,
+        };
+        recall = Some(insert_recall(c, &revoked, devices, now)?);
     }
     Ok(Some(Some((MessageId::new(mid), recall))))
+}
+
+/// Stores the control message that withdraws `revoked` from `devices` (a message of kind
+/// `revoke`, pending for each of them) and returns it for dispatch.
+fn insert_recall(c: &Connection, revoked: &Revoked<'_>, devices: Vec<Recipient>, now: i64) -> rusqlite::Result<Recall> {
+    let control = MessageId::generate(now);
+    let payload = recall_payload(revoked.message_id, revoked.msg_key, revoked.task_id, &control, now);
+    c.prepare_cached(
+        "INSERT INTO messages (message_id, app_id, task_id, msg_key, target_kind, target, payload, undeliverable, \
+         created_at, expires_at, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?9, 'revoke')",
+    )?
+    .execute(params![
+        control.as_str(),
+        revoked.app,
+        revoked.task_id,
+        revoked.msg_key,
+        revoked.target_kind,
+        revoked.target,
+        payload,
+        now,
+        revoked.expires_at
+    ])?;
+    for d in &devices {
+        c.prepare_cached(
+            "INSERT INTO deliveries (message_id, device_id, status, created_at, updated_at, expires_at) \
+             VALUES (?1, ?2, 'pending', ?3, ?3, ?4)",
+        )?
+        .execute(params![control.as_str(), d.device_id.as_str(), now, revoked.expires_at])?;
+    }
+    Ok(Recall { message_id: control, payload: payload.into(), expires_at: revoked.expires_at, devices })
 }
