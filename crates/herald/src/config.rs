@@ -100,6 +100,8 @@ pub struct StoreConfig {
     pub reader_connections: usize,
     /// How often expired deliveries are marked `expired`.
     pub expiry_sweep_secs: u64,
+    /// How often due schedules are looked for (ms): how late a scheduled push may fire.
+    pub schedule_tick_ms: u64,
     /// Connections to PostgreSQL (when `store_url` is `postgres://…`).
     pub postgres_connections: usize,
 }
@@ -176,6 +178,7 @@ impl Default for StoreConfig {
             max_batch: 2048,
             reader_connections: 2,
             expiry_sweep_secs: 5,
+            schedule_tick_ms: 1000,
             postgres_connections: 8,
         }
     }
@@ -262,6 +265,8 @@ max_batch = 2048
 reader_connections = 2
 # Seconds between sweeps that mark undelivered, expired deliveries as expired.
 expiry_sweep_secs = 5
+# Milliseconds between looks for due scheduled pushes (one node of a cluster at a time).
+schedule_tick_ms = 1000
 # Connections to PostgreSQL, when store_url is postgres://...
 postgres_connections = 8
 
@@ -333,6 +338,7 @@ impl Config {
         );
         check(self.store.max_batch >= 1, "store.max_batch must be at least 1");
         check(self.store.reader_connections >= 1, "store.reader_connections must be at least 1");
+        check(self.store.schedule_tick_ms >= 50, "store.schedule_tick_ms must be at least 50");
         check(self.store.expiry_sweep_secs >= 1, "store.expiry_sweep_secs must be at least 1");
         if let Some(key) = &self.master_key {
             check(crate::crypto::MasterKey::from_base64(key).is_some(), "master_key must be base64 of 32 bytes");

@@ -25,6 +25,7 @@ pub mod ids;
 pub mod metrics;
 pub mod node;
 pub mod push;
+pub mod schedule;
 pub mod shutdown;
 pub mod store;
 pub mod template;

@@ -75,7 +75,8 @@ pub async fn run(cfg: Config, listeners: Listeners, shutdown: Signal) -> anyhow:
                 .await?
         }
     });
-    let dispatcher = Arc::new(Dispatcher::new(store.clone(), hub.clone(), bus.clone(), cfg.node_id.clone()));
+    let dispatcher =
+        Arc::new(Dispatcher::new(store.clone(), hub.clone(), bus.clone(), cfg.node_id.clone(), cfg.limits.clone()));
     let _ = dispatcher_cell.set(dispatcher.clone());
     let cfg = Arc::new(cfg);
     let state = AppState(Arc::new(Inner {
@@ -93,6 +94,9 @@ pub async fn run(cfg: Config, listeners: Listeners, shutdown: Signal) -> anyhow:
     let gateway_task = tokio::spawn(gateway.serve(listeners.mqtt, shutdown.clone(), DRAIN));
     let sweeps = tokio::spawn(
         dispatcher.clone().run_expiry_sweeps(Duration::from_secs(cfg.store.expiry_sweep_secs), shutdown.clone()),
+    );
+    let scheduler = tokio::spawn(
+        dispatcher.clone().run_scheduler(Duration::from_millis(cfg.store.schedule_tick_ms), shutdown.clone()),
     );
     let resync =
         tokio::spawn(dispatcher.clone().run_resync(Duration::from_secs(cfg.cluster.resync_secs), shutdown.clone()));
@@ -112,6 +116,7 @@ pub async fn run(cfg: Config, listeners: Listeners, shutdown: Signal) -> anyhow:
     let _ = gateway_task.await;
     let _ = sweeps.await;
     let _ = resync.await;
+    let _ = scheduler.await;
     store.flush().await.context("flushing the store")?;
     tracing::info!("stopped; every accepted write is committed");
     Ok(())

@@ -353,6 +353,7 @@ impl SimplePush {
             bind_since,
             unbind_since,
             payload: message.payload,
+            skip_idempotency: false,
         })
     }
 
@@ -361,14 +362,7 @@ impl SimplePush {
         let Some(body) = body.as_object() else {
             return Err(invalid(ErrorCode::InvalidJson, "the body must be a JSON object"));
         };
-        if let Some(s) = int_field(body, "strategyType")?
-            && s != 0
-        {
-            return Err(invalid(
-                ErrorCode::InvalidParam,
-                "strategyType: only 0 (send now) is supported by this version",
-            ));
-        }
+        // strategyType and strategyContent are the API's (see dispatch::scheduler).
         let (delivery_type, target_kind) = delivery_type(body)?;
         let map = object_field(body, "targetMsgkey")?.unwrap_or_default();
         if map.is_empty() {
@@ -495,6 +489,7 @@ impl SimplePush {
             });
         }
         Ok(NewPush {
+            skip_idempotency: false,
             task: NewTask {
                 task_id,
                 app_id,

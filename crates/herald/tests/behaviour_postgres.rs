@@ -22,6 +22,8 @@ mod gateway;
 mod openapi;
 #[path = "behaviour/revoke.rs"]
 mod revoke;
+#[path = "behaviour/schedules.rs"]
+mod schedules;
 #[path = "behaviour/simple_push.rs"]
 mod simple_push;
 #[path = "behaviour/templates.rs"]

@@ -208,6 +208,23 @@ async fn a_broadcast_through_one_node_reaches_devices_on_every_node() {
 }
 
 #[tokio::test]
+async fn a_scheduled_push_fires_exactly_once_in_a_two_node_cluster() {
+    let Some(c) = Cluster::start(2).await else { return };
+    let app = c.node(1).create_app().await;
+    let creds = app.register("d").await;
+    let mut device = TestDevice::connect(&creds.on(c.node(2))).await;
+    let body = json!({"deliveryType": 1, "targetMsgkey": {creds.device_id.clone(): "k"}, "title": "t", "content": "c",
+        "expiredSeconds": 300, "strategyType": 1, "strategyContent": {"fixedTime": herald::now_ms() + 1_000}});
+    let r = app.push_simple(body).await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert_eq!(device.next_push().await.1["msgKey"], "k");
+    assert!(device.quiet_for(Duration::from_millis(2_500)).await, "one firing, not one per node");
+    let holders: Vec<Value> = futures_util::future::join_all((1..=2).map(|i| c.node_info(i))).await;
+    let held = holders.iter().filter(|j| j["leases"].as_array().unwrap().iter().any(|l| l == "scheduler")).count();
+    assert_eq!(held, 1, "one node holds the scheduler lease: {holders:?}");
+}
+
+#[tokio::test]
 async fn a_device_moving_to_another_node_takes_over_and_the_old_connection_closes() {
     let Some(c) = Cluster::start(3).await else { return };
     let app = c.node(1).create_app().await;

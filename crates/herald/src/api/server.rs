@@ -2,19 +2,24 @@
 //! scoped to the app whose key signed the request.
 
 use axum::Router;
+use axum::extract::Query;
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{AppState, Json, Signed, ok_content, ok_push, parse_json};
+use crate::dispatch::scheduler::{self, Prepared};
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{AppId, DeviceId, MessageId, TaskId, UserId, valid_external_id};
-use crate::push::{self, SimplePush};
+use crate::push::SimplePush;
+use crate::schedule::Strategy;
+use crate::store::ScheduleRecord;
 use crate::store::{
     DeviceRecord, MessageView, Revocation, RevokeTarget, TargetOutcome, TemplateCreated, TemplateRecord,
 };
 use crate::template;
+use std::collections::HashMap;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -24,6 +29,8 @@ pub fn router() -> Router<AppState> {
         .route("/push/broadcast", post(push_broadcast))
         .route("/push/revoke", post(revoke_message))
         .route("/push/revoke-task", post(revoke_task))
+        .route("/schedules", get(list_schedules))
+        .route("/schedules/{unique_id}", delete(cancel_schedule))
         .route("/templates", get(list_templates).post(create_template))
         .route("/templates/{name}", get(get_template).put(update_template).delete(delete_template))
         .route("/tasks/{task_id}", get(task))
@@ -35,35 +42,55 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn push_simple(State(state): State<AppState>, req: Signed) -> Result<Json, ApiError> {
-    let body: Value = parse_json(&req.body)?;
-    let push = SimplePush::parse(&body, &state.cfg.limits)?;
-    send(&state, req.app_id, push).await
+    submit(&state, req, "simple").await
 }
 
 async fn push_template(State(state): State<AppState>, req: Signed) -> Result<Json, ApiError> {
-    let body: Value = parse_json(&req.body)?;
-    let template = existing_template(&state, &req.app_id, &push::template_name(&body)?).await?;
-    let push = SimplePush::parse_template(&body, &template, &state.cfg.limits)?;
-    send(&state, req.app_id, push).await
+    submit(&state, req, "template").await
 }
 
 async fn push_multiple(State(state): State<AppState>, req: Signed) -> Result<Json, ApiError> {
-    let body: Value = parse_json(&req.body)?;
-    let template = existing_template(&state, &req.app_id, &push::template_name(&body)?).await?;
-    let push = SimplePush::parse_multiple(&body, &template, &state.cfg.limits)?;
-    send(&state, req.app_id, push).await
+    submit(&state, req, "multiple").await
 }
 
 async fn push_broadcast(State(state): State<AppState>, req: Signed) -> Result<Json, ApiError> {
+    submit(&state, req, "broadcast").await
+}
+
+/// Validates a push request of any type; sends it now (strategyType 0) or stores it as a
+/// schedule (1 fixed time, 2 recurring).
+async fn submit(state: &AppState, req: Signed, push_type: &str) -> Result<Json, ApiError> {
     let body: Value = parse_json(&req.body)?;
-    let template = existing_template(&state, &req.app_id, &push::template_name(&body)?).await?;
+    let Some(object) = body.as_object() else {
+        return Err(ApiError::new(ErrorCode::InvalidJson, "the body must be a JSON object"));
+    };
     let now = crate::now_ms();
-    let b = SimplePush::parse_broadcast(&body, &template, &state.cfg.limits, req.app_id, now)?;
-    let msg_key = b.msg_key.clone();
-    let done = state.dispatcher.broadcast(b, now).await?;
-    crate::metrics::PUSHES_ACCEPTED.inc();
-    let status = if done.replayed { "duplicate" } else { "accepted" };
-    Ok(ok_push(done.task_id.as_str(), json!({"msgkey": msg_key, "messageId": done.message_id, "status": status})))
+    let strategy = Strategy::parse(object, now)?;
+    let body = scheduler::without_strategy(&body);
+    let prepared =
+        scheduler::prepare(state.store.as_ref(), &state.cfg.limits, push_type, &req.app_id, &body, now).await?;
+    if let Some(strategy) = strategy {
+        let record = scheduler::schedule_of(&req.app_id, push_type, &body, &prepared, &strategy, now)?;
+        state.store.create_schedule(record.clone()).await?;
+        return Ok(ok_push(
+            &record.unique_id,
+            json!({"scheduled": {"uniqueId": record.unique_id, "pushTime": record.push_time,
+                "strategyType": record.strategy_type}}),
+        ));
+    }
+    match prepared {
+        Prepared::Push(push) => send(state, req.app_id, push).await,
+        Prepared::Broadcast(b) => {
+            let msg_key = b.msg_key.clone();
+            let done = state.dispatcher.broadcast(b, now).await?;
+            crate::metrics::PUSHES_ACCEPTED.inc();
+            let status = if done.replayed { "duplicate" } else { "accepted" };
+            Ok(ok_push(
+                done.task_id.as_str(),
+                json!({"msgkey": msg_key, "messageId": done.message_id, "status": status}),
+            ))
+        }
+    }
 }
 
 /// Commits a validated push and answers with its taskId and each target's outcome.
@@ -87,6 +114,73 @@ async fn send(state: &AppState, app_id: AppId, push: SimplePush) -> Result<Json,
         })
         .collect();
     Ok(ok_push(committed.task_id.as_str(), json!({"targets": results})))
+}
+
+fn schedule_json(s: &ScheduleRecord) -> Value {
+    let push_type = match s.push_type.as_str() {
+        "simple" => 0,
+        "template" => 1,
+        "multiple" => 2,
+        _ => 3,
+    };
+    json!({
+        "uniqueId": s.unique_id, "parentId": s.parent_id, "pushTime": s.push_time, "pushTitle": s.title,
+        "pushContent": s.content, "type": push_type, "deliveryType": s.delivery_type, "strategyType": s.strategy_type,
+        "executedStatus": s.status, "taskId": s.task_id, "templateName": s.template_name, "createdAt": s.created_at,
+    })
+}
+
+/// `GET /v1/schedules?startTime&endTime&type&uniqueId&pageNumber&pageSize` (MPS
+/// QueryPushSchedulerList): times are push times in Unix ms.
+async fn list_schedules(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+    req: Signed,
+) -> Result<Json, ApiError> {
+    let num = |k: &str, default: i64| -> Result<i64, ApiError> {
+        match q.get(k).filter(|v| !v.is_empty()) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|_| ApiError::new(ErrorCode::InvalidParam, format!("{k} must be an integer"))),
+        }
+    };
+    let (from, to) = (num("startTime", 0)?, num("endTime", i64::MAX)?);
+    let page = num("pageNumber", 1)?.max(1);
+    let size = num("pageSize", 500)?.clamp(1, 500);
+    let push_type = q.get("type").filter(|v| !v.is_empty()).map(|v| v.as_str());
+    let wanted = match push_type {
+        None => None,
+        Some("0") => Some("simple"),
+        Some("1") => Some("template"),
+        Some("2") => Some("multiple"),
+        Some("3") => Some("broadcast"),
+        Some(_) => return Err(ApiError::new(ErrorCode::InvalidParam, "type must be 0, 1, 2 or 3")),
+    };
+    let unique_id = q.get("uniqueId").filter(|v| !v.is_empty());
+    let all: Vec<ScheduleRecord> = state
+        .store
+        .schedules(&req.app_id, unique_id.map(String::as_str), from, to)
+        .await?
+        .into_iter()
+        .filter(|s| wanted.is_none_or(|w| s.push_type == w))
+        .collect();
+    let list: Vec<Value> =
+        all.iter().skip(((page - 1) * size) as usize).take(size as usize).map(schedule_json).collect();
+    Ok(ok_content(json!({"totalCount": all.len(), "pageNumber": page, "pageSize": size, "list": list})))
+}
+
+async fn cancel_schedule(
+    State(state): State<AppState>,
+    Path(unique_id): Path<String>,
+    req: Signed,
+) -> Result<Json, ApiError> {
+    match state.store.cancel_schedule(&req.app_id, &unique_id).await? {
+        Ok(true) => Ok(ok_content(json!({"uniqueId": unique_id, "cancelled": true}))),
+        Ok(false) => Err(ApiError::new(ErrorCode::ScheduleNotExist, "no such scheduled push in this app")),
+        Err(status) => Err(ApiError::new(
+            ErrorCode::ScheduleNotCancellable,
+            format!("the scheduled push is no longer waiting (executedStatus {status})"),
+        )),
+    }
 }
 
 #[derive(Deserialize)]
@@ -128,10 +222,28 @@ async fn revoke_task(State(state): State<AppState>, req: Signed) -> Result<Json,
     let body: RevokeTask = parse_json(&req.body)?;
     let what = RevokeTarget::Task(TaskId::new(body.task_id.clone()));
     let window = state.cfg.limits.revoke_window_secs * 1000;
-    match state.dispatcher.revoke(&req.app_id, what, crate::now_ms(), window).await? {
-        Some(done) => Ok(ok_push(&body.task_id, revoke_answer(&done))),
-        None => Err(ApiError::new(ErrorCode::TaskNotExist, "no such task in the revoke window")),
+    let now = crate::now_ms();
+    if let Some(done) = state.dispatcher.revoke(&req.app_id, what, now, window).await? {
+        return Ok(ok_push(&body.task_id, revoke_answer(&done)));
     }
+    // A scheduled push: cancel what it has not sent, revoke what it has.
+    let family = state.store.schedules(&req.app_id, Some(&body.task_id), 0, 0).await?;
+    if family.is_empty() {
+        return Err(ApiError::new(ErrorCode::TaskNotExist, "no such task or schedule in the revoke window"));
+    }
+    let cancelled = matches!(state.store.cancel_schedule(&req.app_id, &body.task_id).await?, Ok(true));
+    let mut all = Revocation::default();
+    for task_id in family.iter().filter_map(|s| s.task_id.as_ref()) {
+        let what = RevokeTarget::Task(TaskId::new(task_id.clone()));
+        if let Some(done) = state.dispatcher.revoke(&req.app_id, what, now, window).await? {
+            all.messages.extend(done.messages);
+            all.withdrawn += done.withdrawn;
+            all.recalls.extend(done.recalls);
+        }
+    }
+    let mut answer = revoke_answer(&all);
+    answer["scheduleCancelled"] = json!(cancelled);
+    Ok(ok_push(&body.task_id, answer))
 }
 
 async fn existing_template(state: &AppState, app_id: &AppId, name: &str) -> Result<TemplateRecord, ApiError> {
@@ -186,6 +298,12 @@ async fn delete_template(
     Path(name): Path<String>,
     req: Signed,
 ) -> Result<Json, ApiError> {
+    if state.store.template_in_use(&req.app_id, &name).await? {
+        return Err(ApiError::new(
+            ErrorCode::TemplateInUse,
+            format!("a waiting scheduled push uses template {name}: cancel it first"),
+        ));
+    }
     if !state.store.delete_template(&req.app_id, &name).await? {
         return Err(ApiError::new(ErrorCode::TemplateNotExist, format!("no template {name} in this app")));
     }

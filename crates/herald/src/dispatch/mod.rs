@@ -6,6 +6,7 @@
 //! validity; the resync finds what a lost bus message did not announce.
 
 mod hub;
+pub mod scheduler;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -32,6 +33,10 @@ pub struct Dispatcher {
     node_id: String,
     /// This node runs the expiry sweep now.
     expiry_lease_held: AtomicBool,
+    /// This node fires the schedules now.
+    scheduler_lease_held: AtomicBool,
+    /// To validate scheduled requests again when they fire.
+    limits: crate::config::Limits,
 }
 
 /// How long a node's connections remember a revoked message id, to skip a copy queued in
@@ -42,8 +47,22 @@ const REVOKED_MEMORY_MS: i64 = 73 * 3600 * 1000;
 const EXPIRY_LEASE: &str = "expiry-sweep";
 
 impl Dispatcher {
-    pub fn new(store: Arc<dyn Store>, hub: Arc<Hub>, bus: Arc<Bus>, node_id: String) -> Self {
-        Dispatcher { store, hub, bus, node_id, expiry_lease_held: AtomicBool::new(false) }
+    pub fn new(
+        store: Arc<dyn Store>,
+        hub: Arc<Hub>,
+        bus: Arc<Bus>,
+        node_id: String,
+        limits: crate::config::Limits,
+    ) -> Self {
+        Dispatcher {
+            store,
+            hub,
+            bus,
+            node_id,
+            expiry_lease_held: AtomicBool::new(false),
+            scheduler_lease_held: AtomicBool::new(false),
+            limits,
+        }
     }
 
     pub fn hub(&self) -> &Arc<Hub> {
@@ -56,7 +75,14 @@ impl Dispatcher {
 
     /// The leases this node holds now.
     pub fn leases_held(&self) -> Vec<&'static str> {
-        if self.expiry_lease_held.load(Ordering::Relaxed) { vec![EXPIRY_LEASE] } else { vec![] }
+        let mut held = Vec::new();
+        if self.expiry_lease_held.load(Ordering::Relaxed) {
+            held.push(EXPIRY_LEASE);
+        }
+        if self.scheduler_lease_held.load(Ordering::Relaxed) {
+            held.push(scheduler::SCHEDULER_LEASE);
+        }
+        held
     }
 
     /// Commits `push`, then queues it for the targets connected to this node and rings
@@ -74,6 +100,12 @@ impl Dispatcher {
         // Bytes: the payloads are shared with the store's job, not copied.
         let payloads: Vec<Bytes> = push.messages.iter().map(|m| m.payload.clone()).collect();
         let committed = self.store.commit_push(push, now).await?;
+        self.deliver_committed(&committed, payloads, expires_at).await;
+        Ok(committed)
+    }
+
+    /// Hands each accepted message of a committed push to its recipients' connections.
+    async fn deliver_committed(&self, committed: &CommittedPush, payloads: Vec<Bytes>, expires_at: i64) {
         for ((message_id, outcome), payload) in committed.outcomes.iter().zip(payloads) {
             let TargetOutcome::Accepted { devices } = outcome else {
                 continue;
@@ -84,7 +116,6 @@ impl Dispatcher {
             let message = Arc::new(Message { id: message_id.clone(), expires_at, payload });
             self.route(message, devices).await;
         }
-        Ok(committed)
     }
 
     /// Hands a committed message to the connections of its recipients: here through the

@@ -7,6 +7,7 @@
 
 mod broadcast_sql;
 mod postgres;
+mod schedule_sql;
 mod sqlite;
 #[cfg(test)]
 pub(crate) mod suite;
@@ -178,6 +179,9 @@ pub struct NewMessage {
 pub struct NewPush {
     pub task: NewTask,
     pub messages: Vec<NewMessage>,
+    /// A firing of a schedule: no idempotency claim (a recurring push repeats its msgKeys on
+    /// purpose; the schedule's own claim makes each firing happen once).
+    pub skip_idempotency: bool,
 }
 
 /// A template of an app.
@@ -220,6 +224,8 @@ pub struct NewBroadcast {
     /// Unbound since (pushStatus 1 and 2), if limited.
     pub unbind_since: Option<i64>,
     pub payload: bytes::Bytes,
+    /// As in [`NewPush::skip_idempotency`].
+    pub skip_idempotency: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -240,6 +246,64 @@ pub struct BroadcastView {
     /// Acknowledgement counts by status (sent, delivered, opened, ignored).
     pub counts: Vec<(String, u64)>,
     pub revoked_at: Option<i64>,
+}
+
+/// A scheduled push as stored: the request body (without its strategy) is validated
+/// again and committed when it fires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleRecord {
+    pub unique_id: String,
+    /// For a firing of a recurring push: the recurring push.
+    pub parent_id: Option<String>,
+    pub app_id: AppId,
+    /// simple, template, multiple or broadcast.
+    pub push_type: String,
+    pub delivery_type: i64,
+    pub template_name: Option<String>,
+    pub title: Option<String>,
+    pub content: Option<String>,
+    pub body: String,
+    pub strategy_type: i64,
+    pub strategy: String,
+    /// The next (or, once done, the last) firing, Unix ms.
+    pub push_time: i64,
+    /// The validity of what it sends: a firing missed by more than this is not sent.
+    pub expires_ms: i64,
+    /// 0 waiting, 1 executed, 2 cancelled, 3 missed.
+    pub status: i64,
+    pub task_id: Option<String>,
+    pub created_at: i64,
+}
+
+pub const SCHEDULE_WAITING: i64 = 0;
+pub const SCHEDULE_EXECUTED: i64 = 1;
+pub const SCHEDULE_CANCELLED: i64 = 2;
+pub const SCHEDULE_MISSED: i64 = 3;
+
+/// What a firing commits.
+#[derive(Debug, Clone)]
+pub enum Firing {
+    Push(NewPush),
+    Broadcast(NewBroadcast),
+}
+
+#[derive(Debug, Clone)]
+pub enum Fired {
+    Push(CommittedPush),
+    Broadcast(BroadcastCommitted),
+}
+
+/// One firing (or missed firing) of a schedule, claimed and committed in one transaction.
+#[derive(Debug, Clone)]
+pub struct FireClaim {
+    pub unique_id: String,
+    /// The push_time it is due at (a claim of an older time finds nothing).
+    pub due: i64,
+    /// The next firing of a recurring push (`None`: this was the last, or a one-off).
+    pub next: Option<i64>,
+    pub recurring: bool,
+    /// `None`: recorded as missed, nothing sent.
+    pub firing: Option<Firing>,
 }
 
 /// What a revoke names.
@@ -557,6 +621,27 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke(&self, app_id: &AppId, what: RevokeTarget, now: i64, since: i64)
     -> StoreResult<Option<Revocation>>;
 
+    async fn create_schedule(&self, s: ScheduleRecord) -> StoreResult<()>;
+    /// Waiting schedules due at `now`, earliest first.
+    async fn due_schedules(&self, now: i64, limit: usize) -> StoreResult<Vec<ScheduleRecord>>;
+    /// Claims a firing and commits what it sends, in one transaction: `None` when the
+    /// claim found nothing (fired already, by this node before a restart or by another).
+    async fn fire_schedule(&self, claim: FireClaim, now: i64) -> StoreResult<Option<Option<Fired>>>;
+    /// The app's schedules with a push time in `from..=to`; or, with `unique_id`, that
+    /// schedule and its firings.
+    async fn schedules(
+        &self,
+        app_id: &AppId,
+        unique_id: Option<&str>,
+        from: i64,
+        to: i64,
+    ) -> StoreResult<Vec<ScheduleRecord>>;
+    /// Cancels a waiting schedule. `Err(status)` when it is not waiting; `Ok(false)` when
+    /// the app has none of that id.
+    async fn cancel_schedule(&self, app_id: &AppId, unique_id: &str) -> StoreResult<Result<bool, i64>>;
+    /// A waiting schedule of the app uses the template.
+    async fn template_in_use(&self, app_id: &AppId, name: &str) -> StoreResult<bool>;
+
     /// Creates a template unless the app has one of that name or `max_per_app` already.
     async fn create_template(&self, t: TemplateRecord, max_per_app: usize) -> StoreResult<TemplateCreated>;
     async fn template(&self, app_id: &AppId, name: &str) -> StoreResult<Option<TemplateRecord>>;
@@ -657,6 +742,22 @@ mod backends {
                 eprintln!("could not drop test schema {}: {done:?}", self.schema);
             }
         }
+    }
+
+    #[tokio::test]
+    async fn sqlite_scheduler_fires_each_occurrence_once() {
+        let (store, _dir) = open_sqlite().await.unwrap();
+        super::suite::scheduler_fires_each_occurrence_once(store.clone()).await;
+        store.flush().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn postgres_scheduler_fires_each_occurrence_once() {
+        let Some((store, guard)) = open_postgres().await else { return };
+        super::suite::scheduler_fires_each_occurrence_once(store.clone()).await;
+        store.flush().await.unwrap();
+        drop(store);
+        drop(guard);
     }
 
     crate::store_suite!(sqlite, super::open_sqlite());

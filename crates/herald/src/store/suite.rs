@@ -47,6 +47,7 @@ pub async fn device(store: &dyn Store, app: &str, install: &str) -> DeviceId {
 
 pub fn push(app: &str, kind: TargetKind, targets: &[(&str, &str)], now: i64, ttl_ms: i64) -> NewPush {
     NewPush {
+        skip_idempotency: false,
         task: NewTask {
             task_id: TaskId::generate(now),
             app_id: AppId::new(app),
@@ -329,4 +330,78 @@ macro_rules! store_suite {
             case!(leases_are_exclusive_until_they_expire);
         }
     };
+}
+
+/// The scheduler driven by a test clock: a recurring push fires once per occurrence, also
+/// when a second dispatcher (a restart, or another node) looks at the same time; a firing
+/// past its validity is recorded as missed; a late one within it is sent.
+pub async fn scheduler_fires_each_occurrence_once(store: std::sync::Arc<dyn Store>) {
+    use std::sync::Arc;
+
+    use crate::dispatch::scheduler::{prepare, schedule_of};
+    use crate::dispatch::{Dispatcher, Hub};
+    use crate::schedule::Strategy;
+
+    const H: i64 = 3_600_000;
+    const DAY: i64 = 24 * H;
+    let t0 = 1_796_000_000_000 - 1_796_000_000_000 % DAY;
+    let (a, k) = app("a1");
+    store.create_app(a, k).await.unwrap();
+    let d = device(store.as_ref(), "a1", "i1").await;
+    let app_id = AppId::new("a1");
+    let limits = crate::config::Limits::default();
+    let body = serde_json::json!({"deliveryType": 1, "targetMsgkey": {d.as_str(): "daily"}, "title": "t", "content": "c",
+        "expiredSeconds": 3600, "strategyType": 2,
+        "strategyContent": {"startTime": t0, "endTime": t0 + 3 * DAY, "time": "08:00:00", "circleType": 1}});
+    let strategy = Strategy::parse(body.as_object().unwrap(), t0).unwrap().unwrap();
+    let prepared = prepare(store.as_ref(), &limits, "simple", &app_id, &body, t0).await.unwrap();
+    let record = schedule_of(&app_id, "simple", &body, &prepared, &strategy, t0).unwrap();
+    assert_eq!(record.push_time, t0 + 8 * H);
+    store.create_schedule(record.clone()).await.unwrap();
+    let node = |name: &str| {
+        let bus = Arc::new(crate::bus::Bus::local(name));
+        Arc::new(Dispatcher::new(store.clone(), Arc::new(Hub::new(10)), bus, name.into(), limits.clone()))
+    };
+    let (one, two) = (node("n1"), node("n2"));
+    assert_eq!(one.fire_due(t0 + 7 * H).await.unwrap(), 0);
+    assert_eq!(one.fire_due(t0 + 8 * H).await.unwrap(), 1);
+    assert_eq!(one.fire_due(t0 + 8 * H).await.unwrap(), 0, "fired once");
+    assert_eq!(two.fire_due(t0 + 8 * H + 1).await.unwrap(), 0, "not again by another dispatcher");
+    assert_eq!(store.pending_deliveries(&d, t0 + 8 * H, 10).await.unwrap().len(), 1);
+    // Day 2: looked at only 2 h after 08:00, past the 1 h validity: missed, nothing sent.
+    assert_eq!(two.fire_due(t0 + DAY + 10 * H).await.unwrap(), 1);
+    assert_eq!(store.pending_deliveries(&d, t0 + DAY + 10 * H, 10).await.unwrap().len(), 0);
+    // Day 3: 30 min late, within the validity: sent.
+    assert_eq!(one.fire_due(t0 + 2 * DAY + 8 * H + 30 * 60_000).await.unwrap(), 1);
+    assert_eq!(store.pending_deliveries(&d, t0 + 2 * DAY + 9 * H, 10).await.unwrap().len(), 1);
+    assert_eq!(one.fire_due(t0 + 30 * DAY).await.unwrap(), 0, "after endTime nothing is due");
+
+    let family = store.schedules(&app_id, Some(&record.unique_id), 0, 0).await.unwrap();
+    let parent = family.iter().find(|s| s.parent_id.is_none()).unwrap();
+    assert_eq!(parent.status, SCHEDULE_EXECUTED, "finished after its last occurrence");
+    let children: Vec<(i64, i64, bool)> = family
+        .iter()
+        .filter(|s| s.parent_id.as_deref() == Some(record.unique_id.as_str()))
+        .map(|s| (s.push_time, s.status, s.task_id.is_some()))
+        .collect();
+    assert_eq!(
+        children,
+        vec![
+            (t0 + 8 * H, SCHEDULE_EXECUTED, true),
+            (t0 + DAY + 8 * H, SCHEDULE_MISSED, false),
+            (t0 + 2 * DAY + 8 * H, SCHEDULE_EXECUTED, true)
+        ]
+    );
+    assert_eq!(store.cancel_schedule(&app_id, &record.unique_id).await.unwrap(), Err(SCHEDULE_EXECUTED));
+
+    // A one-off push cancelled before its time never fires.
+    let once = serde_json::json!({"deliveryType": 1, "targetMsgkey": {d.as_str(): "once"}, "title": "t", "content": "c",
+        "expiredSeconds": 60, "strategyType": 1, "strategyContent": {"fixedTime": t0 + 40 * DAY}});
+    let strategy = Strategy::parse(once.as_object().unwrap(), t0 + 30 * DAY).unwrap().unwrap();
+    let prepared = prepare(store.as_ref(), &limits, "simple", &app_id, &once, t0).await.unwrap();
+    let record = schedule_of(&app_id, "simple", &once, &prepared, &strategy, t0 + 30 * DAY).unwrap();
+    store.create_schedule(record.clone()).await.unwrap();
+    assert_eq!(store.cancel_schedule(&app_id, &record.unique_id).await.unwrap(), Ok(true));
+    assert_eq!(one.fire_due(t0 + 41 * DAY).await.unwrap(), 0);
+    assert_eq!(store.cancel_schedule(&app_id, "s-none").await.unwrap(), Ok(false));
 }

@@ -13,5 +13,6 @@ mod durability;
 mod gateway;
 mod openapi;
 mod revoke;
+mod schedules;
 mod simple_push;
 mod templates;

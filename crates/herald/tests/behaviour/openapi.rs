@@ -22,7 +22,8 @@ async fn every_documented_operation_is_routed() {
             .replace("{userId}", "u1")
             .replace("{appId}", "a1")
             .replace("{keyId}", "k1")
-            .replace("{templateName}", "tpl1");
+            .replace("{templateName}", "tpl1")
+            .replace("{uniqueId}", "s1");
         for method in ops.as_object().unwrap().keys() {
             let r = server.call(&method.to_uppercase(), &concrete, &[], Bytes::from("{}")).await;
             let code = r.json()["resultCode"].as_str().unwrap_or("").to_string();

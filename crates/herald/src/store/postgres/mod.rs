@@ -16,6 +16,8 @@ use tokio::sync::{Mutex, MutexGuard, mpsc, oneshot};
 use tokio_postgres::{Client, GenericClient, NoTls, Row, Statement, Transaction};
 
 use super::*;
+use crate::store::broadcast_sql::pg;
+use crate::store::schedule_sql;
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../../migrations/postgres/0001_init.sql")),
@@ -24,6 +26,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../../../migrations/postgres/0004_templates.sql")),
     (5, include_str!("../../../migrations/postgres/0005_revoke.sql")),
     (6, include_str!("../../../migrations/postgres/0006_broadcasts.sql")),
+    (7, include_str!("../../../migrations/postgres/0007_schedules.sql")),
 ];
 /// Serialises migrations of nodes starting together (any constant unique to Herald).
 const MIGRATION_LOCK: i64 = 0x4845_5241_4c44;
@@ -398,6 +401,61 @@ impl Store for PostgresStore {
         let done = tx::revoke(&db, app_id, &what, now, since).await.map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
         Ok(done)
+    }
+
+    async fn create_schedule(&self, s: ScheduleRecord) -> StoreResult<()> {
+        tx::insert_schedule(&self.pool.get().await?.db(), &s).await.map_err(map_err)
+    }
+
+    async fn due_schedules(&self, now: i64, limit: usize) -> StoreResult<Vec<ScheduleRecord>> {
+        let conn = self.pool.get().await?;
+        let rows = conn.db().query(&pg(&schedule_sql::due()), &[&now, &(limit as i64)]).await.map_err(map_err)?;
+        rows.iter().map(tx::schedule_row).collect::<Result<_, _>>().map_err(map_err)
+    }
+
+    async fn fire_schedule(&self, claim: FireClaim, now: i64) -> StoreResult<Option<Option<Fired>>> {
+        let mut conn = self.pool.get().await?;
+        let (tx, cache) = conn.transaction().await.map_err(map_err)?;
+        let db = Db::new(&tx, cache);
+        let fired = tx::fire_schedule(&db, claim, now).await.map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(fired)
+    }
+
+    async fn schedules(
+        &self,
+        app_id: &AppId,
+        unique_id: Option<&str>,
+        from: i64,
+        to: i64,
+    ) -> StoreResult<Vec<ScheduleRecord>> {
+        let conn = self.pool.get().await?;
+        let db = conn.db();
+        let rows = match unique_id {
+            Some(id) => db.query(&pg(&schedule_sql::family()), &[&app_id.as_str(), &id]).await,
+            None => db.query(&pg(&schedule_sql::of_app()), &[&app_id.as_str(), &from, &to]).await,
+        }
+        .map_err(map_err)?;
+        rows.iter().map(tx::schedule_row).collect::<Result<_, _>>().map_err(map_err)
+    }
+
+    async fn cancel_schedule(&self, app_id: &AppId, unique_id: &str) -> StoreResult<Result<bool, i64>> {
+        let conn = self.pool.get().await?;
+        let db = conn.db();
+        if db.execute(&pg(schedule_sql::CANCEL), &[&app_id.as_str(), &unique_id]).await.map_err(map_err)? == 1 {
+            return Ok(Ok(true));
+        }
+        let status = db.query_opt(&pg(schedule_sql::STATUS), &[&app_id.as_str(), &unique_id]).await.map_err(map_err)?;
+        Ok(match status {
+            Some(r) => Err(r.try_get(0).map_err(map_err)?),
+            None => Ok(false),
+        })
+    }
+
+    async fn template_in_use(&self, app_id: &AppId, name: &str) -> StoreResult<bool> {
+        let conn = self.pool.get().await?;
+        let r = conn.db().query_opt(&pg(schedule_sql::TEMPLATE_IN_USE), &[&app_id.as_str(), &name]).await;
+        Ok(r.map_err(map_err)?.is_some())
     }
 
     async fn create_template(&self, t: TemplateRecord, max_per_app: usize) -> StoreResult<TemplateCreated> {

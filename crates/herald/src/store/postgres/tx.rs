@@ -6,6 +6,7 @@ use tokio_postgres::{Error, GenericClient, Row};
 
 use super::{Db, Pool};
 use crate::store::broadcast_sql::{self, pg};
+use crate::store::schedule_sql;
 use crate::store::*;
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
@@ -472,9 +473,11 @@ pub(super) async fn commit_push<C: GenericClient + Sync>(
     let kinds: Vec<&str> = push.messages.iter().map(|m| m.target_kind.as_str()).collect();
     let mids: Vec<&str> = push.messages.iter().map(|m| m.message_id.as_str()).collect();
     // The parameters live here: the pipelined statements borrow them.
+    // A firing of a recurring schedule claims no key: no claim statement at all.
     let claim_params: Vec<[&(dyn ToSql + Sync); 8]> = push
         .messages
         .iter()
+        .take(if push.skip_idempotency { 0 } else { usize::MAX })
         .enumerate()
         .map(|(i, m)| -> [&(dyn ToSql + Sync); 8] {
             [&app, &m.msg_key, &kinds[i], &m.target, &mids[i], &task_id, &t.expires_at, &now]
@@ -516,6 +519,9 @@ pub(super) async fn commit_push<C: GenericClient + Sync>(
     }));
     let (claims, _, lookups) = tokio::try_join!(claims, task, lookups)?;
     let mut earlier = Vec::with_capacity(push.messages.len());
+    if push.skip_idempotency {
+        earlier.resize(push.messages.len(), None);
+    }
     for (p, claimed) in claim_params.iter().zip(&claims) {
         earlier.push(if *claimed == 1 {
             None
@@ -928,8 +934,10 @@ pub(super) async fn commit_broadcast<C: GenericClient + Sync>(
 ) -> Result<BroadcastCommitted, Error> {
     let t = &b.task;
     let app = t.app_id.as_str();
-    let claimed = c
-        .execute(
+    let claimed = if b.skip_idempotency {
+        1
+    } else {
+        c.execute(
             "INSERT INTO idempotency (app_id, msg_key, target_kind, target, message_id, task_id, expires_at) \
              VALUES ($1, $2, 'broadcast', '', $3, $4, $5) \
              ON CONFLICT (app_id, msg_key, target_kind, target) DO UPDATE SET \
@@ -937,7 +945,8 @@ pub(super) async fn commit_broadcast<C: GenericClient + Sync>(
              WHERE idempotency.expires_at <= $6",
             &[&app, &b.msg_key, &b.message_id.as_str(), &t.task_id.as_str(), &t.expires_at, &now],
         )
-        .await?;
+        .await?
+    };
     if claimed == 0 {
         let r = c
             .query_one(
@@ -1152,4 +1161,83 @@ async fn insert_recall<C: GenericClient + Sync>(
         .await?;
     }
     Ok(Recall { message_id: control, payload: payload.into(), expires_at: revoked.expires_at, devices })
+}
+
+pub(super) fn schedule_row(r: &Row) -> Result<ScheduleRecord, Error> {
+    Ok(ScheduleRecord {
+        unique_id: r.try_get(0)?,
+        parent_id: r.try_get(1)?,
+        app_id: AppId::new(r.try_get::<_, String>(2)?),
+        push_type: r.try_get(3)?,
+        delivery_type: r.try_get(4)?,
+        template_name: r.try_get(5)?,
+        title: r.try_get(6)?,
+        content: r.try_get(7)?,
+        body: r.try_get(8)?,
+        strategy_type: r.try_get(9)?,
+        strategy: r.try_get(10)?,
+        push_time: r.try_get(11)?,
+        expires_ms: r.try_get(12)?,
+        status: r.try_get(13)?,
+        task_id: r.try_get(14)?,
+        created_at: r.try_get(15)?,
+    })
+}
+
+pub(super) async fn insert_schedule<C: GenericClient + Sync>(c: &Db<'_, C>, s: &ScheduleRecord) -> Result<(), Error> {
+    c.execute(
+        &pg(schedule_sql::INSERT),
+        &[
+            &s.unique_id,
+            &s.parent_id,
+            &s.app_id.as_str(),
+            &s.push_type,
+            &s.delivery_type,
+            &s.template_name,
+            &s.title,
+            &s.content,
+            &s.body,
+            &s.strategy_type,
+            &s.strategy,
+            &s.push_time,
+            &s.expires_ms,
+            &s.status,
+            &s.task_id,
+            &s.created_at,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn fire_schedule<C: GenericClient + Sync>(
+    c: &Db<'_, C>,
+    claim: FireClaim,
+    now: i64,
+) -> Result<Option<Option<Fired>>, Error> {
+    let task_id = match &claim.firing {
+        Some(Firing::Push(p)) => Some(p.task.task_id.as_str().to_owned()),
+        Some(Firing::Broadcast(b)) => Some(b.task.task_id.as_str().to_owned()),
+        None => None,
+    };
+    let outcome = if claim.firing.is_some() { SCHEDULE_EXECUTED } else { SCHEDULE_MISSED };
+    let (status, parent_task, push_time) = if claim.recurring {
+        (if claim.next.is_some() { SCHEDULE_WAITING } else { SCHEDULE_EXECUTED }, None, claim.next.unwrap_or(claim.due))
+    } else {
+        (outcome, task_id.clone(), claim.due)
+    };
+    let claimed =
+        c.execute(&pg(schedule_sql::CLAIM), &[&claim.unique_id, &claim.due, &status, &parent_task, &push_time]).await?;
+    if claimed == 0 {
+        return Ok(None);
+    }
+    if claim.recurring {
+        let child = format!("s{}", &MessageId::generate(now).as_str()[1..]);
+        c.execute(&pg(schedule_sql::CHILD), &[&child, &claim.unique_id, &claim.due, &outcome, &task_id, &now]).await?;
+    }
+    Ok(Some(match claim.firing {
+        None => None,
+        Some(Firing::Push(p)) => Some(Fired::Push(commit_push(c, p, now).await?)),
+        Some(Firing::Broadcast(b)) => Some(Fired::Broadcast(commit_broadcast(c, &b, now).await?)),
+    }))
 }

@@ -26,6 +26,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../../../migrations/sqlite/0004_templates.sql")),
     (5, include_str!("../../../migrations/sqlite/0005_revoke.sql")),
     (6, include_str!("../../../migrations/sqlite/0006_broadcasts.sql")),
+    (7, include_str!("../../../migrations/sqlite/0007_schedules.sql")),
 ];
 
 /// How often the WAL is copied back into the database file.
@@ -525,6 +526,63 @@ impl Store for SqliteStore {
     ) -> StoreResult<Option<Revocation>> {
         let app_id = app_id.clone();
         self.write(move |c| revoke_tx(c, &app_id, &what, now, since)).await
+    }
+
+    async fn create_schedule(&self, s: ScheduleRecord) -> StoreResult<()> {
+        self.write(move |c| insert_schedule(c, &s)).await
+    }
+
+    async fn due_schedules(&self, now: i64, limit: usize) -> StoreResult<Vec<ScheduleRecord>> {
+        self.write(move |c| {
+            c.prepare_cached(&schedule_sql::due())?.query_map(params![now, limit as i64], schedule_row)?.collect()
+        })
+        .await
+    }
+
+    async fn fire_schedule(&self, claim: FireClaim, now: i64) -> StoreResult<Option<Option<Fired>>> {
+        self.write(move |c| fire_schedule_tx(c, claim, now)).await
+    }
+
+    async fn schedules(
+        &self,
+        app_id: &AppId,
+        unique_id: Option<&str>,
+        from: i64,
+        to: i64,
+    ) -> StoreResult<Vec<ScheduleRecord>> {
+        let (app_id, unique_id) = (app_id.clone(), unique_id.map(str::to_owned));
+        self.read(move |c| match unique_id {
+            Some(id) => c
+                .prepare_cached(&schedule_sql::family())?
+                .query_map(params![app_id.as_str(), id], schedule_row)?
+                .collect(),
+            None => c
+                .prepare_cached(&schedule_sql::of_app())?
+                .query_map(params![app_id.as_str(), from, to], schedule_row)?
+                .collect(),
+        })
+        .await
+    }
+
+    async fn cancel_schedule(&self, app_id: &AppId, unique_id: &str) -> StoreResult<Result<bool, i64>> {
+        let (app_id, unique_id) = (app_id.clone(), unique_id.to_owned());
+        self.write(move |c| {
+            if c.prepare_cached(schedule_sql::CANCEL)?.execute(params![app_id.as_str(), unique_id])? == 1 {
+                return Ok(Ok(true));
+            }
+            let status: Option<i64> = c
+                .prepare_cached(schedule_sql::STATUS)?
+                .query_row(params![app_id.as_str(), unique_id], |r| r.get(0))
+                .optional()?;
+            Ok(status.map_or(Ok(false), Err))
+        })
+        .await
+    }
+
+    async fn template_in_use(&self, app_id: &AppId, name: &str) -> StoreResult<bool> {
+        let (app_id, name) = (app_id.clone(), name.to_owned());
+        self.read(move |c| c.prepare_cached(schedule_sql::TEMPLATE_IN_USE)?.exists(params![app_id.as_str(), name]))
+            .await
     }
 
     async fn create_template(&self, t: TemplateRecord, max_per_app: usize) -> StoreResult<TemplateCreated> {

@@ -176,6 +176,10 @@ pub(super) fn commit_push_tx(conn: &Connection, push: NewPush, now: i64) -> rusq
     )?;
     let mut earlier = Vec::with_capacity(push.messages.len());
     for m in &push.messages {
+        if push.skip_idempotency {
+            earlier.push(None);
+            continue;
+        }
         let claimed = claim.execute(params![
             app,
             m.msg_key,
@@ -450,15 +454,18 @@ pub(super) fn revoke_tx(
 pub(super) fn commit_broadcast_tx(c: &Connection, b: &NewBroadcast, now: i64) -> rusqlite::Result<BroadcastCommitted> {
     let t = &b.task;
     let app = t.app_id.as_str();
-    let claimed = c
-        .prepare_cached(
+    let claimed = if b.skip_idempotency {
+        1
+    } else {
+        c.prepare_cached(
             "INSERT INTO idempotency (app_id, msg_key, target_kind, target, message_id, task_id, expires_at) \
              VALUES (?1, ?2, 'broadcast', '', ?3, ?4, ?5) \
              ON CONFLICT (app_id, msg_key, target_kind, target) DO UPDATE SET \
              message_id = excluded.message_id, task_id = excluded.task_id, expires_at = excluded.expires_at \
              WHERE idempotency.expires_at <= ?6",
         )?
-        .execute(params![app, b.msg_key, b.message_id.as_str(), t.task_id.as_str(), t.expires_at, now])?;
+        .execute(params![app, b.msg_key, b.message_id.as_str(), t.task_id.as_str(), t.expires_at, now])?
+    };
     if claimed == 0 {
         let (message_id, task_id): (String, String) = c
             .prepare_cached(
@@ -601,4 +608,87 @@ fn insert_recall(c: &Connection, revoked: &Revoked<'_>, devices: Vec<Recipient>,
         .execute(params![control.as_str(), d.device_id.as_str(), now, revoked.expires_at])?;
     }
     Ok(Recall { message_id: control, payload: payload.into(), expires_at: revoked.expires_at, devices })
+}
+
+pub(super) fn schedule_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ScheduleRecord> {
+    Ok(ScheduleRecord {
+        unique_id: r.get(0)?,
+        parent_id: r.get(1)?,
+        app_id: AppId::new(r.get::<_, String>(2)?),
+        push_type: r.get(3)?,
+        delivery_type: r.get(4)?,
+        template_name: r.get(5)?,
+        title: r.get(6)?,
+        content: r.get(7)?,
+        body: r.get(8)?,
+        strategy_type: r.get(9)?,
+        strategy: r.get(10)?,
+        push_time: r.get(11)?,
+        expires_ms: r.get(12)?,
+        status: r.get(13)?,
+        task_id: r.get(14)?,
+        created_at: r.get(15)?,
+    })
+}
+
+pub(super) fn insert_schedule(c: &Connection, s: &ScheduleRecord) -> rusqlite::Result<()> {
+    c.prepare_cached(schedule_sql::INSERT)?.execute(params![
+        s.unique_id,
+        s.parent_id,
+        s.app_id.as_str(),
+        s.push_type,
+        s.delivery_type,
+        s.template_name,
+        s.title,
+        s.content,
+        s.body,
+        s.strategy_type,
+        s.strategy,
+        s.push_time,
+        s.expires_ms,
+        s.status,
+        s.task_id,
+        s.created_at
+    ])?;
+    Ok(())
+}
+
+pub(super) fn fire_schedule_tx(c: &Connection, claim: FireClaim, now: i64) -> rusqlite::Result<Option<Option<Fired>>> {
+    let task_id = match &claim.firing {
+        Some(Firing::Push(p)) => Some(p.task.task_id.as_str().to_owned()),
+        Some(Firing::Broadcast(b)) => Some(b.task.task_id.as_str().to_owned()),
+        None => None,
+    };
+    let outcome = if claim.firing.is_some() { SCHEDULE_EXECUTED } else { SCHEDULE_MISSED };
+    let (status, parent_task, push_time) = if claim.recurring {
+        (if claim.next.is_some() { SCHEDULE_WAITING } else { SCHEDULE_EXECUTED }, None, claim.next.unwrap_or(claim.due))
+    } else {
+        (outcome, task_id.clone(), claim.due)
+    };
+    let claimed = c.prepare_cached(schedule_sql::CLAIM)?.execute(params![
+        claim.unique_id,
+        claim.due,
+        status,
+        parent_task,
+        push_time
+    ])?;
+    if claimed == 0 {
+        return Ok(None);
+    }
+    if claim.recurring {
+        let child = crate::ids::MessageId::generate(now);
+        c.prepare_cached(schedule_sql::CHILD)?.execute(params![
+            format!("s{}", &child.as_str()[1..]),
+            claim.unique_id,
+            claim.due,
+            outcome,
+            task_id,
+            now
+        ])?;
+    }
+    Ok(Some(match claim.firing {
+        None => None,
+        Some(Firing::Push(p)) => Some(Fired::Push(commit_push_tx(c, p, now)?)),
+        Some(Firing::Broadcast(b)) => Some(Fired::Broadcast(commit_broadcast_tx(c, &b, now)?)),
+    }))
 }
