@@ -306,6 +306,35 @@ pub struct FireClaim {
     pub firing: Option<Firing>,
 }
 
+/// The writes of a claimed firing: what the schedule row becomes, and the child row of a
+/// recurring push. Shared by the backends.
+pub(crate) struct FirePlan {
+    /// The schedule row's new status, task and push time.
+    pub status: i64,
+    pub row_task: Option<String>,
+    pub push_time: i64,
+    /// For a recurring push: the child row's status and task.
+    pub outcome: i64,
+    pub task_id: Option<String>,
+}
+
+impl FireClaim {
+    pub(crate) fn plan(&self) -> FirePlan {
+        let task_id = match &self.firing {
+            Some(Firing::Push(p)) => Some(p.task.task_id.as_str().to_owned()),
+            Some(Firing::Broadcast(b)) => Some(b.task.task_id.as_str().to_owned()),
+            None => None,
+        };
+        let outcome = if self.firing.is_some() { SCHEDULE_EXECUTED } else { SCHEDULE_MISSED };
+        if self.recurring {
+            let status = if self.next.is_some() { SCHEDULE_WAITING } else { SCHEDULE_EXECUTED };
+            FirePlan { status, row_task: None, push_time: self.next.unwrap_or(self.due), outcome, task_id }
+        } else {
+            FirePlan { status: outcome, row_task: task_id.clone(), push_time: self.due, outcome, task_id }
+        }
+    }
+}
+
 /// What a revoke names.
 #[derive(Debug, Clone)]
 pub enum RevokeTarget {

@@ -1215,25 +1215,23 @@ pub(super) async fn fire_schedule<C: GenericClient + Sync>(
     claim: FireClaim,
     now: i64,
 ) -> Result<Option<Option<Fired>>, Error> {
-    let task_id = match &claim.firing {
-        Some(Firing::Push(p)) => Some(p.task.task_id.as_str().to_owned()),
-        Some(Firing::Broadcast(b)) => Some(b.task.task_id.as_str().to_owned()),
-        None => None,
-    };
-    let outcome = if claim.firing.is_some() { SCHEDULE_EXECUTED } else { SCHEDULE_MISSED };
-    let (status, parent_task, push_time) = if claim.recurring {
-        (if claim.next.is_some() { SCHEDULE_WAITING } else { SCHEDULE_EXECUTED }, None, claim.next.unwrap_or(claim.due))
-    } else {
-        (outcome, task_id.clone(), claim.due)
-    };
-    let claimed =
-        c.execute(&pg(schedule_sql::CLAIM), &[&claim.unique_id, &claim.due, &status, &parent_task, &push_time]).await?;
+    let plan = claim.plan();
+    let claimed = c
+        .execute(
+            &pg(schedule_sql::CLAIM),
+            &[&claim.unique_id, &claim.due, &plan.status, &plan.row_task, &plan.push_time],
+        )
+        .await?;
     if claimed == 0 {
         return Ok(None);
     }
     if claim.recurring {
         let child = format!("s{}", &MessageId::generate(now).as_str()[1..]);
-        c.execute(&pg(schedule_sql::CHILD), &[&child, &claim.unique_id, &claim.due, &outcome, &task_id, &now]).await?;
+        c.execute(
+            &pg(schedule_sql::CHILD),
+            &[&child, &claim.unique_id, &claim.due, &plan.outcome, &plan.task_id, &now],
+        )
+        .await?;
     }
     Ok(Some(match claim.firing {
         None => None,

@@ -654,23 +654,13 @@ pub(super) fn insert_schedule(c: &Connection, s: &ScheduleRecord) -> rusqlite::R
 }
 
 pub(super) fn fire_schedule_tx(c: &Connection, claim: FireClaim, now: i64) -> rusqlite::Result<Option<Option<Fired>>> {
-    let task_id = match &claim.firing {
-        Some(Firing::Push(p)) => Some(p.task.task_id.as_str().to_owned()),
-        Some(Firing::Broadcast(b)) => Some(b.task.task_id.as_str().to_owned()),
-        None => None,
-    };
-    let outcome = if claim.firing.is_some() { SCHEDULE_EXECUTED } else { SCHEDULE_MISSED };
-    let (status, parent_task, push_time) = if claim.recurring {
-        (if claim.next.is_some() { SCHEDULE_WAITING } else { SCHEDULE_EXECUTED }, None, claim.next.unwrap_or(claim.due))
-    } else {
-        (outcome, task_id.clone(), claim.due)
-    };
+    let plan = claim.plan();
     let claimed = c.prepare_cached(schedule_sql::CLAIM)?.execute(params![
         claim.unique_id,
         claim.due,
-        status,
-        parent_task,
-        push_time
+        plan.status,
+        plan.row_task,
+        plan.push_time
     ])?;
     if claimed == 0 {
         return Ok(None);
@@ -681,8 +671,8 @@ pub(super) fn fire_schedule_tx(c: &Connection, claim: FireClaim, now: i64) -> ru
             format!("s{}", &child.as_str()[1..]),
             claim.unique_id,
             claim.due,
-            outcome,
-            task_id,
+            plan.outcome,
+            plan.task_id,
             now
         ])?;
     }
