@@ -380,7 +380,22 @@ fn message_json(m: &MessageView, now: i64) -> Value {
     })
 }
 
-async fn task(State(state): State<AppState>, Path(task_id): Path<String>, req: Signed) -> Result<Json, ApiError> {
+async fn task(
+    State(state): State<AppState>,
+    Path(task_id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    req: Signed,
+) -> Result<Json, ApiError> {
+    let page_arg = |k: &str, default: usize, max: usize| -> Result<usize, ApiError> {
+        match q.get(k).filter(|v| !v.is_empty()) {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<usize>()
+                .map(|n| n.clamp(1, max))
+                .map_err(|_| ApiError::new(ErrorCode::InvalidParam, format!("{k} must be a positive integer"))),
+        }
+    };
+    let (page, size) = (page_arg("pageNumber", 1, usize::MAX)?, page_arg("pageSize", 100, 500)?);
     let Some(task) = state.store.task(&req.app_id, &TaskId::new(task_id)).await? else {
         return Err(ApiError::new(ErrorCode::TaskNotExist, "no such task in this app"));
     };
@@ -407,7 +422,9 @@ async fn task(State(state): State<AppState>, Path(task_id): Path<String>, req: S
         };
         counts.insert(rest.into(), json!(b.eligible.saturating_sub(acked)));
     }
-    let targets: Vec<Value> = task.messages.iter().map(|m| message_json(m, now)).collect();
+    // Counts cover every target; the list is one page of them.
+    let targets: Vec<Value> =
+        task.messages.iter().skip((page - 1).saturating_mul(size)).take(size).map(|m| message_json(m, now)).collect();
     Ok(ok_content(json!({
         "taskId": task.task_id,
         "type": task.push_type,
@@ -416,6 +433,9 @@ async fn task(State(state): State<AppState>, Path(task_id): Path<String>, req: S
         "createdAt": task.created_at,
         "expiresAt": task.expires_at,
         "counts": counts,
+        "totalCount": task.messages.len(),
+        "pageNumber": page,
+        "pageSize": size,
         "targets": targets,
         "broadcast": task.broadcast.as_ref().map(|b| json!({
             "messageId": b.message_id, "msgkey": b.msg_key, "eligible": b.eligible, "revokedAt": b.revoked_at,

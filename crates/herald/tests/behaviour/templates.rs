@@ -159,6 +159,17 @@ async fn a_multiple_push_sends_each_target_its_own_text_under_one_task() {
     let data = &task["resultContent"]["data"];
     assert_eq!((data["type"].as_str(), data["taskName"].as_str()), (Some("multiple"), Some("bills")), "{task}");
     assert_eq!(data["targets"].as_array().unwrap().len(), 3, "per-target status under one task");
+    let page = app.signed("GET", &format!("/v1/tasks/{task_id}?pageNumber=2&pageSize=2"), "").await.json();
+    let page = &page["resultContent"]["data"];
+    assert_eq!((page["totalCount"].as_u64(), page["targets"].as_array().unwrap().len()), (Some(3), 1), "{page}");
+    assert_eq!(
+        page["counts"]["accepted"].as_u64().unwrap_or(0)
+            + page["counts"]["pending"].as_u64().unwrap_or(0)
+            + page["counts"]["delivered"].as_u64().unwrap_or(0)
+            + page["counts"]["undeliverable"].as_u64().unwrap_or(0),
+        3,
+        "counts cover every target"
+    );
 
     let too_many: Vec<Value> =
         (0..101).map(|i| json!({"target": format!("d{i}"), "msgKey": format!("k{i}"), "templateKeyValue": {"name": "n", "amount": 1}})).collect();
