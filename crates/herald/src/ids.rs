@@ -89,6 +89,21 @@ impl MessageId {
     pub fn generate(now_ms: i64) -> Self {
         MessageId(format!("m{}", time_ordered(now_ms)))
     }
+
+    /// The id of a broadcast: `b` instead of `m`, so that an acknowledgement goes straight to
+    /// the broadcast's sparse records without a lookup.
+    pub fn generate_broadcast(now_ms: i64) -> Self {
+        MessageId(format!("b{}", time_ordered(now_ms)))
+    }
+
+    pub fn is_broadcast(&self) -> bool {
+        self.0.starts_with('b')
+    }
+
+    /// The time-ordered part, for ordering messages of every kind together.
+    pub fn order_key(&self) -> &str {
+        self.0.get(1..).unwrap_or("")
+    }
 }
 
 impl TaskId {

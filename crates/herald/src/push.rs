@@ -449,7 +449,11 @@ impl SimplePush {
         let expires_at = now + self.expired_seconds * 1000;
         let mut messages = Vec::with_capacity(self.targets.len());
         for (i, (target, msg_key)) in self.targets.iter().enumerate() {
-            let message_id = MessageId::generate(now);
+            let message_id = if self.push_type == "broadcast" {
+                MessageId::generate_broadcast(now)
+            } else {
+                MessageId::generate(now)
+            };
             let own = self.per_target.get(i);
             let payload = json!({
                 "type": "notification",

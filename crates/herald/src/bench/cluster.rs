@@ -21,15 +21,21 @@ use super::*;
 
 /// Nodes of one cluster under test, sharing one schema, one NATS subject prefix and one
 /// master key.
-struct Nodes {
-    servers: Vec<Server>,
-    pools: Vec<Arc<HttpPool>>,
+pub(super) struct Nodes {
+    pub(super) servers: Vec<Server>,
+    pub(super) pools: Vec<Arc<HttpPool>>,
     schema: Option<BenchSchema>,
     _config: tempfile_dir::TempDir,
 }
 
 impl Nodes {
-    async fn start(bin: &PathBuf, n: usize, store_url: &str, bus_url: &str, pool_size: usize) -> anyhow::Result<Nodes> {
+    pub(super) async fn start(
+        bin: &PathBuf,
+        n: usize,
+        store_url: &str,
+        bus_url: &str,
+        pool_size: usize,
+    ) -> anyhow::Result<Nodes> {
         let schema = BenchSchema::create(store_url).await?;
         let config = tempfile_dir::TempDir::new("herald-bench-cluster")?;
         let file = config.path().join("cluster.toml");
@@ -59,7 +65,7 @@ impl Nodes {
         Ok(Nodes { servers, pools, schema: Some(schema), _config: config })
     }
 
-    async fn stop(mut self) -> anyhow::Result<()> {
+    pub(super) async fn stop(mut self) -> anyhow::Result<()> {
         self.pools.clear();
         self.servers.clear();
         if let Some(schema) = self.schema.take() {
@@ -234,7 +240,7 @@ pub(super) struct Worker {
 }
 
 impl Worker {
-    async fn spawn(bin: &PathBuf, mqtt: &str, devices_file: &std::path::Path) -> anyhow::Result<Worker> {
+    pub(super) async fn spawn(bin: &PathBuf, mqtt: &str, devices_file: &std::path::Path) -> anyhow::Result<Worker> {
         let mut child = tokio::process::Command::new(bin)
             .args(["bench", "hold", "--mqtt", mqtt, "--devices-file"])
             .arg(devices_file)

@@ -29,6 +29,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
+mod broadcast;
 mod cluster;
 
 #[derive(Args, Clone)]
@@ -70,6 +71,15 @@ pub struct BenchArgs {
     /// Nodes of the scale part of the cluster scenario (each holds --connections).
     #[arg(long, default_value_t = 3)]
     scale_nodes: usize,
+    /// Registered devices of the broadcast scenario.
+    #[arg(long, default_value_t = 100_000)]
+    registered: usize,
+    /// Broadcasts sent back to back in the broadcast scenario.
+    #[arg(long, default_value_t = 10)]
+    broadcasts: usize,
+    /// The rumqttd binary measured as the second reference (`cargo install rumqttd`).
+    #[arg(long, default_value = "rumqttd")]
+    rumqttd: PathBuf,
     /// `hold`: the node to connect to.
     #[arg(long, hide = true)]
     mqtt: Option<String>,
@@ -86,6 +96,9 @@ enum Scenario {
     /// `--connections` each (needs --store-url and --bus-url).
     Cluster,
     All,
+    /// Broadcast answer time by registered devices, and fan-out to `--connections`
+    /// connected devices next to Mosquitto and rumqttd.
+    Broadcast,
     /// A helper process of `cluster`: holds the devices of `--devices-file` on `--mqtt`.
     #[value(hide = true)]
     Hold,
@@ -110,6 +123,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.scenario == Scenario::Cluster {
         cluster::run(&args, &herald_bin).await?;
+    }
+    if args.scenario == Scenario::Broadcast {
+        broadcast::run(&args, &herald_bin).await?;
     }
     Ok(())
 }
@@ -422,7 +438,7 @@ async fn device_task(
     let connect = Packet::Connect(Connect {
         protocol: Protocol::V311,
         clean_session: true,
-        keep_alive: 0,
+        keep_alive: 600,
         client_id: MqttStr::new(spec.client_id.clone()),
         will: None,
         username: spec.username.clone().map(MqttStr::new),
@@ -492,8 +508,9 @@ async fn connect_all(
                 eprintln!("bench device error: {e:#}");
             }
         }));
-        // Pace the handshakes so the listen backlog never overflows.
-        while i + 1 - connected.load(Ordering::Relaxed) > 512 {
+        // Pace the handshakes so the listen backlog never overflows (rumqttd resets
+        // connections when a few hundred arrive at once).
+        while i + 1 - connected.load(Ordering::Relaxed) > 128 {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
@@ -836,7 +853,7 @@ impl Publisher {
         let connect = Packet::Connect(Connect {
             protocol: Protocol::V311,
             clean_session: true,
-            keep_alive: 0,
+            keep_alive: 600,
             client_id: MqttStr::new(client_id),
             will: None,
             username: None,

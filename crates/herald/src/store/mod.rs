@@ -482,7 +482,7 @@ pub(crate) fn merge_pending(
 ) -> Vec<PendingDelivery> {
     if !b.is_empty() {
         a.extend(b);
-        a.sort_by(|x, y| x.message_id.cmp(&y.message_id));
+        a.sort_by(|x, y| x.message_id.order_key().cmp(y.message_id.order_key()));
         a.truncate(limit);
     }
     a

@@ -700,31 +700,29 @@ pub(super) async fn stale_pending<C: GenericClient + Sync>(
 
 async fn apply_update<C: GenericClient + Sync>(c: &Db<'_, C>, update: &StatusUpdate) -> Result<(), Error> {
     match update {
-        StatusUpdate::Sent { message_id, device_id, at } => {
-            let n = c
-                .execute(
-                    "UPDATE deliveries SET status = 'sent', sent_at = $3, updated_at = $3 \
-                     WHERE message_id = $1 AND device_id = $2 AND status = 'pending'",
-                    &[&message_id.as_str(), &device_id.as_str(), at],
-                )
+        StatusUpdate::Sent { message_id, device_id, at } if message_id.is_broadcast() => {
+            c.execute(&pg(broadcast_sql::ACK_SENT), &[&message_id.as_str(), &device_id.as_str(), at]).await?;
+        }
+        StatusUpdate::Delivered { message_id, device_id, sent_at, at } if message_id.is_broadcast() => {
+            c.execute(&pg(broadcast_sql::ACK_DELIVERED), &[&message_id.as_str(), &device_id.as_str(), sent_at, at])
                 .await?;
-            if n == 0 {
-                c.execute(&pg(broadcast_sql::ACK_SENT), &[&message_id.as_str(), &device_id.as_str(), at]).await?;
-            }
+        }
+        StatusUpdate::Sent { message_id, device_id, at } => {
+            c.execute(
+                "UPDATE deliveries SET status = 'sent', sent_at = $3, updated_at = $3 \
+                 WHERE message_id = $1 AND device_id = $2 AND status = 'pending'",
+                &[&message_id.as_str(), &device_id.as_str(), at],
+            )
+            .await?;
         }
         StatusUpdate::Delivered { message_id, device_id, sent_at, at } => {
-            let n = c
-                .execute(
-                    "UPDATE deliveries SET status = 'delivered', sent_at = COALESCE(sent_at, $3), delivered_at = $4, \
-                     updated_at = $4 WHERE message_id = $1 AND device_id = $2 AND \
-                     (status IN ('pending', 'sent') OR (status = 'expired' AND $3 < expires_at))",
-                    &[&message_id.as_str(), &device_id.as_str(), sent_at, at],
-                )
-                .await?;
-            if n == 0 {
-                c.execute(&pg(broadcast_sql::ACK_DELIVERED), &[&message_id.as_str(), &device_id.as_str(), sent_at, at])
-                    .await?;
-            }
+            c.execute(
+                "UPDATE deliveries SET status = 'delivered', sent_at = COALESCE(sent_at, $3), delivered_at = $4, \
+                 updated_at = $4 WHERE message_id = $1 AND device_id = $2 AND \
+                 (status IN ('pending', 'sent') OR (status = 'expired' AND $3 < expires_at))",
+                &[&message_id.as_str(), &device_id.as_str(), sent_at, at],
+            )
+            .await?;
         }
         StatusUpdate::Event { message_id, device_id, event, at } => {
             let sql = match event {
@@ -744,8 +742,9 @@ async fn apply_update<C: GenericClient + Sync>(c: &Db<'_, C>, update: &StatusUpd
                      status IN ('pending', 'sent', 'delivered')"
                 }
             };
-            let n = c.execute(sql, &[&message_id.as_str(), &device_id.as_str(), at]).await?;
-            if n == 0 {
+            if !message_id.is_broadcast() {
+                c.execute(sql, &[&message_id.as_str(), &device_id.as_str(), at]).await?;
+            } else {
                 let (ack, params): (&str, Params<'_>) = match event {
                     DeviceEvent::Arrived => {
                         (broadcast_sql::ACK_DELIVERED, &[&message_id.as_str(), &device_id.as_str(), at, at])

@@ -275,37 +275,35 @@ pub(super) fn commit_push_tx(conn: &Connection, push: NewPush, now: i64) -> rusq
 
 pub(super) fn apply_update(conn: &Connection, update: StatusUpdate) -> rusqlite::Result<()> {
     match update {
+        StatusUpdate::Sent { message_id, device_id, at } if message_id.is_broadcast() => {
+            conn.prepare_cached(broadcast_sql::ACK_SENT)?.execute(params![
+                message_id.as_str(),
+                device_id.as_str(),
+                at
+            ])?;
+        }
+        StatusUpdate::Delivered { message_id, device_id, sent_at, at } if message_id.is_broadcast() => {
+            conn.prepare_cached(broadcast_sql::ACK_DELIVERED)?.execute(params![
+                message_id.as_str(),
+                device_id.as_str(),
+                sent_at,
+                at
+            ])?;
+        }
         StatusUpdate::Sent { message_id, device_id, at } => {
-            let n = conn
-                .prepare_cached(
-                    "UPDATE deliveries SET status = 'sent', sent_at = ?3, updated_at = ?3 \
+            conn.prepare_cached(
+                "UPDATE deliveries SET status = 'sent', sent_at = ?3, updated_at = ?3 \
                      WHERE message_id = ?1 AND device_id = ?2 AND status = 'pending'",
-                )?
-                .execute(params![message_id.as_str(), device_id.as_str(), at])?;
-            if n == 0 {
-                conn.prepare_cached(broadcast_sql::ACK_SENT)?.execute(params![
-                    message_id.as_str(),
-                    device_id.as_str(),
-                    at
-                ])?;
-            }
+            )?
+            .execute(params![message_id.as_str(), device_id.as_str(), at])?;
         }
         StatusUpdate::Delivered { message_id, device_id, sent_at, at } => {
-            let n = conn
-                .prepare_cached(
-                    "UPDATE deliveries SET status = 'delivered', sent_at = COALESCE(sent_at, ?3), delivered_at = ?4, \
+            conn.prepare_cached(
+                "UPDATE deliveries SET status = 'delivered', sent_at = COALESCE(sent_at, ?3), delivered_at = ?4, \
                      updated_at = ?4 WHERE message_id = ?1 AND device_id = ?2 AND \
                      (status IN ('pending', 'sent') OR (status = 'expired' AND ?3 < expires_at))",
-                )?
-                .execute(params![message_id.as_str(), device_id.as_str(), sent_at, at])?;
-            if n == 0 {
-                conn.prepare_cached(broadcast_sql::ACK_DELIVERED)?.execute(params![
-                    message_id.as_str(),
-                    device_id.as_str(),
-                    sent_at,
-                    at
-                ])?;
-            }
+            )?
+            .execute(params![message_id.as_str(), device_id.as_str(), sent_at, at])?;
         }
         StatusUpdate::Event { message_id, device_id, event, at } => {
             // A device's word about a message can only move its delivery forward; an
@@ -327,8 +325,9 @@ pub(super) fn apply_update(conn: &Connection, update: StatusUpdate) -> rusqlite:
                      status IN ('pending', 'sent', 'delivered')"
                 }
             };
-            let n = conn.prepare_cached(sql)?.execute(params![message_id.as_str(), device_id.as_str(), at])?;
-            if n == 0 {
+            if !message_id.is_broadcast() {
+                conn.prepare_cached(sql)?.execute(params![message_id.as_str(), device_id.as_str(), at])?;
+            } else {
                 let ack = match event {
                     DeviceEvent::Arrived => broadcast_sql::ACK_DELIVERED,
                     DeviceEvent::Opened => broadcast_sql::ACK_OPENED,
