@@ -143,7 +143,7 @@ async fn cluster_push_phase(
 }
 
 /// One signed single-target Simple push.
-async fn push_one(
+pub(super) async fn push_one(
     pool: Arc<HttpPool>,
     app: Arc<BenchApp>,
     device: String,

@@ -775,30 +775,7 @@ async fn herald_push_phase_on(
     let run = crate::crypto::random_alnum(8);
     let collector = Collector::Local(receipts);
     let result = drive(targets, args.seconds, args.concurrency, rate, &collector, move |seq, target| {
-        let (pool, app, devices, run) = (pool.clone(), app.clone(), devices.clone(), run.clone());
-        async move {
-            let body = json!({
-                "deliveryType": 1,
-                "targetMsgkey": {devices[target].0.clone(): format!("{run}-{seq}")},
-                "title": bench_title(seq),
-                "content": "benchmark message",
-                "expiredSeconds": 3600,
-            })
-            .to_string();
-            let headers = crate::api::signing::sign_hmac(
-                &app.key_id,
-                &app.secret,
-                "POST",
-                "/v1/push/simple",
-                body.as_bytes(),
-                crate::now_ms(),
-            );
-            let (status, _) = pool.send("POST", "/v1/push/simple", &headers, Bytes::from(body)).await?;
-            if status != 200 {
-                bail!("push answered {status}");
-            }
-            Ok(())
-        }
+        cluster::push_one(pool.clone(), app.clone(), devices[target].0.clone(), format!("{run}-{seq}"), seq)
     })
     .await?;
     for h in handles {

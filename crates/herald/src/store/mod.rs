@@ -393,6 +393,10 @@ pub(crate) fn recall_payload(revoked: &str, msg_key: &str, task_id: &str, contro
     .to_string()
 }
 
+/// The row of a task (SQLite parameters; PostgreSQL's through `broadcast_sql::pg`).
+pub(crate) const INSERT_TASK: &str = "INSERT INTO tasks (task_id, app_id, push_type, task_name, delivery_type, \
+     created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
 /// A device a message is now pending for, and the node holding its connection, if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recipient {

@@ -495,11 +495,8 @@ pub(super) async fn commit_push<C: GenericClient + Sync>(
     }));
     let task_params: [&(dyn ToSql + Sync); 7] =
         [&task_id, &app, &t.push_type, &t.task_name, &t.delivery_type, &t.created_at, &t.expires_at];
-    let task = c.execute(
-        "INSERT INTO tasks (task_id, app_id, push_type, task_name, delivery_type, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        &task_params,
-    );
+    let task_sql = pg(INSERT_TASK);
+    let task = c.execute(&task_sql, &task_params);
     // FOR SHARE: a connect recording its presence after this read waits until this push
     // commits, so the connect's read of pending deliveries finds it; a presence committed
     // before this read is seen, and the push rings that node.
@@ -961,8 +958,7 @@ pub(super) async fn commit_broadcast<C: GenericClient + Sync>(
         });
     }
     c.execute(
-        "INSERT INTO tasks (task_id, app_id, push_type, task_name, delivery_type, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &pg(INSERT_TASK),
         &[&t.task_id.as_str(), &app, &t.push_type, &t.task_name, &t.delivery_type, &t.created_at, &t.expires_at],
     )
     .await?;

@@ -204,19 +204,7 @@ pub(super) fn commit_push_tx(conn: &Connection, push: NewPush, now: i64) -> rusq
         return Ok(replay);
     }
 
-    conn.prepare_cached(
-        "INSERT INTO tasks (task_id, app_id, push_type, task_name, delivery_type, created_at, expires_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
-        t.task_id.as_str(),
-        app,
-        t.push_type,
-        t.task_name,
-        t.delivery_type,
-        t.created_at,
-        t.expires_at
-    ])?;
+    insert_task(conn, t)?;
 
     let mut outcomes = Vec::with_capacity(push.messages.len());
     let mut by_device =
@@ -478,19 +466,7 @@ pub(super) fn commit_broadcast_tx(c: &Connection, b: &NewBroadcast, now: i64) ->
             replayed: true,
         });
     }
-    c.prepare_cached(
-        "INSERT INTO tasks (task_id, app_id, push_type, task_name, delivery_type, created_at, expires_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
-        t.task_id.as_str(),
-        app,
-        t.push_type,
-        t.task_name,
-        t.delivery_type,
-        t.created_at,
-        t.expires_at
-    ])?;
+    insert_task(c, t)?;
     let payload = std::str::from_utf8(&b.payload).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
     c.prepare_cached(broadcast_sql::INSERT)?.execute(params![
         b.message_id.as_str(),
@@ -680,4 +656,17 @@ pub(super) fn fire_schedule_tx(c: &Connection, claim: FireClaim, now: i64) -> ru
         Some(Firing::Push(p)) => Some(Fired::Push(commit_push_tx(c, p, now)?)),
         Some(Firing::Broadcast(b)) => Some(Fired::Broadcast(commit_broadcast_tx(c, &b, now)?)),
     }))
+}
+
+fn insert_task(c: &Connection, t: &NewTask) -> rusqlite::Result<()> {
+    c.prepare_cached(INSERT_TASK)?.execute(params![
+        t.task_id.as_str(),
+        t.app_id.as_str(),
+        t.push_type,
+        t.task_name,
+        t.delivery_type,
+        t.created_at,
+        t.expires_at
+    ])?;
+    Ok(())
 }
