@@ -15,11 +15,13 @@ pub const ELIGIBLE: &str = "v.app_id = b.app_id AND v.platform = b.platform AND 
 pub const INSERT: &str = "INSERT INTO broadcasts (message_id, task_id, app_id, msg_key, platform, push_status, \
      bind_since, unbind_since, payload, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 
-/// ?1 message id, ?2 node: the devices of broadcast ?1 connected to node ?2.
+/// ?1 message id, ?2 node: the devices of broadcast ?1 connected to node ?2, in device
+/// order: handed to connections in that order, their acknowledgements arrive nearly in the
+/// order of the acknowledgement table's key.
 pub fn recipients() -> String {
     format!(
         "SELECT v.device_id FROM broadcasts b JOIN devices v ON v.online_node = ?2 \
-         WHERE b.message_id = ?1 AND b.revoked_at IS NULL AND {ELIGIBLE}"
+         WHERE b.message_id = ?1 AND b.revoked_at IS NULL AND {ELIGIBLE} ORDER BY v.device_id"
     )
 }
 
@@ -45,20 +47,27 @@ pub fn eligible_count() -> String {
 pub const COUNTS: &str =
     "SELECT status, COUNT(*) FROM broadcast_acks WHERE message_id = ?1 GROUP BY status ORDER BY status";
 
-/// Acknowledgements, written only for broadcasts (the statement inserts nothing for a
-/// message that is not one). ?1 message, ?2 device, ?3 sent at, ?4 at.
+/// The gateway's record of a broadcast copy it wrote and saw unacknowledged (?1 message,
+/// ?2 device, ?3 sent at). The id is the gateway's own, so the row is written without
+/// looking the broadcast up: one single-row insert, the bulk of a broadcast's writes.
 pub const ACK_SENT: &str = "INSERT INTO broadcast_acks (message_id, device_id, status, sent_at, updated_at) \
-     SELECT message_id, CAST(?2 AS TEXT), 'sent', CAST(?3 AS BIGINT), CAST(?3 AS BIGINT) FROM broadcasts WHERE message_id = ?1 \
-     ON CONFLICT (message_id, device_id) DO NOTHING";
+     VALUES (?1, ?2, 'sent', ?3, ?3) ON CONFLICT (message_id, device_id) DO NOTHING";
+/// The gateway's record of a PUBACK (?1 message, ?2 device, ?3 sent at, ?4 at), as above.
 pub const ACK_DELIVERED: &str = "INSERT INTO broadcast_acks (message_id, device_id, status, sent_at, delivered_at, updated_at) \
-     SELECT message_id, CAST(?2 AS TEXT), 'delivered', CAST(?3 AS BIGINT), CAST(?4 AS BIGINT), CAST(?4 AS BIGINT) FROM broadcasts WHERE message_id = ?1 \
+     VALUES (?1, ?2, 'delivered', ?3, ?4, ?4) \
      ON CONFLICT (message_id, device_id) DO UPDATE SET status = 'delivered', delivered_at = excluded.delivered_at, \
      updated_at = excluded.updated_at WHERE broadcast_acks.status = 'sent'";
-pub const ACK_OPENED: &str = "INSERT INTO broadcast_acks (message_id, device_id, status, delivered_at, updated_at) \
+/// What a device reports about a message id it names: written only when the id is a
+/// broadcast's (the statement inserts nothing otherwise). ?1 message, ?2 device, ?3 at.
+pub const EVENT_ARRIVED: &str = "INSERT INTO broadcast_acks (message_id, device_id, status, sent_at, delivered_at, updated_at) \
+     SELECT message_id, CAST(?2 AS TEXT), 'delivered', CAST(?3 AS BIGINT), CAST(?3 AS BIGINT), CAST(?3 AS BIGINT) FROM broadcasts WHERE message_id = ?1 \
+     ON CONFLICT (message_id, device_id) DO UPDATE SET status = 'delivered', delivered_at = excluded.delivered_at, \
+     updated_at = excluded.updated_at WHERE broadcast_acks.status = 'sent'";
+pub const EVENT_OPENED: &str = "INSERT INTO broadcast_acks (message_id, device_id, status, delivered_at, updated_at) \
      SELECT message_id, CAST(?2 AS TEXT), 'opened', CAST(?3 AS BIGINT), CAST(?3 AS BIGINT) FROM broadcasts WHERE message_id = ?1 \
      ON CONFLICT (message_id, device_id) DO UPDATE SET status = 'opened', updated_at = excluded.updated_at \
      WHERE broadcast_acks.status IN ('sent', 'delivered', 'ignored')";
-pub const ACK_IGNORED: &str = "INSERT INTO broadcast_acks (message_id, device_id, status, delivered_at, updated_at) \
+pub const EVENT_IGNORED: &str = "INSERT INTO broadcast_acks (message_id, device_id, status, delivered_at, updated_at) \
      SELECT message_id, CAST(?2 AS TEXT), 'ignored', CAST(?3 AS BIGINT), CAST(?3 AS BIGINT) FROM broadcasts WHERE message_id = ?1 \
      ON CONFLICT (message_id, device_id) DO UPDATE SET status = 'ignored', updated_at = excluded.updated_at \
      WHERE broadcast_acks.status IN ('sent', 'delivered')";

@@ -742,18 +742,12 @@ async fn apply_update<C: GenericClient + Sync>(c: &Db<'_, C>, update: &StatusUpd
             if !message_id.is_broadcast() {
                 c.execute(sql, &[&message_id.as_str(), &device_id.as_str(), at]).await?;
             } else {
-                let (ack, params): (&str, Params<'_>) = match event {
-                    DeviceEvent::Arrived => {
-                        (broadcast_sql::ACK_DELIVERED, &[&message_id.as_str(), &device_id.as_str(), at, at])
-                    }
-                    DeviceEvent::Opened => {
-                        (broadcast_sql::ACK_OPENED, &[&message_id.as_str(), &device_id.as_str(), at])
-                    }
-                    DeviceEvent::Ignored => {
-                        (broadcast_sql::ACK_IGNORED, &[&message_id.as_str(), &device_id.as_str(), at])
-                    }
+                let ack = match event {
+                    DeviceEvent::Arrived => broadcast_sql::EVENT_ARRIVED,
+                    DeviceEvent::Opened => broadcast_sql::EVENT_OPENED,
+                    DeviceEvent::Ignored => broadcast_sql::EVENT_IGNORED,
                 };
-                c.execute(&pg(ack), params).await?;
+                c.execute(&pg(ack), &[&message_id.as_str(), &device_id.as_str(), at]).await?;
             }
         }
         StatusUpdate::Disconnected { device_id, presence, at } => {

@@ -5,6 +5,12 @@
 //! every job already waiting (up to `max_batch`), runs each inside its own SAVEPOINT (a
 //! failing job rolls back alone) and commits them all at once: one fsync for the group.
 //! Callers are answered only after COMMIT returned, so "200 OK" means "on disk".
+//!
+//! Status updates (acknowledgements, disconnects) are not jobs: they are the bulk of the
+//! writes (one per delivery) and nobody waits for them. They gather in a buffer that the
+//! writer drains at the start of each group and applies in one savepoint, in the order
+//! they were recorded; an update recorded before a job was sent is applied no later than
+//! that job.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -27,7 +33,23 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../../../migrations/sqlite/0005_revoke.sql")),
     (6, include_str!("../../../migrations/sqlite/0006_broadcasts.sql")),
     (7, include_str!("../../../migrations/sqlite/0007_schedules.sql")),
+    (8, include_str!("../../../migrations/sqlite/0008_broadcast_acks_compact.sql")),
 ];
+
+/// ?1 device, ?2 now, ?3 limit: the device's unicast deliveries still to write.
+const PENDING_UNICAST: &str = "SELECT d.message_id, m.payload, d.expires_at, d.status FROM deliveries d \
+     JOIN messages m ON m.message_id = d.message_id \
+     WHERE d.device_id = ?1 AND d.status IN ('pending', 'sent') AND d.expires_at > ?2 \
+     ORDER BY d.message_id LIMIT ?3";
+
+/// Keeps each cached statement's query plan when new values are bound. Without it this
+/// build of SQLite (STAT4 enabled) marks statements whose parameters meet a partial
+/// index's condition to be compiled again on every execution with new values: the
+/// pending-deliveries queries of every CONNECT were parsed and planned anew each time.
+fn stable_plans(conn: &Connection) -> rusqlite::Result<()> {
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    Ok(())
+}
 
 /// How often the WAL is copied back into the database file.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
@@ -43,6 +65,8 @@ pub struct SqliteStore {
     reads: std::sync::mpsc::Sender<ReadJob>,
     /// A SQLite file serves one node, so nonces stay in memory: no write per request.
     nonces: Mutex<nonces::NonceSet>,
+    /// Status updates waiting for the writer.
+    updates: Arc<Mutex<Vec<StatusUpdate>>>,
 }
 
 type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
@@ -96,6 +120,7 @@ impl SqliteStore {
                  PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;"
             ))
             .map_err(map_err)?;
+        stable_plans(&writer).map_err(map_err)?;
         migrate(&writer).map_err(map_err)?;
         let (read_tx, read_rx) = std::sync::mpsc::channel::<ReadJob>();
         let read_rx = Arc::new(Mutex::new(read_rx));
@@ -106,6 +131,7 @@ impl SqliteStore {
             // Small caches: readers serve status queries and CONNECT checks, and the OS page
             // cache holds the file anyway.
             conn.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA cache_size = -1024;").map_err(map_err)?;
+            stable_plans(&conn).map_err(map_err)?;
             let rx = read_rx.clone();
             std::thread::Builder::new()
                 .name(format!("sqlite-reader-{i}"))
@@ -137,11 +163,13 @@ impl SqliteStore {
             .map_err(|e| StoreError::Unavailable(format!("cannot start the checkpoint thread: {e}")))?;
         let (tx, rx) = mpsc::unbounded_channel();
         let max_batch = cfg.max_batch;
+        let updates = Arc::new(Mutex::new(Vec::new()));
+        let writer_updates = updates.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(writer, rx, max_batch))
+            .spawn(move || writer_loop(writer, rx, max_batch, &writer_updates))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
-        Ok(SqliteStore { jobs: tx, reads: read_tx, nonces: Mutex::new(nonces::NonceSet::default()) })
+        Ok(SqliteStore { jobs: tx, reads: read_tx, nonces: Mutex::new(nonces::NonceSet::default()), updates })
     }
 
     async fn write<T, F>(&self, f: F) -> StoreResult<T>
@@ -160,18 +188,6 @@ impl SqliteStore {
         rx.await.map_err(|_| stopped())?
     }
 
-    fn write_detached(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static) {
-        let job: WriteJob = Box::new(move |conn| {
-            if let Err(e) = in_savepoint(conn, f) {
-                tracing::warn!(error = %e, "queued status update failed");
-            }
-            Box::new(|_| {})
-        });
-        if self.jobs.send(job).is_err() {
-            tracing::warn!("status update dropped: the store writer has stopped");
-        }
-    }
-
     async fn read<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
@@ -186,15 +202,39 @@ impl SqliteStore {
     }
 }
 
-fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<WriteJob>, max_batch: usize) {
+fn writer_loop(
+    conn: Connection,
+    mut rx: mpsc::UnboundedReceiver<WriteJob>,
+    max_batch: usize,
+    updates: &Mutex<Vec<StatusUpdate>>,
+) {
     let mut completions: Vec<Completion> = Vec::with_capacity(max_batch);
-    while let Some(first) = rx.blocking_recv() {
+    let mut batch: Vec<StatusUpdate> = Vec::new();
+    loop {
+        // Sleep only when neither a job nor a status update waits.
+        let first = match rx.try_recv() {
+            Ok(job) => Some(job),
+            Err(_) if !updates.lock().is_empty() => None,
+            Err(mpsc::error::TryRecvError::Empty) => match rx.blocking_recv() {
+                Some(job) => Some(job),
+                None => break,
+            },
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+        };
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
             let err = map_err(e);
-            first(&conn)(Err(err));
+            match first {
+                Some(job) => job(&conn)(Err(err)),
+                None => {
+                    tracing::warn!(error = %err, "cannot begin a write; status updates wait");
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+            }
             continue;
         }
-        completions.push(first(&conn));
+        std::mem::swap(&mut batch, &mut *updates.lock());
+        apply_updates(&conn, &mut batch);
+        completions.extend(first.map(|job| job(&conn)));
         while completions.len() < max_batch {
             match rx.try_recv() {
                 Ok(job) => completions.push(job(&conn)),
@@ -213,11 +253,37 @@ fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<WriteJob>, max_
     tracing::debug!("sqlite writer stopped");
 }
 
+/// Applies `batch` (emptied), in the order it was recorded, in one savepoint; if that
+/// fails, each update in a savepoint of its own, so one bad update loses only itself.
+fn apply_updates(conn: &Connection, batch: &mut Vec<StatusUpdate>) {
+    if batch.is_empty() {
+        return;
+    }
+    let all = in_savepoint(conn, |c| {
+        let mut stmts = BatchStatements::new(c);
+        batch.iter().try_for_each(|u| apply_update(&mut stmts, u))
+    });
+    if let Err(e) = all {
+        tracing::warn!(error = %e, updates = batch.len(), "status batch failed; applying one by one");
+        for u in batch.iter() {
+            if let Err(e) = in_savepoint(conn, |c| apply_update(&mut BatchStatements::new(c), u)) {
+                tracing::warn!(error = %e, update = ?u, "status update failed");
+            }
+        }
+    }
+    batch.clear();
+}
+
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    migrate_to(conn, i64::MAX)
+}
+
+/// Applies the migrations up to `last` that this database lacks.
+fn migrate_to(conn: &Connection, last: i64) -> rusqlite::Result<()> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
     )?;
-    for (version, sql) in MIGRATIONS {
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v <= last) {
         let applied: Option<i64> = conn
             .query_row("SELECT version FROM schema_migrations WHERE version = ?1", [version], |r| r.get(0))
             .optional()?;
@@ -738,12 +804,7 @@ impl Store for SqliteStore {
         let device_id = device_id.clone();
         self.write(move |c| {
             let unicast = c
-                .prepare_cached(
-                    "SELECT d.message_id, m.payload, d.expires_at, d.status FROM deliveries d \
-                     JOIN messages m ON m.message_id = d.message_id \
-                     WHERE d.device_id = ?1 AND d.status IN ('pending', 'sent') AND d.expires_at > ?2 \
-                     ORDER BY d.message_id LIMIT ?3",
-                )?
+                .prepare_cached(PENDING_UNICAST)?
                 .query_map(params![device_id.as_str(), now, limit as i64], pending_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let broadcasts = c
@@ -756,7 +817,16 @@ impl Store for SqliteStore {
     }
 
     fn record(&self, update: StatusUpdate) {
-        self.write_detached(move |c| apply_update(c, update));
+        let first = {
+            let mut pending = self.updates.lock();
+            pending.push(update);
+            pending.len() == 1
+        };
+        // The writer drains the buffer at the start of every group; it needs waking only
+        // when the buffer was empty (it may be asleep).
+        if first && self.jobs.send(Box::new(|_: &Connection| -> Completion { Box::new(|_| {}) })).is_err() {
+            tracing::warn!("status update dropped: the store writer has stopped");
+        }
     }
 
     async fn expire_due(&self, now: i64) -> StoreResult<u64> {
@@ -832,5 +902,58 @@ impl Store for SqliteStore {
             Ok(n == 1)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::StatementStatus;
+
+    use super::*;
+
+    /// The statements every CONNECT and every broadcast fan-out runs must be compiled once,
+    /// not again for each new device id or time bound to them.
+    #[test]
+    fn hot_statements_are_not_compiled_again_for_new_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("herald.db")).unwrap();
+        stable_plans(&conn).unwrap();
+        migrate(&conn).unwrap();
+        for sql in [PENDING_UNICAST.to_string(), broadcast_sql::pending(), broadcast_sql::recipients()] {
+            let mut stmt = conn.prepare(&sql).unwrap();
+            for run in 0..3i64 {
+                for i in 1..=stmt.parameter_count() {
+                    stmt.raw_bind_parameter(i, run * 1_000 + i as i64).unwrap();
+                }
+                let mut rows = stmt.raw_query();
+                while rows.next().unwrap().is_some() {}
+            }
+            assert_eq!(stmt.get_status(StatementStatus::RePrepare), 0, "compiled again: {sql}");
+        }
+    }
+
+    /// Migration 8 rebuilds broadcast_acks without a rowid: what a database of version 7
+    /// recorded is still there afterwards.
+    #[test]
+    fn compacting_broadcast_acks_keeps_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("herald.db")).unwrap();
+        migrate_to(&conn, 7).unwrap();
+        conn.execute_batch(
+            "PRAGMA foreign_keys = OFF; \
+             INSERT INTO broadcast_acks (message_id, device_id, status, sent_at, delivered_at, updated_at) \
+             VALUES ('b1', 'd1', 'delivered', 10, 20, 20), ('b1', 'd2', 'sent', 11, NULL, 11);",
+        )
+        .unwrap();
+        migrate(&conn).unwrap();
+        let rows: Vec<(String, String, Option<i64>)> = conn
+            .prepare("SELECT device_id, status, delivered_at FROM broadcast_acks ORDER BY device_id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rows, vec![("d1".into(), "delivered".into(), Some(20)), ("d2".into(), "sent".into(), None)]);
+        assert!(conn.prepare("SELECT rowid FROM broadcast_acks").is_err(), "still a rowid table");
     }
 }

@@ -261,17 +261,37 @@ pub(super) fn commit_push_tx(conn: &Connection, push: NewPush, now: i64) -> rusq
     Ok(CommittedPush { task_id: push.task.task_id, replayed: false, outcomes })
 }
 
-pub(super) fn apply_update(conn: &Connection, update: StatusUpdate) -> rusqlite::Result<()> {
+/// Statements held for one batch of status updates: each is taken from the connection's
+/// cache once per batch rather than once per update.
+pub(super) struct BatchStatements<'c> {
+    conn: &'c Connection,
+    held: Vec<(&'static str, rusqlite::CachedStatement<'c>)>,
+}
+
+impl<'c> BatchStatements<'c> {
+    pub(super) fn new(conn: &'c Connection) -> Self {
+        BatchStatements { conn, held: Vec::new() }
+    }
+
+    fn get(&mut self, sql: &'static str) -> rusqlite::Result<&mut rusqlite::CachedStatement<'c>> {
+        let i = match self.held.iter().position(|(held, _)| *held == sql) {
+            Some(i) => i,
+            None => {
+                self.held.push((sql, self.conn.prepare_cached(sql)?));
+                self.held.len() - 1
+            }
+        };
+        Ok(&mut self.held[i].1)
+    }
+}
+
+pub(super) fn apply_update(stmts: &mut BatchStatements<'_>, update: &StatusUpdate) -> rusqlite::Result<()> {
     match update {
         StatusUpdate::Sent { message_id, device_id, at } if message_id.is_broadcast() => {
-            conn.prepare_cached(broadcast_sql::ACK_SENT)?.execute(params![
-                message_id.as_str(),
-                device_id.as_str(),
-                at
-            ])?;
+            stmts.get(broadcast_sql::ACK_SENT)?.execute(params![message_id.as_str(), device_id.as_str(), at])?;
         }
         StatusUpdate::Delivered { message_id, device_id, sent_at, at } if message_id.is_broadcast() => {
-            conn.prepare_cached(broadcast_sql::ACK_DELIVERED)?.execute(params![
+            stmts.get(broadcast_sql::ACK_DELIVERED)?.execute(params![
                 message_id.as_str(),
                 device_id.as_str(),
                 sent_at,
@@ -279,63 +299,56 @@ pub(super) fn apply_update(conn: &Connection, update: StatusUpdate) -> rusqlite:
             ])?;
         }
         StatusUpdate::Sent { message_id, device_id, at } => {
-            conn.prepare_cached(
-                "UPDATE deliveries SET status = 'sent', sent_at = ?3, updated_at = ?3 \
+            stmts
+                .get(
+                    "UPDATE deliveries SET status = 'sent', sent_at = ?3, updated_at = ?3 \
                      WHERE message_id = ?1 AND device_id = ?2 AND status = 'pending'",
-            )?
-            .execute(params![message_id.as_str(), device_id.as_str(), at])?;
+                )?
+                .execute(params![message_id.as_str(), device_id.as_str(), at])?;
         }
         StatusUpdate::Delivered { message_id, device_id, sent_at, at } => {
-            conn.prepare_cached(
-                "UPDATE deliveries SET status = 'delivered', sent_at = COALESCE(sent_at, ?3), delivered_at = ?4, \
+            stmts
+                .get(
+                    "UPDATE deliveries SET status = 'delivered', sent_at = COALESCE(sent_at, ?3), delivered_at = ?4, \
                      updated_at = ?4 WHERE message_id = ?1 AND device_id = ?2 AND \
                      (status IN ('pending', 'sent') OR (status = 'expired' AND ?3 < expires_at))",
-            )?
-            .execute(params![message_id.as_str(), device_id.as_str(), sent_at, at])?;
+                )?
+                .execute(params![message_id.as_str(), device_id.as_str(), sent_at, at])?;
         }
         StatusUpdate::Event { message_id, device_id, event, at } => {
             // A device's word about a message can only move its delivery forward; an
             // acknowledgement of a copy written before expiry still counts as delivered.
-            let sql = match event {
-                DeviceEvent::Arrived => {
+            let sql = match (message_id.is_broadcast(), event) {
+                (false, DeviceEvent::Arrived) => {
                     "UPDATE deliveries SET status = 'delivered', delivered_at = ?3, updated_at = ?3 \
                      WHERE message_id = ?1 AND device_id = ?2 AND \
                      (status IN ('pending', 'sent') OR (status = 'expired' AND sent_at IS NOT NULL))"
                 }
-                DeviceEvent::Opened => {
+                (false, DeviceEvent::Opened) => {
                     "UPDATE deliveries SET status = 'opened', delivered_at = COALESCE(delivered_at, ?3), \
                      updated_at = ?3 WHERE message_id = ?1 AND device_id = ?2 AND \
                      status IN ('pending', 'sent', 'delivered', 'ignored')"
                 }
-                DeviceEvent::Ignored => {
+                (false, DeviceEvent::Ignored) => {
                     "UPDATE deliveries SET status = 'ignored', delivered_at = COALESCE(delivered_at, ?3), \
                      updated_at = ?3 WHERE message_id = ?1 AND device_id = ?2 AND \
                      status IN ('pending', 'sent', 'delivered')"
                 }
+                (true, DeviceEvent::Arrived) => broadcast_sql::EVENT_ARRIVED,
+                (true, DeviceEvent::Opened) => broadcast_sql::EVENT_OPENED,
+                (true, DeviceEvent::Ignored) => broadcast_sql::EVENT_IGNORED,
             };
-            if !message_id.is_broadcast() {
-                conn.prepare_cached(sql)?.execute(params![message_id.as_str(), device_id.as_str(), at])?;
-            } else {
-                let ack = match event {
-                    DeviceEvent::Arrived => broadcast_sql::ACK_DELIVERED,
-                    DeviceEvent::Opened => broadcast_sql::ACK_OPENED,
-                    DeviceEvent::Ignored => broadcast_sql::ACK_IGNORED,
-                };
-                if event == DeviceEvent::Arrived {
-                    conn.prepare_cached(ack)?.execute(params![message_id.as_str(), device_id.as_str(), at, at])?;
-                } else {
-                    conn.prepare_cached(ack)?.execute(params![message_id.as_str(), device_id.as_str(), at])?;
-                }
-            }
+            stmts.get(sql)?.execute(params![message_id.as_str(), device_id.as_str(), at])?;
         }
         StatusUpdate::Disconnected { device_id, presence, at } => {
-            conn.prepare_cached(
-                "UPDATE devices SET last_seen = ?4, \
-                 online_node = CASE WHEN online_node = ?2 AND online_gen = ?3 THEN NULL ELSE online_node END, \
-                 online_gen = CASE WHEN online_node = ?2 AND online_gen = ?3 THEN NULL ELSE online_gen END \
-                 WHERE device_id = ?1",
-            )?
-            .execute(params![device_id.as_str(), presence.node, presence.generation as i64, at])?;
+            stmts
+                .get(
+                    "UPDATE devices SET last_seen = ?4, \
+                     online_node = CASE WHEN online_node = ?2 AND online_gen = ?3 THEN NULL ELSE online_node END, \
+                     online_gen = CASE WHEN online_node = ?2 AND online_gen = ?3 THEN NULL ELSE online_gen END \
+                     WHERE device_id = ?1",
+                )?
+                .execute(params![device_id.as_str(), presence.node, presence.generation as i64, at])?;
         }
     }
     Ok(())
