@@ -100,19 +100,18 @@ pub async fn run(cfg: Config, listeners: Listeners, shutdown: Signal) -> anyhow:
     );
     let resync =
         tokio::spawn(dispatcher.clone().run_resync(Duration::from_secs(cfg.cluster.resync_secs), shutdown.clone()));
-    let http_shutdown = shutdown.clone();
-    let http_task = tokio::spawn(async move {
-        axum::serve(listeners.http, api::router(state))
-            .with_graceful_shutdown(async move { http_shutdown.wait().await })
-            .await
-    });
+    let http_task = serve_api(listeners.http, api::router(state), shutdown.clone())?;
     tracing::info!(%http_addr, %mqtt_addr, node = %cfg.node_id, bus = bus.kind(), "herald serving");
     // Tests and scripts wait for this line on standard output.
     println!("herald ready http={http_addr} mqtt={mqtt_addr}");
 
     shutdown.wait().await;
     tracing::info!("shutting down: no new connections or requests");
-    let _ = tokio::time::timeout(DRAIN, http_task).await;
+    match tokio::time::timeout(DRAIN, http_task).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP API ended with an error"),
+        Ok(Err(_)) => tracing::warn!("the HTTP API thread ended without an answer"),
+        Ok(Ok(Ok(()))) | Err(_) => {}
+    }
     let _ = gateway_task.await;
     let _ = sweeps.await;
     let _ = resync.await;
@@ -120,6 +119,41 @@ pub async fn run(cfg: Config, listeners: Listeners, shutdown: Signal) -> anyhow:
     store.flush().await.context("flushing the store")?;
     tracing::info!("stopped; every accepted write is committed");
     Ok(())
+}
+
+/// Serves the HTTP API on threads of its own (a runtime beside the one of the device
+/// connections) until `shutdown`. A broadcast wakes every connection of the node at once;
+/// on shared worker threads an API request would wait behind all of them, here it waits
+/// only for the operating system to give its thread a turn. Resolves when the server has
+/// stopped.
+fn serve_api(
+    listener: TcpListener,
+    router: axum::Router,
+    shutdown: Signal,
+) -> anyhow::Result<tokio::sync::oneshot::Receiver<anyhow::Result<()>>> {
+    let listener = listener.into_std()?;
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("herald-api".into())
+        .spawn(move || {
+            let served = tokio::runtime::Builder::new_multi_thread()
+                .thread_name("herald-api")
+                .enable_all()
+                .build()
+                .context("starting the API runtime")
+                .and_then(|rt| {
+                    rt.block_on(async move {
+                        let listener = TcpListener::from_std(listener)?;
+                        axum::serve(listener, router)
+                            .with_graceful_shutdown(async move { shutdown.wait().await })
+                            .await?;
+                        Ok(())
+                    })
+                });
+            let _ = done_tx.send(served);
+        })
+        .context("starting the API thread")?;
+    Ok(done_rx)
 }
 
 /// The master key from the configuration, or the one kept in the data dir (created on
