@@ -149,6 +149,24 @@ impl Server {
     fn rss_kb(&self) -> anyhow::Result<u64> {
         rss_kb(self.child.id())
     }
+
+    /// CPU seconds (user + system) the server process used so far.
+    fn cpu_secs(&self) -> anyhow::Result<f64> {
+        cpu_secs(self.child.id())
+    }
+}
+
+/// CPU seconds (user + system) process `pid` used so far, from /proc/PID/stat.
+fn cpu_secs(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The fields after the command name, which may hold spaces, start after its ')'.
+    let after = stat.rsplit_once(')').context("malformed /proc/PID/stat")?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields.get(11).context("utime missing")?.parse::<u64>()?
+        + fields.get(12).context("stime missing")?.parse::<u64>()?;
+    // SAFETY: sysconf only reads a constant of the system.
+    let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Ok(ticks as f64 / per_sec)
 }
 
 fn rss_kb(pid: u32) -> anyhow::Result<u64> {
