@@ -566,24 +566,63 @@ fn mosquitto_specs(n: usize) -> Vec<DeviceSpec> {
 }
 
 /// Connects `specs` to `server` and reports the server's resident memory per connection.
-async fn measure_idle(server: &Server, specs: Vec<DeviceSpec>) -> anyhow::Result<(f64, u64, u64)> {
+/// What holding idle connections costs a server: RSS before any, with half of them, and
+/// with all (each 3 s after the last connection is up).
+struct IdleMemory {
+    before: u64,
+    half: u64,
+    after: u64,
+    n: usize,
+}
+
+impl IdleMemory {
+    /// Bytes per connection over all of them.
+    fn per_connection(&self) -> f64 {
+        self.after.saturating_sub(self.before) as f64 * 1024.0 / self.n as f64
+    }
+
+    /// Bytes per connection of the second half only: what one more connection costs once the
+    /// server runs, without what the first connections took from memory left free earlier.
+    fn marginal(&self) -> f64 {
+        self.after.saturating_sub(self.half) as f64 * 1024.0 / (self.n - self.n / 2) as f64
+    }
+}
+
+async fn measure_idle(server: &Server, mut specs: Vec<DeviceSpec>) -> anyhow::Result<IdleMemory> {
     let n = specs.len();
+    let second = specs.split_off(n / 2);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = server.rss_kb()?;
-    let handles = connect_all(&server.mqtt, specs, None).await?;
+    let mut handles = connect_all(&server.mqtt, specs, None).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let half = server.rss_kb()?;
+    handles.extend(connect_all(&server.mqtt, second, None).await?);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = server.rss_kb()?;
     for h in handles {
         h.abort();
     }
-    Ok(((after.saturating_sub(before) as f64) * 1024.0 / n as f64, before, after))
+    Ok(IdleMemory { before, half, after, n })
 }
 
 async fn idle(args: &BenchArgs, herald_bin: &PathBuf) -> anyhow::Result<()> {
     let n = args.connections;
     println!("## Idle connections: {n} authenticated, subscribed, idle\n");
-    println!("| server | RSS before (KiB) | RSS with {n} connections (KiB) | bytes per connection |");
-    println!("|---|---|---|---|");
+    println!(
+        "| server | RSS before (KiB) | RSS with {} connections (KiB) | RSS with {n} connections (KiB) | bytes per connection | bytes per connection, second half |",
+        n / 2
+    );
+    println!("|---|---|---|---|---|---|");
+    let row = |name: &str, m: &IdleMemory| {
+        println!(
+            "| {name} | {} | {} | {} | {:.0} | {:.0} |",
+            m.before,
+            m.half,
+            m.after,
+            m.per_connection(),
+            m.marginal()
+        )
+    };
     let schema = match &args.store_url {
         Some(url) => Some(BenchSchema::create(url).await?),
         None => None,
@@ -593,17 +632,21 @@ async fn idle(args: &BenchArgs, herald_bin: &PathBuf) -> anyhow::Result<()> {
     let app = create_app(&pool).await?;
     let devices = register_devices(pool.clone(), &app, n, 0).await?;
     drop(pool);
-    let (per, before, after) = measure_idle(&herald, herald_specs(&app, &devices)).await?;
-    println!("| herald | {before} | {after} | {per:.0} |");
+    let mem = measure_idle(&herald, herald_specs(&app, &devices)).await?;
+    row("herald", &mem);
     drop(herald);
     if let Some(schema) = schema {
         schema.drop_schema().await?;
     }
     if !args.no_reference {
         let mosquitto = start_mosquitto(&args.mosquitto).await?;
-        let (ref_per, before, after) = measure_idle(&mosquitto, mosquitto_specs(n)).await?;
-        println!("| mosquitto | {before} | {after} | {ref_per:.0} |");
-        println!("\nherald / mosquitto memory per connection: {:.2}\n", per / ref_per);
+        let reference = measure_idle(&mosquitto, mosquitto_specs(n)).await?;
+        row("mosquitto", &reference);
+        println!(
+            "\nherald / mosquitto memory per connection: {:.2} (all), {:.2} (second half)\n",
+            mem.per_connection() / reference.per_connection(),
+            mem.marginal() / reference.marginal()
+        );
     }
     Ok(())
 }
