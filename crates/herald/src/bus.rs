@@ -12,12 +12,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
-use bytes::Bytes;
 use futures_util::StreamExt;
+use herald_core::ids::{DeviceId, KeyId, MessageId};
 use serde::{Deserialize, Serialize};
-
-use crate::dispatch::Message;
-use crate::ids::{DeviceId, KeyId, MessageId};
+use tokio::sync::mpsc;
 
 /// Something one node asks of another, or of all.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,33 +35,6 @@ pub enum Event {
     KeyRevoked { key_id: KeyId },
 }
 
-impl Event {
-    /// A delivery event for a message shared with the local hub.
-    pub fn deliver(devices: Vec<DeviceId>, message: &Message) -> Self {
-        Event::Deliver {
-            devices,
-            message_id: message.id.clone(),
-            expires_at: message.expires_at,
-            // Payloads are built from Rust strings: always UTF-8.
-            payload: String::from_utf8_lossy(&message.payload).into_owned(),
-        }
-    }
-
-    /// A broadcast event for a committed broadcast message.
-    pub fn deliver_all(message: &Message) -> Self {
-        Event::Broadcast {
-            message_id: message.id.clone(),
-            expires_at: message.expires_at,
-            payload: String::from_utf8_lossy(&message.payload).into_owned(),
-        }
-    }
-
-    /// The message of a delivery event, ready for the hub.
-    pub fn message(message_id: MessageId, expires_at: i64, payload: String) -> Arc<Message> {
-        Arc::new(Message { id: message_id, expires_at, payload: Bytes::from(payload) })
-    }
-}
-
 /// What travels on the wire: the event and the node it comes from.
 #[derive(Serialize, Deserialize)]
 struct Envelope {
@@ -72,11 +43,15 @@ struct Envelope {
     event: Event,
 }
 
-/// Called for every event another node sends to this one.
-pub type Handler = Arc<dyn Fn(Event) + Send + Sync>;
-/// Called when the connection to NATS comes back after a loss: events sent meanwhile are
-/// gone, so the node reads its devices' pending deliveries again.
-pub type OnReconnect = Arc<dyn Fn() + Send + Sync>;
+/// What reaches this node through the bus, in the order it arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// An event another node sent.
+    Event(Event),
+    /// The connection to NATS came back after a loss: events sent meanwhile are gone, so the
+    /// node reads its devices' pending deliveries again.
+    Reconnected,
+}
 
 pub struct Bus {
     node_id: String,
@@ -95,21 +70,21 @@ impl Bus {
         Bus { node_id: node_id.to_owned(), nats: None }
     }
 
-    /// Connects to NATS at `url` and subscribes to this node's subjects; `handler` runs
-    /// for each event that arrives. Fails when NATS does not answer.
+    /// Connects to NATS at `url` and subscribes to this node's subjects; what arrives comes
+    /// out of the returned receiver. Fails when NATS does not answer.
     pub async fn connect(
         url: &str,
         prefix: &str,
         node_id: &str,
-        handler: Handler,
-        on_reconnect: OnReconnect,
-    ) -> anyhow::Result<Self> {
+    ) -> anyhow::Result<(Self, mpsc::UnboundedReceiver<Incoming>)> {
         let connected = Arc::new(AtomicBool::new(false));
         let flag = connected.clone();
+        let (incoming, received) = mpsc::unbounded_channel();
+        let reconnects = incoming.clone();
         let client = async_nats::ConnectOptions::new()
             .name(format!("herald {node_id}"))
             .event_callback(move |event| {
-                let (flag, on_reconnect) = (flag.clone(), on_reconnect.clone());
+                let (flag, reconnects) = (flag.clone(), reconnects.clone());
                 async move {
                     match event {
                         async_nats::Event::Connected => {
@@ -117,7 +92,7 @@ impl Bus {
                             if !flag.swap(true, Ordering::SeqCst) {
                                 tracing::info!("bus connected");
                             }
-                            on_reconnect();
+                            let _ = reconnects.send(Incoming::Reconnected);
                         }
                         async_nats::Event::Disconnected => {
                             flag.store(false, Ordering::SeqCst);
@@ -136,12 +111,14 @@ impl Bus {
         for subject in subjects {
             let mut sub =
                 client.subscribe(subject.clone()).await.with_context(|| format!("subscribing to {subject}"))?;
-            let (handler, me) = (handler.clone(), node_id.to_owned());
+            let (incoming, me) = (incoming.clone(), node_id.to_owned());
             tokio::spawn(async move {
                 while let Some(msg) = sub.next().await {
                     match serde_json::from_slice::<Envelope>(&msg.payload) {
                         Ok(env) if env.from == me => {}
-                        Ok(env) => handler(env.event),
+                        Ok(env) => {
+                            let _ = incoming.send(Incoming::Event(env.event));
+                        }
                         Err(e) => tracing::warn!(%subject, error = %e, "ignored a malformed bus event"),
                     }
                 }
@@ -149,7 +126,9 @@ impl Bus {
         }
         // The subscriptions are in place at the server before the node serves anyone.
         client.flush().await.context("flushing the NATS subscriptions")?;
-        Ok(Bus { node_id: node_id.to_owned(), nats: Some(Nats { client, prefix: prefix.to_owned(), connected }) })
+        let bus =
+            Bus { node_id: node_id.to_owned(), nats: Some(Nats { client, prefix: prefix.to_owned(), connected }) };
+        Ok((bus, received))
     }
 
     pub fn node_id(&self) -> &str {
@@ -159,6 +138,11 @@ impl Bus {
     /// "nats" or "local", for the operator.
     pub fn kind(&self) -> &'static str {
         if self.nats.is_some() { "nats" } else { "local" }
+    }
+
+    /// True for a node of a cluster (other nodes to ring, messages that can be lost).
+    pub fn is_cluster(&self) -> bool {
+        self.nats.is_some()
     }
 
     /// False while a cluster node has lost NATS: it could not ring other nodes.

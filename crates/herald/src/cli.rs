@@ -1,4 +1,5 @@
-//! The `herald` command: `serve`, `config default`, `app`, `key`, `sign`, `bench`.
+//! The `herald` command: `serve`, `config default`, `app`, `key`, `sign`. (The load
+//! generator is its own binary, `herald-bench`.)
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,8 +40,6 @@ enum Command {
     },
     /// Print the signature headers of a server-API request as curl arguments.
     Sign(SignArgs),
-    /// Load generator and measurements behind docs/PERFORMANCE.md.
-    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Args)]
@@ -155,7 +154,6 @@ pub fn main() -> ExitCode {
         Command::Sign(args) => report(sign(args)),
         Command::App { command } => report(runtime().and_then(|rt| rt.block_on(app(command)))),
         Command::Key { command } => report(runtime().and_then(|rt| rt.block_on(key(command)))),
-        Command::Bench(args) => report(runtime().and_then(|rt| rt.block_on(crate::bench::run(args)))),
     }
 }
 
@@ -257,7 +255,7 @@ fn serve(args: ServeArgs) -> ExitCode {
 }
 
 /// Every device connection is a file descriptor: raise the soft limit to the hard one.
-pub(crate) fn raise_fd_limit() {
+pub fn raise_fd_limit() {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
     let raised = unsafe {
@@ -343,8 +341,14 @@ fn sign(args: SignArgs) -> anyhow::Result<()> {
         }
         Some(p) => std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?,
     };
-    let headers =
-        crate::api::signing::sign_hmac(&args.key_id, &args.secret, &args.method, &args.path, &body, crate::now_ms());
+    let headers = herald_core::signing::sign_hmac(
+        &args.key_id,
+        &args.secret,
+        &args.method,
+        &args.path,
+        &body,
+        herald_core::now_ms(),
+    );
     let args: Vec<String> = headers.iter().map(|(k, v)| format!("-H {k}:{v}")).collect();
     println!("{}", args.join(" "));
     Ok(())

@@ -8,6 +8,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use herald_core::limits::Limits;
+use herald_store::StoreConfig;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -27,9 +29,27 @@ pub struct Config {
     pub master_key: Option<String>,
     pub log: LogConfig,
     pub limits: Limits,
+    pub http: HttpConfig,
     pub mqtt: MqttConfig,
     pub store: StoreConfig,
     pub cluster: ClusterConfig,
+}
+
+/// How long the HTTP listener waits for a client, and how many it holds at once. Every
+/// open connection is a file descriptor: a client that sends nothing must not keep one.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// HTTP connections held at once; more wait in the kernel's accept queue until one
+    /// closes.
+    pub max_connections: usize,
+    /// Seconds a connection has to send a request's headers once it is open (or, on a
+    /// kept-alive connection, once it sends the first byte of its next request).
+    pub header_timeout_secs: u64,
+    /// Seconds a request has to send its whole body after its headers (408 after).
+    pub body_timeout_secs: u64,
+    /// Seconds a kept-alive connection may stay silent between requests before it is closed.
+    pub idle_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -53,32 +73,6 @@ pub struct LogConfig {
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct Limits {
-    pub max_body_bytes: usize,
-    pub max_simple_targets: usize,
-    pub max_expired_seconds: i64,
-    pub max_extended_params: usize,
-    pub max_title_chars: usize,
-    pub max_content_bytes: usize,
-    pub max_payload_bytes: usize,
-    pub signature_window_secs: i64,
-    /// How far back a message or task can be revoked (s); MPS: 7 days.
-    pub revoke_window_secs: i64,
-    /// Characters in a template name.
-    pub max_template_name_chars: usize,
-    /// Templates per app.
-    pub max_templates_per_app: usize,
-    /// Items of `targetMsg` in one Multiple push.
-    pub max_multiple_targets: usize,
-    /// Keys of one `targetMsg` item's own extendedParams.
-    pub max_multiple_extended_params: usize,
-    /// How long a cached API key is trusted before it is read again (revocations made on
-    /// another node take effect within this time).
-    pub key_cache_secs: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
 pub struct MqttConfig {
     pub max_packet_bytes: usize,
     pub connect_timeout_secs: u64,
@@ -88,22 +82,6 @@ pub struct MqttConfig {
     pub max_queued: usize,
     /// Unsent bytes per connection before the gateway stops writing to it.
     pub max_write_buffer_bytes: usize,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct StoreConfig {
-    /// SQLite `synchronous`: "full" (fsync each group commit) or "normal".
-    pub sqlite_synchronous: String,
-    /// Most operations committed in one transaction.
-    pub max_batch: usize,
-    pub reader_connections: usize,
-    /// How often expired deliveries are marked `expired`.
-    pub expiry_sweep_secs: u64,
-    /// How often due schedules are looked for (ms): how late a scheduled push may fire.
-    pub schedule_tick_ms: u64,
-    /// Connections to PostgreSQL (when `store_url` is `postgres://…`).
-    pub postgres_connections: usize,
 }
 
 impl Default for Config {
@@ -119,6 +97,7 @@ impl Default for Config {
             master_key: None,
             log: LogConfig::default(),
             limits: Limits::default(),
+            http: HttpConfig::default(),
             mqtt: MqttConfig::default(),
             store: StoreConfig::default(),
             cluster: ClusterConfig::default(),
@@ -138,24 +117,9 @@ impl Default for LogConfig {
     }
 }
 
-impl Default for Limits {
+impl Default for HttpConfig {
     fn default() -> Self {
-        Limits {
-            max_body_bytes: 256 * 1024,
-            max_simple_targets: 10,
-            max_expired_seconds: 259_200,
-            max_extended_params: 20,
-            max_title_chars: 200,
-            max_content_bytes: 4096,
-            max_payload_bytes: 16 * 1024,
-            signature_window_secs: 300,
-            key_cache_secs: 10,
-            revoke_window_secs: 7 * 86_400,
-            max_template_name_chars: 200,
-            max_templates_per_app: 100,
-            max_multiple_targets: 100,
-            max_multiple_extended_params: 9,
-        }
+        HttpConfig { max_connections: 1024, header_timeout_secs: 10, body_timeout_secs: 30, idle_timeout_secs: 60 }
     }
 }
 
@@ -167,19 +131,6 @@ impl Default for MqttConfig {
             max_inflight: 32,
             max_queued: 256,
             max_write_buffer_bytes: 1024 * 1024,
-        }
-    }
-}
-
-impl Default for StoreConfig {
-    fn default() -> Self {
-        StoreConfig {
-            sqlite_synchronous: "full".into(),
-            max_batch: 2048,
-            reader_connections: 2,
-            expiry_sweep_secs: 5,
-            schedule_tick_ms: 1000,
-            postgres_connections: 8,
         }
     }
 }
@@ -243,6 +194,17 @@ max_templates_per_app = 100
 max_multiple_targets = 100
 # Keys of one targetMsg item's own extendedParams; MPS: fewer than 10.
 max_multiple_extended_params = 9
+
+[http]
+# HTTP connections held at once; more wait in the kernel's queue until one closes.
+max_connections = 1024
+# Seconds a connection has to send a request's headers (from when it opens, or from the
+# first byte of its next request on a kept-alive connection).
+header_timeout_secs = 10
+# Seconds a request has to send its body after its headers (then 408 REQUEST_TIMEOUT).
+body_timeout_secs = 30
+# Seconds a kept-alive connection may stay silent between requests.
+idle_timeout_secs = 60
 
 [mqtt]
 # Largest MQTT packet a device may send (bytes).
@@ -328,6 +290,10 @@ impl Config {
                 && self.mqtt.max_packet_bytes <= herald_mqtt::header::MAX_REMAINING_LENGTH,
             "mqtt.max_packet_bytes must be between 128 and 268435455",
         );
+        check(self.http.max_connections >= 1, "http.max_connections must be at least 1");
+        check(self.http.header_timeout_secs >= 1, "http.header_timeout_secs must be at least 1");
+        check(self.http.body_timeout_secs >= 1, "http.body_timeout_secs must be at least 1");
+        check(self.http.idle_timeout_secs >= 1, "http.idle_timeout_secs must be at least 1");
         check(self.mqtt.connect_timeout_secs >= 1, "mqtt.connect_timeout_secs must be at least 1");
         check((1..=65_535).contains(&self.mqtt.max_inflight), "mqtt.max_inflight must be between 1 and 65535");
         check(self.mqtt.max_queued >= 1, "mqtt.max_queued must be at least 1");
@@ -341,7 +307,7 @@ impl Config {
         check(self.store.schedule_tick_ms >= 50, "store.schedule_tick_ms must be at least 50");
         check(self.store.expiry_sweep_secs >= 1, "store.expiry_sweep_secs must be at least 1");
         if let Some(key) = &self.master_key {
-            check(crate::crypto::MasterKey::from_base64(key).is_some(), "master_key must be base64 of 32 bytes");
+            check(herald_core::crypto::MasterKey::from_base64(key).is_some(), "master_key must be base64 of 32 bytes");
         }
         if let Some(url) = &self.store_url {
             check(
@@ -362,7 +328,7 @@ impl Config {
 
     /// True when the store is PostgreSQL.
     pub fn is_postgres(&self) -> bool {
-        self.store_url.as_deref().is_some_and(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
+        self.store_url.as_deref().is_some_and(herald_store::is_postgres_url)
     }
 
     /// The SQLite file this configuration points at.

@@ -1,21 +1,23 @@
 //! Wiring of one Herald node: store, dispatcher, gateway and HTTP API, started on
-//! listeners that are already bound (tests bind port 0) and stopped by a signal.
+//! listeners that are already bound (tests bind port 0) and stopped by a signal. Nothing
+//! here is process-wide: several nodes can run in one process (the tests run many).
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
+use herald_core::crypto::{self, MasterKey};
+use herald_store::Store;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState, Inner, signing::Verifier};
-use crate::bus::{Bus, Event};
+use crate::bus::Bus;
 use crate::config::Config;
-use crate::crypto::{self, MasterKey};
-use crate::dispatch::{self, Dispatcher, Hub};
+use crate::dispatch::{Dispatcher, Hub};
 use crate::gateway::Gateway;
+use crate::metrics::Metrics;
 use crate::shutdown::Signal;
-use crate::store::Store;
 
 pub struct Listeners {
     pub http: TcpListener,
@@ -35,13 +37,20 @@ impl Listeners {
 /// How long shutdown waits for connections to close and requests to finish.
 const DRAIN: Duration = Duration::from_secs(5);
 const ADMIN_TOKEN_SETTING: &str = "admin_token_sha256";
+/// A value sealed with the master key when a store is first used: a node whose key cannot
+/// open it has another key than the one the store's secrets were sealed with.
+const MASTER_KEY_CHECK_SETTING: &str = "master_key_check";
+const MASTER_KEY_CHECK: &[u8] = b"herald master key check";
 
 /// Runs a node until `shutdown` fires, then stops accepting, closes connections and
 /// waits until every accepted write is committed.
 pub async fn run(cfg: Config, listeners: Listeners, shutdown: Signal) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
     let master = Arc::new(master_key(&cfg)?);
-    let store: Arc<dyn Store> = crate::store::open(&cfg).await.context("opening the store")?;
+    let store = herald_store::open(cfg.store_url.as_deref(), &cfg.sqlite_path(), &cfg.store)
+        .await
+        .context("opening the store")?;
+    check_master_key(store.as_ref(), &master).await?;
     let admin_token_hash = admin_token_hash(&cfg, store.as_ref()).await?;
     let hub = Arc::new(Hub::new(cfg.mqtt.max_queued));
     let verifier = Arc::new(Verifier::new(
@@ -55,29 +64,26 @@ pub async fn run(cfg: Config, listeners: Listeners, shutdown: Signal) -> anyhow:
     if stale > 0 {
         tracing::info!(devices = stale, "cleared presence left by an earlier run of this node");
     }
-    // Set once the dispatcher exists (it needs the bus): broadcasts are fanned out by it.
-    let dispatcher_cell: Arc<std::sync::OnceLock<Arc<Dispatcher>>> = Arc::default();
-    let bus = Arc::new(match cfg.bus_url.as_deref().filter(|u| !u.is_empty()) {
-        None => Bus::local(&cfg.node_id),
+    let (bus, incoming) = match cfg.bus_url.as_deref().filter(|u| !u.is_empty()) {
+        None => (Bus::local(&cfg.node_id), None),
         Some(url) => {
-            let (h, v, d) = (hub.clone(), verifier.clone(), dispatcher_cell.clone());
-            let handler = Arc::new(move |event: Event| match event {
-                Event::KeyRevoked { key_id } => v.forget(&key_id),
-                Event::Broadcast { message_id, expires_at, payload } => {
-                    if let Some(d) = d.get() {
-                        tokio::spawn(d.clone().fan_out(Event::message(message_id, expires_at, payload)));
-                    }
-                }
-                other => dispatch::on_bus_event(&h, other),
-            });
-            let h = hub.clone();
-            Bus::connect(url, &cfg.cluster.subject_prefix, &cfg.node_id, handler, Arc::new(move || h.refill_all()))
-                .await?
+            let (bus, incoming) = Bus::connect(url, &cfg.cluster.subject_prefix, &cfg.node_id).await?;
+            (bus, Some(incoming))
         }
-    });
-    let dispatcher =
-        Arc::new(Dispatcher::new(store.clone(), hub.clone(), bus.clone(), cfg.node_id.clone(), cfg.limits.clone()));
-    let _ = dispatcher_cell.set(dispatcher.clone());
+    };
+    let bus = Arc::new(bus);
+    let dispatcher = Arc::new(Dispatcher::new(
+        store.clone(),
+        hub.clone(),
+        bus.clone(),
+        Arc::new(Metrics::default()),
+        cfg.node_id.clone(),
+        cfg.limits.clone(),
+    ));
+    if let Some(incoming) = incoming {
+        let v = verifier.clone();
+        tokio::spawn(dispatcher.clone().serve_bus(incoming, move |key| v.forget(key)));
+    }
     let cfg = Arc::new(cfg);
     let state = AppState(Arc::new(Inner {
         store: store.clone(),
@@ -90,7 +96,7 @@ pub async fn run(cfg: Config, listeners: Listeners, shutdown: Signal) -> anyhow:
 
     let http_addr = listeners.http.local_addr()?;
     let mqtt_addr = listeners.mqtt.local_addr()?;
-    let gateway = Gateway::new(store.clone(), hub.clone(), bus.clone(), cfg.mqtt.clone());
+    let gateway = Gateway::new(store.clone(), dispatcher.clone(), cfg.mqtt.clone());
     let gateway_task = tokio::spawn(gateway.serve(listeners.mqtt, shutdown.clone(), DRAIN));
     let sweeps = tokio::spawn(
         dispatcher.clone().run_expiry_sweeps(Duration::from_secs(cfg.store.expiry_sweep_secs), shutdown.clone()),
@@ -100,7 +106,7 @@ pub async fn run(cfg: Config, listeners: Listeners, shutdown: Signal) -> anyhow:
     );
     let resync =
         tokio::spawn(dispatcher.clone().run_resync(Duration::from_secs(cfg.cluster.resync_secs), shutdown.clone()));
-    let http_task = serve_api(listeners.http, api::router(state), shutdown.clone())?;
+    let http_task = serve_api(listeners.http, api::router(state), cfg.http.clone(), shutdown.clone())?;
     tracing::info!(%http_addr, %mqtt_addr, node = %cfg.node_id, bus = bus.kind(), "herald serving");
     // Tests and scripts wait for this line on standard output.
     println!("herald ready http={http_addr} mqtt={mqtt_addr}");
@@ -125,28 +131,33 @@ pub async fn run(cfg: Config, listeners: Listeners, shutdown: Signal) -> anyhow:
 /// connections) until `shutdown`. A broadcast wakes every connection of the node at once;
 /// on shared worker threads an API request would wait behind all of them, here it waits
 /// only for the operating system to give its thread a turn. Resolves when the server has
-/// stopped.
+/// stopped. The threads log where the node logs.
 fn serve_api(
     listener: TcpListener,
     router: axum::Router,
+    cfg: crate::config::HttpConfig,
     shutdown: Signal,
 ) -> anyhow::Result<tokio::sync::oneshot::Receiver<anyhow::Result<()>>> {
     let listener = listener.into_std()?;
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let log = tracing::dispatcher::get_default(|d| d.clone());
     std::thread::Builder::new()
         .name("herald-api".into())
         .spawn(move || {
+            let _log = tracing::dispatcher::set_default(&log);
             let served = tokio::runtime::Builder::new_multi_thread()
                 .thread_name("herald-api")
+                .on_thread_start(move || {
+                    // Held for the thread's life: its default is the node's log.
+                    std::mem::forget(tracing::dispatcher::set_default(&log));
+                })
                 .enable_all()
                 .build()
                 .context("starting the API runtime")
                 .and_then(|rt| {
                     rt.block_on(async move {
                         let listener = TcpListener::from_std(listener)?;
-                        axum::serve(listener, router)
-                            .with_graceful_shutdown(async move { shutdown.wait().await })
-                            .await?;
+                        crate::http::serve(listener, router, cfg, shutdown).await;
                         Ok(())
                     })
                 });
@@ -172,6 +183,32 @@ fn master_key(cfg: &Config) -> anyhow::Result<MasterKey> {
     write_private(&path, &crypto::b64url(&raw))?;
     tracing::info!(path = %path.display(), "generated a master key; back it up with the database");
     Ok(MasterKey::from_bytes(&raw))
+}
+
+/// Refuses to start with a master key other than the one the store's secrets are sealed
+/// with: every signed request would fail later, each with a SYSTEM_ERROR. The first node to
+/// use a store leaves a value sealed with its key; a store from before that check is held
+/// to the key that opens its secrets.
+async fn check_master_key(store: &dyn Store, master: &MasterKey) -> anyhow::Result<()> {
+    let opens = |sealed: &str| master.open(sealed).as_deref() == Some(MASTER_KEY_CHECK);
+    let refuse = || {
+        anyhow::anyhow!(
+            "the master key differs from the one this store was set up with: every node of a cluster, \
+             and every restart, must use the same master_key (HERALD_MASTER_KEY, the config file, or \
+             <data_dir>/master.key)"
+        )
+    };
+    if let Some(sealed) = store.setting(MASTER_KEY_CHECK_SETTING).await? {
+        return if opens(&sealed) { Ok(()) } else { Err(refuse()) };
+    }
+    if let Some(app) = store.apps().await?.first()
+        && master.open(&app.bind_secret_sealed).is_none()
+    {
+        bail!(refuse());
+    }
+    // Two nodes starting at once: the check of whichever wrote first is the one in force.
+    let kept = store.init_setting(MASTER_KEY_CHECK_SETTING, &master.seal(MASTER_KEY_CHECK)).await?;
+    if opens(&kept) { Ok(()) } else { Err(refuse()) }
 }
 
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {

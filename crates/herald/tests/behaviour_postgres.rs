@@ -3,7 +3,7 @@
 //! variable every test prints that it was skipped; with it set and PostgreSQL down, they fail.
 
 /// This build of the suite runs on PostgreSQL.
-pub const ON_POSTGRES: bool = true;
+pub const BACKEND: herald_testkit::Backend = herald_testkit::Backend::Postgres;
 
 #[path = "behaviour/common.rs"]
 mod common;

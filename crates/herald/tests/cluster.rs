@@ -1,97 +1,16 @@
-//! Cluster mode through real processes: three `herald serve --config cluster.toml` nodes on
-//! different ports sharing one PostgreSQL schema and one NATS, real MQTT devices on each.
+//! Cluster mode: nodes sharing one PostgreSQL schema and one NATS, real MQTT devices on
+//! each. Nodes run in the test process; the tests that kill a node run them as processes.
 //!
 //! Needs `HERALD_TEST_POSTGRES_URL` and `HERALD_TEST_NATS_URL` (`.ci/run` sets both). Unset:
 //! each test prints that it was skipped and why. Set and the service down: the test fails.
 
-/// The servers of these tests run on PostgreSQL.
-pub const ON_POSTGRES: bool = true;
-
-#[path = "behaviour/common.rs"]
-#[allow(dead_code)] // The kit serves the behaviour suites too.
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use herald_testkit::*;
 use serde_json::{Value, json};
 
-const NATS_URL: &str = "HERALD_TEST_NATS_URL";
-
-/// Nodes of one cluster: one schema, one subject prefix, one master key.
-struct Cluster {
-    nodes: Vec<TestServer>,
-    _dirs: Vec<tempfile::TempDir>,
-    // Dropped after the nodes (fields drop in order).
-    _schema: PgSchema,
-}
-
-impl Cluster {
-    /// `n` nodes, or `None` when PostgreSQL or NATS is not configured here.
-    async fn start(n: usize) -> Option<Cluster> {
-        Self::start_with(n, false).await
-    }
-
-    /// `deaf`: every node gets a subject prefix of its own, so that no bus message reaches
-    /// another node (each one is lost), and looks for unannounced deliveries every second.
-    async fn start_with(n: usize, deaf: bool) -> Option<Cluster> {
-        let Ok(nats) = std::env::var(NATS_URL) else {
-            eprintln!("skipped: {NATS_URL} is not set, so the cluster is not tested here");
-            return None;
-        };
-        tokio::time::timeout(Duration::from_secs(5), async_nats::connect(&nats))
-            .await
-            .unwrap_or_else(|_| panic!("{NATS_URL} is set but NATS at {nats} does not answer in time"))
-            .unwrap_or_else(|e| panic!("{NATS_URL} is set but NATS at {nats} does not answer: {e}"));
-        Self::start_on(n, &nats, deaf).await
-    }
-
-    async fn start_on(n: usize, nats: &str, deaf: bool) -> Option<Cluster> {
-        let schema = PgSchema::create().await?;
-        let master_key = herald::crypto::b64url(&herald::crypto::random_bytes::<32>());
-        let prefix = format!("t{}", herald::crypto::random_alnum(10));
-        let mut nodes = Vec::new();
-        let mut dirs = Vec::new();
-        // Without deaf nodes the resync never runs in a test: what arrives came by the bus.
-        let resync_secs = if deaf { 1 } else { 3600 };
-        for i in 1..=n {
-            let prefix = if deaf { format!("{prefix}n{i}") } else { prefix.clone() };
-            let dir = tempfile::tempdir().expect("temp dir");
-            let config = dir.path().join("cluster.toml");
-            std::fs::write(
-                &config,
-                format!(
-                    "store_url = \"{}\"\nbus_url = \"{nats}\"\nnode_id = \"node-{i}\"\nmaster_key = \"{master_key}\"\n\
-                     [store]\nexpiry_sweep_secs = 1\n[cluster]\nsubject_prefix = \"{prefix}\"\nresync_secs = {resync_secs}\n",
-                    schema.store_url()
-                ),
-            )
-            .unwrap();
-            nodes.push(TestServer::start_in(dir.path(), &["--config", config.to_str().unwrap()]).await);
-            dirs.push(dir);
-        }
-        Some(Cluster { nodes, _dirs: dirs, _schema: schema })
-    }
-
-    fn node(&self, i: usize) -> &TestServer {
-        &self.nodes[i - 1]
-    }
-
-    async fn node_info(&self, i: usize) -> Value {
-        let r = self.node(i).admin("GET", "/admin/v1/node", Value::Null).await;
-        assert_eq!(r.status, 200);
-        r.json()
-    }
-}
-
-async fn push_to_user(app: &TestApp, user: &str, key: &str, title: &str) -> String {
-    let r = app
-        .push_simple(json!({
-            "deliveryType": 3, "targetMsgkey": {user: key}, "title": title, "content": "c", "expiredSeconds": 300,
-        }))
-        .await;
-    assert_eq!(r.status, 200, "push: {:?}", r.json());
-    r.json()["pushResult"]["targets"][0]["messageId"].as_str().unwrap().to_string()
+fn processes() -> ClusterOptions {
+    ClusterOptions { processes: Some(herald_bin!().to_path_buf()), ..ClusterOptions::default() }
 }
 
 #[tokio::test]
@@ -114,7 +33,7 @@ async fn pushes_through_any_node_reach_devices_on_every_node() {
         assert_eq!(app.device_bind(&creds, "alice").await.status, 200);
         devices.push(TestDevice::connect(&creds.on(c.node(i))).await);
     }
-    let m = push_to_user(&app.via(c.node(2)), "alice", "k2", "to alice").await;
+    let m = app.via(c.node(2)).push_to_user("alice", "k2", "to alice").await;
     for d in &mut devices {
         assert_eq!(d.next_push().await.1["messageId"], m.as_str());
     }
@@ -130,7 +49,7 @@ async fn pushes_through_any_node_reach_devices_on_every_node() {
 async fn a_bind_on_one_node_hands_the_users_messages_to_the_device_on_another() {
     let Some(c) = Cluster::start(2).await else { return };
     let app = c.node(1).create_app().await;
-    let m = push_to_user(&app, "bob", "k", "before bind").await;
+    let m = app.push_to_user("bob", "k", "before bind").await;
     let creds = app.register("bob-phone").await;
     let mut device = TestDevice::connect(&creds.on(c.node(2))).await;
     // The bind goes through node 1; the connection is on node 2.
@@ -140,7 +59,7 @@ async fn a_bind_on_one_node_hands_the_users_messages_to_the_device_on_another() 
 
 #[tokio::test]
 async fn a_lost_bus_message_costs_latency_not_the_message() {
-    let Some(c) = Cluster::start_with(2, true).await else { return };
+    let Some(c) = Cluster::start_with(2, ClusterOptions { deaf: true, ..Default::default() }).await else { return };
     let app = c.node(1).create_app().await;
     let creds = app.register("d").await;
     let mut device = TestDevice::connect(&creds.on(c.node(2))).await;
@@ -214,7 +133,7 @@ async fn a_scheduled_push_fires_exactly_once_in_a_two_node_cluster() {
     let creds = app.register("d").await;
     let mut device = TestDevice::connect(&creds.on(c.node(2))).await;
     let body = json!({"deliveryType": 1, "targetMsgkey": {creds.device_id.clone(): "k"}, "title": "t", "content": "c",
-        "expiredSeconds": 300, "strategyType": 1, "strategyContent": {"fixedTime": herald::now_ms() + 1_000}});
+        "expiredSeconds": 300, "strategyType": 1, "strategyContent": {"fixedTime": herald_core::now_ms() + 1_000}});
     let r = app.push_simple(body).await;
     assert_eq!(r.status, 200, "{:?}", r.json());
     assert_eq!(device.next_push().await.1["msgKey"], "k");
@@ -243,7 +162,7 @@ async fn a_device_moving_to_another_node_takes_over_and_the_old_connection_close
 
 #[tokio::test]
 async fn after_kill9_of_a_node_its_devices_get_every_message_through_the_others() {
-    let Some(mut c) = Cluster::start(3).await else { return };
+    let Some(mut c) = Cluster::start_with(3, processes()).await else { return };
     let app = c.node(2).create_app().await;
     let creds = app.register("survivor").await;
     let mut device = TestDevice::connect_manual_ack(&creds.on(c.node(1))).await;
@@ -271,7 +190,7 @@ async fn after_kill9_of_a_node_its_devices_get_every_message_through_the_others(
 
 #[tokio::test]
 async fn the_expiry_lease_moves_to_another_node_when_its_holder_dies() {
-    let Some(mut c) = Cluster::start(3).await else { return };
+    let Some(mut c) = Cluster::start_with(3, processes()).await else { return };
     let holders = |infos: &[Value]| -> Vec<usize> {
         infos
             .iter()
@@ -306,7 +225,7 @@ async fn nonces_and_key_revocations_hold_across_nodes() {
     let app = c.node(1).create_app().await;
     // One signed request, sent to node 1 and then replayed to node 2.
     let headers =
-        herald::api::signing::sign_hmac(&app.key_id, &app.secret, "GET", "/v1/tasks/none", b"", herald::now_ms());
+        herald_core::signing::sign_hmac(&app.key_id, &app.secret, "GET", "/v1/tasks/none", b"", herald_core::now_ms());
     let first = c.node(1).call("GET", "/v1/tasks/none", &headers, bytes::Bytes::new()).await;
     assert_eq!(first.json()["resultCode"], "TASK_NOT_EXIST");
     let replay = c.node(2).call("GET", "/v1/tasks/none", &headers, bytes::Bytes::new()).await;
@@ -366,7 +285,8 @@ async fn a_node_that_lost_nats_refuses_pushes_until_it_is_back() {
     }
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let nats = PrivateNats::start(port);
-    let Some(c) = Cluster::start_on(1, &format!("nats://127.0.0.1:{}", nats.port), false).await else { return };
+    let opts = ClusterOptions { nats: Some(format!("nats://127.0.0.1:{}", nats.port)), ..Default::default() };
+    let Some(c) = Cluster::start_with(1, opts).await else { return };
     let app = c.node(1).create_app().await;
     let creds = app.register("d").await;
     app.push_to_device(&creds.device_id, "k1", "bus up").await;
@@ -402,4 +322,64 @@ async fn a_node_that_lost_nats_refuses_pushes_until_it_is_back() {
     let mut got = vec![device.next_push().await.1["messageId"].as_str().unwrap().to_string()];
     got.push(device.next_push().await.1["messageId"].as_str().unwrap().to_string());
     assert!(got.contains(&m), "{got:?}");
+}
+
+/// A device's `online` is the cluster's, not the answering node's: the store knows which
+/// node holds the connection.
+#[tokio::test]
+async fn any_node_answers_whether_a_device_is_online_anywhere() {
+    let Some(c) = Cluster::start(2).await else { return };
+    let app = c.node(1).create_app().await;
+    let creds = app.register("phone").await;
+    assert_eq!(app.device_bind(&creds, "ann").await.status, 200);
+    assert_eq!(app.device_view(&creds.device_id).await["online"], false);
+    let device = TestDevice::connect(&creds.on(c.node(2))).await;
+    // Asked through node 1; the connection is on node 2.
+    assert_eq!(app.device_view(&creds.device_id).await["online"], true);
+    let listed = app.signed("GET", "/v1/users/ann/devices", "").await.json();
+    assert_eq!(listed["resultContent"]["data"]["devices"][0]["online"], true, "{listed}");
+    assert_eq!(app.via(c.node(2)).device_view(&creds.device_id).await["online"], true);
+    device.stop();
+    eventually("the device to be offline once its connection closed", || async {
+        (app.device_view(&creds.device_id).await["online"] == false).then_some(())
+    })
+    .await;
+}
+
+/// A node whose master key is not the one the shared store's secrets are sealed with
+/// refuses to start, saying why (it used to start, and every signed call failed later).
+#[tokio::test]
+async fn a_node_with_another_master_key_refuses_to_start() {
+    let Some(c) = Cluster::start(1).await else { return };
+    let app = c.node(1).create_app().await;
+    let other = herald_core::crypto::b64url(&herald_core::crypto::random_bytes::<32>());
+    let refused = c.try_node(2, |cfg| cfg.master_key = Some(other)).await.err().expect("node 2 must not start");
+    assert!(refused.contains("master key differs"), "{refused}");
+    // The node with the right key serves on.
+    let second = c.try_node(2, |_| {}).await.expect("node 2 with the cluster's key");
+    assert_eq!(app.via(&second).task("none").await.json()["resultCode"], "TASK_NOT_EXIST");
+}
+
+/// A broadcast whose bus event never reaches a node that stays connected to NATS still
+/// reaches that node's devices: the node's resync finds live broadcasts its connected
+/// devices have not acknowledged (it used to wait for their next connect).
+#[tokio::test]
+async fn a_lost_broadcast_event_costs_latency_not_the_broadcast() {
+    let Some(c) = Cluster::start_with(2, ClusterOptions { deaf: true, ..Default::default() }).await else { return };
+    let app = c.node(1).create_app().await;
+    let t = json!({"templateName": "news", "title": "t", "content": "c"});
+    assert_eq!(app.signed("POST", "/v1/templates", &t.to_string()).await.status, 200);
+    let creds = app.register("far").await;
+    let mut device = TestDevice::connect(&creds.on(c.node(2))).await;
+    let started = std::time::Instant::now();
+    let body =
+        json!({"deliveryType": 1, "templateName": "news", "msgkey": "b", "pushStatus": 1, "expiredSeconds": 300});
+    let r = app.signed("POST", "/v1/push/broadcast", &body.to_string()).await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let m = r.json()["pushResult"]["messageId"].as_str().unwrap().to_string();
+    assert_eq!(device.next_push().await.1["messageId"], m.as_str());
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(5), "took {took:?}");
+    // Acknowledged: not sent again by the next resyncs.
+    assert!(device.quiet_for(Duration::from_millis(2_500)).await);
 }

@@ -6,11 +6,13 @@ use axum::routing::{delete, get};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Admin, AppState, Json, LimitedBody, parse_json};
-use crate::crypto;
-use crate::error::{ApiError, ErrorCode};
-use crate::ids::{AppId, KeyId};
-use crate::store::{ApiKeyRecord, AppRecord, KeyKind};
+use herald_core::crypto;
+use herald_core::error::ErrorCode;
+use herald_core::ids::{AppId, KeyId};
+use herald_core::model::{ApiKeyRecord, AppRecord};
+use herald_core::state::KeyKind;
+
+use super::{Admin, AppState, Json, LimitedBody, Refusal, parse_json};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -41,13 +43,13 @@ struct CreateApp {
     workspace_id: Option<String>,
 }
 
-async fn create_app(State(state): State<AppState>, _: Admin, LimitedBody(body): LimitedBody) -> Result<Json, ApiError> {
+async fn create_app(State(state): State<AppState>, _: Admin, LimitedBody(body): LimitedBody) -> Result<Json, Refusal> {
     let req: CreateApp = parse_json(&body)?;
     let name = req.name.trim().to_string();
     if name.is_empty() || name.chars().count() > 128 {
-        return Err(ApiError::new(ErrorCode::InvalidParam, "name must be 1 to 128 characters"));
+        return Err(Refusal::new(ErrorCode::InvalidParam, "name must be 1 to 128 characters"));
     }
-    let now = crate::now_ms();
+    let now = herald_core::now_ms();
     let app_id = AppId::generate();
     let app_key = crypto::random_secret();
     let bind_secret = crypto::random_secret();
@@ -83,7 +85,7 @@ async fn create_app(State(state): State<AppState>, _: Admin, LimitedBody(body): 
     })))
 }
 
-async fn list_apps(State(state): State<AppState>, _: Admin) -> Result<Json, ApiError> {
+async fn list_apps(State(state): State<AppState>, _: Admin) -> Result<Json, Refusal> {
     let apps: Vec<Value> = state
         .store
         .apps()
@@ -94,11 +96,11 @@ async fn list_apps(State(state): State<AppState>, _: Admin) -> Result<Json, ApiE
     Ok(Json(json!({"apps": apps})))
 }
 
-async fn existing_app(state: &AppState, app_id: String) -> Result<AppId, ApiError> {
+async fn existing_app(state: &AppState, app_id: String) -> Result<AppId, Refusal> {
     let app_id = AppId::new(app_id);
     match state.store.app(&app_id).await? {
         Some(_) => Ok(app_id),
-        None => Err(ApiError::new(ErrorCode::AppNotExist, "no such app")),
+        None => Err(Refusal::new(ErrorCode::AppNotExist, "no such app")),
     }
 }
 
@@ -116,7 +118,7 @@ async fn create_key(
     _: Admin,
     Path(app_id): Path<String>,
     LimitedBody(body): LimitedBody,
-) -> Result<Json, ApiError> {
+) -> Result<Json, Refusal> {
     let app_id = existing_app(&state, app_id).await?;
     let req: CreateKey = parse_json(&body)?;
     let key_id = KeyId::generate();
@@ -128,23 +130,29 @@ async fn create_key(
         (Some(KeyKind::Rsa), Some(pem)) => {
             let der = crypto::pem_to_der(&pem)
                 .filter(|der| crypto::rsa_public_key_valid(der))
-                .ok_or_else(|| ApiError::new(ErrorCode::InvalidParam, "publicKey must be a PEM RSA public key"))?;
+                .ok_or_else(|| Refusal::new(ErrorCode::InvalidParam, "publicKey must be a PEM RSA public key"))?;
             (KeyKind::Rsa, crypto::b64url(&der), None)
         }
         _ => {
-            return Err(ApiError::new(
+            return Err(Refusal::new(
                 ErrorCode::InvalidParam,
                 "type must be \"hmac\" (no publicKey) or \"rsa\" (with publicKey as PEM)",
             ));
         }
     };
-    let record =
-        ApiKeyRecord { key_id: key_id.clone(), app_id, kind, material, created_at: crate::now_ms(), revoked_at: None };
+    let record = ApiKeyRecord {
+        key_id: key_id.clone(),
+        app_id,
+        kind,
+        material,
+        created_at: herald_core::now_ms(),
+        revoked_at: None,
+    };
     state.store.create_api_key(record).await?;
     Ok(Json(json!({"keyId": key_id, "type": kind, "secret": secret})))
 }
 
-async fn list_keys(State(state): State<AppState>, _: Admin, Path(app_id): Path<String>) -> Result<Json, ApiError> {
+async fn list_keys(State(state): State<AppState>, _: Admin, Path(app_id): Path<String>) -> Result<Json, Refusal> {
     let app_id = existing_app(&state, app_id).await?;
     let keys: Vec<Value> = state
         .store
@@ -160,14 +168,14 @@ async fn revoke_key(
     State(state): State<AppState>,
     _: Admin,
     Path((app_id, key_id)): Path<(String, String)>,
-) -> Result<Json, ApiError> {
+) -> Result<Json, Refusal> {
     let app_id = existing_app(&state, app_id).await?;
     let key_id = KeyId::new(key_id);
-    if !state.store.revoke_api_key(&app_id, &key_id, crate::now_ms()).await? {
-        return Err(ApiError::new(ErrorCode::KeyNotExist, "no such key in this app"));
+    if !state.store.revoke_api_key(&app_id, &key_id, herald_core::now_ms()).await? {
+        return Err(Refusal::new(ErrorCode::KeyNotExist, "no such key in this app"));
     }
     state.verifier.forget(&key_id);
     // The other nodes drop the key from their caches now rather than within key_cache_secs.
-    state.dispatcher.bus().send_all(crate::bus::Event::KeyRevoked { key_id: key_id.clone() }).await;
+    state.dispatcher.announce_key_revoked(key_id.clone()).await;
     Ok(Json(json!({"keyId": key_id, "revoked": true})))
 }

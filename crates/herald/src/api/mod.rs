@@ -4,7 +4,7 @@
 //! - `/admin/v1`: apps and API keys ([`admin`]), admin bearer token;
 //! - `/healthz`, `/metrics`, `/openapi.json`.
 //!
-//! Every refusal is an [`ApiError`] rendered as `{requestId, resultCode, resultMessage}`
+//! Every refusal is a [`Refusal`] rendered as `{requestId, resultCode, resultMessage}`
 //! with the status of its code.
 
 pub mod admin;
@@ -22,15 +22,15 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
-use serde::de::DeserializeOwned;
+use herald_core::crypto::{self, MasterKey};
+use herald_core::error::ErrorCode;
+use herald_core::ids::AppId;
+use herald_core::model::DeviceRecord;
+use herald_store::Store;
 use serde_json::{Value, json};
 
 use crate::config::Config;
-use crate::crypto::{self, MasterKey};
 use crate::dispatch::Dispatcher;
-use crate::error::{ApiError, ErrorCode};
-use crate::ids::AppId;
-use crate::store::{DeviceRecord, Store};
 
 pub struct Inner {
     pub store: Arc<dyn Store>,
@@ -60,8 +60,8 @@ pub fn router(state: AppState) -> Router {
         .nest("/admin/v1", admin::router())
         .nest("/device/v1", device::router())
         .nest("/v1", server::router())
-        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })
-        .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed here") })
+        .fallback(|| async { Refusal::new(ErrorCode::NotFound, "no such endpoint") })
+        .method_not_allowed_fallback(|| async { Refusal::new(ErrorCode::MethodNotAllowed, "method not allowed here") })
         .with_state(state)
 }
 
@@ -78,7 +78,7 @@ async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) ->
 }
 
 async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
-    let body = crate::metrics::render(state.dispatcher.hub().connections());
+    let body = state.dispatcher.metrics().render(state.dispatcher.hub().connections());
     ([("content-type", "text/plain; version=0.0.4")], body)
 }
 
@@ -109,34 +109,68 @@ pub fn ok_push(task_id: &str, extra: Value) -> Json {
     Json(json!({"requestId": request_id(), "resultCode": "OK", "resultMessage": "OK", "pushResult": push_result}))
 }
 
-impl IntoResponse for ApiError {
+/// A refusal of the HTTP APIs: a code of `herald_core::error`'s table with a message for the
+/// caller, answered as the envelope with the code's status. (The table is the domain's;
+/// answering HTTP is the API's.)
+#[derive(Debug)]
+pub struct Refusal(pub herald_core::error::ApiError);
+
+impl Refusal {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Refusal(herald_core::error::ApiError::new(code, message))
+    }
+}
+
+impl From<herald_core::error::ApiError> for Refusal {
+    fn from(e: herald_core::error::ApiError) -> Self {
+        Refusal(e)
+    }
+}
+
+impl From<herald_store::StoreError> for Refusal {
+    fn from(e: herald_store::StoreError) -> Self {
+        Refusal(e.into())
+    }
+}
+
+impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = json!({"requestId": request_id(), "resultCode": self.code.as_str(), "resultMessage": self.message});
+        let Refusal(e) = self;
+        let status = StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = json!({"requestId": request_id(), "resultCode": e.code.as_str(), "resultMessage": e.message});
         (status, [("content-type", "application/json")], body.to_string()).into_response()
     }
 }
 
 /// Parses a JSON body: broken JSON is `INVALID_JSON`, a wrong shape `INVALID_PARAM`.
-pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => ApiError::new(ErrorCode::InvalidParam, e.to_string()),
-        _ => ApiError::new(ErrorCode::InvalidJson, format!("the body is not valid JSON: {e}")),
-    })
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Refusal> {
+    Ok(herald_core::error::parse_json(body)?)
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| ApiError::new(ErrorCode::RequestTooLarge, format!("the body is larger than {limit} bytes")))
+/// Reads a body of at most `limit` bytes that arrives within `timeout`.
+async fn read_body(body: Body, limit: usize, timeout: std::time::Duration) -> Result<Bytes, Refusal> {
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(Refusal::new(ErrorCode::RequestTooLarge, format!("the body is larger than {limit} bytes"))),
+        Err(_) => Err(Refusal::new(
+            ErrorCode::RequestTimeout,
+            format!("the body did not arrive within {} s", timeout.as_secs()),
+        )),
+    }
 }
 
-fn check_length(parts: &Parts, limit: usize) -> Result<(), ApiError> {
+impl AppState {
+    fn body_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.cfg.http.body_timeout_secs)
+    }
+}
+
+fn check_length(parts: &Parts, limit: usize) -> Result<(), Refusal> {
     let declared =
         parts.headers.get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     match declared {
         Some(n) if n > limit => {
-            Err(ApiError::new(ErrorCode::RequestTooLarge, format!("the body is larger than {limit} bytes")))
+            Err(Refusal::new(ErrorCode::RequestTooLarge, format!("the body is larger than {limit} bytes")))
         }
         _ => Ok(()),
     }
@@ -146,13 +180,13 @@ fn check_length(parts: &Parts, limit: usize) -> Result<(), ApiError> {
 pub struct LimitedBody(pub Bytes);
 
 impl FromRequest<AppState> for LimitedBody {
-    type Rejection = ApiError;
+    type Rejection = Refusal;
 
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Refusal> {
         let limit = state.cfg.limits.max_body_bytes;
         let (parts, body) = req.into_parts();
         check_length(&parts, limit)?;
-        Ok(LimitedBody(read_body(body, limit).await?))
+        Ok(LimitedBody(read_body(body, limit, state.body_timeout()).await?))
     }
 }
 
@@ -163,21 +197,21 @@ pub struct Signed {
 }
 
 impl FromRequest<AppState> for Signed {
-    type Rejection = ApiError;
+    type Rejection = Refusal;
 
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Refusal> {
         let limit = state.cfg.limits.max_body_bytes;
         let (parts, body) = req.into_parts();
         check_length(&parts, limit)?;
-        let body = read_body(body, limit).await?;
+        let body = read_body(body, limit, state.body_timeout()).await?;
         // Nested routers see the path without their prefix; the signature covers the whole path.
         let uri = parts.extensions.get::<axum::extract::OriginalUri>().map(|o| &o.0).unwrap_or(&parts.uri);
-        let app_id = state.verifier.verify(&parts.method, uri, &parts.headers, &body, crate::now_ms()).await?;
+        let app_id = state.verifier.verify(&parts.method, uri, &parts.headers, &body, herald_core::now_ms()).await?;
         Ok(Signed { app_id, body })
     }
 }
 
-fn bearer(parts: &Parts) -> Option<&str> {
+pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
     parts.headers.get("authorization")?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
 }
 
@@ -185,21 +219,13 @@ fn bearer(parts: &Parts) -> Option<&str> {
 pub struct Admin;
 
 impl FromRequestParts<AppState> for Admin {
-    type Rejection = ApiError;
+    type Rejection = Refusal;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Refusal> {
         let given = bearer(parts).map(|t| crypto::sha256_hex(t.as_bytes()));
         match given {
-            Some(h)
-                if aws_lc_rs::constant_time::verify_slices_are_equal(
-                    h.as_bytes(),
-                    state.admin_token_hash.as_bytes(),
-                )
-                .is_ok() =>
-            {
-                Ok(Admin)
-            }
-            _ => Err(ApiError::new(ErrorCode::AdminUnauthorized, "a valid admin bearer token is required")),
+            Some(h) if crypto::constant_time_eq(h.as_bytes(), state.admin_token_hash.as_bytes()) => Ok(Admin),
+            _ => Err(Refusal::new(ErrorCode::AdminUnauthorized, "a valid admin bearer token is required")),
         }
     }
 }
@@ -208,10 +234,10 @@ impl FromRequestParts<AppState> for Admin {
 pub struct DeviceAuth(pub DeviceRecord);
 
 impl FromRequestParts<AppState> for DeviceAuth {
-    type Rejection = ApiError;
+    type Rejection = Refusal;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let refuse = || ApiError::new(ErrorCode::DeviceTokenInvalid, "a valid device bearer token is required");
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Refusal> {
+        let refuse = || Refusal::new(ErrorCode::DeviceTokenInvalid, "a valid device bearer token is required");
         let token = bearer(parts).ok_or_else(refuse)?;
         let device = state.store.device_by_token_hash(&crypto::sha256_hex(token.as_bytes())).await?;
         device.map(DeviceAuth).ok_or_else(refuse)

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use std::task::Waker;
 
-use crate::ids::{DeviceId, MessageId};
+use herald_core::ids::{DeviceId, MessageId};
 
 /// One rendered message, shared by every device it goes to.
 #[derive(Debug)]
@@ -215,7 +215,7 @@ impl Hub {
             hasher: RandomState::new(),
             // Unique across restarts of the node too: the store keeps (node, generation) as
             // the device's presence, and a stale one must never match a new connection.
-            generations: AtomicU64::new((crate::now_ms().max(0) as u64) << 16),
+            generations: AtomicU64::new((herald_core::now_ms().max(0) as u64) << 16),
             max_queued,
         }
     }
@@ -298,7 +298,7 @@ impl Hub {
     /// Remembers `ids` as revoked until `until`; forgets entries that ran out.
     pub fn revoke(&self, ids: &[MessageId], until: i64) {
         let mut revoked = self.revoked.write();
-        let now = crate::now_ms();
+        let now = herald_core::now_ms();
         revoked.retain(|_, u| *u > now);
         for id in ids {
             revoked.insert(id.clone(), until);
@@ -397,7 +397,7 @@ mod tests {
     fn revoked_ids_are_remembered_until_their_time() {
         let hub = Hub::new(2);
         assert!(!hub.is_revoked(&MessageId::new("m1")));
-        let now = crate::now_ms();
+        let now = herald_core::now_ms();
         hub.revoke(&[MessageId::new("m1")], now + 60_000);
         hub.revoke(&[MessageId::new("m2")], now - 1);
         assert!(hub.is_revoked(&MessageId::new("m1")));

@@ -1,10 +1,15 @@
-//! Dispatch: the meeting point of the API and the gateway. A push is validated by
-//! [`crate::push`], committed to the store, then handed to the connections of this node
-//! through the [`Hub`], and announced over the [`Bus`] to the node that holds each other
-//! connected device (the store's presence says which). Devices that are not connected get
-//! it from the store when they connect or bind; the expiry sweep marks what ran out of
+//! Dispatch: the meeting point of the API and the gateway. A push is validated (by
+//! `herald_core::push`), committed to the store, then handed to the connections of this
+//! node through the [`Hub`], and announced over the [`Bus`] to the node that holds each
+//! other connected device (the store's presence says which). Devices that are not connected
+//! get it from the store when they connect or bind; the expiry sweep marks what ran out of
 //! validity; the resync finds what a lost bus message did not announce.
+//!
+//! - [`hub`]: this node's connections and their in-memory queues;
+//! - [`scheduler`]: scheduled pushes, fired under a lease;
+//! - [`events`]: what other nodes ask of this one, handled in one place.
 
+pub mod events;
 mod hub;
 pub mod scheduler;
 
@@ -14,29 +19,37 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use herald_core::error::{ApiError, ErrorCode};
+use herald_core::ids::{AppId, DeviceId, TaskId, UserId};
+use herald_core::limits::Limits;
+use herald_core::model::{
+    BroadcastCommitted, CommittedPush, NewBroadcast, NewPush, PendingDelivery, Recipient, Revocation, RevokeTarget,
+    ScheduleRecord, TargetOutcome,
+};
+use herald_core::push::Prepared;
+use herald_core::schedule::{Strategy, schedule_of, without_strategy};
+use herald_core::state::PushType;
+use herald_store::{Cancelled, Store};
+use serde_json::Value;
 
 pub use hub::{CloseCause, Hub, Message, Outgoing, Session};
 
 use crate::bus::{Bus, Event};
-use crate::error::{ApiError, ErrorCode};
-use crate::ids::{AppId, DeviceId, UserId};
-use crate::store::{
-    BroadcastCommitted, CommittedPush, NewBroadcast, NewPush, PendingDelivery, Recipient, Revocation, RevokeTarget,
-    Store, TargetOutcome,
-};
+use crate::metrics::Metrics;
 
 pub struct Dispatcher {
     store: Arc<dyn Store>,
     hub: Arc<Hub>,
     bus: Arc<Bus>,
+    metrics: Arc<Metrics>,
     /// This node's name, as the holder of leases.
     node_id: String,
     /// This node runs the expiry sweep now.
     expiry_lease_held: AtomicBool,
     /// This node fires the schedules now.
     scheduler_lease_held: AtomicBool,
-    /// To validate scheduled requests again when they fire.
-    limits: crate::config::Limits,
+    /// To validate requests (scheduled ones again when they fire).
+    limits: Limits,
 }
 
 /// How long a node's connections remember a revoked message id, to skip a copy queued in
@@ -46,18 +59,44 @@ const REVOKED_MEMORY_MS: i64 = 73 * 3600 * 1000;
 /// The lease under which one node of a cluster runs the expiry sweep.
 const EXPIRY_LEASE: &str = "expiry-sweep";
 
+/// What became of a push request.
+pub enum Submitted {
+    /// Stored as a schedule: sent when it fires.
+    Scheduled(ScheduleRecord),
+    /// Committed now; `targets` are the request's (target, msgKey), in the order of the
+    /// push's outcomes.
+    Pushed { committed: CommittedPush, targets: Vec<(String, String)> },
+    /// A broadcast committed now (or the earlier one of its msgkey).
+    Broadcast { committed: BroadcastCommitted, msg_key: String },
+}
+
+/// What a revoke of a task did.
+pub struct TaskRevocation {
+    pub revocation: Revocation,
+    /// The task named a waiting scheduled push, now cancelled.
+    pub schedule_cancelled: Option<bool>,
+}
+
+fn bus_lost(what: &str) -> ApiError {
+    // Committed but unannounced, it would reach devices on other nodes only at the next
+    // resync: refuse instead, so that the caller retries through another node.
+    ApiError::new(ErrorCode::BusUnavailable, format!("this node has lost the cluster bus; nothing was {what}, retry"))
+}
+
 impl Dispatcher {
     pub fn new(
         store: Arc<dyn Store>,
         hub: Arc<Hub>,
         bus: Arc<Bus>,
+        metrics: Arc<Metrics>,
         node_id: String,
-        limits: crate::config::Limits,
+        limits: Limits,
     ) -> Self {
         Dispatcher {
             store,
             hub,
             bus,
+            metrics,
             node_id,
             expiry_lease_held: AtomicBool::new(false),
             scheduler_lease_held: AtomicBool::new(false),
@@ -73,6 +112,14 @@ impl Dispatcher {
         &self.bus
     }
 
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
     /// The leases this node holds now.
     pub fn leases_held(&self) -> Vec<&'static str> {
         let mut held = Vec::new();
@@ -85,21 +132,78 @@ impl Dispatcher {
         held
     }
 
+    /// Whether the device holds a connection anywhere in the cluster: here, as the hub knows;
+    /// elsewhere, as the store's presence records (`online_node`, read with the device).
+    pub fn is_online(&self, device: &DeviceId, online_node: Option<&str>) -> bool {
+        self.hub.is_online(device) || online_node.is_some_and(|node| node != self.node_id)
+    }
+
+    /// Validates a push request of `push_type`; sends it now (strategyType 0) or stores it
+    /// as a schedule (1 fixed time, 2 recurring).
+    pub async fn submit(
+        self: &Arc<Self>,
+        app: &AppId,
+        push_type: PushType,
+        body: &Value,
+        now: i64,
+    ) -> Result<Submitted, ApiError> {
+        let Some(object) = body.as_object() else {
+            return Err(ApiError::new(ErrorCode::InvalidJson, "the body must be a JSON object"));
+        };
+        let strategy = Strategy::parse(object, now)?;
+        let body = without_strategy(body);
+        let prepared = self.prepare(push_type, app, &body, now).await?;
+        if let Some(strategy) = strategy {
+            let record = schedule_of(app, push_type, &body, &prepared, &strategy, now)?;
+            self.store.create_schedule(record.clone()).await?;
+            return Ok(Submitted::Scheduled(record));
+        }
+        match prepared {
+            Prepared::Push(push) => {
+                let targets = push.targets.clone();
+                let committed = self.push(push.into_new_push(app.clone(), now, &self.limits)?, now).await?;
+                Ok(Submitted::Pushed { committed, targets })
+            }
+            Prepared::Broadcast(b) => {
+                let msg_key = b.msg_key.clone();
+                Ok(Submitted::Broadcast { committed: self.broadcast(b, now).await?, msg_key })
+            }
+        }
+    }
+
+    /// Validates a push request of `push_type` as of `now` (with the app's template it
+    /// names, for every type but Simple); its strategy fields are not read here.
+    pub async fn prepare(
+        &self,
+        push_type: PushType,
+        app: &AppId,
+        body: &Value,
+        now: i64,
+    ) -> Result<Prepared, ApiError> {
+        let template =
+            if push_type.uses_template() {
+                let name = herald_core::push::template_name(body)?;
+                let found = self.store.template(app, &name).await?;
+                Some(found.ok_or_else(|| {
+                    ApiError::new(ErrorCode::TemplateNotExist, format!("no template {name} in this app"))
+                })?)
+            } else {
+                None
+            };
+        Prepared::parse(push_type, body, template.as_ref(), &self.limits, app, now)
+    }
+
     /// Commits `push`, then queues it for the targets connected to this node and rings
     /// the nodes that hold the other connected targets.
     pub async fn push(&self, push: NewPush, now: i64) -> Result<CommittedPush, ApiError> {
         if !self.bus.available() {
-            // Committed but unannounced, the push would reach devices on other nodes only
-            // at the next resync: refuse instead, so that the caller retries elsewhere.
-            return Err(ApiError::new(
-                ErrorCode::BusUnavailable,
-                "this node has lost the cluster bus; nothing was accepted, retry",
-            ));
+            return Err(bus_lost("accepted"));
         }
         let expires_at = push.task.expires_at;
         // Bytes: the payloads are shared with the store's job, not copied.
         let payloads: Vec<Bytes> = push.messages.iter().map(|m| m.payload.clone()).collect();
         let committed = self.store.commit_push(push, now).await?;
+        self.metrics.pushes_accepted.inc();
         self.deliver_committed(&committed, payloads, expires_at).await;
         Ok(committed)
     }
@@ -131,7 +235,7 @@ impl Dispatcher {
             }
         }
         for (node, devices) in remote {
-            self.bus.send(node, Event::deliver(devices, &message)).await;
+            self.bus.send(node, events::deliver(devices, &message)).await;
         }
     }
 
@@ -140,19 +244,21 @@ impl Dispatcher {
     /// devices that connect later from the store.
     pub async fn broadcast(self: &Arc<Self>, b: NewBroadcast, now: i64) -> Result<BroadcastCommitted, ApiError> {
         if !self.bus.available() {
-            return Err(ApiError::new(
-                ErrorCode::BusUnavailable,
-                "this node has lost the cluster bus; nothing was accepted, retry",
-            ));
+            return Err(bus_lost("accepted"));
         }
         let (payload, expires_at) = (b.payload.clone(), b.task.expires_at);
         let done = self.store.commit_broadcast(b, now).await?;
+        self.metrics.pushes_accepted.inc();
         if !done.replayed {
-            let message = Arc::new(Message { id: done.message_id.clone(), expires_at, payload });
-            self.bus.send_all(Event::deliver_all(&message)).await;
-            tokio::spawn(self.clone().fan_out(message));
+            self.announce_broadcast(Arc::new(Message { id: done.message_id.clone(), expires_at, payload })).await;
         }
         Ok(done)
+    }
+
+    /// Rings every node about a committed broadcast and fans it out here.
+    async fn announce_broadcast(self: &Arc<Self>, message: Arc<Message>) {
+        self.bus.send_all(events::broadcast(&message)).await;
+        tokio::spawn(self.clone().fan_out(message));
     }
 
     /// Hands a broadcast to the connections of this node that it reaches.
@@ -165,7 +271,7 @@ impl Dispatcher {
                     .count();
                 tracing::debug!(message = %message.id, connections = n, "broadcast handed to this node's connections");
             }
-            // The devices get it from the store when they next connect or refill.
+            // The devices get it from the store when they next connect, or at the resync.
             Err(e) => tracing::warn!(error = %e, message = %message.id, "broadcast fan-out failed"),
         }
     }
@@ -182,10 +288,7 @@ impl Dispatcher {
         window_ms: i64,
     ) -> Result<Option<Revocation>, ApiError> {
         if !self.bus.available() {
-            return Err(ApiError::new(
-                ErrorCode::BusUnavailable,
-                "this node has lost the cluster bus; nothing was revoked, retry",
-            ));
+            return Err(bus_lost("revoked"));
         }
         let Some(done) = self.store.revoke(app, what, now, now - window_ms).await? else {
             return Ok(None);
@@ -204,6 +307,35 @@ impl Dispatcher {
             self.route(message, &recall.devices).await;
         }
         Ok(Some(done))
+    }
+
+    /// Revokes a task; when `task` names a scheduled push instead, cancels what it has not
+    /// sent and revokes what its firings sent. `None`: no such task or schedule.
+    pub async fn revoke_task(
+        &self,
+        app: &AppId,
+        task: &TaskId,
+        now: i64,
+        window_ms: i64,
+    ) -> Result<Option<TaskRevocation>, ApiError> {
+        if let Some(revocation) = self.revoke(app, RevokeTarget::Task(task.clone()), now, window_ms).await? {
+            return Ok(Some(TaskRevocation { revocation, schedule_cancelled: None }));
+        }
+        let family = self.store.schedules(app, Some(task.as_str()), 0, 0).await?;
+        if family.is_empty() {
+            return Ok(None);
+        }
+        let cancelled = self.store.cancel_schedule(app, task.as_str()).await? == Cancelled::Cancelled;
+        let mut all = Revocation::default();
+        for fired in family.iter().filter_map(|s| s.task_id.as_ref()) {
+            let what = RevokeTarget::Task(TaskId::new(fired.clone()));
+            if let Some(done) = self.revoke(app, what, now, window_ms).await? {
+                all.messages.extend(done.messages);
+                all.withdrawn += done.withdrawn;
+                all.recalls.extend(done.recalls);
+            }
+        }
+        Ok(Some(TaskRevocation { revocation: all, schedule_cancelled: Some(cancelled) }))
     }
 
     /// Binds a user to a device and hands the user's pending messages to the device's
@@ -226,16 +358,20 @@ impl Dispatcher {
         }
     }
 
-    /// Until `shutdown` resolves, every `every`: asks the connections of this node whose
-    /// devices have deliveries older than `every` still pending to read them from the
+    pub async fn unbind(&self, app: &AppId, device: &DeviceId, now: i64) -> Result<bool, ApiError> {
+        Ok(self.store.unbind_user(app, device, now).await?)
+    }
+
+    /// Until `shutdown`, every `every`: asks the connections of this node whose devices have
+    /// deliveries (or broadcasts) waiting since longer than `every` to read them from the
     /// store. Covers a bus message that was lost; a single node has none to lose.
     pub async fn run_resync(self: Arc<Self>, every: Duration, shutdown: crate::shutdown::Signal) {
-        if self.bus.kind() == "local" {
+        if !self.bus.is_cluster() {
             return;
         }
         let mut ticks = crate::shutdown::ticks(every);
         while shutdown.every(&mut ticks).await {
-            let now = crate::now_ms();
+            let now = herald_core::now_ms();
             match self.store.stale_pending(&self.node_id, now - every.as_millis() as i64, now, 10_000).await {
                 Ok(devices) => {
                     if !devices.is_empty() {
@@ -248,29 +384,14 @@ impl Dispatcher {
         }
     }
 
-    pub async fn unbind(&self, app: &AppId, device: &DeviceId, now: i64) -> Result<bool, ApiError> {
-        Ok(self.store.unbind_user(app, device, now).await?)
-    }
-
-    /// Marks expired deliveries until `shutdown` resolves; among nodes sharing a store, only
-    /// the holder of the sweep's lease does (another takes over within three intervals of
-    /// the holder's death).
+    /// Marks expired deliveries until `shutdown`; among nodes sharing a store, only the
+    /// holder of the sweep's lease does (another takes over within three intervals of the
+    /// holder's death).
     pub async fn run_expiry_sweeps(self: Arc<Self>, every: Duration, shutdown: crate::shutdown::Signal) {
         let mut ticks = crate::shutdown::ticks(every);
         while shutdown.every(&mut ticks).await {
-            let now = crate::now_ms();
-            let lease_ms = 3 * every.as_millis() as i64;
-            let held = match self.store.try_lease(EXPIRY_LEASE, &self.node_id, now, lease_ms).await {
-                Ok(held) => held,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot take the expiry lease");
-                    false
-                }
-            };
-            if self.expiry_lease_held.swap(held, Ordering::Relaxed) != held {
-                tracing::info!(lease = EXPIRY_LEASE, held, "lease changed hands");
-            }
-            if !held {
+            let now = herald_core::now_ms();
+            if !self.hold_lease(EXPIRY_LEASE, &self.expiry_lease_held, now, 3 * every.as_millis() as i64).await {
                 continue;
             }
             match self.store.expire_due(now).await {
@@ -280,27 +401,17 @@ impl Dispatcher {
             }
         }
     }
-}
 
-/// Applies to this node's connections an event another node sent (key revocations are
-/// the API's: see node.rs).
-pub fn on_bus_event(hub: &Hub, event: Event) {
-    match event {
-        Event::Deliver { devices, message_id, expires_at, payload } => {
-            let message = Event::message(message_id, expires_at, payload);
-            for d in &devices {
-                hub.deliver(d, Outgoing { message: message.clone(), dup: false });
-            }
+    /// Takes or renews `lease` for this node; remembers (in `held`) and logs when that changes.
+    async fn hold_lease(&self, lease: &'static str, held: &AtomicBool, now: i64, ttl_ms: i64) -> bool {
+        let holds = self.store.try_lease(lease, &self.node_id, now, ttl_ms).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, lease, "cannot take the lease");
+            false
+        });
+        if held.swap(holds, Ordering::Relaxed) != holds {
+            tracing::info!(lease, held = holds, "lease changed hands");
         }
-        Event::Refill { devices } => devices.iter().for_each(|d| hub.refill(d)),
-        Event::TakeOver { device, generation } => {
-            if hub.close_replaced(&device, generation) {
-                tracing::debug!(%device, "connection taken over on another node");
-            }
-        }
-        Event::Revoked { message_ids, until } => hub.revoke(&message_ids, until),
-        // Handled by the dispatcher, which reads the audience from the store (see node.rs).
-        Event::Broadcast { .. } | Event::KeyRevoked { .. } => {}
+        holds
     }
 }
 

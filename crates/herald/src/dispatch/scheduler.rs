@@ -1,143 +1,36 @@
 //! Scheduled pushes: a request with strategyType 1 or 2 is validated at once and stored as
-//! a schedule; the scheduler (one node at a time, under a lease) fires what is due. A
-//! firing claims the schedule and commits its push in one store transaction, so it happens
-//! once whatever restarts or nodes come between; a firing missed while no node ran is sent
-//! late if its validity has not ended, else recorded as missed.
+//! a schedule (see [`Dispatcher::submit`]); the scheduler (one node at a time, under a
+//! lease) fires what is due. A firing claims the schedule and commits its push in one store
+//! transaction, so it happens once whatever restarts or nodes come between; a firing missed
+//! while no node ran is sent late if its validity has not ended, else recorded as missed.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde_json::{Map, Value};
+use herald_core::error::{ApiError, ErrorCode};
+use herald_core::model::{FireClaim, Fired, Firing, ScheduleRecord};
+use herald_core::push::Prepared;
+use herald_core::schedule::Strategy;
+use herald_core::state::StrategyKind;
+use herald_store::FireOutcome;
+use serde_json::Value;
 
 use super::{Dispatcher, Message};
-use crate::bus::Event;
-use crate::config::Limits;
-use crate::error::{ApiError, ErrorCode};
-use crate::ids::{AppId, MessageId};
-use crate::push::{self, SimplePush};
-use crate::schedule::Strategy;
-use crate::store::{FireClaim, Fired, Firing, NewBroadcast, SCHEDULE_WAITING, ScheduleRecord, Store};
 
 /// The lease under which one node of a cluster fires schedules.
 pub const SCHEDULER_LEASE: &str = "scheduler";
-/// Request fields that say when, not what: kept out of the stored body.
-const STRATEGY_FIELDS: &[&str] = &["strategyType", "strategyContent", "timeZone"];
-
-/// A validated push request of any type, ready to commit.
-pub enum Prepared {
-    Push(SimplePush),
-    Broadcast(NewBroadcast),
-}
-
-impl Prepared {
-    /// (deliveryType, title, content) for the schedule list.
-    fn summary(&self) -> (i64, Option<String>, Option<String>) {
-        match self {
-            Prepared::Push(p) => {
-                let first = p.per_target.first();
-                (
-                    p.delivery_type,
-                    Some(first.map_or(&p.title, |t| &t.title).clone()),
-                    Some(first.map_or(&p.content, |t| &t.content).clone()),
-                )
-            }
-            Prepared::Broadcast(b) => {
-                let payload: Value = serde_json::from_slice(&b.payload).unwrap_or_default();
-                let text = |k: &str| payload[k].as_str().map(str::to_owned);
-                (b.task.delivery_type, text("title"), text("content"))
-            }
-        }
-    }
-}
-
-/// Validates a push request of `push_type` (simple, template, multiple, broadcast) as of
-/// `now`; the strategy fields are ignored here.
-pub async fn prepare(
-    store: &dyn Store,
-    limits: &Limits,
-    push_type: &str,
-    app_id: &AppId,
-    body: &Value,
-    now: i64,
-) -> Result<Prepared, ApiError> {
-    if push_type == "simple" {
-        return Ok(Prepared::Push(SimplePush::parse(body, limits)?));
-    }
-    let name = push::template_name(body)?;
-    let template = store
-        .template(app_id, &name)
-        .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::TemplateNotExist, format!("no template {name} in this app")))?;
-    Ok(match push_type {
-        "template" => Prepared::Push(SimplePush::parse_template(body, &template, limits)?),
-        "multiple" => Prepared::Push(SimplePush::parse_multiple(body, &template, limits)?),
-        _ => Prepared::Broadcast(SimplePush::parse_broadcast(body, &template, limits, app_id.clone(), now)?),
-    })
-}
-
-/// The request without its strategy fields.
-pub fn without_strategy(body: &Value) -> Value {
-    let mut b: Map<String, Value> = body.as_object().cloned().unwrap_or_default();
-    for f in STRATEGY_FIELDS {
-        b.remove(*f);
-    }
-    Value::Object(b)
-}
-
-/// The schedule of a validated request to send by `strategy`.
-pub fn schedule_of(
-    app_id: &AppId,
-    push_type: &str,
-    body: &Value,
-    prepared: &Prepared,
-    strategy: &Strategy,
-    now: i64,
-) -> Result<ScheduleRecord, ApiError> {
-    let (delivery_type, title, content) = prepared.summary();
-    let expires_ms = match prepared {
-        Prepared::Push(p) => p.expired_seconds * 1000,
-        Prepared::Broadcast(b) => b.task.expires_at - b.task.created_at,
-    };
-    let push_time = strategy
-        .first(now)
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidParam, "the strategy has no firing after now"))?;
-    Ok(ScheduleRecord {
-        unique_id: format!("s{}", &MessageId::generate(now).as_str()[1..]),
-        parent_id: None,
-        app_id: app_id.clone(),
-        push_type: push_type.to_owned(),
-        delivery_type,
-        template_name: body.get("templateName").and_then(Value::as_str).map(str::to_owned),
-        title,
-        content,
-        body: without_strategy(body).to_string(),
-        strategy_type: strategy.kind(),
-        strategy: strategy.to_json().to_string(),
-        push_time,
-        expires_ms,
-        status: SCHEDULE_WAITING,
-        task_id: None,
-        created_at: now,
-    })
-}
 
 impl Dispatcher {
     /// Fires what is due until `shutdown`, every `every`, on the node holding the lease.
     pub async fn run_scheduler(self: Arc<Self>, every: Duration, shutdown: crate::shutdown::Signal) {
         let mut ticks = crate::shutdown::ticks(every);
         while shutdown.every(&mut ticks).await {
-            let now = crate::now_ms();
+            let now = herald_core::now_ms();
             let lease_ms = 3 * every.as_millis() as i64;
-            let held = self.store.try_lease(SCHEDULER_LEASE, &self.node_id, now, lease_ms).await.unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "cannot take the scheduler lease");
-                false
-            });
-            if self.scheduler_lease_held.swap(held, Ordering::Relaxed) != held {
-                tracing::info!(lease = SCHEDULER_LEASE, held, "lease changed hands");
-            }
-            if held && let Err(e) = self.fire_due(now).await {
+            if self.hold_lease(SCHEDULER_LEASE, &self.scheduler_lease_held, now, lease_ms).await
+                && let Err(e) = self.fire_due(now).await
+            {
                 tracing::warn!(error = %e, "scheduler tick failed");
             }
         }
@@ -167,7 +60,7 @@ impl Dispatcher {
 
     /// One firing of `s`: true when this call claimed it.
     async fn fire(self: &Arc<Self>, s: &ScheduleRecord, now: i64) -> Result<bool, ApiError> {
-        let strategy = Strategy::from_stored(s.strategy_type, &s.strategy);
+        let strategy = Strategy::from_stored(s.strategy_kind, &s.strategy);
         let next = strategy.as_ref().ok().and_then(|st| st.next_after(s.push_time));
         let firing = if now >= s.push_time + s.expires_ms {
             tracing::info!(schedule = %s.unique_id, due = s.push_time, "missed: its validity ended before it could fire");
@@ -181,33 +74,29 @@ impl Dispatcher {
                 }
             }
         };
-        let claim = FireClaim {
-            unique_id: s.unique_id.clone(),
-            due: s.push_time,
-            next,
-            recurring: s.strategy_type == 2,
-            firing: firing.clone(),
-        };
         let payloads: Vec<Bytes> = match &firing {
             Some(Firing::Push(p)) => p.messages.iter().map(|m| m.payload.clone()).collect(),
             _ => Vec::new(),
         };
-        let Some(fired) = self.store.fire_schedule(claim, now).await? else {
-            return Ok(false);
+        let claim = FireClaim {
+            unique_id: s.unique_id.clone(),
+            due: s.push_time,
+            next,
+            recurring: s.strategy_kind == StrategyKind::Recurring,
+            firing: firing.clone(),
         };
-        match (fired, firing) {
-            (Some(Fired::Push(committed)), Some(Firing::Push(p))) => {
-                crate::metrics::PUSHES_ACCEPTED.inc();
+        match (self.store.fire_schedule(claim, now).await?, firing) {
+            (FireOutcome::Taken, _) => return Ok(false),
+            (FireOutcome::Fired(Fired::Push(committed)), Some(Firing::Push(p))) => {
+                self.metrics.pushes_accepted.inc();
                 self.deliver_committed(&committed, payloads, p.task.expires_at).await;
             }
-            (Some(Fired::Broadcast(done)), Some(Firing::Broadcast(b))) => {
-                crate::metrics::PUSHES_ACCEPTED.inc();
-                let message =
-                    Arc::new(Message { id: done.message_id, expires_at: b.task.expires_at, payload: b.payload });
-                self.bus.send_all(Event::deliver_all(&message)).await;
-                tokio::spawn(self.clone().fan_out(message));
+            (FireOutcome::Fired(Fired::Broadcast(done)), Some(Firing::Broadcast(b))) => {
+                self.metrics.pushes_accepted.inc();
+                let message = Message { id: done.message_id, expires_at: b.task.expires_at, payload: b.payload };
+                self.announce_broadcast(Arc::new(message)).await;
             }
-            _ => {}
+            (FireOutcome::Missed, _) | (FireOutcome::Fired(_), _) => {}
         }
         Ok(true)
     }
@@ -216,7 +105,7 @@ impl Dispatcher {
     async fn firing(&self, s: &ScheduleRecord, now: i64) -> Result<Firing, ApiError> {
         let body: Value = serde_json::from_str(&s.body)
             .map_err(|e| ApiError::new(ErrorCode::SystemError, format!("stored request: {e}")))?;
-        Ok(match prepare(self.store.as_ref(), &self.limits, &s.push_type, &s.app_id, &body, now).await? {
+        Ok(match self.prepare(s.push_type, &s.app_id, &body, now).await? {
             Prepared::Push(p) => {
                 let mut new_push = p.into_new_push(s.app_id.clone(), now, &self.limits)?;
                 new_push.skip_idempotency = true;
@@ -227,5 +116,107 @@ impl Dispatcher {
                 Firing::Broadcast(b)
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use herald_core::ids::AppId;
+    use herald_core::limits::Limits;
+    use herald_core::schedule::{Strategy, schedule_of, without_strategy};
+    use herald_core::state::{PushType, ScheduleStatus};
+    use herald_store::suite::{self, Subject};
+    use herald_store::{Cancelled, Store};
+
+    use crate::bus::Bus;
+    use crate::dispatch::{Dispatcher, Hub};
+
+    /// The scheduler driven by a test clock: a recurring push fires once per occurrence, also
+    /// when a second dispatcher (a restart, or another node) looks at the same time; a
+    /// firing past its validity is recorded as missed; a late one within it is sent.
+    async fn fires_each_occurrence_once(store: Arc<dyn Store>) {
+        const H: i64 = 3_600_000;
+        const DAY: i64 = 24 * H;
+        let t0 = 1_796_000_000_000 - 1_796_000_000_000 % DAY;
+        suite::create_app(store.as_ref(), "a1").await;
+        let d = suite::device(store.as_ref(), "a1", "i1").await;
+        let app_id = AppId::new("a1");
+        let node = |name: &str| {
+            let (hub, bus) = (Arc::new(Hub::new(10)), Arc::new(Bus::local(name)));
+            Arc::new(Dispatcher::new(store.clone(), hub, bus, Arc::default(), name.into(), Limits::default()))
+        };
+        let (one, two) = (node("n1"), node("n2"));
+        let schedule = |body: serde_json::Value, now: i64| {
+            let one = one.clone();
+            async move {
+                let strategy = Strategy::parse(body.as_object().unwrap(), now).unwrap().unwrap();
+                let body = without_strategy(&body);
+                let prepared = one.prepare(PushType::Simple, &AppId::new("a1"), &body, now).await.unwrap();
+                schedule_of(&AppId::new("a1"), PushType::Simple, &body, &prepared, &strategy, now).unwrap()
+            }
+        };
+        let body = serde_json::json!({"deliveryType": 1, "targetMsgkey": {d.as_str(): "daily"}, "title": "t",
+            "content": "c", "expiredSeconds": 3600, "strategyType": 2,
+            "strategyContent": {"startTime": t0, "endTime": t0 + 3 * DAY, "time": "08:00:00", "circleType": 1}});
+        let record = schedule(body, t0).await;
+        assert_eq!(record.push_time, t0 + 8 * H);
+        store.create_schedule(record.clone()).await.unwrap();
+        assert_eq!(one.fire_due(t0 + 7 * H).await.unwrap(), 0);
+        assert_eq!(one.fire_due(t0 + 8 * H).await.unwrap(), 1);
+        assert_eq!(one.fire_due(t0 + 8 * H).await.unwrap(), 0, "fired once");
+        assert_eq!(two.fire_due(t0 + 8 * H + 1).await.unwrap(), 0, "not again by another dispatcher");
+        assert_eq!(store.pending_deliveries(&d, t0 + 8 * H, 10).await.unwrap().len(), 1);
+        // Day 2: looked at only 2 h after 08:00, past the 1 h validity: missed, nothing sent.
+        assert_eq!(two.fire_due(t0 + DAY + 10 * H).await.unwrap(), 1);
+        assert_eq!(store.pending_deliveries(&d, t0 + DAY + 10 * H, 10).await.unwrap().len(), 0);
+        // Day 3: 30 min late, within the validity: sent.
+        assert_eq!(one.fire_due(t0 + 2 * DAY + 8 * H + 30 * 60_000).await.unwrap(), 1);
+        assert_eq!(store.pending_deliveries(&d, t0 + 2 * DAY + 9 * H, 10).await.unwrap().len(), 1);
+        assert_eq!(one.fire_due(t0 + 30 * DAY).await.unwrap(), 0, "after endTime nothing is due");
+
+        let family = store.schedules(&app_id, Some(&record.unique_id), 0, 0).await.unwrap();
+        let parent = family.iter().find(|s| s.parent_id.is_none()).unwrap();
+        assert_eq!(parent.status, ScheduleStatus::Executed, "finished after its last occurrence");
+        let children: Vec<(i64, ScheduleStatus, bool)> = family
+            .iter()
+            .filter(|s| s.parent_id.as_deref() == Some(record.unique_id.as_str()))
+            .map(|s| (s.push_time, s.status, s.task_id.is_some()))
+            .collect();
+        assert_eq!(
+            children,
+            vec![
+                (t0 + 8 * H, ScheduleStatus::Executed, true),
+                (t0 + DAY + 8 * H, ScheduleStatus::Missed, false),
+                (t0 + 2 * DAY + 8 * H, ScheduleStatus::Executed, true)
+            ]
+        );
+        assert_eq!(
+            store.cancel_schedule(&app_id, &record.unique_id).await.unwrap(),
+            Cancelled::NotWaiting(ScheduleStatus::Executed)
+        );
+
+        // A one-off push cancelled before its time never fires.
+        let once = serde_json::json!({"deliveryType": 1, "targetMsgkey": {d.as_str(): "once"}, "title": "t",
+            "content": "c", "expiredSeconds": 60, "strategyType": 1, "strategyContent": {"fixedTime": t0 + 40 * DAY}});
+        let record = schedule(once, t0 + 30 * DAY).await;
+        store.create_schedule(record.clone()).await.unwrap();
+        assert_eq!(store.cancel_schedule(&app_id, &record.unique_id).await.unwrap(), Cancelled::Cancelled);
+        assert_eq!(one.fire_due(t0 + 41 * DAY).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn sqlite_scheduler_fires_each_occurrence_once() {
+        let subject = Subject::sqlite().await.unwrap();
+        fires_each_occurrence_once(subject.store.clone()).await;
+        subject.store.flush().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn postgres_scheduler_fires_each_occurrence_once() {
+        let Some(subject) = Subject::postgres().await else { return };
+        fires_each_occurrence_once(subject.store.clone()).await;
+        subject.store.flush().await.unwrap();
     }
 }

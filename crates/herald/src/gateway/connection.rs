@@ -26,12 +26,13 @@ use herald_mqtt::{
 };
 use tokio::net::TcpStream;
 
+use herald_core::crypto;
+use herald_core::ids::{DeviceId, MessageId};
+use herald_core::model::{PendingDelivery, Presence, StatusUpdate};
+use herald_store::StoreResult;
+
 use super::Gateway;
-use crate::bus::Event;
-use crate::crypto;
 use crate::dispatch::{CloseCause, Message, Outgoing, Session, outgoing};
-use crate::ids::{DeviceId, MessageId};
-use crate::store::{PendingDelivery, Presence, StatusUpdate, StoreResult};
 
 /// First allocation for incoming bytes: device packets are small (PUBACK, PINGREQ, CONNECT);
 /// a larger packet grows the buffer as it arrives.
@@ -45,6 +46,9 @@ const RECENT_ACKED: usize = 64;
 enum Close {
     Eof,
     Io(std::io::Error),
+    /// Bytes that are no MQTT packet.
+    Decode(DecodeError),
+    /// A packet a device may not send.
     Protocol(String),
     Disconnect,
     Hub(CloseCause),
@@ -56,6 +60,7 @@ impl std::fmt::Display for Close {
         match self {
             Close::Eof => f.write_str("closed by the device"),
             Close::Io(e) => write!(f, "socket error: {e}"),
+            Close::Decode(e) => write!(f, "malformed packet: {e}"),
             Close::Protocol(why) => write!(f, "protocol violation: {why}"),
             Close::Disconnect => f.write_str("DISCONNECT"),
             Close::Hub(CloseCause::TakenOver) => f.write_str("taken over by a newer connection"),
@@ -110,14 +115,14 @@ impl Gateway {
         let Some(Accepted { mut conn, keep_alive }) = Box::pin(self.handshake(stream)).await else {
             return;
         };
-        conn.session.set_keep_alive(keep_alive, crate::now_ms());
+        conn.session.set_keep_alive(keep_alive, herald_core::now_ms());
         // A CONNECT may have arrived together with the packets after it.
         let reason = match self.handle_input(&mut conn) {
             Ok(()) => ConnLoop { gw: &self, conn: &mut conn, refill: None }.await,
             Err(e) => e,
         };
         tracing::debug!(device = %conn.device_id(), %reason, "disconnected");
-        self.hub.unregister(conn.device_id(), conn.session.generation);
+        self.hub().unregister(conn.device_id(), conn.session.generation);
         // Written but not acknowledged: the next connection gets them again, with DUP.
         for (_, message, sent_at) in conn.active.take().map(|a| a.inflight).unwrap_or_default() {
             self.store.record(StatusUpdate::Sent {
@@ -129,12 +134,12 @@ impl Gateway {
         self.store.record(StatusUpdate::Disconnected {
             device_id: conn.device_id().clone(),
             presence: self.presence(&conn.session),
-            at: crate::now_ms(),
+            at: herald_core::now_ms(),
         });
     }
 
     fn presence(&self, session: &Session) -> Presence {
-        Presence { node: self.bus.node_id().to_owned(), generation: session.generation }
+        Presence { node: self.dispatcher.node_id().to_owned(), generation: session.generation }
     }
 
     /// Reads CONNECT, authenticates, registers the session and queues CONNACK.
@@ -150,9 +155,9 @@ impl Gateway {
                 tracing::debug!(packet = ?other, "first packet is not CONNECT");
                 return None;
             }
-            Ok(Err(Close::Protocol(reason))) if reason.starts_with("unsupported protocol level") => {
+            Ok(Err(Close::Decode(e @ DecodeError::UnsupportedProtocolLevel(_)))) => {
                 let _ = write_all(&stream, &connack(ConnectReturnCode::UnacceptableProtocolVersion)).await;
-                tracing::debug!(%reason, "CONNECT refused");
+                tracing::debug!(reason = %e, "CONNECT refused");
                 return None;
             }
             Ok(Err(e)) => {
@@ -180,22 +185,21 @@ impl Gateway {
         // In this order: the hub takes deliveries from now on, the store records which node
         // holds the device (a push committing later rings this node), and only then are
         // the pending deliveries read (a push committed earlier is among them).
-        let session = self.hub.register(&device_id);
+        let session = self.hub().register(&device_id);
         let presence = self.presence(&session);
-        let resend_as_dup = match self.store.device_connected(&device_id, &presence, crate::now_ms()).await {
+        let resend_as_dup = match self.store.device_connected(&device_id, &presence, herald_core::now_ms()).await {
             Ok(Some(old)) => {
                 if old.node != presence.node {
                     // A connection on another node lingers (or died with its node): that
                     // node closes it.
-                    let takeover = Event::TakeOver { device: device_id.clone(), generation: old.generation };
-                    self.bus.send(&old.node, takeover).await;
+                    self.dispatcher.take_over(&old.node, device_id.clone(), old.generation).await;
                 }
                 true
             }
             Ok(None) => false,
             Err(e) => {
                 tracing::warn!(error = %e, "store unavailable during CONNECT");
-                self.hub.unregister(&device_id, session.generation);
+                self.hub().unregister(&device_id, session.generation);
                 let _ = write_all(&stream, &connack(ConnectReturnCode::ServerUnavailable)).await;
                 return None;
             }
@@ -218,7 +222,7 @@ impl Gateway {
         device_id: &DeviceId,
         username: Option<&MqttStr>,
         password: Option<&[u8]>,
-    ) -> Result<ConnectReturnCode, crate::store::StoreError> {
+    ) -> Result<ConnectReturnCode, herald_store::StoreError> {
         let (Some(username), Some(password)) = (username, password) else {
             return Ok(ConnectReturnCode::BadUserNameOrPassword);
         };
@@ -228,7 +232,7 @@ impl Gateway {
         let Some((app_id, token_hash)) = self.store.device_credentials(device_id).await? else {
             return Ok(ConnectReturnCode::BadUserNameOrPassword);
         };
-        if crypto::sha256_hex(password) != token_hash {
+        if !crypto::constant_time_eq(crypto::sha256_hex(password).as_bytes(), token_hash.as_bytes()) {
             return Ok(ConnectReturnCode::BadUserNameOrPassword);
         }
         if app_id.as_str() != username.as_str() {
@@ -260,7 +264,7 @@ impl Gateway {
             if batch.is_empty() {
                 return false;
             }
-            let now = crate::now_ms();
+            let now = herald_core::now_ms();
             for item in batch {
                 self.write_delivery(conn, item, now);
             }
@@ -281,7 +285,7 @@ impl Gateway {
         // Never deliver past the validity (the expiry sweep records it as expired), nor a
         // revoked message (the store has recorded that already).
         if message.expires_at <= now
-            || self.hub.is_revoked(&message.id)
+            || self.hub().is_revoked(&message.id)
             || active.inflight.iter().any(|(_, m, _)| m.id == message.id)
             || active.recent_acked.contains(&message.id)
         {
@@ -298,7 +302,7 @@ impl Gateway {
         Packet::Publish(publish).encode(&mut active.outbuf);
         active.inflight.push((packet_id, message, now));
         conn.advance_packet_id();
-        crate::metrics::DELIVERIES_WRITTEN.inc();
+        self.dispatcher.metrics().deliveries_written.inc();
     }
 
     /// Handles every complete packet in the input buffer.
@@ -313,7 +317,7 @@ impl Gateway {
                     }
                     return Ok(());
                 }
-                Err(e) => return Err(protocol(e)),
+                Err(e) => return Err(Close::Decode(e)),
             };
             self.handle_packet(conn, packet)?;
         }
@@ -328,12 +332,12 @@ impl Gateway {
                 };
                 if let Some(i) = active.inflight.iter().position(|(id, _, _)| *id == packet_id) {
                     let (_, message, sent_at) = active.inflight.swap_remove(i);
-                    crate::metrics::DELIVERIES_ACKED.inc();
+                    self.dispatcher.metrics().deliveries_acked.inc();
                     self.store.record(StatusUpdate::Delivered {
                         message_id: message.id.clone(),
                         device_id,
                         sent_at,
-                        at: crate::now_ms(),
+                        at: herald_core::now_ms(),
                     });
                     if active.recent_acked.len() == RECENT_ACKED {
                         active.recent_acked.pop_front();
@@ -391,14 +395,14 @@ impl Gateway {
 
     /// Applies `{messageId, event, at?}` (one object or an array) published by the device.
     fn apply_events(&self, conn: &Conn, payload: &[u8]) {
-        match crate::api::device::parse_events(payload) {
+        match herald_core::events::parse_events(payload, herald_core::now_ms()) {
             Ok(events) => {
-                for (message_id, event, at) in events {
+                for e in events {
                     self.store.record(StatusUpdate::Event {
-                        message_id,
+                        message_id: e.message_id,
                         device_id: conn.device_id().clone(),
-                        event,
-                        at,
+                        event: e.event,
+                        at: e.at,
                     });
                 }
             }
@@ -455,7 +459,9 @@ impl Future for ConnLoop<'_> {
                 let (store, device) = (gw.store.clone(), conn.device_id().clone());
                 let limit = gw.cfg.max_queued;
                 this.refill =
-                    Some(Box::pin(async move { store.pending_deliveries(&device, crate::now_ms(), limit).await }));
+                    Some(Box::pin(
+                        async move { store.pending_deliveries(&device, herald_core::now_ms(), limit).await },
+                    ));
                 continue;
             }
             if let Err(e) = conn.flush() {
@@ -466,7 +472,7 @@ impl Future for ConnLoop<'_> {
                     // A stale readiness, now cleared: poll again so the waker is registered.
                     Ok(0) => continue,
                     Ok(_) => {
-                        conn.session.touch(crate::now_ms());
+                        conn.session.touch(herald_core::now_ms());
                         if let Err(e) = gw.handle_input(conn) {
                             return Poll::Ready(e);
                         }
@@ -544,10 +550,6 @@ impl Conn {
     }
 }
 
-fn protocol(e: DecodeError) -> Close {
-    Close::Protocol(e.to_string())
-}
-
 fn connack(code: ConnectReturnCode) -> BytesMut {
     let mut out = BytesMut::new();
     Packet::ConnAck(ConnAck { session_present: false, code }).encode(&mut out);
@@ -588,7 +590,7 @@ async fn read_first_packet(
                     return Ok(p);
                 }
                 Ok(None) => {}
-                Err(e) => return Err(protocol(e)),
+                Err(e) => return Err(Close::Decode(e)),
             }
         }
         stream.readable().await.map_err(Close::Io)?;

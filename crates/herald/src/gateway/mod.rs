@@ -14,28 +14,32 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::bus::Bus;
+use herald_store::Store;
+
 use crate::config::MqttConfig;
-use crate::dispatch::Hub;
+use crate::dispatch::{Dispatcher, Hub};
 use crate::shutdown::Signal;
-use crate::store::Store;
 
 /// How often keepalive deadlines are checked: the precision of the 1.5× rule.
 const KEEPALIVE_SWEEP: Duration = Duration::from_millis(250);
 
 pub struct Gateway {
     store: Arc<dyn Store>,
-    hub: Arc<Hub>,
-    /// Tells the node of a connection this one replaces to close it.
-    bus: Arc<Bus>,
+    /// Where deliveries come from (its hub), and whom to tell when a connection replaces
+    /// one on another node.
+    dispatcher: Arc<Dispatcher>,
     cfg: MqttConfig,
     /// Open connection tasks, so that shutdown can wait for them.
     open: AtomicUsize,
 }
 
 impl Gateway {
-    pub fn new(store: Arc<dyn Store>, hub: Arc<Hub>, bus: Arc<Bus>, cfg: MqttConfig) -> Arc<Self> {
-        Arc::new(Gateway { store, hub, bus, cfg, open: AtomicUsize::new(0) })
+    pub fn new(store: Arc<dyn Store>, dispatcher: Arc<Dispatcher>, cfg: MqttConfig) -> Arc<Self> {
+        Arc::new(Gateway { store, dispatcher, cfg, open: AtomicUsize::new(0) })
+    }
+
+    fn hub(&self) -> &Hub {
+        self.dispatcher.hub()
     }
 
     /// Accepts connections until `shutdown`, then closes every connection and waits up to
@@ -64,7 +68,7 @@ impl Gateway {
         }
         drop(listener);
         let _ = keepalive_sweeps.await;
-        self.hub.close_all();
+        self.hub().close_all();
         let deadline = tokio::time::Instant::now() + drain;
         while self.open.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -75,7 +79,7 @@ impl Gateway {
     async fn sweep_keepalives(self: Arc<Self>, shutdown: Signal) {
         let mut ticks = crate::shutdown::ticks(KEEPALIVE_SWEEP);
         while shutdown.every(&mut ticks).await {
-            let closed = self.hub.close_idle(crate::now_ms());
+            let closed = self.hub().close_idle(herald_core::now_ms());
             if closed > 0 {
                 tracing::debug!(closed, "closed connections whose keepalive expired");
             }

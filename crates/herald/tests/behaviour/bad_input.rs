@@ -11,7 +11,7 @@ fn code(r: &herald::http_client::Response) -> (u16, String) {
 
 #[tokio::test]
 async fn push_validation_codes() {
-    let Some(server) = TestServer::start().await else { return };
+    let Some(server) = start_server().await else { return };
     let app = server.create_app().await;
     let creds = app.register("i").await;
     let mut device = TestDevice::connect(&creds).await;
@@ -63,7 +63,7 @@ async fn push_validation_codes() {
 
 #[tokio::test]
 async fn signature_refusals() {
-    let Some(server) = TestServer::start().await else { return };
+    let Some(server) = start_server().await else { return };
     let app = server.create_app().await;
     let body =
         json!({"deliveryType": 1, "targetMsgkey": {"d": "k"}, "title": "t", "content": "c", "expiredSeconds": 60})
@@ -75,9 +75,9 @@ async fn signature_refusals() {
         }
     };
     let signed = |secret: &str, ts: i64, body: &str| {
-        herald::api::signing::sign_hmac(&app.key_id, secret, "POST", "/v1/push/simple", body.as_bytes(), ts)
+        herald_core::signing::sign_hmac(&app.key_id, secret, "POST", "/v1/push/simple", body.as_bytes(), ts)
     };
-    let now = herald::now_ms();
+    let now = herald_core::now_ms();
 
     let r = send(vec![], body.clone()).await;
     assert_eq!(code(&r), (401, "SIGNATURE_HEADERS_INVALID".into()));
@@ -101,7 +101,7 @@ async fn signature_refusals() {
     assert!(server.log_contains("signed request refused"));
 
     // Query strings are part of the signature.
-    let headers = herald::api::signing::sign_hmac(&app.key_id, &app.secret, "GET", "/v1/tasks/t1?b=2&a=1", b"", now);
+    let headers = herald_core::signing::sign_hmac(&app.key_id, &app.secret, "GET", "/v1/tasks/t1?b=2&a=1", b"", now);
     let r =
         herald::http_client::request(&app.http, "GET", "/v1/tasks/t1?a=1&b=2", &headers, Bytes::new()).await.unwrap();
     assert_eq!(code(&r), (404, "TASK_NOT_EXIST".into()), "sorted query must verify");
@@ -114,7 +114,7 @@ async fn signature_refusals() {
 async fn keys_can_be_added_revoked_and_rsa_keys_verify_sha256_with_rsa() {
     use aws_lc_rs::rsa::KeySize;
     use aws_lc_rs::signature::{KeyPair, RSA_PKCS1_SHA256, RsaKeyPair};
-    let Some(server) = TestServer::start().await else { return };
+    let Some(server) = start_server().await else { return };
     let app = server.create_app().await;
 
     let r = server.admin("POST", &format!("/admin/v1/apps/{}/keys", app.app_id), json!({"type": "hmac"})).await;
@@ -138,16 +138,16 @@ async fn keys_can_be_added_revoked_and_rsa_keys_verify_sha256_with_rsa() {
         .await;
     assert_eq!(r.status, 200, "{:?}", r.json());
     let rsa_key = r.json()["keyId"].as_str().unwrap().to_string();
-    let now = herald::now_ms().to_string();
+    let now = herald_core::now_ms().to_string();
     let nonce = "rsa-nonce-0123456789";
-    let canonical = herald::api::signing::canonical_string("GET", "/v1/tasks/tx", None, &now, nonce, b"");
+    let canonical = herald_core::signing::canonical_string("GET", "/v1/tasks/tx", None, &now, nonce, b"");
     let mut sig = vec![0u8; pair.public_modulus_len()];
     pair.sign(&RSA_PKCS1_SHA256, &aws_lc_rs::rand::SystemRandom::new(), canonical.as_bytes(), &mut sig).unwrap();
     let headers = vec![
         ("X-Herald-Key".to_string(), rsa_key.clone()),
         ("X-Herald-Timestamp".to_string(), now.clone()),
         ("X-Herald-Nonce".to_string(), nonce.to_string()),
-        ("X-Herald-Signature".to_string(), herald::crypto::b64url(&sig)),
+        ("X-Herald-Signature".to_string(), herald_core::crypto::b64url(&sig)),
     ];
     let r = herald::http_client::request(&app.http, "GET", "/v1/tasks/tx", &headers, Bytes::new()).await.unwrap();
     assert_eq!(code(&r), (404, "TASK_NOT_EXIST".into()), "RSA-signed request verifies");
@@ -172,7 +172,7 @@ fn base64_lines(der: &[u8]) -> String {
 
 #[tokio::test]
 async fn admin_and_device_apis_refuse_without_credentials() {
-    let Some(server) = TestServer::start().await else { return };
+    let Some(server) = start_server().await else { return };
     let r = server.call("POST", "/admin/v1/apps", &[], Bytes::from(json!({"name": "x"}).to_string())).await;
     assert_eq!(code(&r), (401, "ADMIN_UNAUTHORIZED".into()));
     let r = server.admin("POST", "/admin/v1/apps", json!({"name": ""})).await;

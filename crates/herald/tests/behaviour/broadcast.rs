@@ -36,7 +36,7 @@ async fn ios(app: &TestApp, install: &str) -> Creds {
 
 #[tokio::test]
 async fn a_broadcast_reaches_online_and_offline_devices_but_not_later_ones() {
-    let Some(server) = TestServer::start().await else { return };
+    let Some(server) = start_server().await else { return };
     let app = server.create_app().await;
     template(&app).await;
     let online = app.register("online").await;
@@ -90,7 +90,7 @@ async fn a_broadcast_reaches_online_and_offline_devices_but_not_later_ones() {
 
 #[tokio::test]
 async fn push_status_selects_bound_unbound_or_all() {
-    let Some(server) = TestServer::start().await else { return };
+    let Some(server) = start_server().await else { return };
     let app = server.create_app().await;
     template(&app).await;
     let bound = app.register("bound").await;
@@ -116,7 +116,7 @@ async fn push_status_selects_bound_unbound_or_all() {
 
 #[tokio::test]
 async fn a_revoked_broadcast_stops_and_is_recalled_where_it_arrived() {
-    let Some(server) = TestServer::start().await else { return };
+    let Some(server) = start_server().await else { return };
     let app = server.create_app().await;
     template(&app).await;
     let got = app.register("got").await;

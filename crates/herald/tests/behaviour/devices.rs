@@ -6,23 +6,53 @@ use serde_json::json;
 use crate::common::*;
 
 #[tokio::test]
-async fn same_install_id_gives_the_same_device_and_a_new_token() {
-    let Some(server) = TestServer::start().await else { return };
+async fn registering_an_install_again_needs_its_current_token() {
+    let Some(server) = start_server().await else { return };
     let app = server.create_app().await;
     let first = app.register("install-1").await;
-    let again = app.register("install-1").await;
-    assert_eq!(first.device_id, again.device_id);
-    assert_ne!(first.token, again.token);
-    // The old token no longer works.
+    let again = |token: &str| {
+        let headers = vec![("authorization".to_string(), format!("Bearer {token}"))];
+        let app = app.clone();
+        async move { app.register_raw_with(json!({"platform": "android", "installId": "install-1"}), &headers).await }
+    };
+    // The device itself (its current token): the same device, a new token; the old one ends.
+    let r = again(&first.token).await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert_eq!(r.json()["deviceId"], first.device_id.as_str());
+    let renewed = r.json()["deviceToken"].as_str().unwrap().to_string();
+    assert_ne!(renewed, first.token);
     let r = first.device_call("/device/v1/report", json!({"appVersion": "2.0"})).await;
     assert_eq!((r.status, r.json()["resultCode"].as_str()), (401, Some("DEVICE_TOKEN_INVALID")));
     let other = app.register("install-2").await;
     assert_ne!(other.device_id, first.device_id);
 }
 
+/// Anyone with the app key (it ships in every app) and a device's installId used to get a
+/// new token for that device, lock the device out and receive its user's messages.
+#[tokio::test]
+async fn an_install_id_alone_does_not_take_a_device_over() {
+    let Some(server) = start_server().await else { return };
+    let app = server.create_app().await;
+    let victim = app.register("install-1").await;
+    assert_eq!(app.device_bind(&victim, "vic").await.status, 200);
+    let stranger = app.register("install-2").await;
+    for proof in [None, Some(stranger.token.as_str()), Some("forged")] {
+        let headers: Vec<(String, String)> =
+            proof.iter().map(|t| ("authorization".to_string(), format!("Bearer {t}"))).collect();
+        let r = app.register_raw_with(json!({"platform": "android", "installId": "install-1"}), &headers).await;
+        assert_eq!((r.status, r.json()["resultCode"].as_str()), (409, Some("DEVICE_ALREADY_REGISTERED")), "{proof:?}");
+    }
+    // The device, its token and its user are as they were: its messages reach it.
+    let r = victim.device_call("/device/v1/report", json!({"appVersion": "2.0"})).await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let m = app.push_to_user("vic", "k", "for the victim").await;
+    let mut device = TestDevice::connect(&victim).await;
+    assert_eq!(device.next_push().await.1["messageId"], m.as_str());
+}
+
 #[tokio::test]
 async fn register_refuses_a_wrong_app_key_and_bad_fields() {
-    let Some(server) = TestServer::start().await else { return };
+    let Some(server) = start_server().await else { return };
     let app = server.create_app().await;
     let mut wrong = app.clone();
     wrong.app_key = "nope".into();
@@ -36,20 +66,20 @@ async fn register_refuses_a_wrong_app_key_and_bad_fields() {
 
 #[tokio::test]
 async fn bind_needs_a_valid_proof_unless_the_app_trusts_clients() {
-    let Some(server) = TestServer::start().await else { return };
+    let Some(server) = start_server().await else { return };
     let app = server.create_app().await;
     let creds = app.register("i").await;
     let r = creds.device_call("/device/v1/bind", json!({"userId": "alice"})).await;
     assert_eq!((r.status, r.json()["resultCode"].as_str()), (403, Some("BIND_PROOF_INVALID")));
-    let expires_at = herald::now_ms() + 60_000;
+    let expires_at = herald_core::now_ms() + 60_000;
     let proof_for_bob =
-        herald::api::device::bind_proof(app.bind_secret.as_bytes(), &creds.device_id, "bob", expires_at);
+        herald_core::signing::bind_proof(app.bind_secret.as_bytes(), &creds.device_id, "bob", expires_at);
     let r = creds
         .device_call("/device/v1/bind", json!({"userId": "alice", "bindProof": proof_for_bob, "expiresAt": expires_at}))
         .await;
     assert_eq!(r.json()["resultCode"], "BIND_PROOF_INVALID");
-    let stale = herald::now_ms() - 1;
-    let proof = herald::api::device::bind_proof(app.bind_secret.as_bytes(), &creds.device_id, "alice", stale);
+    let stale = herald_core::now_ms() - 1;
+    let proof = herald_core::signing::bind_proof(app.bind_secret.as_bytes(), &creds.device_id, "alice", stale);
     let r =
         creds.device_call("/device/v1/bind", json!({"userId": "alice", "bindProof": proof, "expiresAt": stale})).await;
     assert_eq!(r.json()["resultCode"], "BIND_PROOF_INVALID");
@@ -63,7 +93,7 @@ async fn bind_needs_a_valid_proof_unless_the_app_trusts_clients() {
 
 #[tokio::test]
 async fn device_view_shows_platform_versions_user_online_and_last_seen() {
-    let Some(server) = TestServer::start().await else { return };
+    let Some(server) = start_server().await else { return };
     let app = server.create_app().await;
     let creds = app.register("i").await;
     let r = creds.device_call("/device/v1/report", json!({"appVersion": "2.1", "vendorTokens": {"fcm": "tok"}})).await;
@@ -94,7 +124,7 @@ async fn device_view_shows_platform_versions_user_online_and_last_seen() {
 
 #[tokio::test]
 async fn server_unbind_stops_pending_user_messages_for_that_device() {
-    let Some(server) = TestServer::start().await else { return };
+    let Some(server) = start_server().await else { return };
     let app = server.create_app().await;
     let creds = app.register("i").await;
     let bind = app
@@ -119,7 +149,7 @@ async fn server_unbind_stops_pending_user_messages_for_that_device() {
 
 #[tokio::test]
 async fn device_events_move_a_delivery_to_opened() {
-    let Some(server) = TestServer::start().await else { return };
+    let Some(server) = start_server().await else { return };
     let app = server.create_app().await;
     let creds = app.register("i").await;
     let mut device = TestDevice::connect(&creds).await;

@@ -6,7 +6,7 @@ use crate::common::*;
 
 #[tokio::test]
 async fn a_message_accepted_right_before_sigkill_is_delivered_after_restart() {
-    let Some(mut server) = TestServer::start().await else { return };
+    let Some(mut server) = start_process().await else { return };
     let app = server.create_app().await;
     let creds = app.register("i").await;
     let (_, m) = app.push_to_device(&creds.device_id, "k", "survive").await;
@@ -20,15 +20,14 @@ async fn a_message_accepted_right_before_sigkill_is_delivered_after_restart() {
 
 #[tokio::test]
 async fn sigterm_stops_gracefully_and_keeps_acknowledgements() {
-    let Some(mut server) = TestServer::start().await else { return };
+    let Some(mut server) = start_process().await else { return };
     let app = server.create_app().await;
     let creds = app.register("i").await;
     let mut device = TestDevice::connect(&creds).await;
     let (_, m) = app.push_to_device(&creds.device_id, "k", "ack before stop").await;
     device.next_push().await;
     // The acknowledgement may still be queued: a graceful stop must commit it.
-    let status = std::process::Command::new("kill").args(["-TERM", &server.pid().to_string()]).status().unwrap();
-    assert!(status.success());
+    server.terminate();
     let exit = server.wait_exit(Duration::from_secs(15)).expect("exits after SIGTERM");
     assert!(exit.success(), "exit status {exit:?}");
     device.closed().await;
@@ -105,7 +104,7 @@ async fn admin_token_is_generated_printed_once_and_kept_hashed() {
 
 #[tokio::test]
 async fn cli_app_create_prints_the_admin_api_answer() {
-    let Some(server) = TestServer::start().await else { return };
+    let Some(server) = start_process().await else { return };
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
         .args(["app", "create", "--name", "From CLI", "--server", &format!("http://{}", server.http)])
         .env("HERALD_ADMIN_TOKEN", ADMIN_TOKEN)
@@ -128,7 +127,7 @@ async fn a_config_file_sets_limits_and_flags_override_it() {
     let config = dir.path().join("herald.toml");
     // The file's addresses are overridden by the flags TestServer passes (port 0).
     std::fs::write(&config, "http_addr = \"127.0.0.1:1\"\n[limits]\nmax_simple_targets = 2\n").unwrap();
-    let server = TestServer::start_in(dir.path(), &["--config", config.to_str().unwrap()]).await;
+    let server = TestProcess::start_in(herald_bin!(), dir.path(), &["--config", config.to_str().unwrap()]).await;
     let app = server.create_app().await;
     let r = app
         .push_simple(serde_json::json!({"deliveryType": 1, "targetMsgkey": {"a": "1", "b": "2", "c": "3"},

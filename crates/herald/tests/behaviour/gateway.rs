@@ -67,7 +67,7 @@ impl Raw {
 
 #[tokio::test]
 async fn connect_is_refused_with_4_or_5_and_unsupported_versions_with_1() {
-    let Some(server) = TestServer::start().await else { return };
+    let Some(server) = start_server().await else { return };
     let app = server.create_app().await;
     let other = server.create_app().await;
     let creds = app.register("i").await;
@@ -101,7 +101,7 @@ async fn connect_is_refused_with_4_or_5_and_unsupported_versions_with_1() {
 
 #[tokio::test]
 async fn own_push_topic_is_granted_qos1_and_any_other_filter_is_refused() {
-    let Some(server) = TestServer::start().await else { return };
+    let Some(server) = start_server().await else { return };
     let app = server.create_app().await;
     let creds = app.register("i").await;
     let mut device = TestDevice::connect(&creds).await;
@@ -121,7 +121,7 @@ async fn own_push_topic_is_granted_qos1_and_any_other_filter_is_refused() {
 
 #[tokio::test]
 async fn a_device_publishes_events_to_its_own_topic_only() {
-    let Some(server) = TestServer::start().await else { return };
+    let Some(server) = start_server().await else { return };
     let app = server.create_app().await;
     let creds = app.register("i").await;
     let victim = app.register("j").await;
@@ -137,7 +137,7 @@ async fn a_device_publishes_events_to_its_own_topic_only() {
 
 #[tokio::test]
 async fn a_second_connection_takes_over_and_closes_the_first() {
-    let Some(server) = TestServer::start().await else { return };
+    let Some(server) = start_server().await else { return };
     let app = server.create_app().await;
     let creds = app.register("i").await;
     let mut first = TestDevice::connect(&creds).await;
@@ -149,7 +149,7 @@ async fn a_second_connection_takes_over_and_closes_the_first() {
 
 #[tokio::test]
 async fn an_unacknowledged_delivery_comes_again_with_dup_on_the_next_connect() {
-    let Some(server) = TestServer::start().await else { return };
+    let Some(server) = start_server().await else { return };
     let app = server.create_app().await;
     let creds = app.register("i").await;
     let mut device = TestDevice::connect_manual_ack(&creds).await;
@@ -169,7 +169,7 @@ async fn an_unacknowledged_delivery_comes_again_with_dup_on_the_next_connect() {
 
 #[tokio::test]
 async fn keepalive_is_enforced_at_one_and_a_half_times() {
-    let Some(server) = TestServer::start().await else { return };
+    let Some(server) = start_server().await else { return };
     let app = server.create_app().await;
     let creds = app.register("i").await;
     let mut raw = Raw::connect(&server.mqtt, &creds, 1).await;
@@ -181,7 +181,7 @@ async fn keepalive_is_enforced_at_one_and_a_half_times() {
 
 #[tokio::test]
 async fn packets_over_the_size_limit_close_the_connection() {
-    let Some(server) = TestServer::start().await else { return };
+    let Some(server) = start_server().await else { return };
     let app = server.create_app().await;
     let creds = app.register("i").await;
     let mut raw = Raw::connect(&server.mqtt, &creds, 60).await;
@@ -192,7 +192,7 @@ async fn packets_over_the_size_limit_close_the_connection() {
 
 #[tokio::test]
 async fn a_client_that_stops_reading_does_not_hold_back_others() {
-    let Some(server) = TestServer::start().await else { return };
+    let Some(server) = start_server().await else { return };
     let app = server.create_app().await;
     let stuck = app.register("stuck").await;
     let healthy = app.register("healthy").await;

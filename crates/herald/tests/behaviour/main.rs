@@ -1,8 +1,9 @@
-//! Behaviour tests through the real binary: HTTP on port 0, real MQTT clients, real SQLite.
+//! Behaviour tests through the public API: nodes on port 0 in the test process (processes
+//! where a test kills or signals one), real MQTT clients, real SQLite.
 //! `tests/behaviour_postgres.rs` runs the same modules against PostgreSQL.
 
 /// This build of the suite runs on SQLite.
-pub const ON_POSTGRES: bool = false;
+pub const BACKEND: herald_testkit::Backend = herald_testkit::Backend::Sqlite;
 
 mod common;
 

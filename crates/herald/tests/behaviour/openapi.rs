@@ -7,7 +7,7 @@ use crate::common::*;
 
 #[tokio::test]
 async fn every_documented_operation_is_routed() {
-    let Some(server) = TestServer::start().await else { return };
+    let Some(server) = start_server().await else { return };
     let r = server.call("GET", "/openapi.json", &[], Bytes::new()).await;
     assert_eq!(r.status, 200);
     let spec = r.json();

@@ -14,7 +14,7 @@ async fn revoke(app: &TestApp, msg_key: &str, target: &str) -> (u16, Value) {
 
 #[tokio::test]
 async fn a_message_revoked_before_delivery_never_arrives() {
-    let Some(server) = TestServer::start().await else { return };
+    let Some(server) = start_server().await else { return };
     let app = server.create_app().await;
     let creds = app.register("d").await;
     let (_, m) = app.push_to_device(&creds.device_id, "k1", "to revoke").await;
@@ -37,7 +37,7 @@ async fn a_message_revoked_before_delivery_never_arrives() {
 
 #[tokio::test]
 async fn a_delivered_message_is_recalled_at_once_or_at_the_next_connect() {
-    let Some(server) = TestServer::start().await else { return };
+    let Some(server) = start_server().await else { return };
     let app = server.create_app().await;
     let online = app.register("online").await;
     let offline = app.register("offline").await;
@@ -69,7 +69,7 @@ async fn a_delivered_message_is_recalled_at_once_or_at_the_next_connect() {
 
 #[tokio::test]
 async fn revoking_a_task_withdraws_every_target_and_a_late_bind_gets_nothing() {
-    let Some(server) = TestServer::start().await else { return };
+    let Some(server) = start_server().await else { return };
     let app = server.create_app().await;
     let r = app
         .push_simple(json!({"deliveryType": 3, "targetMsgkey": {"carol": "k1", "dave": "k2"}, "title": "t",

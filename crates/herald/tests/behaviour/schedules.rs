@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::common::*;
 
 fn at(ms_from_now: i64) -> i64 {
-    herald::now_ms() + ms_from_now
+    herald_core::now_ms() + ms_from_now
 }
 
 async fn schedule(app: &TestApp, device: &str, key: &str, fixed_time: i64) -> Value {
@@ -29,7 +29,7 @@ async fn listed(app: &TestApp, unique_id: &str) -> Value {
 
 #[tokio::test]
 async fn a_fixed_time_push_fires_once_at_its_time() {
-    let Some(server) = TestServer::start().await else { return };
+    let Some(server) = start_server().await else { return };
     let app = server.create_app().await;
     let creds = app.register("d").await;
     let mut device = TestDevice::connect(&creds).await;
@@ -41,7 +41,7 @@ async fn a_fixed_time_push_fires_once_at_its_time() {
     assert_eq!((waiting["executedStatus"].as_i64(), waiting["strategyType"].as_i64()), (Some(0), Some(1)));
     assert!(device.quiet_for(Duration::from_millis(800)).await, "not before its time");
     let (_, p) = device.next_push().await;
-    assert!(herald::now_ms() >= fire_at, "fired at or after fixedTime");
+    assert!(herald_core::now_ms() >= fire_at, "fired at or after fixedTime");
     assert_eq!((p["title"].as_str(), p["msgKey"].as_str()), (Some("later"), Some("k")));
     assert!(device.quiet_for(Duration::from_millis(1_500)).await, "fired exactly once");
     let done = listed(&app, &unique_id).await;
@@ -56,7 +56,7 @@ async fn a_fixed_time_push_fires_once_at_its_time() {
 
 #[tokio::test]
 async fn a_cancelled_schedule_never_fires_and_holds_its_template_until_then() {
-    let Some(server) = TestServer::start().await else { return };
+    let Some(server) = start_server().await else { return };
     let app = server.create_app().await;
     let t = json!({"templateName": "remind", "title": "Hi #n#", "content": "c"});
     assert_eq!(app.signed("POST", "/v1/templates", &t.to_string()).await.status, 200);
@@ -90,7 +90,7 @@ async fn a_cancelled_schedule_never_fires_and_holds_its_template_until_then() {
 
 #[tokio::test]
 async fn a_push_scheduled_before_a_crash_fires_after_the_restart() {
-    let Some(mut server) = TestServer::start().await else { return };
+    let Some(mut server) = start_process().await else { return };
     let app = server.create_app().await;
     let creds = app.register("d").await;
     let j = schedule(&app, &creds.device_id, "k", at(1_000)).await;
@@ -108,7 +108,7 @@ async fn a_push_scheduled_before_a_crash_fires_after_the_restart() {
 
 #[tokio::test]
 async fn revoking_a_scheduled_task_cancels_what_it_has_not_sent() {
-    let Some(server) = TestServer::start().await else { return };
+    let Some(server) = start_server().await else { return };
     let app = server.create_app().await;
     let creds = app.register("d").await;
     let j = schedule(&app, &creds.device_id, "k", at(60_000)).await;

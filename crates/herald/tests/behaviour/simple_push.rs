@@ -7,7 +7,7 @@ use crate::common::*;
 
 #[tokio::test]
 async fn online_device_gets_every_field_at_once_and_status_becomes_delivered() {
-    let Some(server) = TestServer::start().await else { return };
+    let Some(server) = start_server().await else { return };
     let app = server.create_app().await;
     let creds = app.register("install-1").await;
     let mut device = TestDevice::connect(&creds).await;
@@ -61,7 +61,7 @@ async fn online_device_gets_every_field_at_once_and_status_becomes_delivered() {
 
 #[tokio::test]
 async fn offline_device_gets_pending_messages_oldest_first_when_it_connects() {
-    let Some(server) = TestServer::start().await else { return };
+    let Some(server) = start_server().await else { return };
     let app = server.create_app().await;
     let creds = app.register("install-1").await;
     let (_, first) = app.push_to_device(&creds.device_id, "k1", "first").await;
@@ -76,7 +76,7 @@ async fn offline_device_gets_pending_messages_oldest_first_when_it_connects() {
 
 #[tokio::test]
 async fn user_push_reaches_every_bound_device_and_a_device_that_binds_later() {
-    let Some(server) = TestServer::start().await else { return };
+    let Some(server) = start_server().await else { return };
     let app = server.create_app().await;
     let a = app.register("phone").await;
     let b = app.register("tablet").await;
@@ -112,7 +112,7 @@ async fn user_push_reaches_every_bound_device_and_a_device_that_binds_later() {
 
 #[tokio::test]
 async fn a_user_push_without_devices_waits_for_a_bind() {
-    let Some(server) = TestServer::start().await else { return };
+    let Some(server) = start_server().await else { return };
     let app = server.create_app().await;
     let r = app
         .push_simple(json!({"deliveryType": "user", "targetMsgkey": {"bob": "k"}, "title": "t", "content": "c",
@@ -129,7 +129,7 @@ async fn a_user_push_without_devices_waits_for_a_bind() {
 
 #[tokio::test]
 async fn an_expired_message_is_never_delivered_and_shows_expired() {
-    let Some(server) = TestServer::start().await else { return };
+    let Some(server) = start_server().await else { return };
     let app = server.create_app().await;
     let creds = app.register("install-1").await;
     let r = app
@@ -150,7 +150,7 @@ async fn an_expired_message_is_never_delivered_and_shows_expired() {
 
 #[tokio::test]
 async fn the_same_msgkey_and_target_is_not_sent_twice_within_the_validity() {
-    let Some(server) = TestServer::start().await else { return };
+    let Some(server) = start_server().await else { return };
     let app = server.create_app().await;
     let creds = app.register("install-1").await;
     let (task1, m1) = app.push_to_device(&creds.device_id, "same-key", "one").await;
@@ -176,7 +176,7 @@ async fn the_same_msgkey_and_target_is_not_sent_twice_within_the_validity() {
 
 #[tokio::test]
 async fn one_app_can_never_reach_or_read_another_apps_devices_tasks_or_messages() {
-    let Some(server) = TestServer::start().await else { return };
+    let Some(server) = start_server().await else { return };
     let app1 = server.create_app().await;
     let app2 = server.create_app().await;
     let victim = app2.register("victim").await;
@@ -212,7 +212,7 @@ async fn one_app_can_never_reach_or_read_another_apps_devices_tasks_or_messages(
 
 #[tokio::test]
 async fn a_msgkey_is_free_again_once_its_message_expired() {
-    let Some(server) = TestServer::start().await else { return };
+    let Some(server) = start_server().await else { return };
     let app = server.create_app().await;
     let creds = app.register("install-1").await;
     let body = |secs: i64| {
@@ -231,7 +231,7 @@ async fn a_msgkey_is_free_again_once_its_message_expired() {
 
 #[tokio::test]
 async fn every_device_delivery_type_and_each_limit_itself_is_accepted() {
-    let Some(server) = TestServer::start().await else { return };
+    let Some(server) = start_server().await else { return };
     let app = server.create_app().await;
     let creds = app.register("install-1").await;
     let mut device = TestDevice::connect(&creds).await;

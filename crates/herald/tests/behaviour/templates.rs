@@ -15,7 +15,7 @@ fn code(j: &Value) -> &str {
 
 #[tokio::test]
 async fn templates_are_created_listed_replaced_and_deleted() {
-    let Some(server) = TestServer::start().await else { return };
+    let Some(server) = start_server().await else { return };
     let app = server.create_app().await;
     let other = server.create_app().await;
     let body = json!({"templateName": "order_paid", "title": "Hi #name#", "content": "You paid #money# for #item#",
@@ -58,7 +58,7 @@ async fn templates_are_created_listed_replaced_and_deleted() {
 
 #[tokio::test]
 async fn an_app_holds_at_most_100_templates() {
-    let Some(server) = TestServer::start().await else { return };
+    let Some(server) = start_server().await else { return };
     let app = server.create_app().await;
     for i in 0..100 {
         let (status, j) = create(&app, json!({"templateName": format!("t{i}"), "title": "t", "content": "c"})).await;
@@ -70,7 +70,7 @@ async fn an_app_holds_at_most_100_templates() {
 
 #[tokio::test]
 async fn a_template_push_fills_the_placeholders_for_every_target() {
-    let Some(server) = TestServer::start().await else { return };
+    let Some(server) = start_server().await else { return };
     let app = server.create_app().await;
     let (status, _) = create(
         &app,
@@ -119,7 +119,7 @@ async fn a_template_push_fills_the_placeholders_for_every_target() {
 
 #[tokio::test]
 async fn a_multiple_push_sends_each_target_its_own_text_under_one_task() {
-    let Some(server) = TestServer::start().await else { return };
+    let Some(server) = start_server().await else { return };
     let app = server.create_app().await;
     assert_eq!(
         create(&app, json!({"templateName": "bill", "title": "Bill for #name#", "content": "#amount# due"})).await.0,

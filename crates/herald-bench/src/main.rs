@@ -1,0 +1,155 @@
+//! `herald-bench`: the measurements behind docs/PERFORMANCE.md, run side by side with
+//! Mosquitto (the reference broker) in one run.
+//!
+//! - `idle`: N authenticated, subscribed, idle MQTT connections; resident memory of the
+//!   server process per connection (from /proc/PID/status).
+//! - `push`: single-target Simple pushes end to end — signed HTTP request → committed →
+//!   PUBLISH at the device → PUBACK — at full speed (closed loop) and at a fixed rate (open
+//!   loop), with p50/p99 latency from sending the request to the device receiving it. The
+//!   Mosquitto reference publishes QoS 1 to one subscriber topic per device.
+//!
+//! The load generator is this process: raw MQTT clients on the `herald-mqtt` codec and
+//! keep-alive HTTP/1.1 connections. Servers run as child processes on loopback.
+
+mod broadcast;
+mod cluster;
+mod idle;
+mod load;
+mod push;
+mod servers;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, ValueEnum};
+
+use push::*;
+
+#[derive(Parser)]
+#[command(name = "herald-bench", about = "Load generator and measurements behind docs/PERFORMANCE.md")]
+struct Cli {
+    #[command(flatten)]
+    args: BenchArgs,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let ran = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(run(cli.args)));
+    match ran {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+#[derive(Args, Clone)]
+pub struct BenchArgs {
+    /// What to measure.
+    #[arg(value_enum)]
+    scenario: Scenario,
+    /// Idle connections held for the memory measurement.
+    #[arg(long, default_value_t = 19_000)]
+    connections: usize,
+    /// Connected devices that receive pushes in the push scenario.
+    #[arg(long, default_value_t = 1_000)]
+    devices: usize,
+    /// Seconds each push phase runs.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Requests in flight in the full-speed phase.
+    #[arg(long, default_value_t = 128)]
+    concurrency: usize,
+    /// Pushes per second of the fixed-rate phase.
+    #[arg(long, default_value_t = 2_000)]
+    rate: u64,
+    /// The `herald` binary measured (default: the one beside this program, as `cargo build
+    /// --release` leaves them). Another build's binary measures that build with this load.
+    #[arg(long)]
+    herald: Option<PathBuf>,
+    /// The Mosquitto binary measured as the reference.
+    #[arg(long, default_value = "/usr/sbin/mosquitto")]
+    mosquitto: PathBuf,
+    /// Skip the Mosquitto reference.
+    #[arg(long)]
+    no_reference: bool,
+    /// Run Herald on this PostgreSQL database (each server in a fresh schema, dropped after)
+    /// instead of SQLite.
+    #[arg(long)]
+    store_url: Option<String>,
+    /// NATS of the cluster scenario.
+    #[arg(long)]
+    bus_url: Option<String>,
+    /// Nodes of the unicast comparison of the cluster scenario.
+    #[arg(long, default_value_t = 2)]
+    nodes: usize,
+    /// Nodes of the scale part of the cluster scenario (each holds --connections).
+    #[arg(long, default_value_t = 3)]
+    scale_nodes: usize,
+    /// Registered devices of the broadcast scenario.
+    #[arg(long, default_value_t = 100_000)]
+    registered: usize,
+    /// Broadcasts sent back to back in the broadcast scenario.
+    #[arg(long, default_value_t = 10)]
+    broadcasts: usize,
+    /// The rumqttd binary measured as the second reference (`cargo install rumqttd`).
+    #[arg(long, default_value = "rumqttd")]
+    rumqttd: PathBuf,
+    /// `hold`: the node to connect to.
+    #[arg(long, hide = true)]
+    mqtt: Option<String>,
+    /// `hold`: lines of `appId deviceId token`.
+    #[arg(long, hide = true)]
+    devices_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Scenario {
+    Idle,
+    Push,
+    /// One SQLite node vs nodes on PostgreSQL + NATS; then three nodes holding
+    /// `--connections` each (needs --store-url and --bus-url).
+    Cluster,
+    All,
+    /// Broadcast answer time by registered devices, and fan-out to `--connections`
+    /// connected devices next to Mosquitto and rumqttd.
+    Broadcast,
+    /// A helper process of `cluster`: holds the devices of `--devices-file` on `--mqtt`.
+    #[value(hide = true)]
+    Hold,
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let herald_bin = match &args.herald {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?.with_file_name("herald"),
+    };
+    // Every bench connection is a file descriptor.
+    herald::cli::raise_fd_limit();
+    if args.scenario == Scenario::Hold {
+        return cluster::hold(&args).await;
+    }
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "warning: this is a debug build; run `cargo build --release` and target/release/herald-bench for figures"
+        );
+    }
+    println!("# herald-bench ({} cores)\n", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    if matches!(args.scenario, Scenario::Idle | Scenario::All) {
+        idle::idle(&args, &herald_bin).await?;
+    }
+    if matches!(args.scenario, Scenario::Push | Scenario::All) {
+        push(&args, &herald_bin).await?;
+    }
+    if args.scenario == Scenario::Cluster {
+        cluster::run(&args, &herald_bin).await?;
+    }
+    if args.scenario == Scenario::Broadcast {
+        broadcast::run(&args, &herald_bin).await?;
+    }
+    Ok(())
+}

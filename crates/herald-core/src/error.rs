@@ -1,0 +1,275 @@
+//! The one table of API result codes. Each code has an HTTP status and a stable
+//! upper-case name (MPS names where MPS has one); `docs/errors.md` lists them all.
+//! Matches are exhaustive on purpose: a new code cannot be added without a status.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    // Authentication of the server API.
+    SignatureMismatch,
+    SignatureHeadersInvalid,
+    TimestampOutOfWindow,
+    NonceReused,
+    ApiKeyInvalid,
+    // Admin and device authentication.
+    AdminUnauthorized,
+    AppKeyInvalid,
+    DeviceTokenInvalid,
+    BindProofInvalid,
+    DeviceAlreadyRegistered,
+    // Request shape.
+    InvalidJson,
+    RequestTooLarge,
+    RequestTimeout,
+    InvalidParam,
+    NotFound,
+    MethodNotAllowed,
+    // Push validation (MPS codes).
+    DeliveryTypeNotSupported,
+    TokenOrUseridNull,
+    SinglePushTargetTooMuch,
+    ExpiredsecondsWrong,
+    ExpiredtimeTooLong,
+    PayloadNotEnough,
+    SinglePushContentTooLong,
+    MsgPayloadTooLong,
+    ExtendParamToMuch,
+    InvalidExtendParam,
+    TemplateNotExist,
+    TemplatekvNotEnough,
+    NeedTemplate,
+    TemplateExists,
+    TemplateNameInvalid,
+    TemplateTitleInvalid,
+    TemplateContentInvalid,
+    TemplateLimitExceeded,
+    MultiplePushTargetTooMuch,
+    MultipleInnerExtendParamToMuch,
+    BroadcastOnlySupportByDevice,
+    TemplateInUse,
+    ScheduleNotExist,
+    ScheduleNotCancellable,
+    // Lookups.
+    AppNotExist,
+    KeyNotExist,
+    DeviceNotExist,
+    TaskNotExist,
+    MessageNotExist,
+    // Server side.
+    StoreUnavailable,
+    BusUnavailable,
+    SystemError,
+}
+
+impl ErrorCode {
+    /// The `resultCode` string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::SignatureMismatch => "SIGNATURE_MISMATCH",
+            ErrorCode::SignatureHeadersInvalid => "SIGNATURE_HEADERS_INVALID",
+            ErrorCode::TimestampOutOfWindow => "TIMESTAMP_OUT_OF_WINDOW",
+            ErrorCode::NonceReused => "NONCE_REUSED",
+            ErrorCode::ApiKeyInvalid => "API_KEY_INVALID",
+            ErrorCode::AdminUnauthorized => "ADMIN_UNAUTHORIZED",
+            ErrorCode::AppKeyInvalid => "APP_KEY_INVALID",
+            ErrorCode::DeviceTokenInvalid => "DEVICE_TOKEN_INVALID",
+            ErrorCode::BindProofInvalid => "BIND_PROOF_INVALID",
+            ErrorCode::DeviceAlreadyRegistered => "DEVICE_ALREADY_REGISTERED",
+            ErrorCode::InvalidJson => "INVALID_JSON",
+            ErrorCode::RequestTooLarge => "REQUEST_TOO_LARGE",
+            ErrorCode::RequestTimeout => "REQUEST_TIMEOUT",
+            ErrorCode::InvalidParam => "INVALID_PARAM",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            ErrorCode::DeliveryTypeNotSupported => "DELIVERY_TYPE_NOT_SUPPORTED",
+            ErrorCode::TokenOrUseridNull => "TOKEN_OR_USERID_NULL",
+            ErrorCode::SinglePushTargetTooMuch => "SINGLE_PUSH_TARGET_TOO_MUCH",
+            ErrorCode::ExpiredsecondsWrong => "EXPIREDSECONDS_WRONG",
+            ErrorCode::ExpiredtimeTooLong => "EXPIREDTIME_TOO_LONG",
+            ErrorCode::PayloadNotEnough => "PAYLOAD_NOT_ENOUGH",
+            ErrorCode::SinglePushContentTooLong => "SINGLE_PUSH_CONTENT_TOO_LONG",
+            ErrorCode::MsgPayloadTooLong => "MSG_PAYLOAD_TOO_LONG",
+            ErrorCode::ExtendParamToMuch => "EXTEND_PARAM_TO_MUCH",
+            ErrorCode::InvalidExtendParam => "INVALID_EXTEND_PARAM",
+            ErrorCode::TemplateNotExist => "TEMPLATE_NOT_EXIST",
+            ErrorCode::TemplatekvNotEnough => "TEMPLATEKV_NOT_ENOUGH",
+            ErrorCode::NeedTemplate => "NEED_TEMPLATE",
+            ErrorCode::TemplateExists => "TEMPLATE_EXISTS",
+            ErrorCode::TemplateNameInvalid => "TEMPLATE_NAME_INVALID",
+            ErrorCode::TemplateTitleInvalid => "TEMPLATE_TITLE_INVALID",
+            ErrorCode::TemplateContentInvalid => "TEMPLATE_CONTENT_INVALID",
+            ErrorCode::TemplateLimitExceeded => "TEMPLATE_LIMIT_EXCEEDED",
+            ErrorCode::MultiplePushTargetTooMuch => "MULTIPLE_PUSH_TARGET_TOO_MUCH",
+            ErrorCode::MultipleInnerExtendParamToMuch => "MULTIPLE_INNER_EXTEND_PARAM_TO_MUCH",
+            ErrorCode::BroadcastOnlySupportByDevice => "BROADCAST_ONLY_SUPPORT_BY_DEVICE",
+            ErrorCode::TemplateInUse => "TEMPLATE_IN_USE",
+            ErrorCode::ScheduleNotExist => "SCHEDULE_NOT_EXIST",
+            ErrorCode::ScheduleNotCancellable => "SCHEDULE_NOT_CANCELLABLE",
+            ErrorCode::AppNotExist => "APP_NOT_EXIST",
+            ErrorCode::KeyNotExist => "KEY_NOT_EXIST",
+            ErrorCode::DeviceNotExist => "DEVICE_NOT_EXIST",
+            ErrorCode::TaskNotExist => "TASK_NOT_EXIST",
+            ErrorCode::MessageNotExist => "MESSAGE_NOT_EXIST",
+            ErrorCode::StoreUnavailable => "STORE_UNAVAILABLE",
+            ErrorCode::BusUnavailable => "BUS_UNAVAILABLE",
+            ErrorCode::SystemError => "SYSTEM_ERROR",
+        }
+    }
+
+    /// The HTTP status that goes with the code.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::SignatureMismatch
+            | ErrorCode::SignatureHeadersInvalid
+            | ErrorCode::TimestampOutOfWindow
+            | ErrorCode::NonceReused
+            | ErrorCode::ApiKeyInvalid
+            | ErrorCode::AdminUnauthorized
+            | ErrorCode::AppKeyInvalid
+            | ErrorCode::DeviceTokenInvalid => 401,
+            ErrorCode::BindProofInvalid => 403,
+            ErrorCode::InvalidJson
+            | ErrorCode::InvalidParam
+            | ErrorCode::DeliveryTypeNotSupported
+            | ErrorCode::TokenOrUseridNull
+            | ErrorCode::SinglePushTargetTooMuch
+            | ErrorCode::ExpiredsecondsWrong
+            | ErrorCode::ExpiredtimeTooLong
+            | ErrorCode::PayloadNotEnough
+            | ErrorCode::SinglePushContentTooLong
+            | ErrorCode::MsgPayloadTooLong
+            | ErrorCode::ExtendParamToMuch
+            | ErrorCode::InvalidExtendParam => 400,
+            ErrorCode::RequestTooLarge => 413,
+            ErrorCode::RequestTimeout => 408,
+            ErrorCode::DeviceAlreadyRegistered => 409,
+            ErrorCode::NotFound
+            | ErrorCode::AppNotExist
+            | ErrorCode::KeyNotExist
+            | ErrorCode::DeviceNotExist
+            | ErrorCode::TaskNotExist
+            | ErrorCode::MessageNotExist => 404,
+            ErrorCode::TemplatekvNotEnough
+            | ErrorCode::NeedTemplate
+            | ErrorCode::TemplateNameInvalid
+            | ErrorCode::TemplateTitleInvalid
+            | ErrorCode::TemplateContentInvalid
+            | ErrorCode::MultiplePushTargetTooMuch
+            | ErrorCode::MultipleInnerExtendParamToMuch
+            | ErrorCode::BroadcastOnlySupportByDevice => 400,
+            ErrorCode::TemplateNotExist => 404,
+            ErrorCode::TemplateExists | ErrorCode::TemplateLimitExceeded => 409,
+            ErrorCode::TemplateInUse | ErrorCode::ScheduleNotCancellable => 409,
+            ErrorCode::ScheduleNotExist => 404,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::StoreUnavailable | ErrorCode::BusUnavailable => 503,
+            ErrorCode::SystemError => 500,
+        }
+    }
+
+    /// Every code, in table order: the docs test checks that each one is documented.
+    pub const ALL: &'static [ErrorCode] = &[
+        ErrorCode::SignatureMismatch,
+        ErrorCode::SignatureHeadersInvalid,
+        ErrorCode::TimestampOutOfWindow,
+        ErrorCode::NonceReused,
+        ErrorCode::ApiKeyInvalid,
+        ErrorCode::AdminUnauthorized,
+        ErrorCode::AppKeyInvalid,
+        ErrorCode::DeviceTokenInvalid,
+        ErrorCode::BindProofInvalid,
+        ErrorCode::DeviceAlreadyRegistered,
+        ErrorCode::InvalidJson,
+        ErrorCode::RequestTooLarge,
+        ErrorCode::RequestTimeout,
+        ErrorCode::InvalidParam,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::DeliveryTypeNotSupported,
+        ErrorCode::TokenOrUseridNull,
+        ErrorCode::SinglePushTargetTooMuch,
+        ErrorCode::ExpiredsecondsWrong,
+        ErrorCode::ExpiredtimeTooLong,
+        ErrorCode::PayloadNotEnough,
+        ErrorCode::SinglePushContentTooLong,
+        ErrorCode::MsgPayloadTooLong,
+        ErrorCode::ExtendParamToMuch,
+        ErrorCode::InvalidExtendParam,
+        ErrorCode::TemplateNotExist,
+        ErrorCode::TemplatekvNotEnough,
+        ErrorCode::NeedTemplate,
+        ErrorCode::TemplateExists,
+        ErrorCode::TemplateNameInvalid,
+        ErrorCode::TemplateTitleInvalid,
+        ErrorCode::TemplateContentInvalid,
+        ErrorCode::TemplateLimitExceeded,
+        ErrorCode::MultiplePushTargetTooMuch,
+        ErrorCode::MultipleInnerExtendParamToMuch,
+        ErrorCode::BroadcastOnlySupportByDevice,
+        ErrorCode::TemplateInUse,
+        ErrorCode::ScheduleNotExist,
+        ErrorCode::ScheduleNotCancellable,
+        ErrorCode::AppNotExist,
+        ErrorCode::KeyNotExist,
+        ErrorCode::DeviceNotExist,
+        ErrorCode::TaskNotExist,
+        ErrorCode::MessageNotExist,
+        ErrorCode::StoreUnavailable,
+        ErrorCode::BusUnavailable,
+        ErrorCode::SystemError,
+    ];
+}
+
+/// A refusal: a code from the table and a message for the caller. Internal detail is
+/// logged where the error arises, never put here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError { code, message: message.into() }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// Parses a JSON body: broken JSON is `INVALID_JSON`, a wrong shape `INVALID_PARAM`.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ApiError::new(ErrorCode::InvalidParam, e.to_string()),
+        _ => ApiError::new(ErrorCode::InvalidJson, format!("the body is not valid JSON: {e}")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_name_matches_table_name() {
+        for code in ErrorCode::ALL {
+            let json = serde_json::to_string(code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+            assert!((400..600).contains(&code.http_status()));
+        }
+    }
+
+    #[test]
+    fn every_code_is_documented() {
+        let doc = include_str!("../../../docs/errors.md");
+        for code in ErrorCode::ALL {
+            assert!(doc.contains(&format!("`{}`", code.as_str())), "{} missing from docs/errors.md", code.as_str());
+        }
+    }
+}

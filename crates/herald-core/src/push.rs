@@ -1,0 +1,628 @@
+//! Push requests: parsing and validation of the MPS fields, and the payload a device
+//! receives. No I/O: the dispatcher commits what this module builds.
+
+use serde_json::{Map, Value, json};
+
+use crate::error::{ApiError, ErrorCode};
+use crate::ids::{AppId, MessageId, TaskId, valid_external_id};
+use crate::limits::Limits;
+use crate::model::{NewBroadcast, NewMessage, NewPush, NewTask, TemplateRecord};
+use crate::state::{BroadcastAudience, MessageKind, NotifyType, Platform, PushType, TargetKind};
+use crate::template::Filled;
+
+/// extendedParams keys that MPS reserves for itself (mps-spec §4).
+const RESERVED_EXTENDED_KEYS: &[&str] =
+    &["notifyType", "action", "silent", "pushType", "templateCode", "channel", "taskId"];
+
+/// The text of one target of a Multiple push (its own template values and extendedParams).
+#[derive(Debug, Clone)]
+pub struct TargetText {
+    pub title: String,
+    pub content: String,
+    pub uri: Option<String>,
+    pub extended_params: Map<String, Value>,
+}
+
+/// A validated push to a list of targets: Simple, Template (the template filled once) or
+/// Multiple (filled per target, in `per_target`).
+#[derive(Debug, Clone)]
+pub struct SimplePush {
+    /// Simple, Template or Multiple (Broadcast while a broadcast is being built).
+    pub push_type: PushType,
+    pub template_name: Option<String>,
+    /// Multiple push: the text of each target, in the order of `targets`.
+    pub per_target: Vec<TargetText>,
+    pub task_name: Option<String>,
+    pub delivery_type: i64,
+    pub target_kind: TargetKind,
+    /// (target, msgKey) in request order.
+    pub targets: Vec<(String, String)>,
+    pub title: String,
+    pub content: String,
+    pub uri: Option<String>,
+    pub push_action: i64,
+    pub push_style: i64,
+    pub silent: bool,
+    pub notify_type: NotifyType,
+    pub extended_params: Map<String, Value>,
+    pub expired_seconds: i64,
+}
+
+fn invalid(code: ErrorCode, msg: impl Into<String>) -> ApiError {
+    ApiError::new(code, msg)
+}
+
+/// An object field that MPS clients may also send as a string holding JSON.
+fn object_field(body: &Map<String, Value>, name: &str) -> Result<Option<Map<String, Value>>, ApiError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(m)) => Ok(Some(m.clone())),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+            Ok(Value::Object(m)) => Ok(Some(m)),
+            _ => Err(invalid(ErrorCode::InvalidParam, format!("{name} must be a JSON object"))),
+        },
+        Some(_) => Err(invalid(ErrorCode::InvalidParam, format!("{name} must be a JSON object"))),
+    }
+}
+
+/// An integer field, also accepted as a numeric string (MPS form bodies send strings).
+fn int_field(body: &Map<String, Value>, name: &str) -> Result<Option<i64>, ApiError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => {
+            n.as_i64().map(Some).ok_or_else(|| invalid(ErrorCode::InvalidParam, format!("{name} must be an integer")))
+        }
+        Some(Value::String(s)) => s
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| invalid(ErrorCode::InvalidParam, format!("{name} must be an integer"))),
+        Some(Value::Bool(b)) if name == "silent" => Ok(Some(*b as i64)),
+        Some(_) => Err(invalid(ErrorCode::InvalidParam, format!("{name} must be an integer"))),
+    }
+}
+
+fn string_field(body: &Map<String, Value>, name: &str) -> Result<Option<String>, ApiError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(invalid(ErrorCode::InvalidParam, format!("{name} must be a string"))),
+    }
+}
+
+/// deliveryType: 1 Android, 2 iOS, 7 HarmonyOS device; 3 user; or "device" / "user".
+fn delivery_type(body: &Map<String, Value>) -> Result<(i64, TargetKind), ApiError> {
+    let unsupported =
+        || invalid(ErrorCode::DeliveryTypeNotSupported, "deliveryType must be 1, 2, 3, 7, \"device\" or \"user\"");
+    match body.get("deliveryType") {
+        Some(Value::String(s)) if s == "device" => Ok((1, TargetKind::Device)),
+        Some(Value::String(s)) if s == "user" => Ok((3, TargetKind::User)),
+        None | Some(Value::Null) => Err(unsupported()),
+        _ => match int_field(body, "deliveryType").map_err(|_| unsupported())? {
+            Some(t @ (1 | 2 | 7)) => Ok((t, TargetKind::Device)),
+            Some(3) => Ok((3, TargetKind::User)),
+            _ => Err(unsupported()),
+        },
+    }
+}
+
+/// Checks extendedParams: at most `max` keys, no reserved key, scalar values only.
+pub fn extended_params(body: &Map<String, Value>, max: usize) -> Result<Map<String, Value>, ApiError> {
+    let params = object_field(body, "extendedParams")?.unwrap_or_default();
+    if params.len() > max {
+        return Err(invalid(
+            ErrorCode::ExtendParamToMuch,
+            format!("extendedParams has {} keys; at most {max}", params.len()),
+        ));
+    }
+    for (k, v) in &params {
+        if RESERVED_EXTENDED_KEYS.contains(&k.as_str()) {
+            return Err(invalid(ErrorCode::InvalidExtendParam, format!("extendedParams key {k} is reserved")));
+        }
+        if k.is_empty() || matches!(v, Value::Object(_) | Value::Array(_)) {
+            return Err(invalid(
+                ErrorCode::InvalidExtendParam,
+                format!("extendedParams {k}: values must be strings, numbers or booleans"),
+            ));
+        }
+    }
+    Ok(params)
+}
+
+/// A title and content a device can be sent: both present, within the limits.
+fn check_text(title: &str, content: &str, limits: &Limits) -> Result<(), ApiError> {
+    if title.trim().is_empty() || content.trim().is_empty() {
+        return Err(invalid(ErrorCode::PayloadNotEnough, "title and content are required"));
+    }
+    if title.chars().count() > limits.max_title_chars {
+        return Err(invalid(
+            ErrorCode::InvalidParam,
+            format!("title is longer than {} characters", limits.max_title_chars),
+        ));
+    }
+    if content.len() > limits.max_content_bytes {
+        return Err(invalid(
+            ErrorCode::SinglePushContentTooLong,
+            format!("content is {} bytes; at most {}", content.len(), limits.max_content_bytes),
+        ));
+    }
+    Ok(())
+}
+
+/// The `templateName` of a template or multiple push.
+pub fn template_name(body: &Value) -> Result<String, ApiError> {
+    match body.get("templateName") {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+        None | Some(Value::Null) | Some(Value::String(_)) => {
+            Err(invalid(ErrorCode::NeedTemplate, "templateName is required"))
+        }
+        Some(_) => Err(invalid(ErrorCode::InvalidParam, "templateName must be a string")),
+    }
+}
+
+/// A body of a Simple push carrying a template's filled text, for the shared validation.
+fn with_text(body: &Map<String, Value>, t: &TemplateRecord, filled: &Filled) -> Value {
+    let mut b = body.clone();
+    b.insert("title".into(), Value::String(filled.title.clone()));
+    b.insert("content".into(), Value::String(filled.content.clone()));
+    b.insert("uri".into(), filled.uri.clone().map(Value::String).unwrap_or(Value::Null));
+    b.insert("pushStyle".into(), t.push_style.into());
+    if !b.contains_key("silent") {
+        b.insert("silent".into(), t.silent.into());
+    }
+    Value::Object(b)
+}
+
+fn as_object(body: &Value) -> Result<&Map<String, Value>, ApiError> {
+    body.as_object().ok_or_else(|| invalid(ErrorCode::InvalidJson, "the body must be a JSON object"))
+}
+
+/// A validated push request of any type, ready to commit.
+pub enum Prepared {
+    Push(SimplePush),
+    Broadcast(NewBroadcast),
+}
+
+impl Prepared {
+    /// Validates a push request of `push_type` as of `now` (its strategy fields are not
+    /// read here). `template` is the app's template the body names (see [`template_name`]),
+    /// for every type but Simple.
+    pub fn parse(
+        push_type: PushType,
+        body: &Value,
+        template: Option<&TemplateRecord>,
+        limits: &Limits,
+        app_id: &AppId,
+        now: i64,
+    ) -> Result<Prepared, ApiError> {
+        let template =
+            || template.ok_or_else(|| invalid(ErrorCode::TemplateNotExist, "the template of this push does not exist"));
+        Ok(match push_type {
+            PushType::Simple => Prepared::Push(SimplePush::parse(body, limits)?),
+            PushType::Template => Prepared::Push(SimplePush::parse_template(body, template()?, limits)?),
+            PushType::Multiple => Prepared::Push(SimplePush::parse_multiple(body, template()?, limits)?),
+            PushType::Broadcast => {
+                Prepared::Broadcast(SimplePush::parse_broadcast(body, template()?, limits, app_id.clone(), now)?)
+            }
+        })
+    }
+
+    /// (deliveryType, title, content) for the schedule list.
+    pub fn summary(&self) -> (i64, Option<String>, Option<String>) {
+        match self {
+            Prepared::Push(p) => {
+                let first = p.per_target.first();
+                (
+                    p.delivery_type,
+                    Some(first.map_or(&p.title, |t| &t.title).clone()),
+                    Some(first.map_or(&p.content, |t| &t.content).clone()),
+                )
+            }
+            Prepared::Broadcast(b) => {
+                let payload: Value = serde_json::from_slice(&b.payload).unwrap_or_default();
+                let text = |k: &str| payload[k].as_str().map(str::to_owned);
+                (b.task.delivery_type, text("title"), text("content"))
+            }
+        }
+    }
+
+    /// How long what it sends stays valid, in ms.
+    pub fn validity_ms(&self) -> i64 {
+        match self {
+            Prepared::Push(p) => p.expired_seconds * 1000,
+            Prepared::Broadcast(b) => b.task.expires_at - b.task.created_at,
+        }
+    }
+}
+
+impl SimplePush {
+    /// Validates a Template push: `t` filled with `templateKeyValue`, then everything a
+    /// Simple push checks (targets, validity, extendedParams…).
+    pub fn parse_template(body: &Value, t: &TemplateRecord, limits: &Limits) -> Result<SimplePush, ApiError> {
+        let b = as_object(body)?;
+        for key in ["title", "content"] {
+            if b.contains_key(key) {
+                return Err(invalid(
+                    ErrorCode::InvalidParam,
+                    format!("{key} comes from the template, not the request"),
+                ));
+            }
+        }
+        let kv = object_field(b, "templateKeyValue")?.unwrap_or_default();
+        let filled = crate::template::fill(t, &kv)?;
+        let mut push = SimplePush::parse(&with_text(b, t, &filled), limits)?;
+        push.push_type = PushType::Template;
+        push.template_name = Some(t.name.clone());
+        Ok(push)
+    }
+
+    /// Validates a Multiple push: `targetMsg` items, each with its target, msgKey,
+    /// `templateKeyValue` and own extendedParams (merged over the common ones).
+    pub fn parse_multiple(body: &Value, t: &TemplateRecord, limits: &Limits) -> Result<SimplePush, ApiError> {
+        let b = as_object(body)?;
+        let items = match b.get("targetMsg").or_else(|| b.get("targetMsgs")) {
+            Some(Value::Array(a)) => a.clone(),
+            Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+                Ok(Value::Array(a)) => a,
+                _ => return Err(invalid(ErrorCode::InvalidParam, "targetMsg must be a JSON array")),
+            },
+            None | Some(Value::Null) => Vec::new(),
+            Some(_) => return Err(invalid(ErrorCode::InvalidParam, "targetMsg must be a JSON array")),
+        };
+        if items.is_empty() {
+            return Err(invalid(ErrorCode::TokenOrUseridNull, "targetMsg names no target"));
+        }
+        if items.len() > limits.max_multiple_targets {
+            return Err(invalid(
+                ErrorCode::MultiplePushTargetTooMuch,
+                format!("targetMsg has {} items; at most {}", items.len(), limits.max_multiple_targets),
+            ));
+        }
+        let common = extended_params(b, limits.max_extended_params)?;
+        let mut targets = Vec::with_capacity(items.len());
+        let mut per_target = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let Some(item) = item.as_object() else {
+                return Err(invalid(ErrorCode::InvalidParam, format!("targetMsg[{i}] must be an object")));
+            };
+            let target = string_field(item, "target")?.unwrap_or_default();
+            let msg_key = match item.get("msgKey") {
+                Some(Value::Number(n)) => n.to_string(),
+                _ => string_field(item, "msgKey")?.unwrap_or_default(),
+            };
+            if target.is_empty() {
+                return Err(invalid(ErrorCode::TokenOrUseridNull, format!("targetMsg[{i}] has no target")));
+            }
+            if !valid_external_id(&target) || !valid_external_id(&msg_key) {
+                return Err(invalid(
+                    ErrorCode::InvalidParam,
+                    format!("targetMsg[{i}]: target and msgKey must be 1 to 128 characters without control characters"),
+                ));
+            }
+            if targets.iter().any(|(t, _): &(String, String)| *t == target) {
+                return Err(invalid(ErrorCode::InvalidParam, format!("targetMsg names {target} twice")));
+            }
+            let own = extended_params(item, usize::MAX)?;
+            if own.len() > limits.max_multiple_extended_params {
+                return Err(invalid(
+                    ErrorCode::MultipleInnerExtendParamToMuch,
+                    format!(
+                        "targetMsg[{i}].extendedParams has {} keys; fewer than {} allowed",
+                        own.len(),
+                        limits.max_multiple_extended_params + 1
+                    ),
+                ));
+            }
+            let mut extended = common.clone();
+            extended.extend(own);
+            if extended.len() > limits.max_extended_params {
+                return Err(invalid(
+                    ErrorCode::ExtendParamToMuch,
+                    format!(
+                        "targetMsg[{i}] has {} extendedParams in all; at most {}",
+                        extended.len(),
+                        limits.max_extended_params
+                    ),
+                ));
+            }
+            let kv = object_field(item, "templateKeyValue")?.unwrap_or_default();
+            let filled = crate::template::fill(t, &kv)?;
+            check_text(&filled.title, &filled.content, limits)?;
+            targets.push((target, msg_key));
+            per_target.push(TargetText {
+                title: filled.title,
+                content: filled.content,
+                uri: filled.uri,
+                extended_params: extended,
+            });
+        }
+        // The fields common to every target, checked as a Simple push with the first one.
+        let first = &per_target[0];
+        let mut simple = b.clone();
+        simple.remove("targetMsg");
+        simple.remove("targetMsgs");
+        simple.insert("targetMsgkey".into(), serde_json::json!({targets[0].0.clone(): targets[0].1.clone()}));
+        let filled = Filled { title: first.title.clone(), content: first.content.clone(), uri: first.uri.clone() };
+        let mut push = SimplePush::parse(&with_text(&simple, t, &filled), limits)?;
+        push.push_type = PushType::Multiple;
+        push.template_name = Some(t.name.clone());
+        push.targets = targets;
+        push.per_target = per_target;
+        Ok(push)
+    }
+
+    /// Validates a Broadcast push: a template to every device of one platform of the app
+    /// (filtered by pushStatus and the bind/unbind periods), under one msgkey.
+    pub fn parse_broadcast(
+        body: &Value,
+        t: &TemplateRecord,
+        limits: &Limits,
+        app_id: AppId,
+        now: i64,
+    ) -> Result<NewBroadcast, ApiError> {
+        let b = as_object(body)?;
+        let (delivery_type, kind) = delivery_type(b)?;
+        if kind == TargetKind::User {
+            return Err(invalid(
+                ErrorCode::BroadcastOnlySupportByDevice,
+                "a broadcast goes to devices: deliveryType 1, 2 or 7",
+            ));
+        }
+        let platform = match delivery_type {
+            2 => Platform::Ios,
+            7 => Platform::Harmonyos,
+            _ => Platform::Android,
+        };
+        let msg_key = match b.get("msgkey").or_else(|| b.get("msgKey")) {
+            Some(Value::String(s)) if valid_external_id(s) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => return Err(invalid(ErrorCode::InvalidParam, "msgkey (1 to 128 characters) is required")),
+        };
+        let audience = BroadcastAudience::from_code(int_field(b, "pushStatus")?.unwrap_or(0))
+            .ok_or_else(|| invalid(ErrorCode::InvalidParam, "pushStatus must be 0 (bound), 1 (all) or 2 (unbound)"))?;
+        let period = |name: &str| -> Result<Option<i64>, ApiError> {
+            match int_field(b, name)? {
+                None | Some(4) => Ok(None),
+                Some(1) => Ok(Some(now - 7 * 86_400_000)),
+                Some(2) => Ok(Some(now - 15 * 86_400_000)),
+                Some(3) => Ok(Some(now - 60 * 86_400_000)),
+                Some(_) => Err(invalid(
+                    ErrorCode::InvalidParam,
+                    format!("{name} must be 1 (7 days), 2 (15), 3 (60) or 4 (ever)"),
+                )),
+            }
+        };
+        let (bind_since, unbind_since) = match audience {
+            BroadcastAudience::Bound => (period("bindPeriod")?, None),
+            BroadcastAudience::All | BroadcastAudience::Unbound => (None, period("unBindPeriod")?),
+        };
+        let mut simple = b.clone();
+        simple.insert("targetMsgkey".into(), serde_json::json!({"broadcast": msg_key.clone()}));
+        let mut push = SimplePush::parse_template(&Value::Object(simple), t, limits)?;
+        push.push_type = PushType::Broadcast;
+        let mut new_push = push.into_new_push(app_id, now, limits)?;
+        let message = new_push.messages.pop().expect("one message per target");
+        Ok(NewBroadcast {
+            task: new_push.task,
+            message_id: message.message_id,
+            msg_key,
+            platform,
+            audience,
+            bind_since,
+            unbind_since,
+            payload: message.payload,
+            skip_idempotency: false,
+        })
+    }
+
+    /// Validates a Simple push body against `limits`.
+    pub fn parse(body: &Value, limits: &Limits) -> Result<SimplePush, ApiError> {
+        let Some(body) = body.as_object() else {
+            return Err(invalid(ErrorCode::InvalidJson, "the body must be a JSON object"));
+        };
+        // strategyType and strategyContent are the API's (see dispatch::scheduler).
+        let (delivery_type, target_kind) = delivery_type(body)?;
+        let map = object_field(body, "targetMsgkey")?.unwrap_or_default();
+        if map.is_empty() {
+            return Err(invalid(ErrorCode::TokenOrUseridNull, "targetMsgkey names no target"));
+        }
+        if map.len() > limits.max_simple_targets {
+            return Err(invalid(
+                ErrorCode::SinglePushTargetTooMuch,
+                format!("targetMsgkey has {} targets; at most {}", map.len(), limits.max_simple_targets),
+            ));
+        }
+        let mut targets = Vec::with_capacity(map.len());
+        for (target, msg_key) in map {
+            let msg_key = match msg_key {
+                Value::String(s) => s,
+                Value::Number(n) => n.to_string(),
+                _ => {
+                    return Err(invalid(
+                        ErrorCode::InvalidParam,
+                        format!("targetMsgkey[{target}] must be a string msgKey"),
+                    ));
+                }
+            };
+            if !valid_external_id(&target) {
+                return Err(invalid(
+                    ErrorCode::InvalidParam,
+                    "a target must be 1 to 128 characters without control characters",
+                ));
+            }
+            if !valid_external_id(&msg_key) {
+                return Err(invalid(
+                    ErrorCode::InvalidParam,
+                    "a msgKey must be 1 to 128 characters without control characters",
+                ));
+            }
+            targets.push((target, msg_key));
+        }
+        let title = string_field(body, "title")?.unwrap_or_default();
+        let content = string_field(body, "content")?.unwrap_or_default();
+        check_text(&title, &content, limits)?;
+        let expired_seconds = match int_field(body, "expiredSeconds") {
+            Ok(Some(s)) if s >= 1 => s,
+            _ => {
+                return Err(invalid(ErrorCode::ExpiredsecondsWrong, "expiredSeconds must be an integer of at least 1"));
+            }
+        };
+        if expired_seconds > limits.max_expired_seconds {
+            return Err(invalid(
+                ErrorCode::ExpiredtimeTooLong,
+                format!("expiredSeconds is at most {}", limits.max_expired_seconds),
+            ));
+        }
+        let notify_type = match string_field(body, "notifyType")? {
+            None => NotifyType::Notify,
+            Some(t) => NotifyType::parse(&t)
+                .ok_or_else(|| invalid(ErrorCode::InvalidParam, "notifyType must be \"notify\" or \"transparent\""))?,
+        };
+        let silent = int_field(body, "silent")?.unwrap_or(0);
+        if !matches!(silent, 0 | 1) {
+            return Err(invalid(ErrorCode::InvalidParam, "silent must be 0 or 1"));
+        }
+        Ok(SimplePush {
+            push_type: PushType::Simple,
+            template_name: None,
+            per_target: Vec::new(),
+            task_name: string_field(body, "taskName")?,
+            delivery_type,
+            target_kind,
+            targets,
+            title,
+            content,
+            uri: string_field(body, "uri")?,
+            push_action: int_field(body, "pushAction")?.unwrap_or(0),
+            push_style: int_field(body, "pushStyle")?.unwrap_or(0),
+            silent: silent == 1,
+            notify_type,
+            extended_params: extended_params(body, limits.max_extended_params)?,
+            expired_seconds,
+        })
+    }
+
+    /// The task and one message per target, with the payload each device will receive.
+    pub fn into_new_push(self, app_id: AppId, now: i64, limits: &Limits) -> Result<NewPush, ApiError> {
+        let task_id = TaskId::generate(now);
+        let expires_at = now + self.expired_seconds * 1000;
+        let mut messages = Vec::with_capacity(self.targets.len());
+        for (i, (target, msg_key)) in self.targets.iter().enumerate() {
+            let message_id = if self.push_type == PushType::Broadcast {
+                MessageId::generate_broadcast(now)
+            } else {
+                MessageId::generate(now)
+            };
+            let own = self.per_target.get(i);
+            let payload = json!({
+                "type": MessageKind::Notification,
+                "messageId": message_id,
+                "msgKey": msg_key,
+                "taskId": task_id,
+                "pushType": self.push_type,
+                "templateName": self.template_name,
+                "title": own.map_or(&self.title, |o| &o.title),
+                "content": own.map_or(&self.content, |o| &o.content),
+                "uri": own.map_or(&self.uri, |o| &o.uri),
+                "pushAction": self.push_action,
+                "pushStyle": self.push_style,
+                "silent": self.silent as i64,
+                "notifyType": self.notify_type,
+                "extendedParams": own.map_or(&self.extended_params, |o| &o.extended_params),
+                "sentAt": now,
+                "expiresAt": expires_at,
+            })
+            .to_string();
+            if payload.len() > limits.max_payload_bytes {
+                return Err(invalid(
+                    ErrorCode::MsgPayloadTooLong,
+                    format!(
+                        "the device payload would be {} bytes; at most {}",
+                        payload.len(),
+                        limits.max_payload_bytes
+                    ),
+                ));
+            }
+            messages.push(NewMessage {
+                message_id,
+                msg_key: msg_key.clone(),
+                target_kind: self.target_kind,
+                target: target.clone(),
+                payload: payload.into(),
+            });
+        }
+        Ok(NewPush {
+            skip_idempotency: false,
+            task: NewTask {
+                task_id,
+                app_id,
+                push_type: self.push_type,
+                task_name: self.task_name,
+                delivery_type: self.delivery_type,
+                created_at: now,
+                expires_at,
+            },
+            messages,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(v: Value) -> Result<SimplePush, ErrorCode> {
+        SimplePush::parse(&v, &Limits::default()).map_err(|e| e.code)
+    }
+
+    fn base() -> Value {
+        json!({"deliveryType": 1, "targetMsgkey": {"d1": "k1"}, "title": "t", "content": "c", "expiredSeconds": 60})
+    }
+
+    fn with(key: &str, value: Value) -> Value {
+        let mut v = base();
+        v[key] = value;
+        v
+    }
+
+    #[test]
+    fn accepts_mps_string_forms() {
+        let p = parse(json!({"deliveryType": "3", "targetMsgkey": "{\"u1\":\"k1\"}", "title": "t", "content": "c",
+            "expiredSeconds": "300", "extendedParams": "{\"a\":\"b\"}"}))
+        .unwrap();
+        assert_eq!(p.target_kind, TargetKind::User);
+        assert_eq!(p.targets, vec![("u1".to_string(), "k1".to_string())]);
+        assert_eq!(p.extended_params["a"], "b");
+    }
+
+    #[test]
+    fn error_codes() {
+        let eleven: Map<String, Value> = (0..11).map(|i| (format!("d{i}"), json!(format!("k{i}")))).collect();
+        assert_eq!(parse(with("targetMsgkey", Value::Object(eleven))).unwrap_err(), ErrorCode::SinglePushTargetTooMuch);
+        assert_eq!(parse(with("targetMsgkey", json!({}))).unwrap_err(), ErrorCode::TokenOrUseridNull);
+        assert_eq!(parse(with("expiredSeconds", json!(0))).unwrap_err(), ErrorCode::ExpiredsecondsWrong);
+        assert_eq!(parse(with("expiredSeconds", json!(259_201))).unwrap_err(), ErrorCode::ExpiredtimeTooLong);
+        assert!(parse(with("expiredSeconds", json!(259_200))).is_ok());
+        assert_eq!(parse(with("title", json!(""))).unwrap_err(), ErrorCode::PayloadNotEnough);
+        assert_eq!(parse(with("deliveryType", json!(5))).unwrap_err(), ErrorCode::DeliveryTypeNotSupported);
+        assert_eq!(parse(with("content", json!("x".repeat(4097)))).unwrap_err(), ErrorCode::SinglePushContentTooLong);
+        let many: Map<String, Value> = (0..21).map(|i| (format!("k{i}"), json!("v"))).collect();
+        assert_eq!(parse(with("extendedParams", Value::Object(many))).unwrap_err(), ErrorCode::ExtendParamToMuch);
+        assert_eq!(parse(with("extendedParams", json!({"taskId": "x"}))).unwrap_err(), ErrorCode::InvalidExtendParam);
+        assert_eq!(parse(with("targetMsgkey", json!("not json"))).unwrap_err(), ErrorCode::InvalidParam);
+        assert_eq!(parse(json!([1])).unwrap_err(), ErrorCode::InvalidJson);
+    }
+
+    #[test]
+    fn payload_carries_every_field() {
+        let p = parse(with("uri", json!("app://x"))).unwrap();
+        let push = p.into_new_push(AppId::new("a"), 1_000, &Limits::default()).unwrap();
+        let payload: Value = serde_json::from_slice(&push.messages[0].payload).unwrap();
+        assert_eq!(payload["type"], "notification");
+        assert_eq!(payload["uri"], "app://x");
+        assert_eq!(payload["expiresAt"], 61_000);
+        assert_eq!(payload["messageId"], push.messages[0].message_id.as_str());
+        assert_eq!(payload["taskId"], push.task.task_id.as_str());
+    }
+}

@@ -1,0 +1,46 @@
+//! The schema's migrations. Most are the same SQL for both backends (`migrations/common/`);
+//! the rest are one backend's own: PostgreSQL's nonces table (a SQLite file serves one node,
+//! which keeps nonces in memory) and SQLite's rebuild of `broadcast_acks` without a rowid.
+//! A version number means the same change on both.
+
+pub(crate) const SQLITE: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/common/0001_init.sql")),
+    (2, include_str!("../migrations/sqlite/0002_leases.sql")),
+    (3, include_str!("../migrations/common/0003_presence.sql")),
+    (4, include_str!("../migrations/common/0004_templates.sql")),
+    (5, include_str!("../migrations/common/0005_revoke.sql")),
+    (6, include_str!("../migrations/common/0006_broadcasts.sql")),
+    (7, include_str!("../migrations/common/0007_schedules.sql")),
+    (8, include_str!("../migrations/sqlite/0008_broadcast_acks_compact.sql")),
+];
+
+pub(crate) const POSTGRES: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/common/0001_init.sql")),
+    (2, include_str!("../migrations/postgres/0002_cluster.sql")),
+    (3, include_str!("../migrations/common/0003_presence.sql")),
+    (4, include_str!("../migrations/common/0004_templates.sql")),
+    (5, include_str!("../migrations/common/0005_revoke.sql")),
+    (6, include_str!("../migrations/common/0006_broadcasts.sql")),
+    (7, include_str!("../migrations/common/0007_schedules.sql")),
+];
+
+/// Creates the table that records applied migrations (the same on both backends).
+pub(crate) const CREATE_LEDGER: &str =
+    "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
+
+#[cfg(test)]
+mod tests {
+    use herald_core::state::DeliveryStatus;
+
+    /// The partial indexes over open deliveries name the open states by their stored form,
+    /// as `herald_core::state` declares them (the statements that use the indexes do).
+    #[test]
+    fn the_schema_names_open_deliveries_as_the_states_do() {
+        let open: Vec<String> =
+            DeliveryStatus::ALL.iter().filter(|s| s.is_open()).map(|s| format!("'{}'", s.as_str())).collect();
+        let predicate = format!("WHERE status IN ({})", open.join(", "));
+        let init = include_str!("../migrations/common/0001_init.sql");
+        assert_eq!(init.matches(&predicate).count(), 2, "{predicate}");
+        assert_eq!(herald_core::delivery_status!(Pending, Sent), open.join(", "));
+    }
+}

@@ -1,0 +1,182 @@
+//! Devices: registration, reports, user binds, and the presence of their connections.
+
+use herald_core::crypto;
+use herald_core::ids::{AppId, DeviceId, UserId};
+use herald_core::model::{Bound, DeviceRecord, DeviceRegistration, Presence};
+use serde_json::{Map, Value};
+
+use crate::tx::{Dialect, Tx, query_one, query_opt};
+use crate::{Registered, StoreResult, logic, rows, sql};
+
+fn tokens_json(tokens: &Map<String, Value>) -> String {
+    Value::Object(tokens.clone()).to_string()
+}
+
+/// Registers a new installId, or renews the device of a known one when the registration
+/// proves it is that device (it presents the device's current token).
+pub(crate) async fn register<X: Tx>(tx: &X, reg: &DeviceRegistration) -> StoreResult<Registered> {
+    let app = reg.app_id.as_str();
+    let tokens = reg.vendor_tokens.as_ref().map(tokens_json);
+    let inserted = tx
+        .execute(
+            &sql::INSERT_DEVICE,
+            &[
+                &reg.new_device_id.as_str(),
+                &app,
+                &reg.install_id,
+                &reg.token_hash,
+                &reg.platform.as_str(),
+                &reg.app_version,
+                &reg.os_version,
+                &reg.model,
+                &tokens.as_deref().unwrap_or("{}"),
+                &reg.now,
+            ],
+        )
+        .await?;
+    if inserted == 1 {
+        let device = query_one(tx, &sql::DEVICE_BY_INSTALL, &[&app, &reg.install_id], rows::device).await?;
+        return Ok(Registered::Created(device));
+    }
+    // Known installId: locked until this decides (two registrations at once see one row).
+    let (device_id, current) =
+        query_one(tx, &sql::INSTALL_TOKEN, &[&app, &reg.install_id], |r| Ok((r.text(0)?, r.text(1)?))).await?;
+    let proven =
+        reg.proof_token_hash.as_deref().is_some_and(|p| crypto::constant_time_eq(p.as_bytes(), current.as_bytes()));
+    if !proven {
+        return Ok(Registered::Taken);
+    }
+    tx.execute(
+        &sql::RENEW_DEVICE,
+        &[&device_id, &reg.token_hash, &reg.platform.as_str(), &reg.app_version, &reg.os_version, &reg.model, &tokens],
+    )
+    .await?;
+    let device = query_one(tx, &sql::DEVICE_BY_INSTALL, &[&app, &reg.install_id], rows::device).await?;
+    Ok(Registered::Renewed(device))
+}
+
+pub(crate) async fn device_by_token_hash<X: Tx>(tx: &X, token_hash: &str) -> StoreResult<Option<DeviceRecord>> {
+    query_opt(tx, &sql::DEVICE_BY_TOKEN, &[&token_hash], rows::device).await
+}
+
+pub(crate) async fn device<X: Tx>(tx: &X, app_id: &AppId, device_id: &DeviceId) -> StoreResult<Option<DeviceRecord>> {
+    query_opt(tx, &sql::DEVICE, &[&device_id.as_str(), &app_id.as_str()], rows::device).await
+}
+
+pub(crate) async fn credentials<X: Tx>(tx: &X, device_id: &DeviceId) -> StoreResult<Option<(AppId, String)>> {
+    query_opt(tx, &sql::DEVICE_CREDENTIALS, &[&device_id.as_str()], |r| Ok((AppId::new(r.text(0)?), r.text(1)?))).await
+}
+
+/// Updates what the device reported: the app version, and vendor tokens merged into the
+/// known ones. False when the app has no such device.
+pub(crate) async fn report<X: Tx>(
+    tx: &X,
+    app_id: &AppId,
+    device_id: &DeviceId,
+    app_version: Option<&str>,
+    vendor_tokens: Option<Map<String, Value>>,
+) -> StoreResult<bool> {
+    let locked = query_opt(tx, &sql::DEVICE_FOR_UPDATE, &[&device_id.as_str(), &app_id.as_str()], rows::device).await?;
+    let Some(device) = locked else {
+        return Ok(false);
+    };
+    let mut tokens = device.vendor_tokens;
+    logic::merge_vendor_tokens(&mut tokens, vendor_tokens.unwrap_or_default());
+    tx.execute(&sql::REPORT_DEVICE, &[&device_id.as_str(), &app_version, &tokens_json(&tokens)]).await?;
+    Ok(true)
+}
+
+/// Binds `user` to the device (replacing an earlier user, whose undelivered messages stop
+/// going to it) and creates deliveries of the user's messages still within their validity.
+/// `None` when the app has no such device.
+pub(crate) async fn bind<X: Tx>(
+    tx: &X,
+    app_id: &AppId,
+    device_id: &DeviceId,
+    user: &UserId,
+    now: i64,
+) -> StoreResult<Option<Bound>> {
+    let (app, device, user) = (app_id.as_str(), device_id.as_str(), user.as_str());
+    // Locked from here on: a connect's presence is either already recorded, or waits for
+    // this bind to commit (and then reads its deliveries).
+    let Some(current) = query_opt(tx, &sql::DEVICE_FOR_UPDATE, &[&device, &app], rows::device).await? else {
+        return Ok(None);
+    };
+    if let Some(previous) = current.user_id.as_ref().filter(|p| p.as_str() != user) {
+        tx.execute(&sql::DROP_USER_DELIVERIES, &[&device, &app, &previous.as_str()]).await?;
+    }
+    tx.execute(&sql::BIND, &[&device, &user, &now]).await?;
+    tx.execute(&sql::USER_BACKLOG, &[&device, &now, &app, &user]).await?;
+    let pending = tx.query(&sql::USER_PENDING, &[&device, &now, &app, &user], rows::pending).await?;
+    let online_node = query_one(tx, &sql::ONLINE_NODE, &[&device], |r| r.opt_text(0)).await?;
+    Ok(Some(Bound { pending, online_node }))
+}
+
+/// Unbinds the device's user; pending user-targeted deliveries to it are dropped. False
+/// when the app has no such device.
+pub(crate) async fn unbind<X: Tx>(tx: &X, app_id: &AppId, device_id: &DeviceId, now: i64) -> StoreResult<bool> {
+    let (app, device) = (app_id.as_str(), device_id.as_str());
+    let Some(current) = query_opt(tx, &sql::DEVICE_FOR_UPDATE, &[&device, &app], rows::device).await? else {
+        return Ok(false);
+    };
+    if let Some(user) = &current.user_id {
+        tx.execute(&sql::DROP_USER_DELIVERIES, &[&device, &app, &user.as_str()]).await?;
+        tx.execute(&sql::UNBIND, &[&device, &now]).await?;
+    }
+    Ok(true)
+}
+
+pub(crate) async fn user_devices<X: Tx>(tx: &X, app_id: &AppId, user: &UserId) -> StoreResult<Vec<DeviceRecord>> {
+    tx.query(&sql::USER_DEVICES, &[&app_id.as_str(), &user.as_str()], rows::device).await
+}
+
+/// Records that `presence` holds the device's connection; the presence it replaced when
+/// that was another connection.
+pub(crate) async fn connected<X: Tx>(
+    tx: &X,
+    device_id: &DeviceId,
+    presence: &Presence,
+    now: i64,
+) -> StoreResult<Option<Presence>> {
+    let args: [&dyn crate::tx::Arg; 4] = [&device_id.as_str(), &presence.node, &(presence.generation as i64), &now];
+    let old = |r: &dyn crate::tx::Row| Ok((r.opt_text(0)?, r.opt_i64(1)?));
+    let before = match tx.dialect() {
+        // One statement that locks the row, reads the old presence and writes the new one:
+        // a connect costs one round trip.
+        Dialect::Postgres => query_opt(tx, &sql::CONNECT_RETURNING_OLD, &args, old).await?,
+        // The writer thread is the only writer: read, then write. (SQLite's RETURNING shows
+        // only the new row.)
+        Dialect::Sqlite => {
+            let before = query_opt(tx, &sql::PRESENCE, &args[..1], old).await?;
+            tx.execute(&sql::CONNECT, &args).await?;
+            before
+        }
+    };
+    Ok(logic::replaced(before, presence))
+}
+
+pub(crate) async fn node_started<X: Tx>(tx: &X, node: &str) -> StoreResult<u64> {
+    tx.execute(&sql::NODE_STARTED, &[&node]).await
+}
+
+/// Devices connected to `node` with a delivery or a broadcast waiting since before
+/// `created_before`, at most `limit`.
+pub(crate) async fn stale<X: Tx>(
+    tx: &X,
+    node: &str,
+    created_before: i64,
+    now: i64,
+    limit: usize,
+) -> StoreResult<Vec<DeviceId>> {
+    let args: [&dyn crate::tx::Arg; 4] = [&node, &created_before, &now, &(limit as i64)];
+    let mut devices = tx.query(&sql::STALE_UNICAST, &args, rows::device_id).await?;
+    if devices.len() < limit {
+        let mut seen: std::collections::HashSet<DeviceId> = devices.iter().cloned().collect();
+        for d in tx.query(&sql::STALE_BROADCAST, &args, rows::device_id).await? {
+            if devices.len() < limit && seen.insert(d.clone()) {
+                devices.push(d);
+            }
+        }
+    }
+    Ok(devices)
+}

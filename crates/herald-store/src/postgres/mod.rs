@@ -1,0 +1,468 @@
+//! The PostgreSQL backend, for a cluster of nodes sharing one database.
+//!
+//! An operation that writes more than one row runs in one transaction on a pooled
+//! connection (`in_tx!`); a single statement or a read runs without one (`on_conn!`).
+//! PostgreSQL groups the WAL flushes of concurrent commits, so many pushes share one fsync
+//! as with SQLite's writer. Status updates that nobody waits for ([`Store::record`]) go
+//! through one task that applies them in order, many per transaction; operations that must
+//! see them ([`Store::pending_deliveries`], [`Store::bind_user`], [`Store::flush`]) wait
+//! behind a barrier in that queue. What nodes share beyond the data lives here too:
+//! request nonces (a table; a SQLite node keeps them in memory) and leases.
+
+pub(crate) mod tx;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use herald_core::ids::{AppId, DeviceId, KeyId, MessageId, TaskId, UserId};
+use herald_core::model::*;
+use tokio::sync::{Mutex, MutexGuard, mpsc, oneshot};
+use tokio_postgres::{Client, NoTls, Transaction};
+
+use crate::tx::Tx as _;
+use crate::{
+    Cancelled, FireOutcome, Registered, Store, StoreError, StoreResult, TemplateCreated, migrations, ops, sql,
+};
+use tx::{PgTx, StmtCache, map_err};
+
+/// Serialises migrations of nodes starting together (any constant unique to Herald).
+const MIGRATION_LOCK: i64 = 0x4845_5241_4c44;
+/// Most queued status updates applied in one transaction.
+const UPDATE_BATCH: usize = 2048;
+
+pub struct PostgresStore {
+    pool: Arc<Pool>,
+    updates: mpsc::UnboundedSender<Update>,
+}
+
+enum Update {
+    Status(StatusUpdate),
+    /// Answered once every update queued before it is committed.
+    Barrier(oneshot::Sender<()>),
+}
+
+struct Pool {
+    config: tokio_postgres::Config,
+    clients: Vec<Mutex<PgConn>>,
+    next: AtomicUsize,
+}
+
+/// One pooled connection and the statements prepared on it.
+struct PgConn {
+    client: Client,
+    cache: StmtCache,
+}
+
+impl PgConn {
+    async fn open(config: &tokio_postgres::Config) -> Result<PgConn, tokio_postgres::Error> {
+        let (client, connection) = config.connect(NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %e, "PostgreSQL connection ended");
+            }
+        });
+        Ok(PgConn { client, cache: Default::default() })
+    }
+
+    /// Statements on this connection outside a transaction.
+    fn tx(&self) -> PgTx<'_, Client> {
+        PgTx::new(&self.client, &self.cache)
+    }
+
+    async fn transaction(&mut self) -> StoreResult<(Transaction<'_>, &StmtCache)> {
+        let PgConn { client, cache } = self;
+        Ok((client.transaction().await.map_err(map_err)?, &*cache))
+    }
+}
+
+impl Pool {
+    /// A connection of the pool, reconnected if it broke.
+    async fn get(&self) -> StoreResult<MutexGuard<'_, PgConn>> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let n = self.clients.len();
+        let mut guard = match (0..n).find_map(|i| self.clients[(start + i) % n].try_lock().ok()) {
+            Some(g) => g,
+            None => self.clients[start % n].lock().await,
+        };
+        if guard.client.is_closed() {
+            *guard = PgConn::open(&self.config).await.map_err(map_err)?;
+        }
+        Ok(guard)
+    }
+}
+
+/// Runs `$op` (an operation taking `$tx`) on a pooled connection, outside a transaction.
+macro_rules! on_conn {
+    ($self:ident, |$tx:ident| $op:expr) => {{
+        let conn = $self.pool.get().await?;
+        let $tx = &conn.tx();
+        $op.await
+    }};
+}
+
+/// Runs `$op` (an operation taking `$tx`) in a transaction of its own.
+macro_rules! in_tx {
+    ($self:ident, |$tx:ident| $op:expr) => {{
+        let mut conn = $self.pool.get().await?;
+        let (pg, cache) = conn.transaction().await?;
+        let out = {
+            let $tx = &PgTx::new(&pg, cache);
+            $op.await?
+        };
+        pg.commit().await.map_err(map_err)?;
+        Ok(out)
+    }};
+}
+
+impl PostgresStore {
+    /// Connects (`postgres://…` or `host=… user=…`), applies migrations and starts the
+    /// status-update task. `options` is passed to the server at connect (tests set their
+    /// own `search_path` there).
+    pub async fn open(url: &str, connections: usize, options: Option<&str>) -> StoreResult<Self> {
+        let mut config =
+            tokio_postgres::Config::from_str(url).map_err(|e| StoreError::Unavailable(format!("store_url: {e}")))?;
+        if let Some(options) = options {
+            config.options(options);
+        }
+        let mut clients = Vec::with_capacity(connections.max(1));
+        for _ in 0..connections.max(1) {
+            clients.push(Mutex::new(PgConn::open(&config).await.map_err(map_err)?));
+        }
+        let pool = Arc::new(Pool { config, clients, next: AtomicUsize::new(0) });
+        migrate(&pool).await?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(apply_updates(pool.clone(), rx));
+        Ok(PostgresStore { pool, updates: tx })
+    }
+
+    async fn barrier(&self) -> StoreResult<()> {
+        let (tx, rx) = oneshot::channel();
+        self.updates.send(Update::Barrier(tx)).map_err(|_| StoreError::Unavailable("update task stopped".into()))?;
+        rx.await.map_err(|_| StoreError::Unavailable("update task stopped".into()))
+    }
+}
+
+#[cfg(test)]
+impl PostgresStore {
+    /// `commit_push`, paused before COMMIT: `held` fires once its statements ran, and the
+    /// transaction commits when `release` fires. For tests of what waits for a push.
+    pub(crate) async fn commit_push_held(
+        &self,
+        push: NewPush,
+        now: i64,
+        held: oneshot::Sender<()>,
+        release: oneshot::Receiver<()>,
+    ) -> StoreResult<CommittedPush> {
+        let mut conn = self.pool.get().await?;
+        let (pg, cache) = conn.transaction().await?;
+        let committed = ops::push::commit(&PgTx::new(&pg, cache), &push, now).await?;
+        let _ = held.send(());
+        let _ = release.await;
+        pg.commit().await.map_err(map_err)?;
+        Ok(committed)
+    }
+}
+
+async fn migrate(pool: &Pool) -> StoreResult<()> {
+    let mut conn = pool.get().await?;
+    let tx = conn.client.transaction().await.map_err(map_err)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(map_err)?;
+    tx.batch_execute(migrations::CREATE_LEDGER).await.map_err(map_err)?;
+    for (version, sql) in migrations::POSTGRES {
+        let applied = tx
+            .query_opt("SELECT version FROM schema_migrations WHERE version = $1", &[version])
+            .await
+            .map_err(map_err)?;
+        if applied.is_none() {
+            tx.batch_execute(sql).await.map_err(map_err)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
+                &[version, &herald_core::now_ms()],
+            )
+            .await
+            .map_err(map_err)?;
+            tracing::info!(version, "applied schema migration");
+        }
+    }
+    tx.commit().await.map_err(map_err)
+}
+
+async fn apply_updates(pool: Arc<Pool>, mut rx: mpsc::UnboundedReceiver<Update>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < UPDATE_BATCH {
+            match rx.try_recv() {
+                Ok(u) => batch.push(u),
+                Err(_) => break,
+            }
+        }
+        let mut statuses = Vec::new();
+        let mut barriers = Vec::new();
+        for u in batch {
+            match u {
+                Update::Status(s) => statuses.push(s),
+                Update::Barrier(b) => barriers.push(b),
+            }
+        }
+        if !statuses.is_empty()
+            && let Err(e) = apply_batch(&pool, &statuses).await
+        {
+            tracing::warn!(error = %e, "status updates failed; applying one by one");
+            for s in statuses {
+                if let Err(e) = apply_batch(&pool, std::slice::from_ref(&s)).await {
+                    tracing::warn!(error = %e, update = ?s, "status update failed");
+                }
+            }
+        }
+        for b in barriers {
+            let _ = b.send(());
+        }
+    }
+}
+
+/// Applies status updates in order: those of deliveries in one transaction, then those of
+/// device rows one statement each. A transaction that held one device row while waiting for
+/// another could deadlock with a push holding share locks on devices in another order.
+async fn apply_batch(pool: &Pool, updates: &[StatusUpdate]) -> StoreResult<()> {
+    let mut conn = pool.get().await?;
+    let (devices, deliveries): (Vec<&StatusUpdate>, Vec<&StatusUpdate>) =
+        updates.iter().partition(|u| matches!(u, StatusUpdate::Disconnected { .. }));
+    if !deliveries.is_empty() {
+        let (pg, cache) = conn.transaction().await?;
+        let tx = PgTx::new(&pg, cache);
+        for u in deliveries {
+            ops::push::apply_update(&tx, u).await?;
+        }
+        pg.commit().await.map_err(map_err)?;
+    }
+    for u in devices {
+        ops::push::apply_update(&conn.tx(), u).await?;
+    }
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl Store for PostgresStore {
+    async fn setting(&self, name: &str) -> StoreResult<Option<String>> {
+        on_conn!(self, |tx| ops::apps::setting(tx, name))
+    }
+
+    async fn init_setting(&self, name: &str, value: &str) -> StoreResult<String> {
+        on_conn!(self, |tx| ops::apps::init_setting(tx, name, value))
+    }
+
+    async fn create_app(&self, app: AppRecord, first_key: ApiKeyRecord) -> StoreResult<()> {
+        in_tx!(self, |tx| ops::apps::create_app(tx, &app, &first_key))
+    }
+
+    async fn app(&self, app_id: &AppId) -> StoreResult<Option<AppRecord>> {
+        on_conn!(self, |tx| ops::apps::app(tx, app_id))
+    }
+
+    async fn apps(&self) -> StoreResult<Vec<AppRecord>> {
+        on_conn!(self, |tx| ops::apps::apps(tx))
+    }
+
+    async fn create_api_key(&self, key: ApiKeyRecord) -> StoreResult<()> {
+        on_conn!(self, |tx| ops::apps::create_api_key(tx, &key))
+    }
+
+    async fn api_key(&self, key_id: &KeyId) -> StoreResult<Option<ApiKeyRecord>> {
+        on_conn!(self, |tx| ops::apps::api_key(tx, key_id))
+    }
+
+    async fn api_keys(&self, app_id: &AppId) -> StoreResult<Vec<ApiKeyRecord>> {
+        on_conn!(self, |tx| ops::apps::api_keys(tx, app_id))
+    }
+
+    async fn revoke_api_key(&self, app_id: &AppId, key_id: &KeyId, now: i64) -> StoreResult<bool> {
+        on_conn!(self, |tx| ops::apps::revoke_api_key(tx, app_id, key_id, now))
+    }
+
+    async fn register_device(&self, reg: DeviceRegistration) -> StoreResult<Registered> {
+        in_tx!(self, |tx| ops::devices::register(tx, &reg))
+    }
+
+    async fn device_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<DeviceRecord>> {
+        on_conn!(self, |tx| ops::devices::device_by_token_hash(tx, token_hash))
+    }
+
+    async fn device(&self, app_id: &AppId, device_id: &DeviceId) -> StoreResult<Option<DeviceRecord>> {
+        on_conn!(self, |tx| ops::devices::device(tx, app_id, device_id))
+    }
+
+    async fn device_credentials(&self, device_id: &DeviceId) -> StoreResult<Option<(AppId, String)>> {
+        on_conn!(self, |tx| ops::devices::credentials(tx, device_id))
+    }
+
+    async fn report_device(
+        &self,
+        app_id: &AppId,
+        device_id: &DeviceId,
+        app_version: Option<String>,
+        vendor_tokens: Option<serde_json::Map<String, serde_json::Value>>,
+    ) -> StoreResult<bool> {
+        in_tx!(self, |tx| ops::devices::report(tx, app_id, device_id, app_version.as_deref(), vendor_tokens))
+    }
+
+    async fn bind_user(
+        &self,
+        app_id: &AppId,
+        device_id: &DeviceId,
+        user_id: &UserId,
+        now: i64,
+    ) -> StoreResult<Option<Bound>> {
+        self.barrier().await?;
+        in_tx!(self, |tx| ops::devices::bind(tx, app_id, device_id, user_id, now))
+    }
+
+    async fn unbind_user(&self, app_id: &AppId, device_id: &DeviceId, now: i64) -> StoreResult<bool> {
+        in_tx!(self, |tx| ops::devices::unbind(tx, app_id, device_id, now))
+    }
+
+    async fn user_devices(&self, app_id: &AppId, user_id: &UserId) -> StoreResult<Vec<DeviceRecord>> {
+        on_conn!(self, |tx| ops::devices::user_devices(tx, app_id, user_id))
+    }
+
+    async fn device_connected(
+        &self,
+        device_id: &DeviceId,
+        presence: &Presence,
+        now: i64,
+    ) -> StoreResult<Option<Presence>> {
+        on_conn!(self, |tx| ops::devices::connected(tx, device_id, presence, now))
+    }
+
+    async fn node_started(&self, node: &str) -> StoreResult<u64> {
+        on_conn!(self, |tx| ops::devices::node_started(tx, node))
+    }
+
+    async fn stale_pending(
+        &self,
+        node: &str,
+        created_before: i64,
+        now: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<DeviceId>> {
+        on_conn!(self, |tx| ops::devices::stale(tx, node, created_before, now, limit))
+    }
+
+    async fn commit_broadcast(&self, b: NewBroadcast, now: i64) -> StoreResult<BroadcastCommitted> {
+        in_tx!(self, |tx| ops::broadcast::commit(tx, &b, now))
+    }
+
+    async fn broadcast_recipients(&self, message_id: &MessageId, node: &str) -> StoreResult<Vec<DeviceId>> {
+        on_conn!(self, |tx| ops::broadcast::recipients(tx, message_id, node))
+    }
+
+    async fn revoke(
+        &self,
+        app_id: &AppId,
+        what: RevokeTarget,
+        now: i64,
+        since: i64,
+    ) -> StoreResult<Option<Revocation>> {
+        in_tx!(self, |tx| ops::revoke::revoke(tx, app_id, &what, now, since))
+    }
+
+    async fn create_schedule(&self, s: ScheduleRecord) -> StoreResult<()> {
+        on_conn!(self, |tx| ops::schedules::create(tx, &s))
+    }
+
+    async fn due_schedules(&self, now: i64, limit: usize) -> StoreResult<Vec<ScheduleRecord>> {
+        on_conn!(self, |tx| ops::schedules::due(tx, now, limit))
+    }
+
+    async fn fire_schedule(&self, claim: FireClaim, now: i64) -> StoreResult<FireOutcome> {
+        in_tx!(self, |tx| ops::schedules::fire(tx, &claim, now))
+    }
+
+    async fn schedules(
+        &self,
+        app_id: &AppId,
+        unique_id: Option<&str>,
+        from: i64,
+        to: i64,
+    ) -> StoreResult<Vec<ScheduleRecord>> {
+        on_conn!(self, |tx| ops::schedules::list(tx, app_id, unique_id, from, to))
+    }
+
+    async fn cancel_schedule(&self, app_id: &AppId, unique_id: &str) -> StoreResult<Cancelled> {
+        on_conn!(self, |tx| ops::schedules::cancel(tx, app_id, unique_id))
+    }
+
+    async fn template_in_use(&self, app_id: &AppId, name: &str) -> StoreResult<bool> {
+        on_conn!(self, |tx| ops::schedules::template_in_use(tx, app_id, name))
+    }
+
+    async fn create_template(&self, t: TemplateRecord, max_per_app: usize) -> StoreResult<TemplateCreated> {
+        in_tx!(self, |tx| ops::apps::create_template(tx, &t, max_per_app))
+    }
+
+    async fn template(&self, app_id: &AppId, name: &str) -> StoreResult<Option<TemplateRecord>> {
+        on_conn!(self, |tx| ops::apps::template(tx, app_id, name))
+    }
+
+    async fn templates(&self, app_id: &AppId) -> StoreResult<Vec<TemplateRecord>> {
+        on_conn!(self, |tx| ops::apps::templates(tx, app_id))
+    }
+
+    async fn update_template(&self, t: TemplateRecord) -> StoreResult<bool> {
+        on_conn!(self, |tx| ops::apps::update_template(tx, &t))
+    }
+
+    async fn delete_template(&self, app_id: &AppId, name: &str) -> StoreResult<bool> {
+        on_conn!(self, |tx| ops::apps::delete_template(tx, app_id, name))
+    }
+
+    async fn commit_push(&self, push: NewPush, now: i64) -> StoreResult<CommittedPush> {
+        in_tx!(self, |tx| ops::push::commit(tx, &push, now))
+    }
+
+    async fn pending_deliveries(
+        &self,
+        device_id: &DeviceId,
+        now: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<PendingDelivery>> {
+        self.barrier().await?;
+        on_conn!(self, |tx| ops::push::pending(tx, device_id, now, limit))
+    }
+
+    fn record(&self, update: StatusUpdate) {
+        if self.updates.send(Update::Status(update)).is_err() {
+            tracing::warn!("status update dropped: the update task has stopped");
+        }
+    }
+
+    async fn expire_due(&self, now: i64) -> StoreResult<u64> {
+        let conn = self.pool.get().await?;
+        let tx = conn.tx();
+        // Nonces live in a table here: the sweep drops those past their window.
+        tx.execute(&sql::PURGE_NONCES, &[&now]).await?;
+        ops::push::expire(&tx, now).await
+    }
+
+    async fn task(&self, app_id: &AppId, task_id: &TaskId) -> StoreResult<Option<TaskView>> {
+        on_conn!(self, |tx| ops::views::task(tx, app_id, task_id))
+    }
+
+    async fn message(&self, app_id: &AppId, message_id: &MessageId) -> StoreResult<Option<MessageView>> {
+        on_conn!(self, |tx| ops::views::message(tx, app_id, message_id))
+    }
+
+    async fn flush(&self) -> StoreResult<()> {
+        self.barrier().await
+    }
+
+    async fn claim_nonce(&self, key_id: &KeyId, nonce: &str, now: i64, expires_at: i64) -> StoreResult<bool> {
+        let conn = self.pool.get().await?;
+        let claimed = conn.tx().execute(&sql::CLAIM_NONCE, &[&key_id.as_str(), &nonce, &expires_at, &now]).await?;
+        Ok(claimed == 1)
+    }
+
+    async fn try_lease(&self, name: &str, holder: &str, now: i64, ttl_ms: i64) -> StoreResult<bool> {
+        on_conn!(self, |tx| ops::apps::try_lease(tx, name, holder, now, ttl_ms))
+    }
+}

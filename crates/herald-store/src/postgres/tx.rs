@@ -1,0 +1,97 @@
+//! [`Tx`] on a pooled tokio-postgres connection or transaction. Each statement is prepared
+//! once per connection, then only bound and executed (one round trip, no planning);
+//! futures an operation joins are pipelined on the connection.
+
+use std::collections::HashMap;
+
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{GenericClient, Statement};
+
+use crate::tx::{Arg, Dialect, Row, Sql, Tx};
+use crate::{StoreError, StoreResult};
+
+/// Statements prepared on one connection, by [`Sql::key`].
+pub(crate) type StmtCache = parking_lot::Mutex<HashMap<usize, Statement>>;
+
+pub(crate) struct PgTx<'a, C> {
+    c: &'a C,
+    cache: &'a StmtCache,
+}
+
+impl<'a, C: GenericClient + Sync> PgTx<'a, C> {
+    pub(crate) fn new(c: &'a C, cache: &'a StmtCache) -> Self {
+        PgTx { c, cache }
+    }
+
+    async fn statement(&self, sql: &'static Sql) -> StoreResult<Statement> {
+        if let Some(s) = self.cache.lock().get(&sql.key()) {
+            return Ok(s.clone());
+        }
+        let s = self.c.prepare(sql.text(Dialect::Postgres)).await.map_err(map_err)?;
+        self.cache.lock().insert(sql.key(), s.clone());
+        Ok(s)
+    }
+}
+
+fn pg_args<'a>(args: &'a [&'a dyn Arg]) -> Vec<&'a (dyn ToSql + Sync)> {
+    args.iter().map(|a| *a as &(dyn ToSql + Sync)).collect()
+}
+
+impl<C: GenericClient + Sync> Tx for PgTx<'_, C> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    async fn execute(&self, sql: &'static Sql, args: &[&dyn Arg]) -> StoreResult<u64> {
+        let stmt = self.statement(sql).await?;
+        self.c.execute(&stmt, &pg_args(args)).await.map_err(map_err)
+    }
+
+    async fn query<T, F>(&self, sql: &'static Sql, args: &[&dyn Arg], map: F) -> StoreResult<Vec<T>>
+    where
+        T: Send,
+        F: Fn(&dyn Row) -> StoreResult<T> + Send,
+    {
+        let stmt = self.statement(sql).await?;
+        let rows = self.c.query(&stmt, &pg_args(args)).await.map_err(map_err)?;
+        rows.iter().map(|r| map(r)).collect()
+    }
+}
+
+impl Row for tokio_postgres::Row {
+    fn i64(&self, i: usize) -> StoreResult<i64> {
+        self.try_get(i).map_err(column)
+    }
+
+    fn opt_i64(&self, i: usize) -> StoreResult<Option<i64>> {
+        self.try_get(i).map_err(column)
+    }
+
+    fn text(&self, i: usize) -> StoreResult<String> {
+        self.try_get(i).map_err(column)
+    }
+
+    fn opt_text(&self, i: usize) -> StoreResult<Option<String>> {
+        self.try_get(i).map_err(column)
+    }
+
+    fn bool(&self, i: usize) -> StoreResult<bool> {
+        self.try_get(i).map_err(column)
+    }
+}
+
+/// A column that does not read as the type the store gave it: a bug or corrupt data.
+fn column(err: tokio_postgres::Error) -> StoreError {
+    StoreError::Internal(err.to_string())
+}
+
+/// Without an SQLSTATE the connection or the server is gone, not the statement: the store
+/// is unavailable (nothing was accepted). With one, a bug or corrupt data.
+pub(crate) fn map_err(err: tokio_postgres::Error) -> StoreError {
+    // tokio-postgres says only "db error"; the server's message and code say what.
+    let text = match err.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => err.to_string(),
+    };
+    if err.is_closed() || err.code().is_none() { StoreError::Unavailable(text) } else { StoreError::Internal(text) }
+}

@@ -1,0 +1,809 @@
+//! The store contract as tests, run on every backend by [`store_suite!`]: SQLite always,
+//! PostgreSQL when `HERALD_TEST_POSTGRES_URL` names a server. Every operation of [`Store`]
+//! is exercised here, so a backend that drifts from the other fails a test.
+//!
+//! The helpers (`app`, `device`, `push`, [`Subject`]) also serve the scheduler's tests in
+//! the server crate (feature `suite`).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use herald_core::ids::{AppId, DeviceId, KeyId, MessageId, TaskId, UserId};
+use herald_core::model::*;
+use herald_core::state::*;
+
+use crate::scratch::ScratchSchema;
+use crate::{
+    Cancelled, FireOutcome, PostgresStore, Registered, SqliteStore, Store, StoreConfig, StoreError, TemplateCreated,
+};
+
+type Raw = Box<dyn Fn(String) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// A store under test, a way to write into it behind its back (to store what the API never
+/// would), and what removes its database afterwards.
+pub struct Subject {
+    pub store: Arc<dyn Store>,
+    raw: Raw,
+    _guard: Box<dyn std::any::Any + Send>,
+}
+
+impl Subject {
+    /// A fresh SQLite file.
+    pub async fn sqlite() -> Option<Subject> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("herald.db");
+        let store = SqliteStore::open(&path, &StoreConfig::default()).expect("open SQLite");
+        let raw: Raw = Box::new(move |sql| {
+            let path = path.clone();
+            Box::pin(async move {
+                let conn = rusqlite::Connection::open(&path).expect("open SQLite beside the store");
+                conn.execute_batch(&format!("PRAGMA foreign_keys = OFF; PRAGMA busy_timeout = 5000; {sql}"))
+                    .expect("raw SQL");
+            })
+        });
+        Some(Subject { store: Arc::new(store), raw, _guard: Box::new(dir) })
+    }
+
+    /// A fresh schema of the database of `HERALD_TEST_POSTGRES_URL`; `None` (the test says
+    /// it is skipped) when the variable is unset.
+    pub async fn postgres() -> Option<Subject> {
+        let (store, schema) = Self::postgres_store(2).await?;
+        let (url, options) = (schema.url().to_owned(), schema.options());
+        let raw: Raw = Box::new(move |sql| {
+            let (url, options) = (url.clone(), options.clone());
+            Box::pin(async move {
+                let mut config: tokio_postgres::Config = url.parse().expect("store URL");
+                config.options(&options);
+                let (client, connection) = config.connect(tokio_postgres::NoTls).await.expect("connect");
+                tokio::spawn(connection);
+                client.batch_execute(&sql).await.expect("raw SQL");
+            })
+        });
+        Some(Subject { store: Arc::new(store), raw, _guard: Box::new(schema) })
+    }
+
+    /// A PostgreSQL store with `connections` in its pool, in a fresh schema.
+    pub async fn postgres_store(connections: usize) -> Option<(PostgresStore, ScratchSchema)> {
+        let schema = ScratchSchema::for_test().await?;
+        let store = PostgresStore::open(schema.url(), connections, Some(&schema.options()))
+            .await
+            .unwrap_or_else(|e| panic!("opening the PostgreSQL store: {e}"));
+        Some((store, schema))
+    }
+
+    /// Runs SQL on the store's database, beside the store.
+    pub async fn raw(&self, sql: &str) {
+        (self.raw)(sql.to_owned()).await
+    }
+}
+
+pub fn app(id: &str) -> (AppRecord, ApiKeyRecord) {
+    let app_id = AppId::new(id);
+    (
+        AppRecord {
+            app_id: app_id.clone(),
+            name: format!("{id} name"),
+            app_key_hash: "hash".into(),
+            bind_secret_sealed: "sealed".into(),
+            trust_client_bind: false,
+            created_at: 1,
+        },
+        ApiKeyRecord {
+            key_id: KeyId::new(format!("{id}-key")),
+            app_id,
+            kind: KeyKind::Hmac,
+            material: "sealed-secret".into(),
+            created_at: 1,
+            revoked_at: None,
+        },
+    )
+}
+
+pub async fn create_app(store: &dyn Store, id: &str) {
+    let (a, k) = app(id);
+    store.create_app(a, k).await.unwrap();
+}
+
+pub fn registration(app: &str, install: &str, platform: Platform, now: i64) -> DeviceRegistration {
+    DeviceRegistration {
+        app_id: AppId::new(app),
+        install_id: install.into(),
+        new_device_id: DeviceId::generate(),
+        token_hash: herald_core::crypto::sha256_hex(herald_core::crypto::random_secret().as_bytes()),
+        proof_token_hash: None,
+        platform,
+        app_version: Some("1.0".into()),
+        os_version: None,
+        model: None,
+        vendor_tokens: None,
+        now,
+    }
+}
+
+/// Registers an Android device of `app` at time 10.
+pub async fn device(store: &dyn Store, app: &str, install: &str) -> DeviceId {
+    match store.register_device(registration(app, install, Platform::Android, 10)).await.unwrap() {
+        Registered::Created(d) => d.device_id,
+        other => panic!("{install} was registered before: {other:?}"),
+    }
+}
+
+pub fn push(app: &str, kind: TargetKind, targets: &[(&str, &str)], now: i64, ttl_ms: i64) -> NewPush {
+    NewPush {
+        skip_idempotency: false,
+        task: NewTask {
+            task_id: TaskId::generate(now),
+            app_id: AppId::new(app),
+            push_type: PushType::Simple,
+            task_name: None,
+            delivery_type: if kind == TargetKind::User { 3 } else { 1 },
+            created_at: now,
+            expires_at: now + ttl_ms,
+        },
+        messages: targets
+            .iter()
+            .map(|(target, key)| NewMessage {
+                message_id: MessageId::generate(now),
+                msg_key: key.to_string(),
+                target_kind: kind,
+                target: target.to_string(),
+                payload: Bytes::from(format!("{{\"k\":\"{key}\"}}")),
+            })
+            .collect(),
+    }
+}
+
+/// A broadcast to every Android device of `app` (audience All).
+pub fn broadcast(app: &str, msg_key: &str, now: i64, ttl_ms: i64) -> NewBroadcast {
+    NewBroadcast {
+        task: NewTask {
+            task_id: TaskId::generate(now),
+            app_id: AppId::new(app),
+            push_type: PushType::Broadcast,
+            task_name: None,
+            delivery_type: 1,
+            created_at: now,
+            expires_at: now + ttl_ms,
+        },
+        message_id: MessageId::generate_broadcast(now),
+        msg_key: msg_key.into(),
+        platform: Platform::Android,
+        audience: BroadcastAudience::All,
+        bind_since: None,
+        unbind_since: None,
+        payload: Bytes::from_static(b"{\"k\":\"broadcast\"}"),
+        skip_idempotency: false,
+    }
+}
+
+fn offline(d: &DeviceId) -> Recipient {
+    Recipient { device_id: d.clone(), online_node: None }
+}
+
+fn on(node: &str, generation: u64) -> Presence {
+    Presence { node: node.into(), generation }
+}
+
+pub async fn apps_keys_settings_and_leases(s: &Subject) {
+    let store = s.store.as_ref();
+    create_app(store, "a1").await;
+    assert_eq!(store.app(&AppId::new("a1")).await.unwrap().unwrap().name, "a1 name");
+    assert!(store.app(&AppId::new("nope")).await.unwrap().is_none());
+    let key = store.api_key(&KeyId::new("a1-key")).await.unwrap().unwrap();
+    assert_eq!((key.kind, key.revoked_at), (KeyKind::Hmac, None));
+    let rsa = ApiKeyRecord {
+        key_id: KeyId::new("a1-rsa"),
+        kind: KeyKind::Rsa,
+        material: "der".into(),
+        created_at: 2,
+        ..key.clone()
+    };
+    store.create_api_key(rsa.clone()).await.unwrap();
+    assert_eq!(store.api_keys(&AppId::new("a1")).await.unwrap(), vec![key, rsa], "oldest first");
+    assert!(store.revoke_api_key(&AppId::new("a1"), &KeyId::new("a1-key"), 5).await.unwrap());
+    assert!(store.revoke_api_key(&AppId::new("a1"), &KeyId::new("a1-key"), 9).await.unwrap(), "still its key");
+    assert_eq!(store.api_key(&KeyId::new("a1-key")).await.unwrap().unwrap().revoked_at, Some(5), "the first time");
+    create_app(store, "b1").await;
+    assert!(!store.revoke_api_key(&AppId::new("a1"), &KeyId::new("b1-key"), 5).await.unwrap(), "another app's key");
+    let apps: Vec<String> = store.apps().await.unwrap().into_iter().map(|a| a.app_id.into_string()).collect();
+    assert_eq!(apps, vec!["a1", "b1"]);
+    assert_eq!(store.setting("s").await.unwrap(), None);
+    assert_eq!(store.init_setting("s", "first").await.unwrap(), "first");
+    assert_eq!(store.init_setting("s", "second").await.unwrap(), "first");
+    assert_eq!(store.setting("s").await.unwrap().as_deref(), Some("first"));
+
+    assert!(store.try_lease("sweep", "node-a", 100, 1_000).await.unwrap());
+    assert!(!store.try_lease("sweep", "node-b", 500, 1_000).await.unwrap(), "held by node-a");
+    assert!(store.try_lease("sweep", "node-a", 900, 1_000).await.unwrap(), "renewed by its holder");
+    assert!(!store.try_lease("sweep", "node-b", 1_800, 1_000).await.unwrap(), "the renewal runs to 1,900");
+    assert!(store.try_lease("other", "node-b", 1_800, 1_000).await.unwrap(), "leases are independent");
+    assert!(store.try_lease("sweep", "node-b", 1_900, 1_000).await.unwrap(), "taken over after expiry");
+    assert!(!store.try_lease("sweep", "node-a", 2_000, 1_000).await.unwrap());
+}
+
+pub async fn nonces_are_claimed_once_until_they_expire(s: &Subject) {
+    let store = s.store.as_ref();
+    let (k1, k2) = (KeyId::new("k1"), KeyId::new("k2"));
+    assert!(store.claim_nonce(&k1, "nonce-0123456789ab", 100, 1_000).await.unwrap());
+    assert!(!store.claim_nonce(&k1, "nonce-0123456789ab", 200, 1_100).await.unwrap(), "a replay");
+    assert!(store.claim_nonce(&k2, "nonce-0123456789ab", 200, 1_100).await.unwrap(), "another key");
+    assert!(store.claim_nonce(&k1, "nonce-0123456789ab", 1_000, 2_000).await.unwrap(), "after its expiry");
+    // The expiry sweep may drop expired nonces; a live one stays.
+    store.expire_due(1_500).await.unwrap();
+    assert!(!store.claim_nonce(&k1, "nonce-0123456789ab", 1_600, 2_600).await.unwrap());
+}
+
+pub async fn an_install_registers_once_and_renews_only_with_its_token(s: &Subject) {
+    let store = s.store.as_ref();
+    create_app(store, "a1").await;
+    let first = registration("a1", "install-1", Platform::Ios, 10);
+    let Registered::Created(d) = store.register_device(first.clone()).await.unwrap() else { panic!("created") };
+    assert_eq!(
+        (d.platform, d.install_id.as_str(), d.app_version.as_deref()),
+        (Platform::Ios, "install-1", Some("1.0"))
+    );
+    assert_eq!(store.device_by_token_hash(&first.token_hash).await.unwrap().unwrap().device_id, d.device_id);
+
+    // Again without the device's token, or with another: refused, the device untouched.
+    let mut again = registration("a1", "install-1", Platform::Android, 20);
+    assert_eq!(store.register_device(again.clone()).await.unwrap(), Registered::Taken);
+    again.proof_token_hash = Some(again.token_hash.clone());
+    assert_eq!(store.register_device(again.clone()).await.unwrap(), Registered::Taken);
+    assert!(store.device_by_token_hash(&first.token_hash).await.unwrap().is_some(), "the old token still works");
+    assert!(store.device_by_token_hash(&again.token_hash).await.unwrap().is_none());
+
+    // With it: the same device, a new token; absent fields keep their values.
+    again.proof_token_hash = Some(first.token_hash.clone());
+    again.app_version = None;
+    let Registered::Renewed(renewed) = store.register_device(again.clone()).await.unwrap() else { panic!("renewed") };
+    assert_eq!((renewed.device_id.clone(), renewed.platform), (d.device_id.clone(), Platform::Android));
+    assert_eq!(renewed.app_version.as_deref(), Some("1.0"));
+    assert!(store.device_by_token_hash(&first.token_hash).await.unwrap().is_none(), "the old token is gone");
+    assert_eq!(store.device_credentials(&d.device_id).await.unwrap(), Some((AppId::new("a1"), again.token_hash)));
+    assert_eq!(store.device_credentials(&DeviceId::new("dnone")).await.unwrap(), None);
+
+    // The same installId in another app is another device.
+    create_app(store, "a2").await;
+    let other = device(store, "a2", "install-1").await;
+    assert_ne!(other, d.device_id);
+    assert!(store.device(&AppId::new("a2"), &d.device_id).await.unwrap().is_none(), "scoped by app");
+}
+
+pub async fn reports_merge_vendor_tokens(s: &Subject) {
+    let store = s.store.as_ref();
+    create_app(store, "a1").await;
+    let d = device(store, "a1", "i1").await;
+    let tokens = |v: serde_json::Value| v.as_object().cloned();
+    let app = AppId::new("a1");
+    assert!(
+        store
+            .report_device(&app, &d, Some("2.0".into()), tokens(serde_json::json!({"fcm": "t", "hms": "h"})))
+            .await
+            .unwrap()
+    );
+    assert!(store.report_device(&app, &d, None, tokens(serde_json::json!({"hms": null, "apns": "a"}))).await.unwrap());
+    let rec = store.device(&app, &d).await.unwrap().unwrap();
+    assert_eq!(rec.app_version.as_deref(), Some("2.0"), "absent: kept");
+    assert_eq!(serde_json::Value::Object(rec.vendor_tokens), serde_json::json!({"fcm": "t", "apns": "a"}));
+    assert!(!store.report_device(&AppId::new("a2"), &d, None, None).await.unwrap(), "another app's device");
+}
+
+/// What the store holds but cannot read as its type is an error on every backend (with the
+/// cause in its message), not skipped or read as empty.
+pub async fn corrupt_rows_are_errors(s: &Subject) {
+    let store = s.store.as_ref();
+    create_app(store, "a1").await;
+    let d = device(store, "a1", "i1").await;
+    s.raw("UPDATE api_keys SET kind = 'dsa'").await;
+    for result in
+        [store.api_key(&KeyId::new("a1-key")).await.map(|_| ()), store.api_keys(&AppId::new("a1")).await.map(|_| ())]
+    {
+        match result {
+            Err(StoreError::Internal(why)) => assert!(why.contains("key kind \"dsa\""), "{why}"),
+            other => panic!("an unknown key kind must be an error: {other:?}"),
+        }
+    }
+    s.raw("UPDATE devices SET vendor_tokens = 'not json'").await;
+    match store.device(&AppId::new("a1"), &d).await {
+        Err(StoreError::Internal(why)) => assert!(why.contains("vendor_tokens"), "{why}"),
+        other => panic!("malformed vendor tokens must be an error: {other:?}"),
+    }
+}
+
+pub async fn pushes_resolve_targets_within_the_app(s: &Subject) {
+    let store = s.store.as_ref();
+    create_app(store, "a1").await;
+    create_app(store, "a2").await;
+    let mine = device(store, "a1", "i1").await;
+    let theirs = device(store, "a2", "i2").await;
+    let p =
+        push("a1", TargetKind::Device, &[(mine.as_str(), "k1"), (theirs.as_str(), "k2"), ("ghost", "k3")], 100, 60_000);
+    let ids: Vec<MessageId> = p.messages.iter().map(|m| m.message_id.clone()).collect();
+    let c = store.commit_push(p, 100).await.unwrap();
+    assert!(!c.replayed);
+    assert_eq!(c.outcomes[0], (ids[0].clone(), TargetOutcome::Accepted { devices: vec![offline(&mine)] }));
+    assert_eq!(c.outcomes[1], (ids[1].clone(), TargetOutcome::Undeliverable));
+    assert_eq!(c.outcomes[2], (ids[2].clone(), TargetOutcome::Undeliverable));
+    assert!(store.pending_deliveries(&theirs, 100, 10).await.unwrap().is_empty());
+    let task = store.task(&AppId::new("a1"), &c.task_id).await.unwrap().unwrap();
+    assert_eq!((task.push_type, task.delivery_type, task.expires_at), (PushType::Simple, 1, 60_100));
+    let mut views: Vec<(&str, bool, usize)> =
+        task.messages.iter().map(|m| (m.msg_key.as_str(), m.undeliverable, m.deliveries.len())).collect();
+    views.sort();
+    assert_eq!(views, vec![("k1", false, 1), ("k2", true, 0), ("k3", true, 0)]);
+    assert!(task.broadcast.is_none());
+    let m = store.message(&AppId::new("a1"), &ids[0]).await.unwrap().unwrap();
+    assert_eq!((m.target_kind, m.deliveries[0].status), (TargetKind::Device, DeliveryStatus::Pending));
+    assert!(store.task(&AppId::new("a2"), &c.task_id).await.unwrap().is_none());
+    assert!(store.message(&AppId::new("a2"), &ids[0]).await.unwrap().is_none());
+}
+
+pub async fn idempotency_holds_within_the_validity(s: &Subject) {
+    let store = s.store.as_ref();
+    create_app(store, "a1").await;
+    let d = device(store, "a1", "i1").await;
+    let first = store.commit_push(push("a1", TargetKind::Device, &[(d.as_str(), "k")], 100, 1_000), 100).await.unwrap();
+    let retry = push("a1", TargetKind::Device, &[(d.as_str(), "k")], 200, 1_000);
+    let retry_task = retry.task.task_id.clone();
+    let retry = store.commit_push(retry, 200).await.unwrap();
+    assert!(retry.replayed);
+    assert_eq!(retry.task_id, first.task_id);
+    assert!(store.task(&AppId::new("a1"), &retry_task).await.unwrap().is_none(), "a retry keeps nothing");
+    assert!(matches!(retry.outcomes[0].1, TargetOutcome::Duplicate { .. }));
+    assert_eq!(store.pending_deliveries(&d, 300, 10).await.unwrap().len(), 1, "not stored twice");
+    // A repeat with a new target is not a retry: the new target is sent, the old one not.
+    let mixed = push("a1", TargetKind::Device, &[(d.as_str(), "k"), (d.as_str(), "k2")], 250, 1_000);
+    let mixed = store.commit_push(mixed, 250).await.unwrap();
+    assert!(!mixed.replayed);
+    assert!(matches!(mixed.outcomes[0].1, TargetOutcome::Duplicate { .. }));
+    assert!(matches!(mixed.outcomes[1].1, TargetOutcome::Accepted { .. }));
+    // After the first message's validity the key is free again.
+    let later =
+        store.commit_push(push("a1", TargetKind::Device, &[(d.as_str(), "k")], 1_200, 1_000), 1_200).await.unwrap();
+    assert!(!later.replayed);
+    assert!(matches!(later.outcomes[0].1, TargetOutcome::Accepted { .. }));
+    // A firing of a schedule claims no key: it repeats its msgKey on purpose.
+    let mut firing = push("a1", TargetKind::Device, &[(d.as_str(), "k")], 1_300, 1_000);
+    firing.skip_idempotency = true;
+    assert!(matches!(store.commit_push(firing, 1_300).await.unwrap().outcomes[0].1, TargetOutcome::Accepted { .. }));
+}
+
+pub async fn deliveries_are_pending_until_acknowledged_or_expired(s: &Subject) {
+    let store = s.store.as_ref();
+    create_app(store, "a1").await;
+    let d = device(store, "a1", "i1").await;
+    let short =
+        store.commit_push(push("a1", TargetKind::Device, &[(d.as_str(), "short")], 100, 50), 100).await.unwrap();
+    let long =
+        store.commit_push(push("a1", TargetKind::Device, &[(d.as_str(), "long")], 101, 10_000), 101).await.unwrap();
+    let pending = store.pending_deliveries(&d, 120, 10).await.unwrap();
+    assert_eq!(
+        pending.iter().map(|p| &p.message_id).collect::<Vec<_>>(),
+        vec![&short.outcomes[0].0, &long.outcomes[0].0]
+    );
+    assert_eq!(pending[0].payload, "{\"k\":\"short\"}");
+    assert_eq!(store.pending_deliveries(&d, 120, 1).await.unwrap().len(), 1, "at most the limit");
+    let later = store.pending_deliveries(&d, 200, 10).await.unwrap();
+    assert_eq!(later.len(), 1, "an expired delivery is never handed out");
+    assert_eq!(store.expire_due(200).await.unwrap(), 1);
+    let long_id = long.outcomes[0].0.clone();
+    store.record(StatusUpdate::Sent { message_id: long_id.clone(), device_id: d.clone(), at: 150 });
+    assert!(store.pending_deliveries(&d, 200, 10).await.unwrap()[0].sent_before);
+    store.record(StatusUpdate::Delivered { message_id: long_id.clone(), device_id: d.clone(), sent_at: 150, at: 210 });
+    assert!(store.pending_deliveries(&d, 220, 10).await.unwrap().is_empty());
+    store.record(StatusUpdate::Event {
+        message_id: long_id.clone(),
+        device_id: d.clone(),
+        event: DeviceEvent::Opened,
+        at: 230,
+    });
+    // Events never move a delivery back.
+    store.record(StatusUpdate::Event {
+        message_id: long_id.clone(),
+        device_id: d.clone(),
+        event: DeviceEvent::Arrived,
+        at: 240,
+    });
+    store.flush().await.unwrap();
+    let m = store.message(&AppId::new("a1"), &long_id).await.unwrap().unwrap();
+    assert_eq!(m.deliveries[0].status, DeliveryStatus::Opened);
+    assert_eq!((m.deliveries[0].sent_at, m.deliveries[0].delivered_at), (Some(150), Some(210)));
+    let s = store.message(&AppId::new("a1"), &short.outcomes[0].0).await.unwrap().unwrap();
+    assert_eq!(s.deliveries[0].status, DeliveryStatus::Expired);
+}
+
+pub async fn user_messages_follow_binds(s: &Subject) {
+    let store = s.store.as_ref();
+    create_app(store, "a1").await;
+    let (app_id, alice, bob) = (AppId::new("a1"), UserId::new("alice"), UserId::new("bob"));
+    let c = store.commit_push(push("a1", TargetKind::User, &[("alice", "k")], 100, 10_000), 100).await.unwrap();
+    assert_eq!(c.outcomes[0].1, TargetOutcome::Accepted { devices: vec![] });
+    let d = device(store, "a1", "i1").await;
+    let bound = store.bind_user(&app_id, &d, &alice, 200).await.unwrap().unwrap();
+    assert_eq!((bound.pending.len(), bound.online_node), (1, None));
+    let listed: Vec<DeviceId> =
+        store.user_devices(&app_id, &alice).await.unwrap().into_iter().map(|d| d.device_id).collect();
+    assert_eq!(listed, vec![d.clone()]);
+    let rec = store.device(&app_id, &d).await.unwrap().unwrap();
+    assert_eq!((rec.user_id, rec.bound_at), (Some(alice.clone()), Some(200)));
+    // Another user replaces alice: her undelivered message no longer goes to this device.
+    assert!(store.bind_user(&app_id, &d, &bob, 250).await.unwrap().unwrap().pending.is_empty());
+    assert!(store.pending_deliveries(&d, 250, 10).await.unwrap().is_empty());
+    assert!(store.unbind_user(&app_id, &d, 300).await.unwrap());
+    assert!(store.user_devices(&app_id, &bob).await.unwrap().is_empty());
+    // Binding again within the validity brings it back; after the validity it does not.
+    assert_eq!(store.bind_user(&app_id, &d, &alice, 400).await.unwrap().unwrap().pending.len(), 1);
+    assert!(store.unbind_user(&app_id, &d, 450).await.unwrap());
+    assert!(store.pending_deliveries(&d, 450, 10).await.unwrap().is_empty(), "unbound: the user's message is gone");
+    let other = device(store, "a1", "i2").await;
+    assert!(store.bind_user(&app_id, &other, &alice, 20_000).await.unwrap().unwrap().pending.is_empty());
+    assert!(store.bind_user(&AppId::new("a2"), &d, &alice, 400).await.unwrap().is_none(), "another app's device");
+    assert!(!store.unbind_user(&AppId::new("a2"), &d, 400).await.unwrap());
+}
+
+pub async fn presence_routes_pushes_and_binds_to_the_holding_node(s: &Subject) {
+    let store = s.store.as_ref();
+    create_app(store, "a1").await;
+    let (app_id, alice) = (AppId::new("a1"), UserId::new("alice"));
+    let (d1, d2) = (device(store, "a1", "i1").await, device(store, "a1", "i2").await);
+    assert_eq!(store.device_connected(&d1, &on("n1", 5), 100).await.unwrap(), None);
+    // The same connection again replaces nothing; a newer one names the one it replaced.
+    assert_eq!(store.device_connected(&d1, &on("n1", 5), 101).await.unwrap(), None);
+    assert_eq!(store.device_connected(&d1, &on("n2", 9), 102).await.unwrap(), Some(on("n1", 5)));
+    assert_eq!(store.device(&app_id, &d1).await.unwrap().unwrap().online_node.as_deref(), Some("n2"));
+    assert!(store.bind_user(&app_id, &d1, &alice, 103).await.unwrap().unwrap().online_node.as_deref() == Some("n2"));
+    assert!(store.bind_user(&app_id, &d2, &alice, 103).await.unwrap().unwrap().online_node.is_none());
+    let c = store.commit_push(push("a1", TargetKind::User, &[("alice", "k")], 110, 10_000), 110).await.unwrap();
+    let TargetOutcome::Accepted { mut devices } = c.outcomes[0].1.clone() else { panic!("{c:?}") };
+    devices.sort_by(|a, b| a.device_id.cmp(&b.device_id));
+    let mut expected = vec![Recipient { device_id: d1.clone(), online_node: Some("n2".into()) }, offline(&d2)];
+    expected.sort_by(|a, b| a.device_id.cmp(&b.device_id));
+    assert_eq!(devices, expected);
+    // A late disconnect of the replaced connection leaves the newer one's presence.
+    store.record(StatusUpdate::Disconnected { device_id: d1.clone(), presence: on("n1", 5), at: 120 });
+    store.flush().await.unwrap();
+    assert_eq!(store.stale_pending("n2", 200, 200, 10).await.unwrap(), vec![d1.clone()]);
+    assert!(store.stale_pending("n2", 110, 200, 10).await.unwrap().is_empty(), "not older than the cut");
+    assert!(store.stale_pending("n1", 200, 200, 10).await.unwrap().is_empty());
+    store.record(StatusUpdate::Disconnected { device_id: d1.clone(), presence: on("n2", 9), at: 130 });
+    store.flush().await.unwrap();
+    assert!(store.stale_pending("n2", 200, 200, 10).await.unwrap().is_empty(), "gone with its connection");
+    let rec = store.device(&app_id, &d1).await.unwrap().unwrap();
+    assert_eq!((rec.last_seen, rec.online_node), (Some(130), None));
+    // A node's start forgets what an earlier run of it left.
+    store.device_connected(&d2, &on("n3", 1), 140).await.unwrap();
+    assert_eq!(store.node_started("n3").await.unwrap(), 1);
+    assert_eq!(store.device_connected(&d2, &on("n4", 1), 150).await.unwrap(), None);
+}
+
+pub async fn broadcasts_reach_their_audience_once(s: &Subject) {
+    let store = s.store.as_ref();
+    create_app(store, "a1").await;
+    create_app(store, "a2").await;
+    let app = AppId::new("a1");
+    let (online, offline_one) = (device(store, "a1", "i1").await, device(store, "a1", "i2").await);
+    let ios = match store.register_device(registration("a1", "i3", Platform::Ios, 10)).await.unwrap() {
+        Registered::Created(d) => d.device_id,
+        other => panic!("{other:?}"),
+    };
+    let elsewhere = device(store, "a2", "i4").await;
+    for (d, node) in [(&online, "n1"), (&ios, "n1"), (&elsewhere, "n1")] {
+        store.device_connected(d, &on(node, 1), 50).await.unwrap();
+    }
+    let b = broadcast("a1", "news", 100, 10_000);
+    let done = store.commit_broadcast(b.clone(), 100).await.unwrap();
+    assert!(!done.replayed);
+    assert_eq!(store.broadcast_recipients(&done.message_id, "n1").await.unwrap(), vec![online.clone()]);
+    assert!(store.broadcast_recipients(&done.message_id, "n2").await.unwrap().is_empty());
+    // The same msgkey again within its validity is the earlier broadcast.
+    let again = store.commit_broadcast(broadcast("a1", "news", 200, 10_000), 200).await.unwrap();
+    assert_eq!(
+        (again.replayed, again.message_id.clone(), again.task_id.clone()),
+        (true, done.message_id.clone(), done.task_id.clone())
+    );
+    // Devices that qualify find it among their pending deliveries until they acknowledge it.
+    let pending = store.pending_deliveries(&offline_one, 300, 10).await.unwrap();
+    assert_eq!(pending.iter().map(|p| &p.message_id).collect::<Vec<_>>(), vec![&done.message_id]);
+    assert!(store.pending_deliveries(&ios, 300, 10).await.unwrap().is_empty(), "another platform");
+    assert!(store.pending_deliveries(&elsewhere, 300, 10).await.unwrap().is_empty(), "another app");
+    // Not acknowledged since before the cut by a device connected here: stale.
+    assert_eq!(store.stale_pending("n1", 200, 300, 10).await.unwrap(), vec![online.clone()]);
+    assert!(store.stale_pending("n1", 100, 300, 10).await.unwrap().is_empty(), "not older than the cut");
+    store.record(StatusUpdate::Sent { message_id: done.message_id.clone(), device_id: online.clone(), at: 310 });
+    assert!(store.pending_deliveries(&online, 320, 10).await.unwrap()[0].sent_before);
+    assert_eq!(store.stale_pending("n1", 200, 330, 10).await.unwrap(), vec![online.clone()], "sent is not received");
+    store.record(StatusUpdate::Delivered {
+        message_id: done.message_id.clone(),
+        device_id: online.clone(),
+        sent_at: 310,
+        at: 320,
+    });
+    store.record(StatusUpdate::Event {
+        message_id: done.message_id.clone(),
+        device_id: offline_one.clone(),
+        event: DeviceEvent::Opened,
+        at: 330,
+    });
+    // A device's word about an id that is no broadcast writes nothing.
+    store.record(StatusUpdate::Event {
+        message_id: MessageId::new("bnone"),
+        device_id: online.clone(),
+        event: DeviceEvent::Opened,
+        at: 330,
+    });
+    assert!(store.pending_deliveries(&online, 340, 10).await.unwrap().is_empty());
+    assert!(store.pending_deliveries(&offline_one, 340, 10).await.unwrap().is_empty());
+    assert!(store.stale_pending("n1", 200, 340, 10).await.unwrap().is_empty());
+    let view = store.task(&app, &done.task_id).await.unwrap().unwrap().broadcast.unwrap();
+    assert_eq!(
+        (view.message_id, view.msg_key.as_str(), view.eligible, view.revoked_at),
+        (done.message_id.clone(), "news", 2, None)
+    );
+    assert_eq!(view.counts, vec![(DeliveryStatus::Delivered, 1), (DeliveryStatus::Opened, 1)]);
+    assert!(store.pending_deliveries(&offline_one, 20_000, 10).await.unwrap().is_empty(), "expired");
+}
+
+pub async fn a_revoke_withdraws_and_recalls(s: &Subject) {
+    let store = s.store.as_ref();
+    create_app(store, "a1").await;
+    let app = AppId::new("a1");
+    let (got_it, waiting) = (device(store, "a1", "i1").await, device(store, "a1", "i2").await);
+    let p = push("a1", TargetKind::Device, &[(got_it.as_str(), "k"), (waiting.as_str(), "k")], 100, 10_000);
+    let c = store.commit_push(p, 100).await.unwrap();
+    let (m1, m2) = (c.outcomes[0].0.clone(), c.outcomes[1].0.clone());
+    store.record(StatusUpdate::Delivered { message_id: m1.clone(), device_id: got_it.clone(), sent_at: 110, at: 120 });
+    store.flush().await.unwrap();
+    let what = |target: &DeviceId| RevokeTarget::Message { msg_key: "k".into(), target: target.as_str().into() };
+    assert!(store.revoke(&app, what(&got_it), 200, 150).await.unwrap().is_none(), "sent before the window");
+    let done = store.revoke(&app, what(&got_it), 200, 0).await.unwrap().unwrap();
+    assert_eq!((done.messages.clone(), done.withdrawn), (vec![m1.clone()], 0));
+    assert_eq!(done.recalls.len(), 1);
+    let recall = &done.recalls[0];
+    assert_eq!((recall.devices.clone(), recall.expires_at), (vec![offline(&got_it)], 10_100));
+    let control: serde_json::Value = serde_json::from_slice(&recall.payload).unwrap();
+    assert_eq!((control["type"].as_str(), control["messageId"].as_str()), (Some("revoke"), Some(m1.as_str())));
+    let pending = store.pending_deliveries(&got_it, 210, 10).await.unwrap();
+    assert_eq!(pending.iter().map(|p| &p.message_id).collect::<Vec<_>>(), vec![&recall.message_id], "the recall waits");
+    assert_eq!(store.message(&app, &m1).await.unwrap().unwrap().revoked_at, Some(200));
+    assert!(store.revoke(&app, what(&got_it), 250, 0).await.unwrap().unwrap().messages.is_empty(), "revoked before");
+
+    // A task: its open delivery is withdrawn, nobody got it, so no recall.
+    let done = store.revoke(&app, RevokeTarget::Task(c.task_id.clone()), 300, 0).await.unwrap().unwrap();
+    assert_eq!((done.messages, done.withdrawn, done.recalls.len()), (vec![m2.clone()], 1, 0));
+    assert!(store.pending_deliveries(&waiting, 310, 10).await.unwrap().is_empty());
+    let m = store.message(&app, &m2).await.unwrap().unwrap();
+    assert_eq!(m.deliveries[0].status, DeliveryStatus::Revoked);
+    assert!(store.revoke(&app, RevokeTarget::Task(TaskId::new("tnone")), 300, 0).await.unwrap().is_none());
+
+    // A broadcast's task: the broadcast is revoked, devices that acknowledged it are recalled.
+    let b = store.commit_broadcast(broadcast("a1", "news", 400, 10_000), 400).await.unwrap();
+    store.record(StatusUpdate::Delivered {
+        message_id: b.message_id.clone(),
+        device_id: got_it.clone(),
+        sent_at: 410,
+        at: 420,
+    });
+    store.flush().await.unwrap();
+    let done = store.revoke(&app, RevokeTarget::Task(b.task_id.clone()), 500, 0).await.unwrap().unwrap();
+    assert_eq!(done.messages, vec![b.message_id.clone()]);
+    assert_eq!(done.recalls[0].devices, vec![offline(&got_it)]);
+    assert!(store.pending_deliveries(&waiting, 510, 10).await.unwrap().is_empty(), "the broadcast is withdrawn");
+    let view = store.task(&app, &b.task_id).await.unwrap().unwrap().broadcast.unwrap();
+    assert_eq!(view.revoked_at, Some(500));
+    let again = store.revoke(&app, RevokeTarget::Task(b.task_id.clone()), 600, 0).await.unwrap().unwrap();
+    assert!(again.messages.is_empty() && again.recalls.is_empty(), "revoked before");
+    assert!(store.revoke(&AppId::new("a2"), RevokeTarget::Task(b.task_id), 600, 0).await.unwrap().is_none());
+}
+
+fn schedule(app: &str, id: &str, push_time: i64, kind: StrategyKind, template: Option<&str>) -> ScheduleRecord {
+    ScheduleRecord {
+        unique_id: id.into(),
+        parent_id: None,
+        app_id: AppId::new(app),
+        push_type: if template.is_some() { PushType::Template } else { PushType::Simple },
+        delivery_type: 1,
+        template_name: template.map(str::to_owned),
+        title: Some("t".into()),
+        content: Some("c".into()),
+        body: "{}".into(),
+        strategy_kind: kind,
+        strategy: "{}".into(),
+        push_time,
+        expires_ms: 1_000,
+        status: ScheduleStatus::Waiting,
+        task_id: None,
+        created_at: 1,
+    }
+}
+
+pub async fn schedules_fire_once_and_cancel(s: &Subject) {
+    let store = s.store.as_ref();
+    create_app(store, "a1").await;
+    let app = AppId::new("a1");
+    let d = device(store, "a1", "i1").await;
+    store.create_schedule(schedule("a1", "s1", 1_000, StrategyKind::Once, None)).await.unwrap();
+    store.create_schedule(schedule("a1", "s2", 2_000, StrategyKind::Recurring, Some("tpl"))).await.unwrap();
+    store.create_schedule(schedule("a1", "s3", 3_000, StrategyKind::Once, None)).await.unwrap();
+    assert!(store.due_schedules(999, 10).await.unwrap().is_empty());
+    let due: Vec<String> = store.due_schedules(2_500, 10).await.unwrap().into_iter().map(|s| s.unique_id).collect();
+    assert_eq!(due, vec!["s1", "s2"], "earliest first");
+    assert_eq!(store.due_schedules(2_500, 1).await.unwrap().len(), 1);
+    assert!(store.template_in_use(&app, "tpl").await.unwrap());
+    assert!(!store.template_in_use(&app, "other").await.unwrap());
+
+    // A one-off firing commits its push once, whoever claims it.
+    let firing = push("a1", TargetKind::Device, &[(d.as_str(), "k")], 1_000, 1_000);
+    let task = firing.task.task_id.clone();
+    let claim = FireClaim {
+        unique_id: "s1".into(),
+        due: 1_000,
+        next: None,
+        recurring: false,
+        firing: Some(Firing::Push(firing)),
+    };
+    let FireOutcome::Fired(Fired::Push(c)) = store.fire_schedule(claim.clone(), 1_001).await.unwrap() else {
+        panic!("fired")
+    };
+    assert_eq!(c.task_id, task);
+    assert!(matches!(store.fire_schedule(claim, 1_002).await.unwrap(), FireOutcome::Taken));
+    assert_eq!(store.pending_deliveries(&d, 1_010, 10).await.unwrap().len(), 1);
+    let s1 = store.schedules(&app, Some("s1"), 0, 0).await.unwrap();
+    assert_eq!((s1[0].status, s1[0].task_id.as_deref()), (ScheduleStatus::Executed, Some(task.as_str())));
+
+    // A recurring one: a missed firing is recorded, the row moves to its next time.
+    let claim = FireClaim { unique_id: "s2".into(), due: 2_000, next: Some(5_000), recurring: true, firing: None };
+    assert!(matches!(store.fire_schedule(claim, 2_001).await.unwrap(), FireOutcome::Missed));
+    let family = store.schedules(&app, Some("s2"), 0, 0).await.unwrap();
+    let rows: Vec<(Option<&str>, i64, ScheduleStatus)> =
+        family.iter().map(|s| (s.parent_id.as_deref(), s.push_time, s.status)).collect();
+    assert_eq!(rows, vec![(Some("s2"), 2_000, ScheduleStatus::Missed), (None, 5_000, ScheduleStatus::Waiting)]);
+    assert_eq!(family[0].template_name.as_deref(), Some("tpl"), "a firing keeps what its parent sends");
+
+    // The app's schedules by push time; cancel only what waits.
+    let listed: Vec<String> =
+        store.schedules(&app, None, 1_000, 3_000).await.unwrap().into_iter().map(|s| s.unique_id).collect();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    assert_eq!(store.cancel_schedule(&app, "s3").await.unwrap(), Cancelled::Cancelled);
+    assert_eq!(store.cancel_schedule(&app, "s3").await.unwrap(), Cancelled::NotWaiting(ScheduleStatus::Cancelled));
+    assert_eq!(store.cancel_schedule(&app, "s1").await.unwrap(), Cancelled::NotWaiting(ScheduleStatus::Executed));
+    assert_eq!(store.cancel_schedule(&app, "none").await.unwrap(), Cancelled::NotFound);
+    assert_eq!(store.cancel_schedule(&AppId::new("a2"), "s2").await.unwrap(), Cancelled::NotFound, "another app's");
+    assert!(store.due_schedules(10_000, 10).await.unwrap().iter().all(|s| s.unique_id == "s2"));
+}
+
+pub async fn templates_are_unique_per_app_and_limited(s: &Subject) {
+    let store = s.store.as_ref();
+    create_app(store, "a1").await;
+    create_app(store, "a2").await;
+    let t = |app: &str, name: &str| TemplateRecord {
+        app_id: AppId::new(app),
+        name: name.into(),
+        title: "Hi #name#".into(),
+        content: "You won #money#".into(),
+        uri: None,
+        desc_info: Some("d".into()),
+        push_style: 0,
+        silent: 0,
+        created_at: 10,
+        updated_at: 10,
+    };
+    assert_eq!(store.create_template(t("a1", "win"), 2).await.unwrap(), TemplateCreated::Created);
+    assert_eq!(store.create_template(t("a1", "win"), 2).await.unwrap(), TemplateCreated::Exists);
+    assert_eq!(store.create_template(t("a2", "win"), 2).await.unwrap(), TemplateCreated::Created, "per app");
+    assert_eq!(store.create_template(t("a1", "lose"), 2).await.unwrap(), TemplateCreated::Created);
+    assert_eq!(store.create_template(t("a1", "third"), 2).await.unwrap(), TemplateCreated::TooMany);
+    let mut changed = t("a1", "win");
+    changed.content = "New #x#".into();
+    changed.uri = Some("app://#x#".into());
+    changed.updated_at = 20;
+    assert!(store.update_template(changed.clone()).await.unwrap());
+    let got = store.template(&AppId::new("a1"), "win").await.unwrap().unwrap();
+    assert_eq!(got, TemplateRecord { created_at: 10, ..changed });
+    assert!(!store.update_template(t("a1", "ghost")).await.unwrap());
+    let names: Vec<String> = store.templates(&AppId::new("a1")).await.unwrap().into_iter().map(|t| t.name).collect();
+    assert_eq!(names, vec!["lose", "win"]);
+    assert!(store.delete_template(&AppId::new("a1"), "win").await.unwrap());
+    assert!(!store.delete_template(&AppId::new("a1"), "win").await.unwrap());
+    assert!(store.template(&AppId::new("a1"), "win").await.unwrap().is_none());
+    assert!(store.template(&AppId::new("a2"), "win").await.unwrap().is_some());
+}
+
+/// Runs the suite on one backend: `store_suite!(name, <future of Option<Subject>>)`.
+#[macro_export]
+macro_rules! store_suite {
+    ($backend:ident, $make:expr) => {
+        mod $backend {
+            use $crate::suite;
+
+            macro_rules! case {
+                ($name:ident) => {
+                    #[tokio::test]
+                    async fn $name() {
+                        // `None`: the backend is not configured here (the reason is printed).
+                        let Some(subject) = $make.await else { return };
+                        suite::$name(&subject).await;
+                        // Nothing in flight when the test's database goes away.
+                        subject.store.flush().await.expect("flush");
+                    }
+                };
+            }
+
+            case!(apps_keys_settings_and_leases);
+            case!(nonces_are_claimed_once_until_they_expire);
+            case!(an_install_registers_once_and_renews_only_with_its_token);
+            case!(reports_merge_vendor_tokens);
+            case!(corrupt_rows_are_errors);
+            case!(pushes_resolve_targets_within_the_app);
+            case!(idempotency_holds_within_the_validity);
+            case!(deliveries_are_pending_until_acknowledged_or_expired);
+            case!(user_messages_follow_binds);
+            case!(presence_routes_pushes_and_binds_to_the_holding_node);
+            case!(broadcasts_reach_their_audience_once);
+            case!(a_revoke_withdraws_and_recalls);
+            case!(schedules_fire_once_and_cancel);
+            case!(templates_are_unique_per_app_and_limited);
+        }
+    };
+}
+
+#[cfg(test)]
+mod backends {
+    use std::sync::Arc;
+
+    use super::*;
+
+    crate::store_suite!(sqlite, crate::suite::Subject::sqlite());
+    crate::store_suite!(postgres, crate::suite::Subject::postgres());
+
+    /// The push/connect race of a cluster: a connect that records its presence while a
+    /// push that read the device's (old) presence is still open waits for that push, and
+    /// its read of pending deliveries then finds it. Without the share lock the connect
+    /// would read nothing, and the push would ring no node: the delivery would be stranded.
+    #[tokio::test]
+    async fn postgres_a_connect_during_a_push_waits_for_it_and_then_reads_it() {
+        let Some((store, _schema)) = Subject::postgres_store(3).await else { return };
+        let store = Arc::new(store);
+        create_app(store.as_ref(), "a1").await;
+        let d = device(store.as_ref(), "a1", "i1").await;
+        let push = push("a1", TargetKind::Device, &[(d.as_str(), "k")], 100, 60_000);
+        let (held_tx, held) = tokio::sync::oneshot::channel();
+        let (release, release_rx) = tokio::sync::oneshot::channel();
+        let pushing = tokio::spawn({
+            let store = store.clone();
+            async move { store.commit_push_held(push, 100, held_tx, release_rx).await.unwrap() }
+        });
+        held.await.unwrap();
+        let connecting = tokio::spawn({
+            let (store, d) = (store.clone(), d.clone());
+            async move {
+                store.device_connected(&d, &on("n2", 1), 110).await.unwrap();
+                store.pending_deliveries(&d, 110, 10).await.unwrap()
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!connecting.is_finished(), "the connect must wait for the open push");
+        release.send(()).unwrap();
+        let committed = pushing.await.unwrap();
+        let TargetOutcome::Accepted { devices } = &committed.outcomes[0].1 else { panic!("{committed:?}") };
+        assert_eq!(devices[0].online_node, None, "the push read the presence before the connect");
+        assert_eq!(connecting.await.unwrap().len(), 1, "so the connect reads the delivery");
+        store.flush().await.unwrap();
+    }
+
+    /// Every statement of the store prepares on PostgreSQL.
+    #[tokio::test]
+    async fn postgres_every_statement_prepares() {
+        let Some(schema) = ScratchSchema::for_test().await else { return };
+        let store = PostgresStore::open(schema.url(), 1, Some(&schema.options())).await.unwrap();
+        drop(store);
+        let mut config: tokio_postgres::Config = schema.url().parse().unwrap();
+        config.options(schema.options());
+        let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        for s in crate::sql::ALL.iter().chain(crate::sql::POSTGRES_ONLY) {
+            client.prepare(s.text(crate::tx::Dialect::Postgres)).await.unwrap_or_else(|e| panic!("{e:?}: {s:?}"));
+        }
+    }
+}
