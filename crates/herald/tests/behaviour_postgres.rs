@@ -18,6 +18,8 @@ mod devices;
 mod durability;
 #[path = "behaviour/gateway.rs"]
 mod gateway;
+#[path = "behaviour/http_limits.rs"]
+mod http_limits;
 #[path = "behaviour/openapi.rs"]
 mod openapi;
 #[path = "behaviour/revoke.rs"]

@@ -12,6 +12,7 @@ mod broadcast;
 mod devices;
 mod durability;
 mod gateway;
+mod http_limits;
 mod openapi;
 mod revoke;
 mod schedules;

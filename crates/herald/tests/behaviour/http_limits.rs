@@ -1,0 +1,98 @@
+//! The HTTP listener faces the open internet: a client that opens connections and sends
+//! nothing (or sends slowly) is closed, and cannot take the file descriptors that
+//! `/healthz` and the devices' MQTT connections need.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::common::*;
+
+async fn limited() -> Option<TestServer> {
+    TestServer::start_with(crate::BACKEND, |cfg| {
+        cfg.http.max_connections = 20;
+        cfg.http.header_timeout_secs = 1;
+        cfg.http.idle_timeout_secs = 3;
+        cfg.http.body_timeout_secs = 1;
+    })
+    .await
+}
+
+/// Reads until the server closes the connection; the bytes read.
+async fn until_closed(stream: &mut TcpStream, within: Duration) -> Option<Vec<u8>> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(within, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .ok()
+    .map(|()| got)
+}
+
+#[tokio::test]
+async fn slow_clients_are_closed_and_healthz_and_mqtt_keep_working() {
+    let Some(server) = limited().await else { return };
+    let started = Instant::now();
+    // Twice as many as the node holds at once, each stuck in the middle of its headers.
+    let mut slow = Vec::new();
+    for _ in 0..40 {
+        let mut s = TcpStream::connect(&server.http).await.unwrap();
+        let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: herald\r\n").await;
+        slow.push(s);
+    }
+    // MQTT is another listener: a device connects while the HTTP slots are taken.
+    let app = server.create_app().await;
+    let creds = app.register("d").await;
+    let device = TestDevice::connect(&creds).await;
+    let healthz = server.call("GET", "/healthz", &[], Default::default()).await;
+    assert_eq!(healthz.status, 200);
+    for s in &mut slow {
+        let closed = until_closed(s, Duration::from_secs(6)).await;
+        assert!(closed.is_some_and(|bytes| bytes.is_empty()), "a slow client must be closed without an answer");
+    }
+    // 40 clients, 20 at a time, 1 s each: two rounds.
+    assert!(started.elapsed() < Duration::from_secs(6), "took {:?}", started.elapsed());
+    device.stop();
+}
+
+#[tokio::test]
+async fn a_kept_alive_connection_is_closed_after_its_idle_time_not_its_header_time() {
+    let Some(server) = limited().await else { return };
+    let mut s = TcpStream::connect(&server.http).await.unwrap();
+    let request = b"GET /healthz HTTP/1.1\r\nHost: herald\r\n\r\n";
+    let mut buf = vec![0u8; 4096];
+    s.write_all(request).await.unwrap();
+    assert!(s.read(&mut buf).await.unwrap() > 0);
+    // Idle for longer than the header timeout, shorter than the idle timeout: still open.
+    tokio::time::sleep(Duration::from_millis(1_800)).await;
+    s.write_all(request).await.unwrap();
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"), "kept alive");
+    let idle_from = Instant::now();
+    assert!(until_closed(&mut s, Duration::from_secs(6)).await.is_some(), "closed when idle");
+    let idle = idle_from.elapsed();
+    assert!(idle >= Duration::from_millis(2_500) && idle < Duration::from_secs(5), "closed after {idle:?}");
+}
+
+#[tokio::test]
+async fn a_body_slower_than_its_timeout_is_refused_with_408() {
+    let Some(server) = limited().await else { return };
+    let mut s = TcpStream::connect(&server.http).await.unwrap();
+    s.write_all(
+        b"POST /device/v1/register HTTP/1.1\r\nHost: herald\r\nX-Herald-App: a\r\nX-Herald-App-Key: k\r\n\
+          Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"platform\":",
+    )
+    .await
+    .unwrap();
+    let answer = until_closed(&mut s, Duration::from_secs(5)).await.expect("an answer, then the connection ends");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("REQUEST_TIMEOUT"), "{text}");
+}
