@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
     // Authentication of the server API.
@@ -246,10 +246,43 @@ impl std::error::Error for ApiError {}
 
 /// Parses a JSON body: broken JSON is `INVALID_JSON`, a wrong shape `INVALID_PARAM`.
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => ApiError::new(ErrorCode::InvalidParam, e.to_string()),
-        _ => ApiError::new(ErrorCode::InvalidJson, format!("the body is not valid JSON: {e}")),
-    })
+    serde_json::from_slice(body).map_err(|e| json_error(&e, "the body"))
+}
+
+/// Parses a body that must be a JSON object (a push, a template): anything else is
+/// `INVALID_JSON`, a field of the wrong type `INVALID_PARAM`.
+pub fn parse_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let value: serde_json::Value = parse_json(body)?;
+    if !value.is_object() {
+        return Err(ApiError::new(ErrorCode::InvalidJson, "the body must be a JSON object"));
+    }
+    serde_json::from_value(value).map_err(|e| json_error(&e, "the body"))
+}
+
+/// A serde_json error about `what` in our words: broken JSON is `INVALID_JSON`; a wrong
+/// shape is `INVALID_PARAM` naming the field (serde's own text names Rust types, as in
+/// "expected struct BindBody", which is nothing for a caller).
+pub fn json_error(e: &serde_json::Error, what: &str) -> ApiError {
+    let at = if e.line() > 0 { format!(" (line {}, column {})", e.line(), e.column()) } else { String::new() };
+    if !matches!(e.classify(), serde_json::error::Category::Data) {
+        return ApiError::new(ErrorCode::InvalidJson, format!("{what} is not valid JSON{at}"));
+    }
+    let text = e.to_string();
+    let quoted = |prefix: &str| text.strip_prefix(prefix).and_then(|r| r.split('`').next()).map(str::to_owned);
+    let message = if let Some(field) = quoted("missing field `") {
+        format!("{what} lacks the required field {field}")
+    } else if let Some(field) = quoted("unknown field `") {
+        format!("{what} has a field this request does not take: {field}")
+    } else if let Some(field) = quoted("duplicate field `") {
+        format!("{what} has the field {field} twice")
+    } else if let Some(rest) = text.strip_prefix("invalid type: ") {
+        let got = rest.split(", expected").next().unwrap_or("a value");
+        let got = got.split(" `").next().unwrap_or(got);
+        format!("{what} has a value of the wrong type{at}: got {got}")
+    } else {
+        format!("{what} does not have the expected shape{at}")
+    };
+    ApiError::new(ErrorCode::InvalidParam, message)
 }
 
 #[cfg(test)]
@@ -262,6 +295,30 @@ mod tests {
             let json = serde_json::to_string(code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));
             assert!((400..600).contains(&code.http_status()));
+        }
+    }
+
+    #[test]
+    fn shape_errors_name_fields_not_rust_types() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct BindBody {
+            user_id: String,
+        }
+        let cases = [
+            (&b"[1]"[..], ErrorCode::InvalidParam, "wrong type"),
+            (b"3", ErrorCode::InvalidParam, "got integer"),
+            (b"{}", ErrorCode::InvalidParam, "lacks the required field user_id"),
+            (b"{\"user_id\":5}", ErrorCode::InvalidParam, "got integer"),
+            (b"{\"user_id\":\"u\",\"x\":1}", ErrorCode::InvalidParam, "does not take: x"),
+            (b"{\"user_id\":", ErrorCode::InvalidJson, "not valid JSON"),
+        ];
+        for (body, code, words) in cases {
+            let e = parse_json::<BindBody>(body).unwrap_err();
+            assert_eq!(e.code, code, "{e}");
+            assert!(e.message.contains(words), "{e}");
+            assert!(!e.message.contains("BindBody") && !e.message.contains("struct"), "{e}");
         }
     }
 

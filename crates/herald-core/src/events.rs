@@ -3,8 +3,9 @@
 
 use serde::Deserialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
-use crate::error::{ApiError, ErrorCode, parse_json};
+use crate::error::{ApiError, ErrorCode, json_error, parse_json};
 use crate::ids::MessageId;
 use crate::state::DeviceEvent;
 
@@ -17,12 +18,26 @@ pub struct Reported {
     pub at: i64,
 }
 
-#[derive(Deserialize)]
+/// One event as a device sends it.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct EventBody {
-    message_id: String,
-    event: String,
-    at: Option<i64>,
+pub struct ReportedEvent {
+    /// The messageId of the payload the device got.
+    pub message_id: String,
+    /// `arrived`, `opened` or `ignored`.
+    #[schema(example = "opened")]
+    pub event: String,
+    /// When it happened, Unix ms (default: when the report arrives).
+    pub at: Option<i64>,
+}
+
+/// The body of an events report: one event or an array of them.
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // Describes the body for the OpenAPI description; parse_events reads it.
+pub enum EventReport {
+    One(ReportedEvent),
+    Many(Vec<ReportedEvent>),
 }
 
 /// Parses device events reported at `now`.
@@ -38,8 +53,7 @@ pub fn parse_events(body: &[u8], now: i64) -> Result<Vec<Reported>, ApiError> {
     items
         .into_iter()
         .map(|item| {
-            let e: EventBody =
-                serde_json::from_value(item).map_err(|e| ApiError::new(ErrorCode::InvalidParam, e.to_string()))?;
+            let e: ReportedEvent = serde_json::from_value(item).map_err(|e| json_error(&e, "an event"))?;
             let event = DeviceEvent::parse(&e.event)
                 .ok_or_else(|| ApiError::new(ErrorCode::InvalidParam, "event must be arrived, opened or ignored"))?;
             Ok(Reported { message_id: MessageId::new(e.message_id), event, at: e.at.unwrap_or(now) })

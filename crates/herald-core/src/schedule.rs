@@ -11,7 +11,8 @@ use crate::error::{ApiError, ErrorCode};
 use crate::ids::{AppId, MessageId};
 use crate::model::ScheduleRecord;
 use crate::push::Prepared;
-use crate::state::{PushType, ScheduleStatus, StrategyKind};
+use crate::push::request::{PushOptions, PushRequest};
+use crate::state::{ScheduleStatus, StrategyKind};
 
 /// When a scheduled push fires.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,14 +54,19 @@ fn int(m: &Map<String, Value>, key: &str) -> Result<Option<i64>, ApiError> {
 }
 
 impl Strategy {
-    /// The strategy of a push body, `None` for strategyType 0 (now). `now` bounds what may
-    /// be scheduled: a fixed time must be in the future, a recurrence must fire again.
-    pub fn parse(body: &Map<String, Value>, now: i64) -> Result<Option<Strategy>, ApiError> {
-        let kind = int(body, "strategyType")?.unwrap_or(0);
+    /// The strategy of a push request, `None` for strategyType 0 (now). `now` bounds what
+    /// may be scheduled: a fixed time must be in the future, a recurrence must fire again.
+    pub fn parse(options: &PushOptions, now: i64) -> Result<Option<Strategy>, ApiError> {
+        let kind = match &options.strategy_type {
+            None | Some(Value::Null) => 0,
+            Some(Value::Number(n)) => n.as_i64().ok_or_else(|| invalid("strategyType must be an integer"))?,
+            Some(Value::String(s)) => s.trim().parse().map_err(|_| invalid("strategyType must be an integer"))?,
+            Some(_) => return Err(invalid("strategyType must be an integer")),
+        };
         if kind == 0 {
             return Ok(None);
         }
-        let content = match body.get("strategyContent") {
+        let content = match &options.strategy_content {
             Some(Value::Object(m)) => m.clone(),
             Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
                 Ok(Value::Object(m)) => m,
@@ -68,7 +74,7 @@ impl Strategy {
             },
             _ => return Err(invalid("strategyContent is required when strategyType is 1 or 2")),
         };
-        let zone = match body.get("timeZone").or_else(|| content.get("timeZone")) {
+        let zone = match options.time_zone.as_ref().or_else(|| content.get("timeZone")) {
             None | Some(Value::Null) => "UTC".to_string(),
             Some(Value::String(z)) => z.clone(),
             Some(_) => return Err(invalid("timeZone must be an IANA name such as Europe/Berlin")),
@@ -176,31 +182,21 @@ impl Strategy {
     /// Reads back what [`Strategy::to_json`] stored.
     pub fn from_stored(kind: StrategyKind, stored: &str) -> Result<Strategy, ApiError> {
         let content: Value = serde_json::from_str(stored).map_err(|e| invalid(format!("stored strategy: {e}")))?;
-        let mut body = Map::new();
-        body.insert("strategyType".into(), kind.code().into());
-        body.insert("strategyContent".into(), content);
+        let options = PushOptions {
+            strategy_type: Some(kind.code().into()),
+            strategy_content: Some(content),
+            ..PushOptions::default()
+        };
         // Parsed as of the start of time: a stored strategy is never refused for being past.
-        Strategy::parse(&body, i64::MIN / 2)?.ok_or_else(|| invalid("stored strategy is empty"))
+        Strategy::parse(&options, i64::MIN / 2)?.ok_or_else(|| invalid("stored strategy is empty"))
     }
 }
 
-/// Request fields that say when, not what: kept out of the stored body.
-const STRATEGY_FIELDS: &[&str] = &["strategyType", "strategyContent", "timeZone"];
-
-/// The request without its strategy fields.
-pub fn without_strategy(body: &Value) -> Value {
-    let mut b: Map<String, Value> = body.as_object().cloned().unwrap_or_default();
-    for f in STRATEGY_FIELDS {
-        b.remove(*f);
-    }
-    Value::Object(b)
-}
-
-/// The schedule of a validated request (`body`, without its strategy) to send by `strategy`.
+/// The schedule of a validated request to send by `strategy` (the request is stored
+/// without its strategy, and validated again when it fires).
 pub fn schedule_of(
     app_id: &AppId,
-    push_type: PushType,
-    body: &Value,
+    request: &PushRequest,
     prepared: &Prepared,
     strategy: &Strategy,
     now: i64,
@@ -211,12 +207,12 @@ pub fn schedule_of(
         unique_id: format!("s{}", &MessageId::generate(now).as_str()[1..]),
         parent_id: None,
         app_id: app_id.clone(),
-        push_type,
+        push_type: request.push_type(),
         delivery_type,
-        template_name: body.get("templateName").and_then(Value::as_str).map(str::to_owned),
+        template_name: request.template_name()?,
         title,
         content,
-        body: body.to_string(),
+        body: request.without_strategy().to_json(),
         strategy_kind: strategy.kind(),
         strategy: strategy.to_json().to_string(),
         push_time,
@@ -273,7 +269,7 @@ mod tests {
     const MONDAY: i64 = 1_796_000_000_000 - 1_796_000_000_000 % DAY;
 
     fn parse(v: Value, now: i64) -> Result<Option<Strategy>, ApiError> {
-        Strategy::parse(v.as_object().unwrap(), now)
+        Strategy::parse(&serde_json::from_value(v).unwrap(), now)
     }
 
     fn recurring(content: Value) -> Strategy {

@@ -1,7 +1,9 @@
 //! Templates: `#name#` placeholders in a title, a content and a uri (mps-spec §4), filled
 //! per push from `templateKeyValue`. No I/O here: the API stores what this module checks.
 
+use serde::Deserialize;
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::AppId;
@@ -106,26 +108,71 @@ fn invalid(code: ErrorCode, msg: impl Into<String>) -> ApiError {
     ApiError::new(code, msg)
 }
 
+/// The body of `POST /v1/templates` and `PUT /v1/templates/{name}`. Fields are kept as
+/// sent and checked by [`parse`], so that a wrong type is refused with the MPS code.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateBody {
+    /// 1-64 letters, digits or `_` (`TEMPLATE_NAME_INVALID`); on `PUT` the path's name, and
+    /// if given here it must be the same.
+    #[schema(value_type = Option<String>)]
+    pub template_name: Option<Value>,
+    /// At most 200 characters, `#name#` placeholders allowed.
+    #[schema(value_type = String, required = true)]
+    pub title: Option<Value>,
+    /// At most 4096 bytes, `#name#` placeholders allowed.
+    #[schema(value_type = String, required = true)]
+    pub content: Option<Value>,
+    /// Click target, `#name#` placeholders allowed.
+    #[schema(value_type = Option<String>)]
+    pub uri: Option<Value>,
+    /// A description, at most 200 characters.
+    #[schema(value_type = Option<String>)]
+    pub desc_info: Option<Value>,
+    /// 1: pushes of this template are silent (MPS also names it `showStyle`).
+    #[schema(value_type = Option<crate::push::request::Flag>)]
+    pub silent: Option<Value>,
+    /// MPS's name of `silent`.
+    #[schema(value_type = Option<crate::push::request::Flag>)]
+    pub show_style: Option<Value>,
+    /// 0 default, 1 big text, 2 image.
+    #[schema(value_type = Option<crate::push::request::IntegerOrString>)]
+    pub push_style: Option<Value>,
+}
+
+impl TemplateBody {
+    fn field(&self, key: &str) -> Option<&Value> {
+        match key {
+            "templateName" => self.template_name.as_ref(),
+            "title" => self.title.as_ref(),
+            "content" => self.content.as_ref(),
+            "uri" => self.uri.as_ref(),
+            "descInfo" => self.desc_info.as_ref(),
+            "silent" => self.silent.as_ref(),
+            "showStyle" => self.show_style.as_ref(),
+            "pushStyle" => self.push_style.as_ref(),
+            _ => None,
+        }
+    }
+}
+
 /// Validates a template body (`POST /v1/templates`, or `PUT` with the name from the path).
 pub fn parse(
-    body: &Value,
+    b: &TemplateBody,
     name_from_path: Option<&str>,
     app_id: AppId,
     now: i64,
     limits: &Limits,
 ) -> Result<TemplateRecord, ApiError> {
-    let Some(b) = body.as_object() else {
-        return Err(invalid(ErrorCode::InvalidJson, "the body must be a JSON object"));
-    };
     let text = |key: &str| -> Result<Option<String>, ApiError> {
-        match b.get(key) {
+        match b.field(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
             Some(_) => Err(invalid(ErrorCode::InvalidParam, format!("{key} must be a string"))),
         }
     };
     let int = |key: &str| -> Result<Option<i64>, ApiError> {
-        match b.get(key) {
+        match b.field(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| invalid(ErrorCode::InvalidParam, key)),
             Some(Value::String(s)) => s
@@ -223,6 +270,10 @@ mod tests {
 
     use super::*;
 
+    fn body(v: Value) -> TemplateBody {
+        serde_json::from_value(v).unwrap()
+    }
+
     fn kv(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()
     }
@@ -252,7 +303,7 @@ mod tests {
     #[test]
     fn template_bodies_are_checked() {
         let limits = Limits::default();
-        let p = |v: Value| parse(&v, None, AppId::new("a"), 1, &limits).map_err(|e| e.code);
+        let p = |v: Value| parse(&body(v), None, AppId::new("a"), 1, &limits).map_err(|e| e.code);
         let ok = json!({"templateName": "win_1", "title": "t #a#", "content": "c", "showStyle": 1});
         let t = p(ok).unwrap();
         assert_eq!((t.silent, t.push_style), (1, 0));
@@ -269,7 +320,9 @@ mod tests {
             p(json!({"templateName": "a", "title": "x".repeat(201), "content": "c"})),
             Err(ErrorCode::TemplateTitleInvalid)
         );
-        let named = parse(&json!({"title": "t", "content": "c"}), Some("n"), AppId::new("a"), 1, &limits).unwrap();
+        let named =
+            parse(&body(json!({"title": "t", "content": "c"})), Some("n"), AppId::new("a"), 1, &limits).unwrap();
+        assert_eq!(p(json!({"templateName": "a", "title": 1, "content": "c"})), Err(ErrorCode::InvalidParam));
         assert_eq!(named.name, "n");
     }
 }

@@ -40,6 +40,8 @@ enum Command {
     },
     /// Print the signature headers of a server-API request as curl arguments.
     Sign(SignArgs),
+    /// Print the OpenAPI description of the HTTP APIs (what `/openapi.json` serves).
+    Openapi,
 }
 
 #[derive(Args)]
@@ -152,6 +154,13 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Sign(args) => report(sign(args)),
+        Command::Openapi => match crate::api::description().to_pretty_json() {
+            Ok(json) => {
+                println!("{json}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => report(Err(e.into())),
+        },
         Command::App { command } => report(runtime().and_then(|rt| rt.block_on(app(command)))),
         Command::Key { command } => report(runtime().and_then(|rt| rt.block_on(key(command)))),
     }

@@ -1,10 +1,11 @@
 //! `/admin/v1`: apps and their API keys, for the operator (and `herald app create`).
 
-use axum::Router;
 use axum::extract::{Path, State};
-use axum::routing::{delete, get};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use herald_core::crypto;
 use herald_core::error::ErrorCode;
@@ -12,17 +13,22 @@ use herald_core::ids::{AppId, KeyId};
 use herald_core::model::{ApiKeyRecord, AppRecord};
 use herald_core::state::KeyKind;
 
+use super::envelope::Refusals;
 use super::{Admin, AppState, Json, LimitedBody, Refusal, parse_json};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/apps", get(list_apps).post(create_app))
-        .route("/apps/{app_id}/keys", get(list_keys).post(create_key))
-        .route("/apps/{app_id}/keys/{key_id}", delete(revoke_key))
-        .route("/node", get(node))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_apps, create_app))
+        .routes(routes!(list_keys, create_key))
+        .routes(routes!(revoke_key))
+        .routes(routes!(node))
 }
 
-/// This node as the cluster sees it: id, bus, connections, leases held.
+/// This node as the cluster sees it: `{nodeId, bus (local or nats), busConnected,
+/// connections, leases}`.
+#[utoipa::path(get, path = "/node", tag = "admin",
+    responses((status = 200, description = "This node", body = serde_json::Value), Refusals),
+    security(("admin" = [])))]
 async fn node(State(state): State<AppState>, _: Admin) -> Json {
     let d = &state.dispatcher;
     Json(json!({
@@ -34,15 +40,24 @@ async fn node(State(state): State<AppState>, _: Admin) -> Json {
     }))
 }
 
-#[derive(Deserialize)]
+/// `POST /admin/v1/apps`.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct CreateApp {
+pub(super) struct CreateApp {
+    /// 1-128 characters.
     name: String,
+    /// Accept a device's bind without a proof from the app's server (default false).
     #[serde(default)]
     trust_client_bind: bool,
+    /// Echoed back (MPS's workspace), not stored.
     workspace_id: Option<String>,
 }
 
+/// Create an app with its first HMAC key. The answer shows the secrets once:
+/// `{appId, name, workspaceId, appKey, apiKeyId, apiSecret, bindSecret, trustClientBind}`.
+#[utoipa::path(post, path = "/apps", tag = "admin", request_body = CreateApp,
+    responses((status = 200, description = "The app and its secrets", body = serde_json::Value), Refusals),
+    security(("admin" = [])))]
 async fn create_app(State(state): State<AppState>, _: Admin, LimitedBody(body): LimitedBody) -> Result<Json, Refusal> {
     let req: CreateApp = parse_json(&body)?;
     let name = req.name.trim().to_string();
@@ -85,6 +100,10 @@ async fn create_app(State(state): State<AppState>, _: Admin, LimitedBody(body): 
     })))
 }
 
+/// Every app: `{apps: [{appId, name, trustClientBind, createdAt}]}`.
+#[utoipa::path(get, path = "/apps", tag = "admin",
+    responses((status = 200, description = "The apps", body = serde_json::Value), Refusals),
+    security(("admin" = [])))]
 async fn list_apps(State(state): State<AppState>, _: Admin) -> Result<Json, Refusal> {
     let apps: Vec<Value> = state
         .store
@@ -104,15 +123,24 @@ async fn existing_app(state: &AppState, app_id: String) -> Result<AppId, Refusal
     }
 }
 
-#[derive(Deserialize)]
+/// `POST /admin/v1/apps/{appId}/keys`.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct CreateKey {
+pub(super) struct CreateKey {
+    /// `hmac` (Herald makes the secret) or `rsa` (with publicKey).
     #[serde(rename = "type")]
+    #[schema(example = "hmac")]
     kind: String,
     /// PEM of the RSA public key ("PUBLIC KEY" or "RSA PUBLIC KEY"), for type "rsa".
     public_key: Option<String>,
 }
 
+/// Add an API key to an app: `{keyId, type, secret}` (the secret of an HMAC key, shown
+/// once; null for RSA).
+#[utoipa::path(post, path = "/apps/{appId}/keys", tag = "admin", request_body = CreateKey,
+    params(("appId" = String, Path, description = "The app")),
+    responses((status = 200, description = "The key", body = serde_json::Value), Refusals),
+    security(("admin" = [])))]
 async fn create_key(
     State(state): State<AppState>,
     _: Admin,
@@ -152,6 +180,11 @@ async fn create_key(
     Ok(Json(json!({"keyId": key_id, "type": kind, "secret": secret})))
 }
 
+/// The app's keys: `{keys: [{keyId, type, createdAt, revokedAt}]}`.
+#[utoipa::path(get, path = "/apps/{appId}/keys", tag = "admin",
+    params(("appId" = String, Path, description = "The app")),
+    responses((status = 200, description = "The keys", body = serde_json::Value), Refusals),
+    security(("admin" = [])))]
 async fn list_keys(State(state): State<AppState>, _: Admin, Path(app_id): Path<String>) -> Result<Json, Refusal> {
     let app_id = existing_app(&state, app_id).await?;
     let keys: Vec<Value> = state
@@ -164,6 +197,11 @@ async fn list_keys(State(state): State<AppState>, _: Admin, Path(app_id): Path<S
     Ok(Json(json!({"keys": keys})))
 }
 
+/// Revoke a key: signatures made with it are refused from now on, on every node.
+#[utoipa::path(delete, path = "/apps/{appId}/keys/{keyId}", tag = "admin",
+    params(("appId" = String, Path, description = "The app"), ("keyId" = String, Path, description = "The key")),
+    responses((status = 200, description = "`{keyId, revoked: true}`", body = serde_json::Value), Refusals),
+    security(("admin" = [])))]
 async fn revoke_key(
     State(state): State<AppState>,
     _: Admin,

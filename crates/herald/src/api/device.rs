@@ -2,43 +2,63 @@
 //! key (and, to register an install again, with the device's current token); everything
 //! after with the device token it returned.
 
-use axum::Router;
 use axum::extract::{FromRequestParts, State};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use axum::routing::post;
 use herald_core::crypto;
 use herald_core::error::ErrorCode;
-use herald_core::events::parse_events;
+use herald_core::events::{EventReport, parse_events};
 use herald_core::ids::{AppId, DeviceId, valid_external_id};
 use herald_core::model::{DeviceRegistration, StatusUpdate};
 use herald_core::signing::bind_message;
 use herald_core::state::{Channel, Platform};
 use herald_store::Registered;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::server::user_id;
-use super::{AppState, DeviceAuth, Json, LimitedBody, Refusal, bearer, parse_json};
+use super::devices::user_id;
+use super::envelope::Refusals;
+use super::extract::bearer;
+use super::{AppState, DeviceAuth, Json, LimitedBody, Refusal, parse_json};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/register", post(register))
-        .route("/bind", post(bind))
-        .route("/unbind", post(unbind))
-        .route("/report", post(report))
-        .route("/events", post(events))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(bind))
+        .routes(routes!(unbind))
+        .routes(routes!(report))
+        .routes(routes!(events))
 }
 
-#[derive(Deserialize)]
+/// `POST /device/v1/register`.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RegisterBody {
+pub(super) struct RegisterBody {
+    /// `android`, `ios` or `harmony`.
+    #[schema(example = "android")]
     platform: String,
+    /// The app's own id of this installation, 1-128 characters.
     install_id: String,
+    /// At most 128 characters, as the next three.
     app_version: Option<String>,
     os_version: Option<String>,
     model: Option<String>,
+    /// `{channel: token}` for vendor channels (apns, fcm, huawei, xiaomi, webpush); null
+    /// removes one.
+    #[schema(value_type = Option<Object>)]
     vendor_tokens: Option<Map<String, Value>>,
+}
+
+/// What a registration answers.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Registration {
+    device_id: String,
+    /// The bearer token of every later device call and the MQTT password; keep it.
+    device_token: String,
 }
 
 fn check_vendor_tokens(tokens: &Option<Map<String, Value>>) -> Result<(), Refusal> {
@@ -78,6 +98,15 @@ impl FromRequestParts<AppState> for OptionalBearer {
     }
 }
 
+/// Register an installation (or register it again) and get its device token.
+///
+/// Registering an installId that is registered already needs the device's current token
+/// as `Authorization: Bearer`; without it the answer is 409 `DEVICE_ALREADY_REGISTERED`
+/// (see docs/device-protocol.md).
+#[utoipa::path(post, path = "/register", tag = "device", operation_id = "device_register", request_body = RegisterBody,
+    params(("X-Herald-App" = String, Header, description = "The app id")),
+    responses((status = 200, description = "Registered", body = Registration), Refusals),
+    security(("appKey" = []), ("appKey" = [], "device" = [])))]
 async fn register(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -126,7 +155,8 @@ async fn register(
         .await?;
     match registered {
         Registered::Created(device) | Registered::Renewed(device) => {
-            Ok(Json(json!({"deviceId": device.device_id, "deviceToken": token})))
+            let answer = Registration { device_id: device.device_id.to_string(), device_token: token };
+            Ok(Json(serde_json::to_value(answer).unwrap_or_default()))
         }
         Registered::Taken => Err(Refusal::new(
             ErrorCode::DeviceAlreadyRegistered,
@@ -136,15 +166,23 @@ async fn register(
     }
 }
 
-#[derive(Deserialize)]
+/// `POST /device/v1/bind`.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct BindBody {
+pub(super) struct BindBody {
+    /// 1-128 characters without control characters.
     user_id: String,
+    /// base64url HMAC-SHA256 of `deviceId\nuserId\nexpiresAt` with the app's bind secret,
+    /// made by the app's server; not needed when the app trusts client binds.
     bind_proof: Option<String>,
     /// Unix milliseconds after which the proof is no longer accepted.
     expires_at: Option<i64>,
 }
 
+/// Bind a user to this device. Messages waiting for the user are delivered to it.
+#[utoipa::path(post, path = "/bind", tag = "device", operation_id = "device_bind", request_body = BindBody,
+    responses((status = 200, description = "`{deviceId, userId}`", body = serde_json::Value), Refusals),
+    security(("device" = [])))]
 async fn bind(
     State(state): State<AppState>,
     DeviceAuth(device): DeviceAuth,
@@ -182,18 +220,30 @@ async fn bind(
     Ok(Json(json!({"deviceId": device.device_id, "userId": user})))
 }
 
+/// Unbind this device's user.
+#[utoipa::path(post, path = "/unbind", tag = "device", operation_id = "device_unbind",
+    responses((status = 200, description = "`{deviceId, userId: null}`", body = serde_json::Value), Refusals),
+    security(("device" = [])))]
 async fn unbind(State(state): State<AppState>, DeviceAuth(device): DeviceAuth) -> Result<Json, Refusal> {
     state.dispatcher.unbind(&device.app_id, &device.device_id, herald_core::now_ms()).await?;
     Ok(Json(json!({"deviceId": device.device_id, "userId": null})))
 }
 
-#[derive(Deserialize)]
+/// `POST /device/v1/report`.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ReportBody {
+pub(super) struct ReportBody {
+    /// At most 128 characters.
     app_version: Option<String>,
+    /// As at registration: `{channel: token}`, null removes one; others are kept.
+    #[schema(value_type = Option<Object>)]
     vendor_tokens: Option<Map<String, Value>>,
 }
 
+/// Report the app version and vendor tokens.
+#[utoipa::path(post, path = "/report", tag = "device", operation_id = "device_report", request_body = ReportBody,
+    responses((status = 200, description = "`{deviceId}`", body = serde_json::Value), Refusals),
+    security(("device" = [])))]
 async fn report(
     State(state): State<AppState>,
     DeviceAuth(device): DeviceAuth,
@@ -206,6 +256,10 @@ async fn report(
     Ok(Json(json!({"deviceId": device.device_id})))
 }
 
+/// Report that messages arrived, were opened or were ignored (one event or an array).
+#[utoipa::path(post, path = "/events", tag = "device", operation_id = "device_events", request_body = EventReport,
+    responses((status = 200, description = "`{accepted: n}`", body = serde_json::Value), Refusals),
+    security(("device" = [])))]
 async fn events(
     State(state): State<AppState>,
     DeviceAuth(device): DeviceAuth,

@@ -27,10 +27,9 @@ use herald_core::model::{
     ScheduleRecord, TargetOutcome,
 };
 use herald_core::push::Prepared;
-use herald_core::schedule::{Strategy, schedule_of, without_strategy};
-use herald_core::state::PushType;
+use herald_core::push::request::PushRequest;
+use herald_core::schedule::{Strategy, schedule_of};
 use herald_store::{Cancelled, Store};
-use serde_json::Value;
 
 pub use hub::{CloseCause, Hub, Message, Outgoing, Session};
 
@@ -138,23 +137,13 @@ impl Dispatcher {
         self.hub.is_online(device) || online_node.is_some_and(|node| node != self.node_id)
     }
 
-    /// Validates a push request of `push_type`; sends it now (strategyType 0) or stores it
-    /// as a schedule (1 fixed time, 2 recurring).
-    pub async fn submit(
-        self: &Arc<Self>,
-        app: &AppId,
-        push_type: PushType,
-        body: &Value,
-        now: i64,
-    ) -> Result<Submitted, ApiError> {
-        let Some(object) = body.as_object() else {
-            return Err(ApiError::new(ErrorCode::InvalidJson, "the body must be a JSON object"));
-        };
-        let strategy = Strategy::parse(object, now)?;
-        let body = without_strategy(body);
-        let prepared = self.prepare(push_type, app, &body, now).await?;
+    /// Validates a push request; sends it now (strategyType 0) or stores it as a schedule
+    /// (1 fixed time, 2 recurring).
+    pub async fn submit(self: &Arc<Self>, app: &AppId, request: &PushRequest, now: i64) -> Result<Submitted, ApiError> {
+        let strategy = Strategy::parse(request.options(), now)?;
+        let prepared = self.prepare(request, app, now).await?;
         if let Some(strategy) = strategy {
-            let record = schedule_of(app, push_type, &body, &prepared, &strategy, now)?;
+            let record = schedule_of(app, request, &prepared, &strategy, now)?;
             self.store.create_schedule(record.clone()).await?;
             return Ok(Submitted::Scheduled(record));
         }
@@ -171,26 +160,19 @@ impl Dispatcher {
         }
     }
 
-    /// Validates a push request of `push_type` as of `now` (with the app's template it
-    /// names, for every type but Simple); its strategy fields are not read here.
-    pub async fn prepare(
-        &self,
-        push_type: PushType,
-        app: &AppId,
-        body: &Value,
-        now: i64,
-    ) -> Result<Prepared, ApiError> {
-        let template =
-            if push_type.uses_template() {
-                let name = herald_core::push::template_name(body)?;
+    /// Validates a push request as of `now`, with the app's template it names (every type
+    /// but Simple); its strategy fields are not read here.
+    pub async fn prepare(&self, request: &PushRequest, app: &AppId, now: i64) -> Result<Prepared, ApiError> {
+        let template = match request.template_name()? {
+            Some(name) => {
                 let found = self.store.template(app, &name).await?;
                 Some(found.ok_or_else(|| {
                     ApiError::new(ErrorCode::TemplateNotExist, format!("no template {name} in this app"))
                 })?)
-            } else {
-                None
-            };
-        Prepared::parse(push_type, body, template.as_ref(), &self.limits, app, now)
+            }
+            None => None,
+        };
+        Prepared::parse(request, template.as_ref(), &self.limits, app, now)
     }
 
     /// Commits `push`, then queues it for the targets connected to this node and rings

@@ -11,10 +11,10 @@ use bytes::Bytes;
 use herald_core::error::{ApiError, ErrorCode};
 use herald_core::model::{FireClaim, Fired, Firing, ScheduleRecord};
 use herald_core::push::Prepared;
+use herald_core::push::request::PushRequest;
 use herald_core::schedule::Strategy;
 use herald_core::state::StrategyKind;
 use herald_store::FireOutcome;
-use serde_json::Value;
 
 use super::{Dispatcher, Message};
 
@@ -103,9 +103,9 @@ impl Dispatcher {
 
     /// What a due schedule sends now: its request validated again as of `now`.
     async fn firing(&self, s: &ScheduleRecord, now: i64) -> Result<Firing, ApiError> {
-        let body: Value = serde_json::from_str(&s.body)
+        let request = PushRequest::from_json(s.push_type, s.body.as_bytes())
             .map_err(|e| ApiError::new(ErrorCode::SystemError, format!("stored request: {e}")))?;
-        Ok(match self.prepare(s.push_type, &s.app_id, &body, now).await? {
+        Ok(match self.prepare(&request, &s.app_id, now).await? {
             Prepared::Push(p) => {
                 let mut new_push = p.into_new_push(s.app_id.clone(), now, &self.limits)?;
                 new_push.skip_idempotency = true;
@@ -125,7 +125,8 @@ mod tests {
 
     use herald_core::ids::AppId;
     use herald_core::limits::Limits;
-    use herald_core::schedule::{Strategy, schedule_of, without_strategy};
+    use herald_core::push::request::PushRequest;
+    use herald_core::schedule::{Strategy, schedule_of};
     use herald_core::state::{PushType, ScheduleStatus};
     use herald_store::suite::{self, Subject};
     use herald_store::{Cancelled, Store};
@@ -151,10 +152,10 @@ mod tests {
         let schedule = |body: serde_json::Value, now: i64| {
             let one = one.clone();
             async move {
-                let strategy = Strategy::parse(body.as_object().unwrap(), now).unwrap().unwrap();
-                let body = without_strategy(&body);
-                let prepared = one.prepare(PushType::Simple, &AppId::new("a1"), &body, now).await.unwrap();
-                schedule_of(&AppId::new("a1"), PushType::Simple, &body, &prepared, &strategy, now).unwrap()
+                let request = PushRequest::from_json(PushType::Simple, body.to_string().as_bytes()).unwrap();
+                let strategy = Strategy::parse(request.options(), now).unwrap().unwrap();
+                let prepared = one.prepare(&request, &AppId::new("a1"), now).await.unwrap();
+                schedule_of(&AppId::new("a1"), &request, &prepared, &strategy, now).unwrap()
             }
         };
         let body = serde_json::json!({"deliveryType": 1, "targetMsgkey": {d.as_str(): "daily"}, "title": "t",

@@ -40,6 +40,8 @@ const READ_CHUNK: usize = 512;
 /// Acknowledged message ids remembered while deliveries flow, to drop a second copy of a
 /// message queued twice (by the dispatcher and by a store refill).
 const RECENT_ACKED: usize = 64;
+/// How long a graceful stop reads acknowledgements already sent (see `take_arrived`).
+const SHUTDOWN_READ: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Why a connection ended, for the log.
 #[derive(Debug)]
@@ -121,6 +123,9 @@ impl Gateway {
             Ok(()) => ConnLoop { gw: &self, conn: &mut conn, refill: None }.await,
             Err(e) => e,
         };
+        if matches!(reason, Close::Hub(CloseCause::Shutdown)) {
+            self.take_arrived(&mut conn).await;
+        }
         tracing::debug!(device = %conn.device_id(), %reason, "disconnected");
         self.hub().unregister(conn.device_id(), conn.session.generation);
         // Written but not acknowledged: the next connection gets them again, with DUP.
@@ -136,6 +141,24 @@ impl Gateway {
             presence: self.presence(&conn.session),
             at: herald_core::now_ms(),
         });
+    }
+
+    /// At a graceful stop, while deliveries wait for their acknowledgement: handles what the
+    /// device sent before the stop and the node has not read yet, so that an acknowledgement
+    /// already on its way is committed with the rest instead of the delivery staying `sent`.
+    /// Bounded: at most [`SHUTDOWN_READ`] of waiting.
+    async fn take_arrived(&self, conn: &mut Conn) {
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_READ;
+        let unacked = |conn: &Conn| conn.active.as_ref().is_some_and(|a| !a.inflight.is_empty());
+        while unacked(conn)
+            && let Ok(Ok(())) = tokio::time::timeout_at(deadline, conn.stream.readable()).await
+        {
+            match read_into(&conn.stream, &mut conn.inbuf, self.cfg.max_packet_bytes) {
+                Ok(0) => continue,
+                Ok(_) if self.handle_input(conn).is_ok() => continue,
+                _ => return,
+            }
+        }
     }
 
     fn presence(&self, session: &Session) -> Presence {

@@ -1,7 +1,18 @@
-//! Push requests: parsing and validation of the MPS fields, and the payload a device
-//! receives. No I/O: the dispatcher commits what this module builds.
+//! Push requests: their fields ([`request`]), their validation into what the store
+//! commits, and the payload a device receives. No I/O: the dispatcher commits what this
+//! module builds.
+
+mod fields;
+pub mod request;
 
 use serde_json::{Map, Value, json};
+
+pub use fields::extended_params;
+use fields::{array, delivery_type, flag, int, invalid, key, object, string};
+use request::{
+    BroadcastPushRequest, MultiplePushRequest, PushOptions, PushRequest, SimplePushRequest, TargetMsg,
+    TemplatePushRequest,
+};
 
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{AppId, MessageId, TaskId, valid_external_id};
@@ -9,10 +20,6 @@ use crate::limits::Limits;
 use crate::model::{NewBroadcast, NewMessage, NewPush, NewTask, TemplateRecord};
 use crate::state::{BroadcastAudience, MessageKind, NotifyType, Platform, PushType, TargetKind};
 use crate::template::Filled;
-
-/// extendedParams keys that MPS reserves for itself (mps-spec §4).
-const RESERVED_EXTENDED_KEYS: &[&str] =
-    &["notifyType", "action", "silent", "pushType", "templateCode", "channel", "taskId"];
 
 /// The text of one target of a Multiple push (its own template values and extendedParams).
 #[derive(Debug, Clone)]
@@ -48,88 +55,6 @@ pub struct SimplePush {
     pub expired_seconds: i64,
 }
 
-fn invalid(code: ErrorCode, msg: impl Into<String>) -> ApiError {
-    ApiError::new(code, msg)
-}
-
-/// An object field that MPS clients may also send as a string holding JSON.
-fn object_field(body: &Map<String, Value>, name: &str) -> Result<Option<Map<String, Value>>, ApiError> {
-    match body.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Object(m)) => Ok(Some(m.clone())),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
-            Ok(Value::Object(m)) => Ok(Some(m)),
-            _ => Err(invalid(ErrorCode::InvalidParam, format!("{name} must be a JSON object"))),
-        },
-        Some(_) => Err(invalid(ErrorCode::InvalidParam, format!("{name} must be a JSON object"))),
-    }
-}
-
-/// An integer field, also accepted as a numeric string (MPS form bodies send strings).
-fn int_field(body: &Map<String, Value>, name: &str) -> Result<Option<i64>, ApiError> {
-    match body.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => {
-            n.as_i64().map(Some).ok_or_else(|| invalid(ErrorCode::InvalidParam, format!("{name} must be an integer")))
-        }
-        Some(Value::String(s)) => s
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| invalid(ErrorCode::InvalidParam, format!("{name} must be an integer"))),
-        Some(Value::Bool(b)) if name == "silent" => Ok(Some(*b as i64)),
-        Some(_) => Err(invalid(ErrorCode::InvalidParam, format!("{name} must be an integer"))),
-    }
-}
-
-fn string_field(body: &Map<String, Value>, name: &str) -> Result<Option<String>, ApiError> {
-    match body.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(invalid(ErrorCode::InvalidParam, format!("{name} must be a string"))),
-    }
-}
-
-/// deliveryType: 1 Android, 2 iOS, 7 HarmonyOS device; 3 user; or "device" / "user".
-fn delivery_type(body: &Map<String, Value>) -> Result<(i64, TargetKind), ApiError> {
-    let unsupported =
-        || invalid(ErrorCode::DeliveryTypeNotSupported, "deliveryType must be 1, 2, 3, 7, \"device\" or \"user\"");
-    match body.get("deliveryType") {
-        Some(Value::String(s)) if s == "device" => Ok((1, TargetKind::Device)),
-        Some(Value::String(s)) if s == "user" => Ok((3, TargetKind::User)),
-        None | Some(Value::Null) => Err(unsupported()),
-        _ => match int_field(body, "deliveryType").map_err(|_| unsupported())? {
-            Some(t @ (1 | 2 | 7)) => Ok((t, TargetKind::Device)),
-            Some(3) => Ok((3, TargetKind::User)),
-            _ => Err(unsupported()),
-        },
-    }
-}
-
-/// Checks extendedParams: at most `max` keys, no reserved key, scalar values only.
-pub fn extended_params(body: &Map<String, Value>, max: usize) -> Result<Map<String, Value>, ApiError> {
-    let params = object_field(body, "extendedParams")?.unwrap_or_default();
-    if params.len() > max {
-        return Err(invalid(
-            ErrorCode::ExtendParamToMuch,
-            format!("extendedParams has {} keys; at most {max}", params.len()),
-        ));
-    }
-    for (k, v) in &params {
-        if RESERVED_EXTENDED_KEYS.contains(&k.as_str()) {
-            return Err(invalid(ErrorCode::InvalidExtendParam, format!("extendedParams key {k} is reserved")));
-        }
-        if k.is_empty() || matches!(v, Value::Object(_) | Value::Array(_)) {
-            return Err(invalid(
-                ErrorCode::InvalidExtendParam,
-                format!("extendedParams {k}: values must be strings, numbers or booleans"),
-            ));
-        }
-    }
-    Ok(params)
-}
-
 /// A title and content a device can be sent: both present, within the limits.
 fn check_text(title: &str, content: &str, limits: &Limits) -> Result<(), ApiError> {
     if title.trim().is_empty() || content.trim().is_empty() {
@@ -150,32 +75,36 @@ fn check_text(title: &str, content: &str, limits: &Limits) -> Result<(), ApiErro
     Ok(())
 }
 
-/// The `templateName` of a template or multiple push.
-pub fn template_name(body: &Value) -> Result<String, ApiError> {
-    match body.get("templateName") {
-        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-        None | Some(Value::Null) | Some(Value::String(_)) => {
-            Err(invalid(ErrorCode::NeedTemplate, "templateName is required"))
+/// A template push's text comes from its template: the request may not carry its own.
+fn no_own_text(title: &Option<Value>, content: &Option<Value>) -> Result<(), ApiError> {
+    for (key, given) in [("title", title), ("content", content)] {
+        if given.is_some() {
+            return Err(invalid(ErrorCode::InvalidParam, format!("{key} comes from the template, not the request")));
         }
-        Some(_) => Err(invalid(ErrorCode::InvalidParam, "templateName must be a string")),
     }
+    Ok(())
 }
 
-/// A body of a Simple push carrying a template's filled text, for the shared validation.
-fn with_text(body: &Map<String, Value>, t: &TemplateRecord, filled: &Filled) -> Value {
-    let mut b = body.clone();
-    b.insert("title".into(), Value::String(filled.title.clone()));
-    b.insert("content".into(), Value::String(filled.content.clone()));
-    b.insert("uri".into(), filled.uri.clone().map(Value::String).unwrap_or(Value::Null));
-    b.insert("pushStyle".into(), t.push_style.into());
-    if !b.contains_key("silent") {
-        b.insert("silent".into(), t.silent.into());
+/// A Simple push carrying a template's filled text, for the shared validation: the
+/// template's uri and style; its silent flag unless the request sets one.
+fn with_text(
+    delivery_type: &Option<Value>,
+    target_msgkey: Value,
+    options: &PushOptions,
+    t: &TemplateRecord,
+    filled: &Filled,
+) -> SimplePushRequest {
+    let mut options = options.clone();
+    options.push_style = Some(t.push_style.into());
+    options.silent = options.silent.or_else(|| Some(t.silent.into()));
+    SimplePushRequest {
+        delivery_type: delivery_type.clone(),
+        target_msgkey: Some(target_msgkey),
+        title: Some(Value::String(filled.title.clone())),
+        content: Some(Value::String(filled.content.clone())),
+        uri: filled.uri.clone().map(Value::String),
+        options,
     }
-    Value::Object(b)
-}
-
-fn as_object(body: &Value) -> Result<&Map<String, Value>, ApiError> {
-    body.as_object().ok_or_else(|| invalid(ErrorCode::InvalidJson, "the body must be a JSON object"))
 }
 
 /// A validated push request of any type, ready to commit.
@@ -185,12 +114,11 @@ pub enum Prepared {
 }
 
 impl Prepared {
-    /// Validates a push request of `push_type` as of `now` (its strategy fields are not
-    /// read here). `template` is the app's template the body names (see [`template_name`]),
+    /// Validates a push request as of `now` (its strategy fields are not read here).
+    /// `template` is the app's template the request names ([`PushRequest::template_name`]),
     /// for every type but Simple.
     pub fn parse(
-        push_type: PushType,
-        body: &Value,
+        request: &PushRequest,
         template: Option<&TemplateRecord>,
         limits: &Limits,
         app_id: &AppId,
@@ -198,12 +126,12 @@ impl Prepared {
     ) -> Result<Prepared, ApiError> {
         let template =
             || template.ok_or_else(|| invalid(ErrorCode::TemplateNotExist, "the template of this push does not exist"));
-        Ok(match push_type {
-            PushType::Simple => Prepared::Push(SimplePush::parse(body, limits)?),
-            PushType::Template => Prepared::Push(SimplePush::parse_template(body, template()?, limits)?),
-            PushType::Multiple => Prepared::Push(SimplePush::parse_multiple(body, template()?, limits)?),
-            PushType::Broadcast => {
-                Prepared::Broadcast(SimplePush::parse_broadcast(body, template()?, limits, app_id.clone(), now)?)
+        Ok(match request {
+            PushRequest::Simple(r) => Prepared::Push(SimplePush::parse(r, limits)?),
+            PushRequest::Template(r) => Prepared::Push(SimplePush::parse_template(r, template()?, limits)?),
+            PushRequest::Multiple(r) => Prepared::Push(SimplePush::parse_multiple(r, template()?, limits)?),
+            PushRequest::Broadcast(r) => {
+                Prepared::Broadcast(SimplePush::parse_broadcast(r, template()?, limits, app_id.clone(), now)?)
             }
         })
     }
@@ -239,19 +167,16 @@ impl Prepared {
 impl SimplePush {
     /// Validates a Template push: `t` filled with `templateKeyValue`, then everything a
     /// Simple push checks (targets, validity, extendedParams…).
-    pub fn parse_template(body: &Value, t: &TemplateRecord, limits: &Limits) -> Result<SimplePush, ApiError> {
-        let b = as_object(body)?;
-        for key in ["title", "content"] {
-            if b.contains_key(key) {
-                return Err(invalid(
-                    ErrorCode::InvalidParam,
-                    format!("{key} comes from the template, not the request"),
-                ));
-            }
-        }
-        let kv = object_field(b, "templateKeyValue")?.unwrap_or_default();
+    pub fn parse_template(
+        r: &TemplatePushRequest,
+        t: &TemplateRecord,
+        limits: &Limits,
+    ) -> Result<SimplePush, ApiError> {
+        no_own_text(&r.title, &r.content)?;
+        let kv = object(r.template_key_value.as_ref(), "templateKeyValue")?.unwrap_or_default();
         let filled = crate::template::fill(t, &kv)?;
-        let mut push = SimplePush::parse(&with_text(b, t, &filled), limits)?;
+        let targets = r.target_msgkey.clone().unwrap_or(Value::Null);
+        let mut push = SimplePush::parse(&with_text(&r.delivery_type, targets, &r.options, t, &filled), limits)?;
         push.push_type = PushType::Template;
         push.template_name = Some(t.name.clone());
         Ok(push)
@@ -259,17 +184,12 @@ impl SimplePush {
 
     /// Validates a Multiple push: `targetMsg` items, each with its target, msgKey,
     /// `templateKeyValue` and own extendedParams (merged over the common ones).
-    pub fn parse_multiple(body: &Value, t: &TemplateRecord, limits: &Limits) -> Result<SimplePush, ApiError> {
-        let b = as_object(body)?;
-        let items = match b.get("targetMsg").or_else(|| b.get("targetMsgs")) {
-            Some(Value::Array(a)) => a.clone(),
-            Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
-                Ok(Value::Array(a)) => a,
-                _ => return Err(invalid(ErrorCode::InvalidParam, "targetMsg must be a JSON array")),
-            },
-            None | Some(Value::Null) => Vec::new(),
-            Some(_) => return Err(invalid(ErrorCode::InvalidParam, "targetMsg must be a JSON array")),
-        };
+    pub fn parse_multiple(
+        r: &MultiplePushRequest,
+        t: &TemplateRecord,
+        limits: &Limits,
+    ) -> Result<SimplePush, ApiError> {
+        let items = array(r.target_msg.as_ref(), "targetMsg")?;
         if items.is_empty() {
             return Err(invalid(ErrorCode::TokenOrUseridNull, "targetMsg names no target"));
         }
@@ -279,18 +199,17 @@ impl SimplePush {
                 format!("targetMsg has {} items; at most {}", items.len(), limits.max_multiple_targets),
             ));
         }
-        let common = extended_params(b, limits.max_extended_params)?;
+        let common = extended_params(r.options.extended_params.as_ref(), limits.max_extended_params)?;
         let mut targets = Vec::with_capacity(items.len());
         let mut per_target = Vec::with_capacity(items.len());
-        for (i, item) in items.iter().enumerate() {
-            let Some(item) = item.as_object() else {
-                return Err(invalid(ErrorCode::InvalidParam, format!("targetMsg[{i}] must be an object")));
+        for (i, item) in items.into_iter().enumerate() {
+            let item: TargetMsg = match item {
+                Value::Object(_) => serde_json::from_value(item)
+                    .map_err(|_| invalid(ErrorCode::InvalidParam, format!("targetMsg[{i}] must be an object")))?,
+                _ => return Err(invalid(ErrorCode::InvalidParam, format!("targetMsg[{i}] must be an object"))),
             };
-            let target = string_field(item, "target")?.unwrap_or_default();
-            let msg_key = match item.get("msgKey") {
-                Some(Value::Number(n)) => n.to_string(),
-                _ => string_field(item, "msgKey")?.unwrap_or_default(),
-            };
+            let target = string(item.target.as_ref(), "target")?.unwrap_or_default();
+            let msg_key = key(item.msg_key.as_ref(), "msgKey")?.unwrap_or_default();
             if target.is_empty() {
                 return Err(invalid(ErrorCode::TokenOrUseridNull, format!("targetMsg[{i}] has no target")));
             }
@@ -303,7 +222,7 @@ impl SimplePush {
             if targets.iter().any(|(t, _): &(String, String)| *t == target) {
                 return Err(invalid(ErrorCode::InvalidParam, format!("targetMsg names {target} twice")));
             }
-            let own = extended_params(item, usize::MAX)?;
+            let own = extended_params(item.extended_params.as_ref(), usize::MAX)?;
             if own.len() > limits.max_multiple_extended_params {
                 return Err(invalid(
                     ErrorCode::MultipleInnerExtendParamToMuch,
@@ -326,7 +245,7 @@ impl SimplePush {
                     ),
                 ));
             }
-            let kv = object_field(item, "templateKeyValue")?.unwrap_or_default();
+            let kv = object(item.template_key_value.as_ref(), "templateKeyValue")?.unwrap_or_default();
             let filled = crate::template::fill(t, &kv)?;
             check_text(&filled.title, &filled.content, limits)?;
             targets.push((target, msg_key));
@@ -339,12 +258,9 @@ impl SimplePush {
         }
         // The fields common to every target, checked as a Simple push with the first one.
         let first = &per_target[0];
-        let mut simple = b.clone();
-        simple.remove("targetMsg");
-        simple.remove("targetMsgs");
-        simple.insert("targetMsgkey".into(), serde_json::json!({targets[0].0.clone(): targets[0].1.clone()}));
         let filled = Filled { title: first.title.clone(), content: first.content.clone(), uri: first.uri.clone() };
-        let mut push = SimplePush::parse(&with_text(&simple, t, &filled), limits)?;
+        let first_target = json!({targets[0].0.clone(): targets[0].1.clone()});
+        let mut push = SimplePush::parse(&with_text(&r.delivery_type, first_target, &r.options, t, &filled), limits)?;
         push.push_type = PushType::Multiple;
         push.template_name = Some(t.name.clone());
         push.targets = targets;
@@ -355,14 +271,13 @@ impl SimplePush {
     /// Validates a Broadcast push: a template to every device of one platform of the app
     /// (filtered by pushStatus and the bind/unbind periods), under one msgkey.
     pub fn parse_broadcast(
-        body: &Value,
+        r: &BroadcastPushRequest,
         t: &TemplateRecord,
         limits: &Limits,
         app_id: AppId,
         now: i64,
     ) -> Result<NewBroadcast, ApiError> {
-        let b = as_object(body)?;
-        let (delivery_type, kind) = delivery_type(b)?;
+        let (delivery_type, kind) = delivery_type(r.delivery_type.as_ref())?;
         if kind == TargetKind::User {
             return Err(invalid(
                 ErrorCode::BroadcastOnlySupportByDevice,
@@ -374,15 +289,14 @@ impl SimplePush {
             7 => Platform::Harmonyos,
             _ => Platform::Android,
         };
-        let msg_key = match b.get("msgkey").or_else(|| b.get("msgKey")) {
-            Some(Value::String(s)) if valid_external_id(s) => s.clone(),
-            Some(Value::Number(n)) => n.to_string(),
+        let msg_key = match key(r.msgkey.as_ref(), "msgkey") {
+            Ok(Some(k)) if valid_external_id(&k) => k,
             _ => return Err(invalid(ErrorCode::InvalidParam, "msgkey (1 to 128 characters) is required")),
         };
-        let audience = BroadcastAudience::from_code(int_field(b, "pushStatus")?.unwrap_or(0))
+        let audience = BroadcastAudience::from_code(int(r.push_status.as_ref(), "pushStatus")?.unwrap_or(0))
             .ok_or_else(|| invalid(ErrorCode::InvalidParam, "pushStatus must be 0 (bound), 1 (all) or 2 (unbound)"))?;
-        let period = |name: &str| -> Result<Option<i64>, ApiError> {
-            match int_field(b, name)? {
+        let period = |value: &Option<Value>, name: &str| -> Result<Option<i64>, ApiError> {
+            match int(value.as_ref(), name)? {
                 None | Some(4) => Ok(None),
                 Some(1) => Ok(Some(now - 7 * 86_400_000)),
                 Some(2) => Ok(Some(now - 15 * 86_400_000)),
@@ -394,12 +308,19 @@ impl SimplePush {
             }
         };
         let (bind_since, unbind_since) = match audience {
-            BroadcastAudience::Bound => (period("bindPeriod")?, None),
-            BroadcastAudience::All | BroadcastAudience::Unbound => (None, period("unBindPeriod")?),
+            BroadcastAudience::Bound => (period(&r.bind_period, "bindPeriod")?, None),
+            BroadcastAudience::All | BroadcastAudience::Unbound => (None, period(&r.unbind_period, "unBindPeriod")?),
         };
-        let mut simple = b.clone();
-        simple.insert("targetMsgkey".into(), serde_json::json!({"broadcast": msg_key.clone()}));
-        let mut push = SimplePush::parse_template(&Value::Object(simple), t, limits)?;
+        let template = TemplatePushRequest {
+            delivery_type: r.delivery_type.clone(),
+            target_msgkey: Some(json!({"broadcast": msg_key.clone()})),
+            template_name: r.template_name.clone(),
+            template_key_value: r.template_key_value.clone(),
+            title: r.title.clone(),
+            content: r.content.clone(),
+            options: r.options.clone(),
+        };
+        let mut push = SimplePush::parse_template(&template, t, limits)?;
         push.push_type = PushType::Broadcast;
         let mut new_push = push.into_new_push(app_id, now, limits)?;
         let message = new_push.messages.pop().expect("one message per target");
@@ -416,14 +337,11 @@ impl SimplePush {
         })
     }
 
-    /// Validates a Simple push body against `limits`.
-    pub fn parse(body: &Value, limits: &Limits) -> Result<SimplePush, ApiError> {
-        let Some(body) = body.as_object() else {
-            return Err(invalid(ErrorCode::InvalidJson, "the body must be a JSON object"));
-        };
-        // strategyType and strategyContent are the API's (see dispatch::scheduler).
-        let (delivery_type, target_kind) = delivery_type(body)?;
-        let map = object_field(body, "targetMsgkey")?.unwrap_or_default();
+    /// Validates a Simple push against `limits`.
+    pub fn parse(r: &SimplePushRequest, limits: &Limits) -> Result<SimplePush, ApiError> {
+        let o = &r.options;
+        let (delivery_type, target_kind) = delivery_type(r.delivery_type.as_ref())?;
+        let map = object(r.target_msgkey.as_ref(), "targetMsgkey")?.unwrap_or_default();
         if map.is_empty() {
             return Err(invalid(ErrorCode::TokenOrUseridNull, "targetMsgkey names no target"));
         }
@@ -459,10 +377,10 @@ impl SimplePush {
             }
             targets.push((target, msg_key));
         }
-        let title = string_field(body, "title")?.unwrap_or_default();
-        let content = string_field(body, "content")?.unwrap_or_default();
+        let title = string(r.title.as_ref(), "title")?.unwrap_or_default();
+        let content = string(r.content.as_ref(), "content")?.unwrap_or_default();
         check_text(&title, &content, limits)?;
-        let expired_seconds = match int_field(body, "expiredSeconds") {
+        let expired_seconds = match int(o.expired_seconds.as_ref(), "expiredSeconds") {
             Ok(Some(s)) if s >= 1 => s,
             _ => {
                 return Err(invalid(ErrorCode::ExpiredsecondsWrong, "expiredSeconds must be an integer of at least 1"));
@@ -474,12 +392,12 @@ impl SimplePush {
                 format!("expiredSeconds is at most {}", limits.max_expired_seconds),
             ));
         }
-        let notify_type = match string_field(body, "notifyType")? {
+        let notify_type = match string(o.notify_type.as_ref(), "notifyType")? {
             None => NotifyType::Notify,
             Some(t) => NotifyType::parse(&t)
                 .ok_or_else(|| invalid(ErrorCode::InvalidParam, "notifyType must be \"notify\" or \"transparent\""))?,
         };
-        let silent = int_field(body, "silent")?.unwrap_or(0);
+        let silent = flag(o.silent.as_ref(), "silent")?.unwrap_or(0);
         if !matches!(silent, 0 | 1) {
             return Err(invalid(ErrorCode::InvalidParam, "silent must be 0 or 1"));
         }
@@ -487,18 +405,18 @@ impl SimplePush {
             push_type: PushType::Simple,
             template_name: None,
             per_target: Vec::new(),
-            task_name: string_field(body, "taskName")?,
+            task_name: string(o.task_name.as_ref(), "taskName")?,
             delivery_type,
             target_kind,
             targets,
             title,
             content,
-            uri: string_field(body, "uri")?,
-            push_action: int_field(body, "pushAction")?.unwrap_or(0),
-            push_style: int_field(body, "pushStyle")?.unwrap_or(0),
+            uri: string(r.uri.as_ref(), "uri")?,
+            push_action: int(o.push_action.as_ref(), "pushAction")?.unwrap_or(0),
+            push_style: int(o.push_style.as_ref(), "pushStyle")?.unwrap_or(0),
             silent: silent == 1,
             notify_type,
-            extended_params: extended_params(body, limits.max_extended_params)?,
+            extended_params: extended_params(o.extended_params.as_ref(), limits.max_extended_params)?,
             expired_seconds,
         })
     }
@@ -573,7 +491,12 @@ mod tests {
     use super::*;
 
     fn parse(v: Value) -> Result<SimplePush, ErrorCode> {
-        SimplePush::parse(&v, &Limits::default()).map_err(|e| e.code)
+        let request = match PushRequest::from_json(PushType::Simple, v.to_string().as_bytes()) {
+            Ok(PushRequest::Simple(r)) => r,
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => return Err(e.code),
+        };
+        SimplePush::parse(&request, &Limits::default()).map_err(|e| e.code)
     }
 
     fn base() -> Value {

@@ -1,0 +1,119 @@
+//! `/v1/devices` and `/v1/users`: the app's devices and the users bound to them, as the
+//! app's server sees them. `online` is the cluster's answer: the store records the node
+//! that holds each device's connection.
+//!
+//! A device's view is `{deviceId, platform, appVersion, osVersion, model, userId, boundAt,
+//! online, lastSeen, createdAt, vendorChannels}`.
+
+use axum::extract::{Path, State};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use herald_core::error::ErrorCode;
+use herald_core::ids::{DeviceId, UserId, valid_external_id};
+use herald_core::model::DeviceRecord;
+
+use super::envelope::{QueryAnswer, Refusals, ok_content};
+use super::{AppState, Json, Refusal, Signed, parse_json};
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(device))
+        .routes(routes!(bind))
+        .routes(routes!(unbind))
+        .routes(routes!(user_devices))
+}
+
+fn device_json(state: &AppState, d: &DeviceRecord) -> Value {
+    json!({
+        "deviceId": d.device_id,
+        "platform": d.platform,
+        "appVersion": d.app_version,
+        "osVersion": d.os_version,
+        "model": d.model,
+        "userId": d.user_id,
+        "boundAt": d.bound_at,
+        "online": state.dispatcher.is_online(&d.device_id, d.online_node.as_deref()),
+        "lastSeen": d.last_seen,
+        "createdAt": d.created_at,
+        "vendorChannels": d.vendor_tokens.keys().collect::<Vec<_>>(),
+    })
+}
+
+/// A device of the app: `data` is its view.
+#[utoipa::path(get, path = "/devices/{deviceId}", tag = "devices",
+    params(("deviceId" = String, Path, description = "The device")),
+    responses((status = 200, description = "The device", body = QueryAnswer), Refusals),
+    security(("signature" = [])))]
+async fn device(State(state): State<AppState>, Path(device_id): Path<String>, req: Signed) -> Result<Json, Refusal> {
+    match state.store.device(&req.app_id, &DeviceId::new(device_id)).await? {
+        Some(d) => Ok(ok_content(device_json(&state, &d))),
+        None => Err(not_a_device()),
+    }
+}
+
+fn not_a_device() -> Refusal {
+    Refusal::new(ErrorCode::DeviceNotExist, "no such device in this app")
+}
+
+/// `POST /v1/devices/{deviceId}/bind`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct BindUserRequest {
+    /// 1-128 characters without control characters.
+    user_id: String,
+}
+
+pub(super) fn user_id(raw: String) -> Result<UserId, Refusal> {
+    if !valid_external_id(&raw) {
+        return Err(Refusal::new(
+            ErrorCode::InvalidParam,
+            "userId must be 1 to 128 characters without control characters",
+        ));
+    }
+    Ok(UserId::new(raw))
+}
+
+/// Bind a user to the device (from the app's server: no bind proof needed). Messages
+/// waiting for the user are delivered to it. `data` is `{deviceId, userId}`.
+#[utoipa::path(post, path = "/devices/{deviceId}/bind", tag = "devices", request_body = BindUserRequest,
+    params(("deviceId" = String, Path, description = "The device")),
+    responses((status = 200, description = "Bound", body = QueryAnswer), Refusals),
+    security(("signature" = [])))]
+async fn bind(State(state): State<AppState>, Path(device_id): Path<String>, req: Signed) -> Result<Json, Refusal> {
+    let body: BindUserRequest = parse_json(&req.body)?;
+    let user = user_id(body.user_id)?;
+    let device = DeviceId::new(device_id);
+    if !state.dispatcher.bind(&req.app_id, &device, &user, herald_core::now_ms()).await? {
+        return Err(not_a_device());
+    }
+    Ok(ok_content(json!({"deviceId": device, "userId": user})))
+}
+
+/// Unbind the device's user: `data` is `{deviceId, userId: null}`.
+#[utoipa::path(post, path = "/devices/{deviceId}/unbind", tag = "devices",
+    params(("deviceId" = String, Path, description = "The device")),
+    responses((status = 200, description = "Unbound", body = QueryAnswer), Refusals),
+    security(("signature" = [])))]
+async fn unbind(State(state): State<AppState>, Path(device_id): Path<String>, req: Signed) -> Result<Json, Refusal> {
+    let device = DeviceId::new(device_id);
+    if !state.dispatcher.unbind(&req.app_id, &device, herald_core::now_ms()).await? {
+        return Err(not_a_device());
+    }
+    Ok(ok_content(json!({"deviceId": device, "userId": null})))
+}
+
+/// The devices bound to a user: `data` is `{userId, devices}`.
+#[utoipa::path(get, path = "/users/{userId}/devices", tag = "devices",
+    params(("userId" = String, Path, description = "The user")),
+    responses((status = 200, description = "The user's devices", body = QueryAnswer), Refusals),
+    security(("signature" = [])))]
+async fn user_devices(State(state): State<AppState>, Path(user): Path<String>, req: Signed) -> Result<Json, Refusal> {
+    let user = user_id(user)?;
+    let devices = state.store.user_devices(&req.app_id, &user).await?;
+    let list: Vec<Value> = devices.iter().map(|d| device_json(&state, d)).collect();
+    Ok(ok_content(json!({"userId": user, "devices": list})))
+}

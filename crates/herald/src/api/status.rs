@@ -1,0 +1,166 @@
+//! `/v1/tasks` and `/v1/messages`: what became of a push, per target and per device.
+
+use axum::extract::{Path, State};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use herald_core::error::ErrorCode;
+use herald_core::ids::{MessageId, TaskId};
+use herald_core::model::MessageView;
+use herald_core::state::{DeliveryStatus, TargetStatus};
+
+use super::envelope::{QueryAnswer, Refusals, ok_content};
+use super::extract::QueryParams;
+use super::{AppState, Json, Refusal, Signed};
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(task)).routes(routes!(message))
+}
+
+/// One page of a task's targets.
+#[derive(Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub(super) struct Page {
+    /// From 1 (default 1).
+    #[param(value_type = Option<i64>)]
+    page_number: Option<String>,
+    /// 1-500 (default 100).
+    #[param(value_type = Option<i64>)]
+    page_size: Option<String>,
+}
+
+fn page_arg(name: &str, value: &Option<String>, default: usize, max: usize) -> Result<usize, Refusal> {
+    match value.as_deref().filter(|v| !v.is_empty()) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<usize>()
+            .map(|n| n.clamp(1, max))
+            .map_err(|_| Refusal::new(ErrorCode::InvalidParam, format!("{name} must be a positive integer"))),
+    }
+}
+
+/// The status of a target as of `now`: the furthest any of its deliveries got.
+fn target_status(m: &MessageView, now: i64) -> TargetStatus {
+    TargetStatus::of_target(
+        m.undeliverable,
+        m.revoked_at.is_some(),
+        m.expires_at <= now,
+        m.deliveries.iter().map(|d| d.status.as_of(m.expires_at, now)),
+    )
+}
+
+fn message_json(m: &MessageView, now: i64) -> Value {
+    let deliveries: Vec<Value> = m
+        .deliveries
+        .iter()
+        .map(|d| {
+            json!({
+                "deviceId": d.device_id,
+                "status": d.status.as_of(m.expires_at, now),
+                "createdAt": d.created_at,
+                "updatedAt": d.updated_at,
+                "sentAt": d.sent_at,
+                "deliveredAt": d.delivered_at,
+            })
+        })
+        .collect();
+    json!({
+        "messageId": m.message_id,
+        "taskId": m.task_id,
+        "msgKey": m.msg_key,
+        "targetType": m.target_kind,
+        "target": m.target,
+        "status": target_status(m, now),
+        "revokedAt": m.revoked_at,
+        "createdAt": m.created_at,
+        "expiresAt": m.expires_at,
+        "deliveries": deliveries,
+    })
+}
+
+/// A task: counts of its targets by status, one page of its targets with their deliveries,
+/// and for a broadcast its audience.
+///
+/// `data` is `{taskId, type, taskName, deliveryType, createdAt, expiresAt, counts,
+/// totalCount, pageNumber, pageSize, targets, broadcast}`; `counts` maps each status
+/// (`pending`, `sent`, `delivered`, `opened`, `ignored`, `expired`, `revoked`,
+/// `undeliverable`) to its number of targets (for a broadcast: of devices). Each target is
+/// a message as `GET /v1/messages/{messageId}` answers it.
+#[utoipa::path(get, path = "/tasks/{taskId}", tag = "status",
+    params(("taskId" = String, Path, description = "The task a push answered"), Page),
+    responses((status = 200, description = "The task", body = QueryAnswer), Refusals),
+    security(("signature" = [])))]
+async fn task(
+    State(state): State<AppState>,
+    Path(task_id): Path<String>,
+    QueryParams(q): QueryParams<Page>,
+    req: Signed,
+) -> Result<Json, Refusal> {
+    let page = page_arg("pageNumber", &q.page_number, 1, usize::MAX)?;
+    let size = page_arg("pageSize", &q.page_size, 100, 500)?;
+    let Some(task) = state.store.task(&req.app_id, &TaskId::new(task_id)).await? else {
+        return Err(Refusal::new(ErrorCode::TaskNotExist, "no such task in this app"));
+    };
+    let now = herald_core::now_ms();
+    let mut counts: std::collections::BTreeMap<TargetStatus, u64> = Default::default();
+    for m in &task.messages {
+        *counts.entry(target_status(m, now)).or_default() += 1;
+    }
+    if let Some(b) = &task.broadcast {
+        // Per device only what happened is stored; the rest of the audience is pending
+        // (or expired, or revoked).
+        let acked: u64 = b.counts.iter().map(|(_, n)| n).sum();
+        for (status, n) in &b.counts {
+            counts.insert(TargetStatus::Delivery(*status), *n);
+        }
+        let rest = if b.revoked_at.is_some() {
+            DeliveryStatus::Revoked
+        } else if task.expires_at <= now {
+            DeliveryStatus::Expired
+        } else {
+            DeliveryStatus::Pending
+        };
+        counts.insert(TargetStatus::Delivery(rest), b.eligible.saturating_sub(acked));
+    }
+    let counts: serde_json::Map<String, Value> =
+        counts.into_iter().map(|(s, n)| (s.as_str().into(), json!(n))).collect();
+    // Counts cover every target; the list is one page of them.
+    let targets: Vec<Value> =
+        task.messages.iter().skip((page - 1).saturating_mul(size)).take(size).map(|m| message_json(m, now)).collect();
+    Ok(ok_content(json!({
+        "taskId": task.task_id,
+        "type": task.push_type,
+        "taskName": task.task_name,
+        "deliveryType": task.delivery_type,
+        "createdAt": task.created_at,
+        "expiresAt": task.expires_at,
+        "counts": counts,
+        "totalCount": task.messages.len(),
+        "pageNumber": page,
+        "pageSize": size,
+        "targets": targets,
+        "broadcast": task.broadcast.as_ref().map(|b| json!({
+            "messageId": b.message_id, "msgkey": b.msg_key, "eligible": b.eligible, "revokedAt": b.revoked_at,
+        })),
+    })))
+}
+
+/// A message: its target, status and each device's delivery.
+///
+/// `data` is `{messageId, taskId, msgKey, targetType, target, status, revokedAt,
+/// createdAt, expiresAt, deliveries}`, each delivery `{deviceId, status, createdAt,
+/// updatedAt, sentAt, deliveredAt}`.
+#[utoipa::path(get, path = "/messages/{messageId}", tag = "status",
+    params(("messageId" = String, Path, description = "A messageId of a push's answer")),
+    responses((status = 200, description = "The message", body = QueryAnswer), Refusals),
+    security(("signature" = [])))]
+async fn message(State(state): State<AppState>, Path(message_id): Path<String>, req: Signed) -> Result<Json, Refusal> {
+    match state.store.message(&req.app_id, &MessageId::new(message_id)).await? {
+        Some(m) => Ok(ok_content(message_json(&m, herald_core::now_ms()))),
+        None => Err(Refusal::new(ErrorCode::MessageNotExist, "no such message in this app")),
+    }
+}
