@@ -3,6 +3,8 @@
 //! which keeps nonces in memory) and SQLite's rebuild of `broadcast_acks` without a rowid.
 //! A version number means the same change on both.
 
+use crate::tx::Sql;
+
 pub(crate) const SQLITE: &[(i64, &str)] = &[
     (1, include_str!("../migrations/common/0001_init.sql")),
     (2, include_str!("../migrations/sqlite/0002_leases.sql")),
@@ -27,6 +29,12 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
 /// Creates the table that records applied migrations (the same on both backends).
 pub(crate) const CREATE_LEDGER: &str =
     "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
+
+/// Whether a migration is applied: `$1` version.
+pub(crate) static APPLIED: Sql = Sql::new("SELECT version FROM schema_migrations WHERE version = $1");
+
+/// Records a migration as applied: `$1` version, `$2` time.
+pub(crate) static RECORD: Sql = Sql::new("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)");
 
 #[cfg(test)]
 mod tests {

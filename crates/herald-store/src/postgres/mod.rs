@@ -20,7 +20,7 @@ use herald_core::model::*;
 use tokio::sync::{Mutex, MutexGuard, mpsc, oneshot};
 use tokio_postgres::{Client, NoTls, Transaction};
 
-use crate::tx::Tx as _;
+use crate::tx::{Dialect, Tx as _};
 use crate::{
     Cancelled, FireOutcome, Registered, Store, StoreError, StoreResult, TemplateCreated, migrations, ops, sql,
 };
@@ -170,18 +170,12 @@ async fn migrate(pool: &Pool) -> StoreResult<()> {
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(map_err)?;
     tx.batch_execute(migrations::CREATE_LEDGER).await.map_err(map_err)?;
     for (version, sql) in migrations::POSTGRES {
-        let applied = tx
-            .query_opt("SELECT version FROM schema_migrations WHERE version = $1", &[version])
-            .await
-            .map_err(map_err)?;
+        let applied = tx.query_opt(migrations::APPLIED.text(Dialect::Postgres), &[version]).await.map_err(map_err)?;
         if applied.is_none() {
             tx.batch_execute(sql).await.map_err(map_err)?;
-            tx.execute(
-                "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
-                &[version, &herald_core::now_ms()],
-            )
-            .await
-            .map_err(map_err)?;
+            tx.execute(migrations::RECORD.text(Dialect::Postgres), &[version, &herald_core::now_ms()])
+                .await
+                .map_err(map_err)?;
             tracing::info!(version, "applied schema migration");
         }
     }

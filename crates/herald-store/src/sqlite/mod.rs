@@ -28,7 +28,7 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::tx::run_now;
+use crate::tx::{Dialect, run_now};
 use crate::{
     Cancelled, FireOutcome, Registered, Store, StoreConfig, StoreError, StoreResult, TemplateCreated, migrations, ops,
 };
@@ -278,16 +278,12 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
 fn migrate_to(conn: &Connection, last: i64) -> rusqlite::Result<()> {
     conn.execute_batch(migrations::CREATE_LEDGER)?;
     for (version, sql) in migrations::SQLITE.iter().filter(|(v, _)| *v <= last) {
-        let applied: Option<i64> = conn
-            .query_row("SELECT version FROM schema_migrations WHERE version = ?1", [version], |r| r.get(0))
-            .optional()?;
+        let applied: Option<i64> =
+            conn.query_row(migrations::APPLIED.text(Dialect::Sqlite), [version], |r| r.get(0)).optional()?;
         if applied.is_none() {
             let tx = conn.unchecked_transaction()?;
             tx.execute_batch(sql)?;
-            tx.execute(
-                "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
-                params![version, herald_core::now_ms()],
-            )?;
+            tx.execute(migrations::RECORD.text(Dialect::Sqlite), params![version, herald_core::now_ms()])?;
             tx.commit()?;
             tracing::info!(version, "applied schema migration");
         }
