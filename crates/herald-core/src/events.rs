@@ -24,8 +24,7 @@ pub struct Reported {
 pub struct ReportedEvent {
     /// The messageId of the payload the device got.
     pub message_id: String,
-    /// `arrived`, `opened` or `ignored`.
-    #[schema(example = "opened")]
+    #[schema(value_type = DeviceEvent)]
     pub event: String,
     /// When it happened, Unix ms (default: when the report arrives).
     pub at: Option<i64>,

@@ -349,6 +349,27 @@ fn subject_token(s: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// Every setting of the default file, with its default, is in docs/configuration.md.
+    #[test]
+    fn the_documented_defaults_are_the_defaults() {
+        let doc = include_str!("../../../docs/configuration.md");
+        let mut section = String::new();
+        for line in DEFAULT_CONFIG.lines().map(str::trim) {
+            if line.starts_with('[') {
+                section = line.trim_matches(['[', ']']).to_string();
+                assert!(doc.contains(line), "docs/configuration.md lacks the section {line}");
+            } else if !line.is_empty() && !line.starts_with('#') {
+                assert!(doc.contains(line), "docs/configuration.md lacks `{line}` (section [{section}])");
+                let key = line.split('=').next().unwrap().trim();
+                let qualified = if section.is_empty() { key.to_string() } else { format!("{section}.{key}") };
+                assert!(
+                    doc.contains(&format!("`{qualified}`")) || doc.contains(&format!("`{section}.*`")),
+                    "docs/configuration.md does not explain `{qualified}`"
+                );
+            }
+        }
+    }
+
     #[test]
     fn the_example_cluster_config_is_valid() {
         let c = Config::from_toml(include_str!("../../../deploy/cluster.toml")).unwrap();

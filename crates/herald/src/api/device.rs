@@ -37,8 +37,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct RegisterBody {
-    /// `android`, `ios` or `harmony`.
-    #[schema(example = "android")]
+    #[schema(value_type = Platform)]
     platform: String,
     /// The app's own id of this installation, 1-128 characters.
     install_id: String,
@@ -46,8 +45,8 @@ pub(super) struct RegisterBody {
     app_version: Option<String>,
     os_version: Option<String>,
     model: Option<String>,
-    /// `{channel: token}` for vendor channels (apns, fcm, huawei, xiaomi, webpush); null
-    /// removes one.
+    /// `{channel: token}` for vendor channels (`apns`, `fcm`, `hms`, `xiaomi`, `webpush`);
+    /// null removes one.
     #[schema(value_type = Option<Object>)]
     vendor_tokens: Option<Map<String, Value>>,
 }
