@@ -80,7 +80,9 @@ pub(crate) async fn recorded(pool: &HttpPool, app: &BenchApp, task: &str) -> any
         bail!("task status answered {status}: {}", String::from_utf8_lossy(&answer));
     }
     let answer: serde_json::Value = serde_json::from_slice(&answer)?;
-    Ok(answer["resultContent"]["data"]["counts"]["delivered"].as_u64().unwrap_or(0))
+    Ok(answer["resultContent"]["data"]["counts"][herald_core::state::DeliveryStatus::Delivered.as_str()]
+        .as_u64()
+        .unwrap_or(0))
 }
 
 /// Median and max of five answer times (broadcasts that expire in a second, before any

@@ -287,7 +287,7 @@ impl TargetOutcome {
     pub fn answer(&self) -> &'static str {
         match self {
             TargetOutcome::Accepted { .. } => "accepted",
-            TargetOutcome::Undeliverable => "undeliverable",
+            TargetOutcome::Undeliverable => crate::state::TargetStatus::Undeliverable.as_str(),
             TargetOutcome::Duplicate { .. } => "duplicate",
         }
     }

@@ -124,7 +124,9 @@ impl Gateway {
             Err(e) => e,
         };
         if matches!(reason, Close::Hub(CloseCause::Shutdown)) {
-            self.take_arrived(&mut conn).await;
+            // Boxed, like the handshake: its timer would otherwise enlarge every idle
+            // connection's task by its size.
+            Box::pin(self.take_arrived(&mut conn)).await;
         }
         tracing::debug!(device = %conn.device_id(), %reason, "disconnected");
         self.hub().unregister(conn.device_id(), conn.session.generation);
