@@ -7,7 +7,7 @@ use rumqttc::MqttOptions;
 use serde_json::{Value, json};
 
 use crate::logs::Log;
-use crate::{ADMIN_TOKEN, eventually};
+use crate::{ADMIN_TOKEN, WAIT, eventually};
 
 /// Where a node listens, and what it logged.
 #[derive(Clone)]
@@ -19,7 +19,7 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub async fn call(&self, method: &str, path: &str, headers: &[(String, String)], body: Bytes) -> Response {
-        request(&self.http, method, path, headers, body).await.expect("HTTP request")
+        answer(request(&self.http, method, path, headers, body)).await
     }
 
     pub async fn admin(&self, method: &str, path: &str, body: Value) -> Response {
@@ -90,7 +90,7 @@ impl TestApp {
             body.as_bytes(),
             herald_core::now_ms(),
         );
-        request(&self.http, method, path, &headers, Bytes::from(body.to_string())).await.expect("HTTP request")
+        answer(request(&self.http, method, path, &headers, Bytes::from(body.to_string()))).await
     }
 
     pub async fn push_simple(&self, body: Value) -> Response {
@@ -161,7 +161,7 @@ impl TestApp {
             ("x-herald-app-key".to_string(), self.app_key.clone()),
         ];
         headers.extend_from_slice(extra);
-        request(&self.http, "POST", "/device/v1/register", &headers, Bytes::from(body.to_string())).await.unwrap()
+        answer(request(&self.http, "POST", "/device/v1/register", &headers, Bytes::from(body.to_string()))).await
     }
 
     pub async fn register_raw(&self, body: Value) -> Response {
@@ -208,7 +208,7 @@ impl Creds {
 
     pub async fn device_call(&self, path: &str, body: Value) -> Response {
         let headers = vec![("authorization".to_string(), format!("Bearer {}", self.token))];
-        request(&self.http, "POST", path, &headers, Bytes::from(body.to_string())).await.unwrap()
+        answer(request(&self.http, "POST", path, &headers, Bytes::from(body.to_string()))).await
     }
 
     pub fn options(&self) -> MqttOptions {
@@ -218,4 +218,12 @@ impl Creds {
         opts.set_keep_alive(std::time::Duration::from_secs(30));
         opts
     }
+}
+
+/// The answer of a request made by a test, which fails when none arrives within [`WAIT`].
+async fn answer(request: impl std::future::Future<Output = anyhow::Result<Response>>) -> Response {
+    tokio::time::timeout(WAIT, request)
+        .await
+        .unwrap_or_else(|_| panic!("no HTTP answer within {WAIT:?}"))
+        .expect("HTTP request")
 }

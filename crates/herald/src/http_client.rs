@@ -20,8 +20,25 @@ impl Response {
     }
 }
 
-/// Sends one request to `http://{addr}{path_and_query}`.
+/// How long a request may take, from connecting to the last byte of the answer.
+pub const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Sends one request to `http://{addr}{path_and_query}`; an error when no whole answer
+/// arrives within [`TIMEOUT`].
 pub async fn request(
+    addr: &str,
+    method: &str,
+    path_and_query: &str,
+    headers: &[(String, String)],
+    body: Bytes,
+) -> anyhow::Result<Response> {
+    match tokio::time::timeout(TIMEOUT, exchange(addr, method, path_and_query, headers, body)).await {
+        Ok(answer) => answer,
+        Err(_) => anyhow::bail!("no answer from {addr} within {} s", TIMEOUT.as_secs()),
+    }
+}
+
+async fn exchange(
     addr: &str,
     method: &str,
     path_and_query: &str,

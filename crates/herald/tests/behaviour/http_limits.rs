@@ -96,3 +96,29 @@ async fn a_body_slower_than_its_timeout_is_refused_with_408() {
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains("REQUEST_TIMEOUT"), "{text}");
 }
+
+#[tokio::test]
+async fn a_connection_beyond_the_cap_waits_until_a_slot_frees() {
+    let Some(server) = TestServer::start_with(crate::BACKEND, |cfg| {
+        cfg.http.max_connections = 5;
+        cfg.http.header_timeout_secs = 3;
+    })
+    .await
+    else {
+        return;
+    };
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        held.push(TcpStream::connect(&server.http).await.unwrap());
+    }
+    // The node has taken the five; the sixth waits in the listen queue.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut extra = TcpStream::connect(&server.http).await.unwrap();
+    extra.write_all(b"GET /healthz HTTP/1.1\r\nHost: herald\r\nConnection: close\r\n\r\n").await.unwrap();
+    let sent = Instant::now();
+    let answer = until_closed(&mut extra, Duration::from_secs(8)).await.expect("answered once a slot frees");
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
+    let waited = sent.elapsed();
+    assert!(waited >= Duration::from_millis(2_000), "answered after {waited:?}: nothing held it back");
+    drop(held);
+}
