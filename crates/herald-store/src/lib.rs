@@ -15,6 +15,8 @@
 
 mod logic;
 mod migrations;
+#[cfg(test)]
+mod one_source;
 mod ops;
 pub mod postgres;
 mod rows;

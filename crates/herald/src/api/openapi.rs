@@ -4,8 +4,8 @@
 //! `docs/openapi.json` is a copy (`herald openapi > docs/openapi.json`) that a test keeps
 //! equal to what the binary serves.
 
+use utoipa::openapi::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{OpenApi, OpenApiBuilder};
 use utoipa::{Modify, OpenApi as _};
 
 /// The name of the security scheme of the signed server API.
@@ -81,13 +81,14 @@ pub(super) fn base() -> OpenApi {
 
 /// The OpenAPI description of every route (as `/openapi.json` serves it).
 pub fn description() -> OpenApi {
-    let spec = super::routes().into_openapi();
-    OpenApiBuilder::from(spec).build()
+    super::routes().into_openapi()
 }
 
 #[cfg(test)]
 mod tests {
     use serde_json::Value;
+
+    use super::{ADMIN, APP_KEY, DEVICE, SIGNATURE};
 
     fn spec() -> Value {
         serde_json::from_str(&super::description().to_pretty_json().unwrap()).unwrap()
@@ -191,6 +192,15 @@ mod tests {
                 let public = path == "/healthz" || path == "/metrics";
                 let secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
                 assert!(public || secured, "{method} {path} names no security scheme");
+                for requirement in op["security"].as_array().into_iter().flatten() {
+                    for scheme in requirement.as_object().unwrap().keys() {
+                        assert!(
+                            [SIGNATURE, ADMIN, DEVICE, APP_KEY].contains(&scheme.as_str())
+                                && spec["components"]["securitySchemes"][scheme].is_object(),
+                            "{method} {path}: unknown security scheme {scheme}"
+                        );
+                    }
+                }
             }
         }
     }
