@@ -26,15 +26,7 @@ pub(crate) const TOPIC: &str = "bench/broadcast";
 /// Creates the bench template (its title carries the send time of each broadcast).
 pub(crate) async fn create_template(pool: &HttpPool, app: &BenchApp) -> anyhow::Result<()> {
     let body = json!({"templateName": "bench", "title": "#title#", "content": "broadcast benchmark"}).to_string();
-    let headers = herald_core::signing::sign_hmac(
-        &app.key_id,
-        &app.secret,
-        "POST",
-        "/v1/templates",
-        body.as_bytes(),
-        herald_core::now_ms(),
-    );
-    let (status, answer) = pool.send("POST", "/v1/templates", &headers, Bytes::from(body)).await?;
+    let (status, answer) = pool.send_signed(app, "POST", "/v1/templates", body).await?;
     if status != 200 {
         bail!("creating the bench template: {status} {}", String::from_utf8_lossy(&answer));
     }
@@ -52,16 +44,8 @@ pub(crate) async fn broadcast_once(
     let body = json!({"deliveryType": 1, "templateName": "bench", "templateKeyValue": {"title": bench_title(seq)},
         "msgkey": msgkey, "pushStatus": 1, "expiredSeconds": ttl_secs})
     .to_string();
-    let headers = herald_core::signing::sign_hmac(
-        &app.key_id,
-        &app.secret,
-        "POST",
-        "/v1/push/broadcast",
-        body.as_bytes(),
-        herald_core::now_ms(),
-    );
     let started = Instant::now();
-    let (status, answer) = pool.send("POST", "/v1/push/broadcast", &headers, Bytes::from(body)).await?;
+    let (status, answer) = pool.send_signed(app, "POST", "/v1/push/broadcast", body).await?;
     let took = started.elapsed();
     if status != 200 {
         bail!("broadcast answered {status}: {}", String::from_utf8_lossy(&answer));
@@ -74,8 +58,7 @@ pub(crate) async fn broadcast_once(
 /// How many devices the store has recorded as having acknowledged the broadcast `task`.
 pub(crate) async fn recorded(pool: &HttpPool, app: &BenchApp, task: &str) -> anyhow::Result<u64> {
     let path = format!("/v1/tasks/{task}");
-    let headers = herald_core::signing::sign_hmac(&app.key_id, &app.secret, "GET", &path, b"", herald_core::now_ms());
-    let (status, answer) = pool.send("GET", &path, &headers, Bytes::new()).await?;
+    let (status, answer) = pool.send_signed(app, "GET", &path, String::new()).await?;
     if status != 200 {
         bail!("task status answered {status}: {}", String::from_utf8_lossy(&answer));
     }

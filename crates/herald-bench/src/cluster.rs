@@ -14,7 +14,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use bytes::Bytes;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
@@ -165,15 +164,7 @@ pub(crate) async fn push_one(
         "expiredSeconds": 3600,
     })
     .to_string();
-    let headers = herald_core::signing::sign_hmac(
-        &app.key_id,
-        &app.secret,
-        "POST",
-        "/v1/push/simple",
-        body.as_bytes(),
-        herald_core::now_ms(),
-    );
-    let (status, answer) = pool.send("POST", "/v1/push/simple", &headers, Bytes::from(body)).await?;
+    let (status, answer) = pool.send_signed(&app, "POST", "/v1/push/simple", body).await?;
     if status != 200 {
         bail!("push answered {status}: {}", String::from_utf8_lossy(&answer));
     }

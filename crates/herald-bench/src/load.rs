@@ -58,6 +58,25 @@ impl HttpPool {
         let status = resp.status().as_u16();
         Ok((status, resp.into_body().collect().await?.to_bytes()))
     }
+
+    /// Sends a `/v1` request signed with the app's HMAC key.
+    pub(crate) async fn send_signed(
+        &self,
+        app: &BenchApp,
+        method: &str,
+        path: &str,
+        body: String,
+    ) -> anyhow::Result<(u16, Bytes)> {
+        let headers = herald_core::signing::sign_hmac(
+            &app.key_id,
+            &app.secret,
+            method,
+            path,
+            body.as_bytes(),
+            herald_core::now_ms(),
+        );
+        self.send(method, path, &headers, Bytes::from(body)).await
+    }
 }
 
 pub(crate) struct BenchApp {

@@ -9,6 +9,8 @@ use crate::error::{ApiError, ErrorCode};
 use crate::ids::AppId;
 use crate::limits::Limits;
 use crate::model::TemplateRecord;
+use crate::push::check_text;
+use crate::push::fields::{int, string};
 
 fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_'
@@ -130,30 +132,14 @@ pub struct TemplateBody {
     #[schema(value_type = Option<String>)]
     pub desc_info: Option<Value>,
     /// 1: pushes of this template are silent (MPS also names it `showStyle`).
-    #[schema(value_type = Option<crate::push::request::Flag>)]
+    #[schema(value_type = Option<crate::push::request::IntegerOrString>)]
     pub silent: Option<Value>,
     /// MPS's name of `silent`.
-    #[schema(value_type = Option<crate::push::request::Flag>)]
+    #[schema(value_type = Option<crate::push::request::IntegerOrString>)]
     pub show_style: Option<Value>,
     /// 0 default, 1 big text, 2 image.
     #[schema(value_type = Option<crate::push::request::IntegerOrString>)]
     pub push_style: Option<Value>,
-}
-
-impl TemplateBody {
-    fn field(&self, key: &str) -> Option<&Value> {
-        match key {
-            "templateName" => self.template_name.as_ref(),
-            "title" => self.title.as_ref(),
-            "content" => self.content.as_ref(),
-            "uri" => self.uri.as_ref(),
-            "descInfo" => self.desc_info.as_ref(),
-            "silent" => self.silent.as_ref(),
-            "showStyle" => self.show_style.as_ref(),
-            "pushStyle" => self.push_style.as_ref(),
-            _ => None,
-        }
-    }
 }
 
 /// Validates a template body (`POST /v1/templates`, or `PUT` with the name from the path).
@@ -164,26 +150,7 @@ pub fn parse(
     now: i64,
     limits: &Limits,
 ) -> Result<TemplateRecord, ApiError> {
-    let text = |key: &str| -> Result<Option<String>, ApiError> {
-        match b.field(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(invalid(ErrorCode::InvalidParam, format!("{key} must be a string"))),
-        }
-    };
-    let int = |key: &str| -> Result<Option<i64>, ApiError> {
-        match b.field(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| invalid(ErrorCode::InvalidParam, key)),
-            Some(Value::String(s)) => s
-                .trim()
-                .parse()
-                .map(Some)
-                .map_err(|_| invalid(ErrorCode::InvalidParam, format!("{key} must be 0 or 1"))),
-            Some(_) => Err(invalid(ErrorCode::InvalidParam, format!("{key} must be an integer"))),
-        }
-    };
-    let name = match (name_from_path, text("templateName")?) {
+    let name = match (name_from_path, string(b.template_name.as_ref(), "templateName")?) {
         (Some(p), Some(b)) if p != b => {
             return Err(invalid(ErrorCode::InvalidParam, "templateName in the body differs from the path"));
         }
@@ -197,24 +164,10 @@ pub fn parse(
             format!("templateName must be 1 to {} letters, digits or _", limits.max_template_name_chars),
         ));
     }
-    let title = text("title")?.unwrap_or_default();
-    let content = text("content")?.unwrap_or_default();
-    if title.trim().is_empty() || content.trim().is_empty() {
-        return Err(invalid(ErrorCode::PayloadNotEnough, "title and content are required"));
-    }
-    if title.chars().count() > limits.max_title_chars {
-        return Err(invalid(
-            ErrorCode::TemplateTitleInvalid,
-            format!("title is longer than {} characters", limits.max_title_chars),
-        ));
-    }
-    if content.len() > limits.max_content_bytes {
-        return Err(invalid(
-            ErrorCode::TemplateContentInvalid,
-            format!("content is {} bytes; at most {}", content.len(), limits.max_content_bytes),
-        ));
-    }
-    let desc_info = text("descInfo")?;
+    let title = string(b.title.as_ref(), "title")?.unwrap_or_default();
+    let content = string(b.content.as_ref(), "content")?.unwrap_or_default();
+    check_text(&title, &content, limits, ErrorCode::TemplateTitleInvalid, ErrorCode::TemplateContentInvalid)?;
+    let desc_info = string(b.desc_info.as_ref(), "descInfo")?;
     if desc_info.as_ref().is_some_and(|d| d.chars().count() > limits.max_title_chars) {
         return Err(invalid(
             ErrorCode::InvalidParam,
@@ -222,14 +175,14 @@ pub fn parse(
         ));
     }
     // MPS calls the silent flag of a template showStyle.
-    let silent = match int("silent")? {
+    let silent = match int(b.silent.as_ref(), "silent")? {
         Some(s) => s,
-        None => int("showStyle")?.unwrap_or(0),
+        None => int(b.show_style.as_ref(), "showStyle")?.unwrap_or(0),
     };
     if !matches!(silent, 0 | 1) {
         return Err(invalid(ErrorCode::InvalidParam, "silent must be 0 or 1"));
     }
-    let push_style = int("pushStyle")?.unwrap_or(0);
+    let push_style = int(b.push_style.as_ref(), "pushStyle")?.unwrap_or(0);
     if !(0..=2).contains(&push_style) {
         return Err(invalid(ErrorCode::InvalidParam, "pushStyle must be 0, 1 or 2"));
     }
@@ -238,7 +191,7 @@ pub fn parse(
         name,
         title,
         content,
-        uri: text("uri")?.filter(|u| !u.is_empty()),
+        uri: string(b.uri.as_ref(), "uri")?.filter(|u| !u.is_empty()),
         desc_info,
         push_style,
         silent,

@@ -10,12 +10,12 @@ use crate::state::TargetKind;
 const RESERVED_EXTENDED_KEYS: &[&str] =
     &["notifyType", "action", "silent", "pushType", "templateCode", "channel", "taskId"];
 
-pub(super) fn invalid(code: ErrorCode, msg: impl Into<String>) -> ApiError {
+pub(crate) fn invalid(code: ErrorCode, msg: impl Into<String>) -> ApiError {
     ApiError::new(code, msg)
 }
 
 /// An object, also accepted as a string holding JSON.
-pub(super) fn object(value: Option<&Value>, name: &str) -> Result<Option<Map<String, Value>>, ApiError> {
+pub(crate) fn object(value: Option<&Value>, name: &str) -> Result<Option<Map<String, Value>>, ApiError> {
     match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Object(m)) => Ok(Some(m.clone())),
@@ -29,7 +29,7 @@ pub(super) fn object(value: Option<&Value>, name: &str) -> Result<Option<Map<Str
 }
 
 /// An array, also accepted as a string holding JSON.
-pub(super) fn array(value: Option<&Value>, name: &str) -> Result<Vec<Value>, ApiError> {
+pub(crate) fn array(value: Option<&Value>, name: &str) -> Result<Vec<Value>, ApiError> {
     match value {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Array(a)) => Ok(a.clone()),
@@ -42,7 +42,7 @@ pub(super) fn array(value: Option<&Value>, name: &str) -> Result<Vec<Value>, Api
 }
 
 /// An integer, also accepted as a numeric string (MPS form bodies send strings).
-pub(super) fn int(value: Option<&Value>, name: &str) -> Result<Option<i64>, ApiError> {
+pub(crate) fn int(value: Option<&Value>, name: &str) -> Result<Option<i64>, ApiError> {
     let not_int = || invalid(ErrorCode::InvalidParam, format!("{name} must be an integer"));
     match value {
         None | Some(Value::Null) => Ok(None),
@@ -53,14 +53,14 @@ pub(super) fn int(value: Option<&Value>, name: &str) -> Result<Option<i64>, ApiE
 }
 
 /// A 0/1 flag, also accepted as a boolean.
-pub(super) fn flag(value: Option<&Value>, name: &str) -> Result<Option<i64>, ApiError> {
+pub(crate) fn flag(value: Option<&Value>, name: &str) -> Result<Option<i64>, ApiError> {
     match value {
         Some(Value::Bool(b)) => Ok(Some(*b as i64)),
         other => int(other, name),
     }
 }
 
-pub(super) fn string(value: Option<&Value>, name: &str) -> Result<Option<String>, ApiError> {
+pub(crate) fn string(value: Option<&Value>, name: &str) -> Result<Option<String>, ApiError> {
     match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -69,7 +69,7 @@ pub(super) fn string(value: Option<&Value>, name: &str) -> Result<Option<String>
 }
 
 /// A key (msgKey, msgkey): a string, or a number taken as its digits.
-pub(super) fn key(value: Option<&Value>, name: &str) -> Result<Option<String>, ApiError> {
+pub(crate) fn key(value: Option<&Value>, name: &str) -> Result<Option<String>, ApiError> {
     match value {
         Some(Value::Number(n)) => Ok(Some(n.to_string())),
         other => string(other, name),
@@ -77,7 +77,7 @@ pub(super) fn key(value: Option<&Value>, name: &str) -> Result<Option<String>, A
 }
 
 /// deliveryType: 1 Android, 2 iOS, 7 HarmonyOS device; 3 user; or "device" / "user".
-pub(super) fn delivery_type(value: Option<&Value>) -> Result<(i64, TargetKind), ApiError> {
+pub(crate) fn delivery_type(value: Option<&Value>) -> Result<(i64, TargetKind), ApiError> {
     let unsupported =
         || invalid(ErrorCode::DeliveryTypeNotSupported, "deliveryType must be 1, 2, 3, 7, \"device\" or \"user\"");
     match value {

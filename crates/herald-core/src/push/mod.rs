@@ -2,7 +2,7 @@
 //! commits, and the payload a device receives. No I/O: the dispatcher commits what this
 //! module builds.
 
-mod fields;
+pub(crate) mod fields;
 pub mod request;
 
 use serde_json::{Map, Value, json};
@@ -55,20 +55,28 @@ pub struct SimplePush {
     pub expired_seconds: i64,
 }
 
-/// A title and content a device can be sent: both present, within the limits.
-fn check_text(title: &str, content: &str, limits: &Limits) -> Result<(), ApiError> {
+/// The codes of a push's title and content that are too long.
+const PUSH_TITLE: ErrorCode = ErrorCode::InvalidParam;
+const PUSH_CONTENT: ErrorCode = ErrorCode::SinglePushContentTooLong;
+
+/// A title and content a device can be sent: both present, within the limits; a text too
+/// long is refused with `title_code` or `content_code` (a push's codes, or a template's).
+pub(crate) fn check_text(
+    title: &str,
+    content: &str,
+    limits: &Limits,
+    title_code: ErrorCode,
+    content_code: ErrorCode,
+) -> Result<(), ApiError> {
     if title.trim().is_empty() || content.trim().is_empty() {
         return Err(invalid(ErrorCode::PayloadNotEnough, "title and content are required"));
     }
     if title.chars().count() > limits.max_title_chars {
-        return Err(invalid(
-            ErrorCode::InvalidParam,
-            format!("title is longer than {} characters", limits.max_title_chars),
-        ));
+        return Err(invalid(title_code, format!("title is longer than {} characters", limits.max_title_chars)));
     }
     if content.len() > limits.max_content_bytes {
         return Err(invalid(
-            ErrorCode::SinglePushContentTooLong,
+            content_code,
             format!("content is {} bytes; at most {}", content.len(), limits.max_content_bytes),
         ));
     }
@@ -247,7 +255,7 @@ impl SimplePush {
             }
             let kv = object(item.template_key_value.as_ref(), "templateKeyValue")?.unwrap_or_default();
             let filled = crate::template::fill(t, &kv)?;
-            check_text(&filled.title, &filled.content, limits)?;
+            check_text(&filled.title, &filled.content, limits, PUSH_TITLE, PUSH_CONTENT)?;
             targets.push((target, msg_key));
             per_target.push(TargetText {
                 title: filled.title,
@@ -379,7 +387,7 @@ impl SimplePush {
         }
         let title = string(r.title.as_ref(), "title")?.unwrap_or_default();
         let content = string(r.content.as_ref(), "content")?.unwrap_or_default();
-        check_text(&title, &content, limits)?;
+        check_text(&title, &content, limits, PUSH_TITLE, PUSH_CONTENT)?;
         let expired_seconds = match int(o.expired_seconds.as_ref(), "expiredSeconds") {
             Ok(Some(s)) if s >= 1 => s,
             _ => {

@@ -27,7 +27,7 @@ impl<T: serde::de::DeserializeOwned + Send> FromRequestParts<AppState> for Query
 }
 
 /// Reads a body of at most `limit` bytes that arrives within `timeout`.
-pub(super) async fn read_body(body: Body, limit: usize, timeout: std::time::Duration) -> Result<Bytes, Refusal> {
+async fn read_body(body: Body, limit: usize, timeout: std::time::Duration) -> Result<Bytes, Refusal> {
     match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(_)) => Err(Refusal::new(ErrorCode::RequestTooLarge, format!("the body is larger than {limit} bytes"))),
@@ -39,8 +39,12 @@ pub(super) async fn read_body(body: Body, limit: usize, timeout: std::time::Dura
 }
 
 impl AppState {
-    fn body_timeout(&self) -> std::time::Duration {
-        std::time::Duration::from_secs(self.cfg.http.body_timeout_secs)
+    /// A request's body: refused when it declares or sends more than `max_body_bytes`, or
+    /// arrives slower than `body_timeout_secs`.
+    async fn limited_body(&self, parts: &Parts, body: Body) -> Result<Bytes, Refusal> {
+        let limit = self.cfg.limits.max_body_bytes;
+        check_length(parts, limit)?;
+        read_body(body, limit, std::time::Duration::from_secs(self.cfg.http.body_timeout_secs)).await
     }
 }
 
@@ -62,10 +66,8 @@ impl FromRequest<AppState> for LimitedBody {
     type Rejection = Refusal;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Refusal> {
-        let limit = state.cfg.limits.max_body_bytes;
         let (parts, body) = req.into_parts();
-        check_length(&parts, limit)?;
-        Ok(LimitedBody(read_body(body, limit, state.body_timeout()).await?))
+        Ok(LimitedBody(state.limited_body(&parts, body).await?))
     }
 }
 
@@ -79,10 +81,8 @@ impl FromRequest<AppState> for Signed {
     type Rejection = Refusal;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Refusal> {
-        let limit = state.cfg.limits.max_body_bytes;
         let (parts, body) = req.into_parts();
-        check_length(&parts, limit)?;
-        let body = read_body(body, limit, state.body_timeout()).await?;
+        let body = state.limited_body(&parts, body).await?;
         // Nested routers see the path without their prefix; the signature covers the whole path.
         let uri = parts.extensions.get::<axum::extract::OriginalUri>().map(|o| &o.0).unwrap_or(&parts.uri);
         let app_id = state.verifier.verify(&parts.method, uri, &parts.headers, &body, herald_core::now_ms()).await?;
