@@ -7,8 +7,8 @@ use serde_json::{Map, Value};
 
 use crate::ids::{AppId, DeviceId, KeyId, MessageId, TaskId, UserId};
 use crate::state::{
-    BroadcastAudience, DeliveryStatus, DeviceEvent, KeyKind, Platform, PushType, ScheduleStatus, StrategyKind,
-    TargetKind,
+    BroadcastAudience, Channel, DeliveryStatus, DeviceEvent, KeyKind, Platform, PushType, ScheduleStatus, StrategyKind,
+    TargetKind, VendorSendStatus,
 };
 
 /// An app: the tenant.
@@ -97,6 +97,8 @@ pub struct NewMessage {
     pub target: String,
     /// The JSON a device receives (UTF-8), shared with the deliveries made at commit.
     pub payload: Bytes,
+    /// A vendor channel may carry it (`notifyType` notify).
+    pub vendor: bool,
 }
 
 /// A push to a list of targets (Simple, Template or Multiple).
@@ -137,6 +139,8 @@ pub struct NewBroadcast {
     /// Unbound since (the others), if limited.
     pub unbind_since: Option<i64>,
     pub payload: Bytes,
+    /// As in [`NewMessage::vendor`].
+    pub vendor: bool,
     /// As in [`NewPush::skip_idempotency`].
     pub skip_idempotency: bool,
 }
@@ -241,6 +245,9 @@ pub struct Revocation {
     pub withdrawn: u64,
     /// Control messages for devices that already got (or may be getting) a message.
     pub recalls: Vec<Recall>,
+    /// Sends a vendor had already taken: the revoke cannot withdraw those copies (a
+    /// `revoke` control message still reaches the device on the own channel).
+    pub vendor_unrecalled: u64,
 }
 
 /// A device a message is now pending for, and the node holding its connection, if any.
@@ -250,6 +257,12 @@ pub struct Recipient {
     /// Read under a share lock on the device row: a connect that records its presence
     /// after this read waits for the push to commit, and then reads the delivery.
     pub online_node: Option<String>,
+    /// The vendor that was given the message for this device too (its send is in the
+    /// store's vendor outbox), if any.
+    pub vendor: Option<Channel>,
+    /// The own channel's copy goes to the device's connection now (false when the app's
+    /// policy lets the vendor go first; the copy still waits in the store).
+    pub own_now: bool,
 }
 
 /// Which connection of which node holds a device, as recorded in the store.
@@ -353,6 +366,8 @@ pub struct MessageView {
     pub created_at: i64,
     pub expires_at: i64,
     pub deliveries: Vec<DeliveryView>,
+    /// What the vendors were asked to carry, and what they answered.
+    pub vendor_sends: Vec<VendorSendView>,
 }
 
 /// A task with its messages (and its broadcast, for a broadcast task).
@@ -366,4 +381,80 @@ pub struct TaskView {
     pub expires_at: i64,
     pub messages: Vec<MessageView>,
     pub broadcast: Option<BroadcastView>,
+}
+
+/// A vendor channel of an app, as stored: what may be shown, and the secrets sealed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelRecord {
+    pub app_id: AppId,
+    pub kind: Channel,
+    /// The settings that may be shown (ids, bundle id, environment, certificate facts…).
+    pub settings: Map<String, Value>,
+    /// The secrets (keys, passwords, client secrets) as one JSON object, sealed.
+    pub secret_sealed: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub health: ChannelHealth,
+}
+
+/// What the senders last saw of a channel.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChannelHealth {
+    pub last_success: Option<i64>,
+    pub last_error_at: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+/// A vendor send claimed for sending, with what it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VendorSend {
+    pub message_id: MessageId,
+    pub device_id: DeviceId,
+    pub app_id: AppId,
+    pub channel: Channel,
+    pub token: String,
+    /// Attempts made before this one.
+    pub attempts: i64,
+    pub expires_at: i64,
+    /// The device's JSON; `None` when the message was revoked (or is gone).
+    pub payload: Option<String>,
+}
+
+/// How a vendor send ended (or when it is tried again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VendorSendDone {
+    pub message_id: MessageId,
+    pub device_id: DeviceId,
+    pub app_id: AppId,
+    pub channel: Channel,
+    pub token: String,
+    /// `Waiting` for a retry at `next_at`; otherwise final.
+    pub status: VendorSendStatus,
+    pub attempts: i64,
+    pub next_at: i64,
+    pub vendor_id: Option<String>,
+    pub reason: Option<String>,
+    pub at: i64,
+}
+
+/// A token a vendor called invalid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidToken {
+    pub device_id: DeviceId,
+    pub channel: Channel,
+    pub token: String,
+    pub reason: String,
+    pub at: i64,
+}
+
+/// One vendor send of a message, as a status query shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VendorSendView {
+    pub device_id: DeviceId,
+    pub channel: Channel,
+    pub status: VendorSendStatus,
+    pub attempts: i64,
+    pub vendor_id: Option<String>,
+    pub reason: Option<String>,
+    pub updated_at: i64,
 }

@@ -392,6 +392,38 @@ stored_enum! {
     }
 }
 
+stored_enum! {
+    /// How an app's messages choose between the own channel and a vendor's.
+    pub enum RoutingPolicy (routing_policy, $) {
+        /// The own channel when the device holds a connection at the push; else its vendor
+        /// (the default).
+        OwnFirst = "ownFirst",
+        /// The vendor whenever the device has a usable token; the own channel copy waits
+        /// for the device's next connection.
+        VendorFirst = "vendorFirst",
+        /// Both at once; the device drops the second copy by its messageId.
+        Both = "both",
+    }
+}
+
+stored_enum! {
+    /// Where one vendor send stands.
+    pub enum VendorSendStatus (vendor_send_status, $) {
+        /// To be sent (again) at its `next_at`.
+        Waiting = "waiting",
+        /// The vendor accepted it.
+        Sent = "sent",
+        /// The vendor refused it for good, or retries ran out.
+        Failed = "failed",
+        /// The vendor called the token invalid.
+        InvalidToken = "invalidToken",
+        /// Its validity ended before a vendor took it.
+        Expired = "expired",
+        /// Revoked before it was sent.
+        Revoked = "revoked",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

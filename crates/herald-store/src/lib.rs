@@ -30,14 +30,15 @@ mod tx;
 use std::path::Path;
 use std::sync::Arc;
 
+use herald_core::channel::route::Routing;
 use herald_core::error::{ApiError, ErrorCode};
 use herald_core::ids::{AppId, DeviceId, KeyId, MessageId, TaskId, UserId};
 use herald_core::model::{
-    ApiKeyRecord, AppRecord, Bound, BroadcastCommitted, CommittedPush, DeviceRecord, DeviceRegistration, FireClaim,
-    Fired, MessageView, NewBroadcast, NewPush, PendingDelivery, Presence, Revocation, RevokeTarget, ScheduleRecord,
-    StatusUpdate, TaskView, TemplateRecord,
+    ApiKeyRecord, AppRecord, Bound, BroadcastCommitted, ChannelRecord, CommittedPush, DeviceRecord, DeviceRegistration,
+    FireClaim, Fired, InvalidToken, MessageView, NewBroadcast, NewPush, PendingDelivery, Presence, Revocation,
+    RevokeTarget, ScheduleRecord, StatusUpdate, TaskView, TemplateRecord, VendorSend, VendorSendDone,
 };
-use herald_core::state::ScheduleStatus;
+use herald_core::state::{Channel, ScheduleStatus};
 use serde::Deserialize;
 
 pub use postgres::PostgresStore;
@@ -303,4 +304,23 @@ pub trait Store: Send + Sync + 'static {
     /// Takes or renews the lease `name` for `holder` until `now + ttl_ms`; false while
     /// another holder's lease runs. Work that must run once among nodes runs under a lease.
     async fn try_lease(&self, name: &str, holder: &str, now: i64, ttl_ms: i64) -> StoreResult<bool>;
+
+    /// Creates or replaces an app's channel (its `created_at` stays; its last error clears).
+    async fn put_channel(&self, channel: ChannelRecord) -> StoreResult<()>;
+    async fn channel(&self, app_id: &AppId, kind: Channel) -> StoreResult<Option<ChannelRecord>>;
+    /// The app's channels by kind.
+    async fn channels(&self, app_id: &AppId) -> StoreResult<Vec<ChannelRecord>>;
+    /// False when the app has no such channel. Sends waiting for it fail when tried.
+    async fn delete_channel(&self, app_id: &AppId, kind: Channel) -> StoreResult<bool>;
+    /// `None` when there is no such app.
+    async fn routing(&self, app_id: &AppId) -> StoreResult<Option<Routing>>;
+    /// False when there is no such app.
+    async fn set_routing(&self, app_id: &AppId, routing: Routing) -> StoreResult<bool>;
+    /// Claims vendor sends due at `now` until `now + lease_ms`, at most `limit`, each with
+    /// its payload; among nodes sharing a store, each send is claimed by one at a time.
+    async fn claim_vendor_sends(&self, now: i64, lease_ms: i64, limit: usize) -> StoreResult<Vec<VendorSend>>;
+    /// Records how claimed sends ended, or when each is tried again, in one transaction.
+    async fn finish_vendor_sends(&self, done: Vec<VendorSendDone>) -> StoreResult<()>;
+    /// The app's tokens that vendors called invalid, newest first: (total, the page).
+    async fn invalid_tokens(&self, app_id: &AppId, offset: u64, limit: u64) -> StoreResult<(u64, Vec<InvalidToken>)>;
 }

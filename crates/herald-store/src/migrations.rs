@@ -14,6 +14,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (6, include_str!("../migrations/common/0006_broadcasts.sql")),
     (7, include_str!("../migrations/common/0007_schedules.sql")),
     (8, include_str!("../migrations/sqlite/0008_broadcast_acks_compact.sql")),
+    (9, include_str!("../migrations/common/0009_channels.sql")),
 ];
 
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -24,6 +25,7 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (5, include_str!("../migrations/common/0005_revoke.sql")),
     (6, include_str!("../migrations/common/0006_broadcasts.sql")),
     (7, include_str!("../migrations/common/0007_schedules.sql")),
+    (9, include_str!("../migrations/common/0009_channels.sql")),
 ];
 
 /// Creates the table that records applied migrations (the same on both backends).

@@ -5,10 +5,12 @@
 use herald_core::ids::TaskId;
 use herald_core::ids::{AppId, DeviceId, KeyId, MessageId, UserId};
 use herald_core::model::{
-    ApiKeyRecord, AppRecord, DeliveryView, DeviceRecord, MessageView, PendingDelivery, Recipient, ScheduleRecord,
-    TemplateRecord,
+    ApiKeyRecord, AppRecord, ChannelHealth, ChannelRecord, DeliveryView, DeviceRecord, InvalidToken, MessageView,
+    PendingDelivery, Recipient, ScheduleRecord, TemplateRecord, VendorSend, VendorSendView,
 };
-use herald_core::state::{DeliveryStatus, KeyKind, Platform, PushType, ScheduleStatus, StrategyKind, TargetKind};
+use herald_core::state::{
+    Channel, DeliveryStatus, KeyKind, Platform, PushType, ScheduleStatus, StrategyKind, TargetKind, VendorSendStatus,
+};
 
 use crate::StoreResult;
 use crate::tx::{Row, corrupt};
@@ -51,11 +53,7 @@ pub(crate) fn api_key(r: &dyn Row) -> StoreResult<ApiKeyRecord> {
 
 /// See `sql::device_columns!`.
 pub(crate) fn device(r: &dyn Row) -> StoreResult<DeviceRecord> {
-    let tokens = r.text(7)?;
-    let vendor_tokens = match serde_json::from_str(&tokens) {
-        Ok(serde_json::Value::Object(map)) => map,
-        _ => return Err(corrupt(format!("vendor_tokens of device {} is not a JSON object", r.text(0)?))),
-    };
+    let vendor_tokens = tokens(r, 7)?;
     Ok(DeviceRecord {
         device_id: DeviceId::new(r.text(0)?),
         app_id: AppId::new(r.text(1)?),
@@ -127,7 +125,7 @@ pub(crate) fn delivery_status(r: &dyn Row, i: usize) -> StoreResult<DeliveryStat
 
 /// (device, online node).
 pub(crate) fn recipient(r: &dyn Row) -> StoreResult<Recipient> {
-    Ok(Recipient { device_id: DeviceId::new(r.text(0)?), online_node: r.opt_text(1)? })
+    Ok(Recipient { device_id: DeviceId::new(r.text(0)?), online_node: r.opt_text(1)?, vendor: None, own_now: true })
 }
 
 pub(crate) fn device_id(r: &dyn Row) -> StoreResult<DeviceId> {
@@ -147,6 +145,7 @@ pub(crate) fn message(r: &dyn Row) -> StoreResult<MessageView> {
         expires_at: r.i64(7)?,
         revoked_at: r.opt_i64(8)?,
         deliveries: Vec::new(),
+        vendor_sends: Vec::new(),
     })
 }
 
@@ -172,4 +171,94 @@ pub(crate) fn target_kind(r: &dyn Row, i: usize) -> StoreResult<TargetKind> {
 
 pub(crate) fn schedule_status(r: &dyn Row, i: usize) -> StoreResult<ScheduleStatus> {
     coded(r, i, "schedule status", ScheduleStatus::from_code)
+}
+
+/// A device a push is for: where it is connected, and what a vendor needs to reach it.
+pub(crate) struct Target {
+    pub(crate) device_id: DeviceId,
+    pub(crate) online_node: Option<String>,
+    pub(crate) platform: Platform,
+    pub(crate) tokens: serde_json::Map<String, serde_json::Value>,
+}
+
+fn tokens(r: &dyn Row, i: usize) -> StoreResult<serde_json::Map<String, serde_json::Value>> {
+    match serde_json::from_str(&r.text(i)?) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        _ => Err(corrupt(format!("vendor_tokens of device {} is not a JSON object", r.text(0)?))),
+    }
+}
+
+/// (device, online node, platform, vendor tokens).
+pub(crate) fn target(r: &dyn Row) -> StoreResult<Target> {
+    Ok(Target {
+        device_id: DeviceId::new(r.text(0)?),
+        online_node: r.opt_text(1)?,
+        platform: state(r, 2, "platform", Platform::parse)?,
+        tokens: tokens(r, 3)?,
+    })
+}
+
+/// (device, platform, vendor tokens): a device a broadcast may reach through a vendor.
+pub(crate) fn vendor_audience(r: &dyn Row) -> StoreResult<Target> {
+    Ok(Target {
+        device_id: DeviceId::new(r.text(0)?),
+        online_node: None,
+        platform: state(r, 1, "platform", Platform::parse)?,
+        tokens: tokens(r, 2)?,
+    })
+}
+
+/// See `sql::channels::channel_columns!`.
+pub(crate) fn channel(r: &dyn Row) -> StoreResult<ChannelRecord> {
+    let settings = match serde_json::from_str(&r.text(2)?) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => return Err(corrupt(format!("the settings of channel {} are not a JSON object", r.text(1)?))),
+    };
+    Ok(ChannelRecord {
+        app_id: AppId::new(r.text(0)?),
+        kind: state(r, 1, "channel", Channel::parse)?,
+        settings,
+        secret_sealed: r.text(3)?,
+        created_at: r.i64(4)?,
+        updated_at: r.i64(5)?,
+        health: ChannelHealth { last_success: r.opt_i64(6)?, last_error_at: r.opt_i64(7)?, last_error: r.opt_text(8)? },
+    })
+}
+
+/// See `sql::CLAIM_VENDOR_SENDS`; the payload is read apart.
+pub(crate) fn claimed_send(r: &dyn Row) -> StoreResult<VendorSend> {
+    Ok(VendorSend {
+        message_id: MessageId::new(r.text(0)?),
+        device_id: DeviceId::new(r.text(1)?),
+        app_id: AppId::new(r.text(2)?),
+        channel: state(r, 3, "channel", Channel::parse)?,
+        token: r.text(4)?,
+        attempts: r.i64(5)?,
+        expires_at: r.i64(6)?,
+        payload: None,
+    })
+}
+
+/// See `sql::MESSAGE_VENDOR_SENDS`.
+pub(crate) fn vendor_send_view(r: &dyn Row) -> StoreResult<VendorSendView> {
+    Ok(VendorSendView {
+        device_id: DeviceId::new(r.text(0)?),
+        channel: state(r, 1, "channel", Channel::parse)?,
+        status: state(r, 2, "vendor send status", VendorSendStatus::parse)?,
+        attempts: r.i64(3)?,
+        vendor_id: r.opt_text(4)?,
+        reason: r.opt_text(5)?,
+        updated_at: r.i64(6)?,
+    })
+}
+
+/// See `sql::INVALID_TOKENS`.
+pub(crate) fn invalid_token(r: &dyn Row) -> StoreResult<InvalidToken> {
+    Ok(InvalidToken {
+        device_id: DeviceId::new(r.text(0)?),
+        channel: state(r, 1, "channel", Channel::parse)?,
+        token: r.text(2)?,
+        reason: r.text(3)?,
+        at: r.i64(4)?,
+    })
 }

@@ -341,6 +341,7 @@ impl SimplePush {
             bind_since,
             unbind_since,
             payload: message.payload,
+            vendor: message.vendor,
             skip_idempotency: false,
         })
     }
@@ -476,6 +477,7 @@ impl SimplePush {
                 target_kind: self.target_kind,
                 target: target.clone(),
                 payload: payload.into(),
+                vendor: self.notify_type == NotifyType::Notify,
             });
         }
         Ok(NewPush {

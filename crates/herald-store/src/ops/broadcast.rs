@@ -2,8 +2,9 @@
 
 use herald_core::ids::{AppId, DeviceId, MessageId, TaskId};
 use herald_core::model::{BroadcastCommitted, BroadcastView, NewBroadcast};
-use herald_core::state::TargetKind;
+use herald_core::state::{RoutingPolicy, TargetKind};
 
+use crate::ops::channels;
 use crate::tx::{Arg, Tx, query_one, query_opt};
 use crate::{StoreError, StoreResult, rows, sql};
 
@@ -50,7 +51,36 @@ pub(crate) async fn commit<X: Tx>(tx: &X, b: &NewBroadcast, now: i64) -> StoreRe
         ],
     )
     .await?;
+    if b.vendor {
+        vendor_sends(tx, b).await?;
+    }
     Ok(BroadcastCommitted { task_id: t.task_id.clone(), message_id: b.message_id.clone(), replayed: false })
+}
+
+/// Writes the vendor sends of a broadcast: one per device it reaches that a vendor should
+/// carry it to (under the default policy, the devices not connected now).
+async fn vendor_sends<X: Tx>(tx: &X, b: &NewBroadcast) -> StoreResult<()> {
+    let (app, mid, t) = (b.task.app_id.as_str(), b.message_id.as_str(), &b.task);
+    let context = channels::route_context(tx, app).await?;
+    if context.1.is_empty() {
+        return Ok(());
+    }
+    let with_online = context.0.policy != RoutingPolicy::OwnFirst;
+    let targets = tx.query(&sql::BROADCAST_VENDOR_AUDIENCE, &[&mid, &with_online], rows::vendor_audience).await?;
+    let routed: Vec<(String, channels::Routed)> = targets
+        .into_iter()
+        .filter_map(|target| Some((target.device_id.to_string(), channels::route(&context, true, &target)?)))
+        .collect();
+    let channels: Vec<&str> = routed.iter().map(|(_, r)| r.channel.as_str()).collect();
+    let args: Vec<[&dyn Arg; 7]> = routed
+        .iter()
+        .zip(&channels)
+        .map(|((device, r), channel)| -> [&dyn Arg; 7] {
+            [&mid, device, &app, channel, &r.token, &t.created_at, &t.expires_at]
+        })
+        .collect();
+    futures_util::future::try_join_all(args.iter().map(|a| tx.execute(&sql::INSERT_VENDOR_SEND, a))).await?;
+    Ok(())
 }
 
 /// The devices connected to `node` that broadcast `message_id` reaches.

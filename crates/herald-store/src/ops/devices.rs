@@ -80,8 +80,15 @@ pub(crate) async fn report<X: Tx>(
     let Some(device) = locked else {
         return Ok(false);
     };
+    let reported = vendor_tokens.unwrap_or_default();
+    // A fresh token replaces one a vendor called invalid: it leaves the app's list.
+    for (channel, token) in &reported {
+        if !token.is_null() && device.vendor_tokens.get(channel) != Some(token) {
+            tx.execute(&sql::CLEAR_INVALID_TOKEN, &[&app_id.as_str(), &device_id.as_str(), channel]).await?;
+        }
+    }
     let mut tokens = device.vendor_tokens;
-    logic::merge_vendor_tokens(&mut tokens, vendor_tokens.unwrap_or_default());
+    logic::merge_vendor_tokens(&mut tokens, reported);
     tx.execute(&sql::REPORT_DEVICE, &[&device_id.as_str(), &app_version, &tokens_json(&tokens)]).await?;
     Ok(true)
 }

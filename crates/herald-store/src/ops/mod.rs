@@ -4,6 +4,7 @@
 
 pub(crate) mod apps;
 pub(crate) mod broadcast;
+pub(crate) mod channels;
 pub(crate) mod devices;
 pub(crate) mod push;
 pub(crate) mod revoke;

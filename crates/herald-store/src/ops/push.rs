@@ -6,13 +6,15 @@ use herald_core::ids::{DeviceId, MessageId};
 use herald_core::model::{CommittedPush, NewPush, PendingDelivery, Recipient, StatusUpdate, TargetOutcome};
 use herald_core::state::{DeviceEvent, TargetKind};
 
+use crate::ops::channels;
 use crate::tx::{Arg, Tx, query_one};
 use crate::{StoreError, StoreResult, logic, rows, sql};
 
-/// Commits a push: task, messages and deliveries. Two rounds of statements whatever its
-/// size (each round pipelined on PostgreSQL): the idempotency claims with the target
-/// lookups, then the task, messages and deliveries. A whole repeat of one earlier request
-/// (a client retry) is answered from the claims and writes nothing.
+/// Commits a push: task, messages, deliveries and the sends a vendor is to make (the app's
+/// routing decides which, DESIGN §7). Two rounds of statements whatever its size (each
+/// round pipelined on PostgreSQL): the idempotency claims with the target lookups (and
+/// the app's channels), then the writes. A whole repeat of one earlier request (a client
+/// retry) is answered from the claims and writes nothing.
 pub(crate) async fn commit<X: Tx>(tx: &X, push: &NewPush, now: i64) -> StoreResult<CommittedPush> {
     let t = &push.task;
     let (app, task_id) = (t.app_id.as_str(), t.task_id.as_str());
@@ -40,10 +42,17 @@ pub(crate) async fn commit<X: Tx>(tx: &X, push: &NewPush, now: i64) -> StoreResu
         push.messages
             .iter()
             .zip(&lookup_args)
-            .map(|(m, a)| lookup_sql(m.target_kind).map(|s| tx.query(s, a, rows::recipient)))
+            .map(|(m, a)| lookup_sql(m.target_kind).map(|s| tx.query(s, a, rows::target)))
             .collect::<StoreResult<Vec<_>>>()?,
     );
-    let (claims, lookups): (Vec<u64>, Vec<Vec<Recipient>>) = tokio::try_join!(claims, lookups)?;
+    let any_vendor = push.messages.iter().any(|m| m.vendor);
+    let context = async {
+        match any_vendor {
+            true => channels::route_context(tx, app).await.map(Some),
+            false => Ok(None),
+        }
+    };
+    let (claims, lookups, context): (Vec<u64>, Vec<Vec<rows::Target>>, _) = tokio::try_join!(claims, lookups, context)?;
 
     let mut earlier: Vec<Option<(String, String)>> = Vec::with_capacity(push.messages.len());
     if push.skip_idempotency {
@@ -62,12 +71,25 @@ pub(crate) async fn commit<X: Tx>(tx: &X, push: &NewPush, now: i64) -> StoreResu
 
     let mut outcomes = Vec::with_capacity(push.messages.len());
     let mut stored = Vec::with_capacity(push.messages.len());
-    for (i, (earlier, devices)) in earlier.into_iter().zip(lookups).enumerate() {
+    let mut routed: Vec<(usize, DeviceId, channels::Routed)> = Vec::new();
+    for (i, (earlier, targets)) in earlier.into_iter().zip(lookups).enumerate() {
         let m = &push.messages[i];
         if let Some((mid, _)) = earlier {
             outcomes.push((m.message_id.clone(), TargetOutcome::Duplicate { message_id: MessageId::new(mid) }));
             continue;
         }
+        let devices: Vec<Recipient> = targets
+            .into_iter()
+            .map(|target| {
+                let via = context.as_ref().and_then(|c| channels::route(c, m.vendor, &target));
+                let own_now = context.as_ref().is_none_or(|(routing, _)| routing.own_now(via.is_some()));
+                let vendor = via.as_ref().map(|v| v.channel);
+                if let Some(v) = via {
+                    routed.push((i, target.device_id.clone(), v));
+                }
+                Recipient { device_id: target.device_id, online_node: target.online_node, vendor, own_now }
+            })
+            .collect();
         let undeliverable = m.target_kind == TargetKind::Device && devices.is_empty();
         stored.push((i, undeliverable));
         let outcome = if undeliverable { TargetOutcome::Undeliverable } else { TargetOutcome::Accepted { devices } };
@@ -110,10 +132,20 @@ pub(crate) async fn commit<X: Tx>(tx: &X, push: &NewPush, now: i64) -> StoreResu
         .collect();
     let delivery_args: Vec<[&dyn Arg; 4]> =
         pairs.iter().map(|(mid, device)| -> [&dyn Arg; 4] { [mid, device, &t.created_at, &t.expires_at] }).collect();
-    // In this order on one connection: the task, each message, then its deliveries.
+    let vendor_keys: Vec<(&str, &str)> = routed.iter().map(|(_, d, r)| (d.as_str(), r.channel.as_str())).collect();
+    let vendor_args: Vec<[&dyn Arg; 7]> = routed
+        .iter()
+        .zip(&vendor_keys)
+        .map(|((i, _, r), (device, channel))| -> [&dyn Arg; 7] {
+            [&mids[*i], device, &app, channel, &r.token, &t.created_at, &t.expires_at]
+        })
+        .collect();
+    // In this order on one connection: the task, each message, its deliveries, then the
+    // vendor sends.
     let writes = std::iter::once(tx.execute(&sql::INSERT_TASK, &task_args))
         .chain(message_args.iter().map(|a| tx.execute(&sql::INSERT_MESSAGE, a)))
-        .chain(delivery_args.iter().map(|a| tx.execute(&sql::INSERT_DELIVERY, a)));
+        .chain(delivery_args.iter().map(|a| tx.execute(&sql::INSERT_DELIVERY, a)))
+        .chain(vendor_args.iter().map(|a| tx.execute(&sql::INSERT_VENDOR_SEND, a)));
     try_join_all(writes).await?;
     Ok(CommittedPush { task_id: t.task_id.clone(), replayed: false, outcomes })
 }

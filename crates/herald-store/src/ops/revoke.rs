@@ -80,6 +80,7 @@ pub(crate) async fn revoke<X: Tx>(
         }
         out.messages.push(MessageId::new(m.message_id));
     }
+    out.vendor_unrecalled = crate::ops::channels::revoke(tx, &out.messages, now).await?;
     Ok(Some(out))
 }
 

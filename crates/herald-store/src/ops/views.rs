@@ -38,5 +38,9 @@ pub(crate) async fn task<X: Tx>(tx: &X, app_id: &AppId, task_id: &TaskId) -> Sto
 
 pub(crate) async fn message<X: Tx>(tx: &X, app_id: &AppId, message_id: &MessageId) -> StoreResult<Option<MessageView>> {
     let found = tx.query(&sql::MESSAGE, &[&message_id.as_str(), &app_id.as_str()], rows::message).await?;
-    Ok(with_deliveries(tx, found).await?.pop())
+    let Some(mut view) = with_deliveries(tx, found).await?.pop() else {
+        return Ok(None);
+    };
+    view.vendor_sends = crate::ops::channels::sends_of(tx, message_id).await?;
+    Ok(Some(view))
 }

@@ -15,8 +15,10 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use herald_core::channel::route::Routing;
 use herald_core::ids::{AppId, DeviceId, KeyId, MessageId, TaskId, UserId};
 use herald_core::model::*;
+use herald_core::state::Channel;
 use tokio::sync::{Mutex, MutexGuard, mpsc, oneshot};
 use tokio_postgres::{Client, NoTls, Transaction};
 
@@ -458,5 +460,41 @@ impl Store for PostgresStore {
 
     async fn try_lease(&self, name: &str, holder: &str, now: i64, ttl_ms: i64) -> StoreResult<bool> {
         on_conn!(self, |tx| ops::apps::try_lease(tx, name, holder, now, ttl_ms))
+    }
+
+    async fn put_channel(&self, channel: ChannelRecord) -> StoreResult<()> {
+        on_conn!(self, |tx| ops::channels::put(tx, &channel))
+    }
+
+    async fn channel(&self, app_id: &AppId, kind: Channel) -> StoreResult<Option<ChannelRecord>> {
+        on_conn!(self, |tx| ops::channels::get(tx, app_id, kind))
+    }
+
+    async fn channels(&self, app_id: &AppId) -> StoreResult<Vec<ChannelRecord>> {
+        on_conn!(self, |tx| ops::channels::all(tx, app_id))
+    }
+
+    async fn delete_channel(&self, app_id: &AppId, kind: Channel) -> StoreResult<bool> {
+        on_conn!(self, |tx| ops::channels::delete(tx, app_id, kind))
+    }
+
+    async fn routing(&self, app_id: &AppId) -> StoreResult<Option<Routing>> {
+        on_conn!(self, |tx| ops::channels::routing(tx, app_id))
+    }
+
+    async fn set_routing(&self, app_id: &AppId, routing: Routing) -> StoreResult<bool> {
+        on_conn!(self, |tx| ops::channels::set_routing(tx, app_id, &routing))
+    }
+
+    async fn claim_vendor_sends(&self, now: i64, lease_ms: i64, limit: usize) -> StoreResult<Vec<VendorSend>> {
+        in_tx!(self, |tx| ops::channels::claim(tx, now, lease_ms, limit))
+    }
+
+    async fn finish_vendor_sends(&self, done: Vec<VendorSendDone>) -> StoreResult<()> {
+        in_tx!(self, |tx| ops::channels::finish(tx, &done))
+    }
+
+    async fn invalid_tokens(&self, app_id: &AppId, offset: u64, limit: u64) -> StoreResult<(u64, Vec<InvalidToken>)> {
+        on_conn!(self, |tx| ops::channels::invalid_tokens(tx, app_id, offset, limit))
     }
 }

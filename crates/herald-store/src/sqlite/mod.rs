@@ -22,8 +22,10 @@ pub(crate) mod tx;
 use std::path::Path;
 use std::sync::Arc;
 
+use herald_core::channel::route::Routing;
 use herald_core::ids::{AppId, DeviceId, KeyId, MessageId, TaskId, UserId};
 use herald_core::model::*;
+use herald_core::state::Channel;
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
@@ -547,6 +549,48 @@ impl Store for SqliteStore {
         let (name, holder) = (name.to_owned(), holder.to_owned());
         self.write(move |tx| run_now(ops::apps::try_lease(tx, &name, &holder, now, ttl_ms))).await
     }
+
+    async fn put_channel(&self, channel: ChannelRecord) -> StoreResult<()> {
+        self.write(move |tx| run_now(ops::channels::put(tx, &channel))).await
+    }
+
+    async fn channel(&self, app_id: &AppId, kind: Channel) -> StoreResult<Option<ChannelRecord>> {
+        let app_id = app_id.clone();
+        self.read(move |tx| run_now(ops::channels::get(tx, &app_id, kind))).await
+    }
+
+    async fn channels(&self, app_id: &AppId) -> StoreResult<Vec<ChannelRecord>> {
+        let app_id = app_id.clone();
+        self.read(move |tx| run_now(ops::channels::all(tx, &app_id))).await
+    }
+
+    async fn delete_channel(&self, app_id: &AppId, kind: Channel) -> StoreResult<bool> {
+        let app_id = app_id.clone();
+        self.write(move |tx| run_now(ops::channels::delete(tx, &app_id, kind))).await
+    }
+
+    async fn routing(&self, app_id: &AppId) -> StoreResult<Option<Routing>> {
+        let app_id = app_id.clone();
+        self.read(move |tx| run_now(ops::channels::routing(tx, &app_id))).await
+    }
+
+    async fn set_routing(&self, app_id: &AppId, routing: Routing) -> StoreResult<bool> {
+        let app_id = app_id.clone();
+        self.write(move |tx| run_now(ops::channels::set_routing(tx, &app_id, &routing))).await
+    }
+
+    async fn claim_vendor_sends(&self, now: i64, lease_ms: i64, limit: usize) -> StoreResult<Vec<VendorSend>> {
+        self.write(move |tx| run_now(ops::channels::claim(tx, now, lease_ms, limit))).await
+    }
+
+    async fn finish_vendor_sends(&self, done: Vec<VendorSendDone>) -> StoreResult<()> {
+        self.write(move |tx| run_now(ops::channels::finish(tx, &done))).await
+    }
+
+    async fn invalid_tokens(&self, app_id: &AppId, offset: u64, limit: u64) -> StoreResult<(u64, Vec<InvalidToken>)> {
+        let app_id = app_id.clone();
+        self.read(move |tx| run_now(ops::channels::invalid_tokens(tx, &app_id, offset, limit))).await
+    }
 }
 
 #[cfg(test)]
@@ -568,7 +612,7 @@ mod tests {
     fn every_statement_prepares() {
         let (_dir, conn) = fresh();
         migrate(&conn).unwrap();
-        for s in sql::ALL {
+        for s in sql::ALL.iter().chain(sql::channels::ALL) {
             let stmt = conn.prepare(s.text(Dialect::Sqlite)).unwrap_or_else(|e| panic!("{e}: {s:?}"));
             let highest = (1..=16).rev().find(|n| s.text(Dialect::Postgres).contains(&format!("${n}"))).unwrap_or(0);
             assert_eq!(stmt.parameter_count(), highest, "{s:?}");

@@ -280,7 +280,10 @@ pub async fn presence_routes_pushes_and_binds_to_the_holding_node(s: &Subject) {
     let c = store.commit_push(push("a1", TargetKind::User, &[("alice", "k")], 110, 10_000), 110).await.unwrap();
     let TargetOutcome::Accepted { mut devices } = c.outcomes[0].1.clone() else { panic!("{c:?}") };
     devices.sort_by(|a, b| a.device_id.cmp(&b.device_id));
-    let mut expected = vec![Recipient { device_id: d1.clone(), online_node: Some("n2".into()) }, offline(&d2)];
+    let mut expected = vec![
+        Recipient { device_id: d1.clone(), online_node: Some("n2".into()), vendor: None, own_now: true },
+        offline(&d2),
+    ];
     expected.sort_by(|a, b| a.device_id.cmp(&b.device_id));
     assert_eq!(devices, expected);
     // A late disconnect of the replaced connection leaves the newer one's presence.

@@ -6,8 +6,10 @@
 //! the server crate (feature `suite`). The cases are in [`cases`].
 
 mod cases;
+mod vendor_cases;
 
 pub use cases::*;
+pub use vendor_cases::*;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -152,6 +154,7 @@ pub fn push(app: &str, kind: TargetKind, targets: &[(&str, &str)], now: i64, ttl
                 target_kind: kind,
                 target: target.to_string(),
                 payload: Bytes::from(format!("{{\"k\":\"{key}\"}}")),
+                vendor: true,
             })
             .collect(),
     }
@@ -176,12 +179,13 @@ pub fn broadcast(app: &str, msg_key: &str, now: i64, ttl_ms: i64) -> NewBroadcas
         bind_since: None,
         unbind_since: None,
         payload: Bytes::from_static(b"{\"k\":\"broadcast\"}"),
+        vendor: true,
         skip_idempotency: false,
     }
 }
 
 pub(crate) fn offline(d: &DeviceId) -> Recipient {
-    Recipient { device_id: d.clone(), online_node: None }
+    Recipient { device_id: d.clone(), online_node: None, vendor: None, own_now: true }
 }
 
 pub(crate) fn on(node: &str, generation: u64) -> Presence {
@@ -209,6 +213,10 @@ macro_rules! store_suite {
             }
 
             case!(apps_keys_settings_and_leases);
+            case!(channels_and_routing_are_kept_per_app);
+            case!(offline_devices_get_vendor_sends_that_are_claimed_once);
+            case!(retries_wait_and_revokes_withdraw_vendor_sends);
+            case!(broadcasts_write_vendor_sends_for_devices_not_connected);
             case!(nonces_are_claimed_once_until_they_expire);
             case!(an_install_registers_once_and_renews_only_with_its_token);
             case!(reports_merge_vendor_tokens);
@@ -280,7 +288,7 @@ mod backends {
         config.options(schema.options());
         let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
         tokio::spawn(connection);
-        for s in crate::sql::ALL.iter().chain(crate::sql::POSTGRES_ONLY) {
+        for s in crate::sql::ALL.iter().chain(crate::sql::channels::ALL).chain(crate::sql::POSTGRES_ONLY) {
             client.prepare(s.text(crate::tx::Dialect::Postgres)).await.unwrap_or_else(|e| panic!("{e:?}: {s:?}"));
         }
     }

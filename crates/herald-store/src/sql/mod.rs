@@ -69,6 +69,9 @@ macro_rules! eligible {
     };
 }
 
+pub(crate) mod channels;
+pub(crate) use channels::*;
+
 // --- settings, leases
 
 pub(crate) static SETTING: Sql = Sql::new("SELECT value FROM settings WHERE name = $1");
@@ -240,11 +243,14 @@ pub(crate) static INSERT_TASK: Sql = Sql::new(
 );
 /// A device target and where it is connected, under a share lock: a connect recording its
 /// presence after this read waits until the push commits, then reads the delivery.
-pub(crate) static TARGET_DEVICE: Sql =
-    Sql::locking("SELECT device_id, online_node FROM devices WHERE app_id = $1 AND device_id = $2", Lock::Share);
+pub(crate) static TARGET_DEVICE: Sql = Sql::locking(
+    "SELECT device_id, online_node, platform, vendor_tokens FROM devices WHERE app_id = $1 AND device_id = $2",
+    Lock::Share,
+);
 /// A user target's devices, as [`TARGET_DEVICE`].
 pub(crate) static TARGET_USER: Sql = Sql::locking(
-    "SELECT device_id, online_node FROM devices WHERE app_id = $1 AND user_id = $2 ORDER BY device_id",
+    "SELECT device_id, online_node, platform, vendor_tokens FROM devices WHERE app_id = $1 AND user_id = $2 \
+     ORDER BY device_id",
     Lock::Share,
 );
 /// $1 message, $2 app, $3 task, $4 msgKey, $5 target kind, $6 target, $7 payload, $8
