@@ -1,1 +1,197 @@
-//! Vendor senders.
+//! Herald's vendor senders: APNs (HTTP/2, token or certificate), FCM HTTP v1, Huawei Push
+//! Kit, Xiaomi and Web Push (RFC 8291 and 8292), each speaking its vendor's documented
+//! wire protocol (see `../shared/reference/vendors.md` and docs/channels.md).
+//!
+//! - [`setup`]: a channel's configuration as an app sends it (`PUT /v1/channels/{kind}`),
+//!   checked and split into what may be shown and the secrets to seal; and back, into a
+//!   [`setup::Credential`] the senders use;
+//! - [`Senders`]: one pooled HTTPS client (rustls, HTTP/2 where the vendor speaks it) and
+//!   the per-credential state (APNs provider tokens, OAuth access tokens, certificate
+//!   clients), shared by every app of the node;
+//! - one module per vendor, each turning a [`VendorNotification`] into one request and the
+//!   vendor's answer into a [`VendorOutcome`].
+//!
+//! Retries, back-off, throttling and token hygiene are the dispatcher's: a sender makes one
+//! attempt and says what the vendor answered.
+
+mod apns;
+mod fcm;
+mod hms;
+mod http;
+mod jwt;
+pub mod setup;
+mod webpush;
+mod xiaomi;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_core::channel::{VendorNotification, VendorOutcome};
+use serde::Deserialize;
+
+pub use http::HttpsClient;
+pub use setup::{Credential, SetupError};
+pub use webpush::{decode_vapid_public, generate_vapid_key};
+
+/// The `[channels]` table of the configuration: vendor endpoints (DESIGN §7), extra trusted
+/// roots, and the senders' limits.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChannelsConfig {
+    pub apns_url: String,
+    pub apns_sandbox_url: String,
+    /// FCM's send endpoint; the OAuth token URI comes from each service account.
+    pub fcm_url: String,
+    pub hms_url: String,
+    pub hms_token_url: String,
+    pub xiaomi_url: String,
+    /// Extra trusted roots (PEM) for outbound TLS, beside the Mozilla roots built in.
+    pub ca_file: Option<PathBuf>,
+    /// Longest wait for one vendor request, connecting included (seconds).
+    pub request_timeout_secs: u64,
+    /// Requests in flight at once per vendor (each vendor has its own: a slow vendor never
+    /// holds another's).
+    pub max_in_flight: usize,
+    /// Sends claimed from the store at a time.
+    pub claim_batch: usize,
+    /// How long a claimed send belongs to the node that claimed it (seconds): after a
+    /// crash, another node sends it after this.
+    pub claim_lease_secs: u64,
+    /// How often the store is asked for due sends when nothing rang (milliseconds).
+    pub poll_ms: u64,
+    /// The longest wait between two attempts of one send (seconds).
+    pub max_backoff_secs: u64,
+}
+
+impl Default for ChannelsConfig {
+    fn default() -> Self {
+        ChannelsConfig {
+            apns_url: "https://api.push.apple.com".into(),
+            apns_sandbox_url: "https://api.sandbox.push.apple.com".into(),
+            fcm_url: "https://fcm.googleapis.com".into(),
+            hms_url: "https://push-api.cloud.huawei.com".into(),
+            hms_token_url: "https://oauth-login.cloud.huawei.com/oauth2/v3/token".into(),
+            xiaomi_url: "https://api.xmpush.xiaomi.com".into(),
+            ca_file: None,
+            request_timeout_secs: 10,
+            max_in_flight: 512,
+            claim_batch: 1000,
+            claim_lease_secs: 60,
+            poll_ms: 1000,
+            max_backoff_secs: 600,
+        }
+    }
+}
+
+/// The node's senders: one HTTPS client and the state each vendor keeps per credential.
+pub struct Senders {
+    config: ChannelsConfig,
+    http: HttpsClient,
+    apns: apns::Apns,
+    oauth: fcm::TokenCache,
+    hms: hms::TokenCache,
+}
+
+impl Senders {
+    pub fn new(config: ChannelsConfig) -> anyhow::Result<Arc<Senders>> {
+        let timeout = Duration::from_secs(config.request_timeout_secs.max(1));
+        let roots = http::roots(config.ca_file.as_deref())?;
+        let http = HttpsClient::new(roots.clone(), None, timeout)?;
+        Ok(Arc::new(Senders {
+            apns: apns::Apns::new(roots, timeout),
+            oauth: fcm::TokenCache::default(),
+            hms: hms::TokenCache::default(),
+            http,
+            config,
+        }))
+    }
+
+    pub fn config(&self) -> &ChannelsConfig {
+        &self.config
+    }
+
+    /// Makes one attempt to hand `n` to its vendor with the app's `credential`.
+    pub async fn send(&self, credential: &Credential, n: &VendorNotification) -> VendorOutcome {
+        match credential {
+            Credential::Apns(c) => self.apns.send(&self.config, c, n).await,
+            Credential::Fcm(c) => fcm::send(&self.http, &self.oauth, &self.config, c, n).await,
+            Credential::Hms(c) => hms::send(&self.http, &self.hms, &self.config, c, n).await,
+            Credential::Xiaomi(c) => xiaomi::send(&self.http, &self.config, c, n).await,
+            Credential::WebPush(c) => webpush::send(&self.http, c, n).await,
+        }
+    }
+}
+
+/// The fields of the device JSON that the vendors' bodies are built from.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct Payload {
+    message_id: String,
+    msg_key: String,
+    task_id: String,
+    title: String,
+    content: String,
+    uri: Option<String>,
+    silent: i64,
+    extended_params: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Payload {
+    fn of(n: &VendorNotification) -> Payload {
+        serde_json::from_slice(&n.payload).unwrap_or_default()
+    }
+
+    /// The message's ids and extended params as string pairs (FCM `data`, Xiaomi `extra`).
+    fn string_data(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut data = serde_json::Map::new();
+        for (k, v) in &self.extended_params {
+            let text = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            data.insert(k.clone(), text.into());
+        }
+        data.insert("messageId".into(), self.message_id.clone().into());
+        data.insert("msgKey".into(), self.msg_key.clone().into());
+        data.insert("taskId".into(), self.task_id.clone().into());
+        if let Some(uri) = &self.uri {
+            data.insert("uri".into(), uri.clone().into());
+        }
+        data
+    }
+}
+
+/// Seconds of validity left at `now` (at least 1: a vendor's TTL of 0 means "now or never").
+fn ttl_secs(n: &VendorNotification, now: i64) -> i64 {
+    ((n.expires_at - now) / 1000).max(1)
+}
+
+/// `Retry-After` in seconds, when the vendor gave one.
+fn retry_after(headers: &hyper::HeaderMap) -> Option<Duration> {
+    let secs: u64 = headers.get(hyper::header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(secs.min(3600)))
+}
+
+/// What a transport failure (no answer) means: try again.
+fn unreachable(vendor: &str, why: impl std::fmt::Display) -> VendorOutcome {
+    VendorOutcome::Retry { after: None, throttled: false, reason: format!("{vendor} unreachable: {why}") }
+}
+
+/// A vendor's 5xx: try again (after what it says).
+fn unavailable(vendor: &str, status: u16, headers: &hyper::HeaderMap, detail: &str) -> VendorOutcome {
+    VendorOutcome::Retry {
+        after: retry_after(headers),
+        throttled: false,
+        reason: format!("{vendor} {status} {detail}"),
+    }
+}
+
+/// A vendor's 429 (or quota answer): slow this app's channel down.
+fn throttled(vendor: &str, headers: &hyper::HeaderMap, detail: &str) -> VendorOutcome {
+    VendorOutcome::Retry {
+        after: retry_after(headers),
+        throttled: true,
+        reason: format!("{vendor} throttled: {detail}"),
+    }
+}

@@ -51,6 +51,10 @@ pub enum ErrorCode {
     TemplateInUse,
     ScheduleNotExist,
     ScheduleNotCancellable,
+    // Vendor channels.
+    ChannelUnknown,
+    ChannelConfigInvalid,
+    ChannelNotConfigured,
     // Lookups.
     AppNotExist,
     KeyNotExist,
@@ -112,6 +116,9 @@ impl ErrorCode {
             ErrorCode::DeviceNotExist => "DEVICE_NOT_EXIST",
             ErrorCode::TaskNotExist => "TASK_NOT_EXIST",
             ErrorCode::MessageNotExist => "MESSAGE_NOT_EXIST",
+            ErrorCode::ChannelUnknown => "CHANNEL_UNKNOWN",
+            ErrorCode::ChannelConfigInvalid => "CHANNEL_CONFIG_INVALID",
+            ErrorCode::ChannelNotConfigured => "CHANNEL_NOT_CONFIGURED",
             ErrorCode::StoreUnavailable => "STORE_UNAVAILABLE",
             ErrorCode::BusUnavailable => "BUS_UNAVAILABLE",
             ErrorCode::SystemError => "SYSTEM_ERROR",
@@ -150,7 +157,10 @@ impl ErrorCode {
             | ErrorCode::KeyNotExist
             | ErrorCode::DeviceNotExist
             | ErrorCode::TaskNotExist
-            | ErrorCode::MessageNotExist => 404,
+            | ErrorCode::MessageNotExist
+            | ErrorCode::ChannelUnknown
+            | ErrorCode::ChannelNotConfigured => 404,
+            ErrorCode::ChannelConfigInvalid => 400,
             ErrorCode::TemplatekvNotEnough
             | ErrorCode::NeedTemplate
             | ErrorCode::TemplateNameInvalid
@@ -216,6 +226,9 @@ impl ErrorCode {
         ErrorCode::DeviceNotExist,
         ErrorCode::TaskNotExist,
         ErrorCode::MessageNotExist,
+        ErrorCode::ChannelUnknown,
+        ErrorCode::ChannelConfigInvalid,
+        ErrorCode::ChannelNotConfigured,
         ErrorCode::StoreUnavailable,
         ErrorCode::BusUnavailable,
         ErrorCode::SystemError,

@@ -316,9 +316,15 @@ pub trait Store: Send + Sync + 'static {
     async fn routing(&self, app_id: &AppId) -> StoreResult<Option<Routing>>;
     /// False when there is no such app.
     async fn set_routing(&self, app_id: &AppId, routing: Routing) -> StoreResult<bool>;
-    /// Claims vendor sends due at `now` until `now + lease_ms`, at most `limit`, each with
+    /// Claims `channel`'s vendor sends due at `now` until `now + lease_ms`, at most `limit`, each with
     /// its payload; among nodes sharing a store, each send is claimed by one at a time.
-    async fn claim_vendor_sends(&self, now: i64, lease_ms: i64, limit: usize) -> StoreResult<Vec<VendorSend>>;
+    async fn claim_vendor_sends(
+        &self,
+        channel: Channel,
+        now: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<VendorSend>>;
     /// Records how claimed sends ended, or when each is tried again, in one transaction.
     async fn finish_vendor_sends(&self, done: Vec<VendorSendDone>) -> StoreResult<()>;
     /// The app's tokens that vendors called invalid, newest first: (total, the page).

@@ -211,6 +211,12 @@ impl Creds {
         answer(request(&self.http, "POST", path, &headers, Bytes::from(body.to_string()))).await
     }
 
+    /// A device API GET with the device's bearer token.
+    pub async fn device_call_get(&self, path: &str) -> Response {
+        let headers = vec![("authorization".to_string(), format!("Bearer {}", self.token))];
+        answer(request(&self.http, "GET", path, &headers, Bytes::new())).await
+    }
+
     pub fn options(&self) -> MqttOptions {
         let (host, port) = self.mqtt.rsplit_once(':').unwrap();
         let mut opts = MqttOptions::new(self.device_id.clone(), host, port.parse().unwrap());

@@ -15,6 +15,7 @@
 mod client;
 mod cluster;
 mod device;
+pub mod fakes;
 mod logs;
 mod node;
 mod process;

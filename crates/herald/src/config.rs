@@ -33,6 +33,7 @@ pub struct Config {
     pub mqtt: MqttConfig,
     pub store: StoreConfig,
     pub cluster: ClusterConfig,
+    pub channels: herald_channels::ChannelsConfig,
 }
 
 /// How long the HTTP listener waits for a client, and how many it holds at once. Every
@@ -101,6 +102,7 @@ impl Default for Config {
             mqtt: MqttConfig::default(),
             store: StoreConfig::default(),
             cluster: ClusterConfig::default(),
+            channels: herald_channels::ChannelsConfig::default(),
         }
     }
 }
@@ -239,6 +241,29 @@ subject_prefix = "herald"
 # Seconds between looks in the store for deliveries to this node's devices that no bus
 # message announced (one lost on the bus): the most such a loss delays a delivery.
 resync_secs = 10
+
+[channels]
+# Vendor endpoints (tests, private deployments and proxies point them elsewhere).
+apns_url = "https://api.push.apple.com"
+apns_sandbox_url = "https://api.sandbox.push.apple.com"
+fcm_url = "https://fcm.googleapis.com"
+hms_url = "https://push-api.cloud.huawei.com"
+hms_token_url = "https://oauth-login.cloud.huawei.com/oauth2/v3/token"
+xiaomi_url = "https://api.xmpush.xiaomi.com"
+# Extra trusted roots (PEM) for outbound TLS, beside the Mozilla roots built in:
+# ca_file = "/etc/herald/extra-roots.pem"
+# Longest wait for one vendor request, connecting included (seconds).
+request_timeout_secs = 10
+# Requests in flight at once per vendor.
+max_in_flight = 512
+# Sends claimed from the store at a time, per vendor.
+claim_batch = 1000
+# Seconds a claimed send belongs to the node that claimed it (another node takes it after).
+claim_lease_secs = 60
+# Milliseconds between looks for due sends when no push rang.
+poll_ms = 1000
+# The longest wait between two attempts of one send (seconds).
+max_backoff_secs = 600
 "#;
 
 impl Config {

@@ -2,7 +2,13 @@
 //! the node (not process-wide statics: several nodes may share a process, as in the tests),
 //! enough for the operator's first dashboards without a metrics framework.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use herald_core::ids::AppId;
+use herald_core::state::Channel;
+use parking_lot::Mutex;
 
 #[derive(Default)]
 pub struct Counter(AtomicU64);
@@ -26,6 +32,80 @@ pub struct Metrics {
     pub deliveries_written: Counter,
     /// Deliveries acknowledged by devices (PUBACK).
     pub deliveries_acked: Counter,
+    /// Vendor sends by channel, app and outcome, and their latency.
+    pub vendor: VendorMetrics,
+}
+
+/// The upper bounds (seconds) of the vendor send-latency histogram.
+const LATENCY_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
+/// One channel's latency histogram: counts per bucket (cumulative when rendered), sum, count.
+#[derive(Default, Clone)]
+struct Histogram {
+    buckets: [u64; LATENCY_BUCKETS.len()],
+    sum: f64,
+    count: u64,
+}
+
+/// Vendor sends per channel and app: sent, failed, invalid_token, retried; and the time a
+/// vendor took to answer, per channel.
+#[derive(Default)]
+pub struct VendorMetrics {
+    outcomes: Mutex<BTreeMap<(Channel, AppId, &'static str), u64>>,
+    latency: Mutex<BTreeMap<Channel, Histogram>>,
+}
+
+impl VendorMetrics {
+    pub fn record(&self, channel: Channel, app: &AppId, outcome: &'static str, took: Option<Duration>) {
+        *self.outcomes.lock().entry((channel, app.clone(), outcome)).or_default() += 1;
+        if let Some(took) = took {
+            let secs = took.as_secs_f64();
+            let mut latency = self.latency.lock();
+            let h = latency.entry(channel).or_default();
+            if let Some(i) = LATENCY_BUCKETS.iter().position(|b| secs <= *b) {
+                h.buckets[i] += 1;
+            }
+            h.sum += secs;
+            h.count += 1;
+        }
+    }
+
+    /// How many sends of `channel` ended with `outcome`, over every app.
+    pub fn total(&self, channel: Channel, outcome: &str) -> u64 {
+        self.outcomes.lock().iter().filter(|((c, _, o), _)| *c == channel && *o == outcome).map(|(_, n)| n).sum()
+    }
+
+    fn render(&self, out: &mut String) {
+        out.push_str(
+            "# HELP herald_vendor_sends_total Vendor sends by channel, app and outcome (sent, failed, \
+             invalid_token, retried).\n# TYPE herald_vendor_sends_total counter\n",
+        );
+        for ((channel, app, outcome), n) in self.outcomes.lock().iter() {
+            // App ids are Herald's own (checked when created): safe as label values.
+            out.push_str(&format!(
+                "herald_vendor_sends_total{{channel=\"{channel}\",app=\"{app}\",outcome=\"{outcome}\"}} {n}\n"
+            ));
+        }
+        out.push_str(
+            "# HELP herald_vendor_send_seconds Time a vendor took to answer one send.\n\
+             # TYPE herald_vendor_send_seconds histogram\n",
+        );
+        for (channel, h) in self.latency.lock().iter() {
+            let mut cumulative = 0;
+            for (bound, n) in LATENCY_BUCKETS.iter().zip(h.buckets) {
+                cumulative += n;
+                out.push_str(&format!(
+                    "herald_vendor_send_seconds_bucket{{channel=\"{channel}\",le=\"{bound}\"}} {cumulative}\n"
+                ));
+            }
+            out.push_str(&format!(
+                "herald_vendor_send_seconds_bucket{{channel=\"{channel}\",le=\"+Inf\"}} {}\n\
+                 herald_vendor_send_seconds_sum{{channel=\"{channel}\"}} {}\n\
+                 herald_vendor_send_seconds_count{{channel=\"{channel}\"}} {}\n",
+                h.count, h.sum, h.count
+            ));
+        }
+    }
 }
 
 impl Metrics {
@@ -48,6 +128,7 @@ impl Metrics {
             "# HELP herald_mqtt_connections Device connections held by this node.\n\
              # TYPE herald_mqtt_connections gauge\nherald_mqtt_connections {connections}\n"
         ));
+        self.vendor.render(&mut out);
         out
     }
 }

@@ -80,6 +80,14 @@ pub async fn run(cfg: Config, listeners: Listeners, shutdown: Signal) -> anyhow:
         cfg.node_id.clone(),
         cfg.limits.clone(),
     ));
+    let senders = herald_channels::Senders::new(cfg.channels.clone()).context("starting the vendor senders")?;
+    let vendor_worker = crate::dispatch::vendors::VendorWorker::new(
+        store.clone(),
+        senders,
+        master.clone(),
+        dispatcher.metrics().clone(),
+    );
+    dispatcher.set_vendor_worker(vendor_worker.clone());
     if let Some(incoming) = incoming {
         let v = verifier.clone();
         tokio::spawn(dispatcher.clone().serve_bus(incoming, move |key| v.forget(key)));
@@ -106,6 +114,7 @@ pub async fn run(cfg: Config, listeners: Listeners, shutdown: Signal) -> anyhow:
     );
     let resync =
         tokio::spawn(dispatcher.clone().run_resync(Duration::from_secs(cfg.cluster.resync_secs), shutdown.clone()));
+    let vendor_tasks = vendor_worker.spawn(shutdown.clone());
     let http_task = serve_api(listeners.http, api::router(state), cfg.http.clone(), shutdown.clone())?;
     tracing::info!(%http_addr, %mqtt_addr, node = %cfg.node_id, bus = bus.kind(), "herald serving");
     // Tests and scripts wait for this line on standard output.
@@ -122,6 +131,9 @@ pub async fn run(cfg: Config, listeners: Listeners, shutdown: Signal) -> anyhow:
     let _ = sweeps.await;
     let _ = resync.await;
     let _ = scheduler.await;
+    for t in vendor_tasks {
+        let _ = t.await;
+    }
     store.flush().await.context("flushing the store")?;
     tracing::info!("stopped; every accepted write is committed");
     Ok(())

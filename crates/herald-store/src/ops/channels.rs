@@ -70,8 +70,14 @@ pub(crate) fn route(ctx: &(Routing, Vec<Channel>), vendor_allowed: bool, target:
 
 /// Sends due at `now`, claimed until `now + lease_ms` (a node that dies leaves them to
 /// another after that), each with the payload it carries (`None` once revoked).
-pub(crate) async fn claim<X: Tx>(tx: &X, now: i64, lease_ms: i64, limit: usize) -> StoreResult<Vec<VendorSend>> {
-    let args: [&dyn Arg; 3] = [&now, &(now + lease_ms), &(limit as i64)];
+pub(crate) async fn claim<X: Tx>(
+    tx: &X,
+    channel: Channel,
+    now: i64,
+    lease_ms: i64,
+    limit: usize,
+) -> StoreResult<Vec<VendorSend>> {
+    let args: [&dyn Arg; 4] = [&now, &(now + lease_ms), &(limit as i64), &channel.as_str()];
     let mut sends = tx.query(&sql::CLAIM_VENDOR_SENDS, &args, rows::claimed_send).await?;
     let mut ids: Vec<&str> = sends.iter().map(|s| s.message_id.as_str()).collect();
     ids.sort_unstable();

@@ -486,8 +486,14 @@ impl Store for PostgresStore {
         on_conn!(self, |tx| ops::channels::set_routing(tx, app_id, &routing))
     }
 
-    async fn claim_vendor_sends(&self, now: i64, lease_ms: i64, limit: usize) -> StoreResult<Vec<VendorSend>> {
-        in_tx!(self, |tx| ops::channels::claim(tx, now, lease_ms, limit))
+    async fn claim_vendor_sends(
+        &self,
+        channel: Channel,
+        now: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<VendorSend>> {
+        in_tx!(self, |tx| ops::channels::claim(tx, channel, now, lease_ms, limit))
     }
 
     async fn finish_vendor_sends(&self, done: Vec<VendorSendDone>) -> StoreResult<()> {

@@ -52,11 +52,12 @@ macro_rules! claimable {
         concat!(
             "status = ",
             vendor_send_status!(Waiting),
-            " AND next_at <= $1 AND (claimed_until IS NULL OR claimed_until < $1)"
+            " AND channel = $4 AND next_at <= $1 AND (claimed_until IS NULL OR claimed_until < $1)"
         )
     };
 }
-/// $1 now, $2 claimed until, $3 limit. The outer condition is checked again on the row a
+/// $1 now, $2 claimed until, $3 limit, $4 channel (each vendor's sends are claimed apart:
+/// a slow vendor never holds another's). The outer condition is checked again on the row a
 /// concurrent claim committed (PostgreSQL), so two nodes never claim one send.
 pub(crate) static CLAIM_VENDOR_SENDS: Sql = Sql::new(concat!(
     "UPDATE vendor_sends SET claimed_until = $2 WHERE ",

@@ -579,8 +579,14 @@ impl Store for SqliteStore {
         self.write(move |tx| run_now(ops::channels::set_routing(tx, &app_id, &routing))).await
     }
 
-    async fn claim_vendor_sends(&self, now: i64, lease_ms: i64, limit: usize) -> StoreResult<Vec<VendorSend>> {
-        self.write(move |tx| run_now(ops::channels::claim(tx, now, lease_ms, limit))).await
+    async fn claim_vendor_sends(
+        &self,
+        channel: Channel,
+        now: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<VendorSend>> {
+        self.write(move |tx| run_now(ops::channels::claim(tx, channel, now, lease_ms, limit))).await
     }
 
     async fn finish_vendor_sends(&self, done: Vec<VendorSendDone>) -> StoreResult<()> {

@@ -115,7 +115,7 @@ async fn list_apps(State(state): State<AppState>, _: Admin) -> Result<Json, Refu
     Ok(Json(json!({"apps": apps})))
 }
 
-async fn existing_app(state: &AppState, app_id: String) -> Result<AppId, Refusal> {
+pub(super) async fn existing_app(state: &AppState, app_id: String) -> Result<AppId, Refusal> {
     let app_id = AppId::new(app_id);
     match state.store.app(&app_id).await? {
         Some(_) => Ok(app_id),

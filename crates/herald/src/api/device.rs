@@ -31,6 +31,21 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(unbind))
         .routes(routes!(report))
         .routes(routes!(events))
+        .routes(routes!(webpush_key))
+}
+
+/// The app's VAPID public key (base64url), which a browser passes to
+/// `pushManager.subscribe` as `applicationServerKey`: `{publicKey}`.
+#[utoipa::path(get, path = "/webpush-key", tag = "device",
+    responses((status = 200, description = "`{publicKey}`", body = serde_json::Value), Refusals),
+    security(("device" = [])))]
+async fn webpush_key(State(state): State<AppState>, DeviceAuth(device): DeviceAuth) -> Result<Json, Refusal> {
+    let channel = state.store.channel(&device.app_id, Channel::WebPush).await?;
+    let key = channel.as_ref().and_then(|c| c.settings.get("publicKey")).cloned();
+    match key {
+        Some(key) => Ok(Json(json!({"publicKey": key}))),
+        None => Err(Refusal::new(ErrorCode::ChannelNotConfigured, "the app has no webpush channel")),
+    }
 }
 
 /// `POST /device/v1/register`.
@@ -60,20 +75,13 @@ pub(super) struct Registration {
     device_token: String,
 }
 
-fn check_vendor_tokens(tokens: &Option<Map<String, Value>>) -> Result<(), Refusal> {
-    for (k, v) in tokens.iter().flatten() {
-        if !Channel::parse(k).is_some_and(Channel::is_vendor) {
-            let names: Vec<&str> = Channel::VENDORS.iter().map(|c| c.as_str()).collect();
-            return Err(Refusal::new(
-                ErrorCode::InvalidParam,
-                format!("vendorTokens: unknown channel {k}; one of {}", names.join(", ")),
-            ));
-        }
-        if !(v.is_string() || v.is_null()) {
-            return Err(Refusal::new(ErrorCode::InvalidParam, format!("vendorTokens.{k} must be a string or null")));
-        }
-    }
-    Ok(())
+/// Checks reported vendor tokens and puts each in its stored form (docs/channels.md gives
+/// each kind's limits).
+fn check_vendor_tokens(tokens: Option<Map<String, Value>>) -> Result<Option<Map<String, Value>>, Refusal> {
+    tokens
+        .map(herald_core::channel::tokens::check_reported)
+        .transpose()
+        .map_err(|why| Refusal::new(ErrorCode::InvalidParam, why))
 }
 
 fn short_text(name: &str, value: &Option<String>) -> Result<(), Refusal> {
@@ -134,7 +142,7 @@ async fn register(
     short_text("appVersion", &body.app_version)?;
     short_text("osVersion", &body.os_version)?;
     short_text("model", &body.model)?;
-    check_vendor_tokens(&body.vendor_tokens)?;
+    let vendor_tokens = check_vendor_tokens(body.vendor_tokens)?;
     let token = crypto::random_secret();
     let registered = state
         .store
@@ -148,7 +156,7 @@ async fn register(
             app_version: body.app_version,
             os_version: body.os_version,
             model: body.model,
-            vendor_tokens: body.vendor_tokens,
+            vendor_tokens,
             now: herald_core::now_ms(),
         })
         .await?;
@@ -250,8 +258,8 @@ async fn report(
 ) -> Result<Json, Refusal> {
     let body: ReportBody = parse_json(&body)?;
     short_text("appVersion", &body.app_version)?;
-    check_vendor_tokens(&body.vendor_tokens)?;
-    state.store.report_device(&device.app_id, &device.device_id, body.app_version, body.vendor_tokens).await?;
+    let vendor_tokens = check_vendor_tokens(body.vendor_tokens)?;
+    state.store.report_device(&device.app_id, &device.device_id, body.app_version, vendor_tokens).await?;
     Ok(Json(json!({"deviceId": device.device_id})))
 }
 

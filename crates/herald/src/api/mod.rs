@@ -12,6 +12,7 @@
 //! the status of its code.
 
 pub mod admin;
+mod channels;
 pub mod device;
 mod devices;
 mod envelope;
@@ -69,9 +70,9 @@ fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::base())
         .routes(routes!(healthz))
         .routes(routes!(metrics))
-        .nest("/v1", server.merge(devices::routes()))
+        .nest("/v1", server.merge(devices::routes()).merge(channels::routes()))
         .nest("/device/v1", device::routes())
-        .nest("/admin/v1", admin::routes())
+        .nest("/admin/v1", admin::routes().merge(channels::admin_routes()))
 }
 
 pub fn router(state: AppState) -> Router {

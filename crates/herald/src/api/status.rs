@@ -27,13 +27,13 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 pub(super) struct Page {
     /// From 1 (default 1).
     #[param(value_type = Option<i64>)]
-    page_number: Option<String>,
+    pub(super) page_number: Option<String>,
     /// 1-500 (default 100).
     #[param(value_type = Option<i64>)]
-    page_size: Option<String>,
+    pub(super) page_size: Option<String>,
 }
 
-fn page_arg(name: &str, value: &Option<String>, default: usize, max: usize) -> Result<usize, Refusal> {
+pub(super) fn page_arg(name: &str, value: &Option<String>, default: usize, max: usize) -> Result<usize, Refusal> {
     match value.as_deref().filter(|v| !v.is_empty()) {
         None => Ok(default),
         Some(v) => v
@@ -68,6 +68,18 @@ fn message_json(m: &MessageView, now: i64) -> Value {
             })
         })
         .collect();
+    // What vendors were asked to carry: `{deviceId, channel, status (waiting | sent |
+    // failed | invalidToken | expired | revoked), attempts, vendorId, reason, updatedAt}`.
+    let vendor_sends: Vec<Value> = m
+        .vendor_sends
+        .iter()
+        .map(|v| {
+            json!({
+                "deviceId": v.device_id, "channel": v.channel, "status": v.status, "attempts": v.attempts,
+                "vendorId": v.vendor_id, "reason": v.reason, "updatedAt": v.updated_at,
+            })
+        })
+        .collect();
     json!({
         "messageId": m.message_id,
         "taskId": m.task_id,
@@ -79,6 +91,7 @@ fn message_json(m: &MessageView, now: i64) -> Value {
         "createdAt": m.created_at,
         "expiresAt": m.expires_at,
         "deliveries": deliveries,
+        "vendorSends": vendor_sends,
     })
 }
 

@@ -12,10 +12,11 @@
 pub mod events;
 mod hub;
 pub mod scheduler;
+pub mod vendors;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -49,6 +50,8 @@ pub struct Dispatcher {
     scheduler_lease_held: AtomicBool,
     /// To validate requests (scheduled ones again when they fire).
     limits: Limits,
+    /// The vendor outbox's senders, rung when a commit wrote vendor sends.
+    vendors: OnceLock<Arc<vendors::VendorWorker>>,
 }
 
 /// How long a node's connections remember a revoked message id, to skip a copy queued in
@@ -100,6 +103,18 @@ impl Dispatcher {
             expiry_lease_held: AtomicBool::new(false),
             scheduler_lease_held: AtomicBool::new(false),
             limits,
+            vendors: OnceLock::new(),
+        }
+    }
+
+    /// Connects the vendor senders (set once, when the node starts).
+    pub fn set_vendor_worker(&self, worker: Arc<vendors::VendorWorker>) {
+        let _ = self.vendors.set(worker);
+    }
+
+    fn ring_vendors(&self) {
+        if let Some(w) = self.vendors.get() {
+            w.ring();
         }
     }
 
@@ -186,6 +201,13 @@ impl Dispatcher {
         let payloads: Vec<Bytes> = push.messages.iter().map(|m| m.payload.clone()).collect();
         let committed = self.store.commit_push(push, now).await?;
         self.metrics.pushes_accepted.inc();
+        let vendor_sends = committed.outcomes.iter().any(|(_, o)| match o {
+            TargetOutcome::Accepted { devices } => devices.iter().any(|d| d.vendor.is_some()),
+            TargetOutcome::Undeliverable | TargetOutcome::Duplicate { .. } => false,
+        });
+        if vendor_sends {
+            self.ring_vendors();
+        }
         self.deliver_committed(&committed, payloads, expires_at).await;
         Ok(committed)
     }
@@ -208,7 +230,7 @@ impl Dispatcher {
     /// hub, elsewhere through the bus to the node that holds each one.
     async fn route(&self, message: Arc<Message>, recipients: &[Recipient]) {
         let mut remote: BTreeMap<&str, Vec<DeviceId>> = BTreeMap::new();
-        for r in recipients {
+        for r in recipients.iter().filter(|r| r.own_now) {
             if self.hub.deliver(&r.device_id, Outgoing { message: message.clone(), dup: false }) {
                 continue;
             }
@@ -232,6 +254,7 @@ impl Dispatcher {
         let done = self.store.commit_broadcast(b, now).await?;
         self.metrics.pushes_accepted.inc();
         if !done.replayed {
+            self.ring_vendors();
             self.announce_broadcast(Arc::new(Message { id: done.message_id.clone(), expires_at, payload })).await;
         }
         Ok(done)

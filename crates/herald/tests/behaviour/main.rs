@@ -18,3 +18,4 @@ mod revoke;
 mod schedules;
 mod simple_push;
 mod templates;
+mod vendors;

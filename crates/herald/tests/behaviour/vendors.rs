@@ -1,0 +1,305 @@
+//! Vendor channels end to end through the real binary: each fake vendor (herald-testkit's
+//! `fakes`) on port 0 behind a test CA that the node trusts through `channels.ca_file`.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::fakes::{self, Expect, FakeVendor, Scripted, TestCa, Vendor};
+use crate::common::*;
+
+/// A node whose vendor endpoints are the fakes, and the directory it lives in.
+async fn node(
+    ca: &TestCa,
+    apns: Option<&FakeVendor>,
+    others: &[(&str, &FakeVendor)],
+) -> (TestProcess, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = ca.write_pem(dir.path());
+    let mut text = format!("[channels]\nca_file = {:?}\npoll_ms = 200\n", ca_file.to_str().unwrap());
+    if let Some(a) = apns {
+        text.push_str(&format!("apns_url = {:?}\napns_sandbox_url = {:?}\n", a.url(), a.url()));
+    }
+    for (key, fake) in others {
+        text.push_str(&format!("{key} = {:?}\n", fake.url()));
+    }
+    let config = dir.path().join("herald.toml");
+    std::fs::write(&config, text).unwrap();
+    let p = TestProcess::start_in(herald_bin!(), dir.path(), &["--config", config.to_str().unwrap()]).await;
+    (p, dir)
+}
+
+async fn register(app: &TestApp, install: &str, platform: &str, tokens: Value) -> Creds {
+    let r = app.register_raw(json!({"platform": platform, "installId": install, "vendorTokens": tokens})).await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let j = r.json();
+    Creds {
+        app_id: app.app_id.clone(),
+        device_id: j["deviceId"].as_str().unwrap().to_string(),
+        token: j["deviceToken"].as_str().unwrap().to_string(),
+        mqtt: app.mqtt.clone(),
+        http: app.http.clone(),
+    }
+}
+
+async fn push(app: &TestApp, creds: &Creds, delivery_type: u8, key: &str, extra: Value) -> String {
+    let mut body = json!({"deliveryType": delivery_type, "targetMsgkey": {creds.device_id.clone(): key},
+        "title": "Hello", "content": "World", "expiredSeconds": 300, "extendedParams": {"orderId": "7"}});
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    let r = app.push_simple(body).await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let task = r.json()["pushResult"]["data"].as_str().unwrap().to_string();
+    let t = app.task(&task).await.json();
+    t["resultContent"]["data"]["targets"][0]["messageId"].as_str().unwrap().to_string()
+}
+
+async fn apns_channel(app: &TestApp, pem: &str) {
+    let body = json!({"authType": "token", "keyId": "KEY1234567", "teamId": "TEAM123456", "bundleId": "com.example.app",
+        "environment": "sandbox", "privateKey": pem});
+    let r = app.signed("PUT", "/v1/channels/apns", &body.to_string()).await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let data = &r.json()["resultContent"]["data"];
+    assert_eq!(data["settings"]["privateKey"], "********", "the key is never shown");
+    assert!(!r.body.windows(10).any(|w| w == &pem.as_bytes()[30..40]), "no part of the key in the answer");
+}
+
+/// A fake APNs that checks the app's key, a node that trusts it, and an app with the
+/// token-auth channel set.
+async fn apns_node() -> (FakeVendor, TestProcess, TestApp, tempfile::TempDir) {
+    let ca = TestCa::new();
+    let (pem, public) = fakes::apns_key();
+    let expect = Expect {
+        apns_key: Some((public, "KEY1234567".into(), "TEAM123456".into(), "com.example.app".into())),
+        ..Expect::default()
+    };
+    let apns = FakeVendor::start(Vendor::Apns, &ca, expect, false).await;
+    let (server, dir) = node(&ca, Some(&apns), &[]).await;
+    let app = server.create_app().await;
+    apns_channel(&app, &pem).await;
+    (apns, server, app, dir)
+}
+
+#[tokio::test]
+async fn apns_carries_to_an_ios_device_that_is_not_connected_and_mqtt_to_one_that_is() {
+    let (apns, server, app, _dir) = apns_node().await;
+
+    let away = register(&app, "i1", "ios", json!({"apns": "ab".repeat(32)})).await;
+    let mid = push(&app, &away, 2, "k1", json!({})).await;
+    let send = wait_vendor(&app, &mid, "sent").await;
+    assert_eq!(send["channel"], "apns");
+    assert!(send["vendorId"].as_str().unwrap().starts_with("00000000-"), "{send}");
+    let got = apns.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].path, format!("/3/device/{}", "ab".repeat(32)));
+    let body = got[0].json();
+    assert_eq!(body["aps"]["alert"], json!({"title": "Hello", "body": "World"}));
+    assert_eq!((body["orderId"].clone(), body["herald"]["messageId"].clone()), (json!("7"), json!(mid)));
+    assert_eq!(got[0].header("apns-push-type"), Some("alert"));
+    let expiration: i64 = got[0].header("apns-expiration").unwrap().parse().unwrap();
+    assert!((expiration - (herald_core::now_ms() / 1000 + 300)).abs() < 30, "from the validity: {expiration}");
+    assert_eq!(app.message_status(&mid).await, "sent");
+
+    // A connected device gets it on the own channel; APNs is not asked.
+    let here = register(&app, "i2", "ios", json!({"apns": "cd".repeat(32)})).await;
+    let mut device = TestDevice::connect(&here).await;
+    push(&app, &here, 2, "k2", json!({})).await;
+    let (_, payload) = device.next_push().await;
+    assert_eq!(payload["title"], "Hello");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(apns.received().len(), 1, "no second APNs request");
+    assert!(apns.problems().is_empty(), "{:?}", apns.problems());
+    let metrics = server.call("GET", "/metrics", &[], Default::default()).await;
+    let text = String::from_utf8_lossy(&metrics.body).to_string();
+    assert!(text.contains("herald_vendor_sends_total{channel=\"apns\""), "{text}");
+    assert!(text.contains("herald_vendor_send_seconds_count{channel=\"apns\"} 1"), "{text}");
+}
+
+/// Polls the message until its first vendor send has `status`; that send.
+async fn wait_vendor(app: &TestApp, message_id: &str, status: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let m = app.message(message_id).await.json();
+        let send = m["resultContent"]["data"]["vendorSends"][0].clone();
+        if send["status"] == status {
+            return send;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no vendor send {status}: {m}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn apns_invalid_tokens_retries_and_validity() {
+    let (apns, _server, app, _dir) = apns_node().await;
+
+    // 410 Unregistered: the token is dropped, listed, never used again.
+    apns.script(Scripted::Answer {
+        status: 410,
+        headers: vec![],
+        body: r#"{"reason":"Unregistered","timestamp":1}"#.into(),
+    });
+    let gone = register(&app, "i1", "ios", json!({"apns": "ab".repeat(32)})).await;
+    let mid = push(&app, &gone, 2, "k1", json!({})).await;
+    let send = wait_vendor(&app, &mid, "invalidToken").await;
+    assert!(send["reason"].as_str().unwrap().contains("410"), "{send}");
+    let device = app.device_view(&gone.device_id).await;
+    assert_eq!(device["vendorChannels"], json!([]), "{device}");
+    let list = app.signed("GET", "/v1/devices/invalid-tokens", "").await.json();
+    assert_eq!(list["resultContent"]["data"]["totalCount"], 1, "{list}");
+    assert_eq!(list["resultContent"]["data"]["list"][0]["deviceId"], json!(gone.device_id));
+    push(&app, &gone, 2, "k2", json!({})).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(apns.received().len(), 1, "an invalid token is never used again");
+    // A fresh token replaces it.
+    let r = gone.device_call("/device/v1/report", json!({"vendorTokens": {"apns": "ef".repeat(32)}})).await;
+    assert_eq!(r.status, 200);
+    let list = app.signed("GET", "/v1/devices/invalid-tokens", "").await.json();
+    assert_eq!(list["resultContent"]["data"]["totalCount"], 0, "{list}");
+
+    // 429 with Retry-After, then 503, then success: sent, three attempts.
+    apns.script(Scripted::Answer {
+        status: 429,
+        headers: vec![("retry-after".into(), "1".into())],
+        body: r#"{"reason":"TooManyRequests"}"#.into(),
+    });
+    apns.script(Scripted::Answer { status: 503, headers: vec![], body: r#"{"reason":"ServiceUnavailable"}"#.into() });
+    let busy = register(&app, "i2", "ios", json!({"apns": "12".repeat(32)})).await;
+    let mid = push(&app, &busy, 2, "k3", json!({})).await;
+    let send = wait_vendor(&app, &mid, "sent").await;
+    assert_eq!(send["attempts"], 3, "{send}");
+
+    // A message whose validity ends while the vendor is down is never sent.
+    apns.script(Scripted::Answer {
+        status: 503,
+        headers: vec![("retry-after".into(), "5".into())],
+        body: r#"{"reason":"ServiceUnavailable"}"#.into(),
+    });
+    let late = register(&app, "i3", "ios", json!({"apns": "34".repeat(32)})).await;
+    let before = apns.received().len();
+    let mid = push(&app, &late, 2, "k4", json!({"expiredSeconds": 2})).await;
+    let send = wait_vendor(&app, &mid, "expired").await;
+    assert_eq!(send["attempts"], 1, "{send}");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(apns.received().len(), before + 1, "no attempt past the validity");
+    assert!(apns.problems().is_empty(), "{:?}", apns.problems());
+}
+
+#[tokio::test]
+async fn fcm_hms_and_xiaomi_carry_to_android_devices_by_the_token_they_have() {
+    let ca = TestCa::new();
+    let fcm = FakeVendor::start(Vendor::Fcm, &ca, Expect::default(), false).await;
+    let hms = FakeVendor::start(
+        Vendor::Hms,
+        &ca,
+        Expect { hms: Some(("10001".into(), "hsecret".into())), ..Expect::default() },
+        false,
+    )
+    .await;
+    let mi = FakeVendor::start(
+        Vendor::Xiaomi,
+        &ca,
+        Expect { xiaomi: Some(("xsecret".into(), "com.example.app".into())), ..Expect::default() },
+        false,
+    )
+    .await;
+    let hms_token_url = format!("{}/oauth2/v3/token", hms.url());
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = ca.write_pem(dir.path());
+    let config = dir.path().join("herald.toml");
+    std::fs::write(&config, format!(
+        "[channels]\nca_file = {:?}\npoll_ms = 200\nfcm_url = {:?}\nhms_url = {:?}\nhms_token_url = {:?}\nxiaomi_url = {:?}\n",
+        ca_file.to_str().unwrap(), fcm.url(), hms.url(), hms_token_url, mi.url()
+    )).unwrap();
+    let server = TestProcess::start_in(herald_bin!(), dir.path(), &["--config", config.to_str().unwrap()]).await;
+    let app = server.create_app().await;
+    let (account, _) = fakes::service_account(&fcm, "proj-1");
+    for (kind, body) in [
+        ("fcm", json!({"serviceAccount": account})),
+        ("hms", json!({"appId": "10001", "clientSecret": "hsecret"})),
+        ("xiaomi", json!({"appSecret": "xsecret", "packageName": "com.example.app"})),
+    ] {
+        let r = app.signed("PUT", &format!("/v1/channels/{kind}"), &body.to_string()).await;
+        assert_eq!(r.status, 200, "{kind}: {:?}", r.json());
+    }
+    let huawei = register(&app, "h", "android", json!({"hms": "hms-token-1", "fcm": "fcm-token-9"})).await;
+    let xiaomi = register(&app, "x", "android", json!({"xiaomi": "regid-1"})).await;
+    let pixel = register(&app, "p", "android", json!({"fcm": "fcm-token-1"})).await;
+    let m_h = push(&app, &huawei, 1, "k1", json!({})).await;
+    let m_x = push(&app, &xiaomi, 1, "k2", json!({})).await;
+    let m_p = push(&app, &pixel, 1, "k3", json!({})).await;
+    assert_eq!(wait_vendor(&app, &m_h, "sent").await["channel"], "hms", "the phone maker's service first");
+    assert_eq!(wait_vendor(&app, &m_x, "sent").await["channel"], "xiaomi");
+    assert_eq!(wait_vendor(&app, &m_p, "sent").await["channel"], "fcm");
+
+    let h = hms.received();
+    assert_eq!(h.len(), 1);
+    assert_eq!(h[0].json()["message"]["token"], json!(["hms-token-1"]));
+    assert_eq!(h[0].json()["message"]["android"]["notification"]["title"], "Hello");
+    let x = mi.received();
+    assert_eq!(
+        (x[0].form("registration_id").unwrap().as_str(), x[0].form("title").unwrap().as_str()),
+        ("regid-1", "Hello")
+    );
+    assert!(x[0].form("payload").unwrap().contains(&m_x));
+    let f = fcm.received();
+    assert_eq!(f[0].json()["message"]["token"], "fcm-token-1");
+    assert_eq!(f[0].json()["message"]["data"]["orderId"], "7");
+    assert_eq!(fcm.token_requests(), 1);
+
+    // FCM UNREGISTERED drops the token; a second message reuses the cached access token.
+    fcm.script(Scripted::Answer {
+        status: 404,
+        headers: vec![],
+        body: json!({"error": {"code": 404, "message": "Requested entity was not found.", "status": "NOT_FOUND",
+            "details": [{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": "UNREGISTERED"}]}})
+        .to_string(),
+    });
+    let m = push(&app, &pixel, 1, "k4", json!({})).await;
+    wait_vendor(&app, &m, "invalidToken").await;
+    assert_eq!(fcm.token_requests(), 1, "the access token is cached");
+    // HMS: every token invalid.
+    hms.script(Scripted::Answer {
+        status: 200,
+        headers: vec![],
+        body: json!({"code": "80300007", "msg": "All the tokens are invalid", "requestId": "r"}).to_string(),
+    });
+    let m = push(&app, &huawei, 1, "k5", json!({})).await;
+    wait_vendor(&app, &m, "invalidToken").await;
+    let device = app.device_view(&huawei.device_id).await;
+    assert_eq!(device["vendorChannels"], json!(["fcm"]), "the next message goes through FCM");
+    let m = push(&app, &huawei, 1, "k6", json!({})).await;
+    assert_eq!(wait_vendor(&app, &m, "sent").await["channel"], "fcm");
+    for fake in [&fcm, &hms, &mi] {
+        assert!(fake.problems().is_empty(), "{:?}", fake.problems());
+    }
+}
+
+#[tokio::test]
+async fn web_push_encrypts_for_the_browser_and_signs_with_vapid() {
+    let ca = TestCa::new();
+    let wp = FakeVendor::start(Vendor::WebPush, &ca, Expect::default(), false).await;
+    let (server, _dir) = node(&ca, None, &[]).await;
+    let app = server.create_app().await;
+    let r = app.signed("PUT", "/v1/channels/webpush", &json!({"subject": "mailto:ops@example.com"}).to_string()).await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let public = r.json()["resultContent"]["data"]["settings"]["publicKey"].as_str().unwrap().to_string();
+    assert_eq!(herald_core::crypto::b64url_decode(&public).unwrap().len(), 65);
+    // Setting the channel again keeps the key pair (browsers subscribed with it).
+    let again =
+        app.signed("PUT", "/v1/channels/webpush", &json!({"subject": "mailto:ops@example.com"}).to_string()).await;
+    assert_eq!(again.json()["resultContent"]["data"]["settings"]["publicKey"], public.as_str());
+
+    let sub = fakes::subscription(&wp, "s1");
+    let browser = register(&app, "w", "web", json!({"webpush": sub})).await;
+    let key = browser.device_call_get("/device/v1/webpush-key").await;
+    assert_eq!(key.json()["publicKey"], public.as_str());
+    let mid = push(&app, &browser, 1, "k1", json!({})).await;
+    wait_vendor(&app, &mid, "sent").await;
+    let got = wp.received();
+    let plain: Value = serde_json::from_str(got[0].plaintext.as_deref().unwrap()).unwrap();
+    assert_eq!((plain["messageId"].as_str(), plain["title"].as_str()), (Some(mid.as_str()), Some("Hello")));
+    assert_eq!(got[0].header("urgency"), Some("high"));
+    assert!(wp.problems().is_empty(), "{:?}", wp.problems());
+}
