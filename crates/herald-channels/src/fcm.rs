@@ -20,14 +20,14 @@ const SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
 
 /// Access tokens by service account: (token, valid until, Unix ms).
 #[derive(Default)]
-pub(crate) struct TokenCache(pub(crate) Mutex<HashMap<String, (String, i64)>>);
+pub(crate) struct TokenCache(Mutex<HashMap<String, (String, i64)>>);
 
 impl TokenCache {
-    fn get(&self, key: &str, now: i64) -> Option<String> {
+    pub(crate) fn get(&self, key: &str, now: i64) -> Option<String> {
         self.0.lock().get(key).filter(|(_, until)| *until > now).map(|(t, _)| t.clone())
     }
 
-    fn put(&self, key: &str, token: String, until: i64) {
+    pub(crate) fn put(&self, key: &str, token: String, until: i64) {
         self.0.lock().insert(key.to_owned(), (token, until));
     }
 

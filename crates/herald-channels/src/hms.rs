@@ -46,7 +46,7 @@ async fn access_token(
     c: &HmsCredential,
     now: i64,
 ) -> Result<String, VendorOutcome> {
-    if let Some(token) = cache_get(cache, &c.app_id, now) {
+    if let Some(token) = cache.get(&c.app_id, now) {
         return Ok(token);
     }
     let form = format!(
@@ -62,7 +62,7 @@ async fn access_token(
     match answer.status.as_u16() {
         200 => match token_answer(&answer.json(), now) {
             Some((token, until)) => {
-                cache_put(cache, &c.app_id, token.clone(), until);
+                cache.put(&c.app_id, token.clone(), until);
                 Ok(token)
             }
             None => Err(VendorOutcome::Failed { reason: "HMS OAuth answer without access_token".into() }),
@@ -71,14 +71,6 @@ async fn access_token(
         s @ 500.. => Err(unavailable("HMS OAuth", s, &answer.headers, "")),
         s => Err(VendorOutcome::Failed { reason: format!("HMS OAuth refused appId/clientSecret ({s})") }),
     }
-}
-
-fn cache_get(cache: &TokenCache, app: &str, now: i64) -> Option<String> {
-    cache.0.lock().get(app).filter(|(_, until)| *until > now).map(|(t, _)| t.clone())
-}
-
-fn cache_put(cache: &TokenCache, app: &str, token: String, until: i64) {
-    cache.0.lock().insert(app.to_owned(), (token, until));
 }
 
 pub(crate) async fn send(
