@@ -23,7 +23,7 @@ mod process;
 use std::time::Duration;
 
 pub use client::{Creds, Endpoint, TestApp};
-pub use cluster::{Cluster, ClusterOptions, NATS_URL};
+pub use cluster::{Cluster, ClusterNode, ClusterOptions, NATS_URL};
 pub use device::{Seen, TestDevice, publish_event};
 pub use herald_store::scratch::{ScratchSchema, TEST_POSTGRES_URL};
 pub use logs::Log;

@@ -383,3 +383,76 @@ async fn a_lost_broadcast_event_costs_latency_not_the_broadcast() {
     // Acknowledged: not sent again by the next resyncs.
     assert!(device.quiet_for(Duration::from_millis(2_500)).await);
 }
+
+/// Both nodes claim vendor sends from the one outbox (claims under a lease, re-checked on
+/// PostgreSQL): every notification reaches the fake APNs once, whichever node sent it.
+#[tokio::test]
+async fn a_two_node_cluster_sends_each_vendor_message_once() {
+    use herald_testkit::fakes::{self, FakeVendor, TestCa, Vendor};
+    let Some(mut c) = Cluster::start(0).await else { return };
+    let ca = TestCa::new();
+    let (channel, expect) = fakes::apns_token_channel("production");
+    let apns = FakeVendor::start(Vendor::Apns, &ca, expect, false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = ca.write_pem(dir.path());
+    for i in 1..=2 {
+        let node = c
+            .try_node(i, |cfg| {
+                cfg.channels.apns_url = apns.url();
+                cfg.channels.apns_sandbox_url = apns.url();
+                cfg.channels.ca_file = Some(ca_file.clone());
+                cfg.channels.poll_ms = 50;
+                cfg.channels.claim_batch = 16;
+            })
+            .await
+            .unwrap_or_else(|e| panic!("node-{i}: {e}"));
+        c.nodes.push(ClusterNode::InProcess(node));
+    }
+    let app = c.node(1).create_app().await;
+    assert_eq!(app.signed("PUT", "/v1/channels/apns", &channel.to_string()).await.status, 200);
+    let t = json!({"templateName": "news", "title": "t", "content": "c"});
+    assert_eq!(app.signed("POST", "/v1/templates", &t.to_string()).await.status, 200);
+    let mut devices = Vec::new();
+    for i in 0..120 {
+        let body =
+            json!({"platform": "ios", "installId": format!("i{i}"), "vendorTokens": {"apns": format!("{i:064x}")}});
+        let r = app.via(c.node(1 + i % 2)).register_raw(body).await;
+        assert_eq!(r.status, 200, "{:?}", r.json());
+        devices.push(r.json()["deviceId"].as_str().unwrap().to_string());
+    }
+    // A broadcast through node 2 and simple pushes through both nodes.
+    let body =
+        json!({"deliveryType": 2, "templateName": "news", "msgkey": "b", "pushStatus": 1, "expiredSeconds": 300});
+    assert_eq!(app.via(c.node(2)).signed("POST", "/v1/push/broadcast", &body.to_string()).await.status, 200);
+    for (i, device) in devices.iter().take(40).enumerate() {
+        let body = json!({"deliveryType": 2, "targetMsgkey": {device.clone(): format!("k{i}")},
+            "title": "Hello", "content": "World", "expiredSeconds": 300});
+        assert_eq!(app.via(c.node(1 + i % 2)).push_simple(body).await.status, 200);
+    }
+    let want = 120 + 40;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while apns.received().len() < want {
+        assert!(tokio::time::Instant::now() < deadline, "{} of {want} reached APNs", apns.received().len());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let got = apns.received();
+    let distinct: std::collections::HashSet<(String, Value)> =
+        got.iter().map(|r| (r.path.clone(), r.json()["herald"]["messageId"].clone())).collect();
+    assert_eq!((got.len(), distinct.len()), (want, want), "each notification once");
+    assert!(apns.problems().is_empty(), "{:?}", apns.problems());
+    // Both nodes took part (each claims 16 at a time, every 50 ms).
+    let mut per_node = Vec::new();
+    for i in 1..=2 {
+        let m = c.node(i).call("GET", "/metrics", &[], Default::default()).await;
+        let text = String::from_utf8_lossy(&m.body).to_string();
+        let sent: usize = text
+            .lines()
+            .filter(|l| l.starts_with("herald_vendor_sends_total") && l.contains("outcome=\"sent\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<usize>().ok())
+            .sum();
+        per_node.push(sent);
+    }
+    assert_eq!(per_node.iter().sum::<usize>(), want, "{per_node:?}");
+    assert!(per_node.iter().all(|n| *n > 0), "both nodes sent: {per_node:?}");
+}

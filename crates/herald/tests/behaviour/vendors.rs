@@ -55,29 +55,24 @@ async fn push(app: &TestApp, creds: &Creds, delivery_type: u8, key: &str, extra:
     t["resultContent"]["data"]["targets"][0]["messageId"].as_str().unwrap().to_string()
 }
 
-async fn apns_channel(app: &TestApp, pem: &str) {
-    let body = json!({"authType": "token", "keyId": "KEY1234567", "teamId": "TEAM123456", "bundleId": "com.example.app",
-        "environment": "sandbox", "privateKey": pem});
+async fn apns_channel(app: &TestApp, body: &Value) {
     let r = app.signed("PUT", "/v1/channels/apns", &body.to_string()).await;
     assert_eq!(r.status, 200, "{:?}", r.json());
     let data = &r.json()["resultContent"]["data"];
     assert_eq!(data["settings"]["privateKey"], "********", "the key is never shown");
-    assert!(!r.body.windows(10).any(|w| w == &pem.as_bytes()[30..40]), "no part of the key in the answer");
+    let pem = body["privateKey"].as_str().unwrap().as_bytes();
+    assert!(!r.body.windows(10).any(|w| w == &pem[30..40]), "no part of the key in the answer");
 }
 
 /// A fake APNs that checks the app's key, a node that trusts it, and an app with the
 /// token-auth channel set.
 async fn apns_node() -> (FakeVendor, TestProcess, TestApp, tempfile::TempDir) {
     let ca = TestCa::new();
-    let (pem, public) = fakes::apns_key();
-    let expect = Expect {
-        apns_key: Some((public, "KEY1234567".into(), "TEAM123456".into(), "com.example.app".into())),
-        ..Expect::default()
-    };
+    let (body, expect) = fakes::apns_token_channel("sandbox");
     let apns = FakeVendor::start(Vendor::Apns, &ca, expect, false).await;
     let (server, dir) = node(&ca, Some(&apns), &[]).await;
     let app = server.create_app().await;
-    apns_channel(&app, &pem).await;
+    apns_channel(&app, &body).await;
     (apns, server, app, dir)
 }
 
@@ -302,4 +297,77 @@ async fn web_push_encrypts_for_the_browser_and_signs_with_vapid() {
     assert_eq!((plain["messageId"].as_str(), plain["title"].as_str()), (Some(mid.as_str()), Some("Hello")));
     assert_eq!(got[0].header("urgency"), Some("high"));
     assert!(wp.problems().is_empty(), "{:?}", wp.problems());
+}
+
+#[tokio::test]
+async fn a_broadcast_reaches_connected_and_vendor_only_devices_exactly_once_each() {
+    let (apns, _server, app, _dir) = apns_node().await;
+    let t = json!({"templateName": "news", "title": "News", "content": "today"});
+    assert_eq!(app.signed("POST", "/v1/templates", &t.to_string()).await.status, 200);
+    // Connected with a token: the own channel. Away with a token: APNs. Away without one:
+    // at its next connect. All of them once.
+    let here = register(&app, "here", "ios", json!({"apns": "a1".repeat(32)})).await;
+    let away = register(&app, "away", "ios", json!({"apns": "b2".repeat(32)})).await;
+    let later = register(&app, "later", "ios", json!({})).await;
+    let mut here_device = TestDevice::connect(&here).await;
+    let body =
+        json!({"deliveryType": 2, "templateName": "news", "msgkey": "b1", "pushStatus": 1, "expiredSeconds": 300});
+    let r = app.signed("POST", "/v1/push/broadcast", &body.to_string()).await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let mid = r.json()["pushResult"]["messageId"].as_str().unwrap().to_string();
+    assert_eq!(here_device.next_push().await.1["messageId"], mid.as_str());
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while apns.received().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "APNs never asked");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut later_device = TestDevice::connect(&later).await;
+    assert_eq!(later_device.next_push().await.1["messageId"], mid.as_str());
+    assert!(here_device.quiet_for(Duration::from_millis(800)).await, "the connected device got it once");
+    assert!(later_device.quiet_for(Duration::from_millis(100)).await);
+    let got = apns.received();
+    assert_eq!(got.len(), 1, "only the device without a connection went through APNs");
+    assert_eq!(got[0].path, format!("/3/device/{}", "b2".repeat(32)));
+    assert_eq!(got[0].json()["herald"]["messageId"], mid.as_str());
+    assert!(away.device_id != here.device_id && apns.problems().is_empty(), "{:?}", apns.problems());
+}
+
+#[tokio::test]
+async fn sends_waiting_for_a_vendor_survive_a_restart_and_none_is_sent_twice() {
+    let (apns, server, app, _dir) = apns_node().await;
+    let sent = register(&app, "i1", "ios", json!({"apns": "ab".repeat(32)})).await;
+    let m_sent = push(&app, &sent, 2, "k1", json!({})).await;
+    wait_vendor(&app, &m_sent, "sent").await;
+    // APNs is down when the second message goes: it waits (back-off) for the next attempt.
+    apns.script(Scripted::Answer {
+        status: 503,
+        headers: vec![("retry-after".into(), "3".into())],
+        body: r#"{"reason":"ServiceUnavailable"}"#.into(),
+    });
+    let waiting = register(&app, "i2", "ios", json!({"apns": "cd".repeat(32)})).await;
+    let m_waiting = push(&app, &waiting, 2, "k2", json!({})).await;
+    // The 503 is recorded (one attempt, waiting for the next) before the node dies.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let send = wait_vendor(&app, &m_waiting, "waiting").await;
+        if send["attempts"] == 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no first attempt: {send}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // kill -9 while the send waits, then the node comes back on the same data.
+    let mut server = server;
+    server.kill9();
+    let server = server.restart().await;
+    let app = app.via(&server);
+    let send = wait_vendor(&app, &m_waiting, "sent").await;
+    assert_eq!(send["attempts"], 2, "{send}");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let paths: Vec<String> = apns.received().iter().map(|r| r.path.clone()).collect();
+    let first = format!("/3/device/{}", "ab".repeat(32));
+    assert_eq!(paths.iter().filter(|p| **p == first).count(), 1, "the accepted one never again: {paths:?}");
+    assert_eq!(paths.len(), 3, "{paths:?}");
+    assert_eq!(app.message_status(&m_sent).await, "sent");
+    assert!(apns.problems().is_empty(), "{:?}", apns.problems());
 }
