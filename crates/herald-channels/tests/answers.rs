@@ -209,7 +209,7 @@ async fn apns_certificate_auth_presents_the_p12_as_client_certificate() {
         ca_file: Some(ca.write_pem(dir.path())),
         ..ChannelsConfig::default()
     };
-    let p12 = fakes::apns_p12(&ca, "Apple Push Services: com.example.app", (2099, 1, 1), "s3cret");
+    let p12 = fakes::apns_p12_base64(&ca, "Apple Push Services: com.example.app", 3650, "s3cret");
     let body = json!({"authType": "certificate", "bundleId": "com.example.app", "environment": "production",
         "certificate": p12, "password": "s3cret"});
     let now = herald_core::now_ms();
@@ -221,16 +221,16 @@ async fn apns_certificate_auth_presents_the_p12_as_client_certificate() {
         "certificate": p12, "password": "wrong"});
     assert!(setup::parse(Channel::Apns, &wrong, now, None).unwrap_err().0.contains("password"));
     // Expired: refused; within 30 days: warned.
-    let old = fakes::apns_p12(&ca, "old", (2020, 1, 1), "p");
+    let old = fakes::apns_p12_base64(&ca, "old", -1, "p");
     let expired = json!({"authType": "certificate", "bundleId": "b", "environment": "production",
         "certificate": old, "password": "p"});
     assert!(setup::parse(Channel::Apns, &expired, now, None).unwrap_err().0.contains("expired"));
-    let soon = fakes::apns_p12(&ca, "soon", (2099, 1, 1), "p");
+    let soon = fakes::apns_p12_base64(&ca, "soon", 10, "p");
     let near = setup::parse(
         Channel::Apns,
         &json!({"authType": "certificate", "bundleId": "b",
         "environment": "production", "certificate": soon, "password": "p"}),
-        4_070_908_800_000 - 86_400_000 * 10,
+        now,
         None,
     )
     .unwrap();

@@ -53,6 +53,8 @@ struct Histogram {
 pub struct VendorMetrics {
     outcomes: Mutex<BTreeMap<(Channel, AppId, &'static str), u64>>,
     latency: Mutex<BTreeMap<Channel, Histogram>>,
+    /// APNs certificates' ends (Unix ms) by app, as this node last saw them.
+    certificates: Mutex<BTreeMap<AppId, i64>>,
 }
 
 impl VendorMetrics {
@@ -70,12 +72,29 @@ impl VendorMetrics {
         }
     }
 
+    /// The app's APNs certificate ends at `not_after` (Unix ms); `None`: it has none now.
+    pub fn certificate(&self, app: &AppId, not_after: Option<i64>) {
+        let mut certificates = self.certificates.lock();
+        match not_after {
+            Some(at) => certificates.insert(app.clone(), at),
+            None => certificates.remove(app),
+        };
+    }
+
     /// How many sends of `channel` ended with `outcome`, over every app.
     pub fn total(&self, channel: Channel, outcome: &str) -> u64 {
         self.outcomes.lock().iter().filter(|((c, _, o), _)| *c == channel && *o == outcome).map(|(_, n)| n).sum()
     }
 
     fn render(&self, out: &mut String) {
+        out.push_str(
+            "# HELP herald_apns_certificate_expiry_seconds Seconds until an app's APNs certificate expires \
+             (negative: expired); Herald warns from 30 days.\n# TYPE herald_apns_certificate_expiry_seconds gauge\n",
+        );
+        let now = herald_core::now_ms();
+        for (app, at) in self.certificates.lock().iter() {
+            out.push_str(&format!("herald_apns_certificate_expiry_seconds{{app=\"{app}\"}} {}\n", (at - now) / 1000));
+        }
         out.push_str(
             "# HELP herald_vendor_sends_total Vendor sends by channel, app and outcome (sent, failed, \
              invalid_token, retried).\n# TYPE herald_vendor_sends_total counter\n",

@@ -57,11 +57,11 @@ fn pem(label: &str, der: &[u8]) -> String {
     format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
 }
 
-/// An APNs certificate as Keychain exports it: a `.p12` holding a client certificate signed
-/// by `ca` (subject CN `common_name`, valid until `not_after`) and its key, sealed with
-/// `password`; base64, as `PUT /v1/channels/apns` takes it.
-pub fn apns_p12(ca: &super::TestCa, common_name: &str, not_after: (i32, u8, u8), password: &str) -> String {
-    let (cert, key) = ca.client_cert(common_name, not_after);
+/// An APNs certificate as Keychain exports it: a `.p12` file holding a client certificate
+/// signed by `ca` (subject CN `common_name`, ending `valid_days` from today, negative for an
+/// expired one) and its key, sealed with `password`.
+pub fn apns_p12(ca: &super::TestCa, common_name: &str, valid_days: i64, password: &str) -> Vec<u8> {
+    let (cert, key) = ca.client_cert(common_name, civil_date(herald_core::now_ms() / 86_400_000 + valid_days));
     let chain = p12_keystore::PrivateKeyChain::new(
         herald_core::crypto::random_bytes::<8>().to_vec(),
         p12_keystore::PrivateKey::from_der(&key).expect("key"),
@@ -69,8 +69,26 @@ pub fn apns_p12(ca: &super::TestCa, common_name: &str, not_after: (i32, u8, u8),
     );
     let mut store = p12_keystore::KeyStore::new();
     store.add_entry("apns", p12_keystore::KeyStoreEntry::PrivateKeyChain(chain));
-    let der = store.writer(password).write().expect("write .p12");
-    base64::engine::general_purpose::STANDARD.encode(der)
+    store.writer(password).write().expect("write .p12")
+}
+
+/// The `.p12` in base64, as `PUT /v1/channels/apns` takes it.
+pub fn apns_p12_base64(ca: &super::TestCa, common_name: &str, valid_days: i64, password: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(apns_p12(ca, common_name, valid_days, password))
+}
+
+/// The (year, month, day) of a day counted from 1970-01-01 (the proleptic Gregorian calendar).
+fn civil_date(days: i64) -> (i32, u8, u8) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year as i32, month as u8, day as u8)
 }
 
 /// An app's APNs token-auth channel: the `PUT /v1/channels/apns` body (a fresh `.p8` key,
@@ -85,4 +103,14 @@ pub fn apns_token_channel(environment: &str) -> (Value, super::Expect) {
         ..super::Expect::default()
     };
     (body, expect)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn civil_dates() {
+        assert_eq!(super::civil_date(0), (1970, 1, 1));
+        assert_eq!(super::civil_date(11_016), (2000, 2, 29));
+        assert_eq!(super::civil_date(47_481), (2099, 12, 31));
+    }
 }

@@ -35,7 +35,7 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use checks::*;
-pub use keys::{apns_key, apns_p12, apns_token_channel, service_account, subscription};
+pub use keys::{apns_key, apns_p12, apns_p12_base64, apns_token_channel, service_account, subscription};
 
 /// A certificate authority of the test, and a server certificate for 127.0.0.1 and
 /// localhost signed by it. Its PEM goes to the node's `channels.ca_file`.

@@ -101,7 +101,11 @@ async fn put(state: &AppState, app: &AppId, kind: Channel, body: &[u8]) -> Resul
         updated_at: now,
         health: Default::default(),
     };
+    let not_after = record.settings.get("notAfter").and_then(Value::as_i64);
     state.store.put_channel(record).await?;
+    if kind == Channel::Apns {
+        state.dispatcher.metrics().vendor.certificate(app, not_after);
+    }
     tracing::info!(app = %app, channel = %kind, "channel configured");
     get(state, app, kind).await
 }
@@ -116,6 +120,9 @@ async fn get(state: &AppState, app: &AppId, kind: Channel) -> Result<Value, Refu
 async fn delete(state: &AppState, app: &AppId, kind: Channel) -> Result<Value, Refusal> {
     if !state.store.delete_channel(app, kind).await? {
         return Err(Refusal::new(ErrorCode::ChannelNotConfigured, format!("the app has no {kind} channel")));
+    }
+    if kind == Channel::Apns {
+        state.dispatcher.metrics().vendor.certificate(app, None);
     }
     tracing::info!(app = %app, channel = %kind, "channel removed");
     Ok(json!({"kind": kind, "deleted": true}))

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use herald_channels::setup::CERT_WARNING_DAYS;
 use herald_channels::{Credential, Senders};
 use herald_core::channel::{VendorNotification, VendorOutcome};
 use herald_core::crypto::MasterKey;
@@ -147,6 +148,13 @@ impl VendorWorker {
         let credential = Arc::new(
             Credential::open(channel, &record.settings, &secret, record.updated_at).map_err(|e| e.to_string())?,
         );
+        if channel == Channel::Apns {
+            let not_after = record.settings.get("notAfter").and_then(serde_json::Value::as_i64);
+            self.metrics.vendor.certificate(app, not_after);
+            if let Some(at) = not_after.filter(|at| at - herald_core::now_ms() < CERT_WARNING_DAYS * 86_400_000) {
+                tracing::warn!(app = %app, not_after = at, "the APNs certificate expires within {CERT_WARNING_DAYS} days (or has): upload a new one");
+            }
+        }
         self.credentials.lock().insert(key, (record.updated_at, credential.clone()));
         Ok(credential)
     }

@@ -371,3 +371,93 @@ async fn sends_waiting_for_a_vendor_survive_a_restart_and_none_is_sent_twice() {
     assert_eq!(app.message_status(&m_sent).await, "sent");
     assert!(apns.problems().is_empty(), "{:?}", apns.problems());
 }
+
+/// `herald channel …` against a running node: key files read from disk, the answer as the
+/// admin API gives it.
+fn cli(server: &TestProcess, args: &[&str]) -> (bool, Value, String) {
+    let out = std::process::Command::new(herald_bin!())
+        .args(["channel"])
+        .args(args)
+        .args(["--server", &format!("http://{}", server.http)])
+        .env("HERALD_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("HERALD_APNS_P12_PASSWORD", "s3cret")
+        .output()
+        .unwrap();
+    let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.success(), json, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[tokio::test]
+async fn the_cli_sets_channels_from_key_files() {
+    let ca = TestCa::new();
+    let (server, dir) = node(&ca, None, &[]).await;
+    let app = server.create_app().await;
+    let (token_body, _) = fakes::apns_token_channel("sandbox");
+    let p8 = dir.path().join("AuthKey_KEY1234567.p8");
+    std::fs::write(&p8, token_body["privateKey"].as_str().unwrap()).unwrap();
+    let (ok, j, err) = cli(
+        &server,
+        &[
+            "set",
+            "apns",
+            "--app",
+            &app.app_id,
+            "--bundle-id",
+            "com.example.app",
+            "--environment",
+            "sandbox",
+            "--p8",
+            p8.to_str().unwrap(),
+            "--key-id",
+            "KEY1234567",
+            "--team-id",
+            "TEAM123456",
+        ],
+    );
+    assert!(ok, "{err} {j}");
+    assert_eq!(
+        (j["data"]["settings"]["authType"].as_str(), j["data"]["settings"]["privateKey"].as_str()),
+        (Some("token"), Some("********"))
+    );
+
+    // A .p12 that expires in 20 days: accepted, with its subject, expiry and a warning.
+    let p12 = dir.path().join("apns.p12");
+    std::fs::write(&p12, fakes::apns_p12(&ca, "Apple Push Services: com.example.app", 20, "s3cret")).unwrap();
+    let (ok, j, err) = cli(
+        &server,
+        &["set", "apns", "--app", &app.app_id, "--bundle-id", "com.example.app", "--p12", p12.to_str().unwrap()],
+    );
+    assert!(ok, "{err} {j}");
+    assert_eq!(j["data"]["settings"]["authType"], "certificate");
+    assert!(j["data"]["settings"]["subject"].as_str().unwrap().contains("com.example.app"), "{j}");
+    assert_eq!(j["data"]["warnings"].as_array().unwrap().len(), 1, "{j}");
+    let seen = app.signed("GET", "/v1/channels/apns", "").await.json();
+    assert_eq!(seen["resultContent"]["data"]["settings"]["notAfter"], j["data"]["settings"]["notAfter"]);
+    let metrics = server.call("GET", "/metrics", &[], Default::default()).await;
+    let text = String::from_utf8_lossy(&metrics.body).to_string();
+    let line = format!("herald_apns_certificate_expiry_seconds{{app=\"{}\"}}", app.app_id);
+    let left: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix(line.as_str()))
+        .unwrap_or_else(|| panic!("{text}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((left - 20.0 * 86_400.0).abs() < 2.0 * 86_400.0, "{left}");
+
+    // A service-account file; a wrong path is an error that names the file.
+    let fcm = FakeVendor::start(Vendor::Fcm, &ca, Expect::default(), false).await;
+    let (account, _) = fakes::service_account(&fcm, "proj-1");
+    let file = dir.path().join("sa.json");
+    std::fs::write(&file, account.to_string()).unwrap();
+    let (ok, j, err) = cli(&server, &["set", "fcm", "--app", &app.app_id, "--service-account", file.to_str().unwrap()]);
+    assert!(ok && j["data"]["settings"]["projectId"] == "proj-1", "{err} {j}");
+    let (ok, _, err) = cli(&server, &["set", "fcm", "--app", &app.app_id, "--service-account", "/nonexistent.json"]);
+    assert!(!ok && err.contains("/nonexistent.json"), "{err}");
+    let (ok, j, _) = cli(&server, &["get", "--app", &app.app_id, "fcm"]);
+    assert!(ok && j["data"]["settings"]["privateKey"] == "********", "{j}");
+    let (ok, _, _) = cli(&server, &["delete", "--app", &app.app_id, "fcm"]);
+    assert!(ok);
+    let (ok, j, _) = cli(&server, &["get", "--app", &app.app_id, "fcm"]);
+    assert!(!ok && j["resultCode"] == "CHANNEL_NOT_CONFIGURED", "{j}");
+}

@@ -1,8 +1,10 @@
-//! The `herald` command: `serve`, `config default`, `app`, `key`, `sign`. (The load
+//! The `herald` command: `serve`, `config default`, `app`, `key`, `channel`, `sign`. (The load
 //! generator is its own binary, `herald-bench`.)
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+mod channel;
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -37,6 +39,12 @@ enum Command {
     Key {
         #[command(subcommand)]
         command: KeyCommand,
+    },
+    /// Configure an app's vendor channels (APNs, FCM, Huawei, Xiaomi, Web Push) through the
+    /// admin API of a running node, reading key files from disk.
+    Channel {
+        #[command(subcommand)]
+        command: channel::ChannelCommand,
     },
     /// Print the signature headers of a server-API request as curl arguments.
     Sign(SignArgs),
@@ -163,6 +171,7 @@ pub fn main() -> ExitCode {
         },
         Command::App { command } => report(runtime().and_then(|rt| rt.block_on(app(command)))),
         Command::Key { command } => report(runtime().and_then(|rt| rt.block_on(key(command)))),
+        Command::Channel { command } => report(runtime().and_then(|rt| rt.block_on(channel::run(command)))),
     }
 }
 
