@@ -105,18 +105,28 @@ pub(crate) async fn register_devices(
     n: usize,
     first: usize,
 ) -> anyhow::Result<Vec<(String, String)>> {
+    let bodies = (first..first + n).map(|i| json!({"platform": "android", "installId": format!("bench-{i}")}));
+    register_each(pool, app, bodies.collect()).await
+}
+
+/// Registers a device per `/device/v1/register` body; returns (deviceId, deviceToken) pairs.
+pub(crate) async fn register_each(
+    pool: Arc<HttpPool>,
+    app: &BenchApp,
+    bodies: Vec<Value>,
+) -> anyhow::Result<Vec<(String, String)>> {
     let headers = Arc::new(vec![
         ("x-herald-app".to_string(), app.app_id.clone()),
         ("x-herald-app-key".to_string(), app.app_key.clone()),
     ]);
     let sem = Arc::new(Semaphore::new(pool.senders.len()));
-    let mut tasks = Vec::with_capacity(n);
-    for i in first..first + n {
+    let mut tasks = Vec::with_capacity(bodies.len());
+    for body in bodies {
         let (pool, headers, sem) = (pool.clone(), headers.clone(), sem.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire().await?;
-            let body = json!({"platform": "android", "installId": format!("bench-{i}")}).to_string();
-            let (status, body) = pool.send("POST", "/device/v1/register", &headers, Bytes::from(body)).await?;
+            let (status, body) =
+                pool.send("POST", "/device/v1/register", &headers, Bytes::from(body.to_string())).await?;
             if status != 200 {
                 bail!("register: {status}");
             }
@@ -127,7 +137,7 @@ pub(crate) async fn register_devices(
             ))
         }));
     }
-    let mut out = Vec::with_capacity(n);
+    let mut out = Vec::with_capacity(tasks.len());
     for t in tasks {
         out.push(t.await??);
     }

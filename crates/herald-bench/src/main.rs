@@ -3,6 +3,7 @@
 //!
 //! - `idle`: N authenticated, subscribed, idle MQTT connections; resident memory of the
 //!   server process per connection (from /proc/PID/status).
+//! - `apns`: notifications per second to a fake APNs, next to @parse/node-apn.
 //! - `push`: single-target Simple pushes end to end — signed HTTP request → committed →
 //!   PUBLISH at the device → PUBACK — at full speed (closed loop) and at a fixed rate (open
 //!   loop), with p50/p99 latency from sending the request to the device receiving it. The
@@ -11,6 +12,7 @@
 //! The load generator is this process: raw MQTT clients on the `herald-mqtt` codec and
 //! keep-alive HTTP/1.1 connections. Servers run as child processes on loopback.
 
+mod apns;
 mod broadcast;
 mod cluster;
 mod idle;
@@ -99,6 +101,12 @@ pub struct BenchArgs {
     /// The rumqttd binary measured as the second reference (`cargo install rumqttd`).
     #[arg(long, default_value = "rumqttd")]
     rumqttd: PathBuf,
+    /// The directory of the node-apn reference (`npm ci --prefix bench/node-apn` installs it).
+    #[arg(long, default_value = "bench/node-apn")]
+    node_apn: PathBuf,
+    /// Sends node-apn keeps in flight at once.
+    #[arg(long, default_value_t = 512)]
+    node_apn_window: usize,
     /// `hold`: the node to connect to.
     #[arg(long, hide = true)]
     mqtt: Option<String>,
@@ -118,6 +126,9 @@ enum Scenario {
     /// Broadcast answer time by registered devices, and fan-out to `--connections`
     /// connected devices next to Mosquitto and rumqttd.
     Broadcast,
+    /// Notifications per second to a fake APNs from the signed API, next to @parse/node-apn
+    /// (`--devices` tokens; needs Node and `npm ci --prefix bench/node-apn`).
+    Apns,
     /// A helper process of `cluster`: holds the devices of `--devices-file` on `--mqtt`.
     #[value(hide = true)]
     Hold,
@@ -150,6 +161,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.scenario == Scenario::Broadcast {
         broadcast::run(&args, &herald_bin).await?;
+    }
+    if args.scenario == Scenario::Apns {
+        apns::run(&args, &herald_bin).await?;
     }
     Ok(())
 }

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,7 +18,7 @@ use parking_lot::Mutex;
 use rustls::RootCertStore;
 use serde_json::{Map, Value, json};
 
-use crate::http::HttpsClient;
+use crate::http::{ClientAuth, HttpsClient};
 use crate::setup::{ApnsAuth, ApnsCredential};
 use crate::{ChannelsConfig, Payload, throttled, unavailable, unreachable};
 
@@ -29,20 +30,54 @@ const TOKEN_MIN_AGE_SECS: i64 = 20 * 60;
 /// The largest payload APNs takes for an alert.
 const MAX_PAYLOAD: usize = 4096;
 
+/// Several HTTP/2 connections to APNs, used in turn: one connection is one TLS stream and
+/// one task on each side, and Apple advises more than one for throughput.
+#[derive(Clone)]
+struct Connections {
+    clients: Arc<Vec<HttpsClient>>,
+    next: Arc<AtomicUsize>,
+}
+
+impl Connections {
+    fn new(n: usize, roots: &Arc<RootCertStore>, auth: Option<ClientAuth>, timeout: Duration) -> Result<Self, String> {
+        let clients = (0..n.max(1))
+            .map(|_| {
+                let auth = auth.as_ref().map(|(chain, key)| (chain.clone(), key.clone_key()));
+                HttpsClient::h2(roots.clone(), auth, timeout).map_err(|e| e.to_string())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Connections { clients: Arc::new(clients), next: Arc::new(AtomicUsize::new(0)) })
+    }
+
+    fn pick(&self) -> HttpsClient {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.clients.len();
+        self.clients[i].clone()
+    }
+}
+
 pub(crate) struct Apns {
     roots: Arc<RootCertStore>,
     timeout: Duration,
+    /// Connections per pool (`channels.apns_connections`).
+    connections: usize,
     /// One pool for every token-authenticated app: the token travels per request.
-    shared: Mutex<Option<HttpsClient>>,
+    shared: Mutex<Option<Connections>>,
     /// One pool per certificate (the certificate is the TLS client's).
-    by_certificate: Mutex<HashMap<String, HttpsClient>>,
+    by_certificate: Mutex<HashMap<String, Connections>>,
     /// Provider tokens by key: (token, issued at, Unix seconds).
     tokens: Mutex<HashMap<String, (String, i64)>>,
 }
 
 impl Apns {
-    pub(crate) fn new(roots: Arc<RootCertStore>, timeout: Duration) -> Apns {
-        Apns { roots, timeout, shared: Mutex::default(), by_certificate: Mutex::default(), tokens: Mutex::default() }
+    pub(crate) fn new(roots: Arc<RootCertStore>, timeout: Duration, connections: usize) -> Apns {
+        Apns {
+            roots,
+            timeout,
+            connections,
+            shared: Mutex::default(),
+            by_certificate: Mutex::default(),
+            tokens: Mutex::default(),
+        }
     }
 
     fn client(&self, c: &ApnsCredential) -> Result<HttpsClient, String> {
@@ -50,18 +85,19 @@ impl Apns {
             ApnsAuth::Token { .. } => {
                 let mut shared = self.shared.lock();
                 if shared.is_none() {
-                    *shared = Some(HttpsClient::h2(self.roots.clone(), None, self.timeout).map_err(|e| e.to_string())?);
+                    *shared = Some(Connections::new(self.connections, &self.roots, None, self.timeout)?);
                 }
-                Ok(shared.clone().expect("set above"))
+                Ok(shared.as_ref().expect("set above").pick())
             }
             ApnsAuth::Certificate { chain, key } => {
                 let mut pools = self.by_certificate.lock();
-                if let Some(client) = pools.get(&c.id) {
-                    return Ok(client.clone());
+                if let Some(pool) = pools.get(&c.id) {
+                    return Ok(pool.pick());
                 }
                 let auth = Some((chain.clone(), key.clone_key()));
-                let client = HttpsClient::h2(self.roots.clone(), auth, self.timeout).map_err(|e| e.to_string())?;
-                pools.insert(c.id.clone(), client.clone());
+                let pool = Connections::new(self.connections, &self.roots, auth, self.timeout)?;
+                let client = pool.pick();
+                pools.insert(c.id.clone(), pool);
                 Ok(client)
             }
         }

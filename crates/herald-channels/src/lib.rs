@@ -53,6 +53,9 @@ pub struct ChannelsConfig {
     /// Requests in flight at once per vendor (each vendor has its own: a slow vendor never
     /// holds another's).
     pub max_in_flight: usize,
+    /// HTTP/2 connections to APNs per pool (one pool for token-authenticated apps, one per
+    /// certificate), used in turn.
+    pub apns_connections: usize,
     /// Sends claimed from the store at a time.
     pub claim_batch: usize,
     /// How long a claimed send belongs to the node that claimed it (seconds): after a
@@ -76,6 +79,7 @@ impl Default for ChannelsConfig {
             ca_file: None,
             request_timeout_secs: 10,
             max_in_flight: 512,
+            apns_connections: 4,
             claim_batch: 1000,
             claim_lease_secs: 60,
             poll_ms: 1000,
@@ -99,7 +103,7 @@ impl Senders {
         let roots = http::roots(config.ca_file.as_deref())?;
         let http = HttpsClient::new(roots.clone(), None, timeout)?;
         Ok(Arc::new(Senders {
-            apns: apns::Apns::new(roots, timeout),
+            apns: apns::Apns::new(roots, timeout, config.apns_connections),
             oauth: fcm::TokenCache::default(),
             hms: hms::TokenCache::default(),
             http,

@@ -256,6 +256,9 @@ xiaomi_url = "https://api.xmpush.xiaomi.com"
 request_timeout_secs = 10
 # Requests in flight at once per vendor.
 max_in_flight = 512
+# HTTP/2 connections to APNs per pool (token-authenticated apps share one pool; each
+# certificate has its own), used in turn.
+apns_connections = 4
 # Sends claimed from the store at a time, per vendor.
 claim_batch = 1000
 # Seconds a claimed send belongs to the node that claimed it (another node takes it after).

@@ -77,8 +77,25 @@ pub(crate) async fn claim<X: Tx>(
     lease_ms: i64,
     limit: usize,
 ) -> StoreResult<Vec<VendorSend>> {
+    let sends = claim_rows(tx, channel, now, lease_ms, limit).await?;
+    with_payloads(tx, sends).await
+}
+
+/// The claim itself: due sends of `channel` taken for `lease_ms`, without their payloads.
+pub(crate) async fn claim_rows<X: Tx>(
+    tx: &X,
+    channel: Channel,
+    now: i64,
+    lease_ms: i64,
+    limit: usize,
+) -> StoreResult<Vec<VendorSend>> {
     let args: [&dyn Arg; 4] = [&now, &(now + lease_ms), &(limit as i64), &channel.as_str()];
-    let mut sends = tx.query(&sql::CLAIM_VENDOR_SENDS, &args, rows::claimed_send).await?;
+    tx.query(&sql::CLAIM_VENDOR_SENDS, &args, rows::claimed_send).await
+}
+
+/// Claimed sends with the payload of their message (none when it was revoked): a read of
+/// committed, unchanging rows, which SQLite makes on a reader rather than its writer.
+pub(crate) async fn with_payloads<X: Tx>(tx: &X, mut sends: Vec<VendorSend>) -> StoreResult<Vec<VendorSend>> {
     let mut ids: Vec<&str> = sends.iter().map(|s| s.message_id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();

@@ -114,7 +114,7 @@ impl SqliteStore {
             .execute_batch(&format!(
                 "PRAGMA page_size = 2048; PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON; \
                  PRAGMA busy_timeout = 5000; PRAGMA cache_size = -65536; \
-                 PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;"
+                 PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864; PRAGMA temp_store = MEMORY;"
             ))
             .map_err(map_err)?;
         stable_plans(&writer).map_err(map_err)?;
@@ -586,7 +586,11 @@ impl Store for SqliteStore {
         lease_ms: i64,
         limit: usize,
     ) -> StoreResult<Vec<VendorSend>> {
-        self.write(move |tx| run_now(ops::channels::claim(tx, channel, now, lease_ms, limit))).await
+        let sends = self.write(move |tx| run_now(ops::channels::claim_rows(tx, channel, now, lease_ms, limit))).await?;
+        if sends.is_empty() {
+            return Ok(sends);
+        }
+        self.read(move |tx| run_now(ops::channels::with_payloads(tx, sends))).await
     }
 
     async fn finish_vendor_sends(&self, done: Vec<VendorSendDone>) -> StoreResult<()> {

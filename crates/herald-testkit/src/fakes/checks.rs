@@ -71,10 +71,19 @@ pub(super) fn check_apns(s: &Shared, r: &Received, version: Version) -> Result<(
     let expect = s.expect.lock();
     if let Some((public, key_id, team_id, topic)) = &expect.apns_key {
         let bearer = r.header("authorization").and_then(|a| a.strip_prefix("bearer ")).ok_or("MissingProviderToken")?;
+        // A token whose signature was verified once is taken again as is, as APNs caches a
+        // provider token for its hour; its header and claims are checked every time.
+        let known = s.verified_tokens.lock().contains(bearer);
         let (header, claims) = jwt(bearer, |msg, sig| {
-            signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, public).verify(msg, sig).is_ok()
+            known
+                || signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, public)
+                    .verify(msg, sig)
+                    .is_ok()
         })
         .map_err(|e| format!("InvalidProviderToken: {e}"))?;
+        if !known {
+            s.verified_tokens.lock().insert(bearer.to_string());
+        }
         if header["alg"] != "ES256" || header["kid"] != key_id.as_str() {
             return Err(format!("InvalidProviderToken: header {header}"));
         }

@@ -199,6 +199,8 @@ struct Shared {
     issued_tokens: Mutex<Vec<String>>,
     token_requests: Mutex<u64>,
     connections: AtomicU64,
+    /// APNs provider tokens whose signature verified.
+    verified_tokens: Mutex<std::collections::HashSet<String>>,
 }
 
 /// A vendor fake on 127.0.0.1, port 0, over TLS signed by a [`TestCa`].
@@ -223,6 +225,7 @@ impl FakeVendor {
             issued_tokens: Mutex::default(),
             token_requests: Mutex::new(0),
             connections: AtomicU64::new(0),
+            verified_tokens: Mutex::default(),
         });
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
         let s = shared.clone();
@@ -251,6 +254,11 @@ impl FakeVendor {
 
     pub fn received(&self) -> Vec<Received> {
         self.shared.received.lock().clone()
+    }
+
+    /// How many requests passed the checks (cheaper than `received().len()`).
+    pub fn received_count(&self) -> usize {
+        self.shared.received.lock().len()
     }
 
     pub fn problems(&self) -> Vec<String> {
@@ -287,7 +295,9 @@ async fn serve(acceptor: tokio_rustls::TlsAcceptor, tcp: tokio::net::TcpStream, 
         let (s, control) = (svc_shared.clone(), svc_control.clone());
         async move { Ok::<_, std::convert::Infallible>(handle(&s, &control, req, client_cert).await) }
     });
-    let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    let mut builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    // As APNs: up to 1,000 streams at once on a connection.
+    builder.http2().max_concurrent_streams(1000);
     let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(tls), service);
     tokio::pin!(conn);
     loop {

@@ -24,7 +24,7 @@ use herald_core::ids::AppId;
 use herald_core::model::{VendorSend, VendorSendDone};
 use herald_core::state::{Channel, VendorSendStatus};
 use parking_lot::Mutex;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 
 use herald_store::Store;
 
@@ -32,6 +32,9 @@ use crate::metrics::Metrics;
 use crate::shutdown::Signal;
 
 type Key = (AppId, Channel);
+
+/// A send's answer, and its share of the room its claim took.
+type Answer = (VendorSendDone, OwnedSemaphorePermit);
 
 pub struct VendorWorker {
     store: Arc<dyn Store>,
@@ -74,58 +77,98 @@ impl VendorWorker {
         Channel::VENDORS.iter().map(|c| tokio::spawn(self.clone().run(*c, shutdown.clone()))).collect()
     }
 
+    /// One vendor's pipeline: claim due sends while there is room, send each (at most
+    /// `max_in_flight` at once), and record the answers in groups as they come, so that a
+    /// slow answer never holds the next claim. At most two claim batches are out (claimed and
+    /// not yet recorded) at a time. On shutdown, the sends out are finished and recorded.
     async fn run(self: Arc<Self>, channel: Channel, shutdown: Signal) {
         let cfg = self.senders.config().clone();
+        let batch = cfg.claim_batch.max(1);
         let in_flight = Arc::new(Semaphore::new(cfg.max_in_flight.max(1)));
+        let out = Arc::new(Semaphore::new(batch * 2));
         let poll = Duration::from_millis(cfg.poll_ms.max(10));
+        let (answers, answered) = tokio::sync::mpsc::unbounded_channel();
+        let recorder = tokio::spawn(self.clone().record(answered, batch));
         loop {
             let rung = self.ring.notified();
-            let now = herald_core::now_ms();
-            let claimed = match self
-                .store
-                .claim_vendor_sends(channel, now, cfg.claim_lease_secs as i64 * 1000, cfg.claim_batch)
-                .await
+            // Room for the next claim (a quarter of a batch at least, so that a busy vendor
+            // is not claimed from a row at a time): wait for answers to be recorded for it.
+            let least = (batch / 4).max(1);
+            let Ok(mut room) = out.clone().acquire_many_owned(least as u32).await else { break };
+            let more = out.available_permits().min(batch - least);
+            if more > 0
+                && let Ok(p) = out.clone().try_acquire_many_owned(more as u32)
             {
+                room.merge(p);
+            }
+            let now = herald_core::now_ms();
+            let lease = cfg.claim_lease_secs as i64 * 1000;
+            let claimed = match self.store.claim_vendor_sends(channel, now, lease, room.num_permits()).await {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(error = %e, %channel, "cannot claim vendor sends");
                     Vec::new()
                 }
             };
-            let full = claimed.len() >= cfg.claim_batch;
-            if !claimed.is_empty() {
-                self.send_batch(claimed, &in_flight).await;
-            }
+            let full = !claimed.is_empty() && claimed.len() >= room.num_permits();
+            self.send_claimed(claimed, room, &in_flight, &answers).await;
             if full {
                 continue;
             }
             tokio::select! {
                 _ = rung => {}
                 _ = tokio::time::sleep(poll) => {}
-                _ = shutdown.wait() => return,
+                _ = shutdown.wait() => break,
             }
+        }
+        // The sends out hold clones of `answers`: the recorder ends once they are recorded.
+        drop(answers);
+        let _ = recorder.await;
+    }
+
+    /// Starts a send per claimed row; each answer goes to the recorder with its share of
+    /// `room` (the claim's permits, released once the answer is recorded; the share of rows
+    /// not claimed is released at once).
+    async fn send_claimed(
+        self: &Arc<Self>,
+        claimed: Vec<VendorSend>,
+        mut room: OwnedSemaphorePermit,
+        in_flight: &Arc<Semaphore>,
+        answers: &mpsc::UnboundedSender<Answer>,
+    ) {
+        // Each app's credential is looked up once per claim (a rotation shows at the next).
+        let mut credentials: HashMap<Key, Result<Arc<Credential>, String>> = HashMap::new();
+        for send in &claimed {
+            if let std::collections::hash_map::Entry::Vacant(slot) =
+                credentials.entry((send.app_id.clone(), send.channel))
+            {
+                slot.insert(self.credential(&send.app_id, send.channel).await);
+            }
+        }
+        for send in claimed {
+            let Some(share) = room.split(1) else { break };
+            let (me, permits, answers) = (self.clone(), in_flight.clone(), answers.clone());
+            let credential = credentials[&(send.app_id.clone(), send.channel)].clone();
+            tokio::spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                let done = me.send_one(send, credential).await;
+                let _ = answers.send((done, share));
+            });
         }
     }
 
-    async fn send_batch(self: &Arc<Self>, claimed: Vec<VendorSend>, in_flight: &Arc<Semaphore>) {
-        let mut tasks = Vec::with_capacity(claimed.len());
-        for send in claimed {
-            let (me, permits) = (self.clone(), in_flight.clone());
-            tasks.push(tokio::spawn(async move {
-                let _permit = permits.acquire_owned().await;
-                me.send_one(send).await
-            }));
-        }
-        let mut done = Vec::with_capacity(tasks.len());
-        for t in tasks {
-            if let Ok(d) = t.await {
-                done.push(d);
+    /// Records answers as they come, up to `batch` in one store call; a send's room is
+    /// released once its answer is recorded.
+    async fn record(self: Arc<Self>, mut answered: mpsc::UnboundedReceiver<Answer>, batch: usize) {
+        let mut group = Vec::with_capacity(batch);
+        while answered.recv_many(&mut group, batch).await > 0 {
+            let (done, rooms): (Vec<_>, Vec<_>) = group.drain(..).unzip();
+            if let Err(e) = self.store.finish_vendor_sends(done).await {
+                // Claims lapse: the sends are tried again after the lease (a vendor that took
+                // one gets it twice; the device drops the copy by its messageId).
+                tracing::error!(error = %e, "cannot record vendor answers");
             }
-        }
-        if let Err(e) = self.store.finish_vendor_sends(done).await {
-            // Claims lapse: the sends are tried again after the lease (a vendor that took
-            // one gets it twice; the device drops the copy by its messageId).
-            tracing::error!(error = %e, "cannot record vendor answers");
+            drop(rooms);
         }
     }
 
@@ -159,7 +202,7 @@ impl VendorWorker {
         Ok(credential)
     }
 
-    async fn send_one(&self, s: VendorSend) -> VendorSendDone {
+    async fn send_one(&self, s: VendorSend, credential: Result<Arc<Credential>, String>) -> VendorSendDone {
         let now = herald_core::now_ms();
         let mut done = VendorSendDone {
             message_id: s.message_id.clone(),
@@ -190,7 +233,7 @@ impl VendorWorker {
             done.reason = Some("the vendor asked this app to slow down".into());
             return done;
         }
-        let credential = match self.credential(&s.app_id, s.channel).await {
+        let credential = match credential {
             Ok(c) => c,
             Err(reason) => {
                 done.reason = Some(reason);
