@@ -3,13 +3,17 @@
 //! token, header and body as APNs does) that runs in this process on loopback and shares the
 //! machine's cores with the senders.
 //!
-//! - Herald: `--devices` iOS devices with APNs tokens and no MQTT connection; Multiple pushes
-//!   (100 targets a request, 8 requests in flight) through the signed API; measured from the
-//!   first request until the fake has answered 200 to every notification.
-//! - node-apn (`bench/node-apn/send.js`, run with Node): the same tokens, one notification
-//!   each with its own payload, `--node-apn-window` in flight at once on one Provider;
-//!   measured by the script from its first send to its last answer (Node's start-up is not
-//!   counted).
+//! Two shapes, each sender both ways, in one run:
+//!
+//! - one notification to every token: Herald, one Broadcast push to `--devices` iOS devices
+//!   with APNs tokens and no MQTT connection; node-apn, one `Notification` sent to each token;
+//! - a notification of its own per token: Herald, Multiple pushes (100 targets a request, 16
+//!   requests in flight); node-apn, a `Notification` per token.
+//!
+//! Herald is measured from its first API request until the fake has answered 200 to every
+//! notification; node-apn (`bench/node-apn/send.js`, `--node-apn-window` sends in flight on
+//! one Provider) by the script, from its first send to its last answer (Node's start-up is
+//! not counted).
 
 use std::path::Path;
 use std::process::Stdio;
@@ -180,9 +184,6 @@ async fn herald_phase(
     n: usize,
 ) -> anyhow::Result<Phase> {
     let before = fake.received_count();
-    if std::env::var_os("HERALD_BENCH_MARK").is_some() {
-        eprintln!("pushing");
-    }
     let (cpu, bench) = (herald.cpu_secs()?, cpu_secs(std::process::id())?);
     let started = Instant::now();
     let sem = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
