@@ -129,8 +129,8 @@ impl Apns {
 
     pub(crate) async fn send(&self, cfg: &ChannelsConfig, c: &ApnsCredential, n: &VendorNotification) -> VendorOutcome {
         let now_ms = herald_core::now_ms();
-        let p = Payload::of(n);
-        let body = payload(&p);
+        let p = Payload::of(n, &cfg.recall_text);
+        let body = payload(&p, n.recall);
         if body.len() > MAX_PAYLOAD {
             return VendorOutcome::Failed {
                 reason: format!("PayloadTooLarge: {} bytes, APNs takes {MAX_PAYLOAD}", body.len()),
@@ -196,13 +196,16 @@ fn collapse_id(message_id: &str) -> &str {
 /// The APNs JSON: the `aps` dictionary from the title, content and silent flag (with
 /// `badge` and `sound` taken from extendedParams when given), Herald's ids under `herald`,
 /// and the other extendedParams as custom keys beside `aps`.
-fn payload(p: &Payload) -> Vec<u8> {
+/// A recall (`recall`) has the same title, the recall text, no sound, and `herald.revoked`.
+fn payload(p: &Payload, recall: bool) -> Vec<u8> {
     let mut aps = Map::new();
     if p.silent != 0 {
         aps.insert("content-available".into(), 1.into());
     } else {
         aps.insert("alert".into(), json!({"title": p.title, "body": p.content}));
-        aps.insert("sound".into(), p.extended_params.get("sound").cloned().unwrap_or_else(|| "default".into()));
+        if !recall {
+            aps.insert("sound".into(), p.extended_params.get("sound").cloned().unwrap_or_else(|| "default".into()));
+        }
         aps.insert("mutable-content".into(), 1.into());
     }
     if let Some(badge) = p.extended_params.get("badge").filter(|b| b.is_u64()) {
@@ -210,15 +213,16 @@ fn payload(p: &Payload) -> Vec<u8> {
     }
     let mut root = Map::new();
     for (k, v) in &p.extended_params {
-        if !matches!(k.as_str(), "aps" | "herald" | "sound" | "badge") {
+        if !matches!(k.as_str(), "aps" | "herald" | "sound" | "badge" | "revoked") {
             root.insert(k.clone(), v.clone());
         }
     }
     root.insert("aps".into(), Value::Object(aps));
-    root.insert(
-        "herald".into(),
-        json!({"messageId": p.message_id, "msgKey": p.msg_key, "taskId": p.task_id, "uri": p.uri}),
-    );
+    let mut herald = json!({"messageId": p.message_id, "msgKey": p.msg_key, "taskId": p.task_id, "uri": p.uri});
+    if recall {
+        herald["revoked"] = true.into();
+    }
+    root.insert("herald".into(), herald);
     Value::Object(root).to_string().into_bytes()
 }
 
@@ -231,12 +235,12 @@ mod tests {
         let mut p = Payload { title: "T".into(), content: "C".into(), message_id: "m1".into(), ..Payload::default() };
         p.extended_params.insert("badge".into(), 3.into());
         p.extended_params.insert("orderId".into(), "7".into());
-        let v: Value = serde_json::from_slice(&payload(&p)).unwrap();
+        let v: Value = serde_json::from_slice(&payload(&p, false)).unwrap();
         assert_eq!(v["aps"]["alert"], json!({"title": "T", "body": "C"}));
         assert_eq!((v["aps"]["badge"].clone(), v["orderId"].clone()), (json!(3), json!("7")));
         assert_eq!(v["herald"]["messageId"], "m1");
         p.silent = 1;
-        let v: Value = serde_json::from_slice(&payload(&p)).unwrap();
+        let v: Value = serde_json::from_slice(&payload(&p, false)).unwrap();
         assert_eq!(v["aps"]["content-available"], 1);
         assert!(v["aps"].get("alert").is_none());
         assert_eq!(collapse_id(&"x".repeat(80)).len(), 64);

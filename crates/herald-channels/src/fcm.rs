@@ -93,7 +93,7 @@ pub(crate) async fn send(
         Ok(t) => t,
         Err(outcome) => return outcome,
     };
-    let p = Payload::of(n);
+    let p = Payload::of(n, &cfg.recall_text);
     let silent = p.silent != 0;
     let mut message = json!({
         "token": n.token,
@@ -106,6 +106,8 @@ pub(crate) async fn send(
     });
     if !silent {
         message["notification"] = json!({"title": p.title, "body": p.content});
+        // The same tag on a later notification (a revoke's recall) replaces this one.
+        message["android"]["notification"] = json!({"tag": p.message_id});
     }
     let url = format!("{}/v1/projects/{}/messages:send", cfg.fcm_url.trim_end_matches('/'), c.project_id);
     let req = Request::post(url)

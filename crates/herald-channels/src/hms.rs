@@ -85,14 +85,15 @@ pub(crate) async fn send(
         Ok(t) => t,
         Err(outcome) => return outcome,
     };
-    let p = Payload::of(n);
+    let p = Payload::of(n, &cfg.recall_text);
     let silent = p.silent != 0;
     let mut android =
         json!({"ttl": format!("{}s", ttl_secs(n, now)), "urgency": if silent { "NORMAL" } else { "HIGH" }});
     let mut message = json!({"token": [n.token]});
     if silent {
         // A data message: the app gets the device JSON as it would on the own channel.
-        message["data"] = Value::String(String::from_utf8_lossy(&n.payload).into_owned());
+        let data = if n.recall { crate::recall_json(&p.message_id) } else { n.payload.to_vec() };
+        message["data"] = Value::String(String::from_utf8_lossy(&data).into_owned());
     } else {
         let click = match &p.uri {
             Some(uri) if uri.starts_with("http") => json!({"type": 2, "url": uri}),
@@ -101,6 +102,8 @@ pub(crate) async fn send(
         };
         android["notification"] = json!({
             "title": p.title, "body": p.content, "click_action": click, "importance": "NORMAL",
+            // The same id on a later notification (a revoke's recall) replaces this one.
+            "notify_id": crate::notify_id(&p.message_id),
         });
         android["category"] =
             Value::String(p.extended_params.get("category").and_then(Value::as_str).unwrap_or("").into());

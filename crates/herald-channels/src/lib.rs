@@ -65,6 +65,8 @@ pub struct ChannelsConfig {
     pub poll_ms: u64,
     /// The longest wait between two attempts of one send (seconds).
     pub max_backoff_secs: u64,
+    /// What a recall shows in place of a revoked message's text (its title is kept).
+    pub recall_text: String,
 }
 
 impl Default for ChannelsConfig {
@@ -84,6 +86,7 @@ impl Default for ChannelsConfig {
             claim_lease_secs: 60,
             poll_ms: 1000,
             max_backoff_secs: 600,
+            recall_text: "This message was withdrawn.".into(),
         }
     }
 }
@@ -142,8 +145,17 @@ struct Payload {
 }
 
 impl Payload {
-    fn of(n: &VendorNotification) -> Payload {
-        serde_json::from_slice(&n.payload).unwrap_or_default()
+    /// The message's fields; for a recall, its text is `recall_text` and its data say
+    /// `revoked`.
+    fn of(n: &VendorNotification, recall_text: &str) -> Payload {
+        let mut p: Payload = serde_json::from_slice(&n.payload).unwrap_or_default();
+        if n.recall {
+            p.content = recall_text.to_string();
+            p.uri = None;
+            p.extended_params = serde_json::Map::new();
+            p.extended_params.insert("revoked".into(), "true".into());
+        }
+        p
     }
 
     /// The message's ids and extended params as string pairs (FCM `data`, Xiaomi `extra`).
@@ -164,6 +176,26 @@ impl Payload {
         }
         data
     }
+}
+
+/// A message's number for the vendors that replace a notification by an integer id (HMS and
+/// Xiaomi `notify_id`): 31 bits of its SHA-256, the same for the message and its recall.
+fn notify_id(message_id: &str) -> i64 {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, message_id.as_bytes());
+    i64::from(u32::from_be_bytes([d.as_ref()[0], d.as_ref()[1], d.as_ref()[2], d.as_ref()[3]]) & 0x7fff_ffff)
+}
+
+/// A message's Web Push `Topic` (at most 32 base64url characters): a later push with the same
+/// topic replaces one the push service has not delivered yet.
+fn topic(message_id: &str) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, message_id.as_bytes());
+    herald_core::crypto::b64url(&d.as_ref()[..24])
+}
+
+/// The device JSON a recall carries where a vendor passes data through (Web Push, silent
+/// messages): the message's id and `revoked`.
+fn recall_json(message_id: &str) -> Vec<u8> {
+    serde_json::json!({"messageId": message_id, "revoked": true}).to_string().into_bytes()
 }
 
 /// Seconds of validity left at `now` (at least 1: a vendor's TTL of 0 means "now or never").

@@ -110,7 +110,9 @@ pub(crate) async fn send(http: &HttpsClient, c: &WebPushCredential, n: &VendorNo
     else {
         return VendorOutcome::InvalidToken { reason: "not a usable PushSubscription".into() };
     };
-    let body = match encrypt(&n.payload, &p256dh, &auth) {
+    // A recall tells the service worker to close the notification it showed (`revoked`).
+    let plaintext = if n.recall { crate::recall_json(n.message_id.as_str()) } else { n.payload.to_vec() };
+    let body = match encrypt(&plaintext, &p256dh, &auth) {
         Ok(b) => b,
         Err(e) => return VendorOutcome::InvalidToken { reason: format!("Web Push encryption: {e}") },
     };
@@ -124,10 +126,13 @@ pub(crate) async fn send(http: &HttpsClient, c: &WebPushCredential, n: &VendorNo
         Ok(t) => t,
         Err(reason) => return VendorOutcome::Failed { reason },
     };
-    let urgency = if Payload::of(n).silent != 0 { "normal" } else { "high" };
+    let urgency = if Payload::of(n, "").silent != 0 { "normal" } else { "high" };
     let req = Request::post(endpoint)
         .header("ttl", ttl_secs(n, now).to_string())
         .header("urgency", urgency)
+        // The same topic on a later push (a revoke's recall) replaces this one while the
+        // push service still holds it.
+        .header("topic", crate::topic(n.message_id.as_str()))
         .header("content-encoding", "aes128gcm")
         .header("content-type", "application/octet-stream")
         .header("authorization", format!("vapid t={jwt}, k={}", c.public_key))

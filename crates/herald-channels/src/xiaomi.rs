@@ -27,9 +27,10 @@ pub(crate) async fn send(
     n: &VendorNotification,
 ) -> VendorOutcome {
     let now = herald_core::now_ms();
-    let p = Payload::of(n);
+    let p = Payload::of(n, &cfg.recall_text);
     let silent = p.silent != 0;
-    let device_json = String::from_utf8_lossy(&n.payload);
+    let data = if n.recall { crate::recall_json(&p.message_id) } else { n.payload.to_vec() };
+    let device_json = String::from_utf8_lossy(&data);
     let mut form = vec![
         ("registration_id".to_string(), n.token.clone()),
         ("restricted_package_name".into(), c.package_name.clone()),
@@ -39,6 +40,8 @@ pub(crate) async fn send(
         ("pass_through".into(), if silent { "1" } else { "0" }.into()),
         ("notify_type".into(), "-1".into()),
         ("time_to_live".into(), (n.expires_at - now).max(1000).to_string()),
+        // The same id on a later notification (a revoke's recall) replaces this one.
+        ("notify_id".into(), crate::notify_id(&p.message_id).to_string()),
     ];
     if let Some(uri) = &p.uri {
         form.push(("extra.notify_effect".into(), "2".into()));

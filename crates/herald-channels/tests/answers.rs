@@ -79,6 +79,7 @@ impl Rig {
             token: tokens::stored_form(kind, &token).expect("a valid token"),
             payload: Bytes::from(payload.to_string()),
             expires_at: now + 300_000,
+            recall: false,
         };
         Rig { fake, senders: Senders::new(config).unwrap(), credential, n, _dir: dir }
     }
@@ -248,6 +249,7 @@ async fn apns_certificate_auth_presents_the_p12_as_client_certificate() {
         token: "ab".repeat(32),
         payload: Bytes::from(json!({"title": "Hello", "content": "World"}).to_string()),
         expires_at: now + 60_000,
+        recall: false,
     };
     let senders = Senders::new(config).unwrap();
     let outcome = senders.send(&credential, &n).await;
@@ -257,4 +259,58 @@ async fn apns_certificate_auth_presents_the_p12_as_client_certificate() {
     assert_eq!(got[0].header("authorization"), None, "no provider token with certificate auth");
     assert_eq!(got[0].header("apns-topic"), Some("com.example.app"));
     assert!(fake.problems().is_empty(), "{:?}", fake.problems());
+}
+
+/// What a notification is replaced by on the device: the key a later copy must repeat.
+fn replacement_key(vendor: Vendor, r: &fakes::Received) -> Option<String> {
+    match vendor {
+        Vendor::Apns => r.header("apns-collapse-id").map(str::to_string),
+        Vendor::Fcm => r.json()["message"]["android"]["notification"]["tag"].as_str().map(str::to_string),
+        Vendor::Hms => r.json()["message"]["android"]["notification"]["notify_id"].as_i64().map(|i| i.to_string()),
+        Vendor::Xiaomi => r.form("notify_id"),
+        Vendor::WebPush => r.header("topic").map(str::to_string),
+    }
+}
+
+/// The text the device shows (or, for Web Push, the `revoked` flag its service worker reads).
+fn shown(vendor: Vendor, r: &fakes::Received) -> Value {
+    match vendor {
+        Vendor::Apns => json!([r.json()["aps"]["alert"]["body"], r.json()["herald"]["revoked"]]),
+        Vendor::Fcm => json!([r.json()["message"]["notification"]["body"], r.json()["message"]["data"]["revoked"]]),
+        Vendor::Hms => {
+            let data: Value = serde_json::from_str(r.json()["message"]["data"].as_str().unwrap_or("null")).unwrap();
+            json!([r.json()["message"]["android"]["notification"]["body"], data["revoked"]])
+        }
+        Vendor::Xiaomi => {
+            let payload: Value = serde_json::from_str(&r.form("payload").unwrap_or_default()).unwrap_or_default();
+            json!([r.form("description"), payload["revoked"]])
+        }
+        Vendor::WebPush => {
+            let plain: Value = serde_json::from_str(r.plaintext.as_deref().unwrap_or("null")).unwrap();
+            json!([Value::Null, plain["revoked"]])
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_recall_replaces_the_copy_each_vendor_took() {
+    for vendor in VENDORS {
+        let mut rig = Rig::new(vendor).await;
+        assert!(matches!(rig.send().await, VendorOutcome::Accepted { .. }), "{vendor:?} {:?}", rig.fake.problems());
+        rig.n.recall = true;
+        assert!(matches!(rig.send().await, VendorOutcome::Accepted { .. }), "{vendor:?} {:?}", rig.fake.problems());
+        let got = rig.fake.received();
+        let (original, recall) = (&got[got.len() - 2], &got[got.len() - 1]);
+        let key = replacement_key(vendor, original);
+        assert!(key.is_some(), "{vendor:?}: the original carries a replacement key");
+        assert_eq!(replacement_key(vendor, recall), key, "{vendor:?}: the recall repeats it");
+        let expected = match vendor {
+            Vendor::WebPush => json!([null, true]),
+            Vendor::Apns | Vendor::Xiaomi => json!(["This message was withdrawn.", true]),
+            _ => json!(["This message was withdrawn.", "true"]),
+        };
+        assert_eq!(shown(vendor, recall), expected, "{vendor:?}");
+        assert_ne!(shown(vendor, original)[1], shown(vendor, recall)[1], "{vendor:?}: the original is not revoked");
+        assert!(rig.fake.problems().is_empty(), "{vendor:?}: {:?}", rig.fake.problems());
+    }
 }

@@ -245,9 +245,9 @@ pub struct Revocation {
     pub withdrawn: u64,
     /// Control messages for devices that already got (or may be getting) a message.
     pub recalls: Vec<Recall>,
-    /// Sends a vendor had already taken: the revoke cannot withdraw those copies (a
-    /// `revoke` control message still reaches the device on the own channel).
-    pub vendor_unrecalled: u64,
+    /// Sends a vendor had already taken: a recall (a copy that replaces it on the device)
+    /// is queued for each; each vendor send then says `recalled`, or why not.
+    pub vendor_recalls: u64,
 }
 
 /// A device a message is now pending for, and the node holding its connection, if any.
@@ -418,6 +418,8 @@ pub struct VendorSend {
     pub expires_at: i64,
     /// The device's JSON; `None` when the message was revoked (or is gone).
     pub payload: Option<String>,
+    /// A recall of a copy the vendor took before the message was revoked.
+    pub recall: bool,
 }
 
 /// How a vendor send ended (or when it is tried again).

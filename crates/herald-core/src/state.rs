@@ -421,6 +421,9 @@ stored_enum! {
         Expired = "expired",
         /// Revoked before it was sent.
         Revoked = "revoked",
+        /// Revoked after a vendor took it: a copy that replaces it on the device (same
+        /// collapse id, tag or notify id) was accepted by the vendor.
+        Recalled = "recalled",
     }
 }
 

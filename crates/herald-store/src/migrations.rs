@@ -15,6 +15,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (7, include_str!("../migrations/common/0007_schedules.sql")),
     (8, include_str!("../migrations/sqlite/0008_broadcast_acks_compact.sql")),
     (9, include_str!("../migrations/common/0009_channels.sql")),
+    (10, include_str!("../migrations/common/0010_vendor_recall.sql")),
 ];
 
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -26,6 +27,7 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (6, include_str!("../migrations/common/0006_broadcasts.sql")),
     (7, include_str!("../migrations/common/0007_schedules.sql")),
     (9, include_str!("../migrations/common/0009_channels.sql")),
+    (10, include_str!("../migrations/common/0010_vendor_recall.sql")),
 ];
 
 /// Creates the table that records applied migrations (the same on both backends).

@@ -236,6 +236,7 @@ pub(crate) fn claimed_send(r: &dyn Row) -> StoreResult<VendorSend> {
         attempts: r.i64(5)?,
         expires_at: r.i64(6)?,
         payload: None,
+        recall: r.i64(7)? != 0,
     })
 }
 

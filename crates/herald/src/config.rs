@@ -267,6 +267,8 @@ claim_lease_secs = 60
 poll_ms = 1000
 # The longest wait between two attempts of one send (seconds).
 max_backoff_secs = 600
+# What a recall (a revoke of a message a vendor already took) shows in place of its text.
+recall_text = "This message was withdrawn."
 "#;
 
 impl Config {

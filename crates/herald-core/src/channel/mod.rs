@@ -32,6 +32,10 @@ pub struct VendorNotification {
     pub payload: Bytes,
     /// The end of the message's validity (Unix ms): the vendor's expiry is set from it.
     pub expires_at: i64,
+    /// A recall: the message was revoked after the vendor took it; the sender sends a copy
+    /// that replaces it on the device (same collapse id, tag, notify id or topic), built
+    /// from `payload` (the revoked message's).
+    pub recall: bool,
 }
 
 /// What a vendor answered.

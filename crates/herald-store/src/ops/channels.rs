@@ -93,21 +93,27 @@ pub(crate) async fn claim_rows<X: Tx>(
     tx.query(&sql::CLAIM_VENDOR_SENDS, &args, rows::claimed_send).await
 }
 
-/// Claimed sends with the payload of their message (none when it was revoked): a read of
-/// committed, unchanging rows, which SQLite makes on a reader rather than its writer.
+/// Claimed sends with the payload of their message (none when it was revoked, unless the
+/// send is a recall, which is built from it): a read of committed, unchanging rows, which
+/// SQLite makes on a reader rather than its writer.
 pub(crate) async fn with_payloads<X: Tx>(tx: &X, mut sends: Vec<VendorSend>) -> StoreResult<Vec<VendorSend>> {
-    let mut ids: Vec<&str> = sends.iter().map(|s| s.message_id.as_str()).collect();
+    let mut ids: Vec<(&str, bool)> = sends.iter().map(|s| (s.message_id.as_str(), s.recall)).collect();
     ids.sort_unstable();
     ids.dedup();
-    let args: Vec<[&dyn Arg; 1]> = ids.iter().map(|id| -> [&dyn Arg; 1] { [id] }).collect();
-    let reads = ids.iter().zip(&args).map(|(id, a)| {
-        let s = if id.starts_with('b') { &sql::BROADCAST_PAYLOAD } else { &sql::MESSAGE_PAYLOAD };
+    let args: Vec<[&dyn Arg; 1]> = ids.iter().map(|(id, _)| -> [&dyn Arg; 1] { [id] }).collect();
+    let reads = ids.iter().zip(&args).map(|((id, recall), a)| {
+        let s = match (id.starts_with('b'), recall) {
+            (true, false) => &sql::BROADCAST_PAYLOAD,
+            (false, false) => &sql::MESSAGE_PAYLOAD,
+            (true, true) => &sql::BROADCAST_PAYLOAD_REVOKED,
+            (false, true) => &sql::MESSAGE_PAYLOAD_REVOKED,
+        };
         query_opt(tx, s, a, |r| r.text(0))
     });
-    let payloads: BTreeMap<String, Option<String>> =
-        ids.iter().map(|id| id.to_string()).zip(try_join_all(reads).await?).collect();
+    let payloads: BTreeMap<(String, bool), Option<String>> =
+        ids.iter().map(|(id, recall)| (id.to_string(), *recall)).zip(try_join_all(reads).await?).collect();
     for s in &mut sends {
-        s.payload = payloads.get(s.message_id.as_str()).cloned().flatten();
+        s.payload = payloads.get(&(s.message_id.to_string(), s.recall)).cloned().flatten();
     }
     Ok(sends)
 }
@@ -141,6 +147,10 @@ pub(crate) async fn finish<X: Tx>(tx: &X, done: &[VendorSendDone]) -> StoreResul
                 let reason = d.reason.as_deref().unwrap_or("");
                 tx.execute(&sql::CHANNEL_ERROR, &[&d.app_id.as_str(), &channel, &d.at, &reason]).await?;
             }
+            VendorSendStatus::Recalled => {
+                let at = success.entry((d.app_id.as_str(), d.channel)).or_insert(d.at);
+                *at = (*at).max(d.at);
+            }
             VendorSendStatus::Expired | VendorSendStatus::Revoked => {}
         }
     }
@@ -166,15 +176,19 @@ async fn invalidate<X: Tx>(tx: &X, d: &VendorSendDone, reason: &str) -> StoreRes
     Ok(())
 }
 
-/// Withdraws the sends of revoked messages not made yet; how many of their sends a vendor
-/// had already taken (those the revoke cannot withdraw).
+/// How long a recall is tried after the revoke (a shown notification outlives the
+/// message's validity).
+const RECALL_WINDOW_MS: i64 = 24 * 3_600_000;
+
+/// Withdraws the sends of revoked messages not made yet and queues a recall for each send a
+/// vendor had already taken; how many recalls.
 pub(crate) async fn revoke<X: Tx>(tx: &X, messages: &[MessageId], now: i64) -> StoreResult<u64> {
-    let mut taken = 0;
+    let mut recalls = 0;
     for m in messages {
         tx.execute(&sql::REVOKE_VENDOR_SENDS, &[&m.as_str(), &now]).await?;
-        taken += query_one(tx, &sql::VENDOR_SENT_COUNT, &[&m.as_str()], |r| r.i64(0)).await? as u64;
+        recalls += tx.execute(&sql::RECALL_VENDOR_SENDS, &[&m.as_str(), &now, &(now + RECALL_WINDOW_MS)]).await?;
     }
-    Ok(taken)
+    Ok(recalls)
 }
 
 pub(crate) async fn sends_of<X: Tx>(tx: &X, message: &MessageId) -> StoreResult<Vec<VendorSendView>> {

@@ -80,7 +80,7 @@ pub(crate) async fn revoke<X: Tx>(
         }
         out.messages.push(MessageId::new(m.message_id));
     }
-    out.vendor_unrecalled = crate::ops::channels::revoke(tx, &out.messages, now).await?;
+    out.vendor_recalls = crate::ops::channels::revoke(tx, &out.messages, now).await?;
     Ok(Some(out))
 }
 

@@ -65,12 +65,15 @@ pub(crate) static CLAIM_VENDOR_SENDS: Sql = Sql::new(concat!(
     " AND (message_id, device_id) IN (SELECT message_id, device_id FROM vendor_sends WHERE ",
     claimable!(),
     " ORDER BY next_at LIMIT $3) \
-     RETURNING message_id, device_id, app_id, channel, token, attempts, expires_at"
+     RETURNING message_id, device_id, app_id, channel, token, attempts, expires_at, recall"
 ));
 pub(crate) static MESSAGE_PAYLOAD: Sql =
     Sql::new("SELECT payload FROM messages WHERE message_id = $1 AND revoked_at IS NULL");
 pub(crate) static BROADCAST_PAYLOAD: Sql =
     Sql::new("SELECT payload FROM broadcasts WHERE message_id = $1 AND revoked_at IS NULL");
+/// A recall is built from the revoked message's payload (its title, whether it was silent).
+pub(crate) static MESSAGE_PAYLOAD_REVOKED: Sql = Sql::new("SELECT payload FROM messages WHERE message_id = $1");
+pub(crate) static BROADCAST_PAYLOAD_REVOKED: Sql = Sql::new("SELECT payload FROM broadcasts WHERE message_id = $1");
 /// $1 message, $2 device, $3 status, $4 attempts, $5 next at, $6 vendor id, $7 reason,
 /// $8 at. Only a waiting send changes (a revoke may have ended it meanwhile).
 pub(crate) static FINISH_VENDOR_SEND: Sql = Sql::new(concat!(
@@ -98,9 +101,13 @@ pub(crate) static REVOKE_VENDOR_SENDS: Sql = Sql::new(concat!(
     ", updated_at = $2, claimed_until = NULL WHERE message_id = $1 AND status = ",
     vendor_send_status!(Waiting)
 ));
-/// Sends of a message a vendor already took (a revoke cannot withdraw them).
-pub(crate) static VENDOR_SENT_COUNT: Sql = Sql::new(concat!(
-    "SELECT COUNT(*) FROM vendor_sends WHERE message_id = $1 AND status = ",
+/// $1 message, $2 now, $3 the recall's end: sends of a revoked message a vendor already
+/// took are sent again as recalls (a copy that replaces the one the vendor took).
+pub(crate) static RECALL_VENDOR_SENDS: Sql = Sql::new(concat!(
+    "UPDATE vendor_sends SET status = ",
+    vendor_send_status!(Waiting),
+    ", recall = 1, attempts = 0, next_at = $2, claimed_until = NULL, reason = NULL, updated_at = $2, expires_at = $3 \
+     WHERE message_id = $1 AND status = ",
     vendor_send_status!(Sent)
 ));
 pub(crate) static MESSAGE_VENDOR_SENDS: Sql = Sql::new(
@@ -153,10 +160,12 @@ pub(crate) static ALL: &[&Sql] = &[
     &MESSAGE_PAYLOAD,
     &BROADCAST_PAYLOAD,
     &FINISH_VENDOR_SEND,
+    &RECALL_VENDOR_SENDS,
+    &MESSAGE_PAYLOAD_REVOKED,
+    &BROADCAST_PAYLOAD_REVOKED,
     &DELIVERY_VIA_VENDOR,
     &BROADCAST_VIA_VENDOR,
     &REVOKE_VENDOR_SENDS,
-    &VENDOR_SENT_COUNT,
     &MESSAGE_VENDOR_SENDS,
     &BROADCAST_VENDOR_AUDIENCE,
     &DEVICE_TOKENS,

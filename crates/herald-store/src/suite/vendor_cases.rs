@@ -175,8 +175,12 @@ pub async fn retries_wait_and_revokes_withdraw_vendor_sends(s: &Subject) {
 
     let task = RevokeTarget::Task(c.task_id.clone());
     let revoked = store.revoke(&app, task, 600, 0).await.unwrap().unwrap();
-    assert_eq!(revoked.vendor_unrecalled, 1, "the vendor had taken d2's copy");
-    assert!(claim_all(store, 200_000).await.is_empty(), "d1's send withdrawn");
+    assert_eq!(revoked.vendor_recalls, 1, "the vendor had taken d2's copy: a recall is queued");
+    let recalls = claim_all(store, 600).await;
+    assert_eq!(recalls.len(), 1, "d1's send withdrawn, d2's recalled: {recalls:?}");
+    assert!(recalls[0].device_id == d2 && recalls[0].recall && recalls[0].attempts == 0, "{recalls:?}");
+    store.finish_vendor_sends(vec![done(&recalls[0], VendorSendStatus::Recalled, 700)]).await.unwrap();
+    assert!(claim_all(store, 200_000).await.is_empty(), "nothing more to send");
     let mid: &MessageId = &c.outcomes[0].0;
     let view = store.message(&app, mid).await.unwrap().unwrap();
     assert_eq!(view.vendor_sends[0].status, VendorSendStatus::Revoked);

@@ -205,6 +205,9 @@ pub(super) fn check_fcm(s: &Shared, r: &Received) -> Result<(), String> {
     if !m["data"].as_object().is_some_and(|d| d.values().all(Value::is_string)) {
         return Err("INVALID_ARGUMENT: data values must be strings".into());
     }
+    if m["android"]["notification"].get("tag").is_some_and(|t| !t.is_string()) {
+        return Err("INVALID_ARGUMENT: android.notification.tag must be a string".into());
+    }
     Ok(())
 }
 
@@ -221,6 +224,9 @@ pub(super) fn check_hms(s: &Shared, r: &Received) -> Result<(), String> {
     }
     if m.get("data").is_some_and(|d| !d.is_string()) {
         return Err("80100003: data must be a string".into());
+    }
+    if m["android"]["notification"].get("notify_id").is_some_and(|id| id.as_i64().is_none_or(|i| i < 0)) {
+        return Err("80100003: android.notification.notify_id must be a non-negative integer".into());
     }
     Ok(())
 }
@@ -243,6 +249,9 @@ pub(super) fn check_xiaomi(s: &Shared, r: &Received) -> Result<(), String> {
         }
     }
     r.form("time_to_live").and_then(|t| t.parse::<u64>().ok()).ok_or("time_to_live must be milliseconds")?;
+    if r.form("notify_id").is_some_and(|id| id.parse::<u32>().is_err()) {
+        return Err("notify_id must be a non-negative integer".into());
+    }
     Ok(())
 }
 
@@ -265,6 +274,11 @@ pub(super) fn expand(salt: &[u8], ikm: &[u8], info: &[u8], len: usize) -> Vec<u8
 
 pub(super) fn check_webpush(s: &Shared, r: &mut Received) -> Result<(), String> {
     r.header("ttl").and_then(|t| t.parse::<u64>().ok()).ok_or("TTL header required")?;
+    if r.header("topic")
+        .is_some_and(|t| t.len() > 32 || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    {
+        return Err("Topic must be at most 32 base64url characters".into());
+    }
     if r.header("content-encoding") != Some("aes128gcm") {
         return Err("Content-Encoding must be aes128gcm".into());
     }

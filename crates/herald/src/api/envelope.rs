@@ -85,6 +85,10 @@ pub struct PushResult {
     /// A revoke: devices sent a control message withdrawing what they got.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recalled: Option<usize>,
+    /// A revoke: copies a vendor had already taken, each to be replaced on its device by a
+    /// recall through that vendor (each vendor send then says `recalled` or why not).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vendor_recalls: Option<u64>,
     /// A revoke of a scheduled push's id: whether it was still waiting (now cancelled).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schedule_cancelled: Option<bool>,

@@ -137,6 +137,7 @@ fn revoke_result(done: &Revocation) -> PushResult {
         revoked_messages: Some(done.messages.iter().map(|m| m.to_string()).collect()),
         withdrawn: Some(done.withdrawn),
         recalled: Some(done.recalls.iter().map(|r| r.devices.len()).sum()),
+        vendor_recalls: Some(done.vendor_recalls),
         ..Default::default()
     }
 }

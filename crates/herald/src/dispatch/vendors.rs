@@ -249,6 +249,7 @@ impl VendorWorker {
             token: s.token.clone(),
             payload: Bytes::from(payload),
             expires_at: s.expires_at,
+            recall: s.recall,
         };
         let started = std::time::Instant::now();
         let outcome = self.senders.send(&credential, &n).await;
@@ -258,7 +259,7 @@ impl VendorWorker {
         done.at = herald_core::now_ms();
         match outcome {
             VendorOutcome::Accepted { vendor_id } => {
-                done.status = VendorSendStatus::Sent;
+                done.status = if s.recall { VendorSendStatus::Recalled } else { VendorSendStatus::Sent };
                 done.vendor_id = vendor_id;
             }
             VendorOutcome::InvalidToken { reason } => {

@@ -461,3 +461,47 @@ async fn the_cli_sets_channels_from_key_files() {
     let (ok, j, _) = cli(&server, &["get", "--app", &app.app_id, "fcm"]);
     assert!(!ok && j["resultCode"] == "CHANNEL_NOT_CONFIGURED", "{j}");
 }
+
+#[tokio::test]
+async fn a_revoke_replaces_the_copy_apns_took_and_withdraws_the_ones_not_sent() {
+    let (apns, _server, app, _dir) = apns_node().await;
+    let away = register(&app, "i1", "ios", json!({"apns": "ab".repeat(32)})).await;
+    let mid = push(&app, &away, 2, "k1", json!({})).await;
+    wait_vendor(&app, &mid, "sent").await;
+    let r = app
+        .signed("POST", "/v1/push/revoke", &json!({"messageId": "k1", "targetId": away.device_id}).to_string())
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert_eq!(r.json()["pushResult"]["vendorRecalls"], 1, "{:?}", r.json());
+    let send = wait_vendor(&app, &mid, "recalled").await;
+    assert_eq!(send["attempts"], 1, "{send}");
+    let got = apns.received();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].header("apns-collapse-id"), got[0].header("apns-collapse-id"), "the recall replaces the copy");
+    let recall = got[1].json();
+    assert_eq!(
+        (recall["herald"]["messageId"].as_str(), recall["herald"]["revoked"].as_bool()),
+        (Some(mid.as_str()), Some(true))
+    );
+    assert_eq!(recall["aps"]["alert"], json!({"title": "Hello", "body": "This message was withdrawn."}));
+
+    // A send not made yet when the message is revoked is never made.
+    apns.script(Scripted::Answer {
+        status: 503,
+        headers: vec![("retry-after".into(), "30".into())],
+        body: r#"{"reason":"ServiceUnavailable"}"#.into(),
+    });
+    let later = register(&app, "i2", "ios", json!({"apns": "cd".repeat(32)})).await;
+    let mid = push(&app, &later, 2, "k2", json!({})).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while wait_vendor(&app, &mid, "waiting").await["attempts"] != 1 {
+        assert!(tokio::time::Instant::now() < deadline, "no first attempt");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = app
+        .signed("POST", "/v1/push/revoke", &json!({"messageId": "k2", "targetId": later.device_id}).to_string())
+        .await;
+    assert_eq!(r.json()["pushResult"]["vendorRecalls"], 0, "{:?}", r.json());
+    wait_vendor(&app, &mid, "revoked").await;
+    assert!(apns.problems().is_empty(), "{:?}", apns.problems());
+}
