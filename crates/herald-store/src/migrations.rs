@@ -16,6 +16,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (8, include_str!("../migrations/sqlite/0008_broadcast_acks_compact.sql")),
     (9, include_str!("../migrations/common/0009_channels.sql")),
     (10, include_str!("../migrations/common/0010_vendor_recall.sql")),
+    (11, include_str!("../migrations/common/0011_vendor_sends_by_app.sql")),
 ];
 
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -28,6 +29,7 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (7, include_str!("../migrations/common/0007_schedules.sql")),
     (9, include_str!("../migrations/common/0009_channels.sql")),
     (10, include_str!("../migrations/common/0010_vendor_recall.sql")),
+    (11, include_str!("../migrations/common/0011_vendor_sends_by_app.sql")),
 ];
 
 /// Creates the table that records applied migrations (the same on both backends).

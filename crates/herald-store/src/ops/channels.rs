@@ -81,7 +81,14 @@ pub(crate) async fn claim<X: Tx>(
     with_payloads(tx, sends).await
 }
 
+/// Apps whose sends one claim takes in turn; the others get their turn at later claims.
+const APPS_PER_CLAIM: i64 = 64;
+
 /// The claim itself: due sends of `channel` taken for `lease_ms`, without their payloads.
+/// When several apps have sends waiting, each gets an equal share of `limit` (so one app's
+/// backlog, a broadcast to millions, never holds another app's sends back); the apps
+/// considered start after a random app id, so that beyond `APPS_PER_CLAIM` apps each gets
+/// its turn.
 pub(crate) async fn claim_rows<X: Tx>(
     tx: &X,
     channel: Channel,
@@ -89,8 +96,48 @@ pub(crate) async fn claim_rows<X: Tx>(
     lease_ms: i64,
     limit: usize,
 ) -> StoreResult<Vec<VendorSend>> {
-    let args: [&dyn Arg; 4] = [&now, &(now + lease_ms), &(limit as i64), &channel.as_str()];
-    tx.query(&sql::CLAIM_VENDOR_SENDS, &args, rows::claimed_send).await
+    let kind = channel.as_str();
+    let start = format!("app{}", herald_core::crypto::random_alnum(2));
+    let mut apps = tx.query(&sql::WAITING_APPS, &[&kind, &start, &APPS_PER_CLAIM], |r| r.text(0)).await?;
+    if (apps.len() as i64) < APPS_PER_CLAIM {
+        let rest = APPS_PER_CLAIM - apps.len() as i64;
+        let from_first: Vec<String> = tx.query(&sql::WAITING_APPS, &[&kind, &"", &rest], |r| r.text(0)).await?;
+        for app in from_first {
+            if !apps.contains(&app) {
+                apps.push(app);
+            }
+        }
+    }
+    let until = now + lease_ms;
+    if apps.len() <= 1 {
+        let args: [&dyn Arg; 4] = [&now, &until, &(limit as i64), &kind];
+        return tx.query(&sql::CLAIM_VENDOR_SENDS, &args, rows::claimed_send).await;
+    }
+    // Rounds: each app with sends left asks for an equal share of what is left; an app that
+    // got less than it asked for has none due (or claimable) and sits out the next round.
+    let mut sends = Vec::with_capacity(limit);
+    let mut hungry = apps;
+    for _ in 0..3 {
+        if hungry.is_empty() || sends.len() >= limit {
+            break;
+        }
+        let share = (limit - sends.len()).div_ceil(hungry.len());
+        let mut still = Vec::new();
+        for app in hungry {
+            let ask = share.min(limit - sends.len()) as i64;
+            if ask == 0 {
+                break;
+            }
+            let args: [&dyn Arg; 5] = [&now, &until, &ask, &kind, &app];
+            let got = tx.query(&sql::CLAIM_APP_VENDOR_SENDS, &args, rows::claimed_send).await?;
+            if got.len() as i64 == ask {
+                still.push(app);
+            }
+            sends.extend(got);
+        }
+        hungry = still;
+    }
+    Ok(sends)
 }
 
 /// Claimed sends with the payload of their message (none when it was revoked, unless the

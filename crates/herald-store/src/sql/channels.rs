@@ -56,16 +56,37 @@ macro_rules! claimable {
         )
     };
 }
+/// A claim of the due sends within `$scope` (a condition ending in AND, or nothing).
+macro_rules! claim {
+    ($scope:literal) => {
+        concat!(
+            "UPDATE vendor_sends SET claimed_until = $2 WHERE ",
+            $scope,
+            claimable!(),
+            " AND (message_id, device_id) IN (SELECT message_id, device_id FROM vendor_sends WHERE ",
+            $scope,
+            claimable!(),
+            " ORDER BY next_at LIMIT $3) \
+             RETURNING message_id, device_id, app_id, channel, token, attempts, expires_at, recall"
+        )
+    };
+}
 /// $1 now, $2 claimed until, $3 limit, $4 channel (each vendor's sends are claimed apart:
 /// a slow vendor never holds another's). The outer condition is checked again on the row a
 /// concurrent claim committed (PostgreSQL), so two nodes never claim one send.
-pub(crate) static CLAIM_VENDOR_SENDS: Sql = Sql::new(concat!(
-    "UPDATE vendor_sends SET claimed_until = $2 WHERE ",
-    claimable!(),
-    " AND (message_id, device_id) IN (SELECT message_id, device_id FROM vendor_sends WHERE ",
-    claimable!(),
-    " ORDER BY next_at LIMIT $3) \
-     RETURNING message_id, device_id, app_id, channel, token, attempts, expires_at, recall"
+pub(crate) static CLAIM_VENDOR_SENDS: Sql = Sql::new(claim!(""));
+/// As [`CLAIM_VENDOR_SENDS`], for one app: $5 the app.
+pub(crate) static CLAIM_APP_VENDOR_SENDS: Sql = Sql::new(claim!("app_id = $5 AND "));
+/// $1 channel, $2 after this app id, $3 at most: apps with waiting sends of the vendor, in
+/// app id order, found by skipping along `vendor_sends_by_app` (one index probe per app).
+pub(crate) static WAITING_APPS: Sql = Sql::new(concat!(
+    "WITH RECURSIVE apps(app_id) AS (SELECT MIN(app_id) FROM vendor_sends WHERE status = ",
+    vendor_send_status!(Waiting),
+    " AND channel = $1 AND app_id > $2 UNION ALL SELECT (SELECT MIN(v.app_id) FROM vendor_sends v \
+     WHERE v.status = ",
+    vendor_send_status!(Waiting),
+    " AND v.channel = $1 AND v.app_id > apps.app_id) FROM apps WHERE apps.app_id IS NOT NULL) \
+     SELECT app_id FROM apps WHERE app_id IS NOT NULL LIMIT $3"
 ));
 pub(crate) static MESSAGE_PAYLOAD: Sql =
     Sql::new("SELECT payload FROM messages WHERE message_id = $1 AND revoked_at IS NULL");
@@ -161,6 +182,8 @@ pub(crate) static ALL: &[&Sql] = &[
     &BROADCAST_PAYLOAD,
     &FINISH_VENDOR_SEND,
     &RECALL_VENDOR_SENDS,
+    &WAITING_APPS,
+    &CLAIM_APP_VENDOR_SENDS,
     &MESSAGE_PAYLOAD_REVOKED,
     &BROADCAST_PAYLOAD_REVOKED,
     &DELIVERY_VIA_VENDOR,

@@ -215,6 +215,7 @@ macro_rules! store_suite {
             case!(apps_keys_settings_and_leases);
             case!(channels_and_routing_are_kept_per_app);
             case!(offline_devices_get_vendor_sends_that_are_claimed_once);
+            case!(one_apps_backlog_never_holds_another_apps_vendor_sends);
             case!(retries_wait_and_revokes_withdraw_vendor_sends);
             case!(broadcasts_write_vendor_sends_for_devices_not_connected);
             case!(nonces_are_claimed_once_until_they_expire);

@@ -204,3 +204,32 @@ pub async fn broadcasts_write_vendor_sends_for_devices_not_connected(s: &Subject
     let pending = store.pending_deliveries(&away, 120, 10).await.unwrap();
     assert_eq!((pending.len(), pending[0].sent_before), (1, true));
 }
+
+pub async fn one_apps_backlog_never_holds_another_apps_vendor_sends(s: &Subject) {
+    let store = s.store.as_ref();
+    let mut backlog = Vec::new();
+    for app in ["a1", "a2"] {
+        create_app(store, app).await;
+        store.put_channel(channel(app, Channel::Apns, 5)).await.unwrap();
+    }
+    for i in 0..25 {
+        let token = format!("{i:064x}");
+        backlog.push(device_with(store, "a1", &format!("i{i}"), Platform::Ios, json!({"apns": token})).await);
+    }
+    for (i, d) in backlog.iter().enumerate() {
+        store
+            .commit_push(push("a1", TargetKind::Device, &[(d.as_str(), &format!("k{i}"))], 100, 10_000), 100)
+            .await
+            .unwrap();
+    }
+    // a2's one send is due after every one of a1's.
+    let other = device_with(store, "a2", "j1", Platform::Ios, json!({"apns": "ef".repeat(32)})).await;
+    store.commit_push(push("a2", TargetKind::Device, &[(other.as_str(), "k")], 200, 10_000), 200).await.unwrap();
+    let claimed = store.claim_vendor_sends(Channel::Apns, 300, 60_000, 10).await.unwrap();
+    let of = |app: &str| claimed.iter().filter(|s| s.app_id.as_str() == app).count();
+    // Each app asks for half; a2 has one, so a1 gets the rest of the claim.
+    assert_eq!((of("a1"), of("a2")), (9, 1), "each app a share of the claim");
+    // Alone, an app takes whole claims.
+    let rest = store.claim_vendor_sends(Channel::Apns, 300, 60_000, 10).await.unwrap();
+    assert_eq!((rest.len(), rest.iter().all(|s| s.app_id.as_str() == "a1")), (10, true));
+}
