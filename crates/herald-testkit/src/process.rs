@@ -35,12 +35,18 @@ impl TestProcess {
     /// `bin serve` on `backend` (see [`crate::herald_bin`]), with a data directory of its
     /// own; `None` when PostgreSQL is asked for and not configured here.
     pub async fn start(bin: &Path, backend: Backend) -> Option<TestProcess> {
+        Self::start_with(bin, backend, &[]).await
+    }
+
+    /// As [`TestProcess::start`], with `extra` arguments (a `--config` file, say).
+    pub async fn start_with(bin: &Path, backend: Backend, extra: &[&str]) -> Option<TestProcess> {
         let tmp = tempfile::tempdir().expect("temp dir");
         let schema = match backend {
             Backend::Sqlite => None,
             Backend::Postgres => Some(ScratchSchema::for_test().await?),
         };
-        let args: Vec<String> = schema.iter().flat_map(|s| ["--store-url".to_string(), s.store_url()]).collect();
+        let mut args: Vec<String> = schema.iter().flat_map(|s| ["--store-url".to_string(), s.store_url()]).collect();
+        args.extend(extra.iter().map(|a| a.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut p = Self::start_in(bin, tmp.path(), &args).await;
         p.tmp = Some(tmp);

@@ -30,3 +30,5 @@ mod schedules;
 mod simple_push;
 #[path = "behaviour/templates.rs"]
 mod templates;
+#[path = "behaviour/vendors.rs"]
+mod vendors;

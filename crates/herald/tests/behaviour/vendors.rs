@@ -8,25 +8,26 @@ use serde_json::{Value, json};
 use crate::common::fakes::{self, Expect, FakeVendor, Scripted, TestCa, Vendor};
 use crate::common::*;
 
-/// A node whose vendor endpoints are the fakes, and the directory it lives in.
+/// A node on this suite's store whose vendor endpoints are the fakes, and the directory of
+/// its configuration; `None` when that store is not configured here.
 async fn node(
     ca: &TestCa,
     apns: Option<&FakeVendor>,
-    others: &[(&str, &FakeVendor)],
-) -> (TestProcess, tempfile::TempDir) {
+    others: &[(&str, String)],
+) -> Option<(TestProcess, tempfile::TempDir)> {
     let dir = tempfile::tempdir().unwrap();
     let ca_file = ca.write_pem(dir.path());
     let mut text = format!("[channels]\nca_file = {:?}\npoll_ms = 200\n", ca_file.to_str().unwrap());
     if let Some(a) = apns {
         text.push_str(&format!("apns_url = {:?}\napns_sandbox_url = {:?}\n", a.url(), a.url()));
     }
-    for (key, fake) in others {
-        text.push_str(&format!("{key} = {:?}\n", fake.url()));
+    for (key, url) in others {
+        text.push_str(&format!("{key} = {url:?}\n"));
     }
     let config = dir.path().join("herald.toml");
     std::fs::write(&config, text).unwrap();
-    let p = TestProcess::start_in(herald_bin!(), dir.path(), &["--config", config.to_str().unwrap()]).await;
-    (p, dir)
+    let p = TestProcess::start_with(herald_bin!(), crate::BACKEND, &["--config", config.to_str().unwrap()]).await?;
+    Some((p, dir))
 }
 
 async fn register(app: &TestApp, install: &str, platform: &str, tokens: Value) -> Creds {
@@ -66,19 +67,19 @@ async fn apns_channel(app: &TestApp, body: &Value) {
 
 /// A fake APNs that checks the app's key, a node that trusts it, and an app with the
 /// token-auth channel set.
-async fn apns_node() -> (FakeVendor, TestProcess, TestApp, tempfile::TempDir) {
+async fn apns_node() -> Option<(FakeVendor, TestProcess, TestApp, tempfile::TempDir)> {
     let ca = TestCa::new();
     let (body, expect) = fakes::apns_token_channel("sandbox");
     let apns = FakeVendor::start(Vendor::Apns, &ca, expect, false).await;
-    let (server, dir) = node(&ca, Some(&apns), &[]).await;
+    let (server, dir) = node(&ca, Some(&apns), &[]).await?;
     let app = server.create_app().await;
     apns_channel(&app, &body).await;
-    (apns, server, app, dir)
+    Some((apns, server, app, dir))
 }
 
 #[tokio::test]
 async fn apns_carries_to_an_ios_device_that_is_not_connected_and_mqtt_to_one_that_is() {
-    let (apns, server, app, _dir) = apns_node().await;
+    let Some((apns, server, app, _dir)) = apns_node().await else { return };
 
     let away = register(&app, "i1", "ios", json!({"apns": "ab".repeat(32)})).await;
     let mid = push(&app, &away, 2, "k1", json!({})).await;
@@ -127,7 +128,7 @@ async fn wait_vendor(app: &TestApp, message_id: &str, status: &str) -> Value {
 
 #[tokio::test]
 async fn apns_invalid_tokens_retries_and_validity() {
-    let (apns, _server, app, _dir) = apns_node().await;
+    let Some((apns, _server, app, _dir)) = apns_node().await else { return };
 
     // 410 Unregistered: the token is dropped, listed, never used again.
     apns.script(Scripted::Answer {
@@ -199,15 +200,13 @@ async fn fcm_hms_and_xiaomi_carry_to_android_devices_by_the_token_they_have() {
         false,
     )
     .await;
-    let hms_token_url = format!("{}/oauth2/v3/token", hms.url());
-    let dir = tempfile::tempdir().unwrap();
-    let ca_file = ca.write_pem(dir.path());
-    let config = dir.path().join("herald.toml");
-    std::fs::write(&config, format!(
-        "[channels]\nca_file = {:?}\npoll_ms = 200\nfcm_url = {:?}\nhms_url = {:?}\nhms_token_url = {:?}\nxiaomi_url = {:?}\n",
-        ca_file.to_str().unwrap(), fcm.url(), hms.url(), hms_token_url, mi.url()
-    )).unwrap();
-    let server = TestProcess::start_in(herald_bin!(), dir.path(), &["--config", config.to_str().unwrap()]).await;
+    let others = [
+        ("fcm_url", fcm.url()),
+        ("hms_url", hms.url()),
+        ("hms_token_url", format!("{}/oauth2/v3/token", hms.url())),
+        ("xiaomi_url", mi.url()),
+    ];
+    let Some((server, _dir)) = node(&ca, None, &others).await else { return };
     let app = server.create_app().await;
     let (account, _) = fakes::service_account(&fcm, "proj-1");
     for (kind, body) in [
@@ -275,7 +274,7 @@ async fn fcm_hms_and_xiaomi_carry_to_android_devices_by_the_token_they_have() {
 async fn web_push_encrypts_for_the_browser_and_signs_with_vapid() {
     let ca = TestCa::new();
     let wp = FakeVendor::start(Vendor::WebPush, &ca, Expect::default(), false).await;
-    let (server, _dir) = node(&ca, None, &[]).await;
+    let Some((server, _dir)) = node(&ca, None, &[]).await else { return };
     let app = server.create_app().await;
     let r = app.signed("PUT", "/v1/channels/webpush", &json!({"subject": "mailto:ops@example.com"}).to_string()).await;
     assert_eq!(r.status, 200, "{:?}", r.json());
@@ -301,7 +300,7 @@ async fn web_push_encrypts_for_the_browser_and_signs_with_vapid() {
 
 #[tokio::test]
 async fn a_broadcast_reaches_connected_and_vendor_only_devices_exactly_once_each() {
-    let (apns, _server, app, _dir) = apns_node().await;
+    let Some((apns, _server, app, _dir)) = apns_node().await else { return };
     let t = json!({"templateName": "news", "title": "News", "content": "today"});
     assert_eq!(app.signed("POST", "/v1/templates", &t.to_string()).await.status, 200);
     // Connected with a token: the own channel. Away with a token: APNs. Away without one:
@@ -334,7 +333,7 @@ async fn a_broadcast_reaches_connected_and_vendor_only_devices_exactly_once_each
 
 #[tokio::test]
 async fn sends_waiting_for_a_vendor_survive_a_restart_and_none_is_sent_twice() {
-    let (apns, server, app, _dir) = apns_node().await;
+    let Some((apns, server, app, _dir)) = apns_node().await else { return };
     let sent = register(&app, "i1", "ios", json!({"apns": "ab".repeat(32)})).await;
     let m_sent = push(&app, &sent, 2, "k1", json!({})).await;
     wait_vendor(&app, &m_sent, "sent").await;
@@ -390,7 +389,7 @@ fn cli(server: &TestProcess, args: &[&str]) -> (bool, Value, String) {
 #[tokio::test]
 async fn the_cli_sets_channels_from_key_files() {
     let ca = TestCa::new();
-    let (server, dir) = node(&ca, None, &[]).await;
+    let Some((server, dir)) = node(&ca, None, &[]).await else { return };
     let app = server.create_app().await;
     let (token_body, _) = fakes::apns_token_channel("sandbox");
     let p8 = dir.path().join("AuthKey_KEY1234567.p8");
@@ -464,7 +463,7 @@ async fn the_cli_sets_channels_from_key_files() {
 
 #[tokio::test]
 async fn a_revoke_replaces_the_copy_apns_took_and_withdraws_the_ones_not_sent() {
-    let (apns, _server, app, _dir) = apns_node().await;
+    let Some((apns, _server, app, _dir)) = apns_node().await else { return };
     let away = register(&app, "i1", "ios", json!({"apns": "ab".repeat(32)})).await;
     let mid = push(&app, &away, 2, "k1", json!({})).await;
     wait_vendor(&app, &mid, "sent").await;
