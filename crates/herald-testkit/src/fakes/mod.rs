@@ -201,6 +201,8 @@ struct Shared {
     connections: AtomicU64,
     /// APNs provider tokens whose signature verified.
     verified_tokens: Mutex<std::collections::HashSet<String>>,
+    /// How long each send waits before its answer (a slow vendor).
+    delay: Mutex<std::time::Duration>,
 }
 
 /// A vendor fake on 127.0.0.1, port 0, over TLS signed by a [`TestCa`].
@@ -226,6 +228,7 @@ impl FakeVendor {
             token_requests: Mutex::new(0),
             connections: AtomicU64::new(0),
             verified_tokens: Mutex::default(),
+            delay: Mutex::default(),
         });
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
         let s = shared.clone();
@@ -254,6 +257,11 @@ impl FakeVendor {
 
     pub fn received(&self) -> Vec<Received> {
         self.shared.received.lock().clone()
+    }
+
+    /// Every later send waits `delay` before its answer (a slow vendor).
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        *self.shared.delay.lock() = delay;
     }
 
     /// How many requests passed the checks (cheaper than `received().len()`).
@@ -336,6 +344,10 @@ async fn handle(s: &Shared, control: &ConnControl, req: Request<Incoming>, clien
         return answer(400, &[], body);
     }
     s.received.lock().push(received);
+    let delay = *s.delay.lock();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let next = s.script.lock().pop_front();
     match next {
         Some(Scripted::Answer { status, headers, body }) => {

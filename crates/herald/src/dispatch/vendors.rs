@@ -72,7 +72,7 @@ impl VendorWorker {
         self.ring.notify_waiters();
     }
 
-    /// Runs one loop per vendor until `shutdown`; a loop finishes the batch it holds.
+    /// Runs one loop per vendor until `shutdown`; a loop finishes the sends it has out.
     pub fn spawn(self: &Arc<Self>, shutdown: Signal) -> Vec<tokio::task::JoinHandle<()>> {
         Channel::VENDORS.iter().map(|c| tokio::spawn(self.clone().run(*c, shutdown.clone()))).collect()
     }
@@ -89,12 +89,20 @@ impl VendorWorker {
         let poll = Duration::from_millis(cfg.poll_ms.max(10));
         let (answers, answered) = tokio::sync::mpsc::unbounded_channel();
         let recorder = tokio::spawn(self.clone().record(answered, batch));
-        loop {
+        // A stop ends the claims at once, however long the backlog: the sends out are
+        // finished and recorded, the rest wait in the store for the next start.
+        while !shutdown.is_set() {
             let rung = self.ring.notified();
             // Room for the next claim (a quarter of a batch at least, so that a busy vendor
             // is not claimed from a row at a time): wait for answers to be recorded for it.
             let least = (batch / 4).max(1);
-            let Ok(mut room) = out.clone().acquire_many_owned(least as u32).await else { break };
+            let mut room = tokio::select! {
+                room = out.clone().acquire_many_owned(least as u32) => match room {
+                    Ok(room) => room,
+                    Err(_) => break,
+                },
+                _ = shutdown.wait() => break,
+            };
             let more = out.available_permits().min(batch - least);
             if more > 0
                 && let Ok(p) = out.clone().try_acquire_many_owned(more as u32)

@@ -8,8 +8,9 @@ use serde_json::{Value, json};
 use crate::common::fakes::{self, Expect, FakeVendor, Scripted, TestCa, Vendor};
 use crate::common::*;
 
-/// A node on this suite's store whose vendor endpoints are the fakes, and the directory of
-/// its configuration; `None` when that store is not configured here.
+/// A node on this suite's store whose vendor endpoints are the fakes (and other `[channels]`
+/// keys as given), and the directory of its configuration; `None` when that store is not
+/// configured here.
 async fn node(
     ca: &TestCa,
     apns: Option<&FakeVendor>,
@@ -21,8 +22,11 @@ async fn node(
     if let Some(a) = apns {
         text.push_str(&format!("apns_url = {:?}\napns_sandbox_url = {:?}\n", a.url(), a.url()));
     }
-    for (key, url) in others {
-        text.push_str(&format!("{key} = {url:?}\n"));
+    for (key, value) in others {
+        match value.parse::<u64>() {
+            Ok(n) => text.push_str(&format!("{key} = {n}\n")),
+            Err(_) => text.push_str(&format!("{key} = {value:?}\n")),
+        }
     }
     let config = dir.path().join("herald.toml");
     std::fs::write(&config, text).unwrap();
@@ -502,5 +506,55 @@ async fn a_revoke_replaces_the_copy_apns_took_and_withdraws_the_ones_not_sent() 
         .await;
     assert_eq!(r.json()["pushResult"]["vendorRecalls"], 0, "{:?}", r.json());
     wait_vendor(&app, &mid, "revoked").await;
+    assert!(apns.problems().is_empty(), "{:?}", apns.problems());
+}
+
+/// SIGTERM while a vendor's backlog is long: the node finishes the sends it has out and stops,
+/// rather than draining the backlog first; the rest go after the restart.
+#[tokio::test]
+async fn a_stop_does_not_wait_for_a_vendor_backlog_and_loses_none_of_it() {
+    let ca = TestCa::new();
+    let (body, expect) = fakes::apns_token_channel("sandbox");
+    let apns = FakeVendor::start(Vendor::Apns, &ca, expect, false).await;
+    let tuning = [("claim_batch", "4".to_string()), ("max_in_flight", "2".to_string())];
+    let Some((server, _dir)) = node(&ca, Some(&apns), &tuning).await else { return };
+    let app = server.create_app().await;
+    apns_channel(&app, &body).await;
+    let t = json!({"templateName": "news", "title": "News", "content": "today"});
+    assert_eq!(app.signed("POST", "/v1/templates", &t.to_string()).await.status, 200);
+    for i in 0..200 {
+        register(&app, &format!("i{i}"), "ios", json!({"apns": format!("{i:064x}")})).await;
+    }
+    apns.set_delay(Duration::from_millis(50));
+    let body =
+        json!({"deliveryType": 2, "templateName": "news", "msgkey": "b1", "pushStatus": 1, "expiredSeconds": 300});
+    assert_eq!(app.signed("POST", "/v1/push/broadcast", &body.to_string()).await.status, 200);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while apns.received_count() < 6 {
+        assert!(tokio::time::Instant::now() < deadline, "APNs never asked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Two at a time, 50 ms each: the backlog would take 5 s.
+    server.terminate();
+    // Waited for off this runtime: the fake APNs answers on it.
+    let (server, stopped) = tokio::task::spawn_blocking(move || {
+        let mut server = server;
+        let stopped = server.wait_exit(Duration::from_millis(1_500));
+        (server, stopped)
+    })
+    .await
+    .unwrap();
+    assert!(stopped.is_some_and(|s| s.success()), "stopped with the sends out: {stopped:?}");
+    let at_stop = apns.received_count();
+    assert!(at_stop < 100, "the backlog was not drained first: {at_stop}");
+    apns.set_delay(Duration::ZERO);
+    let _server = server.restart().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while apns.received_count() < 200 {
+        assert!(tokio::time::Instant::now() < deadline, "{} of 200 after the restart", apns.received_count());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let paths: std::collections::HashSet<String> = apns.received().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(paths.len(), 200, "every device once at least");
     assert!(apns.problems().is_empty(), "{:?}", apns.problems());
 }
