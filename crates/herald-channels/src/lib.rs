@@ -56,6 +56,8 @@ pub struct ChannelsConfig {
     /// HTTP/2 connections to APNs per pool (one pool for token-authenticated apps, one per
     /// certificate), used in turn.
     pub apns_connections: usize,
+    /// Requests per second per vendor on this node (0: no limit beyond `max_in_flight`).
+    pub max_per_second: u32,
     /// Sends claimed from the store at a time.
     pub claim_batch: usize,
     /// How long a claimed send belongs to the node that claimed it (seconds): after a
@@ -82,6 +84,7 @@ impl Default for ChannelsConfig {
             request_timeout_secs: 10,
             max_in_flight: 512,
             apns_connections: 4,
+            max_per_second: 0,
             claim_batch: 1000,
             claim_lease_secs: 60,
             poll_ms: 1000,

@@ -259,6 +259,8 @@ max_in_flight = 512
 # HTTP/2 connections to APNs per pool (token-authenticated apps share one pool; each
 # certificate has its own), used in turn.
 apns_connections = 4
+# Requests per second per vendor on this node (0: no limit beyond max_in_flight).
+max_per_second = 0
 # Sends claimed from the store at a time, per vendor.
 claim_batch = 1000
 # Seconds a claimed send belongs to the node that claimed it (another node takes it after).

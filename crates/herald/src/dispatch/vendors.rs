@@ -33,6 +33,31 @@ use crate::shutdown::Signal;
 
 type Key = (AppId, Channel);
 
+/// Spaces one vendor's requests to at most `channels.max_per_second`: each send reserves the
+/// next free slot and waits for it.
+struct Pace {
+    gap: Option<Duration>,
+    next: Mutex<tokio::time::Instant>,
+}
+
+impl Pace {
+    fn new(per_second: u32) -> Pace {
+        let gap = (per_second > 0).then(|| Duration::from_secs(1) / per_second);
+        Pace { gap, next: Mutex::new(tokio::time::Instant::now()) }
+    }
+
+    async fn wait(&self) {
+        let Some(gap) = self.gap else { return };
+        let at = {
+            let mut next = self.next.lock();
+            let at = (*next).max(tokio::time::Instant::now());
+            *next = at + gap;
+            at
+        };
+        tokio::time::sleep_until(at).await;
+    }
+}
+
 /// A send's answer, and its share of the room its claim took.
 type Answer = (VendorSendDone, OwnedSemaphorePermit);
 
@@ -78,13 +103,14 @@ impl VendorWorker {
     }
 
     /// One vendor's pipeline: claim due sends while there is room, send each (at most
-    /// `max_in_flight` at once), and record the answers in groups as they come, so that a
+    /// `max_in_flight` at once and `max_per_second`), and record the answers in groups as they come, so that a
     /// slow answer never holds the next claim. At most two claim batches are out (claimed and
     /// not yet recorded) at a time. On shutdown, the sends out are finished and recorded.
     async fn run(self: Arc<Self>, channel: Channel, shutdown: Signal) {
         let cfg = self.senders.config().clone();
         let batch = cfg.claim_batch.max(1);
         let in_flight = Arc::new(Semaphore::new(cfg.max_in_flight.max(1)));
+        let pace = Arc::new(Pace::new(cfg.max_per_second));
         let out = Arc::new(Semaphore::new(batch * 2));
         let poll = Duration::from_millis(cfg.poll_ms.max(10));
         let (answers, answered) = tokio::sync::mpsc::unbounded_channel();
@@ -119,7 +145,7 @@ impl VendorWorker {
                 }
             };
             let full = !claimed.is_empty() && claimed.len() >= room.num_permits();
-            self.send_claimed(claimed, room, &in_flight, &answers).await;
+            self.send_claimed(claimed, room, (&in_flight, &pace), &answers).await;
             if full {
                 continue;
             }
@@ -141,7 +167,7 @@ impl VendorWorker {
         self: &Arc<Self>,
         claimed: Vec<VendorSend>,
         mut room: OwnedSemaphorePermit,
-        in_flight: &Arc<Semaphore>,
+        (in_flight, pace): (&Arc<Semaphore>, &Arc<Pace>),
         answers: &mpsc::UnboundedSender<Answer>,
     ) {
         // Each app's credential is looked up once per claim (a rotation shows at the next).
@@ -155,9 +181,10 @@ impl VendorWorker {
         }
         for send in claimed {
             let Some(share) = room.split(1) else { break };
-            let (me, permits, answers) = (self.clone(), in_flight.clone(), answers.clone());
+            let (me, permits, pace, answers) = (self.clone(), in_flight.clone(), pace.clone(), answers.clone());
             let credential = credentials[&(send.app_id.clone(), send.channel)].clone();
             tokio::spawn(async move {
+                pace.wait().await;
                 let _permit = permits.acquire_owned().await;
                 let done = me.send_one(send, credential).await;
                 let _ = answers.send((done, share));

@@ -186,41 +186,55 @@ async fn apns_invalid_tokens_retries_and_validity() {
     assert!(apns.problems().is_empty(), "{:?}", apns.problems());
 }
 
-#[tokio::test]
-async fn fcm_hms_and_xiaomi_carry_to_android_devices_by_the_token_they_have() {
+/// The Android (and Web Push) fakes, a node that sends to them, and an app with each channel.
+struct Android {
+    fcm: FakeVendor,
+    hms: FakeVendor,
+    mi: FakeVendor,
+    web: Option<FakeVendor>,
+    server: TestProcess,
+    app: TestApp,
+    _dir: tempfile::TempDir,
+}
+
+async fn android_node(with_web: bool) -> Option<Android> {
     let ca = TestCa::new();
     let fcm = FakeVendor::start(Vendor::Fcm, &ca, Expect::default(), false).await;
-    let hms = FakeVendor::start(
-        Vendor::Hms,
-        &ca,
-        Expect { hms: Some(("10001".into(), "hsecret".into())), ..Expect::default() },
-        false,
-    )
-    .await;
-    let mi = FakeVendor::start(
-        Vendor::Xiaomi,
-        &ca,
-        Expect { xiaomi: Some(("xsecret".into(), "com.example.app".into())), ..Expect::default() },
-        false,
-    )
-    .await;
+    let hms_expect = Expect { hms: Some(("10001".into(), "hsecret".into())), ..Expect::default() };
+    let hms = FakeVendor::start(Vendor::Hms, &ca, hms_expect, false).await;
+    let mi_expect = Expect { xiaomi: Some(("xsecret".into(), "com.example.app".into())), ..Expect::default() };
+    let mi = FakeVendor::start(Vendor::Xiaomi, &ca, mi_expect, false).await;
+    let web = match with_web {
+        true => Some(FakeVendor::start(Vendor::WebPush, &ca, Expect::default(), false).await),
+        false => None,
+    };
     let others = [
         ("fcm_url", fcm.url()),
         ("hms_url", hms.url()),
         ("hms_token_url", format!("{}/oauth2/v3/token", hms.url())),
         ("xiaomi_url", mi.url()),
     ];
-    let Some((server, _dir)) = node(&ca, None, &others).await else { return };
+    let (server, dir) = node(&ca, None, &others).await?;
     let app = server.create_app().await;
     let (account, _) = fakes::service_account(&fcm, "proj-1");
-    for (kind, body) in [
+    let mut channels = vec![
         ("fcm", json!({"serviceAccount": account})),
         ("hms", json!({"appId": "10001", "clientSecret": "hsecret"})),
         ("xiaomi", json!({"appSecret": "xsecret", "packageName": "com.example.app"})),
-    ] {
+    ];
+    if with_web {
+        channels.push(("webpush", json!({"subject": "mailto:ops@example.com"})));
+    }
+    for (kind, body) in channels {
         let r = app.signed("PUT", &format!("/v1/channels/{kind}"), &body.to_string()).await;
         assert_eq!(r.status, 200, "{kind}: {:?}", r.json());
     }
+    Some(Android { fcm, hms, mi, web, server, app, _dir: dir })
+}
+
+#[tokio::test]
+async fn fcm_hms_and_xiaomi_carry_to_android_devices_by_the_token_they_have() {
+    let Some(Android { fcm, hms, mi, app, server: _server, _dir, .. }) = android_node(false).await else { return };
     let huawei = register(&app, "h", "android", json!({"hms": "hms-token-1", "fcm": "fcm-token-9"})).await;
     let xiaomi = register(&app, "x", "android", json!({"xiaomi": "regid-1"})).await;
     let pixel = register(&app, "p", "android", json!({"fcm": "fcm-token-1"})).await;
@@ -509,22 +523,32 @@ async fn a_revoke_replaces_the_copy_apns_took_and_withdraws_the_ones_not_sent() 
     assert!(apns.problems().is_empty(), "{:?}", apns.problems());
 }
 
-/// SIGTERM while a vendor's backlog is long: the node finishes the sends it has out and stops,
-/// rather than draining the backlog first; the rest go after the restart.
-#[tokio::test]
-async fn a_stop_does_not_wait_for_a_vendor_backlog_and_loses_none_of_it() {
+/// A fake APNs, a node with `tuning` in its `[channels]`, an app with the APNs channel and the
+/// `news` template, and `n` iOS devices with APNs tokens and no connection.
+async fn apns_audience(
+    tuning: &[(&str, String)],
+    n: usize,
+) -> Option<(FakeVendor, TestProcess, TestApp, tempfile::TempDir)> {
     let ca = TestCa::new();
     let (body, expect) = fakes::apns_token_channel("sandbox");
     let apns = FakeVendor::start(Vendor::Apns, &ca, expect, false).await;
-    let tuning = [("claim_batch", "4".to_string()), ("max_in_flight", "2".to_string())];
-    let Some((server, _dir)) = node(&ca, Some(&apns), &tuning).await else { return };
+    let (server, dir) = node(&ca, Some(&apns), tuning).await?;
     let app = server.create_app().await;
     apns_channel(&app, &body).await;
     let t = json!({"templateName": "news", "title": "News", "content": "today"});
     assert_eq!(app.signed("POST", "/v1/templates", &t.to_string()).await.status, 200);
-    for i in 0..200 {
+    for i in 0..n {
         register(&app, &format!("i{i}"), "ios", json!({"apns": format!("{i:064x}")})).await;
     }
+    Some((apns, server, app, dir))
+}
+
+/// SIGTERM while a vendor's backlog is long: the node finishes the sends it has out and stops,
+/// rather than draining the backlog first; the rest go after the restart.
+#[tokio::test]
+async fn a_stop_does_not_wait_for_a_vendor_backlog_and_loses_none_of_it() {
+    let tuning = [("claim_batch", "4".to_string()), ("max_in_flight", "2".to_string())];
+    let Some((apns, server, app, _dir)) = apns_audience(&tuning, 200).await else { return };
     apns.set_delay(Duration::from_millis(50));
     let body =
         json!({"deliveryType": 2, "templateName": "news", "msgkey": "b1", "pushStatus": 1, "expiredSeconds": 300});
@@ -556,5 +580,74 @@ async fn a_stop_does_not_wait_for_a_vendor_backlog_and_loses_none_of_it() {
     }
     let paths: std::collections::HashSet<String> = apns.received().iter().map(|r| r.path.clone()).collect();
     assert_eq!(paths.len(), 200, "every device once at least");
+    assert!(apns.problems().is_empty(), "{:?}", apns.problems());
+}
+
+/// Each Android vendor and Web Push: a message whose validity ends while the vendor is down is
+/// never sent; a send waiting for its next attempt survives kill -9 and goes once after.
+#[tokio::test]
+async fn every_vendor_expires_in_time_and_keeps_waiting_sends_across_a_restart() {
+    let Some(Android { fcm, hms, mi, web, server, app, _dir }) = android_node(true).await else { return };
+    let web = web.unwrap();
+    let sub = fakes::subscription(&web, "s1");
+    let devices = [
+        (&hms, register(&app, "h", "android", json!({"hms": "hms-token-1"})).await),
+        (&mi, register(&app, "x", "android", json!({"xiaomi": "regid-1"})).await),
+        (&fcm, register(&app, "p", "android", json!({"fcm": "fcm-token-1"})).await),
+        (&web, register(&app, "w", "web", json!({"webpush": sub})).await),
+    ];
+    let down = |after: &str| Scripted::Answer {
+        status: 503,
+        headers: vec![("retry-after".into(), after.into())],
+        body: json!({"error": {"code": 503, "status": "UNAVAILABLE"}}).to_string(),
+    };
+    let mut waiting = Vec::new();
+    for (i, (fake, device)) in devices.iter().enumerate() {
+        fake.script(down("5"));
+        let late = push(&app, device, 1, &format!("late{i}"), json!({"expiredSeconds": 2})).await;
+        let send = wait_vendor(&app, &late, "expired").await;
+        assert_eq!(send["attempts"], 1, "{send}");
+        fake.script(down("2"));
+        waiting.push(push(&app, device, 1, &format!("k{i}"), json!({})).await);
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    for mid in &waiting {
+        while wait_vendor(&app, mid, "waiting").await["attempts"] != 1 {
+            assert!(tokio::time::Instant::now() < deadline, "no first attempt of {mid}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let mut server = server;
+    server.kill9();
+    let server = server.restart().await;
+    let app = app.via(&server);
+    for mid in &waiting {
+        let send = wait_vendor(&app, mid, "sent").await;
+        assert_eq!(send["attempts"], 2, "{send}");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for (fake, _) in &devices {
+        let sends = fake.received().iter().filter(|r| !r.path.ends_with("/token")).count();
+        assert_eq!(sends, 3, "the expired one once, the waiting one twice: {:?}", fake.received().len());
+        assert!(fake.problems().is_empty(), "{:?}", fake.problems());
+    }
+}
+
+/// `channels.max_per_second` spaces a vendor's requests.
+#[tokio::test]
+async fn a_vendor_rate_limit_spaces_the_sends() {
+    let Some((apns, _server, app, _dir)) = apns_audience(&[("max_per_second", "20".into())], 30).await else { return };
+    let started = std::time::Instant::now();
+    let body =
+        json!({"deliveryType": 2, "templateName": "news", "msgkey": "b1", "pushStatus": 1, "expiredSeconds": 300});
+    assert_eq!(app.signed("POST", "/v1/push/broadcast", &body.to_string()).await.status, 200);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while apns.received_count() < 30 {
+        assert!(tokio::time::Instant::now() < deadline, "{} of 30", apns.received_count());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // 30 sends at 20 a second: 29 gaps of 50 ms.
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(1_400), "took {took:?}");
     assert!(apns.problems().is_empty(), "{:?}", apns.problems());
 }
