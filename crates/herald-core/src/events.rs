@@ -39,6 +39,10 @@ pub enum EventReport {
     Many(Vec<ReportedEvent>),
 }
 
+/// How far ahead of the server's clock a device's event time may be; a later one (or a
+/// negative one) is taken as the time the report arrived.
+pub const MAX_SKEW_MS: i64 = 5 * 60_000;
+
 /// Parses device events reported at `now`.
 pub fn parse_events(body: &[u8], now: i64) -> Result<Vec<Reported>, ApiError> {
     let value: Value = parse_json(body)?;
@@ -55,7 +59,8 @@ pub fn parse_events(body: &[u8], now: i64) -> Result<Vec<Reported>, ApiError> {
             let e: ReportedEvent = serde_json::from_value(item).map_err(|e| json_error(&e, "an event"))?;
             let event = DeviceEvent::parse(&e.event)
                 .ok_or_else(|| ApiError::new(ErrorCode::InvalidParam, "event must be arrived, opened or ignored"))?;
-            Ok(Reported { message_id: MessageId::new(e.message_id), event, at: e.at.unwrap_or(now) })
+            let at = e.at.filter(|at| (0..=now + MAX_SKEW_MS).contains(at)).unwrap_or(now);
+            Ok(Reported { message_id: MessageId::new(e.message_id), event, at })
         })
         .collect()
 }
@@ -76,6 +81,15 @@ mod tests {
             ErrorCode::InvalidParam
         );
         assert_eq!(parse_events(b"{", 0).unwrap_err().code, ErrorCode::InvalidJson);
+        // Beyond the clock skew, or negative: the time of the report.
+        let now = 1_000_000_000;
+        let far = format!(
+            r#"[{{"messageId":"m","event":"opened","at":{}}},{{"messageId":"m","event":"opened","at":-5}},{{"messageId":"m","event":"opened","at":{}}}]"#,
+            now + MAX_SKEW_MS + 1,
+            now + 60_000
+        );
+        let times: Vec<i64> = parse_events(far.as_bytes(), now).unwrap().iter().map(|r| r.at).collect();
+        assert_eq!(times, vec![now, now, now + 60_000]);
         assert_eq!(parse_events(b"3", 0).unwrap_err().code, ErrorCode::InvalidParam);
     }
 }

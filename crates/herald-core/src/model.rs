@@ -335,7 +335,9 @@ pub enum StatusUpdate {
     /// Acknowledged by the device (PUBACK) after being written at `sent_at`.
     Delivered { message_id: MessageId, device_id: DeviceId, sent_at: i64, at: i64 },
     /// Reported by the device: arrived, opened or ignored.
-    Event { message_id: MessageId, device_id: DeviceId, event: DeviceEvent, at: i64 },
+    /// `at` is the device's time for it (never past `received_at` beyond a small skew, see
+    /// `events::MAX_SKEW_MS`); one before the message was sent is stored as `received_at`.
+    Event { message_id: MessageId, device_id: DeviceId, event: DeviceEvent, at: i64, received_at: i64 },
     /// The connection `presence` of the device closed: the presence is cleared unless a
     /// newer connection replaced it; `last_seen` is set.
     Disconnected { device_id: DeviceId, presence: Presence, at: i64 },

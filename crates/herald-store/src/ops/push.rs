@@ -176,7 +176,7 @@ pub(crate) async fn apply_update<X: Tx>(tx: &X, update: &StatusUpdate) -> StoreR
             let s = if message_id.is_broadcast() { &sql::ACK_DELIVERED } else { &sql::MARK_DELIVERED };
             tx.execute(s, &[&message_id.as_str(), &device_id.as_str(), sent_at, at]).await?;
         }
-        StatusUpdate::Event { message_id, device_id, event, at } => {
+        StatusUpdate::Event { message_id, device_id, event, at, received_at } => {
             // A device's word about a message only moves its delivery forward.
             let s = match (message_id.is_broadcast(), event) {
                 (false, DeviceEvent::Arrived) => &sql::EVENT_ARRIVED,
@@ -186,7 +186,7 @@ pub(crate) async fn apply_update<X: Tx>(tx: &X, update: &StatusUpdate) -> StoreR
                 (true, DeviceEvent::Opened) => &sql::BROADCAST_OPENED,
                 (true, DeviceEvent::Ignored) => &sql::BROADCAST_IGNORED,
             };
-            tx.execute(s, &[&message_id.as_str(), &device_id.as_str(), at]).await?;
+            tx.execute(s, &[&message_id.as_str(), &device_id.as_str(), at, received_at]).await?;
         }
         StatusUpdate::Disconnected { device_id, presence, at } => {
             let generation = presence.generation as i64;

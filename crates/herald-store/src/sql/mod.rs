@@ -303,10 +303,22 @@ pub(crate) static MARK_DELIVERED: Sql = Sql::new(concat!(
     delivery_status!(Expired),
     " AND $3 < expires_at))"
 ));
+/// An event's time: the device's (`$3`), unless it is before the delivery was made, then the
+/// time the report arrived (`$4`).
+macro_rules! event_at {
+    ($made:literal) => {
+        concat!("CASE WHEN CAST($3 AS BIGINT) < ", $made, " THEN CAST($4 AS BIGINT) ELSE CAST($3 AS BIGINT) END")
+    };
+}
+/// $1 message, $2 device, $3 the device's time, $4 the report's arrival.
 pub(crate) static EVENT_ARRIVED: Sql = Sql::new(concat!(
     "UPDATE deliveries SET status = ",
     delivery_status!(Delivered),
-    ", delivered_at = $3, updated_at = $3 WHERE message_id = $1 AND device_id = $2 AND (status IN ",
+    ", delivered_at = ",
+    event_at!("created_at"),
+    ", updated_at = ",
+    event_at!("created_at"),
+    " WHERE message_id = $1 AND device_id = $2 AND (status IN ",
     open!(),
     " OR (status = ",
     delivery_status!(Expired),
@@ -315,16 +327,22 @@ pub(crate) static EVENT_ARRIVED: Sql = Sql::new(concat!(
 pub(crate) static EVENT_OPENED: Sql = Sql::new(concat!(
     "UPDATE deliveries SET status = ",
     delivery_status!(Opened),
-    ", delivered_at = COALESCE(delivered_at, $3), updated_at = $3 WHERE message_id = $1 AND device_id = $2 \
-     AND status IN (",
+    ", delivered_at = COALESCE(delivered_at, ",
+    event_at!("created_at"),
+    "), updated_at = ",
+    event_at!("created_at"),
+    " WHERE message_id = $1 AND device_id = $2 AND status IN (",
     delivery_status!(Pending, Sent, Delivered, Ignored),
     ")"
 ));
 pub(crate) static EVENT_IGNORED: Sql = Sql::new(concat!(
     "UPDATE deliveries SET status = ",
     delivery_status!(Ignored),
-    ", delivered_at = COALESCE(delivered_at, $3), updated_at = $3 WHERE message_id = $1 AND device_id = $2 \
-     AND status IN (",
+    ", delivered_at = COALESCE(delivered_at, ",
+    event_at!("created_at"),
+    "), updated_at = ",
+    event_at!("created_at"),
+    " WHERE message_id = $1 AND device_id = $2 AND status IN (",
     delivery_status!(Pending, Sent, Delivered),
     ")"
 ));
@@ -398,40 +416,54 @@ pub(crate) static ACK_DELIVERED: Sql = Sql::new(concat!(
     ", delivered_at = excluded.delivered_at, updated_at = excluded.updated_at WHERE broadcast_acks.status = ",
     delivery_status!(Sent)
 ));
-/// What a device reports about an id of its choosing: written only when the id is a
-/// broadcast's (the statement inserts nothing otherwise).
+/// The broadcast `$1` when device `$2` is of its app and platform and was registered before
+/// it: what a device reports about another app's broadcast (or an id of its choosing) is not
+/// written.
+macro_rules! broadcast_of_device {
+    () => {
+        " FROM broadcasts b JOIN devices v ON v.device_id = $2 WHERE b.message_id = $1 AND v.app_id = b.app_id \
+         AND v.platform = b.platform AND v.created_at <= b.created_at"
+    };
+}
+/// $1 broadcast, $2 device, $3 the device's time, $4 the report's arrival.
 pub(crate) static BROADCAST_ARRIVED: Sql = Sql::new(concat!(
     "INSERT INTO broadcast_acks (message_id, device_id, status, sent_at, delivered_at, updated_at) \
-     SELECT message_id, CAST($2 AS TEXT), ",
+     SELECT b.message_id, v.device_id, ",
     delivery_status!(Delivered),
-    ", CAST($3 AS BIGINT), CAST($3 AS BIGINT), CAST($3 AS BIGINT) FROM broadcasts WHERE message_id = $1 \
-     ON CONFLICT (message_id, device_id) DO UPDATE SET status = ",
+    ", ",
+    event_at!("b.created_at"),
+    ", ",
+    event_at!("b.created_at"),
+    ", ",
+    event_at!("b.created_at"),
+    broadcast_of_device!(),
+    " ON CONFLICT (message_id, device_id) DO UPDATE SET status = ",
     delivery_status!(Delivered),
     ", delivered_at = excluded.delivered_at, updated_at = excluded.updated_at WHERE broadcast_acks.status = ",
     delivery_status!(Sent)
 ));
-pub(crate) static BROADCAST_OPENED: Sql = Sql::new(concat!(
-    "INSERT INTO broadcast_acks (message_id, device_id, status, delivered_at, updated_at) \
-     SELECT message_id, CAST($2 AS TEXT), ",
-    delivery_status!(Opened),
-    ", CAST($3 AS BIGINT), CAST($3 AS BIGINT) FROM broadcasts WHERE message_id = $1 \
-     ON CONFLICT (message_id, device_id) DO UPDATE SET status = ",
-    delivery_status!(Opened),
-    ", updated_at = excluded.updated_at WHERE broadcast_acks.status IN (",
-    delivery_status!(Sent, Delivered, Ignored),
-    ")"
-));
-pub(crate) static BROADCAST_IGNORED: Sql = Sql::new(concat!(
-    "INSERT INTO broadcast_acks (message_id, device_id, status, delivered_at, updated_at) \
-     SELECT message_id, CAST($2 AS TEXT), ",
-    delivery_status!(Ignored),
-    ", CAST($3 AS BIGINT), CAST($3 AS BIGINT) FROM broadcasts WHERE message_id = $1 \
-     ON CONFLICT (message_id, device_id) DO UPDATE SET status = ",
-    delivery_status!(Ignored),
-    ", updated_at = excluded.updated_at WHERE broadcast_acks.status IN (",
-    delivery_status!(Sent, Delivered),
-    ")"
-));
+/// Opened or ignored, from the statuses it may follow.
+macro_rules! broadcast_event {
+    ($status:ident, $($from:ident),+) => {
+        concat!(
+            "INSERT INTO broadcast_acks (message_id, device_id, status, delivered_at, updated_at) \
+             SELECT b.message_id, v.device_id, ",
+            delivery_status!($status),
+            ", ",
+            event_at!("b.created_at"),
+            ", ",
+            event_at!("b.created_at"),
+            broadcast_of_device!(),
+            " ON CONFLICT (message_id, device_id) DO UPDATE SET status = ",
+            delivery_status!($status),
+            ", updated_at = excluded.updated_at WHERE broadcast_acks.status IN (",
+            delivery_status!($($from),+),
+            ")"
+        )
+    };
+}
+pub(crate) static BROADCAST_OPENED: Sql = Sql::new(broadcast_event!(Opened, Sent, Delivered, Ignored));
+pub(crate) static BROADCAST_IGNORED: Sql = Sql::new(broadcast_event!(Ignored, Sent, Delivered));
 
 // --- revoke
 

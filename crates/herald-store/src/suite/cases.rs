@@ -220,6 +220,7 @@ pub async fn deliveries_are_pending_until_acknowledged_or_expired(s: &Subject) {
         device_id: d.clone(),
         event: DeviceEvent::Opened,
         at: 230,
+        received_at: 230,
     });
     // Events never move a delivery back.
     store.record(StatusUpdate::Event {
@@ -227,6 +228,7 @@ pub async fn deliveries_are_pending_until_acknowledged_or_expired(s: &Subject) {
         device_id: d.clone(),
         event: DeviceEvent::Arrived,
         at: 240,
+        received_at: 240,
     });
     store.flush().await.unwrap();
     let m = store.message(&AppId::new("a1"), &long_id).await.unwrap().unwrap();
@@ -350,13 +352,26 @@ pub async fn broadcasts_reach_their_audience_once(s: &Subject) {
         device_id: offline_one.clone(),
         event: DeviceEvent::Opened,
         at: 330,
+        received_at: 330,
     });
+    // Another app's device (and the iOS device, of another platform) reporting this
+    // broadcast writes nothing.
+    for other in [&elsewhere, &ios] {
+        store.record(StatusUpdate::Event {
+            message_id: done.message_id.clone(),
+            device_id: other.clone(),
+            event: DeviceEvent::Opened,
+            at: 330,
+            received_at: 330,
+        });
+    }
     // A device's word about an id that is no broadcast writes nothing.
     store.record(StatusUpdate::Event {
         message_id: MessageId::new("bnone"),
         device_id: online.clone(),
         event: DeviceEvent::Opened,
         at: 330,
+        received_at: 330,
     });
     assert!(store.pending_deliveries(&online, 340, 10).await.unwrap().is_empty());
     assert!(store.pending_deliveries(&offline_one, 340, 10).await.unwrap().is_empty());

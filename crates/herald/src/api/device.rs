@@ -272,7 +272,8 @@ async fn events(
     DeviceAuth(device): DeviceAuth,
     LimitedBody(body): LimitedBody,
 ) -> Result<Json, Refusal> {
-    let events = parse_events(&body, herald_core::now_ms())?;
+    let now = herald_core::now_ms();
+    let events = parse_events(&body, now)?;
     let n = events.len();
     for e in events {
         // The update only touches this device's own deliveries.
@@ -281,6 +282,7 @@ async fn events(
             device_id: device.device_id.clone(),
             event: e.event,
             at: e.at,
+            received_at: now,
         });
     }
     Ok(Json(json!({"accepted": n})))

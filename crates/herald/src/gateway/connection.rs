@@ -420,7 +420,8 @@ impl Gateway {
 
     /// Applies `{messageId, event, at?}` (one object or an array) published by the device.
     fn apply_events(&self, conn: &Conn, payload: &[u8]) {
-        match herald_core::events::parse_events(payload, herald_core::now_ms()) {
+        let now = herald_core::now_ms();
+        match herald_core::events::parse_events(payload, now) {
             Ok(events) => {
                 for e in events {
                     self.store.record(StatusUpdate::Event {
@@ -428,6 +429,7 @@ impl Gateway {
                         device_id: conn.device_id().clone(),
                         event: e.event,
                         at: e.at,
+                        received_at: now,
                     });
                 }
             }

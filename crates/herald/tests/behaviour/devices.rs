@@ -1,7 +1,7 @@
 //! Device API and server-side device calls: register, bind (proof), unbind, report,
 //! device and user views.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::common::*;
 
@@ -161,4 +161,35 @@ async fn device_events_move_a_delivery_to_opened() {
     app.wait_status(&m1, "opened").await;
     let r = creds.device_call("/device/v1/events", json!([{"messageId": m1, "event": "exploded"}])).await;
     assert_eq!(r.json()["resultCode"], "INVALID_PARAM");
+}
+
+/// A device's event time is its own, unless it is before the message was made or later than
+/// the server's clock allows: then the time the report arrived.
+#[tokio::test]
+async fn device_event_times_outside_the_messages_life_take_the_servers_time() {
+    let Some(server) = start_server().await else { return };
+    let app = server.create_app().await;
+    let creds = app.register("i").await;
+    let times = |m: Value| -> (i64, i64) {
+        let d = &m["resultContent"]["data"]["deliveries"][0];
+        (d["deliveredAt"].as_i64().unwrap_or(-1), d["updatedAt"].as_i64().unwrap_or(-1))
+    };
+    let in_2100 = 4_102_444_800_000_i64;
+    for (key, at) in [("k1", in_2100), ("k2", 1), ("k3", -7)] {
+        let (_, m) = app.push_to_device(&creds.device_id, key, "one").await;
+        let before = herald_core::now_ms();
+        let r = creds.device_call("/device/v1/events", json!([{"messageId": m, "event": "opened", "at": at}])).await;
+        assert_eq!(r.status, 200, "{:?}", r.json());
+        app.wait_status(&m, "opened").await;
+        let (delivered, updated) = times(app.message(&m).await.json());
+        for t in [delivered, updated] {
+            assert!(t >= before && t <= herald_core::now_ms(), "{key}: at {at} stored as {t}");
+        }
+    }
+    // A time within the message's life is kept as the device gave it.
+    let (_, m) = app.push_to_device(&creds.device_id, "k4", "one").await;
+    let at = herald_core::now_ms() + 1_000;
+    creds.device_call("/device/v1/events", json!([{"messageId": m, "event": "opened", "at": at}])).await;
+    app.wait_status(&m, "opened").await;
+    assert_eq!(times(app.message(&m).await.json()), (at, at));
 }
