@@ -622,7 +622,7 @@ mod tests {
     fn every_statement_prepares() {
         let (_dir, conn) = fresh();
         migrate(&conn).unwrap();
-        for s in sql::ALL.iter().chain(sql::channels::ALL) {
+        for s in sql::ALL.iter().chain(sql::channels::ALL).chain(sql::broadcasts::ALL) {
             let stmt = conn.prepare(s.text(Dialect::Sqlite)).unwrap_or_else(|e| panic!("{e}: {s:?}"));
             let highest = (1..=16).rev().find(|n| s.text(Dialect::Postgres).contains(&format!("${n}"))).unwrap_or(0);
             assert_eq!(stmt.parameter_count(), highest, "{s:?}");

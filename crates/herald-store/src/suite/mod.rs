@@ -289,7 +289,12 @@ mod backends {
         config.options(schema.options());
         let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
         tokio::spawn(connection);
-        for s in crate::sql::ALL.iter().chain(crate::sql::channels::ALL).chain(crate::sql::POSTGRES_ONLY) {
+        for s in crate::sql::ALL
+            .iter()
+            .chain(crate::sql::channels::ALL)
+            .chain(crate::sql::broadcasts::ALL)
+            .chain(crate::sql::POSTGRES_ONLY)
+        {
             client.prepare(s.text(crate::tx::Dialect::Postgres)).await.unwrap_or_else(|e| panic!("{e:?}: {s:?}"));
         }
     }
