@@ -17,6 +17,7 @@ pub mod crypto;
 pub mod error;
 pub mod events;
 pub mod ids;
+pub mod ledger;
 pub mod limits;
 pub mod model;
 pub mod push;

@@ -473,3 +473,50 @@ mod tests {
         assert_eq!(D::Delivered.as_of(10, 20), D::Delivered);
     }
 }
+
+stored_enum! {
+    /// A change in a delivery's life, as the journal records it and a receipt shows it
+    /// (`pushed` is counted, never sent as a receipt).
+    pub enum Change (change, $) {
+        /// A delivery was created (a push committed, or a user's message reached a device
+        /// that bound the user); for a broadcast, once for its whole audience.
+        Pushed = "pushed",
+        /// Handed to a channel: written to a connection that closed before acknowledging,
+        /// or taken by a vendor.
+        Sent = "sent",
+        /// Acknowledged by the device (PUBACK), reported `arrived`, or confirmed by a
+        /// vendor's receipt.
+        Delivered = "delivered",
+        Opened = "opened",
+        Ignored = "ignored",
+        Expired = "expired",
+        /// A vendor refused it (the reason says why); the own channel may still deliver it.
+        Failed = "failed",
+        Revoked = "revoked",
+    }
+}
+
+stored_enum! {
+    /// The length of an analytics bucket.
+    pub enum Granularity (granularity, $) {
+        Minute = "minute",
+        Hour = "hour",
+        Day = "day",
+    }
+}
+
+impl Granularity {
+    /// A bucket's length in milliseconds (days are UTC days).
+    pub const fn millis(self) -> i64 {
+        match self {
+            Granularity::Minute => 60_000,
+            Granularity::Hour => 3_600_000,
+            Granularity::Day => 86_400_000,
+        }
+    }
+
+    /// The start of the bucket `at` falls in.
+    pub const fn bucket(self, at: i64) -> i64 {
+        at - at.rem_euclid(self.millis())
+    }
+}

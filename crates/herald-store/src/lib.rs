@@ -13,6 +13,7 @@
 //! [`tx::Dialect`] (a connect's presence swap), and each backend's module (where an
 //! operation runs, transactions, status-update batching, nonces).
 
+pub mod ledger;
 mod logic;
 mod migrations;
 #[cfg(test)]
@@ -41,6 +42,7 @@ use herald_core::model::{
 use herald_core::state::{Channel, ScheduleStatus};
 use serde::Deserialize;
 
+pub use ledger::Ledger;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -164,7 +166,7 @@ pub enum Cancelled {
 }
 
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: ledger::Ledger {
     async fn setting(&self, name: &str) -> StoreResult<Option<String>>;
     /// Stores `value` unless the setting exists; returns the value now in force.
     async fn init_setting(&self, name: &str, value: &str) -> StoreResult<String>;

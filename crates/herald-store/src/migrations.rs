@@ -1,6 +1,7 @@
 //! The schema's migrations. Most are the same SQL for both backends (`migrations/common/`);
 //! the rest are one backend's own: PostgreSQL's nonces table (a SQLite file serves one node,
-//! which keeps nonces in memory) and SQLite's rebuild of `broadcast_acks` without a rowid.
+//! which keeps nonces in memory), SQLite's rebuild of `broadcast_acks` without a rowid, and
+//! the journal's sequence (a rowid on SQLite, an identity column on PostgreSQL).
 //! A version number means the same change on both.
 
 use crate::tx::Sql;
@@ -17,6 +18,8 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (9, include_str!("../migrations/common/0009_channels.sql")),
     (10, include_str!("../migrations/common/0010_vendor_recall.sql")),
     (11, include_str!("../migrations/common/0011_vendor_sends_by_app.sql")),
+    (12, include_str!("../migrations/common/0012_ledger.sql")),
+    (13, include_str!("../migrations/sqlite/0013_journal.sql")),
 ];
 
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -30,6 +33,8 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (9, include_str!("../migrations/common/0009_channels.sql")),
     (10, include_str!("../migrations/common/0010_vendor_recall.sql")),
     (11, include_str!("../migrations/common/0011_vendor_sends_by_app.sql")),
+    (12, include_str!("../migrations/common/0012_ledger.sql")),
+    (13, include_str!("../migrations/postgres/0013_journal.sql")),
 ];
 
 /// Creates the table that records applied migrations (the same on both backends).

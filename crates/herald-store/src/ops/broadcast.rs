@@ -2,9 +2,9 @@
 
 use herald_core::ids::{AppId, DeviceId, MessageId, TaskId};
 use herald_core::model::{BroadcastCommitted, BroadcastView, NewBroadcast};
-use herald_core::state::{RoutingPolicy, TargetKind};
+use herald_core::state::{Change, RoutingPolicy, TargetKind};
 
-use crate::ops::channels;
+use crate::ops::{channels, ledger};
 use crate::tx::{Arg, Tx, query_one, query_opt};
 use crate::{StoreError, StoreResult, rows, sql};
 
@@ -54,6 +54,9 @@ pub(crate) async fn commit<X: Tx>(tx: &X, b: &NewBroadcast, now: i64) -> StoreRe
     if b.vendor {
         vendor_sends(tx, b).await?;
     }
+    // Pushed once for its whole audience: the counter counts the audience by platform,
+    // app version and channel.
+    ledger::journal(tx, mid, None, Change::Pushed, &ledger::Changed::new(None, t.created_at), None).await?;
     Ok(BroadcastCommitted { task_id: t.task_id.clone(), message_id: b.message_id.clone(), replayed: false })
 }
 

@@ -8,9 +8,10 @@ use futures_util::future::try_join_all;
 use herald_core::channel::route::Routing;
 use herald_core::ids::{AppId, MessageId};
 use herald_core::model::{ChannelRecord, InvalidToken, VendorSend, VendorSendDone, VendorSendView};
-use herald_core::state::{Channel, VendorSendStatus};
+use herald_core::state::{Change, Channel, VendorSendStatus};
 use serde_json::Value;
 
+use crate::ops::ledger;
 use crate::rows::Target;
 use crate::tx::{Arg, Tx, query_one, query_opt};
 use crate::{StoreResult, rows, sql};
@@ -182,17 +183,25 @@ pub(crate) async fn finish<X: Tx>(tx: &X, done: &[VendorSendDone]) -> StoreResul
             VendorSendStatus::Sent => {
                 let s =
                     if d.message_id.is_broadcast() { &sql::BROADCAST_VIA_VENDOR } else { &sql::DELIVERY_VIA_VENDOR };
-                tx.execute(s, &[&mid, &device, &channel, &d.at]).await?;
+                let rows = tx.query(s, &[&mid, &device, &channel, &d.at], ledger::changed).await?;
+                ledger::journal_changed(tx, mid, device, Change::Sent, rows).await?;
                 let at = success.entry((d.app_id.as_str(), d.channel)).or_insert(d.at);
                 *at = (*at).max(d.at);
             }
             VendorSendStatus::InvalidToken => {
                 let reason = d.reason.as_deref().unwrap_or("invalid token");
                 invalidate(tx, d, reason).await?;
+                let failed = ledger::Changed::new(Some(channel), d.at);
+                ledger::journal(tx, mid, Some(device), Change::Failed, &failed, Some(reason)).await?;
             }
             VendorSendStatus::Failed | VendorSendStatus::Waiting => {
                 let reason = d.reason.as_deref().unwrap_or("");
                 tx.execute(&sql::CHANNEL_ERROR, &[&d.app_id.as_str(), &channel, &d.at, &reason]).await?;
+                if d.status == VendorSendStatus::Failed {
+                    let why = Some(reason);
+                    let failed = ledger::Changed::new(Some(channel), d.at);
+                    ledger::journal(tx, mid, Some(device), Change::Failed, &failed, why).await?;
+                }
             }
             VendorSendStatus::Recalled => {
                 let at = success.entry((d.app_id.as_str(), d.channel)).or_insert(d.at);

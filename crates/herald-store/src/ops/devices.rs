@@ -3,8 +3,10 @@
 use herald_core::crypto;
 use herald_core::ids::{AppId, DeviceId, UserId};
 use herald_core::model::{Bound, DeviceRecord, DeviceRegistration, Presence};
+use herald_core::state::{Change, Channel};
 use serde_json::{Map, Value};
 
+use crate::ops::ledger;
 use crate::tx::{Dialect, Tx, query_one, query_opt};
 use crate::{Registered, StoreResult, logic, rows, sql};
 
@@ -113,7 +115,10 @@ pub(crate) async fn bind<X: Tx>(
         tx.execute(&sql::DROP_USER_DELIVERIES, &[&device, &app, &previous.as_str()]).await?;
     }
     tx.execute(&sql::BIND, &[&device, &user, &now]).await?;
-    tx.execute(&sql::USER_BACKLOG, &[&device, &now, &app, &user]).await?;
+    for mid in tx.query(&sql::USER_BACKLOG, &[&device, &now, &app, &user], |r| r.text(0)).await? {
+        let pushed = ledger::Changed::new(Some(Channel::Own.as_str()), now);
+        ledger::journal(tx, &mid, Some(device), Change::Pushed, &pushed, None).await?;
+    }
     let pending = tx.query(&sql::USER_PENDING, &[&device, &now, &app, &user], rows::pending).await?;
     let online_node = query_one(tx, &sql::ONLINE_NODE, &[&device], |r| r.opt_text(0)).await?;
     Ok(Some(Bound { pending, online_node }))

@@ -4,9 +4,10 @@
 use futures_util::future::try_join_all;
 use herald_core::ids::{DeviceId, MessageId};
 use herald_core::model::{CommittedPush, NewPush, PendingDelivery, Recipient, StatusUpdate, TargetOutcome};
-use herald_core::state::{DeviceEvent, TargetKind};
+use herald_core::state::{Change, Channel, DeviceEvent, TargetKind};
 
 use crate::ops::channels;
+use crate::ops::ledger::{self, journal, journal_changed};
 use crate::tx::{Arg, Tx, query_one};
 use crate::{StoreError, StoreResult, logic, rows, sql};
 
@@ -140,12 +141,26 @@ pub(crate) async fn commit<X: Tx>(tx: &X, push: &NewPush, now: i64) -> StoreResu
             [&mids[*i], device, &app, channel, &r.token, &t.created_at, &t.expires_at]
         })
         .collect();
+    // Each delivery is journalled as pushed, by the channel the push routed it to.
+    let vendor_of: std::collections::HashMap<(&str, &str), &str> =
+        routed.iter().zip(&vendor_keys).map(|((i, _, _), (device, channel))| ((mids[*i], *device), *channel)).collect();
+    let pushed = Change::Pushed.as_str();
+    let pair_channels: Vec<&str> =
+        pairs.iter().map(|(mid, device)| vendor_of.get(&(*mid, *device)).copied().unwrap_or(OWN)).collect();
+    let journal_args: Vec<[&dyn Arg; 7]> = pairs
+        .iter()
+        .zip(&pair_channels)
+        .map(|((mid, device), channel)| -> [&dyn Arg; 7] {
+            [mid, device, &pushed, &NONE, channel, &NONE, &t.created_at]
+        })
+        .collect();
     // In this order on one connection: the task, each message, its deliveries, then the
-    // vendor sends.
+    // vendor sends and the journal.
     let writes = std::iter::once(tx.execute(&sql::INSERT_TASK, &task_args))
         .chain(message_args.iter().map(|a| tx.execute(&sql::INSERT_MESSAGE, a)))
         .chain(delivery_args.iter().map(|a| tx.execute(&sql::INSERT_DELIVERY, a)))
-        .chain(vendor_args.iter().map(|a| tx.execute(&sql::INSERT_VENDOR_SEND, a)));
+        .chain(vendor_args.iter().map(|a| tx.execute(&sql::INSERT_VENDOR_SEND, a)))
+        .chain(journal_args.iter().map(|a| tx.execute(&sql::JOURNAL, a)));
     try_join_all(writes).await?;
     Ok(CommittedPush { task_id: t.task_id.clone(), replayed: false, outcomes })
 }
@@ -164,17 +179,24 @@ pub(crate) async fn pending<X: Tx>(
     Ok(logic::merge_pending(unicast, broadcasts, limit))
 }
 
-/// Applies one status update. A broadcast's id starts with `b`: its updates go to the
+const OWN: &str = Channel::Own.as_str();
+const NONE: Option<&str> = None;
+
+/// Applies one status update, and journals the change it made. A broadcast's id starts with `b`: its updates go to the
 /// broadcast's sparse acknowledgements without a lookup.
 pub(crate) async fn apply_update<X: Tx>(tx: &X, update: &StatusUpdate) -> StoreResult<()> {
     match update {
         StatusUpdate::Sent { message_id, device_id, at } => {
             let s = if message_id.is_broadcast() { &sql::ACK_SENT } else { &sql::MARK_SENT };
-            tx.execute(s, &[&message_id.as_str(), &device_id.as_str(), at]).await?;
+            let (mid, device) = (message_id.as_str(), device_id.as_str());
+            let rows = tx.query(s, &[&mid, &device, at], ledger::changed).await?;
+            journal_changed(tx, mid, device, Change::Sent, rows).await?;
         }
         StatusUpdate::Delivered { message_id, device_id, sent_at, at } => {
             let s = if message_id.is_broadcast() { &sql::ACK_DELIVERED } else { &sql::MARK_DELIVERED };
-            tx.execute(s, &[&message_id.as_str(), &device_id.as_str(), sent_at, at]).await?;
+            let (mid, device) = (message_id.as_str(), device_id.as_str());
+            let rows = tx.query(s, &[&mid, &device, sent_at, at], ledger::changed).await?;
+            journal_changed(tx, mid, device, Change::Delivered, rows).await?;
         }
         StatusUpdate::Event { message_id, device_id, event, at, received_at } => {
             // A device's word about a message only moves its delivery forward.
@@ -186,7 +208,14 @@ pub(crate) async fn apply_update<X: Tx>(tx: &X, update: &StatusUpdate) -> StoreR
                 (true, DeviceEvent::Opened) => &sql::BROADCAST_OPENED,
                 (true, DeviceEvent::Ignored) => &sql::BROADCAST_IGNORED,
             };
-            tx.execute(s, &[&message_id.as_str(), &device_id.as_str(), at, received_at]).await?;
+            let change = match event {
+                DeviceEvent::Arrived => Change::Delivered,
+                DeviceEvent::Opened => Change::Opened,
+                DeviceEvent::Ignored => Change::Ignored,
+            };
+            let (mid, device) = (message_id.as_str(), device_id.as_str());
+            let rows = tx.query(s, &[&mid, &device, at, received_at], ledger::changed).await?;
+            journal_changed(tx, mid, device, change, rows).await?;
         }
         StatusUpdate::Disconnected { device_id, presence, at } => {
             let generation = presence.generation as i64;
@@ -198,5 +227,10 @@ pub(crate) async fn apply_update<X: Tx>(tx: &X, update: &StatusUpdate) -> StoreR
 
 /// Marks deliveries past their validity `expired`; how many.
 pub(crate) async fn expire<X: Tx>(tx: &X, now: i64) -> StoreResult<u64> {
-    tx.execute(&sql::EXPIRE, &[&now]).await
+    let rows = tx.query(&sql::EXPIRE, &[&now], ledger::changed_delivery).await?;
+    let n = rows.len() as u64;
+    for (mid, device, c) in rows {
+        journal(tx, &mid, Some(&device), Change::Expired, &c, None).await?;
+    }
+    Ok(n)
 }

@@ -3,8 +3,9 @@
 
 use herald_core::ids::{AppId, MessageId, TaskId};
 use herald_core::model::{Recall, Recipient, Revocation, RevokeTarget};
-use herald_core::state::TargetKind;
+use herald_core::state::{Change, TargetKind};
 
+use crate::ops::ledger::{self, journal};
 use crate::tx::{Tx, query_opt};
 use crate::{StoreResult, logic, rows, sql};
 
@@ -74,7 +75,11 @@ pub(crate) async fn revoke<X: Tx>(
         }
         tx.execute(&sql::MARK_MESSAGE_REVOKED, &[&m.message_id, &now]).await?;
         let devices = tx.query(&sql::RECALL_TARGETS, &[&m.message_id], rows::recipient).await?;
-        out.withdrawn += tx.execute(&sql::WITHDRAW, &[&m.message_id, &now]).await?;
+        let withdrawn = tx.query(&sql::WITHDRAW, &[&m.message_id, &now], ledger::changed_delivery).await?;
+        out.withdrawn += withdrawn.len() as u64;
+        for (mid, device, c) in withdrawn {
+            journal(tx, &mid, Some(&device), Change::Revoked, &c, None).await?;
+        }
         if !devices.is_empty() && m.expires_at > now {
             out.recalls.push(insert_recall(tx, app, &m, devices, now).await?);
         }

@@ -117,6 +117,8 @@ macro_rules! in_tx {
     }};
 }
 
+mod ledger;
+
 impl PostgresStore {
     /// Connects (`postgres://…` or `host=… user=…`), applies migrations and starts the
     /// status-update task. `options` is passed to the server at connect (tests set their

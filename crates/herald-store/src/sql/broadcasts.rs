@@ -60,17 +60,19 @@ pub(crate) static BROADCAST_RECALL_TARGETS: Sql = Sql::new(
 pub(crate) static ACK_SENT: Sql = Sql::new(concat!(
     "INSERT INTO broadcast_acks (message_id, device_id, status, sent_at, updated_at) VALUES ($1, $2, ",
     delivery_status!(Sent),
-    ", $3, $3) ON CONFLICT (message_id, device_id) DO NOTHING"
+    ", $3, $3) ON CONFLICT (message_id, device_id) DO NOTHING",
+    changed!()
 ));
 /// The gateway's record of a PUBACK ($3 sent at, $4 at), as [`ACK_SENT`].
 pub(crate) static ACK_DELIVERED: Sql = Sql::new(concat!(
     "INSERT INTO broadcast_acks (message_id, device_id, status, sent_at, delivered_at, updated_at) \
      VALUES ($1, $2, ",
     delivery_status!(Delivered),
-    ", $3, $4, $4) ON CONFLICT (message_id, device_id) DO UPDATE SET status = ",
+    ", $3, $4, $4) ON CONFLICT (message_id, device_id) DO UPDATE SET prior_status = broadcast_acks.status, status = ",
     delivery_status!(Delivered),
     ", delivered_at = excluded.delivered_at, updated_at = excluded.updated_at WHERE broadcast_acks.status = ",
-    delivery_status!(Sent)
+    delivery_status!(Sent),
+    changed!()
 ));
 /// The broadcast `$1` when device `$2` is of its app and platform and was registered before
 /// it: what a device reports about another app's broadcast (or an id of its choosing) is not
@@ -93,10 +95,11 @@ pub(crate) static BROADCAST_ARRIVED: Sql = Sql::new(concat!(
     ", ",
     event_at!("b.created_at"),
     broadcast_of_device!(),
-    " ON CONFLICT (message_id, device_id) DO UPDATE SET status = ",
+    " ON CONFLICT (message_id, device_id) DO UPDATE SET prior_status = broadcast_acks.status, status = ",
     delivery_status!(Delivered),
     ", delivered_at = excluded.delivered_at, updated_at = excluded.updated_at WHERE broadcast_acks.status = ",
-    delivery_status!(Sent)
+    delivery_status!(Sent),
+    changed!()
 ));
 /// Opened or ignored, from the statuses it may follow.
 macro_rules! broadcast_event {
@@ -110,11 +113,12 @@ macro_rules! broadcast_event {
             ", ",
             event_at!("b.created_at"),
             broadcast_of_device!(),
-            " ON CONFLICT (message_id, device_id) DO UPDATE SET status = ",
+            " ON CONFLICT (message_id, device_id) DO UPDATE SET prior_status = broadcast_acks.status, status = ",
             delivery_status!($status),
             ", updated_at = excluded.updated_at WHERE broadcast_acks.status IN (",
             delivery_status!($($from),+),
-            ")"
+            ")",
+            changed!()
         )
     };
 }

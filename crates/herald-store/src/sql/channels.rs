@@ -104,16 +104,18 @@ pub(crate) static FINISH_VENDOR_SEND: Sql = Sql::new(concat!(
 ));
 /// $1 message, $2 device, $3 channel, $4 at: a vendor took a unicast message.
 pub(crate) static DELIVERY_VIA_VENDOR: Sql = Sql::new(concat!(
-    "UPDATE deliveries SET status = ",
+    "UPDATE deliveries SET prior_status = status, status = ",
     delivery_status!(Sent),
     ", channel = $3, sent_at = $4, updated_at = $4 WHERE message_id = $1 AND device_id = $2 AND status = ",
-    delivery_status!(Pending)
+    delivery_status!(Pending),
+    changed!()
 ));
 /// As [`DELIVERY_VIA_VENDOR`], for a broadcast.
 pub(crate) static BROADCAST_VIA_VENDOR: Sql = Sql::new(concat!(
     "INSERT INTO broadcast_acks (message_id, device_id, status, sent_at, updated_at, channel) VALUES ($1, $2, ",
     delivery_status!(Sent),
-    ", $4, $4, $3) ON CONFLICT (message_id, device_id) DO NOTHING"
+    ", $4, $4, $3) ON CONFLICT (message_id, device_id) DO NOTHING",
+    changed!()
 ));
 /// $1 message, $2 at: sends of a revoked message not made yet are not made.
 pub(crate) static REVOKE_VENDOR_SENDS: Sql = Sql::new(concat!(

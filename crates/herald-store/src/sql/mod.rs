@@ -76,10 +76,40 @@ macro_rules! event_at {
         concat!("CASE WHEN CAST($3 AS BIGINT) < ", $made, " THEN CAST($4 AS BIGINT) ELSE CAST($3 AS BIGINT) END")
     };
 }
+/// What a changed delivery row stashes of the status it leaves (read back as the journal's
+/// `prior`): an expired delivery that had been written counts as `sent`, one that had not as
+/// `pending`, so that a late acknowledgement crosses exactly the stages it had not.
+macro_rules! stash_prior {
+    () => {
+        concat!(
+            "prior_status = CASE WHEN status = ",
+            delivery_status!(Expired),
+            " THEN CASE WHEN sent_at IS NULL THEN ",
+            delivery_status!(Pending),
+            " ELSE ",
+            delivery_status!(Sent),
+            " END ELSE status END, "
+        )
+    };
+}
+/// What a changed row gives back for its journal entry (`rows::changed`).
+macro_rules! changed {
+    () => {
+        " RETURNING prior_status, channel, updated_at"
+    };
+}
+/// As [`changed!`], for statements that change many rows (`rows::changed_delivery`).
+macro_rules! changed_many {
+    () => {
+        " RETURNING message_id, device_id, prior_status, channel, updated_at"
+    };
+}
 pub(crate) mod broadcasts;
 pub(crate) mod channels;
+pub(crate) mod ledger;
 pub(crate) use broadcasts::*;
 pub(crate) use channels::*;
+pub(crate) use ledger::*;
 
 // --- settings, leases
 
@@ -165,7 +195,7 @@ pub(crate) static USER_BACKLOG: Sql = Sql::new(concat!(
     target_kind!(User),
     " AND target = $4 AND expires_at > $2 AND kind = ",
     message_kind!(Notification),
-    " AND revoked_at IS NULL ON CONFLICT (message_id, device_id) DO NOTHING"
+    " AND revoked_at IS NULL ON CONFLICT (message_id, device_id) DO NOTHING RETURNING message_id"
 ));
 /// $1 device, $2 now, $3 app, $4 user: the device's open deliveries of the user's messages.
 pub(crate) static USER_PENDING: Sql = Sql::new(concat!(
@@ -285,36 +315,47 @@ pub(crate) static PENDING_UNICAST: Sql = Sql::new(concat!(
 ));
 /// $1 now: deliveries past their validity, never acknowledged.
 pub(crate) static EXPIRE: Sql = Sql::new(concat!(
-    "UPDATE deliveries SET status = ",
+    "UPDATE deliveries SET ",
+    stash_prior!(),
+    "status = ",
     delivery_status!(Expired),
     ", updated_at = $1 WHERE status IN ",
     open!(),
-    " AND expires_at <= $1"
+    " AND expires_at <= $1",
+    changed_many!()
 ));
 
 // --- status updates of unicast deliveries ($1 message, $2 device, $3 at unless noted)
 
 pub(crate) static MARK_SENT: Sql = Sql::new(concat!(
-    "UPDATE deliveries SET status = ",
+    "UPDATE deliveries SET ",
+    stash_prior!(),
+    "status = ",
     delivery_status!(Sent),
     ", sent_at = $3, updated_at = $3 WHERE message_id = $1 AND device_id = $2 AND status = ",
-    delivery_status!(Pending)
+    delivery_status!(Pending),
+    changed!()
 ));
 /// $3 sent at, $4 at. A copy written before the validity ended and acknowledged after it
 /// still counts as delivered.
 pub(crate) static MARK_DELIVERED: Sql = Sql::new(concat!(
-    "UPDATE deliveries SET status = ",
+    "UPDATE deliveries SET ",
+    stash_prior!(),
+    "status = ",
     delivery_status!(Delivered),
     ", sent_at = COALESCE(sent_at, $3), delivered_at = $4, updated_at = $4 \
      WHERE message_id = $1 AND device_id = $2 AND (status IN ",
     open!(),
     " OR (status = ",
     delivery_status!(Expired),
-    " AND $3 < expires_at))"
+    " AND $3 < expires_at))",
+    changed!()
 ));
 /// $1 message, $2 device, $3 the device's time, $4 the report's arrival.
 pub(crate) static EVENT_ARRIVED: Sql = Sql::new(concat!(
-    "UPDATE deliveries SET status = ",
+    "UPDATE deliveries SET ",
+    stash_prior!(),
+    "status = ",
     delivery_status!(Delivered),
     ", delivered_at = ",
     event_at!("created_at"),
@@ -324,10 +365,13 @@ pub(crate) static EVENT_ARRIVED: Sql = Sql::new(concat!(
     open!(),
     " OR (status = ",
     delivery_status!(Expired),
-    " AND sent_at IS NOT NULL))"
+    " AND sent_at IS NOT NULL))",
+    changed!()
 ));
 pub(crate) static EVENT_OPENED: Sql = Sql::new(concat!(
-    "UPDATE deliveries SET status = ",
+    "UPDATE deliveries SET ",
+    stash_prior!(),
+    "status = ",
     delivery_status!(Opened),
     ", delivered_at = COALESCE(delivered_at, ",
     event_at!("created_at"),
@@ -335,10 +379,13 @@ pub(crate) static EVENT_OPENED: Sql = Sql::new(concat!(
     event_at!("created_at"),
     " WHERE message_id = $1 AND device_id = $2 AND status IN (",
     delivery_status!(Pending, Sent, Delivered, Ignored),
-    ")"
+    ")",
+    changed!()
 ));
 pub(crate) static EVENT_IGNORED: Sql = Sql::new(concat!(
-    "UPDATE deliveries SET status = ",
+    "UPDATE deliveries SET ",
+    stash_prior!(),
+    "status = ",
     delivery_status!(Ignored),
     ", delivered_at = COALESCE(delivered_at, ",
     event_at!("created_at"),
@@ -346,7 +393,8 @@ pub(crate) static EVENT_IGNORED: Sql = Sql::new(concat!(
     event_at!("created_at"),
     " WHERE message_id = $1 AND device_id = $2 AND status IN (",
     delivery_status!(Pending, Sent, Delivered),
-    ")"
+    ")",
+    changed!()
 ));
 
 // --- revoke
@@ -384,10 +432,13 @@ pub(crate) static RECALL_TARGETS: Sql = Sql::new(concat!(
 ));
 /// $1 message, $2 now.
 pub(crate) static WITHDRAW: Sql = Sql::new(concat!(
-    "UPDATE deliveries SET status = ",
+    "UPDATE deliveries SET ",
+    stash_prior!(),
+    "status = ",
     delivery_status!(Revoked),
     ", updated_at = $2 WHERE message_id = $1 AND status IN ",
-    open!()
+    open!(),
+    changed_many!()
 ));
 /// $1 control message, $2 app, $3 task, $4 msgKey, $5 target kind, $6 target, $7 payload,
 /// $8 now, $9 expires at.

@@ -16,6 +16,7 @@
 //! An operation is one of [`crate::ops`], run to its end at once on the thread's
 //! connection ([`crate::tx::run_now`]).
 
+mod ledger;
 mod nonces;
 pub(crate) mod tx;
 
@@ -622,7 +623,7 @@ mod tests {
     fn every_statement_prepares() {
         let (_dir, conn) = fresh();
         migrate(&conn).unwrap();
-        for s in sql::ALL.iter().chain(sql::channels::ALL).chain(sql::broadcasts::ALL) {
+        for s in sql::ALL.iter().chain(sql::channels::ALL).chain(sql::broadcasts::ALL).chain(sql::ledger::ALL) {
             let stmt = conn.prepare(s.text(Dialect::Sqlite)).unwrap_or_else(|e| panic!("{e}: {s:?}"));
             let highest = (1..=16).rev().find(|n| s.text(Dialect::Postgres).contains(&format!("${n}"))).unwrap_or(0);
             assert_eq!(stmt.parameter_count(), highest, "{s:?}");

@@ -6,9 +6,11 @@
 //! the server crate (feature `suite`). The cases are in [`cases`].
 
 mod cases;
+mod ledger_cases;
 mod vendor_cases;
 
 pub use cases::*;
+pub use ledger_cases::*;
 pub use vendor_cases::*;
 
 use std::future::Future;
@@ -213,6 +215,8 @@ macro_rules! store_suite {
             }
 
             case!(apps_keys_settings_and_leases);
+            case!(changes_are_counted_once_and_receipted_in_order);
+            case!(an_outbox_is_sent_claimed_given_up_and_replayed);
             case!(channels_and_routing_are_kept_per_app);
             case!(offline_devices_get_vendor_sends_that_are_claimed_once);
             case!(one_apps_backlog_never_holds_another_apps_vendor_sends);
@@ -293,6 +297,7 @@ mod backends {
             .iter()
             .chain(crate::sql::channels::ALL)
             .chain(crate::sql::broadcasts::ALL)
+            .chain(crate::sql::ledger::ALL)
             .chain(crate::sql::POSTGRES_ONLY)
         {
             client.prepare(s.text(crate::tx::Dialect::Postgres)).await.unwrap_or_else(|e| panic!("{e:?}: {s:?}"));

@@ -1,0 +1,319 @@
+//! Receipts and analytics (DESIGN §8). Every status change writes a journal entry in its own
+//! transaction; the counter ([`read_journal`], then [`tally`] in one transaction) adds the
+//! entries to the per-minute, per-hour and per-day counters, moves the receipts of apps whose
+//! webhook is on into their outbox, and deletes the entries. A crash before that commit
+//! leaves the entries to count again; after it, they are gone: each is counted exactly once.
+
+use std::collections::HashMap;
+
+use herald_core::ids::{AppId, TaskId};
+use herald_core::ledger::{CountQuery, Counts, TaskCounts, count};
+use herald_core::state::{Change, Channel, DeliveryStatus, Granularity, PushType};
+
+use crate::tx::{Arg, Row, Tx, query_one, query_opt};
+use crate::{StoreResult, sql};
+
+/// What a changed row gave back (`sql::changed!`): the status it left, its channel, and the
+/// time the change took.
+pub(crate) struct Changed {
+    pub prior: Option<String>,
+    pub channel: Option<String>,
+    pub at: i64,
+}
+
+impl Changed {
+    /// A change with no earlier status (a delivery created, a vendor's refusal).
+    pub(crate) fn new(channel: Option<&str>, at: i64) -> Changed {
+        Changed { prior: None, channel: channel.map(str::to_owned), at }
+    }
+}
+
+pub(crate) fn changed(r: &dyn Row) -> StoreResult<Changed> {
+    Ok(Changed { prior: r.opt_text(0)?, channel: r.opt_text(1)?, at: r.i64(2)? })
+}
+
+/// As [`changed`], with the row's message and device (`sql::changed_many!`).
+pub(crate) fn changed_delivery(r: &dyn Row) -> StoreResult<(String, String, Changed)> {
+    Ok((r.text(0)?, r.text(1)?, Changed { prior: r.opt_text(2)?, channel: r.opt_text(3)?, at: r.i64(4)? }))
+}
+
+/// Writes one journal entry.
+pub(crate) async fn journal<X: Tx>(
+    tx: &X,
+    message: &str,
+    device: Option<&str>,
+    change: Change,
+    c: &Changed,
+    reason: Option<&str>,
+) -> StoreResult<()> {
+    let change = change.as_str();
+    let args: [&dyn Arg; 7] = [&message, &device, &change, &c.prior, &c.channel, &reason, &c.at];
+    tx.execute(&sql::JOURNAL, &args).await.map(|_| ())
+}
+
+/// Writes the journal entry of each row a statement changed (none when it changed none).
+pub(crate) async fn journal_changed<X: Tx>(
+    tx: &X,
+    message: &str,
+    device: &str,
+    change: Change,
+    rows: Vec<Changed>,
+) -> StoreResult<()> {
+    for mut c in rows {
+        c.channel.get_or_insert_with(|| Channel::Own.as_str().to_owned());
+        journal(tx, message, Some(device), change, &c, None).await?;
+    }
+    Ok(())
+}
+
+/// One journal entry with what it is counted by.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub seq: i64,
+    pub message_id: String,
+    pub device_id: Option<String>,
+    pub change: Option<Change>,
+    pub prior: Option<DeliveryStatus>,
+    pub channel: String,
+    pub reason: Option<String>,
+    pub at: i64,
+    /// `None`: not a notification (a recall's control message): only deleted.
+    pub app_id: Option<String>,
+    pub task_id: String,
+    pub push_type: String,
+    pub msg_key: String,
+    pub target: Option<String>,
+    pub platform: String,
+    pub app_version: String,
+    /// The app's webhook is on: the entry (unless `pushed`) becomes a receipt.
+    pub receipt: bool,
+    /// A broadcast's `pushed`: its audience by (platform, app version, channel).
+    pub audience: Vec<(String, String, String, i64)>,
+}
+
+fn entry(r: &dyn Row) -> StoreResult<Entry> {
+    Ok(Entry {
+        seq: r.i64(0)?,
+        message_id: r.text(1)?,
+        device_id: r.opt_text(2)?,
+        change: Change::parse(&r.text(3)?),
+        prior: r.opt_text(4)?.as_deref().and_then(DeliveryStatus::parse),
+        channel: r.opt_text(5)?.unwrap_or_else(|| Channel::Own.as_str().to_owned()),
+        reason: r.opt_text(6)?,
+        at: r.i64(7)?,
+        app_id: r.opt_text(8)?,
+        task_id: r.opt_text(9)?.unwrap_or_default(),
+        push_type: r.opt_text(10)?.unwrap_or_default(),
+        msg_key: r.opt_text(11)?.unwrap_or_default(),
+        target: r.opt_text(12)?,
+        platform: r.opt_text(13)?.unwrap_or_default(),
+        app_version: r.opt_text(14)?.unwrap_or_default(),
+        receipt: r.opt_text(15)?.is_some(),
+        audience: Vec::new(),
+    })
+}
+
+/// The oldest `limit` journal entries, each with what it is counted by.
+pub(crate) async fn read_journal<X: Tx>(tx: &X, limit: usize) -> StoreResult<Vec<Entry>> {
+    let mut entries = tx.query(&sql::JOURNAL_HEAD, &[&(limit as i64)], entry).await?;
+    for e in entries.iter_mut().filter(|e| e.device_id.is_none() && e.app_id.is_some()) {
+        let mid = e.message_id.as_str();
+        e.audience = tx
+            .query(&sql::BROADCAST_AUDIENCE_BY_VERSION, &[&mid], |r| {
+                Ok((r.text(0)?, r.text(1)?, r.text(2)?, r.i64(3)?))
+            })
+            .await?;
+    }
+    Ok(entries)
+}
+
+/// (app, platform, app version, channel, push type, task).
+type Dims = (String, String, String, String, String, String);
+
+/// Counts `entries` (as [`read_journal`] read them), queues their receipts and deletes
+/// them, in the caller's transaction. Returns how many receipts were queued.
+pub(crate) async fn tally<X: Tx>(tx: &X, entries: &[Entry], now: i64) -> StoreResult<usize> {
+    let mut counts: HashMap<(Granularity, i64, Dims), Counts> = HashMap::new();
+    let mut add = |e: &Entry, platform: &str, version: &str, channel: &str, c: Counts| {
+        let Some(app) = &e.app_id else { return };
+        if c.is_zero() {
+            return;
+        }
+        for &g in Granularity::ALL {
+            let dims = (
+                app.clone(),
+                platform.to_owned(),
+                version.to_owned(),
+                channel.to_owned(),
+                e.push_type.clone(),
+                e.task_id.clone(),
+            );
+            counts.entry((g, g.bucket(e.at), dims)).or_default().add(&c);
+        }
+    };
+    let mut receipts = 0;
+    for e in entries {
+        let Some(change) = e.change else { continue };
+        if change == Change::Pushed && e.device_id.is_none() {
+            for (platform, version, channel, n) in &e.audience {
+                add(e, platform, version, channel, count(change, None).times(*n));
+            }
+            continue;
+        }
+        add(e, &e.platform, &e.app_version, &e.channel, count(change, e.prior));
+        if e.receipt && change != Change::Pushed {
+            let app = e.app_id.as_deref().unwrap_or_default();
+            let receipt = serde_json::json!({
+                "messageId": e.message_id,
+                "msgKey": e.msg_key,
+                "taskId": e.task_id,
+                "target": e.target,
+                "deviceId": e.device_id,
+                "status": change.as_str(),
+                "channel": e.channel,
+                "reason": e.reason,
+                "at": e.at,
+            })
+            .to_string();
+            tx.execute(&sql::INSERT_RECEIPT, &[&app, &receipt, &now]).await?;
+            receipts += 1;
+        }
+    }
+    for ((g, bucket, (app, platform, version, channel, push_type, task)), c) in counts {
+        let granularity = g.as_str();
+        let args: [&dyn Arg; 15] = [
+            &app,
+            &granularity,
+            &bucket,
+            &platform,
+            &version,
+            &channel,
+            &push_type,
+            &task,
+            &c.pushed,
+            &c.sent,
+            &c.arrived,
+            &c.opened,
+            &c.ignored,
+            &c.expired,
+            &c.failed,
+        ];
+        tx.execute(&sql::ADD_COUNTS, &args).await?;
+    }
+    let seqs: Vec<i64> = entries.iter().map(|e| e.seq).collect();
+    for (first, last) in runs(&seqs) {
+        tx.execute(&sql::JOURNAL_DONE, &[&first, &last]).await?;
+    }
+    Ok(receipts)
+}
+
+fn counts_at(r: &dyn Row, first: usize) -> StoreResult<Counts> {
+    Ok(Counts {
+        pushed: r.i64(first)?,
+        sent: r.i64(first + 1)?,
+        arrived: r.i64(first + 2)?,
+        opened: r.i64(first + 3)?,
+        ignored: r.i64(first + 4)?,
+        expired: r.i64(first + 5)?,
+        failed: r.i64(first + 6)?,
+    })
+}
+
+/// The filter arguments of a count query ($1..$8).
+macro_rules! query_args {
+    ($q:ident, $app:ident, $g:ident, $extra:expr) => {{
+        let head: [&dyn Arg; 8] = [&$app, &$g, &$q.from, &$q.to, &$q.platform, &$q.channel, &$q.push_type, &$q.task_id];
+        let mut args: Vec<&dyn Arg> = head.to_vec();
+        args.extend_from_slice($extra);
+        args
+    }};
+}
+
+pub(crate) async fn total<X: Tx>(tx: &X, q: &CountQuery) -> StoreResult<Counts> {
+    let (app, g) = (q.app_id.as_str(), q.granularity.as_str());
+    let args = query_args!(q, app, g, &[]);
+    query_one(tx, &sql::COUNTS_TOTAL, &args, |r| counts_at(r, 0)).await
+}
+
+pub(crate) async fn series<X: Tx>(tx: &X, q: &CountQuery, limit: usize) -> StoreResult<Vec<(i64, Counts)>> {
+    let (app, g, limit) = (q.app_id.as_str(), q.granularity.as_str(), limit as i64);
+    let args = query_args!(q, app, g, &[&limit]);
+    tx.query(&sql::COUNTS_SERIES, &args, |r| Ok((r.i64(0)?, counts_at(r, 1)?))).await
+}
+
+/// The tasks counted in the query's span, newest activity first: (how many, the page).
+pub(crate) async fn tasks<X: Tx>(
+    tx: &X,
+    q: &CountQuery,
+    offset: u64,
+    limit: u64,
+) -> StoreResult<(u64, Vec<TaskCounts>)> {
+    let (app, g, limit, offset) = (q.app_id.as_str(), q.granularity.as_str(), limit as i64, offset as i64);
+    let total = query_one(tx, &sql::COUNTED_TASKS, &query_args!(q, app, g, &[]), |r| r.i64(0)).await?;
+    let page = tx
+        .query(&sql::COUNTS_BY_TASK, &query_args!(q, app, g, &[&limit, &offset]), |r| {
+            Ok((r.text(0)?, r.i64(1)?, r.i64(2)?, counts_at(r, 3)?))
+        })
+        .await?;
+    let mut out = Vec::with_capacity(page.len());
+    for (task, first, last, counts) in page {
+        let mut t = head(tx, app, &task).await?;
+        (t.first, t.last, t.counts) = (first, last, counts);
+        out.push(t);
+    }
+    Ok((total as u64, out))
+}
+
+async fn head<X: Tx>(tx: &X, app: &str, task: &str) -> StoreResult<TaskCounts> {
+    let head = query_opt(tx, &sql::TASK_HEAD, &[&task, &app], |r| Ok((r.opt_text(0)?, r.text(1)?, r.i64(2)?))).await?;
+    Ok(TaskCounts {
+        task_id: TaskId::new(task.to_owned()),
+        task_name: head.as_ref().and_then(|h| h.0.clone()),
+        push_type: head.as_ref().and_then(|h| PushType::parse(&h.1)),
+        created_at: head.as_ref().map(|h| h.2),
+        first: 0,
+        last: 0,
+        counts: Counts::default(),
+    })
+}
+
+/// A task's counts over its life (its minute counters); `None` when nothing was counted.
+pub(crate) async fn task<X: Tx>(tx: &X, app: &AppId, task: &TaskId) -> StoreResult<Option<TaskCounts>> {
+    let (app, task) = (app.as_str(), task.as_str());
+    let row =
+        query_one(tx, &sql::TASK_COUNTS, &[&app, &task], |r| Ok((r.opt_i64(0)?, r.opt_i64(1)?, counts_at(r, 2)?)))
+            .await?;
+    let (Some(first), Some(last), counts) = row else { return Ok(None) };
+    let mut t = head(tx, app, task).await?;
+    (t.first, t.last, t.counts) = (first, last, counts);
+    Ok(Some(t))
+}
+
+/// Drops counters of `granularity` older than `before`; how many rows.
+pub(crate) async fn drop_counts<X: Tx>(tx: &X, granularity: Granularity, before: i64) -> StoreResult<u64> {
+    tx.execute(&sql::DROP_COUNTS, &[&granularity.as_str(), &before]).await
+}
+
+/// Runs of consecutive numbers in ascending `seqs`, as (first, last): the rows read can be
+/// deleted a range at a time without touching a row committed after the read in a gap.
+pub(crate) fn runs(seqs: &[i64]) -> Vec<(i64, i64)> {
+    let mut out: Vec<(i64, i64)> = Vec::new();
+    for &s in seqs {
+        match out.last_mut() {
+            Some((_, last)) if *last + 1 == s => *last = s,
+            _ => out.push((s, s)),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runs;
+
+    #[test]
+    fn runs_split_at_gaps() {
+        assert_eq!(runs(&[1, 2, 3, 5, 6, 9]), vec![(1, 3), (5, 6), (9, 9)]);
+        assert!(runs(&[]).is_empty());
+    }
+}

@@ -1,0 +1,117 @@
+//! [`Ledger`] on SQLite: reads on a reader, writes on the writer (the journal is read on a
+//! reader and counted on the writer; the counter is the only one to delete entries).
+
+use herald_core::ids::{AppId, TaskId};
+use herald_core::ledger::{CountQuery, Counts, StoredReceipt, TaskCounts, WebhookRecord};
+use herald_core::state::Granularity;
+
+use super::SqliteStore;
+use crate::StoreResult;
+use crate::ledger::Ledger;
+use crate::ops::{ledger, receipts};
+use crate::tx::run_now;
+
+#[async_trait::async_trait]
+impl Ledger for SqliteStore {
+    async fn tally(&self, limit: usize, now: i64) -> StoreResult<(usize, usize)> {
+        let entries = self.read(move |tx| run_now(ledger::read_journal(tx, limit))).await?;
+        if entries.is_empty() {
+            return Ok((0, 0));
+        }
+        let n = entries.len();
+        let queued = self.write(move |tx| run_now(ledger::tally(tx, &entries, now))).await?;
+        Ok((n, queued))
+    }
+
+    async fn drop_counts(&self, granularity: Granularity, before: i64) -> StoreResult<u64> {
+        self.write(move |tx| run_now(ledger::drop_counts(tx, granularity, before))).await
+    }
+
+    async fn count_total(&self, q: CountQuery) -> StoreResult<Counts> {
+        self.read(move |tx| run_now(ledger::total(tx, &q))).await
+    }
+
+    async fn count_series(&self, q: CountQuery, limit: usize) -> StoreResult<Vec<(i64, Counts)>> {
+        self.read(move |tx| run_now(ledger::series(tx, &q, limit))).await
+    }
+
+    async fn count_tasks(&self, q: CountQuery, offset: u64, limit: u64) -> StoreResult<(u64, Vec<TaskCounts>)> {
+        self.read(move |tx| run_now(ledger::tasks(tx, &q, offset, limit))).await
+    }
+
+    async fn count_task(&self, app_id: &AppId, task_id: &TaskId) -> StoreResult<Option<TaskCounts>> {
+        let (app_id, task_id) = (app_id.clone(), task_id.clone());
+        self.read(move |tx| run_now(ledger::task(tx, &app_id, &task_id))).await
+    }
+
+    async fn webhook(&self, app_id: &AppId) -> StoreResult<Option<WebhookRecord>> {
+        let app_id = app_id.clone();
+        self.read(move |tx| run_now(receipts::webhook(tx, &app_id))).await
+    }
+
+    async fn put_webhook(&self, webhook: WebhookRecord) -> StoreResult<()> {
+        self.write(move |tx| run_now(receipts::put_webhook(tx, &webhook))).await
+    }
+
+    async fn due_webhooks(&self, node: &str, now: i64, limit: usize) -> StoreResult<Vec<AppId>> {
+        let node = node.to_owned();
+        self.read(move |tx| run_now(receipts::due(tx, &node, now, limit))).await
+    }
+
+    async fn claim_webhook(&self, app_id: &AppId, node: &str, until: i64, now: i64) -> StoreResult<bool> {
+        let (app_id, node) = (app_id.clone(), node.to_owned());
+        self.write(move |tx| run_now(receipts::claim(tx, &app_id, &node, until, now))).await
+    }
+
+    async fn release_webhook(&self, app_id: &AppId, node: &str) -> StoreResult<()> {
+        let (app_id, node) = (app_id.clone(), node.to_owned());
+        self.write(move |tx| run_now(receipts::release(tx, &app_id, &node))).await
+    }
+
+    async fn outbox_head(&self, app_id: &AppId, limit: usize) -> StoreResult<Vec<StoredReceipt>> {
+        let app_id = app_id.clone();
+        self.read(move |tx| run_now(receipts::head(tx, &app_id, limit))).await
+    }
+
+    async fn outbox_size(&self, app_id: &AppId) -> StoreResult<u64> {
+        let app_id = app_id.clone();
+        self.read(move |tx| run_now(receipts::outbox_size(tx, &app_id))).await
+    }
+
+    async fn receipts_sent(&self, app_id: &AppId, seqs: Vec<i64>, now: i64) -> StoreResult<()> {
+        let app_id = app_id.clone();
+        self.write(move |tx| run_now(receipts::sent(tx, &app_id, &seqs, now))).await
+    }
+
+    async fn receipts_failed(
+        &self,
+        app_id: &AppId,
+        attempts: i64,
+        next_at: i64,
+        now: i64,
+        error: String,
+    ) -> StoreResult<()> {
+        let app_id = app_id.clone();
+        self.write(move |tx| run_now(receipts::failed(tx, &app_id, attempts, next_at, now, &error))).await
+    }
+
+    async fn give_up_receipts(&self, app_id: &AppId, before: i64, reason: String, now: i64) -> StoreResult<u64> {
+        let app_id = app_id.clone();
+        self.write(move |tx| run_now(receipts::give_up(tx, &app_id, before, &reason, now))).await
+    }
+
+    async fn receipt_failures(
+        &self,
+        app_id: &AppId,
+        offset: u64,
+        limit: u64,
+    ) -> StoreResult<(u64, Vec<StoredReceipt>)> {
+        let app_id = app_id.clone();
+        self.read(move |tx| run_now(receipts::failures(tx, &app_id, offset, limit))).await
+    }
+
+    async fn replay_receipts(&self, app_id: &AppId, ids: Option<Vec<i64>>, now: i64) -> StoreResult<u64> {
+        let app_id = app_id.clone();
+        self.write(move |tx| run_now(receipts::replay(tx, &app_id, ids.as_deref(), now))).await
+    }
+}

@@ -1,0 +1,209 @@
+//! The store's side of receipts and analytics: each change journalled once, counted once
+//! by every dimension, and turned into receipts in order for an app whose webhook is on.
+
+use herald_core::ids::AppId;
+use herald_core::ledger::{CountQuery, Counts, WebhookRecord};
+use herald_core::model::StatusUpdate;
+use herald_core::state::{DeviceEvent, Granularity, Platform, TargetKind};
+
+use super::*;
+
+fn query(app: &str, granularity: Granularity) -> CountQuery {
+    CountQuery {
+        app_id: AppId::new(app),
+        granularity,
+        from: 0,
+        to: 10_000_000,
+        platform: None,
+        channel: None,
+        push_type: None,
+        task_id: None,
+    }
+}
+
+pub fn webhook(app: &str, enabled: bool, now: i64) -> WebhookRecord {
+    WebhookRecord {
+        app_id: AppId::new(app),
+        url: "http://127.0.0.1:9/receipts".into(),
+        enabled,
+        secret_sealed: "sealed".into(),
+        created_at: now,
+        updated_at: now,
+        attempts: 0,
+        next_at: now,
+        last_success: None,
+        last_error_at: None,
+        last_error: None,
+    }
+}
+
+pub async fn changes_are_counted_once_and_receipted_in_order(s: &Subject) {
+    let store = s.store.as_ref();
+    create_app(store, "a1").await;
+    create_app(store, "a2").await;
+    store.put_webhook(webhook("a1", true, 1)).await.unwrap();
+    let android = device(store, "a1", "i1").await;
+    let Registered::Created(ios) = store.register_device(registration("a1", "i2", Platform::Ios, 10)).await.unwrap()
+    else {
+        panic!("i2 was registered before")
+    };
+    let ios = ios.device_id;
+    let other_app = device(store, "a2", "i3").await;
+    let (a, i) = (android.as_str(), ios.as_str());
+    let first = store.commit_push(push("a1", TargetKind::Device, &[(a, "k1"), (i, "k2")], 60_000, 600_000), 60_000);
+    let first = first.await.unwrap();
+    let (m_android, m_ios) = (first.outcomes[0].0.clone(), first.outcomes[1].0.clone());
+    let second = store.commit_push(push("a1", TargetKind::Device, &[(a, "k3")], 120_000, 600_000), 120_000);
+    let second = second.await.unwrap();
+    let m2 = second.outcomes[0].0.clone();
+    store
+        .commit_push(push("a2", TargetKind::Device, &[(other_app.as_str(), "k")], 60_000, 600_000), 60_000)
+        .await
+        .unwrap();
+    let event = |m: &MessageId, d: &DeviceId, event: DeviceEvent, at: i64| StatusUpdate::Event {
+        message_id: m.clone(),
+        device_id: d.clone(),
+        event,
+        at,
+        received_at: at,
+    };
+    store.record(StatusUpdate::Delivered {
+        message_id: m_android.clone(),
+        device_id: android.clone(),
+        sent_at: 61_000,
+        at: 61_000,
+    });
+    store.record(StatusUpdate::Sent { message_id: m_ios.clone(), device_id: ios.clone(), at: 61_500 });
+    store.record(event(&m_android, &android, DeviceEvent::Opened, 62_000));
+    // Repeated, and reported by a device the message was not for: nothing more.
+    store.record(event(&m_android, &android, DeviceEvent::Opened, 63_000));
+    store.record(event(&m_android, &android, DeviceEvent::Arrived, 63_000));
+    store.record(event(&m_android, &ios, DeviceEvent::Opened, 63_000));
+    // Ignored without an acknowledgement first: it was sent and it arrived.
+    store.record(event(&m2, &android, DeviceEvent::Ignored, 125_000));
+    store.flush().await.unwrap();
+    assert_eq!(store.expire_due(700_000).await.unwrap(), 2, "the iOS copy, never acknowledged, and a2's");
+    let b = store.commit_broadcast(broadcast("a1", "news", 180_000, 600_000), 180_000).await.unwrap();
+
+    let (entries, receipts) = store.tally(1_000, 800_000).await.unwrap();
+    assert_eq!(entries, 11, "4 deliveries and 1 broadcast pushed, 6 changes");
+    assert_eq!(receipts, 5, "a1's changes: no receipts of pushes, none for a2 (no webhook)");
+    assert_eq!(store.tally(1_000, 800_000).await.unwrap(), (0, 0), "each entry is counted once");
+
+    let all = |pushed, sent, arrived, opened, ignored, expired| Counts {
+        pushed,
+        sent,
+        arrived,
+        opened,
+        ignored,
+        expired,
+        failed: 0,
+    };
+    for g in Granularity::ALL {
+        let total = store.count_total(query("a1", *g)).await.unwrap();
+        assert_eq!(total, all(4, 3, 2, 1, 1, 1), "{g}");
+    }
+    let ios_only = CountQuery { platform: Some("ios".into()), ..query("a1", Granularity::Minute) };
+    assert_eq!(store.count_total(ios_only).await.unwrap(), all(1, 1, 0, 0, 0, 1));
+    let broadcasts = CountQuery { push_type: Some("broadcast".into()), ..query("a1", Granularity::Hour) };
+    assert_eq!(store.count_total(broadcasts).await.unwrap(), all(1, 0, 0, 0, 0, 0), "its one Android device");
+    let series = store.count_series(query("a1", Granularity::Minute), 100).await.unwrap();
+    assert_eq!(
+        series,
+        vec![
+            (60_000, all(2, 2, 1, 1, 0, 0)),
+            (120_000, all(1, 1, 1, 0, 1, 0)),
+            (180_000, all(1, 0, 0, 0, 0, 0)),
+            (660_000, all(0, 0, 0, 0, 0, 1)),
+        ]
+    );
+    assert_eq!(store.count_total(query("a2", Granularity::Day)).await.unwrap(), all(1, 0, 0, 0, 0, 1));
+    let task = store.count_task(&AppId::new("a1"), &first.task_id).await.unwrap().unwrap();
+    assert_eq!((task.first, task.last, task.counts), (60_000, 660_000, all(2, 2, 1, 1, 0, 1)));
+    assert!(store.count_task(&AppId::new("a2"), &first.task_id).await.unwrap().is_none(), "another app's");
+    let (n, tasks) = store.count_tasks(query("a1", Granularity::Day), 0, 10).await.unwrap();
+    assert_eq!(n, 3);
+    assert!(tasks.iter().any(|t| t.task_id == b.task_id && t.counts.pushed == 1));
+
+    // The receipts, in the order of the changes.
+    let head = store.outbox_head(&AppId::new("a1"), 100).await.unwrap();
+    let statuses: Vec<(String, String)> = head
+        .iter()
+        .map(|r| {
+            let v: serde_json::Value = serde_json::from_str(&r.receipt).unwrap();
+            (v["messageId"].as_str().unwrap().to_owned(), v["status"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    let pair = |m: &MessageId, s: &str| (m.as_str().to_owned(), s.to_owned());
+    assert_eq!(
+        statuses,
+        vec![
+            pair(&m_android, "delivered"),
+            pair(&m_ios, "sent"),
+            pair(&m_android, "opened"),
+            pair(&m2, "ignored"),
+            pair(&m_ios, "expired"),
+        ]
+    );
+    let first_receipt: serde_json::Value = serde_json::from_str(&head[0].receipt).unwrap();
+    assert_eq!(first_receipt["msgKey"], "k1");
+    assert_eq!(first_receipt["target"], a);
+    assert_eq!(first_receipt["deviceId"], a);
+    assert_eq!(first_receipt["channel"], "own");
+    assert_eq!(first_receipt["taskId"], first.task_id.as_str());
+    assert_eq!(first_receipt["at"], 61_000);
+    assert!(store.outbox_head(&AppId::new("a2"), 100).await.unwrap().is_empty());
+
+    // The counters drop by age, per granularity.
+    assert_eq!(store.drop_counts(Granularity::Minute, 200_000).await.unwrap(), 5);
+    let left = store.count_series(query("a1", Granularity::Minute), 100).await.unwrap();
+    assert_eq!(left, vec![(660_000, all(0, 0, 0, 0, 0, 1))]);
+    assert_eq!(store.count_total(query("a1", Granularity::Day)).await.unwrap(), all(4, 3, 2, 1, 1, 1));
+}
+
+pub async fn an_outbox_is_sent_claimed_given_up_and_replayed(s: &Subject) {
+    let store = s.store.as_ref();
+    create_app(store, "a1").await;
+    let app = AppId::new("a1");
+    store.put_webhook(webhook("a1", true, 1)).await.unwrap();
+    let d = device(store, "a1", "i1").await;
+    for (i, at) in [100, 200, 300].into_iter().enumerate() {
+        let p = push("a1", TargetKind::Device, &[(d.as_str(), &format!("k{i}"))], at, 600_000);
+        let done = store.commit_push(p, at).await.unwrap();
+        let m = done.outcomes[0].0.clone();
+        store.record(StatusUpdate::Delivered { message_id: m, device_id: d.clone(), sent_at: at, at: at + 1 });
+    }
+    store.flush().await.unwrap();
+    assert_eq!(store.tally(100, 1_000).await.unwrap().1, 3);
+    assert_eq!(store.due_webhooks("n1", 1_000, 10).await.unwrap(), vec![app.clone()]);
+    assert!(store.claim_webhook(&app, "n1", 31_000, 1_000).await.unwrap());
+    assert!(!store.claim_webhook(&app, "n2", 31_000, 2_000).await.unwrap(), "held by n1");
+    assert!(store.due_webhooks("n2", 2_000, 10).await.unwrap().is_empty());
+    let head = store.outbox_head(&app, 2).await.unwrap();
+    assert_eq!(head.len(), 2);
+    store.receipts_failed(&app, 1, 5_000, 2_000, "503".into()).await.unwrap();
+    assert!(store.due_webhooks("n1", 4_000, 10).await.unwrap().is_empty(), "backing off");
+    let w = store.webhook(&app).await.unwrap().unwrap();
+    assert_eq!((w.attempts, w.next_at, w.last_error.as_deref()), (1, 5_000, Some("503")));
+    store.receipts_sent(&app, head.iter().map(|r| r.seq).collect(), 5_000).await.unwrap();
+    assert_eq!(store.outbox_size(&app).await.unwrap(), 1);
+    store.release_webhook(&app, "n1").await.unwrap();
+    assert!(store.claim_webhook(&app, "n2", 40_000, 6_000).await.unwrap(), "released");
+    // The last one is given up, listed, and replayed at the tail with a fresh age.
+    assert_eq!(store.give_up_receipts(&app, 1_001, "gave up after 24 h".into(), 7_000).await.unwrap(), 1);
+    assert_eq!(store.outbox_size(&app).await.unwrap(), 0);
+    let (n, failures) = store.receipt_failures(&app, 0, 10).await.unwrap();
+    assert_eq!((n, failures[0].reason.as_deref()), (1, Some("gave up after 24 h")));
+    assert_eq!(store.replay_receipts(&app, Some(vec![failures[0].seq]), 8_000).await.unwrap(), 1);
+    assert_eq!(store.receipt_failures(&app, 0, 10).await.unwrap().0, 0);
+    let again = store.outbox_head(&app, 10).await.unwrap();
+    assert_eq!((again.len(), again[0].created_at, again[0].receipt.clone()), (1, 8_000, failures[0].receipt.clone()));
+    // Off: nothing more is queued.
+    store.put_webhook(webhook("a1", false, 9_000)).await.unwrap();
+    let p = push("a1", TargetKind::Device, &[(d.as_str(), "k9")], 9_000, 600_000);
+    let m = store.commit_push(p, 9_000).await.unwrap().outcomes[0].0.clone();
+    store.record(StatusUpdate::Delivered { message_id: m, device_id: d.clone(), sent_at: 9_000, at: 9_001 });
+    store.flush().await.unwrap();
+    assert_eq!(store.tally(100, 10_000).await.unwrap(), (2, 0));
+    assert!(store.due_webhooks("n1", 10_000, 10).await.unwrap().is_empty(), "off");
+}
