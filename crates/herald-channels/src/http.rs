@@ -104,6 +104,23 @@ impl HttpsClient {
         Ok(HttpsClient { client: client.build(connector), timeout })
     }
 
+    /// A client for other HTTP(S) endpoints than vendors' (receipt webhooks): HTTP/1.1 or
+    /// HTTP/2 by ALPN, the Mozilla roots plus `ca_file`, `timeout` over each exchange.
+    pub fn general(ca_file: Option<&Path>, timeout: Duration) -> anyhow::Result<Self> {
+        Self::new(roots(ca_file)?, None, timeout)
+    }
+
+    /// POSTs `body` as JSON to `url` with `headers`: the answer's status, or why there was
+    /// none (an invalid URL, a connection or TLS error, no answer within the deadline).
+    pub async fn post_json(&self, url: &str, headers: &[(&str, String)], body: Bytes) -> Result<u16, String> {
+        let mut req = Request::post(url).header("content-type", "application/json");
+        for (name, value) in headers {
+            req = req.header(*name, value.as_str());
+        }
+        let req = req.body(Full::new(body)).map_err(|e| format!("invalid request: {e}"))?;
+        self.send(req).await.map(|a| a.status.as_u16())
+    }
+
     /// Sends `req` and reads the answer, within the client's deadline.
     pub(crate) async fn send(&self, req: Request<Full<Bytes>>) -> Result<Answer, String> {
         let exchange = async {

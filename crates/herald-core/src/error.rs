@@ -55,6 +55,10 @@ pub enum ErrorCode {
     ChannelUnknown,
     ChannelConfigInvalid,
     ChannelNotConfigured,
+    // Receipts and analytics.
+    WebhookNotConfigured,
+    WebhookUrlInvalid,
+    AnalyticsSpanInvalid,
     // Lookups.
     AppNotExist,
     KeyNotExist,
@@ -119,6 +123,9 @@ impl ErrorCode {
             ErrorCode::ChannelUnknown => "CHANNEL_UNKNOWN",
             ErrorCode::ChannelConfigInvalid => "CHANNEL_CONFIG_INVALID",
             ErrorCode::ChannelNotConfigured => "CHANNEL_NOT_CONFIGURED",
+            ErrorCode::WebhookNotConfigured => "WEBHOOK_NOT_CONFIGURED",
+            ErrorCode::WebhookUrlInvalid => "WEBHOOK_URL_INVALID",
+            ErrorCode::AnalyticsSpanInvalid => "ANALYTICS_SPAN_INVALID",
             ErrorCode::StoreUnavailable => "STORE_UNAVAILABLE",
             ErrorCode::BusUnavailable => "BUS_UNAVAILABLE",
             ErrorCode::SystemError => "SYSTEM_ERROR",
@@ -159,8 +166,9 @@ impl ErrorCode {
             | ErrorCode::TaskNotExist
             | ErrorCode::MessageNotExist
             | ErrorCode::ChannelUnknown
-            | ErrorCode::ChannelNotConfigured => 404,
-            ErrorCode::ChannelConfigInvalid => 400,
+            | ErrorCode::ChannelNotConfigured
+            | ErrorCode::WebhookNotConfigured => 404,
+            ErrorCode::ChannelConfigInvalid | ErrorCode::WebhookUrlInvalid | ErrorCode::AnalyticsSpanInvalid => 400,
             ErrorCode::TemplatekvNotEnough
             | ErrorCode::NeedTemplate
             | ErrorCode::TemplateNameInvalid

@@ -19,6 +19,7 @@ pub mod fakes;
 mod logs;
 mod node;
 mod process;
+mod receiver;
 
 use std::time::Duration;
 
@@ -29,6 +30,7 @@ pub use herald_store::scratch::{ScratchSchema, TEST_POSTGRES_URL};
 pub use logs::Log;
 pub use node::TestServer;
 pub use process::TestProcess;
+pub use receiver::{Delivery, Receiver};
 
 /// How long a test waits for anything before it fails.
 pub const WAIT: Duration = Duration::from_secs(10);

@@ -34,6 +34,8 @@ pub struct Config {
     pub store: StoreConfig,
     pub cluster: ClusterConfig,
     pub channels: herald_channels::ChannelsConfig,
+    pub analytics: crate::ledger::AnalyticsConfig,
+    pub receipts: crate::ledger::ReceiptsConfig,
 }
 
 /// How long the HTTP listener waits for a client, and how many it holds at once. Every
@@ -103,6 +105,8 @@ impl Default for Config {
             store: StoreConfig::default(),
             cluster: ClusterConfig::default(),
             channels: herald_channels::ChannelsConfig::default(),
+            analytics: crate::ledger::AnalyticsConfig::default(),
+            receipts: crate::ledger::ReceiptsConfig::default(),
         }
     }
 }
@@ -271,6 +275,37 @@ poll_ms = 1000
 max_backoff_secs = 600
 # What a recall (a revoke of a message a vendor already took) shows in place of its text.
 recall_text = "This message was withdrawn."
+
+[analytics]
+# How often status changes are counted (ms); a minute's counts are complete this long after
+# it ends. At least once a minute.
+flush_ms = 1000
+# Status changes counted in one transaction.
+batch = 5000
+# Days the counters of each granularity are kept (day counters: at least 90, the longest
+# span a query covers).
+minute_retention_days = 7
+hour_retention_days = 90
+day_retention_days = 730
+
+[receipts]
+# Most receipts in one POST to an app's webhook.
+batch_size = 100
+# Longest a receipt waits for its batch to fill (ms).
+batch_delay_ms = 1000
+# A receipt not acknowledged this long after it was queued is given up: listed in
+# GET /v1/receipts/failures and replayable (seconds; 24 h).
+max_age_secs = 86400
+# Seconds a webhook has to answer.
+timeout_secs = 10
+# First retry after a failure (ms), doubled per failure up to max_backoff_secs, less up to
+# half at random.
+backoff_ms = 1000
+max_backoff_secs = 600
+# Apps whose webhooks one node posts to at once.
+concurrency = 32
+# Longest webhook URL accepted (characters).
+max_url_chars = 2048
 "#;
 
 impl Config {
@@ -281,7 +316,8 @@ impl Config {
 
     /// Every problem with the configuration, one line each; empty when it is valid.
     pub fn validate(&self) -> Vec<String> {
-        let mut problems = Vec::new();
+        let mut problems = self.analytics.problems();
+        problems.extend(self.receipts.problems());
         let mut check = |ok: bool, msg: &str| {
             if !ok {
                 problems.push(msg.to_string());

@@ -7,6 +7,7 @@
 //! - [`dispatch`]: commit to the store, then hand to the connections of this node ([`dispatch::Hub`])
 //!   and ring the nodes holding the others over the [`bus`] (NATS in a cluster); schedules;
 //! - [`gateway`]: MQTT 3.1.1 connections of devices;
+//! - [`ledger`]: analytics counters and receipt webhooks, from the store's journal;
 //! - [`node`]: wiring of one node; [`config`]: typed configuration; [`cli`]: the `herald` command;
 //! - [`metrics`], [`shutdown`], [`http_client`]: shared pieces.
 //!
@@ -21,6 +22,7 @@ pub mod dispatch;
 pub mod gateway;
 pub mod http;
 pub mod http_client;
+pub mod ledger;
 pub mod metrics;
 pub mod node;
 pub mod shutdown;

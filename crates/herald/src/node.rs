@@ -115,6 +115,20 @@ pub async fn run(cfg: Config, listeners: Listeners, shutdown: Signal) -> anyhow:
     let resync =
         tokio::spawn(dispatcher.clone().run_resync(Duration::from_secs(cfg.cluster.resync_secs), shutdown.clone()));
     let vendor_tasks = vendor_worker.spawn(shutdown.clone());
+    let webhook_client = herald_channels::HttpsClient::general(
+        cfg.channels.ca_file.as_deref(),
+        Duration::from_secs(cfg.receipts.timeout_secs),
+    )
+    .context("starting the receipt sender")?;
+    let ledger_tasks = crate::ledger::spawn(
+        store.clone(),
+        state.master.clone(),
+        &cfg.node_id,
+        cfg.analytics.clone(),
+        cfg.receipts.clone(),
+        webhook_client,
+        shutdown.clone(),
+    );
     let http_task = serve_api(listeners.http, api::router(state), cfg.http.clone(), shutdown.clone())?;
     tracing::info!(%http_addr, %mqtt_addr, node = %cfg.node_id, bus = bus.kind(), "herald serving");
     // Tests and scripts wait for this line on standard output.
@@ -131,7 +145,7 @@ pub async fn run(cfg: Config, listeners: Listeners, shutdown: Signal) -> anyhow:
     let _ = sweeps.await;
     let _ = resync.await;
     let _ = scheduler.await;
-    for t in vendor_tasks {
+    for t in vendor_tasks.into_iter().chain(ledger_tasks) {
         let _ = t.await;
     }
     store.flush().await.context("flushing the store")?;

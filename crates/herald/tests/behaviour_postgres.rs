@@ -22,6 +22,8 @@ mod gateway;
 mod http_limits;
 #[path = "behaviour/openapi.rs"]
 mod openapi;
+#[path = "behaviour/receipts.rs"]
+mod receipts;
 #[path = "behaviour/revoke.rs"]
 mod revoke;
 #[path = "behaviour/schedules.rs"]

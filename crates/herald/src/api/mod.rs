@@ -12,6 +12,7 @@
 //! the status of its code.
 
 pub mod admin;
+mod analytics;
 mod channels;
 pub mod device;
 mod devices;
@@ -19,6 +20,7 @@ mod envelope;
 mod extract;
 mod openapi;
 mod push;
+mod receipts;
 pub mod signing;
 mod status;
 mod templates;
@@ -70,9 +72,16 @@ fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::base())
         .routes(routes!(healthz))
         .routes(routes!(metrics))
-        .nest("/v1", server.merge(devices::routes()).merge(channels::routes()))
+        .nest(
+            "/v1",
+            server
+                .merge(devices::routes())
+                .merge(channels::routes())
+                .merge(receipts::routes())
+                .merge(analytics::routes()),
+        )
         .nest("/device/v1", device::routes())
-        .nest("/admin/v1", admin::routes().merge(channels::admin_routes()))
+        .nest("/admin/v1", admin::routes().merge(channels::admin_routes()).merge(receipts::admin_routes()))
 }
 
 pub fn router(state: AppState) -> Router {

@@ -14,6 +14,7 @@ mod durability;
 mod gateway;
 mod http_limits;
 mod openapi;
+mod receipts;
 mod revoke;
 mod schedules;
 mod simple_push;
