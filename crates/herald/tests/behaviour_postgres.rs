@@ -8,6 +8,8 @@ pub const BACKEND: herald_testkit::Backend = herald_testkit::Backend::Postgres;
 #[path = "behaviour/common.rs"]
 mod common;
 
+#[path = "behaviour/analytics.rs"]
+mod analytics;
 #[path = "behaviour/bad_input.rs"]
 mod bad_input;
 #[path = "behaviour/broadcast.rs"]

@@ -456,3 +456,39 @@ async fn a_two_node_cluster_sends_each_vendor_message_once() {
     assert_eq!(per_node.iter().sum::<usize>(), want, "{per_node:?}");
     assert!(per_node.iter().all(|n| *n > 0), "both nodes sent: {per_node:?}");
 }
+
+/// Two nodes, each counting the journal and posting receipts when it holds the lease or
+/// the app's claim: each receipt reaches the webhook once, and the counts add up once.
+#[tokio::test]
+async fn two_nodes_post_each_receipt_once_and_count_each_change_once() {
+    let receiver = Receiver::start(0).await;
+    let Some(c) = Cluster::start(2).await else { return };
+    let app = c.node(1).create_app().await;
+    let r = app.signed("PUT", "/v1/receipts", &json!({"url": receiver.url()}).to_string()).await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let (d1, d2) = (app.register("on-1").await, app.register("on-2").await);
+    let _dev1 = TestDevice::connect(&d1.on(c.node(1))).await;
+    let _dev2 = TestDevice::connect(&d2.on(c.node(2))).await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        for (node, d) in [(1, &d1), (2, &d2)] {
+            let (_, m) = app.via(c.node(node)).push_to_device(&d.device_id, &format!("k{i}"), "x").await;
+            ids.push(m);
+        }
+    }
+    for m in &ids {
+        app.wait_status(m, "delivered").await;
+    }
+    eventually("20 receipts", || async { (receiver.accepted().len() >= 20).then_some(()) }).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut got: Vec<String> =
+        receiver.accepted().iter().map(|r| r["messageId"].as_str().unwrap().to_owned()).collect();
+    got.sort();
+    ids.sort();
+    assert_eq!(got, ids, "each delivered receipt once");
+    let now = herald_core::now_ms();
+    let q = format!("/v1/analytics/core?startTime={}&endTime={}", now - 3_600_000, now + 60_000);
+    let core = app.via(c.node(2)).signed("GET", &q, "").await.json();
+    let data = &core["resultContent"]["data"];
+    assert_eq!((data["pushTotalNum"].as_i64(), data["arrivalNum"].as_i64()), (Some(20), Some(20)), "{core}");
+}

@@ -7,6 +7,7 @@ pub const BACKEND: herald_testkit::Backend = herald_testkit::Backend::Sqlite;
 
 mod common;
 
+mod analytics;
 mod bad_input;
 mod broadcast;
 mod devices;
