@@ -87,8 +87,9 @@ pub(crate) async fn send(
     };
     let p = Payload::of(n, &cfg.recall_text);
     let silent = p.silent != 0;
-    let mut android =
-        json!({"ttl": format!("{}s", ttl_secs(n, now)), "urgency": if silent { "NORMAL" } else { "HIGH" }});
+    // bi_tag comes back in the receipt: it names the message.
+    let mut android = json!({"ttl": format!("{}s", ttl_secs(n, now)), "urgency": if silent { "NORMAL" } else { "HIGH" },
+        "bi_tag": p.message_id});
     let mut message = json!({"token": [n.token]});
     if silent {
         // A data message: the app gets the device JSON as it would on the own channel.

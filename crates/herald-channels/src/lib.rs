@@ -69,6 +69,10 @@ pub struct ChannelsConfig {
     pub max_backoff_secs: u64,
     /// What a recall shows in place of a revoked message's text (its title is kept).
     pub recall_text: String,
+    /// This node's public base URL (`https://push.example.com`), from which vendors reach
+    /// its receipt callbacks (`/vendor/v1/receipts/…`). Empty: receipt URLs are shown as
+    /// paths, and Xiaomi is not asked for receipts (it needs an absolute URL per message).
+    pub receipt_base_url: String,
 }
 
 impl Default for ChannelsConfig {
@@ -90,6 +94,7 @@ impl Default for ChannelsConfig {
             poll_ms: 1000,
             max_backoff_secs: 600,
             recall_text: "This message was withdrawn.".into(),
+            receipt_base_url: String::new(),
         }
     }
 }

@@ -45,7 +45,7 @@ pub fn secret_fields(kind: Channel) -> &'static [&'static str] {
     match kind {
         Channel::Apns => &["privateKey", "certificate", "password"],
         Channel::Fcm => &["privateKey"],
-        Channel::Hms => &["clientSecret"],
+        Channel::Hms => &["clientSecret", "callbackKey"],
         Channel::Xiaomi => &["appSecret"],
         Channel::WebPush => &["privateKey"],
         Channel::Own => &[],
@@ -79,7 +79,18 @@ pub fn parse(kind: Channel, body: &Value, now: i64, current: Option<&Map<String,
         Channel::Fcm => fcm(body),
         Channel::Hms => {
             let (app_id, secret) = (field(body, "appId")?, field(body, "clientSecret")?);
-            Ok(plain(json!({"appId": app_id}), json!({"clientSecret": secret})))
+            // The receipt callback's credentials, as set in AppGallery Connect: both or none.
+            match (body.get("callbackUserName"), body.get("callbackKey")) {
+                (None, None) => Ok(plain(json!({"appId": app_id}), json!({"clientSecret": secret}))),
+                (Some(_), Some(_)) => {
+                    let (user, key) = (field(body, "callbackUserName")?, field(body, "callbackKey")?);
+                    Ok(plain(
+                        json!({"appId": app_id, "callbackUserName": user}),
+                        json!({"clientSecret": secret, "callbackKey": key}),
+                    ))
+                }
+                _ => Err(bad("callbackUserName and callbackKey go together (both, or neither)")),
+            }
         }
         Channel::Xiaomi => {
             let (secret, package) = (field(body, "appSecret")?, field(body, "packageName")?);
@@ -268,6 +279,9 @@ pub struct HmsCredential {
 pub struct XiaomiCredential {
     pub(crate) app_secret: String,
     pub(crate) package_name: String,
+    /// Where Xiaomi posts receipts of the messages sent (`receiptUrl` of the settings the
+    /// node opens the channel with), when the node has a public address.
+    pub(crate) callback: Option<String>,
 }
 
 pub struct WebPushCredential {
@@ -315,7 +329,12 @@ impl Credential {
             }),
             Channel::Hms => Credential::Hms(HmsCredential { app_id: s("appId"), client_secret: k("clientSecret") }),
             Channel::Xiaomi => {
-                Credential::Xiaomi(XiaomiCredential { app_secret: k("appSecret"), package_name: s("packageName") })
+                let callback = Some(s("receiptUrl")).filter(|u| u.starts_with("http"));
+                Credential::Xiaomi(XiaomiCredential {
+                    app_secret: k("appSecret"),
+                    package_name: s("packageName"),
+                    callback,
+                })
             }
             Channel::WebPush => {
                 let der = herald_core::crypto::b64url_decode(&k("privateKey")).ok_or_else(|| stored("key"))?;

@@ -43,6 +43,12 @@ pub(crate) async fn send(
         // The same id on a later notification (a revoke's recall) replaces this one.
         ("notify_id".into(), crate::notify_id(&p.message_id).to_string()),
     ];
+    if let Some(url) = &c.callback {
+        // Receipts of delivery (1) and click (2), naming the message by our id.
+        form.push(("extra.callback".into(), url.clone()));
+        form.push(("extra.callback.param".into(), p.message_id.clone()));
+        form.push(("extra.callback.type".into(), "3".into()));
+    }
     if let Some(uri) = &p.uri {
         form.push(("extra.notify_effect".into(), "2".into()));
         form.push(("extra.intent_uri".into(), uri.clone()));

@@ -113,12 +113,23 @@ pub fn pem_to_der(pem: &str) -> Option<Vec<u8>> {
 
 /// The key that encrypts secrets at rest (HMAC API secrets, bind secrets). Nodes of one
 /// cluster share it; a single node keeps it in its data directory.
-pub struct MasterKey(aead::LessSafeKey);
+pub struct MasterKey {
+    aead: aead::LessSafeKey,
+    /// A key for [`MasterKey::token`], derived from the master key (never used to encrypt).
+    derive: Vec<u8>,
+}
 
 impl MasterKey {
     pub fn from_bytes(raw: &[u8; 32]) -> Self {
         let key = aead::UnboundKey::new(&aead::AES_256_GCM, raw).expect("32-byte AES key");
-        MasterKey(aead::LessSafeKey::new(key))
+        MasterKey { aead: aead::LessSafeKey::new(key), derive: hmac_sha256(raw, b"herald derived tokens v1") }
+    }
+
+    /// A token for `purpose` that only holders of the master key can compute (every node of
+    /// a cluster computes the same): base64url of HMAC-SHA256 under a key derived from the
+    /// master key. Names unguessable URLs such as a vendor's receipt callback.
+    pub fn token(&self, purpose: &str) -> String {
+        b64url(&hmac_sha256(&self.derive, purpose.as_bytes()))
     }
 
     /// Parses a base64 (standard or url-safe) encoding of 32 bytes.
@@ -131,7 +142,7 @@ impl MasterKey {
     pub fn seal(&self, plaintext: &[u8]) -> String {
         let nonce_bytes = random_bytes::<12>();
         let mut in_out = plaintext.to_vec();
-        self.0
+        self.aead
             .seal_in_place_append_tag(aead::Nonce::assume_unique_for_key(nonce_bytes), aead::Aad::empty(), &mut in_out)
             .expect("AES-GCM seal");
         let mut out = nonce_bytes.to_vec();
@@ -148,7 +159,7 @@ impl MasterKey {
         let (nonce, ciphertext) = raw.split_at(12);
         let nonce = aead::Nonce::try_assume_unique_for_key(nonce).ok()?;
         let mut in_out = ciphertext.to_vec();
-        let plain = self.0.open_in_place(nonce, aead::Aad::empty(), &mut in_out).ok()?;
+        let plain = self.aead.open_in_place(nonce, aead::Aad::empty(), &mut in_out).ok()?;
         Some(plain.to_vec())
     }
 }

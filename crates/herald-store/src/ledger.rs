@@ -1,8 +1,8 @@
 //! The store's side of receipts and analytics (DESIGN §8), a part of every [`crate::Store`].
 
-use herald_core::ids::{AppId, TaskId};
+use herald_core::ids::{AppId, DeviceId, TaskId};
 use herald_core::ledger::{CountQuery, Counts, StoredReceipt, TaskCounts, WebhookRecord};
-use herald_core::state::Granularity;
+use herald_core::state::{Channel, Granularity};
 
 use crate::StoreResult;
 
@@ -51,6 +51,23 @@ pub trait Ledger: Send + Sync + 'static {
     /// The app's given-up receipts, oldest first: (how many, the page).
     async fn receipt_failures(&self, app_id: &AppId, offset: u64, limit: u64)
     -> StoreResult<(u64, Vec<StoredReceipt>)>;
+    /// The device the app's send of `message_id` through `channel` to `token` went to.
+    async fn vendor_device(
+        &self,
+        app_id: &AppId,
+        channel: Channel,
+        message_id: &str,
+        token: &str,
+    ) -> StoreResult<Option<DeviceId>>;
+    /// Journals a vendor's report that it could not deliver the message to the device.
+    async fn vendor_failed(
+        &self,
+        message_id: &str,
+        device_id: &DeviceId,
+        channel: Channel,
+        reason: String,
+        at: i64,
+    ) -> StoreResult<()>;
     /// Puts given-up receipts (`ids`, or all) back into the outbox; how many.
     async fn replay_receipts(&self, app_id: &AppId, ids: Option<Vec<i64>>, now: i64) -> StoreResult<u64>;
 }

@@ -275,6 +275,10 @@ poll_ms = 1000
 max_backoff_secs = 600
 # What a recall (a revoke of a message a vendor already took) shows in place of its text.
 recall_text = "This message was withdrawn."
+# This node's public base URL ("https://push.example.com"): vendors post receipts to
+# <base>/vendor/v1/receipts/... (each channel's receiptUrl). Empty: receipt URLs are shown
+# as paths, and Xiaomi is not asked for receipts (it needs an absolute URL per message).
+receipt_base_url = ""
 
 [analytics]
 # How often status changes are counted (ms); a minute's counts are complete this long after

@@ -86,6 +86,7 @@ pub async fn run(cfg: Config, listeners: Listeners, shutdown: Signal) -> anyhow:
         senders,
         master.clone(),
         dispatcher.metrics().clone(),
+        cfg.channels.receipt_base_url.clone(),
     );
     dispatcher.set_vendor_worker(vendor_worker.clone());
     if let Some(incoming) = incoming {

@@ -34,5 +34,7 @@ mod schedules;
 mod simple_push;
 #[path = "behaviour/templates.rs"]
 mod templates;
+#[path = "behaviour/vendor_receipts.rs"]
+mod vendor_receipts;
 #[path = "behaviour/vendors.rs"]
 mod vendors;

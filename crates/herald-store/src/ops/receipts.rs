@@ -1,10 +1,11 @@
 //! Receipt webhooks: an app's configuration, and its outbox as the sender works through it
 //! (one node at a time per app, the head first, given up past an age).
 
-use herald_core::ids::AppId;
+use herald_core::ids::{AppId, DeviceId};
 use herald_core::ledger::{StoredReceipt, WebhookRecord};
+use herald_core::state::{Change, Channel};
 
-use crate::ops::ledger::runs;
+use crate::ops::ledger::{self, runs};
 use crate::tx::{Arg, Row, Tx, query_one, query_opt};
 use crate::{StoreResult, sql};
 
@@ -81,6 +82,31 @@ pub(crate) async fn give_up<X: Tx>(tx: &X, app: &AppId, before: i64, reason: &st
         tx.execute(&sql::DROP_GIVEN_UP, &[&app, &before]).await?;
     }
     Ok(n)
+}
+
+/// The device the app's send of `message` through `channel` to `token` went to.
+pub(crate) async fn vendor_device<X: Tx>(
+    tx: &X,
+    app: &AppId,
+    channel: Channel,
+    message: &str,
+    token: &str,
+) -> StoreResult<Option<DeviceId>> {
+    let args: [&dyn Arg; 4] = [&message, &app.as_str(), &channel.as_str(), &token];
+    query_opt(tx, &sql::VENDOR_DEVICE, &args, |r| Ok(DeviceId::new(r.text(0)?))).await
+}
+
+/// A vendor reported that it could not deliver `message` to the device.
+pub(crate) async fn vendor_failed<X: Tx>(
+    tx: &X,
+    message: &str,
+    device: &DeviceId,
+    channel: Channel,
+    reason: &str,
+    at: i64,
+) -> StoreResult<()> {
+    let failed = ledger::Changed::new(Some(channel.as_str()), at);
+    ledger::journal(tx, message, Some(device.as_str()), Change::Failed, &failed, Some(reason)).await
 }
 
 pub(crate) async fn outbox_size<X: Tx>(tx: &X, app: &AppId) -> StoreResult<u64> {

@@ -1,9 +1,9 @@
 //! [`Ledger`] on PostgreSQL: each operation on a pooled connection, writes in a transaction
 //! of their own (the journal's reading, counting and deletion in one).
 
-use herald_core::ids::{AppId, TaskId};
+use herald_core::ids::{AppId, DeviceId, TaskId};
 use herald_core::ledger::{CountQuery, Counts, StoredReceipt, TaskCounts, WebhookRecord};
-use herald_core::state::Granularity;
+use herald_core::state::{Channel, Granularity};
 
 use super::{PgTx, PostgresStore, map_err};
 use crate::StoreResult;
@@ -110,5 +110,28 @@ impl Ledger for PostgresStore {
     async fn replay_receipts(&self, app_id: &AppId, ids: Option<Vec<i64>>, now: i64) -> StoreResult<u64> {
         let app_id = app_id.clone();
         in_tx!(self, |tx| receipts::replay(tx, &app_id, ids.as_deref(), now))
+    }
+
+    async fn vendor_device(
+        &self,
+        app_id: &AppId,
+        channel: Channel,
+        message_id: &str,
+        token: &str,
+    ) -> StoreResult<Option<DeviceId>> {
+        let (app_id, message_id, token) = (app_id.clone(), message_id.to_owned(), token.to_owned());
+        on_conn!(self, |tx| receipts::vendor_device(tx, &app_id, channel, &message_id, &token))
+    }
+
+    async fn vendor_failed(
+        &self,
+        message_id: &str,
+        device_id: &DeviceId,
+        channel: Channel,
+        reason: String,
+        at: i64,
+    ) -> StoreResult<()> {
+        let (message_id, device_id) = (message_id.to_owned(), device_id.clone());
+        in_tx!(self, |tx| receipts::vendor_failed(tx, &message_id, &device_id, channel, &reason, at))
     }
 }

@@ -173,6 +173,12 @@ pub(crate) static DROP_REPLAYED: Sql =
 /// $1 app, $2 now: replayed receipts are tried at once.
 pub(crate) static WEBHOOK_NOW: Sql = Sql::new("UPDATE webhooks SET attempts = 0, next_at = $2 WHERE app_id = $1");
 
+/// $1 message, $2 app, $3 channel, $4 token: the device a vendor send went to (a vendor's
+/// receipt names the message and the token).
+pub(crate) static VENDOR_DEVICE: Sql = Sql::new(
+    "SELECT device_id FROM vendor_sends WHERE message_id = $1 AND app_id = $2 AND channel = $3 AND token = $4",
+);
+
 /// Every statement above, for the tests that prepare each on both backends.
 #[cfg(test)]
 pub(crate) static ALL: &[&Sql] = &[
@@ -206,4 +212,5 @@ pub(crate) static ALL: &[&Sql] = &[
     &REPLAY,
     &DROP_REPLAYED,
     &WEBHOOK_NOW,
+    &VENDOR_DEVICE,
 ];

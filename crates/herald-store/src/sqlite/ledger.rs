@@ -1,9 +1,9 @@
 //! [`Ledger`] on SQLite: reads on a reader, writes on the writer (the journal is read on a
 //! reader and counted on the writer; the counter is the only one to delete entries).
 
-use herald_core::ids::{AppId, TaskId};
+use herald_core::ids::{AppId, DeviceId, TaskId};
 use herald_core::ledger::{CountQuery, Counts, StoredReceipt, TaskCounts, WebhookRecord};
-use herald_core::state::Granularity;
+use herald_core::state::{Channel, Granularity};
 
 use super::SqliteStore;
 use crate::StoreResult;
@@ -113,5 +113,28 @@ impl Ledger for SqliteStore {
     async fn replay_receipts(&self, app_id: &AppId, ids: Option<Vec<i64>>, now: i64) -> StoreResult<u64> {
         let app_id = app_id.clone();
         self.write(move |tx| run_now(receipts::replay(tx, &app_id, ids.as_deref(), now))).await
+    }
+
+    async fn vendor_device(
+        &self,
+        app_id: &AppId,
+        channel: Channel,
+        message_id: &str,
+        token: &str,
+    ) -> StoreResult<Option<DeviceId>> {
+        let (app_id, message_id, token) = (app_id.clone(), message_id.to_owned(), token.to_owned());
+        self.read(move |tx| run_now(receipts::vendor_device(tx, &app_id, channel, &message_id, &token))).await
+    }
+
+    async fn vendor_failed(
+        &self,
+        message_id: &str,
+        device_id: &DeviceId,
+        channel: Channel,
+        reason: String,
+        at: i64,
+    ) -> StoreResult<()> {
+        let (message_id, device_id) = (message_id.to_owned(), device_id.clone());
+        self.write(move |tx| run_now(receipts::vendor_failed(tx, &message_id, &device_id, channel, &reason, at))).await
     }
 }

@@ -225,6 +225,9 @@ pub(super) fn check_hms(s: &Shared, r: &Received) -> Result<(), String> {
     if m.get("data").is_some_and(|d| !d.is_string()) {
         return Err("80100003: data must be a string".into());
     }
+    if m["android"].get("bi_tag").is_some_and(|t| !t.is_string()) {
+        return Err("80100003: android.bi_tag must be a string".into());
+    }
     if m["android"]["notification"].get("notify_id").is_some_and(|id| id.as_i64().is_none_or(|i| i < 0)) {
         return Err("80100003: android.notification.notify_id must be a non-negative integer".into());
     }
@@ -251,6 +254,17 @@ pub(super) fn check_xiaomi(s: &Shared, r: &Received) -> Result<(), String> {
     r.form("time_to_live").and_then(|t| t.parse::<u64>().ok()).ok_or("time_to_live must be milliseconds")?;
     if r.form("notify_id").is_some_and(|id| id.parse::<u32>().is_err()) {
         return Err("notify_id must be a non-negative integer".into());
+    }
+    if let Some(url) = r.form("extra.callback") {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err("extra.callback must be an absolute http(s) URL".into());
+        }
+        if r.form("extra.callback.param").is_some_and(|p| p.len() > 64) {
+            return Err("extra.callback.param is longer than 64 bytes".into());
+        }
+        if r.form("extra.callback.type").is_some_and(|t| t.parse::<u32>().is_err()) {
+            return Err("extra.callback.type must be a number".into());
+        }
     }
     Ok(())
 }

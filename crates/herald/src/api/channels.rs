@@ -5,7 +5,8 @@
 //!
 //! A channel's view (`data`): its kind, the settings that may be shown, each secret field
 //! masked, `warnings` (an APNs certificate near its end), `health` (last success, last
-//! error) and `createdAt`/`updatedAt`. Secrets are sealed with the master key and never
+//! error), `receiptUrl` (Huawei and Xiaomi: where the vendor posts receipts) and
+//! `createdAt`/`updatedAt`. Secrets are sealed with the master key and never
 //! shown again.
 
 use axum::extract::{Path, State};
@@ -43,14 +44,24 @@ fn kind_of(name: &str) -> Result<Channel, Refusal> {
 
 const MASK: &str = "********";
 
+/// Where the vendor posts the receipts of the app's messages (Huawei, Xiaomi): absolute
+/// under `channels.receipt_base_url`, else the path to put behind this node's address.
+fn receipt_url(state: &AppState, c: &ChannelRecord) -> Option<String> {
+    matches!(c.kind, Channel::Hms | Channel::Xiaomi).then(|| {
+        let base = &state.cfg.channels.receipt_base_url;
+        crate::ledger::vendor::receipt_url(&state.master, base, &c.app_id, c.kind)
+    })
+}
+
 /// What is shown of a channel.
-fn view(c: &ChannelRecord, now: i64) -> Value {
+fn view(state: &AppState, c: &ChannelRecord, now: i64) -> Value {
     let mut shown: Map<String, Value> = c.settings.clone();
     for name in setup::secret_fields(c.kind) {
-        let configured = !matches!(
-            (*name, shown.get("authType").and_then(Value::as_str)),
-            ("privateKey", Some("certificate")) | ("certificate" | "password", Some("token"))
-        );
+        let configured = match (*name, shown.get("authType").and_then(Value::as_str)) {
+            ("privateKey", Some("certificate")) | ("certificate" | "password", Some("token")) => false,
+            ("callbackKey", _) => c.settings.contains_key("callbackUserName"),
+            _ => true,
+        };
         if configured {
             shown.insert((*name).into(), MASK.into());
         }
@@ -72,6 +83,7 @@ fn view(c: &ChannelRecord, now: i64) -> Value {
             "lastErrorAt": c.health.last_error_at,
             "lastError": c.health.last_error,
         },
+        "receiptUrl": receipt_url(state, c),
         "createdAt": c.created_at,
         "updatedAt": c.updated_at,
     })
@@ -112,7 +124,7 @@ async fn put(state: &AppState, app: &AppId, kind: Channel, body: &[u8]) -> Resul
 
 async fn get(state: &AppState, app: &AppId, kind: Channel) -> Result<Value, Refusal> {
     match state.store.channel(app, kind).await? {
-        Some(c) => Ok(view(&c, herald_core::now_ms())),
+        Some(c) => Ok(view(state, &c, herald_core::now_ms())),
         None => Err(Refusal::new(ErrorCode::ChannelNotConfigured, format!("the app has no {kind} channel"))),
     }
 }
@@ -163,7 +175,7 @@ async fn delete_channel(State(state): State<AppState>, Path(kind): Path<String>,
     security(("signature" = [])))]
 async fn list_channels(State(state): State<AppState>, req: Signed) -> Result<Json, Refusal> {
     let now = herald_core::now_ms();
-    let list: Vec<Value> = state.store.channels(&req.app_id).await?.iter().map(|c| view(c, now)).collect();
+    let list: Vec<Value> = state.store.channels(&req.app_id).await?.iter().map(|c| view(&state, c, now)).collect();
     let routing = state.store.routing(&req.app_id).await?.unwrap_or_default();
     Ok(ok_content(json!({"routing": routing_view(&routing), "list": list})))
 }

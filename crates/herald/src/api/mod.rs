@@ -24,6 +24,7 @@ mod receipts;
 pub mod signing;
 mod status;
 mod templates;
+mod vendor_receipts;
 
 use std::sync::Arc;
 
@@ -81,6 +82,7 @@ fn routes() -> OpenApiRouter<AppState> {
                 .merge(analytics::routes()),
         )
         .nest("/device/v1", device::routes())
+        .nest("/vendor/v1", vendor_receipts::routes())
         .nest("/admin/v1", admin::routes().merge(channels::admin_routes()).merge(receipts::admin_routes()))
 }
 

@@ -66,6 +66,8 @@ pub struct VendorWorker {
     senders: Arc<Senders>,
     master: Arc<MasterKey>,
     metrics: Arc<Metrics>,
+    /// `channels.receipt_base_url`: Xiaomi is asked for receipts at this node's address.
+    receipt_base: String,
     /// Rung after a commit that wrote vendor sends.
     ring: Notify,
     /// Opened credentials by app and channel, with the `updated_at` they were opened at.
@@ -80,12 +82,14 @@ impl VendorWorker {
         senders: Arc<Senders>,
         master: Arc<MasterKey>,
         metrics: Arc<Metrics>,
+        receipt_base: String,
     ) -> Arc<Self> {
         Arc::new(VendorWorker {
             store,
             senders,
             master,
             metrics,
+            receipt_base,
             ring: Notify::new(),
             credentials: Mutex::default(),
             paused: Mutex::default(),
@@ -223,9 +227,13 @@ impl VendorWorker {
             .open(&record.secret_sealed)
             .and_then(|raw| serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&raw).ok())
             .ok_or_else(|| format!("the {channel} channel's secret cannot be opened with this node's master key"))?;
-        let credential = Arc::new(
-            Credential::open(channel, &record.settings, &secret, record.updated_at).map_err(|e| e.to_string())?,
-        );
+        let mut settings = record.settings.clone();
+        if channel == Channel::Xiaomi && !self.receipt_base.is_empty() {
+            let url = crate::ledger::vendor::receipt_url(&self.master, &self.receipt_base, app, channel);
+            settings.insert("receiptUrl".into(), url.into());
+        }
+        let credential =
+            Arc::new(Credential::open(channel, &settings, &secret, record.updated_at).map_err(|e| e.to_string())?);
         if channel == Channel::Apns {
             let not_after = record.settings.get("notAfter").and_then(serde_json::Value::as_i64);
             self.metrics.vendor.certificate(app, not_after);

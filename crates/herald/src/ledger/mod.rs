@@ -4,6 +4,7 @@
 //! ([`webhook`]). All of it runs beside delivery, never in its path: a delivery commits its
 //! journal entry with its status, and everything else reads the journal afterwards.
 
+pub mod vendor;
 pub mod webhook;
 
 use std::sync::Arc;

@@ -20,4 +20,5 @@ mod revoke;
 mod schedules;
 mod simple_push;
 mod templates;
+mod vendor_receipts;
 mod vendors;
