@@ -34,6 +34,18 @@ pub struct Metrics {
     pub deliveries_acked: Counter,
     /// Vendor sends by channel, app and outcome, and their latency.
     pub vendor: VendorMetrics,
+    /// Status changes counted into the analytics by this node.
+    pub changes_counted: Counter,
+    /// Receipts acknowledged by webhooks (2xx), posts refused or failed, receipts given up.
+    pub receipts_posted: Counter,
+    pub receipt_posts_failed: Counter,
+    pub receipts_given_up: Counter,
+}
+
+impl Counter {
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 /// The upper bounds (seconds) of the vendor send-latency histogram.
@@ -138,6 +150,14 @@ impl Metrics {
                 &self.deliveries_written,
             ),
             ("herald_deliveries_acked_total", "Deliveries acknowledged by devices (PUBACK).", &self.deliveries_acked),
+            ("herald_changes_counted_total", "Status changes counted into the analytics.", &self.changes_counted),
+            ("herald_receipts_posted_total", "Receipts acknowledged by app webhooks.", &self.receipts_posted),
+            ("herald_receipt_posts_failed_total", "Receipt POSTs refused or unanswered.", &self.receipt_posts_failed),
+            (
+                "herald_receipts_given_up_total",
+                "Receipts given up after receipts.max_age_secs.",
+                &self.receipts_given_up,
+            ),
         ];
         let mut out = String::new();
         for (name, help, c) in counters {

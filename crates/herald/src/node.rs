@@ -124,9 +124,8 @@ pub async fn run(cfg: Config, listeners: Listeners, shutdown: Signal) -> anyhow:
     let ledger_tasks = crate::ledger::spawn(
         store.clone(),
         state.master.clone(),
-        &cfg.node_id,
-        cfg.analytics.clone(),
-        cfg.receipts.clone(),
+        dispatcher.metrics().clone(),
+        &cfg,
         webhook_client,
         shutdown.clone(),
     );

@@ -87,6 +87,12 @@ pub(super) enum SetKind {
         app_id: String,
         #[arg(long, env = "HERALD_HMS_CLIENT_SECRET", hide_env_values = true)]
         client_secret: String,
+        /// The receipt callback's user name, as set in AppGallery Connect (with the key).
+        #[arg(long, requires = "callback_key")]
+        callback_user_name: Option<String>,
+        /// The receipt callback's key (signs X-HUAWEI-CALLBACK-ID).
+        #[arg(long, env = "HERALD_HMS_CALLBACK_KEY", hide_env_values = true, requires = "callback_user_name")]
+        callback_key: Option<String>,
         #[command(flatten)]
         to: Target,
     },
@@ -138,8 +144,13 @@ fn body(kind: SetKind) -> anyhow::Result<(&'static str, Value, Target)> {
                 .with_context(|| format!("{} is not a service-account JSON file", service_account.display()))?;
             ("fcm", json!({"serviceAccount": account}), to)
         }
-        SetKind::Hms { app_id, client_secret, to } => {
-            ("hms", json!({"appId": app_id, "clientSecret": client_secret}), to)
+        SetKind::Hms { app_id, client_secret, callback_user_name, callback_key, to } => {
+            let mut body = json!({"appId": app_id, "clientSecret": client_secret});
+            if let (Some(user), Some(key)) = (callback_user_name, callback_key) {
+                body["callbackUserName"] = user.into();
+                body["callbackKey"] = key.into();
+            }
+            ("hms", body, to)
         }
         SetKind::Xiaomi { app_secret, package_name, to } => {
             ("xiaomi", json!({"appSecret": app_secret, "packageName": package_name}), to)

@@ -46,6 +46,11 @@ enum Command {
         #[command(subcommand)]
         command: channel::ChannelCommand,
     },
+    /// Set or show an app's receipt webhook through the admin API of a running node.
+    Receipts {
+        #[command(subcommand)]
+        command: ReceiptsCommand,
+    },
     /// Print the signature headers of a server-API request as curl arguments.
     Sign(SignArgs),
     /// Print the OpenAPI description of the HTTP APIs (what `/openapi.json` serves).
@@ -172,6 +177,55 @@ pub fn main() -> ExitCode {
         Command::App { command } => report(runtime().and_then(|rt| rt.block_on(app(command)))),
         Command::Key { command } => report(runtime().and_then(|rt| rt.block_on(key(command)))),
         Command::Channel { command } => report(runtime().and_then(|rt| rt.block_on(channel::run(command)))),
+        Command::Receipts { command } => report(runtime().and_then(|rt| rt.block_on(receipts(command)))),
+    }
+}
+
+#[derive(Subcommand)]
+enum ReceiptsCommand {
+    /// Set the webhook (the first set needs --url); prints it, with the signing secret when
+    /// it is created or rotated (shown only then).
+    Set {
+        #[arg(long)]
+        app: String,
+        /// Where receipts are POSTed: an http:// or https:// URL.
+        #[arg(long)]
+        url: Option<String>,
+        /// Stop sending (receipts are no longer queued); --enable starts again.
+        #[arg(long, conflicts_with = "enable")]
+        disable: bool,
+        #[arg(long)]
+        enable: bool,
+        /// A new signing secret (the old one stops verifying at once).
+        #[arg(long)]
+        rotate_secret: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Show the webhook (secret masked), the receipts waiting and its health.
+    Get {
+        #[arg(long)]
+        app: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+async fn receipts(command: ReceiptsCommand) -> anyhow::Result<()> {
+    match command {
+        ReceiptsCommand::Set { app, url, disable, enable, rotate_secret, admin } => {
+            let mut body = serde_json::json!({"rotateSecret": rotate_secret});
+            if let Some(url) = url {
+                body["url"] = url.into();
+            }
+            if disable || enable {
+                body["enabled"] = enable.into();
+            }
+            admin_call(&admin, "PUT", &format!("/admin/v1/apps/{app}/receipts"), body).await
+        }
+        ReceiptsCommand::Get { app, admin } => {
+            admin_call(&admin, "GET", &format!("/admin/v1/apps/{app}/receipts"), serde_json::Value::Null).await
+        }
     }
 }
 

@@ -15,6 +15,7 @@ use herald_core::state::Granularity;
 use herald_store::Store;
 use serde::Deserialize;
 
+use crate::metrics::Metrics;
 use crate::shutdown::Signal;
 
 /// The `[analytics]` table of the configuration.
@@ -143,7 +144,13 @@ const TALLY_LEASE: &str = "analytics-tally";
 
 /// Counts the journal every `flush_ms` (at once again while a whole batch was found), under
 /// a lease; drops counters past their retention once an hour.
-pub async fn run_tally(store: Arc<dyn Store>, node: String, cfg: AnalyticsConfig, shutdown: Signal) {
+pub async fn run_tally(
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    node: String,
+    cfg: AnalyticsConfig,
+    shutdown: Signal,
+) {
     let every = Duration::from_millis(cfg.flush_ms);
     let mut ticks = crate::shutdown::ticks(every);
     let mut next_retention = 0;
@@ -165,6 +172,7 @@ pub async fn run_tally(store: Arc<dyn Store>, node: String, cfg: AnalyticsConfig
         loop {
             match store.tally(cfg.batch, herald_core::now_ms()).await {
                 Ok((n, receipts)) => {
+                    metrics.changes_counted.add(n as u64);
                     if n > 0 {
                         tracing::debug!(entries = n, receipts, "journal counted");
                     }
@@ -192,17 +200,18 @@ pub async fn run_tally(store: Arc<dyn Store>, node: String, cfg: AnalyticsConfig
     }
 }
 
-/// Starts the counter and the receipt sender.
+/// Starts the counter and the receipt sender of a node configured by `cfg`.
 pub fn spawn(
     store: Arc<dyn Store>,
     master: Arc<MasterKey>,
-    node: &str,
-    analytics: AnalyticsConfig,
-    receipts: ReceiptsConfig,
+    metrics: Arc<Metrics>,
+    cfg: &crate::config::Config,
     client: herald_channels::HttpsClient,
     shutdown: Signal,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let tally = tokio::spawn(run_tally(store.clone(), node.to_owned(), analytics, shutdown.clone()));
-    let sender = webhook::Sender::new(store, master, node.to_owned(), receipts, client);
+    let node = cfg.node_id.clone();
+    let tally =
+        tokio::spawn(run_tally(store.clone(), metrics.clone(), node.clone(), cfg.analytics.clone(), shutdown.clone()));
+    let sender = webhook::Sender::new(store, master, metrics, node, cfg.receipts.clone(), client);
     vec![tally, tokio::spawn(sender.run(shutdown))]
 }

@@ -20,6 +20,7 @@ use parking_lot::Mutex;
 use tokio::sync::Semaphore;
 
 use super::ReceiptsConfig;
+use crate::metrics::Metrics;
 use crate::shutdown::Signal;
 
 /// How often the sender looks for apps with receipts due.
@@ -52,6 +53,7 @@ pub fn backoff(attempts: i64, base_ms: u64, max_ms: u64, random: u64) -> u64 {
 pub struct Sender {
     store: Arc<dyn Store>,
     master: Arc<MasterKey>,
+    metrics: Arc<Metrics>,
     node: String,
     cfg: ReceiptsConfig,
     client: herald_channels::HttpsClient,
@@ -63,12 +65,13 @@ impl Sender {
     pub fn new(
         store: Arc<dyn Store>,
         master: Arc<MasterKey>,
+        metrics: Arc<Metrics>,
         node: String,
         cfg: ReceiptsConfig,
         client: herald_channels::HttpsClient,
     ) -> Sender {
         let permits = Arc::new(Semaphore::new(cfg.concurrency));
-        Sender { store, master, node, cfg, client, busy: Arc::default(), permits }
+        Sender { store, master, metrics, node, cfg, client, busy: Arc::default(), permits }
     }
 
     pub async fn run(self, shutdown: Signal) {
@@ -123,6 +126,7 @@ impl Sender {
             };
             let given_up = self.store.give_up_receipts(app, now - max_age_ms, reason, now).await?;
             if given_up > 0 {
+                self.metrics.receipts_given_up.add(given_up);
                 tracing::warn!(app = %app, receipts = given_up, "receipts given up");
             }
             let head = self.store.outbox_head(app, self.cfg.batch_size).await?;
@@ -142,12 +146,14 @@ impl Sender {
             match answer {
                 Ok(status) if (200..300).contains(&status) => {
                     self.store.receipts_sent(app, head.iter().map(|r| r.seq).collect(), now).await?;
+                    self.metrics.receipts_posted.add(head.len() as u64);
                 }
                 failed => {
                     let error = match failed {
                         Ok(status) => format!("HTTP {status}"),
                         Err(e) => e,
                     };
+                    self.metrics.receipt_posts_failed.inc();
                     let attempts = hook.attempts + 1;
                     let random = u64::from_le_bytes(crypto::random_bytes::<8>());
                     let delay = backoff(attempts, self.cfg.backoff_ms, self.cfg.max_backoff_secs * 1000, random) as i64;

@@ -104,6 +104,11 @@ async fn receipts_are_signed_batched_and_survive_a_failing_receiver_exactly_once
     let health = &view["resultContent"]["data"]["health"];
     assert!(health["lastSuccess"].as_i64().is_some() && health["lastError"] == "HTTP 503", "{health}");
     assert_eq!(view["resultContent"]["data"]["waiting"], 0);
+    let metrics = server.call("GET", "/metrics", &[], bytes::Bytes::new()).await;
+    let text = String::from_utf8_lossy(&metrics.body).into_owned();
+    assert!(text.contains("\nherald_receipts_posted_total 6\n"), "{text}");
+    let failed = text.lines().find_map(|l| l.strip_prefix("herald_receipt_posts_failed_total ")).unwrap();
+    assert!(failed.parse::<u64>().unwrap() >= 5, "{text}");
 }
 
 #[tokio::test]
@@ -225,4 +230,31 @@ async fn receipts_waiting_in_the_outbox_survive_kill_9() {
     delivered.sort();
     ids.sort();
     assert_eq!(delivered, ids);
+}
+
+#[tokio::test]
+async fn the_cli_sets_and_shows_the_webhook() {
+    let Some(server) = start_process().await else { return };
+    let app = server.create_app().await;
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(herald_bin!())
+            .arg("receipts")
+            .args(args)
+            .args(["--app", &app.app_id, "--server", &format!("http://{}", server.http)])
+            .env("HERALD_ADMIN_TOKEN", ADMIN_TOKEN)
+            .output()
+            .unwrap();
+        let json: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (out.status.success(), json, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (ok, set, err) = run(&["set", "--url", "https://hooks.example.com/herald"]);
+    assert!(ok, "{err} {set}");
+    let secret = set["data"]["secret"].as_str().unwrap().to_owned();
+    assert!(secret.len() >= 32 && secret != "********", "{set}");
+    let (ok, off, _) = run(&["set", "--disable"]);
+    assert!(ok && off["data"]["enabled"] == false && off["data"]["secret"] == "********", "{off}");
+    let (ok, shown, _) = run(&["get"]);
+    assert!(ok && shown["data"]["url"] == "https://hooks.example.com/herald" && shown["data"]["enabled"] == false);
+    let (ok, refused, err) = run(&["set", "--url", "ftp://nope"]);
+    assert!(!ok && err.contains("400") && refused["resultCode"] == "WEBHOOK_URL_INVALID", "{err} {refused}");
 }
