@@ -8,6 +8,9 @@ use crate::StoreResult;
 
 #[async_trait::async_trait]
 pub trait Ledger: Send + Sync + 'static {
+    /// Whether status changes are journalled from now on (on at open). Off, nothing is
+    /// counted and no receipt is queued: `analytics.enabled = false`.
+    fn set_journal(&self, on: bool);
     /// Counts the oldest `limit` journal entries, queues the receipts of those whose app's
     /// webhook is on, and deletes them, in one transaction: (entries, receipts queued).
     /// Among nodes sharing a store, run by one at a time (under a lease).

@@ -95,6 +95,12 @@ pub(crate) trait Row {
 pub(crate) trait Tx {
     fn dialect(&self) -> Dialect;
 
+    /// Whether status changes are journalled (`Ledger::set_journal`): off, there are no
+    /// analytics and no receipts.
+    fn journal(&self) -> bool {
+        true
+    }
+
     /// Runs a statement; the number of rows it changed.
     fn execute(&self, sql: &'static Sql, args: &[&dyn Arg]) -> impl Future<Output = StoreResult<u64>>;
 

@@ -281,6 +281,8 @@ recall_text = "This message was withdrawn."
 receipt_base_url = ""
 
 [analytics]
+# false: status changes are not journalled, so there are no analytics and no receipts.
+enabled = true
 # How often status changes are counted (ms); a minute's counts are complete this long after
 # it ends. At least once a minute.
 flush_ms = 1000

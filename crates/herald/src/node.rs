@@ -116,6 +116,7 @@ pub async fn run(cfg: Config, listeners: Listeners, shutdown: Signal) -> anyhow:
     let resync =
         tokio::spawn(dispatcher.clone().run_resync(Duration::from_secs(cfg.cluster.resync_secs), shutdown.clone()));
     let vendor_tasks = vendor_worker.spawn(shutdown.clone());
+    store.set_journal(cfg.analytics.enabled);
     let webhook_client = herald_channels::HttpsClient::general(
         cfg.channels.ca_file.as_deref(),
         Duration::from_secs(cfg.receipts.timeout_secs),

@@ -46,6 +46,9 @@ pub(crate) async fn journal<X: Tx>(
     c: &Changed,
     reason: Option<&str>,
 ) -> StoreResult<()> {
+    if !tx.journal() {
+        return Ok(());
+    }
     let change = change.as_str();
     let args: [&dyn Arg; 7] = [&message, &device, &change, &c.prior, &c.channel, &reason, &c.at];
     tx.execute(&sql::JOURNAL, &args).await.map(|_| ())

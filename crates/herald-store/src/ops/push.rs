@@ -149,6 +149,7 @@ pub(crate) async fn commit<X: Tx>(tx: &X, push: &NewPush, now: i64) -> StoreResu
         pairs.iter().map(|(mid, device)| vendor_of.get(&(*mid, *device)).copied().unwrap_or(OWN)).collect();
     let journal_args: Vec<[&dyn Arg; 7]> = pairs
         .iter()
+        .take(if tx.journal() { usize::MAX } else { 0 })
         .zip(&pair_channels)
         .map(|((mid, device), channel)| -> [&dyn Arg; 7] {
             [mid, device, &pushed, &NONE, channel, &NONE, &t.created_at]

@@ -12,6 +12,10 @@ use crate::ops::{ledger, receipts};
 
 #[async_trait::async_trait]
 impl Ledger for PostgresStore {
+    fn set_journal(&self, on: bool) {
+        self.pool.journal.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
     async fn tally(&self, limit: usize, now: i64) -> StoreResult<(usize, usize)> {
         in_tx!(self, |tx| async {
             let entries = ledger::read_journal(tx, limit).await?;

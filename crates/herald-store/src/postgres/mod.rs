@@ -46,6 +46,8 @@ enum Update {
 
 struct Pool {
     config: tokio_postgres::Config,
+    /// Whether status changes are journalled, shared by every connection's [`StmtCache`].
+    journal: Arc<std::sync::atomic::AtomicBool>,
     clients: Vec<Mutex<PgConn>>,
     next: AtomicUsize,
 }
@@ -57,14 +59,17 @@ struct PgConn {
 }
 
 impl PgConn {
-    async fn open(config: &tokio_postgres::Config) -> Result<PgConn, tokio_postgres::Error> {
+    async fn open(
+        config: &tokio_postgres::Config,
+        journal: &Arc<std::sync::atomic::AtomicBool>,
+    ) -> Result<PgConn, tokio_postgres::Error> {
         let (client, connection) = config.connect(NoTls).await?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::warn!(error = %e, "PostgreSQL connection ended");
             }
         });
-        Ok(PgConn { client, cache: Default::default() })
+        Ok(PgConn { client, cache: StmtCache::new(journal.clone()) })
     }
 
     /// Statements on this connection outside a transaction.
@@ -88,7 +93,7 @@ impl Pool {
             None => self.clients[start % n].lock().await,
         };
         if guard.client.is_closed() {
-            *guard = PgConn::open(&self.config).await.map_err(map_err)?;
+            *guard = PgConn::open(&self.config, &self.journal).await.map_err(map_err)?;
         }
         Ok(guard)
     }
@@ -129,11 +134,12 @@ impl PostgresStore {
         if let Some(options) = options {
             config.options(options);
         }
+        let journal = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let mut clients = Vec::with_capacity(connections.max(1));
         for _ in 0..connections.max(1) {
-            clients.push(Mutex::new(PgConn::open(&config).await.map_err(map_err)?));
+            clients.push(Mutex::new(PgConn::open(&config, &journal).await.map_err(map_err)?));
         }
-        let pool = Arc::new(Pool { config, clients, next: AtomicUsize::new(0) });
+        let pool = Arc::new(Pool { config, journal, clients, next: AtomicUsize::new(0) });
         migrate(&pool).await?;
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(apply_updates(pool.clone(), rx));

@@ -11,7 +11,18 @@ use crate::tx::{Arg, Dialect, Row, Sql, Tx};
 use crate::{StoreError, StoreResult};
 
 /// Statements prepared on one connection, by [`Sql::key`].
-pub(crate) type StmtCache = parking_lot::Mutex<HashMap<usize, Statement>>;
+/// The statements prepared on one connection, and the store's journal switch.
+#[derive(Default)]
+pub(crate) struct StmtCache {
+    statements: parking_lot::Mutex<HashMap<usize, Statement>>,
+    journal: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StmtCache {
+    pub(crate) fn new(journal: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Self {
+        StmtCache { statements: Default::default(), journal }
+    }
+}
 
 pub(crate) struct PgTx<'a, C> {
     c: &'a C,
@@ -24,11 +35,11 @@ impl<'a, C: GenericClient + Sync> PgTx<'a, C> {
     }
 
     async fn statement(&self, sql: &'static Sql) -> StoreResult<Statement> {
-        if let Some(s) = self.cache.lock().get(&sql.key()) {
+        if let Some(s) = self.cache.statements.lock().get(&sql.key()) {
             return Ok(s.clone());
         }
         let s = self.c.prepare(sql.text(Dialect::Postgres)).await.map_err(map_err)?;
-        self.cache.lock().insert(sql.key(), s.clone());
+        self.cache.statements.lock().insert(sql.key(), s.clone());
         Ok(s)
     }
 }
@@ -40,6 +51,10 @@ fn pg_args<'a>(args: &'a [&'a dyn Arg]) -> Vec<&'a (dyn ToSql + Sync)> {
 impl<C: GenericClient + Sync> Tx for PgTx<'_, C> {
     fn dialect(&self) -> Dialect {
         Dialect::Postgres
+    }
+
+    fn journal(&self) -> bool {
+        self.cache.journal.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn execute(&self, sql: &'static Sql, args: &[&dyn Arg]) -> StoreResult<u64> {

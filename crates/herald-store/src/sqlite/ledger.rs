@@ -13,6 +13,10 @@ use crate::tx::run_now;
 
 #[async_trait::async_trait]
 impl Ledger for SqliteStore {
+    fn set_journal(&self, on: bool) {
+        self.journal.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
     async fn tally(&self, limit: usize, now: i64) -> StoreResult<(usize, usize)> {
         let entries = self.read(move |tx| run_now(ledger::read_journal(tx, limit))).await?;
         if entries.is_empty() {

@@ -65,6 +65,8 @@ pub struct SqliteStore {
     nonces: Mutex<nonces::NonceSet>,
     /// Status updates waiting for the writer.
     updates: Arc<Mutex<Vec<StatusUpdate>>>,
+    /// Whether the writer journals status changes (`Ledger::set_journal`).
+    journal: Arc<std::sync::atomic::AtomicBool>,
     /// Dropped with the store: the checkpoint thread stops (the others stop when the job
     /// channels close).
     _checkpoints: std::sync::mpsc::Sender<()>,
@@ -157,12 +159,15 @@ impl SqliteStore {
         let max_batch = cfg.max_batch;
         let updates = Arc::new(Mutex::new(Vec::new()));
         let writer_updates = updates.clone();
-        spawn("sqlite-writer".into(), move || writer_loop(writer, rx, max_batch, &writer_updates))?;
+        let journal = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let writer_journal = journal.clone();
+        spawn("sqlite-writer".into(), move || writer_loop(writer, rx, max_batch, &writer_updates, &writer_journal))?;
         Ok(SqliteStore {
             jobs: tx,
             reads: read_tx,
             nonces: Mutex::new(nonces::NonceSet::default()),
             updates,
+            journal,
             _checkpoints: checkpoints,
         })
     }
@@ -174,8 +179,9 @@ impl SqliteStore {
         F: FnOnce(&SqliteTx<'_>) -> StoreResult<T> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
+        let journal = self.journal.load(std::sync::atomic::Ordering::Relaxed);
         let job: WriteJob = Box::new(move |conn| {
-            let result = in_savepoint(conn, |c| f(&SqliteTx::new(c)));
+            let result = in_savepoint(conn, |c| f(&SqliteTx::journalling(c, journal)));
             Box::new(move |commit: Result<(), StoreError>| {
                 let _ = tx.send(commit.and(result));
             })
@@ -205,6 +211,7 @@ fn writer_loop(
     mut rx: mpsc::UnboundedReceiver<WriteJob>,
     max_batch: usize,
     updates: &Mutex<Vec<StatusUpdate>>,
+    journal: &std::sync::atomic::AtomicBool,
 ) {
     let mut completions: Vec<Completion> = Vec::with_capacity(max_batch);
     let mut batch: Vec<StatusUpdate> = Vec::new();
@@ -231,7 +238,7 @@ fn writer_loop(
             continue;
         }
         std::mem::swap(&mut batch, &mut *updates.lock());
-        apply_updates(&conn, &mut batch);
+        apply_updates(&conn, &mut batch, journal.load(std::sync::atomic::Ordering::Relaxed));
         completions.extend(first.map(|job| job(&conn)));
         while completions.len() < max_batch {
             match rx.try_recv() {
@@ -254,18 +261,20 @@ fn writer_loop(
 /// Applies `batch` (emptied), in the order it was recorded, in one savepoint with its
 /// statements held for the batch; if that fails, each update in a savepoint of its own, so
 /// one bad update loses only itself.
-fn apply_updates(conn: &Connection, batch: &mut Vec<StatusUpdate>) {
+fn apply_updates(conn: &Connection, batch: &mut Vec<StatusUpdate>, journal: bool) {
     if batch.is_empty() {
         return;
     }
     let all = in_savepoint(conn, |c| {
-        let tx = SqliteTx::new(c);
+        let tx = SqliteTx::journalling(c, journal);
         batch.iter().try_for_each(|u| run_now(ops::push::apply_update(&tx, u)))
     });
     if let Err(e) = all {
         tracing::warn!(error = %e, updates = batch.len(), "status batch failed; applying one by one");
         for u in batch.iter() {
-            if let Err(e) = in_savepoint(conn, |c| run_now(ops::push::apply_update(&SqliteTx::new(c), u))) {
+            if let Err(e) =
+                in_savepoint(conn, |c| run_now(ops::push::apply_update(&SqliteTx::journalling(c, journal), u)))
+            {
                 tracing::warn!(error = %e, update = ?u, "status update failed");
             }
         }

@@ -14,11 +14,17 @@ use crate::{StoreError, StoreResult};
 pub(crate) struct SqliteTx<'c> {
     conn: &'c Connection,
     held: RefCell<Vec<(usize, CachedStatement<'c>)>>,
+    journal: bool,
 }
 
 impl<'c> SqliteTx<'c> {
     pub(crate) fn new(conn: &'c Connection) -> Self {
-        SqliteTx { conn, held: RefCell::new(Vec::new()) }
+        Self::journalling(conn, true)
+    }
+
+    /// A transaction that journals status changes or not (the writer's).
+    pub(crate) fn journalling(conn: &'c Connection, journal: bool) -> Self {
+        SqliteTx { conn, held: RefCell::new(Vec::new()), journal }
     }
 
     /// Runs `f` on the statement `sql` with `args` bound.
@@ -54,6 +60,10 @@ impl<'c> SqliteTx<'c> {
 impl Tx for SqliteTx<'_> {
     fn dialect(&self) -> Dialect {
         Dialect::Sqlite
+    }
+
+    fn journal(&self) -> bool {
+        self.journal
     }
 
     fn execute(&self, sql: &'static Sql, args: &[&dyn Arg]) -> impl Future<Output = StoreResult<u64>> {

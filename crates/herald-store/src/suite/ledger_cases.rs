@@ -207,3 +207,26 @@ pub async fn an_outbox_is_sent_claimed_given_up_and_replayed(s: &Subject) {
     assert_eq!(store.tally(100, 10_000).await.unwrap(), (2, 0));
     assert!(store.due_webhooks("n1", 10_000, 10).await.unwrap().is_empty(), "off");
 }
+
+pub async fn a_store_without_the_journal_counts_nothing(s: &Subject) {
+    let store = s.store.as_ref();
+    create_app(store, "a1").await;
+    store.put_webhook(webhook("a1", true, 1)).await.unwrap();
+    let d = device(store, "a1", "i1").await;
+    store.set_journal(false);
+    let m = store.commit_push(push("a1", TargetKind::Device, &[(d.as_str(), "k")], 100, 600_000), 100).await.unwrap();
+    let m = m.outcomes[0].0.clone();
+    store.record(StatusUpdate::Delivered { message_id: m.clone(), device_id: d.clone(), sent_at: 101, at: 102 });
+    store.flush().await.unwrap();
+    assert_eq!(store.tally(100, 1_000).await.unwrap(), (0, 0), "nothing journalled");
+    store.set_journal(true);
+    store.record(StatusUpdate::Event {
+        message_id: m,
+        device_id: d,
+        event: DeviceEvent::Opened,
+        at: 103,
+        received_at: 103,
+    });
+    store.flush().await.unwrap();
+    assert_eq!(store.tally(100, 1_000).await.unwrap(), (1, 1), "journalled again once on");
+}

@@ -22,6 +22,9 @@ use crate::shutdown::Signal;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AnalyticsConfig {
+    /// Off: status changes are not journalled, so nothing is counted and no receipt is
+    /// sent (the store does one write less per change).
+    pub enabled: bool,
     /// How often the journal is counted (ms); a minute's counts are complete this long
     /// after it ends (plus the time to count a backlog).
     pub flush_ms: u64,
@@ -36,6 +39,7 @@ pub struct AnalyticsConfig {
 impl Default for AnalyticsConfig {
     fn default() -> Self {
         AnalyticsConfig {
+            enabled: true,
             flush_ms: 1000,
             batch: 5000,
             minute_retention_days: 7,
