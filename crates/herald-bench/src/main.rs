@@ -9,6 +9,9 @@
 //!   loop), with p50/p99 latency from sending the request to the device receiving it. The
 //!   Mosquitto reference publishes QoS 1 to one subscriber topic per device.
 //!
+//! - `receipts`: the same unicast and broadcast load with receipts and analytics off, then
+//!   on (a local webhook accepting every receipt).
+//!
 //! The load generator is this process: raw MQTT clients on the `herald-mqtt` codec and
 //! keep-alive HTTP/1.1 connections. Servers run as child processes on loopback.
 
@@ -18,6 +21,7 @@ mod cluster;
 mod idle;
 mod load;
 mod push;
+mod receipts;
 mod servers;
 
 use std::path::PathBuf;
@@ -129,6 +133,9 @@ enum Scenario {
     /// Notifications per second to a fake APNs from the signed API, next to @parse/node-apn
     /// (`--devices` tokens; needs Node and `npm ci --prefix bench/node-apn`).
     Apns,
+    /// Unicast rate and broadcast fan-out with receipts and analytics off, then on (a local
+    /// webhook accepting everything), twice.
+    Receipts,
     /// A helper process of `cluster`: holds the devices of `--devices-file` on `--mqtt`.
     #[value(hide = true)]
     Hold,
@@ -161,6 +168,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.scenario == Scenario::Broadcast {
         broadcast::run(&args, &herald_bin).await?;
+    }
+    if args.scenario == Scenario::Receipts {
+        receipts::run(&args, &herald_bin).await?;
     }
     if args.scenario == Scenario::Apns {
         apns::run(&args, &herald_bin).await?;

@@ -200,8 +200,22 @@ pub(crate) async fn herald_push_phase_on(
         None => None,
     };
     let herald = start_herald(herald_bin, schema.as_ref().map(ScratchSchema::store_url).as_deref()).await?;
+    let result = push_phase_on_server(args, &herald, rate, async |_, _| Ok(())).await?;
+    drop(herald);
+    drop(schema);
+    Ok(result)
+}
+
+/// The unicast phase on a running node; `prepare` runs once the app exists.
+pub(crate) async fn push_phase_on_server(
+    args: &BenchArgs,
+    herald: &Server,
+    rate: Option<u64>,
+    prepare: impl AsyncFnOnce(&HttpPool, &BenchApp) -> anyhow::Result<()>,
+) -> anyhow::Result<PhaseResult> {
     let pool = Arc::new(HttpPool::new(&herald.http, args.concurrency.max(8)).await?);
     let app = Arc::new(create_app(&pool).await?);
+    prepare(&pool, &app).await?;
     let devices = Arc::new(register_devices(pool.clone(), &app, args.devices, 0).await?);
     let receipts = Arc::new(Receipts::default());
     let handles = connect_all(&herald.mqtt, herald_specs(&app, &devices), Some(receipts.clone())).await?;
@@ -216,8 +230,6 @@ pub(crate) async fn herald_push_phase_on(
     for h in handles {
         h.abort();
     }
-    drop(herald);
-    drop(schema);
     Ok(result)
 }
 

@@ -39,6 +39,9 @@ struct Script {
     down: AtomicBool,
     delay_ms: AtomicU64,
     seen: Mutex<Vec<Delivery>>,
+    keep_none: AtomicBool,
+    /// Receipts in the accepted requests.
+    accepted: AtomicU64,
 }
 
 pub struct Receiver {
@@ -91,6 +94,16 @@ impl Receiver {
         self.script.seen.lock().clone()
     }
 
+    /// How many receipts the accepted requests carried.
+    pub fn accepted_count(&self) -> u64 {
+        self.script.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Stops keeping each request (a benchmark's receiver only counts).
+    pub fn forget_requests(&self) {
+        self.script.keep_none.store(true, Ordering::SeqCst);
+    }
+
     /// The receipts of the accepted requests, in order.
     pub fn accepted(&self) -> Vec<Value> {
         self.deliveries().iter().filter(|d| d.accepted).flat_map(|d| d.receipts()).collect()
@@ -115,7 +128,16 @@ async fn answer(s: &Script, req: Request<hyper::body::Incoming>) -> Response<Ful
     let failing = s.down.load(Ordering::SeqCst)
         || s.fail_first.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
     let accepted = post && !failing;
-    s.seen.lock().push(Delivery { timestamp, signature, body, accepted });
+    if accepted {
+        let n = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v["receipts"].as_array().map(Vec::len))
+            .unwrap_or(0);
+        s.accepted.fetch_add(n as u64, Ordering::SeqCst);
+    }
+    if !s.keep_none.load(Ordering::SeqCst) {
+        s.seen.lock().push(Delivery { timestamp, signature, body, accepted });
+    }
     let status = if accepted { 204 } else { 503 };
     Response::builder().status(status).body(Full::new(Bytes::new())).unwrap()
 }

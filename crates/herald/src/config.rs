@@ -287,7 +287,7 @@ enabled = true
 # it ends. At least once a minute.
 flush_ms = 1000
 # Status changes counted in one transaction.
-batch = 5000
+batch = 250
 # Days the counters of each granularity are kept (day counters: at least 90, the longest
 # span a query covers).
 minute_retention_days = 7
@@ -296,7 +296,7 @@ day_retention_days = 730
 
 [receipts]
 # Most receipts in one POST to an app's webhook.
-batch_size = 100
+batch_size = 500
 # Longest a receipt waits for its batch to fill (ms).
 batch_delay_ms = 1000
 # A receipt not acknowledged this long after it was queued is given up: listed in

@@ -31,3 +31,25 @@ CREATE TABLE receipt_failures (
     failed_at  BIGINT NOT NULL
 );
 CREATE INDEX receipt_failures_by_app ON receipt_failures (app_id, seq);
+
+-- Counters per bucket (a minute, an hour or a day, by its start in Unix ms) and dimension.
+-- A node adds what it counted to a row; it never writes a total. One B-tree keyed by the
+-- dimensions (WITHOUT ROWID): a new row is one insert, not a row and its key's index.
+CREATE TABLE analytics (
+    app_id      TEXT NOT NULL,
+    granularity TEXT NOT NULL,
+    bucket      BIGINT NOT NULL,
+    platform    TEXT NOT NULL,
+    app_version TEXT NOT NULL,
+    channel     TEXT NOT NULL,
+    push_type   TEXT NOT NULL,
+    task_id     TEXT NOT NULL,
+    pushed      BIGINT NOT NULL,
+    sent        BIGINT NOT NULL,
+    arrived     BIGINT NOT NULL,
+    opened      BIGINT NOT NULL,
+    ignored     BIGINT NOT NULL,
+    expired     BIGINT NOT NULL,
+    failed      BIGINT NOT NULL,
+    PRIMARY KEY (app_id, granularity, bucket, platform, app_version, channel, push_type, task_id)
+) WITHOUT ROWID;

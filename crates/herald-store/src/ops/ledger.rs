@@ -294,7 +294,11 @@ pub(crate) async fn task<X: Tx>(tx: &X, app: &AppId, task: &TaskId) -> StoreResu
 
 /// Drops counters of `granularity` older than `before`; how many rows.
 pub(crate) async fn drop_counts<X: Tx>(tx: &X, granularity: Granularity, before: i64) -> StoreResult<u64> {
-    tx.execute(&sql::DROP_COUNTS, &[&granularity.as_str(), &before]).await
+    let mut dropped = 0;
+    for app in tx.query(&sql::APPS, &[], |r| r.text(0)).await? {
+        dropped += tx.execute(&sql::DROP_COUNTS, &[&app, &granularity.as_str(), &before]).await?;
+    }
+    Ok(dropped)
 }
 
 /// Runs of consecutive numbers in ascending `seqs`, as (first, last): the rows read can be

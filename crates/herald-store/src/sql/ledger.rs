@@ -55,8 +55,10 @@ pub(crate) static ADD_COUNTS: Sql = Sql::new(
      ignored = analytics.ignored + excluded.ignored, expired = analytics.expired + excluded.expired, \
      failed = analytics.failed + excluded.failed",
 );
-/// $1 granularity, $2 before: counters past their retention.
-pub(crate) static DROP_COUNTS: Sql = Sql::new("DELETE FROM analytics WHERE granularity = $1 AND bucket < $2");
+/// $1 app, $2 granularity, $3 before: an app's counters past their retention (by the
+/// primary key's prefix: the table has no other index, to keep counting cheap).
+pub(crate) static DROP_COUNTS: Sql =
+    Sql::new("DELETE FROM analytics WHERE app_id = $1 AND granularity = $2 AND bucket < $3");
 
 /// The filters of an analytics query: $1 app, $2 granularity, $3 from (inclusive), $4 to
 /// (exclusive), $5 platform, $6 channel, $7 push type, $8 task (each NULL for any).

@@ -28,7 +28,9 @@ pub struct AnalyticsConfig {
     /// How often the journal is counted (ms); a minute's counts are complete this long
     /// after it ends (plus the time to count a backlog).
     pub flush_ms: u64,
-    /// Journal entries counted in one transaction.
+    /// Journal entries counted in one transaction. Small: the SQLite writer runs the count
+    /// between group commits, and a long one holds the pushes behind it (250 measured best,
+    /// docs/PERFORMANCE.md).
     pub batch: usize,
     /// Days each granularity's counters are kept.
     pub minute_retention_days: u64,
@@ -41,7 +43,7 @@ impl Default for AnalyticsConfig {
         AnalyticsConfig {
             enabled: true,
             flush_ms: 1000,
-            batch: 5000,
+            batch: 250,
             minute_retention_days: 7,
             hour_retention_days: 90,
             day_retention_days: 730,
@@ -104,7 +106,7 @@ pub struct ReceiptsConfig {
 impl Default for ReceiptsConfig {
     fn default() -> Self {
         ReceiptsConfig {
-            batch_size: 100,
+            batch_size: 500,
             batch_delay_ms: 1000,
             max_age_secs: 86_400,
             timeout_secs: 10,

@@ -108,33 +108,47 @@ impl Sender {
         (self.cfg.timeout_secs as i64 + 30) * 1000
     }
 
-    /// Sends the app's receipts while batches are ready and the webhook answers 2xx.
+    /// Sends the app's receipts while batches are ready and the webhook answers 2xx. The
+    /// claim is renewed when half of it is left; receipts past their age are given up when
+    /// the head is that old.
     async fn serve(&self, app: &AppId, stop: &Signal) -> anyhow::Result<()> {
+        let now = herald_core::now_ms();
+        let mut claimed_until = now + self.claim_ms();
+        if !self.store.claim_webhook(app, &self.node, claimed_until, now).await? {
+            return Ok(());
+        }
+        let Some(hook) = self.store.webhook(app).await? else { return Ok(()) };
+        if !hook.enabled || hook.next_at > now {
+            return Ok(());
+        }
+        let secret = self.master.open(&hook.secret_sealed).ok_or_else(|| anyhow::anyhow!("unreadable secret"))?;
+        let max_age_ms = self.cfg.max_age_secs as i64 * 1000;
         loop {
             let now = herald_core::now_ms();
-            if stop.is_set() || !self.store.claim_webhook(app, &self.node, now + self.claim_ms(), now).await? {
+            if stop.is_set() {
                 return Ok(());
             }
-            let Some(hook) = self.store.webhook(app).await? else { return Ok(()) };
-            if !hook.enabled || hook.next_at > now {
-                return Ok(());
+            if claimed_until - now < self.claim_ms() / 2 {
+                claimed_until = now + self.claim_ms();
+                if !self.store.claim_webhook(app, &self.node, claimed_until, now).await? {
+                    return Ok(());
+                }
             }
-            let max_age_ms = self.cfg.max_age_secs as i64 * 1000;
-            let reason = match &hook.last_error {
-                Some(e) => format!("not acknowledged within {} s; last error: {e}", self.cfg.max_age_secs),
-                None => format!("not acknowledged within {} s", self.cfg.max_age_secs),
-            };
-            let given_up = self.store.give_up_receipts(app, now - max_age_ms, reason, now).await?;
-            if given_up > 0 {
+            let mut head = self.store.outbox_head(app, self.cfg.batch_size).await?;
+            if head.first().is_some_and(|r| r.created_at < now - max_age_ms) {
+                let reason = match &hook.last_error {
+                    Some(e) => format!("not acknowledged within {} s; last error: {e}", self.cfg.max_age_secs),
+                    None => format!("not acknowledged within {} s", self.cfg.max_age_secs),
+                };
+                let given_up = self.store.give_up_receipts(app, now - max_age_ms, reason, now).await?;
                 self.metrics.receipts_given_up.add(given_up);
                 tracing::warn!(app = %app, receipts = given_up, "receipts given up");
+                head = self.store.outbox_head(app, self.cfg.batch_size).await?;
             }
-            let head = self.store.outbox_head(app, self.cfg.batch_size).await?;
             let Some(oldest) = head.first() else { return Ok(()) };
             if head.len() < self.cfg.batch_size && now - oldest.created_at < self.cfg.batch_delay_ms as i64 {
                 return Ok(()); // a batch is still filling
             }
-            let secret = self.master.open(&hook.secret_sealed).ok_or_else(|| anyhow::anyhow!("unreadable secret"))?;
             let body = batch_body(&head.iter().map(|r| r.receipt.as_str()).collect::<Vec<_>>());
             let timestamp = herald_core::now_ms().to_string();
             let headers = [
