@@ -22,15 +22,15 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(hms_receipts)).routes(routes!(xiaomi_receipts))
 }
 
-/// The channel of the URL's app when the URL's token is that app's; otherwise the same
-/// answer as for any unknown path.
+/// The channel of the URL's app when the URL's token is that app's. A wrong token and an
+/// unknown app (or one without the channel) get the same refusal: nothing tells them apart.
 async fn channel(
     state: &AppState,
     app: &AppId,
     kind: Channel,
     token: &str,
 ) -> Result<herald_core::model::ChannelRecord, Refusal> {
-    let unknown = || Refusal::new(ErrorCode::NotFound, "no such endpoint");
+    let unknown = || Refusal::new(ErrorCode::SignatureMismatch, "this receipt URL is not one Herald gave out");
     if app.as_str().len() > 64 || !vendor::token_matches(&state.master, app, kind, token) {
         return Err(unknown());
     }

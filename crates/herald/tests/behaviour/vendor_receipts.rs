@@ -105,7 +105,7 @@ async fn huawei_receipts_verified_by_their_signature_mark_deliveries_delivered()
     assert_eq!(post(&server, &path, &forged, body(&m, 0)).await.1["resultCode"], "SIGNATURE_MISMATCH");
     assert_eq!(post(&server, &path, &[], body(&m, 0)).await.0, 401);
     let wrong = format!("{}x", path.trim_end_matches(|c| c != '/'));
-    assert_eq!(post(&server, &wrong, &signed, body(&m, 0)).await.0, 404);
+    assert_eq!(post(&server, &wrong, &signed, body(&m, 0)).await.0, 401);
     assert_eq!(app.message_status(&m).await, "sent", "nothing forged changed it");
     // A receipt for a message Herald did not send there changes nothing.
     assert_eq!(post(&server, &path, &signed, body("m-unknown", 0)).await.0, 200);
@@ -147,7 +147,7 @@ async fn xiaomi_receipts_at_the_url_herald_gave_mark_delivered_then_opened() {
     };
     // Forged: the URL's token; another device's regId; a message of another app or none.
     let wrong = format!("{}x", path.trim_end_matches(|c| c != '/'));
-    assert_eq!(post(&server, &wrong, &[], form(1, &m, "regid-1")).await.0, 404);
+    assert_eq!(post(&server, &wrong, &[], form(1, &m, "regid-1")).await.0, 401);
     assert_eq!(post(&server, &path, &[], form(1, &m, "regid-other")).await.1["applied"], 0);
     assert_eq!(post(&server, &path, &[], form(1, "m-unknown", "regid-1")).await.1["applied"], 0);
     assert_eq!(post(&server, &path, &[], "data=not-json".into()).await.1["resultCode"], "INVALID_PARAM");
