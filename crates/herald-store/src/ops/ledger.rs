@@ -11,7 +11,7 @@ use herald_core::ledger::{CountQuery, Counts, TaskCounts, count};
 use herald_core::state::{Change, Channel, DeliveryStatus, Granularity, PushType};
 
 use crate::tx::{Arg, Row, Tx, query_one, query_opt};
-use crate::{StoreResult, sql};
+use crate::{StoreError, StoreResult, sql};
 
 /// What a changed row gave back (`sql::changed!`): the status it left, its channel, and the
 /// time the change took.
@@ -204,8 +204,18 @@ pub(crate) async fn tally<X: Tx>(tx: &X, entries: &[Entry], now: i64) -> StoreRe
         tx.execute(&sql::ADD_COUNTS, &args).await?;
     }
     let seqs: Vec<i64> = entries.iter().map(|e| e.seq).collect();
+    let mut deleted = 0;
     for (first, last) in runs(&seqs) {
-        tx.execute(&sql::JOURNAL_DONE, &[&first, &last]).await?;
+        deleted += tx.execute(&sql::JOURNAL_DONE, &[&first, &last]).await?;
+    }
+    // Another counter deleted some of them meanwhile (a node that outlived its lease): its
+    // transaction counted them, so this one must not (the caller's transaction rolls back).
+    if deleted != seqs.len() as u64 {
+        return Err(StoreError::Unavailable(format!(
+            "{} of {} journal entries were counted by another node meanwhile; this count is rolled back",
+            seqs.len() as u64 - deleted,
+            seqs.len()
+        )));
     }
     Ok(receipts)
 }

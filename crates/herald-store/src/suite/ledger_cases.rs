@@ -230,3 +230,27 @@ pub async fn a_store_without_the_journal_counts_nothing(s: &Subject) {
     store.flush().await.unwrap();
     assert_eq!(store.tally(100, 1_000).await.unwrap(), (1, 1), "journalled again once on");
 }
+
+/// Two counters at once (a node that outlived its lease, say) never count an entry twice:
+/// the one that finds entries gone from under it rolls back.
+pub async fn two_counters_at_once_count_each_entry_once(s: &Subject) {
+    let store = s.store.clone();
+    create_app(store.as_ref(), "a1").await;
+    let d = device(store.as_ref(), "a1", "i1").await;
+    for i in 0..200 {
+        let p = push("a1", TargetKind::Device, &[(d.as_str(), &format!("k{i}"))], 1_000 + i, 600_000);
+        store.commit_push(p, 1_000 + i).await.unwrap();
+    }
+    let mut rounds = 0;
+    loop {
+        let (a, b) = (store.clone(), store.clone());
+        let (x, y) = tokio::join!(a.tally(500, 5_000), b.tally(500, 5_000));
+        let counted = [x, y].into_iter().filter_map(Result::ok).map(|(n, _)| n).sum::<usize>();
+        rounds += 1;
+        if counted == 0 || rounds > 5 {
+            break;
+        }
+    }
+    let total = store.count_total(query("a1", Granularity::Day)).await.unwrap();
+    assert_eq!(total.pushed, 200, "each push counted once");
+}

@@ -218,6 +218,7 @@ macro_rules! store_suite {
             case!(changes_are_counted_once_and_receipted_in_order);
             case!(an_outbox_is_sent_claimed_given_up_and_replayed);
             case!(a_store_without_the_journal_counts_nothing);
+            case!(two_counters_at_once_count_each_entry_once);
             case!(channels_and_routing_are_kept_per_app);
             case!(offline_devices_get_vendor_sends_that_are_claimed_once);
             case!(one_apps_backlog_never_holds_another_apps_vendor_sends);

@@ -175,7 +175,17 @@ pub async fn run_tally(
         if !holds {
             continue;
         }
+        let mut renewed = now;
         loop {
+            // A backlog is counted batch after batch: the lease is renewed as it goes, and
+            // the counting stops if another node took it.
+            let at = herald_core::now_ms();
+            if at - renewed > ttl / 3 {
+                renewed = at;
+                if !store.try_lease(TALLY_LEASE, &node, at, ttl).await.unwrap_or(false) {
+                    break;
+                }
+            }
             match store.tally(cfg.batch, herald_core::now_ms()).await {
                 Ok((n, receipts)) => {
                     metrics.changes_counted.add(n as u64);
