@@ -206,8 +206,9 @@ async fn analytics_series(
     Ok(ok_content(Value::Array(list)))
 }
 
-fn task_view(t: &TaskCounts) -> Value {
-    let end = t.last + Granularity::Minute.millis();
+/// A task's counts; its `endTime` is the end of its last bucket of `granularity` with a count.
+fn task_view(t: &TaskCounts, granularity: Granularity) -> Value {
+    let end = t.last + granularity.millis();
     let start = t.created_at.unwrap_or(t.first);
     json!({
         "taskId": t.task_id,
@@ -230,7 +231,7 @@ fn task_view(t: &TaskCounts) -> Value {
 /// Tasks with counts in a span of at most 90 days, newest activity first (MPS
 /// QueryPushAnalysisTaskList): `{totalCount, pageNumber, pageSize, list: [{taskId,
 /// taskName, type, gmtCreate, pushNum, pushSuccessNum, pushArrivalNum, openNum, …}]}`,
-/// counts within the span (whole days).
+/// counts within the span (whole days; `endTime` the end of the task's last day with a count).
 #[utoipa::path(get, path = "/analytics/tasks", tag = "analytics", params(Filters),
     responses((status = 200, description = "One page", body = QueryAnswer), Refusals),
     security(("signature" = [])))]
@@ -245,7 +246,7 @@ async fn analytics_tasks(
     let page = page_arg("pageNumber", &f.page_number, 1, 1_000_000)? as u64;
     let size = page_arg("pageSize", &f.page_size, 20, 500)? as u64;
     let (total, list) = state.store.count_tasks(q, (page - 1) * size, size).await?;
-    let list: Vec<Value> = list.iter().map(task_view).collect();
+    let list: Vec<Value> = list.iter().map(|t| task_view(t, Granularity::Day)).collect();
     Ok(ok_content(json!({"totalCount": total, "pageNumber": page, "pageSize": size, "list": list})))
 }
 
@@ -263,7 +264,7 @@ async fn analytics_task(
 ) -> Result<Json, Refusal> {
     let counted = state.store.count_task(&req.app_id, &TaskId::new(task_id)).await?;
     let t = counted.ok_or_else(|| Refusal::new(ErrorCode::TaskNotExist, "no counts for such a task in the app"))?;
-    Ok(ok_content(task_view(&t)))
+    Ok(ok_content(task_view(&t, Granularity::Minute)))
 }
 
 #[cfg(test)]
