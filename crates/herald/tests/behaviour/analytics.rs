@@ -177,6 +177,11 @@ async fn every_counter_and_rate_matches_a_known_mix_of_pushes() {
     let q = format!("/v1/analytics/tasks?startTime={}&endTime={end}", start - 120_000);
     let tasks = app.signed("GET", &q, "").await.json();
     assert_eq!(tasks["resultContent"]["data"]["totalCount"], 6, "{tasks}");
+    for t in tasks["resultContent"]["data"]["list"].as_array().unwrap() {
+        // Whole days in a list: the task's last day with a count ends after now.
+        assert!(t["endTime"].as_i64().unwrap() > herald_core::now_ms(), "{t}");
+        assert_eq!(t["endTime"].as_i64().unwrap() % 86_400_000, 0, "{t}");
+    }
     let detail = app.signed("GET", &format!("/v1/analytics/tasks/{}", task(&multi)), "").await.json();
     let d = &detail["resultContent"]["data"];
     assert_eq!(
