@@ -18,7 +18,7 @@ use utoipa_axum::routes;
 
 use super::envelope::{QueryAnswer, Refusals, ok_content};
 use super::extract::QueryParams;
-use super::status::page_arg;
+use super::status::Window;
 use super::{AppState, Json, Refusal, Signed};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -243,11 +243,10 @@ async fn analytics_tasks(
     let mut q = query(&req, &f, Granularity::Day, MAX_SPAN_DAYS)?;
     // Whole days: the day buckets the span touches.
     (q.from, q.to) = (Granularity::Day.bucket(q.from), Granularity::Day.bucket(q.to - 1) + DAY_MS);
-    let page = page_arg("pageNumber", &f.page_number, 1, 1_000_000)? as u64;
-    let size = page_arg("pageSize", &f.page_size, 20, 500)? as u64;
-    let (total, list) = state.store.count_tasks(q, (page - 1) * size, size).await?;
+    let page = Window::of(&f.page_number, &f.page_size, 20)?;
+    let (total, list) = state.store.count_tasks(q, page.offset(), page.size).await?;
     let list: Vec<Value> = list.iter().map(|t| task_view(t, Granularity::Day)).collect();
-    Ok(ok_content(json!({"totalCount": total, "pageNumber": page, "pageSize": size, "list": list})))
+    Ok(ok_content(page.answer(total, list)))
 }
 
 /// One task's counts over its life (MPS QueryPushAnalysisTaskDetail): `{taskId, startTime,

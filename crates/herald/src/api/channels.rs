@@ -21,7 +21,7 @@ use utoipa_axum::routes;
 
 use super::envelope::{QueryAnswer, Refusals, ok_content};
 use super::extract::QueryParams;
-use super::status::{Page, page_arg};
+use super::status::{Page, Window};
 use super::{Admin, AppState, Json, LimitedBody, Refusal, Signed};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -42,7 +42,8 @@ fn kind_of(name: &str) -> Result<Channel, Refusal> {
     })
 }
 
-const MASK: &str = "********";
+/// What is shown in place of a secret.
+pub(super) const MASK: &str = "********";
 
 /// Where the vendor posts the receipts of the app's messages (Huawei, Xiaomi): absolute
 /// under `channels.receipt_base_url`, else the path to put behind this node's address.
@@ -222,14 +223,13 @@ async fn invalid_tokens(
     QueryParams(q): QueryParams<Page>,
     req: Signed,
 ) -> Result<Json, Refusal> {
-    let page = page_arg("pageNumber", &q.page_number, 1, 1_000_000)? as u64;
-    let size = page_arg("pageSize", &q.page_size, 100, 500)? as u64;
-    let (total, list) = state.store.invalid_tokens(&req.app_id, (page - 1) * size, size).await?;
+    let page = Window::of(&q.page_number, &q.page_size, 100)?;
+    let (total, list) = state.store.invalid_tokens(&req.app_id, page.offset(), page.size).await?;
     let list: Vec<Value> = list
         .iter()
         .map(|t| json!({"deviceId": t.device_id, "channel": t.channel, "token": t.token, "reason": t.reason, "at": t.at}))
         .collect();
-    Ok(ok_content(json!({"totalCount": total, "pageNumber": page, "pageSize": size, "list": list})))
+    Ok(ok_content(page.answer(total, list)))
 }
 
 /// Set an app's vendor channel (as `PUT /v1/channels/{kind}`); `{data}` is its view.

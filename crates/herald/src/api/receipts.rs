@@ -13,9 +13,10 @@ use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::channels::MASK;
 use super::envelope::{QueryAnswer, Refusals, ok_content};
 use super::extract::QueryParams;
-use super::status::{Page, page_arg};
+use super::status::{Page, Window};
 use super::{Admin, AppState, Json, LimitedBody, Refusal, Signed};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -29,7 +30,6 @@ pub(super) fn admin_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(admin_put_receipts, admin_get_receipts))
 }
 
-const MASK: &str = "********";
 /// The most failures one replay names.
 const MAX_REPLAY_IDS: usize = 1000;
 
@@ -153,9 +153,8 @@ async fn receipt_failures(
     QueryParams(q): QueryParams<Page>,
     req: Signed,
 ) -> Result<Json, Refusal> {
-    let page = page_arg("pageNumber", &q.page_number, 1, 1_000_000)? as u64;
-    let size = page_arg("pageSize", &q.page_size, 100, 500)? as u64;
-    let (total, list) = state.store.receipt_failures(&req.app_id, (page - 1) * size, size).await?;
+    let page = Window::of(&q.page_number, &q.page_size, 100)?;
+    let (total, list) = state.store.receipt_failures(&req.app_id, page.offset(), page.size).await?;
     let list: Vec<Value> = list
         .iter()
         .map(|f| {
@@ -163,7 +162,7 @@ async fn receipt_failures(
             json!({"id": f.seq, "receipt": receipt, "reason": f.reason, "createdAt": f.created_at, "failedAt": f.failed_at})
         })
         .collect();
-    Ok(ok_content(json!({"totalCount": total, "pageNumber": page, "pageSize": size, "list": list})))
+    Ok(ok_content(page.answer(total, list)))
 }
 
 /// Put given-up receipts back into the outbox, at its end: `{ids?: [id, …]}` (at most

@@ -33,6 +33,31 @@ pub(super) struct Page {
     pub(super) page_size: Option<String>,
 }
 
+/// One page of a paged list: its number (from 1) and size, from the query.
+pub(super) struct Window {
+    pub(super) number: u64,
+    pub(super) size: u64,
+}
+
+impl Window {
+    /// `pageNumber` (default 1) and `pageSize` (default `default_size`, at most 500).
+    pub(super) fn of(number: &Option<String>, size: &Option<String>, default_size: usize) -> Result<Window, Refusal> {
+        let number = page_arg("pageNumber", number, 1, 1_000_000)? as u64;
+        let size = page_arg("pageSize", size, default_size, 500)? as u64;
+        Ok(Window { number, size })
+    }
+
+    /// The rows before the page.
+    pub(super) fn offset(&self) -> u64 {
+        (self.number - 1) * self.size
+    }
+
+    /// The answer: `{totalCount, pageNumber, pageSize, list}`.
+    pub(super) fn answer(&self, total: u64, list: Vec<serde_json::Value>) -> serde_json::Value {
+        serde_json::json!({"totalCount": total, "pageNumber": self.number, "pageSize": self.size, "list": list})
+    }
+}
+
 pub(super) fn page_arg(name: &str, value: &Option<String>, default: usize, max: usize) -> Result<usize, Refusal> {
     match value.as_deref().filter(|v| !v.is_empty()) {
         None => Ok(default),
