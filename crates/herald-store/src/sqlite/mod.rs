@@ -35,7 +35,7 @@ use crate::tx::{Dialect, run_now};
 use crate::{
     Cancelled, FireOutcome, Registered, Store, StoreConfig, StoreError, StoreResult, TemplateCreated, migrations, ops,
 };
-use tx::{SqliteTx, map_err};
+use tx::{SqliteTx, map_err, read_tx};
 
 /// Keeps each cached statement's query plan when new values are bound. Without it this
 /// build of SQLite (STAT4 enabled) marks statements whose parameters meet a partial
@@ -198,7 +198,7 @@ impl SqliteStore {
     {
         let (tx, rx) = oneshot::channel();
         let job: ReadJob = Box::new(move |conn| {
-            let _ = tx.send(f(&SqliteTx::new(conn)));
+            let _ = tx.send(read_tx(conn, f));
         });
         let gone = || StoreError::Unavailable("the store readers have stopped".into());
         self.reads.send(job).map_err(|_| gone())?;
