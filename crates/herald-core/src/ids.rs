@@ -110,6 +110,12 @@ impl TaskId {
     pub fn generate(now_ms: i64) -> Self {
         TaskId(format!("t{}", time_ordered(now_ms)))
     }
+
+    /// Sorts before the id of every task created at or after `at_ms`, and after every id
+    /// created earlier.
+    pub fn first_at(at_ms: i64) -> String {
+        format!("t{:011x}", at_ms.max(0))
+    }
 }
 
 /// 11 hex digits of milliseconds (good until the year 2527) then randomness: sorting the

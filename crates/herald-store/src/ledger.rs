@@ -17,6 +17,8 @@ pub trait Ledger: Send + Sync + 'static {
     async fn tally(&self, limit: usize, now: i64) -> StoreResult<(usize, usize)>;
     /// Drops the counters of `granularity` older than `before`; how many rows.
     async fn drop_counts(&self, granularity: Granularity, before: i64) -> StoreResult<u64>;
+    /// Drops the counters of tasks created before `before`; how many rows.
+    async fn drop_task_counts(&self, before: i64) -> StoreResult<u64>;
     async fn count_total(&self, q: CountQuery) -> StoreResult<Counts>;
     /// Per bucket with a count, oldest first, at most `limit`.
     async fn count_series(&self, q: CountQuery, limit: usize) -> StoreResult<Vec<(i64, Counts)>>;

@@ -20,6 +20,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (11, include_str!("../migrations/common/0011_vendor_sends_by_app.sql")),
     (12, include_str!("../migrations/common/0012_ledger.sql")),
     (13, include_str!("../migrations/sqlite/0013_journal.sql")),
+    (14, include_str!("../migrations/sqlite/0014_task_counts.sql")),
 ];
 
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -35,6 +36,7 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (11, include_str!("../migrations/common/0011_vendor_sends_by_app.sql")),
     (12, include_str!("../migrations/common/0012_ledger.sql")),
     (13, include_str!("../migrations/postgres/0013_journal.sql")),
+    (14, include_str!("../migrations/postgres/0014_task_counts.sql")),
 ];
 
 /// Creates the table that records applied migrations (the same on both backends).

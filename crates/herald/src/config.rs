@@ -293,6 +293,7 @@ batch = 250
 minute_retention_days = 7
 hour_retention_days = 90
 day_retention_days = 730
+task_retention_days = 90
 
 [receipts]
 # Most receipts in one POST to an app's webhook.

@@ -17,8 +17,9 @@ impl Ledger for PostgresStore {
     }
 
     async fn tally(&self, limit: usize, now: i64) -> StoreResult<(usize, usize)> {
+        let mut dims = self.dims.lock().await;
         in_tx!(self, |tx| async {
-            let entries = ledger::read_journal(tx, limit).await?;
+            let entries = ledger::read_journal(tx, limit, &mut dims, now).await?;
             let queued = if entries.is_empty() { 0 } else { ledger::tally(tx, &entries, now).await? };
             StoreResult::Ok((entries.len(), queued))
         })
@@ -26,6 +27,10 @@ impl Ledger for PostgresStore {
 
     async fn drop_counts(&self, granularity: Granularity, before: i64) -> StoreResult<u64> {
         in_tx!(self, |tx| ledger::drop_counts(tx, granularity, before))
+    }
+
+    async fn drop_task_counts(&self, before: i64) -> StoreResult<u64> {
+        in_tx!(self, |tx| ledger::drop_task_counts(tx, before))
     }
 
     async fn count_total(&self, q: CountQuery) -> StoreResult<Counts> {

@@ -36,6 +36,8 @@ const UPDATE_BATCH: usize = 2048;
 pub struct PostgresStore {
     pool: Arc<Pool>,
     updates: mpsc::UnboundedSender<Update>,
+    /// The counter's lookups of message and device dimensions.
+    dims: tokio::sync::Mutex<crate::ops::ledger::DimsCache>,
 }
 
 enum Update {
@@ -143,7 +145,7 @@ impl PostgresStore {
         migrate(&pool).await?;
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(apply_updates(pool.clone(), rx));
-        Ok(PostgresStore { pool, updates: tx })
+        Ok(PostgresStore { pool, updates: tx, dims: Default::default() })
     }
 
     async fn barrier(&self) -> StoreResult<()> {

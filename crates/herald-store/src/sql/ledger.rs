@@ -11,22 +11,26 @@ pub(crate) static JOURNAL: Sql = Sql::new(
     "INSERT INTO delivery_events (message_id, device_id, status, prior, channel, reason, at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7)",
 );
-/// $1 at most: the oldest journal entries with what they are counted by (the app, task and
-/// type of their message; the platform and app version of their device) and whether their
-/// app's webhook is on. Entries of control messages (recalls) find no app: they are dropped.
-pub(crate) static JOURNAL_HEAD: Sql = Sql::new(concat!(
-    "SELECT e.seq, e.message_id, e.device_id, e.status, e.prior, e.channel, e.reason, e.at, \
-     COALESCE(m.app_id, b.app_id), COALESCE(m.task_id, b.task_id), t.push_type, COALESCE(m.msg_key, b.msg_key), \
-     m.target, v.platform, v.app_version, w.app_id \
-     FROM delivery_events e \
-     LEFT JOIN messages m ON m.message_id = e.message_id AND m.kind = ",
-    message_kind!(Notification),
-    " LEFT JOIN broadcasts b ON b.message_id = e.message_id \
-     LEFT JOIN tasks t ON t.task_id = COALESCE(m.task_id, b.task_id) \
-     LEFT JOIN devices v ON v.device_id = e.device_id \
-     LEFT JOIN webhooks w ON w.app_id = COALESCE(m.app_id, b.app_id) AND w.enabled \
-     ORDER BY e.seq LIMIT $1"
+/// $1 at most: the oldest journal entries.
+pub(crate) static JOURNAL_HEAD: Sql = Sql::new(
+    "SELECT seq, message_id, device_id, status, prior, channel, reason, at FROM delivery_events ORDER BY seq LIMIT $1",
+);
+/// $1 message: what its entries are counted by (app, task, push type), its msgKey and
+/// target. A control message (a recall) finds nothing: its entries are dropped.
+pub(crate) static MESSAGE_DIMS: Sql = Sql::new(concat!(
+    "SELECT m.app_id, m.task_id, t.push_type, m.msg_key, m.target FROM messages m \
+     LEFT JOIN tasks t ON t.task_id = m.task_id WHERE m.message_id = $1 AND m.kind = ",
+    message_kind!(Notification)
 ));
+/// As [`MESSAGE_DIMS`], for a broadcast (no target).
+pub(crate) static BROADCAST_DIMS: Sql = Sql::new(
+    "SELECT b.app_id, b.task_id, t.push_type, b.msg_key, NULL FROM broadcasts b \
+     LEFT JOIN tasks t ON t.task_id = b.task_id WHERE b.message_id = $1",
+);
+/// $1 app: whether its webhook is on (its changes become receipts).
+pub(crate) static WEBHOOK_ON: Sql = Sql::new("SELECT COUNT(*) FROM webhooks WHERE app_id = $1 AND enabled");
+/// $1 device: its platform and app version.
+pub(crate) static DEVICE_DIMS: Sql = Sql::new("SELECT platform, app_version FROM devices WHERE device_id = $1");
 /// $1 broadcast: its audience by platform, app version and the channel it was routed to
 /// (the vendor sends written with it, else the own channel): a broadcast is pushed once,
 /// for every device it reaches, without a row per device.
@@ -58,15 +62,29 @@ pub(crate) static ADD_COUNTS: Sql = Sql::new(
 /// $1 app, $2 granularity, $3 before: an app's counters past their retention (by the
 /// primary key's prefix: the table has no other index, to keep counting cheap).
 pub(crate) static DROP_COUNTS: Sql =
-    Sql::new("DELETE FROM analytics WHERE app_id = $1 AND granularity = $2 AND bucket < $3");
+    Sql::new("DELETE FROM analytics WHERE app_id = $1 AND granularity = $2 AND task_id = '' AND bucket < $3");
+/// $1 app, $2 the first task id kept: per-task counters of tasks created before (task ids
+/// are time-ordered, so this is one range of the key).
+pub(crate) static DROP_TASK_COUNTS: Sql =
+    Sql::new("DELETE FROM analytics WHERE app_id = $1 AND granularity = 'task' AND task_id < $2");
 
-/// The filters of an analytics query: $1 app, $2 granularity, $3 from (inclusive), $4 to
-/// (exclusive), $5 platform, $6 channel, $7 push type, $8 task (each NULL for any).
+/// The filters of an analytics query: $1 app, $2 granularity ('task' for one task's own
+/// rows), $3 from (inclusive), $4 to (exclusive), $5 platform, $6 channel, $7 push type
+/// (each NULL for any), $8 task ('' for the app's rows).
 macro_rules! counted {
     () => {
-        " FROM analytics WHERE app_id = $1 AND granularity = $2 AND bucket >= $3 AND bucket < $4 \
+        " FROM analytics WHERE app_id = $1 AND granularity = $2 AND task_id = $8 AND bucket >= $3 AND bucket < $4 \
          AND (CAST($5 AS TEXT) IS NULL OR platform = $5) AND (CAST($6 AS TEXT) IS NULL OR channel = $6) \
-         AND (CAST($7 AS TEXT) IS NULL OR push_type = $7) AND (CAST($8 AS TEXT) IS NULL OR task_id = $8)"
+         AND (CAST($7 AS TEXT) IS NULL OR push_type = $7)"
+    };
+}
+/// As [`counted!`] over every task's rows ($2 'task'), $8 one task or NULL for all.
+macro_rules! counted_tasks {
+    () => {
+        " FROM analytics WHERE app_id = $1 AND granularity = $2 AND (CAST($8 AS TEXT) IS NULL OR task_id = $8) \
+         AND bucket >= $3 AND bucket < $4 \
+         AND (CAST($5 AS TEXT) IS NULL OR platform = $5) AND (CAST($6 AS TEXT) IS NULL OR channel = $6) \
+         AND (CAST($7 AS TEXT) IS NULL OR push_type = $7)"
     };
 }
 /// The counters summed (PostgreSQL sums BIGINT as NUMERIC: cast back).
@@ -79,24 +97,25 @@ macro_rules! sums {
     };
 }
 pub(crate) static COUNTS_TOTAL: Sql = Sql::new(concat!("SELECT ", sums!(), counted!()));
-/// As [`COUNTS_TOTAL`], per bucket, at most $9 buckets.
+/// As [`COUNTS_TOTAL`], per bucket of $9 ms (a task's minute rows summed by the hour or the
+/// day), at most $10 buckets.
 pub(crate) static COUNTS_SERIES: Sql =
-    Sql::new(concat!("SELECT bucket, ", sums!(), counted!(), " GROUP BY bucket ORDER BY bucket LIMIT $9"));
+    Sql::new(concat!("SELECT bucket - bucket % $9 AS b, ", sums!(), counted!(), " GROUP BY b ORDER BY b LIMIT $10"));
 /// As [`COUNTS_TOTAL`], per task, newest activity first: $9 at most, $10 skipped.
 pub(crate) static COUNTS_BY_TASK: Sql = Sql::new(concat!(
     "SELECT task_id, MIN(bucket), MAX(bucket), ",
     sums!(),
-    counted!(),
+    counted_tasks!(),
     " GROUP BY task_id ORDER BY MAX(bucket) DESC, task_id LIMIT $9 OFFSET $10"
 ));
 /// How many tasks [`COUNTS_BY_TASK`] pages through.
 pub(crate) static COUNTED_TASKS: Sql =
-    Sql::new(concat!("SELECT COUNT(*) FROM (SELECT task_id", counted!(), " GROUP BY task_id) x"));
-/// $1 app, $2 task: the task's counts by minute bounds.
+    Sql::new(concat!("SELECT COUNT(*) FROM (SELECT task_id", counted_tasks!(), " GROUP BY task_id) x"));
+/// $1 app, $2 task: the task's counts and its first and last minute.
 pub(crate) static TASK_COUNTS: Sql = Sql::new(concat!(
     "SELECT MIN(bucket), MAX(bucket), ",
     sums!(),
-    " FROM analytics WHERE app_id = $1 AND task_id = $2 AND granularity = 'minute'"
+    " FROM analytics WHERE app_id = $1 AND granularity = 'task' AND task_id = $2"
 ));
 /// $1 app, $2 task: the task's name, type and creation.
 pub(crate) static TASK_HEAD: Sql =
@@ -186,10 +205,15 @@ pub(crate) static VENDOR_DEVICE: Sql = Sql::new(
 pub(crate) static ALL: &[&Sql] = &[
     &JOURNAL,
     &JOURNAL_HEAD,
+    &MESSAGE_DIMS,
+    &BROADCAST_DIMS,
+    &DEVICE_DIMS,
+    &WEBHOOK_ON,
     &BROADCAST_AUDIENCE_BY_VERSION,
     &JOURNAL_DONE,
     &ADD_COUNTS,
     &DROP_COUNTS,
+    &DROP_TASK_COUNTS,
     &COUNTS_TOTAL,
     &COUNTS_SERIES,
     &COUNTS_BY_TASK,

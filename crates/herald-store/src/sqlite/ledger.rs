@@ -1,5 +1,6 @@
-//! [`Ledger`] on SQLite: reads on a reader, writes on the writer (the journal is read on a
-//! reader and counted on the writer; the counter is the only one to delete entries).
+//! [`Ledger`] on SQLite: reads on a reader, writes on the writer. The journal is read and
+//! counted in one job of the writer: its connection's cache is warm (a reader's is emptied by
+//! every commit), and the counter is the only one to delete entries.
 
 use herald_core::ids::{AppId, DeviceId, TaskId};
 use herald_core::ledger::{CountQuery, Counts, StoredReceipt, TaskCounts, WebhookRecord};
@@ -18,17 +19,20 @@ impl Ledger for SqliteStore {
     }
 
     async fn tally(&self, limit: usize, now: i64) -> StoreResult<(usize, usize)> {
-        let entries = self.read(move |tx| run_now(ledger::read_journal(tx, limit))).await?;
-        if entries.is_empty() {
-            return Ok((0, 0));
-        }
-        let n = entries.len();
-        let queued = self.write(move |tx| run_now(ledger::tally(tx, &entries, now))).await?;
-        Ok((n, queued))
+        let dims = self.dims.clone();
+        self.write(move |tx| {
+            let entries = run_now(ledger::read_journal(tx, limit, &mut dims.lock(), now))?;
+            Ok((entries.len(), run_now(ledger::tally(tx, &entries, now))?))
+        })
+        .await
     }
 
     async fn drop_counts(&self, granularity: Granularity, before: i64) -> StoreResult<u64> {
         self.write(move |tx| run_now(ledger::drop_counts(tx, granularity, before))).await
+    }
+
+    async fn drop_task_counts(&self, before: i64) -> StoreResult<u64> {
+        self.write(move |tx| run_now(ledger::drop_task_counts(tx, before))).await
     }
 
     async fn count_total(&self, q: CountQuery) -> StoreResult<Counts> {
@@ -140,5 +144,44 @@ impl Ledger for SqliteStore {
     ) -> StoreResult<()> {
         let (message_id, device_id) = (message_id.to_owned(), device_id.clone());
         self.write(move |tx| run_now(receipts::vendor_failed(tx, &message_id, &device_id, channel, &reason, at))).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    /// Migration 14 keys the counters task first: what a database of version 13 counted is
+    /// still there, summed into the app's rows, and each task keeps its minutes.
+    #[test]
+    fn keying_counters_by_task_keeps_the_counts() {
+        let conn = Connection::open_in_memory().unwrap();
+        super::super::migrate_to(&conn, 13).unwrap();
+        conn.execute_batch(
+            "INSERT INTO analytics VALUES \
+             ('a', 'minute', 60000, 'android', '1.0', 'own', 'simple', 't1', 1, 1, 1, 0, 0, 0, 0), \
+             ('a', 'minute', 60000, 'android', '1.0', 'own', 'simple', 't2', 2, 2, 1, 1, 0, 0, 0), \
+             ('a', 'hour', 0, 'android', '1.0', 'own', 'simple', 't1', 1, 1, 1, 0, 0, 0, 0), \
+             ('a', 'hour', 0, 'android', '1.0', 'own', 'simple', 't2', 2, 2, 1, 1, 0, 0, 0);",
+        )
+        .unwrap();
+        super::super::migrate(&conn).unwrap();
+        let rows: Vec<(String, String, i64, i64, i64)> = conn
+            .prepare("SELECT granularity, task_id, bucket, pushed, opened FROM analytics ORDER BY granularity, task_id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let row = |g: &str, t: &str, b, p, o| (g.to_owned(), t.to_owned(), b, p, o);
+        assert_eq!(
+            rows,
+            vec![
+                row("hour", "", 0, 3, 1),
+                row("minute", "", 60000, 3, 1),
+                row("task", "t1", 60000, 1, 0),
+                row("task", "t2", 60000, 2, 1),
+            ]
+        );
     }
 }

@@ -70,6 +70,8 @@ pub struct SqliteStore {
     /// Dropped with the store: the checkpoint thread stops (the others stop when the job
     /// channels close).
     _checkpoints: std::sync::mpsc::Sender<()>,
+    /// The counter's lookups of message and device dimensions.
+    dims: Arc<Mutex<crate::ops::ledger::DimsCache>>,
 }
 
 fn stopped() -> StoreError {
@@ -169,6 +171,7 @@ impl SqliteStore {
             updates,
             journal,
             _checkpoints: checkpoints,
+            dims: Arc::default(),
         })
     }
 

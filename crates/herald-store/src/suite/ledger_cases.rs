@@ -159,6 +159,17 @@ pub async fn changes_are_counted_once_and_receipted_in_order(s: &Subject) {
     let left = store.count_series(query("a1", Granularity::Minute), 100).await.unwrap();
     assert_eq!(left, vec![(660_000, all(0, 0, 0, 0, 0, 1))]);
     assert_eq!(store.count_total(query("a1", Granularity::Day)).await.unwrap(), all(4, 3, 2, 1, 1, 1));
+    // A task's own counters are kept apart (by the task's age), and any granularity's total or
+    // series filtered by the task reads them.
+    let first_only = |g| CountQuery { task_id: Some(first.task_id.as_str().to_owned()), ..query("a1", g) };
+    assert_eq!(store.count_total(first_only(Granularity::Day)).await.unwrap(), all(2, 2, 1, 1, 0, 1));
+    let by_hour = store.count_series(first_only(Granularity::Hour), 100).await.unwrap();
+    assert_eq!(by_hour, vec![(0, all(2, 2, 1, 1, 0, 1))]);
+    let by_minute = store.count_series(first_only(Granularity::Minute), 100).await.unwrap();
+    assert_eq!(by_minute, vec![(60_000, all(2, 2, 1, 1, 0, 0)), (660_000, all(0, 0, 0, 0, 0, 1))]);
+    assert_eq!(store.drop_task_counts(120_000).await.unwrap(), 5, "the first task's 3 rows and a2's 2");
+    assert!(store.count_task(&AppId::new("a1"), &first.task_id).await.unwrap().is_none());
+    assert!(store.count_task(&AppId::new("a1"), &second.task_id).await.unwrap().is_some(), "created at 120 s");
 }
 
 pub async fn an_outbox_is_sent_claimed_given_up_and_replayed(s: &Subject) {

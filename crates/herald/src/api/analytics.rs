@@ -208,7 +208,7 @@ async fn analytics_series(
 
 /// A task's counts; its `endTime` is the end of its last bucket of `granularity` with a count.
 fn task_view(t: &TaskCounts, granularity: Granularity) -> Value {
-    let end = t.last + granularity.millis();
+    let end = granularity.bucket(t.last) + granularity.millis();
     let start = t.created_at.unwrap_or(t.first);
     json!({
         "taskId": t.task_id,

@@ -36,6 +36,8 @@ pub struct AnalyticsConfig {
     pub minute_retention_days: u64,
     pub hour_retention_days: u64,
     pub day_retention_days: u64,
+    /// Days a task's own counters are kept, from the task's creation.
+    pub task_retention_days: u64,
 }
 
 impl Default for AnalyticsConfig {
@@ -47,6 +49,7 @@ impl Default for AnalyticsConfig {
             minute_retention_days: 7,
             hour_retention_days: 90,
             day_retention_days: 730,
+            task_retention_days: 90,
         }
     }
 }
@@ -70,8 +73,11 @@ impl AnalyticsConfig {
         if !(1..=100_000).contains(&self.batch) {
             out.push("analytics.batch must be between 1 and 100000".into());
         }
-        if self.minute_retention_days < 1 || self.hour_retention_days < 1 {
-            out.push("analytics.minute_retention_days and hour_retention_days must be at least 1".into());
+        if self.minute_retention_days < 1 || self.hour_retention_days < 1 || self.task_retention_days < 1 {
+            out.push(
+                "analytics.minute_retention_days, hour_retention_days and task_retention_days must be at least 1"
+                    .into(),
+            );
         }
         if self.day_retention_days < 90 {
             out.push("analytics.day_retention_days must be at least 90 (the longest span a query covers)".into());
@@ -211,6 +217,11 @@ pub async fn run_tally(
                     Ok(n) => tracing::info!(granularity = %g, rows = n, "counters past their retention dropped"),
                     Err(e) => tracing::warn!(error = %e, "dropping old counters failed"),
                 }
+            }
+            match store.drop_task_counts(now - cfg.task_retention_days as i64 * 86_400_000).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(rows = n, "counters of tasks past their retention dropped"),
+                Err(e) => tracing::warn!(error = %e, "dropping old task counters failed"),
             }
         }
     }
