@@ -102,6 +102,10 @@ pub struct BenchArgs {
     /// Broadcasts sent back to back in the broadcast scenario.
     #[arg(long, default_value_t = 10)]
     broadcasts: usize,
+    /// Off/on pairs of the receipts scenario (the ratios' median is reported beside the mean:
+    /// one pair's ratio scatters by ±10% on a shared 2-core machine).
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
     /// The rumqttd binary measured as the second reference (`cargo install rumqttd`).
     #[arg(long, default_value = "rumqttd")]
     rumqttd: PathBuf,

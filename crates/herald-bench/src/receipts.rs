@@ -98,8 +98,8 @@ pub(crate) async fn run(args: &BenchArgs, bin: &Path) -> anyhow::Result<()> {
     println!(
         "## Receipts and analytics: off against on (a local webhook accepting every receipt)\n\n\
          Unicast: {} connected devices, full speed with {} requests in flight, {} s; broadcast: {count} \
-         broadcasts back to back to {n} connected devices. Herald on SQLite. Each pair runs twice, off then on.\n",
-        args.devices, args.concurrency, args.seconds
+         broadcasts back to back to {n} connected devices. Herald on SQLite. {} rounds, each off then on.\n",
+        args.devices, args.concurrency, args.seconds, args.rounds
     );
     let receiver = Receiver::start(0).await;
     receiver.forget_requests();
@@ -110,7 +110,7 @@ pub(crate) async fn run(args: &BenchArgs, bin: &Path) -> anyhow::Result<()> {
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     let (mut unicast_ratios, mut broadcast_ratios) = (Vec::new(), Vec::new());
-    for round in 1..=2 {
+    for round in 1..=args.rounds.max(1) {
         let off = {
             let herald = node(bin, false, dir.path()).await?;
             push_phase_on_server(args, &herald, None, async |_, _| Ok(())).await?
@@ -138,10 +138,17 @@ pub(crate) async fn run(args: &BenchArgs, bin: &Path) -> anyhow::Result<()> {
         );
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    };
     println!(
-        "\nmean on / off: unicast {:.3}, broadcast {:.3}; receipts posted in all: {}\n",
+        "\non / off, mean (median): unicast {:.3} ({:.3}), broadcast {:.3} ({:.3}); receipts posted in all: {}\n",
         mean(&unicast_ratios),
+        median(&mut unicast_ratios),
         mean(&broadcast_ratios),
+        median(&mut broadcast_ratios),
         receiver.accepted_count()
     );
     Ok(())

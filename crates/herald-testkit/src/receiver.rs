@@ -116,6 +116,11 @@ impl Drop for Receiver {
     }
 }
 
+#[derive(serde::Deserialize)]
+struct Batch {
+    receipts: Vec<serde::de::IgnoredAny>,
+}
+
 async fn answer(s: &Script, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let (timestamp, signature) = (header("x-herald-timestamp"), header("x-herald-signature"));
@@ -129,10 +134,8 @@ async fn answer(s: &Script, req: Request<hyper::body::Incoming>) -> Response<Ful
         || s.fail_first.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
     let accepted = post && !failing;
     if accepted {
-        let n = serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|v| v["receipts"].as_array().map(Vec::len))
-            .unwrap_or(0);
+        // Counted without building the receipts (a benchmark's receiver shares the machine).
+        let n = serde_json::from_slice::<Batch>(&body).map(|b| b.receipts.len()).unwrap_or(0);
         s.accepted.fetch_add(n as u64, Ordering::SeqCst);
     }
     if !s.keep_none.load(Ordering::SeqCst) {
