@@ -22,7 +22,8 @@ pub trait Ledger: Send + Sync + 'static {
     async fn count_total(&self, q: CountQuery) -> StoreResult<Counts>;
     /// Per bucket with a count, oldest first, at most `limit`.
     async fn count_series(&self, q: CountQuery, limit: usize) -> StoreResult<Vec<(i64, Counts)>>;
-    /// The tasks counted in the span, newest activity first: (how many, the page).
+    /// The tasks created in the span that have counts, newest first, each with its counts
+    /// over its life: (how many, the page).
     async fn count_tasks(&self, q: CountQuery, offset: u64, limit: u64) -> StoreResult<(u64, Vec<TaskCounts>)>;
     async fn count_task(&self, app_id: &AppId, task_id: &TaskId) -> StoreResult<Option<TaskCounts>>;
 

@@ -385,7 +385,8 @@ pub(crate) async fn series<X: Tx>(tx: &X, q: &CountQuery, limit: usize) -> Store
     tx.query(&sql::COUNTS_SERIES, &args, |r| Ok((r.i64(0)?, counts_at(r, 1)?))).await
 }
 
-/// The tasks counted in the query's span, newest activity first: (how many, the page).
+/// The tasks created in the query's span that have counts, newest first, each with its
+/// counts over its life: (how many, the page).
 pub(crate) async fn tasks<X: Tx>(
     tx: &X,
     q: &CountQuery,
@@ -393,13 +394,14 @@ pub(crate) async fn tasks<X: Tx>(
     limit: u64,
 ) -> StoreResult<(u64, Vec<TaskCounts>)> {
     let (app, g, limit, offset) = (q.app_id.as_str(), TASK_ROWS, limit as i64, offset as i64);
+    let (first, after) = (TaskId::first_at(q.from), TaskId::first_at(q.to));
     let task = q.task_id.as_deref();
-    let total = query_one(tx, &sql::COUNTED_TASKS, &query_args!(q, app, g, &task, &[]), |r| r.i64(0)).await?;
-    let page = tx
-        .query(&sql::COUNTS_BY_TASK, &query_args!(q, app, g, &task, &[&limit, &offset]), |r| {
-            Ok((r.text(0)?, r.i64(1)?, r.i64(2)?, counts_at(r, 3)?))
-        })
-        .await?;
+    let filters: [&dyn Arg; 8] = [&app, &g, &first, &after, &q.platform, &q.channel, &q.push_type, &task];
+    let total = query_one(tx, &sql::COUNTED_TASKS, &filters, |r| r.i64(0)).await?;
+    let mut args = filters.to_vec();
+    args.extend_from_slice(&[&limit, &offset]);
+    let page =
+        tx.query(&sql::COUNTS_BY_TASK, &args, |r| Ok((r.text(0)?, r.i64(1)?, r.i64(2)?, counts_at(r, 3)?))).await?;
     let mut out = Vec::with_capacity(page.len());
     for (task, first, last, counts) in page {
         let mut t = head(tx, app, &task).await?;

@@ -78,11 +78,13 @@ macro_rules! counted {
          AND (CAST($7 AS TEXT) IS NULL OR push_type = $7)"
     };
 }
-/// As [`counted!`] over every task's rows ($2 'task'), $8 one task or NULL for all.
+/// The rows of the tasks created in a span: $1 app, $2 'task', $3 and $4 the first task id of
+/// the span and the first after it (task ids are time-ordered: one range of the key), $5..$7
+/// as [`counted!`], $8 one task or NULL for all.
 macro_rules! counted_tasks {
     () => {
-        " FROM analytics WHERE app_id = $1 AND granularity = $2 AND (CAST($8 AS TEXT) IS NULL OR task_id = $8) \
-         AND bucket >= $3 AND bucket < $4 \
+        " FROM analytics WHERE app_id = $1 AND granularity = $2 AND task_id >= $3 AND task_id < $4 \
+         AND (CAST($8 AS TEXT) IS NULL OR task_id = $8) \
          AND (CAST($5 AS TEXT) IS NULL OR platform = $5) AND (CAST($6 AS TEXT) IS NULL OR channel = $6) \
          AND (CAST($7 AS TEXT) IS NULL OR push_type = $7)"
     };
@@ -101,12 +103,12 @@ pub(crate) static COUNTS_TOTAL: Sql = Sql::new(concat!("SELECT ", sums!(), count
 /// day), at most $10 buckets.
 pub(crate) static COUNTS_SERIES: Sql =
     Sql::new(concat!("SELECT bucket - bucket % $9 AS b, ", sums!(), counted!(), " GROUP BY b ORDER BY b LIMIT $10"));
-/// As [`COUNTS_TOTAL`], per task, newest activity first: $9 at most, $10 skipped.
+/// Each task's counts over its life, newest task first: $9 at most, $10 skipped.
 pub(crate) static COUNTS_BY_TASK: Sql = Sql::new(concat!(
     "SELECT task_id, MIN(bucket), MAX(bucket), ",
     sums!(),
     counted_tasks!(),
-    " GROUP BY task_id ORDER BY MAX(bucket) DESC, task_id LIMIT $9 OFFSET $10"
+    " GROUP BY task_id ORDER BY task_id DESC LIMIT $9 OFFSET $10"
 ));
 /// How many tasks [`COUNTS_BY_TASK`] pages through.
 pub(crate) static COUNTED_TASKS: Sql =

@@ -124,6 +124,13 @@ pub async fn changes_are_counted_once_and_receipted_in_order(s: &Subject) {
     let (n, tasks) = store.count_tasks(query("a1", Granularity::Day), 0, 10).await.unwrap();
     assert_eq!(n, 3);
     assert!(tasks.iter().any(|t| t.task_id == b.task_id && t.counts.pushed == 1));
+    assert_eq!(tasks[0].task_id, b.task_id, "newest first");
+    // Only the tasks created in the span are listed, with their counts over their life: the
+    // second task (created at 120 s), not the first (60 s) nor the broadcast (180 s).
+    let since_100s = CountQuery { from: 100_000, to: 130_000, ..query("a1", Granularity::Day) };
+    let (n, tasks) = store.count_tasks(since_100s, 0, 10).await.unwrap();
+    assert_eq!((n, tasks.len()), (1, 1));
+    assert_eq!((tasks[0].task_id.as_str(), tasks[0].counts), (second.task_id.as_str(), all(1, 1, 1, 0, 1, 0)));
 
     // The receipts, in the order of the changes.
     let head = store.outbox_head(&AppId::new("a1"), 100).await.unwrap();

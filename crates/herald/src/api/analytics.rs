@@ -228,10 +228,10 @@ fn task_view(t: &TaskCounts, granularity: Granularity) -> Value {
     })
 }
 
-/// Tasks with counts in a span of at most 90 days, newest activity first (MPS
-/// QueryPushAnalysisTaskList): `{totalCount, pageNumber, pageSize, list: [{taskId,
-/// taskName, type, gmtCreate, pushNum, pushSuccessNum, pushArrivalNum, openNum, …}]}`,
-/// counts within the span (whole days; `endTime` the end of the task's last day with a count).
+/// Tasks created in a span of at most 90 days (whole UTC days) that have counts, newest
+/// first (MPS QueryPushAnalysisTaskList): `{totalCount, pageNumber, pageSize, list: [{taskId,
+/// taskName, type, gmtCreate, pushNum, pushSuccessNum, pushArrivalNum, openNum, …}]}`, each
+/// with its counts over its life (`endTime` the end of its last day with a count).
 #[utoipa::path(get, path = "/analytics/tasks", tag = "analytics", params(Filters),
     responses((status = 200, description = "One page", body = QueryAnswer), Refusals),
     security(("signature" = [])))]
