@@ -351,15 +351,17 @@ fn counts_at(r: &dyn Row, first: usize) -> StoreResult<Counts> {
     })
 }
 
-/// The filter arguments of a count query ($1..$8): `$g` the granularity of the rows read,
-/// `$task` the task filter.
-macro_rules! query_args {
-    ($q:ident, $app:ident, $g:ident, $task:expr, $extra:expr) => {{
-        let head: [&dyn Arg; 8] = [&$app, &$g, &$q.from, &$q.to, &$q.platform, &$q.channel, &$q.push_type, $task];
-        let mut args: Vec<&dyn Arg> = head.to_vec();
-        args.extend_from_slice($extra);
-        args
-    }};
+/// The arguments of a count query ($1..$8, `sql::counted!` and `sql::counted_tasks!`): the
+/// app, the granularity of the rows read, the span's bounds, the query's dimension filters
+/// and the task filter; then `extra`.
+fn query_args<'a>(
+    q: &'a CountQuery,
+    [app, g, from, to, task]: [&'a dyn Arg; 5],
+    extra: &[&'a dyn Arg],
+) -> Vec<&'a dyn Arg> {
+    let mut args: Vec<&dyn Arg> = vec![app, g, from, to, &q.platform, &q.channel, &q.push_type, task];
+    args.extend_from_slice(extra);
+    args
 }
 
 /// The rows a total or a series reads: the app's at the query's granularity, or one task's
@@ -374,14 +376,14 @@ fn rows_of(q: &CountQuery) -> (&'static str, &str) {
 pub(crate) async fn total<X: Tx>(tx: &X, q: &CountQuery) -> StoreResult<Counts> {
     let app = q.app_id.as_str();
     let (g, task) = rows_of(q);
-    let args = query_args!(q, app, g, &task, &[]);
+    let args = query_args(q, [&app, &g, &q.from, &q.to, &task], &[]);
     query_one(tx, &sql::COUNTS_TOTAL, &args, |r| counts_at(r, 0)).await
 }
 
 pub(crate) async fn series<X: Tx>(tx: &X, q: &CountQuery, limit: usize) -> StoreResult<Vec<(i64, Counts)>> {
     let (app, size, limit) = (q.app_id.as_str(), q.granularity.millis(), limit as i64);
     let (g, task) = rows_of(q);
-    let args = query_args!(q, app, g, &task, &[&size, &limit]);
+    let args = query_args(q, [&app, &g, &q.from, &q.to, &task], &[&size, &limit]);
     tx.query(&sql::COUNTS_SERIES, &args, |r| Ok((r.i64(0)?, counts_at(r, 1)?))).await
 }
 
@@ -396,10 +398,9 @@ pub(crate) async fn tasks<X: Tx>(
     let (app, g, limit, offset) = (q.app_id.as_str(), TASK_ROWS, limit as i64, offset as i64);
     let (first, after) = (TaskId::first_at(q.from), TaskId::first_at(q.to));
     let task = q.task_id.as_deref();
-    let filters: [&dyn Arg; 8] = [&app, &g, &first, &after, &q.platform, &q.channel, &q.push_type, &task];
-    let total = query_one(tx, &sql::COUNTED_TASKS, &filters, |r| r.i64(0)).await?;
-    let mut args = filters.to_vec();
-    args.extend_from_slice(&[&limit, &offset]);
+    let filters = [&app as &dyn Arg, &g, &first, &after, &task];
+    let total = query_one(tx, &sql::COUNTED_TASKS, &query_args(q, filters, &[]), |r| r.i64(0)).await?;
+    let args = query_args(q, filters, &[&limit, &offset]);
     let page =
         tx.query(&sql::COUNTS_BY_TASK, &args, |r| Ok((r.text(0)?, r.i64(1)?, r.i64(2)?, counts_at(r, 3)?))).await?;
     let mut out = Vec::with_capacity(page.len());

@@ -73,8 +73,16 @@ pub(crate) static DROP_TASK_COUNTS: Sql =
 /// (each NULL for any), $8 task ('' for the app's rows).
 macro_rules! counted {
     () => {
-        " FROM analytics WHERE app_id = $1 AND granularity = $2 AND task_id = $8 AND bucket >= $3 AND bucket < $4 \
-         AND (CAST($5 AS TEXT) IS NULL OR platform = $5) AND (CAST($6 AS TEXT) IS NULL OR channel = $6) \
+        concat!(
+            " FROM analytics WHERE app_id = $1 AND granularity = $2 AND task_id = $8 AND bucket >= $3 AND bucket < $4",
+            dimension_filters!()
+        )
+    };
+}
+/// $5 platform, $6 channel, $7 push type, each NULL for any.
+macro_rules! dimension_filters {
+    () => {
+        " AND (CAST($5 AS TEXT) IS NULL OR platform = $5) AND (CAST($6 AS TEXT) IS NULL OR channel = $6) \
          AND (CAST($7 AS TEXT) IS NULL OR push_type = $7)"
     };
 }
@@ -83,10 +91,11 @@ macro_rules! counted {
 /// as [`counted!`], $8 one task or NULL for all.
 macro_rules! counted_tasks {
     () => {
-        " FROM analytics WHERE app_id = $1 AND granularity = $2 AND task_id >= $3 AND task_id < $4 \
-         AND (CAST($8 AS TEXT) IS NULL OR task_id = $8) \
-         AND (CAST($5 AS TEXT) IS NULL OR platform = $5) AND (CAST($6 AS TEXT) IS NULL OR channel = $6) \
-         AND (CAST($7 AS TEXT) IS NULL OR push_type = $7)"
+        concat!(
+            " FROM analytics WHERE app_id = $1 AND granularity = $2 AND task_id >= $3 AND task_id < $4 \
+             AND (CAST($8 AS TEXT) IS NULL OR task_id = $8)",
+            dimension_filters!()
+        )
     };
 }
 /// The counters summed (PostgreSQL sums BIGINT as NUMERIC: cast back).
