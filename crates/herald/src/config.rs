@@ -286,8 +286,10 @@ enabled = true
 # How often status changes are counted (ms); a minute's counts are complete this long after
 # it ends. At least once a minute.
 flush_ms = 1000
-# Status changes counted in one transaction.
-batch = 250
+# Status changes counted in one transaction. The bigger, the more of a push's changes (pushed,
+# sent, delivered) share one counter row; on SQLite the writer holds pushes for its writes
+# (about 1.5 us per change).
+batch = 1000
 # Days the counters of each granularity are kept (day counters: at least 90, the longest
 # span a query covers).
 minute_retention_days = 7

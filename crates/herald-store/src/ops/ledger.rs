@@ -4,11 +4,12 @@
 //! webhook is on into their outbox, and deletes the entries. A crash before that commit
 //! leaves the entries to count again; after it, they are gone: each is counted exactly once.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
+use foldhash::HashMap;
 use herald_core::ids::{AppId, MessageId, TaskId};
 use herald_core::ledger::{CountQuery, Counts, TaskCounts, count};
+use herald_core::model::{CommittedPush, NewPush, TargetOutcome};
 use herald_core::state::{Change, Channel, DeliveryStatus, Granularity, PushType};
 
 use crate::tx::{Arg, Row, Tx, query_one, query_opt};
@@ -91,9 +92,17 @@ pub(crate) struct DeviceDims {
 /// The dimensions earlier counts looked up, so that the entries of one message (pushed,
 /// sent, delivered, opened: often counted in different batches) and of one device cost one
 /// lookup: a message's for as long as the cache holds them, a device's (its app version
-/// changes) for [`DEVICE_DIMS_MS`]. Each map is emptied when it reaches [`CACHED_DIMS`].
+/// changes) for [`DEVICE_DIMS_MS`]. A push that stores messages puts theirs in at once
+/// ([`DimsCache::remember_push`]): counting them then looks nothing up. Each map is emptied
+/// when it reaches [`CACHED_DIMS`]. Its lock is never held across a query: a push's writer
+/// never waits for a count's reads.
 #[derive(Default)]
 pub(crate) struct DimsCache {
+    maps: parking_lot::Mutex<DimsMaps>,
+}
+
+#[derive(Default)]
+struct DimsMaps {
     messages: HashMap<String, Arc<MessageDims>>,
     devices: HashMap<String, (i64, Arc<DeviceDims>)>,
 }
@@ -163,46 +172,79 @@ async fn find_message<X: Tx>(tx: &X, id: &str) -> StoreResult<MessageDims> {
 }
 
 impl DimsCache {
-    async fn message<X: Tx>(&mut self, tx: &X, id: &str) -> StoreResult<Arc<MessageDims>> {
-        if let Some(m) = self.messages.get(id) {
+    async fn message<X: Tx>(&self, tx: &X, id: &str) -> StoreResult<Arc<MessageDims>> {
+        if let Some(m) = self.maps.lock().messages.get(id) {
             return Ok(m.clone());
         }
-        if self.messages.len() >= CACHED_DIMS {
-            self.messages.clear();
-        }
         let m = Arc::new(find_message(tx, id).await?);
-        self.messages.insert(id.to_owned(), m.clone());
+        self.maps.lock().remember_message(id.to_owned(), m.clone());
         Ok(m)
     }
 
-    async fn device<X: Tx>(&mut self, tx: &X, id: &str, now: i64) -> StoreResult<Arc<DeviceDims>> {
-        match self.devices.get(id) {
+    /// Remembers the dimensions of the messages `push` stored (what [`MESSAGE_DIMS`] would
+    /// read of them once committed). A replay stored nothing.
+    ///
+    /// [`MESSAGE_DIMS`]: sql::MESSAGE_DIMS
+    pub(crate) fn remember_push(&self, push: &NewPush, committed: &CommittedPush) {
+        if committed.replayed {
+            return;
+        }
+        let t = &push.task;
+        let stored = push.messages.iter().zip(&committed.outcomes).filter_map(|(m, (_, outcome))| match outcome {
+            TargetOutcome::Accepted { .. } => Some(m),
+            TargetOutcome::Undeliverable | TargetOutcome::Duplicate { .. } => None,
+        });
+        let dims: Vec<(String, Arc<MessageDims>)> = stored
+            .map(|m| {
+                let dims = MessageDims {
+                    app_id: Some(t.app_id.as_str().to_owned()),
+                    task_id: t.task_id.as_str().to_owned(),
+                    push_type: t.push_type.as_str().to_owned(),
+                    msg_key: m.msg_key.clone(),
+                    target: Some(m.target.clone()),
+                };
+                (m.message_id.as_str().to_owned(), Arc::new(dims))
+            })
+            .collect();
+        let mut maps = self.maps.lock();
+        for (id, dims) in dims {
+            maps.remember_message(id, dims);
+        }
+    }
+
+    async fn device<X: Tx>(&self, tx: &X, id: &str, now: i64) -> StoreResult<Arc<DeviceDims>> {
+        match self.maps.lock().devices.get(id) {
             Some((at, d)) if now - at < DEVICE_DIMS_MS => return Ok(d.clone()),
             _ => {}
-        }
-        if self.devices.len() >= CACHED_DIMS {
-            self.devices.clear();
         }
         let d = query_opt(tx, &sql::DEVICE_DIMS, &[&id], |r| {
             Ok(DeviceDims { platform: r.text(0)?, app_version: r.opt_text(1)?.unwrap_or_default() })
         })
         .await?;
         let d = Arc::new(d.unwrap_or_default());
-        self.devices.insert(id.to_owned(), (now, d.clone()));
+        let mut maps = self.maps.lock();
+        if maps.devices.len() >= CACHED_DIMS {
+            maps.devices.clear();
+        }
+        maps.devices.insert(id.to_owned(), (now, d.clone()));
         Ok(d)
+    }
+}
+
+impl DimsMaps {
+    fn remember_message(&mut self, id: String, dims: Arc<MessageDims>) {
+        if self.messages.len() >= CACHED_DIMS {
+            self.messages.clear();
+        }
+        self.messages.insert(id, dims);
     }
 }
 
 /// The oldest `limit` journal entries, each with what it is counted by (looked up through
 /// `cache`) and whether its app's webhook is on (looked up once per app and call).
-pub(crate) async fn read_journal<X: Tx>(
-    tx: &X,
-    limit: usize,
-    cache: &mut DimsCache,
-    now: i64,
-) -> StoreResult<Vec<Entry>> {
+pub(crate) async fn read_journal<X: Tx>(tx: &X, limit: usize, cache: &DimsCache, now: i64) -> StoreResult<Vec<Entry>> {
     let mut entries = tx.query(&sql::JOURNAL_HEAD, &[&(limit as i64)], entry).await?;
-    let mut webhooks: HashMap<String, bool> = HashMap::new();
+    let mut webhooks: HashMap<String, bool> = HashMap::default();
     for e in entries.iter_mut() {
         e.message = cache.message(tx, &e.message_id).await?;
         if let Some(app) = &e.message.app_id {
@@ -235,9 +277,10 @@ const TASK_ROWS: &str = "task";
 
 /// A counter row: (granularity, bucket, [app, platform, app version, channel, push type,
 /// task]), borrowed from the entries counted.
-type Key<'a> = (&'a str, i64, [&'a str; 6]);
+type Key<'a> = (&'static str, i64, [&'a str; 6]);
 
-/// Adds `c` to the app's rows of every granularity and to the task's own row.
+/// Adds `c` to the app's minute row and to the task's own row (hour and day rows are summed
+/// from the minute rows at the end of [`plan`]).
 fn add<'a>(counts: &mut HashMap<Key<'a>, Counts>, e: &'a Entry, dims: [&'a str; 3], c: Counts) {
     let Some(app) = e.message.app_id.as_deref() else { return };
     if c.is_zero() {
@@ -245,15 +288,20 @@ fn add<'a>(counts: &mut HashMap<Key<'a>, Counts>, e: &'a Entry, dims: [&'a str; 
     }
     let [platform, version, channel] = dims;
     let (push_type, task) = (e.message.push_type.as_str(), e.message.task_id.as_str());
-    for &g in Granularity::ALL {
-        let key = (g.as_str(), g.bucket(e.at), [app, platform, version, channel, push_type, ""]);
-        counts.entry(key).or_default().add(&c);
-    }
+    let minute = Granularity::Minute.bucket(e.at);
+    counts.entry((MINUTE, minute, [app, platform, version, channel, push_type, ""])).or_default().add(&c);
     if !task.is_empty() {
-        let key = (TASK_ROWS, Granularity::Minute.bucket(e.at), [app, platform, version, channel, push_type, task]);
-        counts.entry(key).or_default().add(&c);
+        counts.entry((TASK_ROWS, minute, [app, platform, version, channel, push_type, task])).or_default().add(&c);
     }
 }
+
+const MINUTE: &str = Granularity::Minute.as_str();
+
+/// The entries of one message on one device by one channel in one minute (a push's pushed,
+/// sent and delivered): they add to the same counter rows, and their dimensions are the same
+/// cached values, so they are summed first by those values' addresses, a key far cheaper to
+/// hash and compare than the rows' strings.
+type Source<'a> = (usize, usize, &'a str, i64);
 
 /// A receipt as the webhook gets it (docs/receipts.md).
 #[derive(serde::Serialize)]
@@ -270,20 +318,44 @@ struct Receipt<'a> {
     at: i64,
 }
 
-/// Counts `entries` (as [`read_journal`] read them), queues their receipts and deletes
-/// them, in the caller's transaction. Returns how many receipts were queued.
-pub(crate) async fn tally<X: Tx>(tx: &X, entries: &[Entry], now: i64) -> StoreResult<usize> {
-    let mut counts: HashMap<Key<'_>, Counts> = HashMap::new();
-    let mut receipts = 0;
+/// What counting some journal entries writes: built by [`plan`] from what [`read_journal`]
+/// read, written by [`apply`]. On SQLite the reading and the planning run on a reader, so
+/// that the writer, which every push waits for, only writes.
+#[derive(Debug)]
+pub(crate) struct Tally {
+    /// A counter row (granularity, bucket, [app, platform, app version, channel, push
+    /// type, task]) and what to add to it.
+    counts: Vec<(&'static str, i64, [String; 6], Counts)>,
+    /// (app, receipt as JSON), in journal order.
+    receipts: Vec<(String, String)>,
+    /// The entries counted, as runs of consecutive seqs, and how many there are.
+    runs: Vec<(i64, i64)>,
+    pub entries: usize,
+}
+
+impl Tally {
+    pub(crate) fn receipts(&self) -> usize {
+        self.receipts.len()
+    }
+}
+
+/// Sums `entries` (as [`read_journal`] read them) by counter row and turns those of apps
+/// whose webhook is on into receipts.
+pub(crate) fn plan(entries: &[Entry]) -> StoreResult<Tally> {
+    let mut sources: HashMap<Source<'_>, (&Entry, Counts)> = HashMap::default();
+    let mut rows: HashMap<Key<'_>, Counts> = HashMap::default();
+    let mut receipts = Vec::new();
     for e in entries {
         let Some(change) = e.change else { continue };
         if change == Change::Pushed && e.device_id.is_none() {
             for (platform, version, channel, n) in &e.audience {
-                add(&mut counts, e, [platform, version, channel], count(change, None).times(*n));
+                add(&mut rows, e, [platform, version, channel], count(change, None).times(*n));
             }
             continue;
         }
-        add(&mut counts, e, [&e.device.platform, &e.device.app_version, &e.channel], count(change, e.prior));
+        let (message, device) = (Arc::as_ptr(&e.message) as usize, Arc::as_ptr(&e.device) as usize);
+        let source = (message, device, e.channel.as_str(), Granularity::Minute.bucket(e.at));
+        sources.entry(source).or_insert((e, Counts::default())).1.add(&count(change, e.prior));
         let m = &e.message;
         if let (Some(app), true, false) = (&m.app_id, e.receipt, change == Change::Pushed) {
             let receipt = Receipt {
@@ -298,20 +370,47 @@ pub(crate) async fn tally<X: Tx>(tx: &X, entries: &[Entry], now: i64) -> StoreRe
                 at: e.at,
             };
             let receipt = serde_json::to_string(&receipt).map_err(|e| StoreError::Internal(e.to_string()))?;
-            tx.execute(&sql::INSERT_RECEIPT, &[&app.as_str(), &receipt, &now]).await?;
-            receipts += 1;
+            receipts.push((app.clone(), receipt));
         }
     }
-    for ((granularity, bucket, [app, platform, version, channel, push_type, task]), c) in counts {
+    for (e, c) in sources.into_values() {
+        add(&mut rows, e, [&e.device.platform, &e.device.app_version, &e.channel], c);
+    }
+    let mut coarser: HashMap<Key<'_>, Counts> = HashMap::default();
+    for ((g, minute, dims), c) in &rows {
+        if *g == MINUTE {
+            for coarse in [Granularity::Hour, Granularity::Day] {
+                coarser.entry((coarse.as_str(), coarse.bucket(*minute), *dims)).or_default().add(c);
+            }
+        }
+    }
+    let mut counts: Vec<_> =
+        rows.into_iter().chain(coarser).map(|((g, bucket, key), c)| (g, bucket, key.map(str::to_owned), c)).collect();
+    // In key order: the writer walks each B-tree once, forward.
+    counts.sort_unstable_by(|a, b| {
+        (&a.2[0], a.0, &a.2[5], a.1, &a.2[1..5]).cmp(&(&b.2[0], b.0, &b.2[5], b.1, &b.2[1..5]))
+    });
+    let seqs: Vec<i64> = entries.iter().map(|e| e.seq).collect();
+    Ok(Tally { counts, receipts, runs: runs(&seqs), entries: entries.len() })
+}
+
+/// Writes `tally` in the caller's transaction: adds to the counters, queues the receipts and
+/// deletes the entries counted. Fails (and the caller's transaction must roll back) when
+/// another counter deleted some of them meanwhile.
+pub(crate) async fn apply<X: Tx>(tx: &X, tally: &Tally, now: i64) -> StoreResult<()> {
+    for (app, receipt) in &tally.receipts {
+        tx.execute(&sql::INSERT_RECEIPT, &[&app.as_str(), &receipt.as_str(), &now]).await?;
+    }
+    for (granularity, bucket, [app, platform, version, channel, push_type, task], c) in &tally.counts {
         let args: [&dyn Arg; 15] = [
-            &app,
-            &granularity,
-            &bucket,
-            &platform,
-            &version,
-            &channel,
-            &push_type,
-            &task,
+            &app.as_str(),
+            granularity,
+            bucket,
+            &platform.as_str(),
+            &version.as_str(),
+            &channel.as_str(),
+            &push_type.as_str(),
+            &task.as_str(),
             &c.pushed,
             &c.sent,
             &c.arrived,
@@ -322,21 +421,20 @@ pub(crate) async fn tally<X: Tx>(tx: &X, entries: &[Entry], now: i64) -> StoreRe
         ];
         tx.execute(&sql::ADD_COUNTS, &args).await?;
     }
-    let seqs: Vec<i64> = entries.iter().map(|e| e.seq).collect();
     let mut deleted = 0;
-    for (first, last) in runs(&seqs) {
-        deleted += tx.execute(&sql::JOURNAL_DONE, &[&first, &last]).await?;
+    for (first, last) in &tally.runs {
+        deleted += tx.execute(&sql::JOURNAL_DONE, &[first, last]).await?;
     }
     // Another counter deleted some of them meanwhile (a node that outlived its lease): its
-    // transaction counted them, so this one must not (the caller's transaction rolls back).
-    if deleted != seqs.len() as u64 {
+    // transaction counted them, so this one must not.
+    if deleted != tally.entries as u64 {
         return Err(StoreError::Unavailable(format!(
             "{} of {} journal entries were counted by another node meanwhile; this count is rolled back",
-            seqs.len() as u64 - deleted,
-            seqs.len()
+            tally.entries as u64 - deleted,
+            tally.entries
         )));
     }
-    Ok(receipts)
+    Ok(())
 }
 
 fn counts_at(r: &dyn Row, first: usize) -> StoreResult<Counts> {
@@ -471,11 +569,86 @@ pub(crate) fn runs(seqs: &[i64]) -> Vec<(i64, i64)> {
 
 #[cfg(test)]
 mod tests {
-    use super::runs;
+    use std::sync::Arc;
+
+    use herald_core::ledger::Counts;
+    use herald_core::state::{Change, DeliveryStatus};
+
+    use super::{DeviceDims, Entry, MessageDims, plan, runs};
 
     #[test]
     fn runs_split_at_gaps() {
         assert_eq!(runs(&[1, 2, 3, 5, 6, 9]), vec![(1, 3), (5, 6), (9, 9)]);
         assert!(runs(&[]).is_empty());
+    }
+
+    fn change(seq: i64, message: &Arc<MessageDims>, device: &Arc<DeviceDims>, c: Change, at: i64) -> Entry {
+        let prior = match c {
+            Change::Delivered => Some(DeliveryStatus::Sent),
+            _ => None,
+        };
+        Entry {
+            seq,
+            message_id: format!("m{seq}"),
+            device_id: Some("d1".into()),
+            change: Some(c),
+            prior,
+            channel: "own".into(),
+            reason: None,
+            at,
+            message: message.clone(),
+            device: device.clone(),
+            receipt: seq % 2 == 0,
+            audience: Vec::new(),
+        }
+    }
+
+    /// A push's three changes, and a second message of the same task whose dimensions are
+    /// another (equal) value, add to one task row and one app row per granularity; a change
+    /// in the next hour to rows of its own; pushed is never a receipt.
+    #[test]
+    fn a_batch_sums_each_counter_row_once() {
+        let dims = |msg: &str| {
+            Arc::new(MessageDims {
+                app_id: Some("app".into()),
+                task_id: "t1".into(),
+                push_type: "simple".into(),
+                msg_key: msg.into(),
+                target: Some("u1".into()),
+            })
+        };
+        let (first, second) = (dims("k1"), dims("k2"));
+        let device = Arc::new(DeviceDims { platform: "android".into(), app_version: "1.0".into() });
+        // 2027-01-15 08:01 UTC: the second minute of an hour, far from a day boundary.
+        let minute = 1_800_000_060_000;
+        let entries = vec![
+            change(1, &first, &device, Change::Pushed, minute + 1),
+            change(2, &first, &device, Change::Sent, minute + 2),
+            change(3, &second, &device, Change::Pushed, minute + 3),
+            change(4, &first, &device, Change::Delivered, minute + 4),
+            change(5, &second, &device, Change::Sent, minute + 3_600_000),
+        ];
+        let tally = plan(&entries).unwrap();
+        assert_eq!(tally.entries, 5);
+        assert_eq!(tally.runs, vec![(1, 5)]);
+        assert_eq!(tally.receipts(), 2, "sent (2) and delivered (4) of webhook entries; pushed never");
+        let row = |g: &str, task: &str, bucket: i64| {
+            tally
+                .counts
+                .iter()
+                .filter(|(rg, rb, key, _)| *rg == g && *rb == bucket && key[5] == task)
+                .map(|(_, _, _, c)| *c)
+                .collect::<Vec<Counts>>()
+        };
+        let first_hour = Counts { pushed: 2, sent: 1, arrived: 1, ..Counts::default() };
+        let next_hour = Counts { sent: 1, ..Counts::default() };
+        let hour = minute - 60_000;
+        assert_eq!(row("task", "t1", minute), vec![first_hour]);
+        assert_eq!(row("minute", "", minute), vec![first_hour]);
+        assert_eq!(row("hour", "", hour), vec![first_hour]);
+        assert_eq!(row("task", "t1", minute + 3_600_000), vec![next_hour]);
+        assert_eq!(row("hour", "", hour + 3_600_000), vec![next_hour]);
+        assert_eq!(row("day", "", hour - hour % 86_400_000).len(), 1);
+        assert_eq!(tally.counts.len(), 7, "task, minute and hour rows of two hours, one day row: {:?}", tally.counts);
     }
 }

@@ -17,11 +17,13 @@ impl Ledger for PostgresStore {
     }
 
     async fn tally(&self, limit: usize, now: i64) -> StoreResult<(usize, usize)> {
-        let mut dims = self.dims.lock().await;
         in_tx!(self, |tx| async {
-            let entries = ledger::read_journal(tx, limit, &mut dims, now).await?;
-            let queued = if entries.is_empty() { 0 } else { ledger::tally(tx, &entries, now).await? };
-            StoreResult::Ok((entries.len(), queued))
+            let entries = ledger::read_journal(tx, limit, &self.dims, now).await?;
+            let tally = ledger::plan(&entries)?;
+            if tally.entries > 0 {
+                ledger::apply(tx, &tally, now).await?;
+            }
+            StoreResult::Ok((tally.entries, tally.receipts()))
         })
     }
 

@@ -37,7 +37,7 @@ pub struct PostgresStore {
     pool: Arc<Pool>,
     updates: mpsc::UnboundedSender<Update>,
     /// The counter's lookups of message and device dimensions.
-    dims: tokio::sync::Mutex<crate::ops::ledger::DimsCache>,
+    dims: crate::ops::ledger::DimsCache,
 }
 
 enum Update {
@@ -423,7 +423,11 @@ impl Store for PostgresStore {
     }
 
     async fn commit_push(&self, push: NewPush, now: i64) -> StoreResult<CommittedPush> {
-        in_tx!(self, |tx| ops::push::commit(tx, &push, now))
+        let committed = in_tx!(self, |tx| ops::push::commit(tx, &push, now))?;
+        if self.pool.journal.load(std::sync::atomic::Ordering::Relaxed) {
+            self.dims.remember_push(&push, &committed);
+        }
+        Ok(committed)
     }
 
     async fn pending_deliveries(

@@ -1,6 +1,7 @@
 //! [`Ledger`] on SQLite: reads on a reader, writes on the writer. The journal is read and
-//! counted in one job of the writer: its connection's cache is warm (a reader's is emptied by
-//! every commit), and the counter is the only one to delete entries.
+//! summed on a reader, and only the sums, the receipts and the deletion of the entries are
+//! the writer's (which every push waits for): its job fails, and nothing is counted, if
+//! another counter deleted one of the entries meanwhile.
 
 use herald_core::ids::{AppId, DeviceId, TaskId};
 use herald_core::ledger::{CountQuery, Counts, StoredReceipt, TaskCounts, WebhookRecord};
@@ -20,11 +21,16 @@ impl Ledger for SqliteStore {
 
     async fn tally(&self, limit: usize, now: i64) -> StoreResult<(usize, usize)> {
         let dims = self.dims.clone();
-        self.write(move |tx| {
-            let entries = run_now(ledger::read_journal(tx, limit, &mut dims.lock(), now))?;
-            Ok((entries.len(), run_now(ledger::tally(tx, &entries, now))?))
-        })
-        .await
+        let tally = self
+            .read(move |tx| {
+                let entries = run_now(ledger::read_journal(tx, limit, &dims, now))?;
+                ledger::plan(&entries)
+            })
+            .await?;
+        if tally.entries == 0 {
+            return Ok((0, 0));
+        }
+        self.write(move |tx| run_now(ledger::apply(tx, &tally, now)).map(|()| (tally.entries, tally.receipts()))).await
     }
 
     async fn drop_counts(&self, granularity: Granularity, before: i64) -> StoreResult<u64> {

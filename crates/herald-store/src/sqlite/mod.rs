@@ -71,7 +71,7 @@ pub struct SqliteStore {
     /// channels close).
     _checkpoints: std::sync::mpsc::Sender<()>,
     /// The counter's lookups of message and device dimensions.
-    dims: Arc<Mutex<crate::ops::ledger::DimsCache>>,
+    dims: Arc<crate::ops::ledger::DimsCache>,
 }
 
 fn stopped() -> StoreError {
@@ -510,7 +510,15 @@ impl Store for SqliteStore {
     }
 
     async fn commit_push(&self, push: NewPush, now: i64) -> StoreResult<CommittedPush> {
-        self.write(move |tx| run_now(ops::push::commit(tx, &push, now))).await
+        let dims = self.dims.clone();
+        self.write(move |tx| {
+            let committed = run_now(ops::push::commit(tx, &push, now))?;
+            if crate::tx::Tx::journal(tx) {
+                dims.remember_push(&push, &committed);
+            }
+            Ok(committed)
+        })
+        .await
     }
 
     async fn pending_deliveries(

@@ -28,9 +28,10 @@ pub struct AnalyticsConfig {
     /// How often the journal is counted (ms); a minute's counts are complete this long
     /// after it ends (plus the time to count a backlog).
     pub flush_ms: u64,
-    /// Journal entries counted in one transaction. Small: the SQLite writer runs the count
-    /// between group commits, and a long one holds the pushes behind it (250 measured best,
-    /// docs/PERFORMANCE.md).
+    /// Journal entries counted in one transaction. The changes of one push (pushed, sent,
+    /// delivered) counted together add to its task's counter row once, not three times; on
+    /// SQLite the writer, between group commits, holds the pushes behind the count's writes
+    /// (docs/PERFORMANCE.md).
     pub batch: usize,
     /// Days each granularity's counters are kept.
     pub minute_retention_days: u64,
@@ -45,7 +46,7 @@ impl Default for AnalyticsConfig {
         AnalyticsConfig {
             enabled: true,
             flush_ms: 1000,
-            batch: 250,
+            batch: 1000,
             minute_retention_days: 7,
             hour_retention_days: 90,
             day_retention_days: 730,
