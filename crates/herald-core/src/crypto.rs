@@ -80,9 +80,14 @@ pub fn b64url_decode(text: &str) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(trimmed).ok().or_else(|| STANDARD.decode(text).ok())
 }
 
-/// Checks that `der` is an RSA public key (SPKI or PKCS#1) that can verify signatures.
+/// The RSA key sizes (bits) requests are verified with: [`rsa_sha256_verify`] takes no
+/// other, and keys under 2048 bits are breakable.
+pub const RSA_KEY_BITS: std::ops::RangeInclusive<usize> = 2048..=8192;
+
+/// Checks that `der` is an RSA public key (SPKI or PKCS#1) of [`RSA_KEY_BITS`] that can
+/// verify signatures.
 pub fn rsa_public_key_valid(der: &[u8]) -> bool {
-    aws_lc_rs::rsa::PublicKey::from_der(der).is_ok()
+    aws_lc_rs::rsa::PublicKey::from_der(der).is_ok_and(|k| RSA_KEY_BITS.contains(&(k.modulus_len() * 8)))
 }
 
 /// Verifies an RSASSA-PKCS1-v1_5 SHA-256 signature (Java's SHA256withRSA).
@@ -167,6 +172,20 @@ impl MasterKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 12: a 1024-bit key was accepted (and then no signature ever verified).
+    #[test]
+    fn rsa_keys_under_2048_bits_are_refused() {
+        let small = "-----BEGIN PUBLIC KEY-----
+MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDC9oBzpV7sILiMVJzoLGu7S5j0
+Za6pdq+ErBYZxmx932CgyvC5r8uH5CHsb3iBJRB3U49l7kCQQ3F0i9zM8E3Z+b2T
+qJTE4dYxDVnXN85G5zqOfvqRPyKYMhgo1bf8Lf2lTFr88JWcOd2db0g+CjSI/7Sl
+MWiaI67pn9b2YJXELwIDAQAB
+-----END PUBLIC KEY-----";
+        assert!(!rsa_public_key_valid(&pem_to_der(small).unwrap()));
+        let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        assert!(rsa_public_key_valid(aws_lc_rs::signature::KeyPair::public_key(&pair).as_ref()));
+    }
 
     #[test]
     fn seal_then_open() {

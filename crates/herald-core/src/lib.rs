@@ -25,6 +25,7 @@ pub mod schedule;
 pub mod signing;
 pub mod state;
 pub mod template;
+pub mod untrusted;
 
 /// Wall-clock time in Unix milliseconds.
 pub fn now_ms() -> i64 {

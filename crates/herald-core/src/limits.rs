@@ -27,6 +27,24 @@ pub struct Limits {
     /// How long a cached API key is trusted before it is read again (revocations made on
     /// another node take effect within this time).
     pub key_cache_secs: u64,
+    /// Longest a bind proof may be valid (s): an `expiresAt` further from now is refused,
+    /// and a proof is accepted once.
+    pub bind_proof_max_secs: i64,
+    /// Characters in a push's or a template's `uri`.
+    pub max_uri_chars: usize,
+}
+
+impl Limits {
+    /// Refuses a `uri` longer than [`Limits::max_uri_chars`].
+    pub fn check_uri(&self, uri: Option<&str>) -> Result<(), crate::error::ApiError> {
+        match uri {
+            Some(u) if u.chars().count() > self.max_uri_chars => Err(crate::error::ApiError::new(
+                crate::error::ErrorCode::InvalidParam,
+                format!("uri is longer than {} characters", self.max_uri_chars),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl Default for Limits {
@@ -46,6 +64,8 @@ impl Default for Limits {
             max_templates_per_app: 100,
             max_multiple_targets: 100,
             max_multiple_extended_params: 9,
+            bind_proof_max_secs: 600,
+            max_uri_chars: 2048,
         }
     }
 }

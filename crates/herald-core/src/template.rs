@@ -125,7 +125,8 @@ pub struct TemplateBody {
     /// At most 4096 bytes, `#name#` placeholders allowed.
     #[schema(value_type = String, required = true)]
     pub content: Option<Value>,
-    /// Click target, `#name#` placeholders allowed.
+    /// Click target, `#name#` placeholders allowed; at most `limits.max_uri_chars` (2048)
+    /// characters.
     #[schema(value_type = Option<String>)]
     pub uri: Option<Value>,
     /// A description, at most 200 characters.
@@ -186,12 +187,14 @@ pub fn parse(
     if !(0..=2).contains(&push_style) {
         return Err(invalid(ErrorCode::InvalidParam, "pushStyle must be 0, 1 or 2"));
     }
+    let uri = string(b.uri.as_ref(), "uri")?.filter(|u| !u.is_empty());
+    limits.check_uri(uri.as_deref())?;
     Ok(TemplateRecord {
         app_id,
         name,
         title,
         content,
-        uri: string(b.uri.as_ref(), "uri")?.filter(|u| !u.is_empty()),
+        uri,
         desc_info,
         push_style,
         silent,

@@ -144,6 +144,27 @@ pub fn decode_body(header: FixedHeader, body: Bytes) -> Result<Packet, DecodeErr
 }
 
 impl Packet {
+    /// The packet's type as the specification names it (for logs: it carries none of the
+    /// client's bytes).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Packet::Connect(_) => "CONNECT",
+            Packet::ConnAck(_) => "CONNACK",
+            Packet::Publish(_) => "PUBLISH",
+            Packet::PubAck(_) => "PUBACK",
+            Packet::PubRec(_) => "PUBREC",
+            Packet::PubRel(_) => "PUBREL",
+            Packet::PubComp(_) => "PUBCOMP",
+            Packet::Subscribe(_) => "SUBSCRIBE",
+            Packet::SubAck(_) => "SUBACK",
+            Packet::Unsubscribe(_) => "UNSUBSCRIBE",
+            Packet::UnsubAck(_) => "UNSUBACK",
+            Packet::PingReq => "PINGREQ",
+            Packet::PingResp => "PINGRESP",
+            Packet::Disconnect => "DISCONNECT",
+        }
+    }
+
     /// Appends the encoded packet to `out`.
     pub fn encode(&self, out: &mut BytesMut) {
         match self {

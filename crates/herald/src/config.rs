@@ -190,8 +190,13 @@ max_payload_bytes = 16384
 signature_window_secs = 300
 # Seconds a cached API key is trusted before it is read from the store again.
 key_cache_secs = 10
+# Longest validity of a bind proof (expiresAt at most this far from now), in seconds; each
+# proof binds once.
+bind_proof_max_secs = 600
 # How far back a message or task can be revoked, in seconds; MPS: 7 days.
 revoke_window_secs = 604800
+# Characters in a push's or a template's uri.
+max_uri_chars = 2048
 # Characters in a template name (letters, digits, _).
 max_template_name_chars = 200
 # Templates per app; MPS allows 100.
@@ -351,6 +356,11 @@ impl Config {
         );
         check(self.limits.max_template_name_chars >= 1, "limits.max_template_name_chars must be at least 1");
         check(self.limits.revoke_window_secs >= 1, "limits.revoke_window_secs must be at least 1");
+        check((16..=65_536).contains(&self.limits.max_uri_chars), "limits.max_uri_chars must be between 16 and 65536");
+        check(
+            (1..=86_400).contains(&self.limits.bind_proof_max_secs),
+            "limits.bind_proof_max_secs must be between 1 and 86400",
+        );
         check(self.limits.max_multiple_targets >= 1, "limits.max_multiple_targets must be at least 1");
         check(self.limits.max_content_bytes >= 1, "limits.max_content_bytes must be at least 1");
         check(self.limits.max_title_chars >= 1, "limits.max_title_chars must be at least 1");

@@ -45,7 +45,7 @@ const MASTER_KEY_CHECK: &[u8] = b"herald master key check";
 /// Runs a node until `shutdown` fires, then stops accepting, closes connections and
 /// waits until every accepted write is committed.
 pub async fn run(cfg: Config, listeners: Listeners, shutdown: Signal) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
+    private_dir(&cfg.data_dir)?;
     let master = Arc::new(master_key(&cfg)?);
     let store = herald_store::open(cfg.store_url.as_deref(), &cfg.sqlite_path(), &cfg.store)
         .await
@@ -236,6 +236,21 @@ async fn check_master_key(store: &dyn Store, master: &MasterKey) -> anyhow::Resu
     // Two nodes starting at once: the check of whichever wrote first is the one in force.
     let kept = store.init_setting(MASTER_KEY_CHECK_SETTING, &master.seal(MASTER_KEY_CHECK)).await?;
     if opens(&kept) { Ok(()) } else { Err(refuse()) }
+}
+
+/// Creates the data directory if needed and makes it its owner's alone (0700): the store's
+/// files, the master key and the tokens' hashes are in it.
+fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let creating = || format!("creating data dir {}", dir.display());
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).with_context(creating)?;
+    let mode = std::fs::metadata(dir).with_context(creating)?.permissions().mode() & 0o777;
+    if mode != 0o700 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("making data dir {} private (0700)", dir.display()))?;
+        tracing::info!(dir = %dir.display(), was = format!("{mode:o}"), "data dir made private (0700)");
+    }
+    Ok(())
 }
 
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {

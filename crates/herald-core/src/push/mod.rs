@@ -410,6 +410,8 @@ impl SimplePush {
         if !matches!(silent, 0 | 1) {
             return Err(invalid(ErrorCode::InvalidParam, "silent must be 0 or 1"));
         }
+        let uri = string(r.uri.as_ref(), "uri")?;
+        limits.check_uri(uri.as_deref())?;
         Ok(SimplePush {
             push_type: PushType::Simple,
             template_name: None,
@@ -420,7 +422,7 @@ impl SimplePush {
             targets,
             title,
             content,
-            uri: string(r.uri.as_ref(), "uri")?,
+            uri,
             push_action: int(o.push_action.as_ref(), "pushAction")?.unwrap_or(0),
             push_style: int(o.push_style.as_ref(), "pushStyle")?.unwrap_or(0),
             silent: silent == 1,
@@ -545,6 +547,9 @@ mod tests {
         assert_eq!(parse(with("extendedParams", json!({"taskId": "x"}))).unwrap_err(), ErrorCode::InvalidExtendParam);
         assert_eq!(parse(with("targetMsgkey", json!("not json"))).unwrap_err(), ErrorCode::InvalidParam);
         assert_eq!(parse(json!([1])).unwrap_err(), ErrorCode::InvalidJson);
+        // Issue 12: a uri had no limit.
+        assert_eq!(parse(with("uri", json!("u".repeat(2049)))).unwrap_err(), ErrorCode::InvalidParam);
+        assert!(parse(with("uri", json!("é".repeat(2048)))).is_ok());
     }
 
     #[test]

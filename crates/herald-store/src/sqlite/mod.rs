@@ -16,6 +16,7 @@
 //! An operation is one of [`crate::ops`], run to its end at once on the thread's
 //! connection ([`crate::tx::run_now`]).
 
+mod files;
 mod ledger;
 mod nonces;
 pub(crate) mod tx;
@@ -110,9 +111,7 @@ fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> StoreResult<()> {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and applies migrations.
     pub fn open(path: &Path, cfg: &StoreConfig) -> StoreResult<Self> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
-        }
+        files::private_file(path)?;
         let writer = Connection::open(path).map_err(map_err)?;
         let sync = if cfg.sqlite_synchronous == "normal" { "NORMAL" } else { "FULL" };
         writer

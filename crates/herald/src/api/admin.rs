@@ -87,7 +87,7 @@ async fn create_app(State(state): State<AppState>, _: Admin, LimitedBody(body): 
         revoked_at: None,
     };
     state.store.create_app(app, key).await?;
-    tracing::info!(app = %app_id, %name, "app created");
+    tracing::info!(app = %app_id, name = %herald_core::untrusted::Untrusted(&name), "app created");
     Ok(Json(json!({
         "appId": app_id,
         "name": name,
@@ -156,9 +156,9 @@ async fn create_key(
             (KeyKind::Hmac, state.master.seal(secret.as_bytes()), Some(secret))
         }
         (Some(KeyKind::Rsa), Some(pem)) => {
-            let der = crypto::pem_to_der(&pem)
-                .filter(|der| crypto::rsa_public_key_valid(der))
-                .ok_or_else(|| Refusal::new(ErrorCode::InvalidParam, "publicKey must be a PEM RSA public key"))?;
+            let der = crypto::pem_to_der(&pem).filter(|der| crypto::rsa_public_key_valid(der)).ok_or_else(|| {
+                Refusal::new(ErrorCode::InvalidParam, "publicKey must be a PEM RSA public key of 2048 to 8192 bits")
+            })?;
             (KeyKind::Rsa, crypto::b64url(&der), None)
         }
         _ => {

@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use herald_core::crypto;
 use herald_core::error::ErrorCode;
 use herald_core::events::{EventReport, parse_events};
-use herald_core::ids::{AppId, DeviceId, valid_external_id};
+use herald_core::ids::{AppId, DeviceId, KeyId, valid_external_id};
 use herald_core::model::{DeviceRegistration, StatusUpdate};
 use herald_core::signing::bind_message;
 use herald_core::state::{Channel, Platform};
@@ -182,7 +182,8 @@ pub(super) struct BindBody {
     /// base64url HMAC-SHA256 of `deviceId\nuserId\nexpiresAt` with the app's bind secret,
     /// made by the app's server; not needed when the app trusts client binds.
     bind_proof: Option<String>,
-    /// Unix milliseconds after which the proof is no longer accepted.
+    /// Unix milliseconds after which the proof is no longer accepted: at most
+    /// `limits.bind_proof_max_secs` (600 s) from the server's clock. A proof binds once.
     expires_at: Option<i64>,
 }
 
@@ -211,6 +212,12 @@ async fn bind(
         if expires_at <= now {
             return Err(invalid("the bind proof has expired"));
         }
+        let longest = state.cfg.limits.bind_proof_max_secs;
+        if expires_at > now + longest * 1000 {
+            return Err(invalid(&format!(
+                "expiresAt is more than {longest} s away: a bind proof is valid at most that long"
+            )));
+        }
         let secret = state.master.open(&app.bind_secret_sealed).ok_or_else(|| {
             tracing::error!(app = %app.app_id, "bind secret cannot be decrypted: wrong master key?");
             Refusal::new(ErrorCode::SystemError, "internal error")
@@ -219,6 +226,11 @@ async fn bind(
         let message = bind_message(device.device_id.as_str(), user.as_str(), expires_at);
         if !crypto::hmac_sha256_verify(&secret, message.as_bytes(), &given) {
             return Err(invalid("the bind proof does not match this device, user and expiry"));
+        }
+        // Once it held: a proof seen on the wire cannot bind again while it is valid.
+        let proofs = KeyId::new(format!("bind-proofs-{}", app.app_id));
+        if !state.store.claim_nonce(&proofs, &crypto::b64url(&given), now, expires_at).await? {
+            return Err(invalid("this bind proof was already used; ask the app's server for a new one"));
         }
     }
     if !state.dispatcher.bind(&device.app_id, &device.device_id, &user, now).await? {

@@ -16,6 +16,7 @@ use herald_core::error::ErrorCode;
 use herald_core::ids::{AppId, KeyId};
 use herald_core::signing::{HEADER_KEY, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, canonical_string};
 use herald_core::state::KeyKind;
+use herald_core::untrusted::Untrusted;
 use herald_store::Store;
 
 use super::Refusal;
@@ -93,7 +94,7 @@ impl Verifier {
     ) -> Result<AppId, Refusal> {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
         let refuse = |code: ErrorCode, msg: &str, why: &str| {
-            tracing::info!(code = code.as_str(), %why, path = uri.path(), "signed request refused");
+            tracing::info!(code = code.as_str(), %why, path = %Untrusted(uri.path()), "signed request refused");
             Refusal::new(code, msg)
         };
         let (Some(key_id), Some(ts), Some(nonce), Some(sig)) =

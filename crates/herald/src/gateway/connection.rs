@@ -29,9 +29,14 @@ use tokio::net::TcpStream;
 use herald_core::crypto;
 use herald_core::ids::{DeviceId, MessageId};
 use herald_core::model::{PendingDelivery, Presence, StatusUpdate};
+use herald_core::untrusted::Untrusted;
 use herald_store::StoreResult;
 
 use super::Gateway;
+
+/// The longest client id looked up: a deviceId Herald hands out is 22 characters; a longer
+/// one is refused with CONNACK 2 before the store is asked (docs/device-protocol.md).
+pub const MAX_CLIENT_ID_BYTES: usize = 64;
 use crate::dispatch::{CloseCause, Message, Outgoing, Session, outgoing};
 
 /// First allocation for incoming bytes: device packets are small (PUBACK, PINGREQ, CONNECT);
@@ -177,7 +182,7 @@ impl Gateway {
         let connect = match first {
             Ok(Ok(Packet::Connect(c))) => c,
             Ok(Ok(other)) => {
-                tracing::debug!(packet = ?other, "first packet is not CONNECT");
+                tracing::debug!(packet = other.name(), "first packet is not CONNECT");
                 return None;
             }
             Ok(Err(Close::Decode(e @ DecodeError::UnsupportedProtocolLevel(_)))) => {
@@ -203,7 +208,8 @@ impl Gateway {
             }
         };
         if code != ConnectReturnCode::Accepted {
-            tracing::info!(device = %device_id, ?code, "CONNECT refused");
+            // Not yet authenticated: the client id is shown escaped and cut.
+            tracing::info!(device = %Untrusted(device_id.as_str()), ?code, "CONNECT refused");
             let _ = write_all(&stream, &connack(code)).await;
             return None;
         }
@@ -251,7 +257,7 @@ impl Gateway {
         let (Some(username), Some(password)) = (username, password) else {
             return Ok(ConnectReturnCode::BadUserNameOrPassword);
         };
-        if device_id.as_str().is_empty() {
+        if device_id.as_str().is_empty() || device_id.as_str().len() > MAX_CLIENT_ID_BYTES {
             return Ok(ConnectReturnCode::IdentifierRejected);
         }
         let Some((app_id, token_hash)) = self.store.device_credentials(device_id).await? else {

@@ -160,6 +160,18 @@ async fn keys_can_be_added_revoked_and_rsa_keys_verify_sha256_with_rsa() {
         .admin("POST", &format!("/admin/v1/apps/{}/keys", app.app_id), json!({"type": "rsa", "publicKey": "garbage"}))
         .await;
     assert_eq!(code(&r), (400, "INVALID_PARAM".into()));
+    // Issue 12: a 1024-bit key was accepted (and no signature ever verified with it).
+    let small = "-----BEGIN PUBLIC KEY-----\n\
+        MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDC9oBzpV7sILiMVJzoLGu7S5j0\n\
+        Za6pdq+ErBYZxmx932CgyvC5r8uH5CHsb3iBJRB3U49l7kCQQ3F0i9zM8E3Z+b2T\n\
+        qJTE4dYxDVnXN85G5zqOfvqRPyKYMhgo1bf8Lf2lTFr88JWcOd2db0g+CjSI/7Sl\n\
+        MWiaI67pn9b2YJXELwIDAQAB\n\
+        -----END PUBLIC KEY-----\n";
+    let r = server
+        .admin("POST", &format!("/admin/v1/apps/{}/keys", app.app_id), json!({"type": "rsa", "publicKey": small}))
+        .await;
+    assert_eq!(code(&r), (400, "INVALID_PARAM".into()));
+    assert!(r.json()["resultMessage"].as_str().unwrap().contains("2048"), "{:?}", r.json());
     let r = server.admin("POST", "/admin/v1/apps/appnosuch/keys", json!({"type": "hmac"})).await;
     assert_eq!(code(&r), (404, "APP_NOT_EXIST".into()));
 }
@@ -168,6 +180,29 @@ fn base64_lines(der: &[u8]) -> String {
     use base64::Engine;
     let text = base64::engine::general_purpose::STANDARD.encode(der);
     text.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join("\n")
+}
+
+/// Issue 12: refusals named Rust types and serde's words (`RegisterBody`, `expected i64`).
+#[tokio::test]
+async fn refusals_of_a_wrong_shape_speak_of_fields_not_rust_types() {
+    let Some(server) = start_server().await else { return };
+    let app = server.create_app().await;
+    let creds = app.register("i").await;
+    let answers = [
+        app.register_raw(json!({"platform": 5, "installId": "i"})).await,
+        app.register_raw(json!(["android"])).await,
+        app.register_raw(json!({"platform": "android", "installId": "i", "appVersion": {"x": 1}})).await,
+        creds.device_call("/device/v1/bind", json!({"userId": "u", "bindProof": "p", "expiresAt": "soon"})).await,
+        creds.device_call("/device/v1/bind", json!({"userId": "u", "expiresAt": 1.5})).await,
+        app.signed("POST", "/v1/push/simple", &json!({"deliveryType": [3]}).to_string()).await,
+    ];
+    for r in answers {
+        let message = r.json()["resultMessage"].as_str().unwrap_or_default().to_owned();
+        assert_eq!(r.status, 400, "{:?}", r.json());
+        for rust in ["Body", "struct", "i64", "u64", "`", "expected a", "expected i", "serde", "::"] {
+            assert!(!message.contains(rust), "{message:?} contains {rust:?}");
+        }
+    }
 }
 
 #[tokio::test]

@@ -91,6 +91,32 @@ async fn bind_needs_a_valid_proof_unless_the_app_trusts_clients() {
     assert_eq!(r.status, 200, "{:?}", r.json());
 }
 
+/// Issue 12: a proof's `expiresAt` had no upper bound, so a proof seen once could bind for
+/// ever. Now it is valid at most `limits.bind_proof_max_secs` (600 s) and binds once.
+#[tokio::test]
+async fn a_bind_proof_is_valid_ten_minutes_at_most_and_binds_once() {
+    let Some(server) = start_server().await else { return };
+    let app = server.create_app().await;
+    let creds = app.register("i").await;
+    let bind = |user: &str, expires_at: i64| {
+        let proof = herald_core::signing::bind_proof(app.bind_secret.as_bytes(), &creds.device_id, user, expires_at);
+        creds.device_call("/device/v1/bind", json!({"userId": user, "bindProof": proof, "expiresAt": expires_at}))
+    };
+    let r = bind("alice", herald_core::now_ms() + 601_000).await;
+    assert_eq!((r.status, r.json()["resultCode"].as_str()), (403, Some("BIND_PROOF_INVALID")));
+    assert!(r.json()["resultMessage"].as_str().unwrap().contains("600 s"), "{:?}", r.json());
+    let r = bind("alice", i64::MAX).await;
+    assert_eq!(r.json()["resultCode"], "BIND_PROOF_INVALID");
+
+    let expires_at = herald_core::now_ms() + 590_000;
+    assert_eq!(bind("alice", expires_at).await.status, 200);
+    let again = bind("alice", expires_at).await;
+    assert_eq!((again.status, again.json()["resultCode"].as_str()), (403, Some("BIND_PROOF_INVALID")));
+    assert!(again.json()["resultMessage"].as_str().unwrap().contains("already used"), "{:?}", again.json());
+    // A new proof from the app's server binds.
+    assert_eq!(bind("alice", expires_at + 1).await.status, 200);
+}
+
 #[tokio::test]
 async fn device_view_shows_platform_versions_user_online_and_last_seen() {
     let Some(server) = start_server().await else { return };

@@ -18,6 +18,28 @@ async fn a_message_accepted_right_before_sigkill_is_delivered_after_restart() {
     app.wait_status(&m, "delivered").await;
 }
 
+/// Issue 12: the database files were readable by every local user (0644 in a 0755 folder).
+/// The real binary makes its data directory 0700 (also one that existed open) and every
+/// file in it 0600.
+#[tokio::test]
+async fn the_data_directory_and_its_files_are_the_owners_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let server = TestProcess::start_in(herald_bin!(), &dir, &[]).await;
+    let app = server.create_app().await;
+    app.register("i").await;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    let files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(files.iter().any(|f| f.extension().is_some_and(|e| e == "db")), "{files:?}");
+    for file in &files {
+        assert_eq!(mode(file), 0o600, "{}", file.display());
+    }
+}
+
 #[tokio::test]
 async fn sigterm_stops_gracefully_and_keeps_acknowledgements() {
     let Some(mut server) = start_process().await else { return };

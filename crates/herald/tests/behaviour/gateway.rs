@@ -99,6 +99,47 @@ async fn connect_is_refused_with_4_or_5_and_unsupported_versions_with_1() {
     raw.until_closed().await;
 }
 
+/// Issue 12: a client id is the client's before it is authenticated. One with a newline
+/// and a made-up line after it, and one of 65,000 bytes, are refused and logged escaped and
+/// cut: no forged line, no log line longer than a few hundred bytes.
+#[tokio::test]
+async fn a_refused_client_id_can_neither_forge_nor_flood_the_log() {
+    let Some(server) = start_server().await else { return };
+    let app = server.create_app().await;
+    let forged = "2026-12-05T00:00:00.000000Z  INFO herald::api: admin token accepted";
+    for client_id in [format!("d1\n{forged}"), "z".repeat(65_000)] {
+        let mut raw = Raw::open(&server.mqtt).await;
+        raw.send(Packet::Connect(Connect {
+            protocol: Protocol::V311,
+            clean_session: true,
+            keep_alive: 30,
+            client_id: MqttStr::new(client_id.clone()),
+            will: None,
+            username: Some(MqttStr::new(app.app_id.clone())),
+            password: Some(Bytes::from_static(b"not-a-token")),
+        }))
+        .await;
+        // An id longer than any deviceId is not looked up: CONNACK 2.
+        let code = if client_id.len() > 64 {
+            ConnectReturnCode::IdentifierRejected
+        } else {
+            ConnectReturnCode::BadUserNameOrPassword
+        };
+        match raw.recv().await {
+            Some(Packet::ConnAck(a)) => assert_eq!(a.code, code),
+            other => panic!("expected CONNACK {code:?}, got {other:?}"),
+        }
+        raw.until_closed().await;
+    }
+    let lines = server.log.tail(500);
+    let refused: Vec<&String> = lines.iter().filter(|l| l.contains("CONNECT refused")).collect();
+    assert_eq!(refused.len(), 2, "{lines:#?}");
+    assert!(!lines.iter().any(|l| l.starts_with(forged)), "a forged line reached the log: {lines:#?}");
+    assert!(refused[0].contains("d1\\n2026-12-05T00:00:00.000000Z"), "{}", refused[0]);
+    assert!(refused.iter().all(|l| l.len() < 400), "{refused:?}");
+    assert!(refused[1].contains("(+64936 bytes)"), "{}", refused[1]);
+}
+
 #[tokio::test]
 async fn own_push_topic_is_granted_qos1_and_any_other_filter_is_refused() {
     let Some(server) = start_server().await else { return };

@@ -56,6 +56,21 @@ async fn templates_are_created_listed_replaced_and_deleted() {
     assert_eq!(r.status, 200, "the other app's template stays");
 }
 
+/// Issue 12: a template's uri had no length limit (a thousand templates of megabytes each
+/// grew the data directory by hundreds of MB). It holds `limits.max_uri_chars` (2048).
+#[tokio::test]
+async fn a_template_uri_is_at_most_2048_characters() {
+    let Some(server) = start_server().await else { return };
+    let app = server.create_app().await;
+    let (status, answer) =
+        create(&app, json!({"templateName": "long", "title": "t", "content": "c", "uri": "u".repeat(2049)})).await;
+    assert_eq!((status, answer["resultCode"].as_str()), (400, Some("INVALID_PARAM")), "{answer}");
+    assert!(answer["resultMessage"].as_str().unwrap().contains("2048"), "{answer}");
+    let (status, answer) =
+        create(&app, json!({"templateName": "long", "title": "t", "content": "c", "uri": "u".repeat(2048)})).await;
+    assert_eq!(status, 200, "{answer}");
+}
+
 #[tokio::test]
 async fn an_app_holds_at_most_100_templates() {
     let Some(server) = start_server().await else { return };
