@@ -184,7 +184,17 @@ impl TestApp {
 
     /// Binds through the device API with a proof computed as the app's server would.
     pub async fn device_bind(&self, creds: &Creds, user: &str) -> Response {
-        let expires_at = herald_core::now_ms() + 60_000;
+        // A proof binds once: two binds in one millisecond get expiries of their own.
+        use std::sync::atomic::{AtomicI64, Ordering};
+        static LAST: AtomicI64 = AtomicI64::new(0);
+        let wanted = herald_core::now_ms() + 60_000;
+        let expires_at = loop {
+            let last = LAST.load(Ordering::Relaxed);
+            let next = wanted.max(last + 1);
+            if LAST.compare_exchange(last, next, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+                break next;
+            }
+        };
         let proof = herald_core::signing::bind_proof(self.bind_secret.as_bytes(), &creds.device_id, user, expires_at);
         creds.device_call("/device/v1/bind", json!({"userId": user, "bindProof": proof, "expiresAt": expires_at})).await
     }
