@@ -239,16 +239,30 @@ async fn check_master_key(store: &dyn Store, master: &MasterKey) -> anyhow::Resu
 }
 
 /// Creates the data directory if needed and makes it its owner's alone (0700): the store's
-/// files, the master key and the tokens' hashes are in it.
+/// files, the master key and the tokens' hashes are in it. An existing directory is changed
+/// only when it is Herald's (empty, or holding its database or master key): pointed at a
+/// shared one by mistake (`/tmp`, a home), Herald warns and leaves it as it is (its own files
+/// are 0600 anyway).
 fn private_dir(dir: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let creating = || format!("creating data dir {}", dir.display());
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).with_context(creating)?;
     let mode = std::fs::metadata(dir).with_context(creating)?.permissions().mode() & 0o777;
-    if mode != 0o700 {
+    if mode == 0o700 {
+        return Ok(());
+    }
+    let names: Vec<_> =
+        std::fs::read_dir(dir).with_context(creating)?.filter_map(Result::ok).map(|e| e.file_name()).collect();
+    if names.is_empty() || names.iter().any(|n| n == "herald.db" || n == "master.key") {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("making data dir {} private (0700)", dir.display()))?;
         tracing::info!(dir = %dir.display(), was = format!("{mode:o}"), "data dir made private (0700)");
+    } else {
+        tracing::warn!(
+            dir = %dir.display(),
+            mode = format!("{mode:o}"),
+            "the data dir holds files that are not Herald's and others may read it: give Herald a directory of its own (0700)"
+        );
     }
     Ok(())
 }

@@ -38,6 +38,17 @@ async fn the_data_directory_and_its_files_are_the_owners_alone() {
     for file in &files {
         assert_eq!(mode(file), 0o600, "{}", file.display());
     }
+
+    // A directory that is not Herald's (a data dir pointed at /tmp or a home by mistake) is
+    // left as it is, with a warning; Herald's own files in it are still 0600.
+    let shared = tmp.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::write(shared.join("notes.txt"), "someone else's").unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let other = TestProcess::start_in(herald_bin!(), &shared, &[]).await;
+    assert_eq!(mode(&shared), 0o755);
+    assert!(other.log.contains("not Herald's"), "{:?}", other.log.tail(20));
+    assert_eq!(mode(&shared.join("herald.db")), 0o600);
 }
 
 #[tokio::test]
