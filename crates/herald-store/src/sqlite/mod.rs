@@ -19,7 +19,10 @@
 mod files;
 mod ledger;
 mod nonces;
+mod setup;
 pub(crate) mod tx;
+#[cfg(test)]
+mod writer_tests;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -36,24 +39,16 @@ use crate::tx::{Dialect, run_now};
 use crate::{
     Cancelled, FireOutcome, Registered, Store, StoreConfig, StoreError, StoreResult, TemplateCreated, migrations, ops,
 };
+use setup::{spawn, stable_plans};
 use tx::{SqliteTx, map_err, read_tx};
-
-/// Keeps each cached statement's query plan when new values are bound. Without it this
-/// build of SQLite (STAT4 enabled) marks statements whose parameters meet a partial
-/// index's condition to be compiled again on every execution with new values: the
-/// pending-deliveries queries of every CONNECT were parsed and planned anew each time.
-fn stable_plans(conn: &Connection) -> rusqlite::Result<()> {
-    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
-    // Every statement of the store stays prepared (rusqlite keeps 16 by default).
-    conn.set_prepared_statement_cache_capacity(256);
-    Ok(())
-}
 
 /// How often the WAL is copied back into the database file.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
-type WriteJob = Box<dyn FnOnce(&Connection) -> Completion + Send>;
+/// A job of the writer: run in the group's transaction (`Some`), or not at all (`None`: no
+/// transaction could begin; its caller is told so).
+type WriteJob = Box<dyn FnOnce(Option<&Connection>) -> Completion + Send>;
 type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 
 pub struct SqliteStore {
@@ -92,20 +87,6 @@ fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> StoreResult
             Err(e)
         }
     }
-}
-
-/// Starts a thread that logs where the code that started it logs (a node's threads log to
-/// that node's log, also when several nodes share a process, as in the tests).
-fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> StoreResult<()> {
-    let log = tracing::dispatcher::get_default(|d| d.clone());
-    std::thread::Builder::new()
-        .name(name.clone())
-        .spawn(move || {
-            let _log = tracing::dispatcher::set_default(&log);
-            f()
-        })
-        .map(|_| ())
-        .map_err(|e| StoreError::Unavailable(format!("cannot start the {name} thread: {e}")))
 }
 
 impl SqliteStore {
@@ -183,7 +164,10 @@ impl SqliteStore {
         let (tx, rx) = oneshot::channel();
         let journal = self.journal.load(std::sync::atomic::Ordering::Relaxed);
         let job: WriteJob = Box::new(move |conn| {
-            let result = in_savepoint(conn, |c| f(&SqliteTx::journalling(c, journal)));
+            let result = match conn {
+                Some(conn) => in_savepoint(conn, |c| f(&SqliteTx::journalling(c, journal))),
+                None => Err(StoreError::Unavailable("no write transaction could begin".into())),
+            };
             Box::new(move |commit: Result<(), StoreError>| {
                 let _ = tx.send(commit.and(result));
             })
@@ -231,7 +215,8 @@ fn writer_loop(
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
             let err = map_err(e);
             match first {
-                Some(job) => job(&conn)(Err(err)),
+                // Not run: outside a transaction its savepoint would commit on its own.
+                Some(job) => job(None)(Err(err)),
                 None => {
                     tracing::warn!(error = %err, "cannot begin a write; status updates wait");
                     std::thread::sleep(std::time::Duration::from_millis(100));
@@ -241,10 +226,10 @@ fn writer_loop(
         }
         std::mem::swap(&mut batch, &mut *updates.lock());
         apply_updates(&conn, &mut batch, journal.load(std::sync::atomic::Ordering::Relaxed));
-        completions.extend(first.map(|job| job(&conn)));
+        completions.extend(first.map(|job| job(Some(&conn))));
         while completions.len() < max_batch {
             match rx.try_recv() {
-                Ok(job) => completions.push(job(&conn)),
+                Ok(job) => completions.push(job(Some(&conn))),
                 Err(_) => break,
             }
         }
@@ -538,7 +523,7 @@ impl Store for SqliteStore {
         };
         // The writer drains the buffer at the start of every group; it needs waking only
         // when the buffer was empty (it may be asleep).
-        if first && self.jobs.send(Box::new(|_: &Connection| -> Completion { Box::new(|_| {}) })).is_err() {
+        if first && self.jobs.send(Box::new(|_| -> Completion { Box::new(|_| {}) })).is_err() {
             tracing::warn!("status update dropped: the store writer has stopped");
         }
     }
