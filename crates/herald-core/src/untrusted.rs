@@ -12,7 +12,7 @@ pub const SHOWN_CHARS: usize = 64;
 /// text escaped the way Rust writes them (`\n`, `\u{202e}`).
 pub struct Untrusted<'a>(pub &'a str);
 
-fn invisible(c: char) -> bool {
+fn escaped(c: char) -> bool {
     c.is_control()
         || c == '\\'
         || matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
@@ -24,7 +24,7 @@ impl Display for Untrusted<'_> {
             if n == SHOWN_CHARS {
                 return write!(f, "...(+{} bytes)", self.0.len() - i);
             }
-            if invisible(c) {
+            if escaped(c) {
                 write!(f, "{}", c.escape_default())?;
             } else {
                 f.write_char(c)?;

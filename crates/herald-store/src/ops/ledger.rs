@@ -93,13 +93,20 @@ pub(crate) struct DeviceDims {
 /// sent, delivered, opened: often counted in different batches) and of one device cost one
 /// lookup: a message's for as long as the cache holds them, a device's (its app version
 /// changes) for [`DEVICE_DIMS_MS`]. A push that stores messages puts theirs in at once
-/// ([`DimsCache::remember_push`]): counting them then looks nothing up. Each map is emptied
-/// when it reaches [`CACHED_DIMS`]. Its lock is never held across a query: a push's writer
-/// never waits for a count's reads.
+/// ([`DimsCache::remember_push`]) when this node counted lately (in a cluster one node
+/// counts): counting them then looks nothing up. Each map is emptied when it reaches
+/// [`CACHED_DIMS`]. Its lock is never held across a query: a push's writer never waits for
+/// a count's reads.
 #[derive(Default)]
 pub(crate) struct DimsCache {
     maps: parking_lot::Mutex<DimsMaps>,
+    /// When this node last read the journal (Unix ms).
+    counted_at: std::sync::atomic::AtomicI64,
 }
+
+/// A push primes the cache only if this node read the journal within this time (twice the
+/// longest `analytics.flush_ms`).
+const COUNTING_MS: i64 = 120_000;
 
 #[derive(Default)]
 struct DimsMaps {
@@ -186,10 +193,11 @@ impl DimsCache {
     ///
     /// [`MESSAGE_DIMS`]: sql::MESSAGE_DIMS
     pub(crate) fn remember_push(&self, push: &NewPush, committed: &CommittedPush) {
-        if committed.replayed {
+        let t = &push.task;
+        let counting = t.created_at - self.counted_at.load(std::sync::atomic::Ordering::Relaxed) < COUNTING_MS;
+        if committed.replayed || !counting {
             return;
         }
-        let t = &push.task;
         let stored = push.messages.iter().zip(&committed.outcomes).filter_map(|(m, (_, outcome))| match outcome {
             TargetOutcome::Accepted { .. } => Some(m),
             TargetOutcome::Undeliverable | TargetOutcome::Duplicate { .. } => None,
@@ -243,6 +251,7 @@ impl DimsMaps {
 /// The oldest `limit` journal entries, each with what it is counted by (looked up through
 /// `cache`) and whether its app's webhook is on (looked up once per app and call).
 pub(crate) async fn read_journal<X: Tx>(tx: &X, limit: usize, cache: &DimsCache, now: i64) -> StoreResult<Vec<Entry>> {
+    cache.counted_at.store(now, std::sync::atomic::Ordering::Relaxed);
     let mut entries = tx.query(&sql::JOURNAL_HEAD, &[&(limit as i64)], entry).await?;
     let mut webhooks: HashMap<String, bool> = HashMap::default();
     for e in entries.iter_mut() {
