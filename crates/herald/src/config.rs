@@ -85,6 +85,15 @@ pub struct MqttConfig {
     pub max_queued: usize,
     /// Unsent bytes per connection before the gateway stops writing to it.
     pub max_write_buffer_bytes: usize,
+    /// Connections open at once from one source address (0: no limit).
+    pub max_connections_per_address: usize,
+    /// New connections per second from one source address, after a burst of
+    /// `connect_burst_per_address`.
+    pub connects_per_second_per_address: u32,
+    pub connect_burst_per_address: u32,
+    /// Source addresses not limited: a TLS proxy's on this host (every connection through it
+    /// comes from its address).
+    pub limits_exempt: Vec<std::net::IpAddr>,
 }
 
 impl Default for Config {
@@ -137,6 +146,10 @@ impl Default for MqttConfig {
             max_inflight: 32,
             max_queued: 256,
             max_write_buffer_bytes: 1024 * 1024,
+            max_connections_per_address: 10_000,
+            connects_per_second_per_address: 100,
+            connect_burst_per_address: 1_000,
+            limits_exempt: vec![std::net::Ipv4Addr::LOCALHOST.into(), std::net::Ipv6Addr::LOCALHOST.into()],
         }
     }
 }
@@ -228,6 +241,13 @@ max_inflight = 32
 max_queued = 256
 # Unsent bytes per connection before the gateway stops writing to it.
 max_write_buffer_bytes = 1048576
+# Per source address: connections open at once (0: no limit), and new connections per
+# second after a burst. A mobile carrier's NAT puts many phones behind one address.
+max_connections_per_address = 10000
+connects_per_second_per_address = 100
+connect_burst_per_address = 1000
+# Addresses not limited: a TLS proxy's on this host.
+limits_exempt = ["127.0.0.1", "::1"]
 
 [store]
 # SQLite synchronous mode: "full" (fsync at each group commit) or "normal".
@@ -385,6 +405,10 @@ impl Config {
         check((1..=65_535).contains(&self.mqtt.max_inflight), "mqtt.max_inflight must be between 1 and 65535");
         check(self.mqtt.max_queued >= 1, "mqtt.max_queued must be at least 1");
         check(self.mqtt.max_write_buffer_bytes >= 4096, "mqtt.max_write_buffer_bytes must be at least 4096");
+        check(
+            self.mqtt.connects_per_second_per_address >= 1 && self.mqtt.connect_burst_per_address >= 1,
+            "mqtt.connects_per_second_per_address and mqtt.connect_burst_per_address must be at least 1",
+        );
         check(
             matches!(self.store.sqlite_synchronous.as_str(), "full" | "normal"),
             "store.sqlite_synchronous must be \"full\" or \"normal\"",

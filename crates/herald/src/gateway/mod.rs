@@ -6,6 +6,7 @@
 //! the connection's [`crate::dispatch::Session`] queue, and whatever a connection cannot
 //! take stays in the store, so a slow or dead client holds back nobody else.
 
+mod admission;
 mod connection;
 
 use std::sync::Arc;
@@ -22,6 +23,8 @@ use crate::shutdown::Signal;
 
 /// How often keepalive deadlines are checked: the precision of the 1.5× rule.
 const KEEPALIVE_SWEEP: Duration = Duration::from_millis(250);
+/// Keepalive sweeps between two sweeps of the per-address counts (10 s).
+const ADMISSION_SWEEP_EVERY: u32 = 40;
 
 pub struct Gateway {
     store: Arc<dyn Store>,
@@ -31,11 +34,14 @@ pub struct Gateway {
     cfg: MqttConfig,
     /// Open connection tasks, so that shutdown can wait for them.
     open: AtomicUsize,
+    /// Connections per source address.
+    admission: admission::Admission,
 }
 
 impl Gateway {
     pub fn new(store: Arc<dyn Store>, dispatcher: Arc<Dispatcher>, cfg: MqttConfig) -> Arc<Self> {
-        Arc::new(Gateway { store, dispatcher, cfg, open: AtomicUsize::new(0) })
+        let admission = admission::Admission::new(&cfg);
+        Arc::new(Gateway { store, dispatcher, cfg, open: AtomicUsize::new(0), admission })
     }
 
     fn hub(&self) -> &Hub {
@@ -49,11 +55,22 @@ impl Gateway {
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, _peer)) => {
+                    Ok((stream, peer)) => {
+                        let ip = peer.ip().to_canonical();
+                        let counted = match self.admission.admit(ip, std::time::Instant::now()) {
+                            Ok(counted) => counted,
+                            Err(why) => {
+                                tracing::debug!(%ip, ?why, "connection refused by the per-address limits");
+                                continue;
+                            }
+                        };
                         self.open.fetch_add(1, Ordering::Relaxed);
                         let gw = self.clone();
                         tokio::spawn(async move {
                             gw.clone().connection(stream).await;
+                            if counted {
+                                gw.admission.release(ip);
+                            }
                             gw.open.fetch_sub(1, Ordering::Relaxed);
                         });
                     }
@@ -78,7 +95,12 @@ impl Gateway {
     /// Closes connections silent for longer than 1.5 times their keepalive.
     async fn sweep_keepalives(self: Arc<Self>, shutdown: Signal) {
         let mut ticks = crate::shutdown::ticks(KEEPALIVE_SWEEP);
+        let mut sweeps = 0u32;
         while shutdown.every(&mut ticks).await {
+            sweeps = sweeps.wrapping_add(1);
+            if sweeps.is_multiple_of(ADMISSION_SWEEP_EVERY) {
+                self.admission.sweep(std::time::Instant::now());
+            }
             let closed = self.hub().close_idle(herald_core::now_ms());
             if closed > 0 {
                 tracing::debug!(closed, "closed connections whose keepalive expired");

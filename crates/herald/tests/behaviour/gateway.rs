@@ -23,6 +23,31 @@ impl Raw {
         Raw { stream: TcpStream::connect(addr).await.unwrap(), buf: BytesMut::new() }
     }
 
+    /// A connection from another loopback address than 127.0.0.1 (Linux routes all of
+    /// 127/8 to the loopback): a client the per-address limits apply to.
+    async fn open_from(addr: &str, source: &str) -> Raw {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        Raw { stream: socket.connect(addr.parse().unwrap()).await.unwrap(), buf: BytesMut::new() }
+    }
+
+    async fn connect_as(mut self, creds: &Creds) -> Option<Packet> {
+        self.send(Packet::Connect(Connect {
+            protocol: Protocol::V311,
+            clean_session: true,
+            keep_alive: 30,
+            client_id: MqttStr::new(creds.device_id.clone()),
+            will: None,
+            username: Some(MqttStr::new(creds.app_id.clone())),
+            password: Some(Bytes::from(creds.token.clone())),
+        }))
+        .await;
+        let answer = self.recv().await;
+        // Kept open until the caller's scope ends.
+        std::mem::forget(self);
+        answer
+    }
+
     async fn send(&mut self, packet: Packet) {
         self.stream.write_all(&packet.to_bytes()).await.unwrap();
     }
@@ -138,6 +163,42 @@ async fn a_refused_client_id_can_neither_forge_nor_flood_the_log() {
     assert!(refused[0].contains("d1\\n2026-12-05T00:00:00.000000Z"), "{}", refused[0]);
     assert!(refused.iter().all(|l| l.len() < 400), "{refused:?}");
     assert!(refused[1].contains("(+64936 bytes)"), "{}", refused[1]);
+}
+
+/// Issue 12: nothing limited how many connections one address may open. Now one address
+/// holds at most `mqtt.max_connections_per_address` at once (more are closed before anything
+/// is read), another address is not held back, a slot comes back when a connection ends,
+/// and exempt addresses (a local proxy's) are not limited. (The CONNECT rate's token bucket
+/// is tested beside the gateway.)
+#[tokio::test]
+async fn one_address_can_hold_only_so_many_connections() {
+    let Some(server) = herald_testkit::TestServer::start_with(crate::BACKEND, |cfg| {
+        cfg.mqtt.max_connections_per_address = 2;
+        cfg.mqtt.limits_exempt = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await
+    else {
+        return;
+    };
+    let app = server.create_app().await;
+    let creds = app.register("i").await;
+    let accepted = |p: Option<Packet>| matches!(p, Some(Packet::ConnAck(a)) if a.code == ConnectReturnCode::Accepted);
+
+    let first = Raw::open_from(&server.mqtt, "127.0.0.2").await; // open, no CONNECT yet
+    assert!(accepted(Raw::open_from(&server.mqtt, "127.0.0.2").await.connect_as(&creds).await));
+    let mut third = Raw::open_from(&server.mqtt, "127.0.0.2").await;
+    assert_eq!(third.recv().await, None, "a third connection from one address is closed at once");
+    assert!(accepted(Raw::open_from(&server.mqtt, "127.0.0.3").await.connect_as(&creds).await));
+    drop(first);
+    // The slot comes back once the server has seen the first connection end.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !accepted(Raw::open_from(&server.mqtt, "127.0.0.2").await.connect_as(&creds).await) {
+        assert!(tokio::time::Instant::now() < deadline, "the slot of a closed connection did not come back");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for _ in 0..4 {
+        assert!(accepted(Raw::open(&server.mqtt).await.connect_as(&creds).await), "exempt");
+    }
 }
 
 #[tokio::test]

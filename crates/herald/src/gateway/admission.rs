@@ -1,0 +1,132 @@
+//! Who may open an MQTT connection: per source address, at most
+//! `mqtt.max_connections_per_address` open at once, and new connections limited by a token
+//! bucket (`mqtt.connects_per_second_per_address`, `mqtt.connect_burst_per_address`), so that
+//! one host can neither take a node's descriptors nor flood it with CONNECTs, and a
+//! reconnect storm behind one NAT is spread over seconds instead of landing at once.
+//! Addresses in `mqtt.limits_exempt` (a local TLS proxy's; by default the loopback's) are
+//! not limited. A refused connection is closed before anything is read from it.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+
+use crate::config::MqttConfig;
+
+pub(super) struct Admission {
+    max_open: usize,
+    per_second: f64,
+    burst: f64,
+    exempt: Vec<IpAddr>,
+    addresses: Mutex<HashMap<IpAddr, Address>>,
+}
+
+struct Address {
+    open: usize,
+    tokens: f64,
+    refilled: Instant,
+}
+
+/// Why a connection was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Refused {
+    TooManyOpen,
+    TooFast,
+}
+
+impl Admission {
+    pub(super) fn new(cfg: &MqttConfig) -> Admission {
+        Admission {
+            max_open: cfg.max_connections_per_address,
+            per_second: f64::from(cfg.connects_per_second_per_address),
+            burst: f64::from(cfg.connect_burst_per_address),
+            exempt: cfg.limits_exempt.clone(),
+            addresses: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Admits a connection from `ip` (to be [`Admission::release`]d when it ends):
+    /// `Ok(true)` when it is counted, `Ok(false)` when its address is exempt.
+    pub(super) fn admit(&self, ip: IpAddr, now: Instant) -> Result<bool, Refused> {
+        if self.exempt.contains(&ip) {
+            return Ok(false);
+        }
+        let mut addresses = self.addresses.lock();
+        let a = addresses.entry(ip).or_insert(Address { open: 0, tokens: self.burst, refilled: now });
+        a.tokens = (a.tokens + now.duration_since(a.refilled).as_secs_f64() * self.per_second).min(self.burst);
+        a.refilled = now;
+        if self.max_open > 0 && a.open >= self.max_open {
+            return Err(Refused::TooManyOpen);
+        }
+        if a.tokens < 1.0 {
+            return Err(Refused::TooFast);
+        }
+        a.tokens -= 1.0;
+        a.open += 1;
+        Ok(true)
+    }
+
+    pub(super) fn release(&self, ip: IpAddr) {
+        if let Some(a) = self.addresses.lock().get_mut(&ip) {
+            a.open = a.open.saturating_sub(1);
+        }
+    }
+
+    /// Forgets addresses with nothing open whose bucket has refilled: what is kept is
+    /// bounded by the connections open and the last few seconds' attempts.
+    pub(super) fn sweep(&self, now: Instant) {
+        let full = self.burst / self.per_second.max(f64::MIN_POSITIVE);
+        self.addresses.lock().retain(|_, a| a.open > 0 || now.duration_since(a.refilled).as_secs_f64() < full);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn admission(max_open: usize, per_second: u32, burst: u32) -> Admission {
+        let cfg = MqttConfig {
+            max_connections_per_address: max_open,
+            connects_per_second_per_address: per_second,
+            connect_burst_per_address: burst,
+            limits_exempt: vec!["127.0.0.1".parse().unwrap()],
+            ..MqttConfig::default()
+        };
+        Admission::new(&cfg)
+    }
+
+    #[test]
+    fn open_connections_per_address_are_capped() {
+        let a = admission(2, 1000, 1000);
+        let (ip, other, t) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap(), Instant::now());
+        assert_eq!(a.admit(ip, t), Ok(true));
+        assert_eq!(a.admit(ip, t), Ok(true));
+        assert_eq!(a.admit(ip, t), Err(Refused::TooManyOpen));
+        assert_eq!(a.admit(other, t), Ok(true), "another address is not held back");
+        a.release(ip);
+        assert_eq!(a.admit(ip, t), Ok(true));
+        assert_eq!(a.admit("127.0.0.1".parse().unwrap(), t), Ok(false), "exempt");
+    }
+
+    #[test]
+    fn new_connections_per_address_follow_a_token_bucket() {
+        let a = admission(0, 2, 3);
+        let (ip, t) = ("10.0.0.1".parse().unwrap(), Instant::now());
+        for _ in 0..3 {
+            assert_eq!(a.admit(ip, t), Ok(true));
+        }
+        assert_eq!(a.admit(ip, t), Err(Refused::TooFast));
+        assert_eq!(a.admit(ip, t + Duration::from_millis(500)), Ok(true), "one token back after 0.5 s");
+        assert_eq!(a.admit(ip, t + Duration::from_millis(500)), Err(Refused::TooFast));
+        for _ in 0..5 {
+            a.release(ip);
+        }
+        a.sweep(t + Duration::from_millis(600));
+        assert_eq!(a.addresses.lock().len(), 1, "its bucket is not full yet");
+        a.sweep(t + Duration::from_secs(3));
+        assert!(a.addresses.lock().is_empty());
+    }
+}
