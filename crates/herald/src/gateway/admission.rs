@@ -4,7 +4,9 @@
 //! one host can neither take a node's descriptors nor flood it with CONNECTs, and a
 //! reconnect storm behind one NAT is spread over seconds instead of landing at once.
 //! Addresses in `mqtt.limits_exempt` (a local TLS proxy's; by default the loopback's) are
-//! not limited. A refused connection is closed before anything is read from it.
+//! not limited. An IPv6 address counts as its /64 (one host holds a whole /64, and would
+//! otherwise get a bucket, and an entry here, per address). A refused connection is closed
+//! before anything is read from it.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -53,7 +55,7 @@ impl Admission {
             return Ok(false);
         }
         let mut addresses = self.addresses.lock();
-        let a = addresses.entry(ip).or_insert(Address { open: 0, tokens: self.burst, refilled: now });
+        let a = addresses.entry(source(ip)).or_insert(Address { open: 0, tokens: self.burst, refilled: now });
         a.tokens = (a.tokens + now.duration_since(a.refilled).as_secs_f64() * self.per_second).min(self.burst);
         a.refilled = now;
         if self.max_open > 0 && a.open >= self.max_open {
@@ -68,7 +70,7 @@ impl Admission {
     }
 
     pub(super) fn release(&self, ip: IpAddr) {
-        if let Some(a) = self.addresses.lock().get_mut(&ip) {
+        if let Some(a) = self.addresses.lock().get_mut(&source(ip)) {
             a.open = a.open.saturating_sub(1);
         }
     }
@@ -78,6 +80,14 @@ impl Admission {
     pub(super) fn sweep(&self, now: Instant) {
         let full = self.burst / self.per_second.max(f64::MIN_POSITIVE);
         self.addresses.lock().retain(|_, a| a.open > 0 || now.duration_since(a.refilled).as_secs_f64() < full);
+    }
+}
+
+/// What the limits count by: an IPv4 address, or an IPv6 address's /64.
+fn source(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
     }
 }
 
@@ -109,6 +119,18 @@ mod tests {
         a.release(ip);
         assert_eq!(a.admit(ip, t), Ok(true));
         assert_eq!(a.admit("127.0.0.1".parse().unwrap(), t), Ok(false), "exempt");
+    }
+
+    #[test]
+    fn an_ipv6_host_counts_as_its_64() {
+        let a = admission(2, 1000, 1000);
+        let t = Instant::now();
+        assert_eq!(a.admit("2001:db8:1:2::1".parse().unwrap(), t), Ok(true));
+        assert_eq!(a.admit("2001:db8:1:2:ffff::9".parse().unwrap(), t), Ok(true));
+        assert_eq!(a.admit("2001:db8:1:2:abcd::1".parse().unwrap(), t), Err(Refused::TooManyOpen));
+        assert_eq!(a.admit("2001:db8:1:3::1".parse().unwrap(), t), Ok(true), "another /64");
+        a.release("2001:db8:1:2:ffff::9".parse().unwrap());
+        assert_eq!(a.admit("2001:db8:1:2::7".parse().unwrap(), t), Ok(true));
     }
 
     #[test]
