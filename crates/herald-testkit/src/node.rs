@@ -95,8 +95,9 @@ impl TestServer {
                     .expect("node runtime");
                 let ran = runtime.block_on(async move {
                     let listeners = Listeners {
-                        http: tokio::net::TcpListener::from_std(http)?,
-                        mqtt: tokio::net::TcpListener::from_std(mqtt)?,
+                        http: Some(tokio::net::TcpListener::from_std(http)?),
+                        mqtt: Some(tokio::net::TcpListener::from_std(mqtt)?),
+                        ..Listeners::default()
                     };
                     herald::node::run(cfg, listeners, signal).await
                 });

@@ -19,6 +19,8 @@ pub struct TestProcess {
     dir: PathBuf,
     /// `serve` arguments, kept for restarts.
     args: Vec<String>,
+    /// The `herald ready …` line: the addresses it listens on.
+    ready: String,
     tmp: Option<tempfile::TempDir>,
     /// Dropped after the process.
     schema: Option<ScratchSchema>,
@@ -100,18 +102,22 @@ impl TestProcess {
         let Some(ready) = ready else {
             panic!("herald did not become ready; its log:\n{}", log.tail(200).join("\n"));
         };
-        let field = |name: &str| {
-            ready.split_whitespace().find_map(|w| w.strip_prefix(name)).expect("ready line field").to_string()
-        };
+        let field = |name: &str| listener(&ready, name).unwrap_or_default();
         TestProcess {
             child,
-            endpoint: Endpoint { http: field("http="), mqtt: field("mqtt="), log },
+            endpoint: Endpoint { http: field("http"), mqtt: field("mqtt"), log },
             bin: bin.to_path_buf(),
             dir: dir.to_path_buf(),
             args: extra.iter().map(|s| s.to_string()).collect(),
             tmp: None,
             schema: None,
+            ready,
         }
+    }
+
+    /// The address of the listener `name` (`http`, `mqtt`, `https`, `mqtts`), if it listens.
+    pub fn listener(&self, name: &str) -> Option<String> {
+        listener(&self.ready, name)
     }
 
     pub fn pid(&self) -> u32 {
@@ -129,6 +135,13 @@ impl TestProcess {
         // SAFETY: kill only sends a signal to the child's pid.
         let sent = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
         assert_eq!(sent, 0, "SIGTERM to the herald process");
+    }
+
+    /// SIGHUP: read the TLS certificate files again.
+    pub fn hangup(&self) {
+        // SAFETY: kill only sends a signal to the child's pid.
+        let sent = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGHUP) };
+        assert_eq!(sent, 0, "SIGHUP to the herald process");
     }
 
     /// Restarts on the same data directory and store (after `kill9` or a stop).
@@ -162,4 +175,9 @@ impl Drop for TestProcess {
         let _ = self.child.wait();
         self.schema.take();
     }
+}
+
+/// `name=ADDR` of a `herald ready` line.
+fn listener(ready: &str, name: &str) -> Option<String> {
+    ready.split_whitespace().find_map(|w| w.strip_prefix(name)?.strip_prefix('=')).map(str::to_string)
 }

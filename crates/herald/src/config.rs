@@ -31,6 +31,7 @@ pub struct Config {
     pub limits: Limits,
     pub http: HttpConfig,
     pub mqtt: MqttConfig,
+    pub tls: crate::tls::TlsConfig,
     pub store: StoreConfig,
     pub cluster: ClusterConfig,
     pub channels: herald_channels::ChannelsConfig,
@@ -111,6 +112,7 @@ impl Default for Config {
             limits: Limits::default(),
             http: HttpConfig::default(),
             mqtt: MqttConfig::default(),
+            tls: crate::tls::TlsConfig::default(),
             store: StoreConfig::default(),
             cluster: ClusterConfig::default(),
             channels: herald_channels::ChannelsConfig::default(),
@@ -249,6 +251,19 @@ connect_burst_per_address = 1000
 # Addresses not limited: a TLS proxy's on this host.
 limits_exempt = ["127.0.0.1", "::1"]
 
+[tls]
+# PEM certificate chain (leaf first) and its private key. Both set: MQTT over TLS on
+# mqtts_addr and HTTPS on https_addr, TLS 1.2 and 1.3 only. The files are read again when
+# they change (and on SIGHUP), without a restart.
+# cert = "/etc/herald/tls/fullchain.pem"
+# key = "/etc/herald/tls/privkey.pem"
+mqtts_addr = "0.0.0.0:8883"
+https_addr = "0.0.0.0:8443"
+# With TLS on, also serve the plain listeners (http_addr, mqtt_addr); false: TLS only.
+plain = true
+# Seconds between two looks at the files for a change.
+reload_secs = 10
+
 [store]
 # SQLite synchronous mode: "full" (fsync at each group commit) or "normal".
 sqlite_synchronous = "full"
@@ -352,6 +367,7 @@ impl Config {
     pub fn validate(&self) -> Vec<String> {
         let mut problems = self.analytics.problems();
         problems.extend(self.receipts.problems());
+        problems.extend(self.tls.problems());
         let mut check = |ok: bool, msg: &str| {
             if !ok {
                 problems.push(msg.to_string());

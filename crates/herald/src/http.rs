@@ -26,16 +26,24 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 
 use crate::config::HttpConfig;
 use crate::shutdown::Signal;
 
-/// Serves `router` on `listener` until `shutdown`; then stops accepting, lets requests in
-/// progress finish and returns when every connection has closed.
-pub async fn serve(listener: TcpListener, router: axum::Router, cfg: HttpConfig, shutdown: Signal) {
+/// Serves `router` on `listener` (HTTPS when `tls` is given: the handshake has the header
+/// timeout to complete) until `shutdown`; then stops accepting, lets requests in progress
+/// finish and returns when every connection has closed.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    router: axum::Router,
+    cfg: HttpConfig,
+    shutdown: Signal,
+) {
     let slots = Arc::new(Semaphore::new(cfg.max_connections));
     let limits = Limits {
         header: Duration::from_secs(cfg.header_timeout_secs),
@@ -52,9 +60,17 @@ pub async fn serve(listener: TcpListener, router: axum::Router, cfg: HttpConfig,
         };
         match accepted {
             Ok((stream, _peer)) => {
-                let (router, shutdown) = (router.clone(), shutdown.clone());
+                let (router, shutdown, tls) = (router.clone(), shutdown.clone(), tls.clone());
                 tokio::spawn(async move {
-                    connection(stream, router, limits, shutdown).await;
+                    let _ = stream.set_nodelay(true);
+                    match tls {
+                        None => connection(stream, router, limits, shutdown).await,
+                        Some(acceptor) => match tokio::time::timeout(limits.header, acceptor.accept(stream)).await {
+                            Ok(Ok(stream)) => connection(stream, router, limits, shutdown).await,
+                            Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                            Err(_) => tracing::debug!("no TLS handshake within the header timeout"),
+                        },
+                    }
                     drop(slot);
                 });
             }
@@ -119,8 +135,10 @@ impl Watch {
     }
 }
 
-async fn connection(stream: TcpStream, router: axum::Router, limits: Limits, shutdown: Signal) {
-    let _ = stream.set_nodelay(true);
+async fn connection<S>(stream: S, router: axum::Router, limits: Limits, shutdown: Signal)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let watch = Arc::new(Watch { phase: Mutex::new(Phase::Head(Instant::now())), changed: Default::default() });
     let service = {
         let watch = watch.clone();
@@ -179,12 +197,12 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 /// The connection's socket, telling its watch when a request head begins to arrive.
-struct Watched {
-    inner: TcpStream,
+struct Watched<S> {
+    inner: S,
     watch: Arc<Watch>,
 }
 
-impl AsyncRead for Watched {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
@@ -199,7 +217,7 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.get_mut().inner).poll_write(cx, data)
     }

@@ -9,6 +9,7 @@
 //! - [`gateway`]: MQTT 3.1.1 connections of devices;
 //! - [`ledger`]: analytics counters and receipt webhooks, from the store's journal;
 //! - [`node`]: wiring of one node; [`config`]: typed configuration; [`cli`]: the `herald` command;
+//! - [`tls`]: certificates of the TLS listeners, reloaded when their files change;
 //! - [`metrics`], [`shutdown`], [`http_client`]: shared pieces.
 //!
 //! `api` and `gateway` meet only through `dispatch`; `dispatch` uses `bus` (never the other
@@ -26,3 +27,4 @@ pub mod ledger;
 pub mod metrics;
 pub mod node;
 pub mod shutdown;
+pub mod tls;

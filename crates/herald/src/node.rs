@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use herald_core::crypto::{self, MasterKey};
 use herald_store::Store;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 use crate::api::{self, AppState, Inner, signing::Verifier};
 use crate::bus::Bus;
@@ -19,18 +20,43 @@ use crate::gateway::Gateway;
 use crate::metrics::Metrics;
 use crate::shutdown::Signal;
 
+/// The node's listening sockets: the plain ones unless `tls.plain` is off, the TLS ones
+/// when a certificate is configured.
+#[derive(Default)]
 pub struct Listeners {
-    pub http: TcpListener,
-    pub mqtt: TcpListener,
+    pub http: Option<TcpListener>,
+    pub mqtt: Option<TcpListener>,
+    pub https: Option<TcpListener>,
+    pub mqtts: Option<TcpListener>,
 }
 
 impl Listeners {
     pub async fn bind(cfg: &Config) -> anyhow::Result<Self> {
-        let http =
-            TcpListener::bind(cfg.http_addr).await.with_context(|| format!("binding HTTP on {}", cfg.http_addr))?;
-        let mqtt =
-            TcpListener::bind(cfg.mqtt_addr).await.with_context(|| format!("binding MQTT on {}", cfg.mqtt_addr))?;
-        Ok(Listeners { http, mqtt })
+        async fn bind(what: &str, addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
+            TcpListener::bind(addr).await.with_context(|| format!("binding {what} on {addr}"))
+        }
+        let tls = cfg.tls.files().is_some();
+        let mut listeners = Listeners::default();
+        if cfg.tls.plain || !tls {
+            listeners.http = Some(bind("HTTP", cfg.http_addr).await?);
+            listeners.mqtt = Some(bind("MQTT", cfg.mqtt_addr).await?);
+        }
+        if tls {
+            listeners.https = Some(bind("HTTPS", cfg.tls.https_addr).await?);
+            listeners.mqtts = Some(bind("MQTT over TLS", cfg.tls.mqtts_addr).await?);
+        }
+        Ok(listeners)
+    }
+
+    /// `http=ADDR mqtt=ADDR https=ADDR mqtts=ADDR`, for the listeners there are.
+    fn describe(&self) -> anyhow::Result<String> {
+        let mut words = Vec::new();
+        for (name, l) in [("http", &self.http), ("mqtt", &self.mqtt), ("https", &self.https), ("mqtts", &self.mqtts)] {
+            if let Some(l) = l {
+                words.push(format!("{name}={}", l.local_addr()?));
+            }
+        }
+        Ok(words.join(" "))
     }
 }
 
@@ -103,10 +129,25 @@ pub async fn run(cfg: Config, listeners: Listeners, shutdown: Signal) -> anyhow:
         admin_token_hash,
     }));
 
-    let http_addr = listeners.http.local_addr()?;
-    let mqtt_addr = listeners.mqtt.local_addr()?;
+    let addresses = listeners.describe()?;
+    let (mqtt_tls, https_tls) = match cfg.tls.files() {
+        Some((cert, key)) => {
+            let certs = crate::tls::Certificates::load(cert, key).context("loading the TLS certificate")?;
+            tokio::spawn(certs.clone().watch(Duration::from_secs(cfg.tls.reload_secs), shutdown.clone()));
+            (
+                Some(TlsAcceptor::from(certs.server_config(&[]))),
+                Some(TlsAcceptor::from(certs.server_config(&[b"http/1.1"]))),
+            )
+        }
+        None => (None, None),
+    };
     let gateway = Gateway::new(store.clone(), dispatcher.clone(), cfg.mqtt.clone());
-    let gateway_task = tokio::spawn(gateway.serve(listeners.mqtt, shutdown.clone(), DRAIN));
+    let mqtt_listeners = [(listeners.mqtt, None), (listeners.mqtts, mqtt_tls)];
+    let gateway_task = tokio::spawn(gateway.serve(
+        mqtt_listeners.into_iter().filter_map(|(l, tls)| Some((l?, tls))).collect(),
+        shutdown.clone(),
+        DRAIN,
+    ));
     let sweeps = tokio::spawn(
         dispatcher.clone().run_expiry_sweeps(Duration::from_secs(cfg.store.expiry_sweep_secs), shutdown.clone()),
     );
@@ -130,10 +171,12 @@ pub async fn run(cfg: Config, listeners: Listeners, shutdown: Signal) -> anyhow:
         webhook_client,
         shutdown.clone(),
     );
-    let http_task = serve_api(listeners.http, api::router(state), cfg.http.clone(), shutdown.clone())?;
-    tracing::info!(%http_addr, %mqtt_addr, node = %cfg.node_id, bus = bus.kind(), "herald serving");
+    let http_listeners = [(listeners.http, None), (listeners.https, https_tls)];
+    let http_listeners = http_listeners.into_iter().filter_map(|(l, tls)| Some((l?, tls))).collect();
+    let http_task = serve_api(http_listeners, api::router(state), cfg.http.clone(), shutdown.clone())?;
+    tracing::info!(listeners = %addresses, node = %cfg.node_id, bus = bus.kind(), "herald serving");
     // Tests and scripts wait for this line on standard output.
-    println!("herald ready http={http_addr} mqtt={mqtt_addr}");
+    println!("herald ready {addresses}");
 
     shutdown.wait().await;
     tracing::info!("shutting down: no new connections or requests");
@@ -160,12 +203,13 @@ pub async fn run(cfg: Config, listeners: Listeners, shutdown: Signal) -> anyhow:
 /// only for the operating system to give its thread a turn. Resolves when the server has
 /// stopped. The threads log where the node logs.
 fn serve_api(
-    listener: TcpListener,
+    listeners: Vec<(TcpListener, Option<TlsAcceptor>)>,
     router: axum::Router,
     cfg: crate::config::HttpConfig,
     shutdown: Signal,
 ) -> anyhow::Result<tokio::sync::oneshot::Receiver<anyhow::Result<()>>> {
-    let listener = listener.into_std()?;
+    let listeners: Vec<_> =
+        listeners.into_iter().map(|(l, tls)| Ok((l.into_std()?, tls))).collect::<anyhow::Result<_>>()?;
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let log = tracing::dispatcher::get_default(|d| d.clone());
     std::thread::Builder::new()
@@ -183,8 +227,15 @@ fn serve_api(
                 .context("starting the API runtime")
                 .and_then(|rt| {
                     rt.block_on(async move {
-                        let listener = TcpListener::from_std(listener)?;
-                        crate::http::serve(listener, router, cfg, shutdown).await;
+                        let mut serving = Vec::new();
+                        for (listener, tls) in listeners {
+                            let listener = TcpListener::from_std(listener)?;
+                            let (router, cfg, shutdown) = (router.clone(), cfg.clone(), shutdown.clone());
+                            serving.push(tokio::spawn(crate::http::serve(listener, tls, router, cfg, shutdown)));
+                        }
+                        for s in serving {
+                            let _ = s.await;
+                        }
                         Ok(())
                     })
                 });

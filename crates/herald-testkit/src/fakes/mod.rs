@@ -74,6 +74,18 @@ impl TestCa {
         path
     }
 
+    /// A server certificate for 127.0.0.1 and localhost signed by this CA, for a node's
+    /// `--tls-cert` and `--tls-key`: (PEM chain, leaf then CA; PEM key). `label` is its
+    /// common name, to tell two apart.
+    pub fn server_pem(&self, label: &str) -> (String, String) {
+        let key = rcgen::KeyPair::generate().expect("server key");
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .expect("server params");
+        params.distinguished_name.push(rcgen::DnType::CommonName, label);
+        let leaf = params.signed_by(&key, &self.issuer).expect("server cert");
+        (format!("{}{}", leaf.pem(), self.ca_pem), key.serialize_pem())
+    }
+
     /// A client certificate signed by this CA (APNs certificate auth): (DER chain, PKCS#8).
     pub fn client_cert(&self, common_name: &str, not_after: (i32, u8, u8)) -> (Vec<u8>, Vec<u8>) {
         let key = rcgen::KeyPair::generate().expect("client key");

@@ -68,6 +68,16 @@ struct ServeArgs {
     http_addr: Option<std::net::SocketAddr>,
     #[arg(long, env = "HERALD_MQTT_ADDR")]
     mqtt_addr: Option<std::net::SocketAddr>,
+    /// PEM certificate chain; with --tls-key, turns on the TLS listeners.
+    #[arg(long, env = "HERALD_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of the certificate.
+    #[arg(long, env = "HERALD_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    #[arg(long, env = "HERALD_MQTTS_ADDR")]
+    mqtts_addr: Option<std::net::SocketAddr>,
+    #[arg(long, env = "HERALD_HTTPS_ADDR")]
+    https_addr: Option<std::net::SocketAddr>,
     #[arg(long, env = "HERALD_STORE_URL")]
     store_url: Option<String>,
     #[arg(long, env = "HERALD_BUS_URL")]
@@ -262,6 +272,14 @@ fn load_config(args: ServeArgs) -> Result<Config, Vec<String>> {
     set!(data_dir = args.data_dir);
     set!(http_addr = args.http_addr);
     set!(mqtt_addr = args.mqtt_addr);
+    set!(tls.mqtts_addr = args.mqtts_addr);
+    set!(tls.https_addr = args.https_addr);
+    if args.tls_cert.is_some() {
+        cfg.tls.cert = args.tls_cert;
+    }
+    if args.tls_key.is_some() {
+        cfg.tls.key = args.tls_key;
+    }
     set!(node_id = args.node_id);
     set!(log.format = args.log_format);
     set!(log.level = args.log_level);

@@ -9,8 +9,9 @@
 //! buffer, in-flight window, backlog) is allocated when a delivery starts and freed when
 //! the connection is idle again. The CONNECT phase runs in a boxed future of its own so
 //! that its state does not enlarge the long-lived task, and the loop is a hand-written
-//! future ([`ConnLoop`]) that polls socket readiness and the session directly instead of
-//! keeping `select!` branch futures and a timer alive in every task.
+//! future ([`ConnLoop`]) that polls the socket and the session directly instead of
+//! keeping `select!` branch futures and a timer alive in every task. Reads go through a
+//! buffer on the stack and are copied into the input buffer only when bytes came.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -24,7 +25,7 @@ use herald_mqtt::{
     ConnAck, ConnectReturnCode, DecodeError, MqttStr, Packet, PubAck, PubComp, PubRec, Publish, QoS, SubAck,
     SubscribeReturnCode, UnsubAck, decode,
 };
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use herald_core::crypto;
 use herald_core::ids::{DeviceId, MessageId};
@@ -33,6 +34,7 @@ use herald_core::untrusted::Untrusted;
 use herald_store::StoreResult;
 
 use super::Gateway;
+use super::transport::Transport;
 
 /// The longest client id looked up: a deviceId Herald hands out is 22 characters; a longer
 /// one is refused with CONNACK 2 before the store is asked (docs/device-protocol.md).
@@ -42,6 +44,8 @@ use crate::dispatch::{CloseCause, Message, Outgoing, Session, outgoing};
 /// First allocation for incoming bytes: device packets are small (PUBACK, PINGREQ, CONNECT);
 /// a larger packet grows the buffer as it arrives.
 const READ_CHUNK: usize = 512;
+/// The stack buffer one read fills.
+const READ_STACK: usize = 4096;
 /// Acknowledged message ids remembered while deliveries flow, to drop a second copy of a
 /// message queued twice (by the dispatcher and by a store refill).
 const RECENT_ACKED: usize = 64;
@@ -80,7 +84,7 @@ impl std::fmt::Display for Close {
 
 /// What an idle connection keeps.
 struct Conn {
-    stream: TcpStream,
+    stream: Transport,
     /// Also holds the device id (one copy per connection, shared with the hub).
     session: Arc<Session>,
     /// A partly received packet.
@@ -91,6 +95,8 @@ struct Conn {
     /// The connection this one replaced ended without a trace in the store (its node died,
     /// or it has not closed yet): what it may have written goes out again with DUP.
     resend_as_dup: bool,
+    /// Bytes were written since the last completed flush (TLS keeps records until then).
+    unflushed: bool,
 }
 
 /// What a connection needs only while something is being delivered or answered.
@@ -117,8 +123,7 @@ struct Accepted {
 }
 
 impl Gateway {
-    pub(super) async fn connection(self: Arc<Self>, stream: TcpStream) {
-        let _ = stream.set_nodelay(true);
+    pub(super) async fn connection(self: Arc<Self>, stream: Transport) {
         let Some(Accepted { mut conn, keep_alive }) = Box::pin(self.handshake(stream)).await else {
             return;
         };
@@ -157,12 +162,11 @@ impl Gateway {
     async fn take_arrived(&self, conn: &mut Conn) {
         let deadline = tokio::time::Instant::now() + SHUTDOWN_READ;
         let unacked = |conn: &Conn| conn.active.as_ref().is_some_and(|a| !a.inflight.is_empty());
-        while unacked(conn)
-            && let Ok(Ok(())) = tokio::time::timeout_at(deadline, conn.stream.readable()).await
-        {
-            match read_into(&conn.stream, &mut conn.inbuf, self.cfg.max_packet_bytes) {
-                Ok(0) => continue,
-                Ok(_) if self.handle_input(conn).is_ok() => continue,
+        let max_packet = self.cfg.max_packet_bytes;
+        while unacked(conn) {
+            let read = std::future::poll_fn(|cx| poll_read_into(&mut conn.stream, cx, &mut conn.inbuf, max_packet));
+            match tokio::time::timeout_at(deadline, read).await {
+                Ok(Ok(_)) if self.handle_input(conn).is_ok() => continue,
                 _ => return,
             }
         }
@@ -173,12 +177,14 @@ impl Gateway {
     }
 
     /// Reads CONNECT, authenticates, registers the session and queues CONNACK.
-    async fn handshake(&self, stream: TcpStream) -> Option<Accepted> {
+    async fn handshake(&self, mut stream: Transport) -> Option<Accepted> {
         let connect_timeout = Duration::from_secs(self.cfg.connect_timeout_secs);
         let mut inbuf = None;
-        let first =
-            tokio::time::timeout(connect_timeout, read_first_packet(&stream, &mut inbuf, self.cfg.max_packet_bytes))
-                .await;
+        let first = tokio::time::timeout(
+            connect_timeout,
+            read_first_packet(&mut stream, &mut inbuf, self.cfg.max_packet_bytes),
+        )
+        .await;
         let connect = match first {
             Ok(Ok(Packet::Connect(c))) => c,
             Ok(Ok(other)) => {
@@ -186,7 +192,7 @@ impl Gateway {
                 return None;
             }
             Ok(Err(Close::Decode(e @ DecodeError::UnsupportedProtocolLevel(_)))) => {
-                let _ = write_all(&stream, &connack(ConnectReturnCode::UnacceptableProtocolVersion)).await;
+                let _ = write_all(&mut stream, &connack(ConnectReturnCode::UnacceptableProtocolVersion)).await;
                 tracing::debug!(reason = %e, "CONNECT refused");
                 return None;
             }
@@ -210,7 +216,7 @@ impl Gateway {
         if code != ConnectReturnCode::Accepted {
             // Not yet authenticated: the client id is shown escaped and cut.
             tracing::info!(device = %Untrusted(device_id.as_str()), ?code, "CONNECT refused");
-            let _ = write_all(&stream, &connack(code)).await;
+            let _ = write_all(&mut stream, &connack(code)).await;
             return None;
         }
         // In this order: the hub takes deliveries from now on, the store records which node
@@ -231,7 +237,7 @@ impl Gateway {
             Err(e) => {
                 tracing::warn!(error = %e, "store unavailable during CONNECT");
                 self.hub().unregister(&device_id, session.generation);
-                let _ = write_all(&stream, &connack(ConnectReturnCode::ServerUnavailable)).await;
+                let _ = write_all(&mut stream, &connack(ConnectReturnCode::ServerUnavailable)).await;
                 return None;
             }
         };
@@ -243,7 +249,15 @@ impl Gateway {
         tracing::debug!(device = %device_id, "connected");
         // `connect` borrows the frame it was read from: it ends here, with that buffer.
         Some(Accepted {
-            conn: Conn { stream, session, inbuf, active: Some(active), next_packet_id: 1, resend_as_dup },
+            conn: Conn {
+                stream,
+                session,
+                inbuf,
+                active: Some(active),
+                next_packet_id: 1,
+                resend_as_dup,
+                unflushed: false,
+            },
             keep_alive: connect.keep_alive,
         })
     }
@@ -497,31 +511,21 @@ impl Future for ConnLoop<'_> {
                     ));
                 continue;
             }
-            if let Err(e) = conn.flush() {
+            // Writes what the socket takes; when it takes no more, the waker is registered
+            // for when it does.
+            if let Err(e) = conn.flush(cx) {
                 return Poll::Ready(e);
             }
-            match conn.stream.poll_read_ready(cx) {
-                Poll::Ready(Ok(())) => match read_into(&conn.stream, &mut conn.inbuf, gw.cfg.max_packet_bytes) {
-                    // A stale readiness, now cleared: poll again so the waker is registered.
-                    Ok(0) => continue,
-                    Ok(_) => {
-                        conn.session.touch(herald_core::now_ms());
-                        if let Err(e) = gw.handle_input(conn) {
-                            return Poll::Ready(e);
-                        }
-                        continue;
+            match poll_read_into(&mut conn.stream, cx, &mut conn.inbuf, gw.cfg.max_packet_bytes) {
+                Poll::Ready(Ok(_)) => {
+                    conn.session.touch(herald_core::now_ms());
+                    if let Err(e) = gw.handle_input(conn) {
+                        return Poll::Ready(e);
                     }
-                    Err(e) => return Poll::Ready(e),
-                },
-                Poll::Ready(Err(e)) => return Poll::Ready(Close::Io(e)),
-                Poll::Pending => {}
-            }
-            if conn.active.as_ref().is_some_and(|a| !a.outbuf.is_empty()) {
-                match conn.stream.poll_write_ready(cx) {
-                    Poll::Ready(Ok(())) => continue,
-                    Poll::Ready(Err(e)) => return Poll::Ready(Close::Io(e)),
-                    Poll::Pending => {}
+                    continue;
                 }
+                Poll::Ready(Err(e)) => return Poll::Ready(e),
+                Poll::Pending => {}
             }
             let room = this.refill.is_none() && gw.has_room(conn);
             if conn.session.poll_work(cx.waker(), room) {
@@ -560,23 +564,30 @@ impl Conn {
         }
     }
 
-    /// Writes as much of the output as the socket takes now; frees the delivery state
-    /// once nothing is pending.
-    fn flush(&mut self) -> Result<(), Close> {
-        let Some(active) = self.active.as_mut() else {
-            return Ok(());
-        };
-        while !active.outbuf.is_empty() {
-            match self.stream.try_write(&active.outbuf) {
-                Ok(0) => return Err(Close::Eof),
-                Ok(n) => {
-                    let _ = active.outbuf.split_to(n);
+    /// Writes as much of the output as the socket takes now (registering the waker when it
+    /// takes no more); frees the delivery state once nothing is pending.
+    fn flush(&mut self, cx: &mut Context<'_>) -> Result<(), Close> {
+        if let Some(active) = self.active.as_mut() {
+            while !active.outbuf.is_empty() {
+                match Pin::new(&mut self.stream).poll_write(cx, &active.outbuf) {
+                    Poll::Ready(Ok(0)) => return Err(Close::Eof),
+                    Poll::Ready(Ok(n)) => {
+                        let _ = active.outbuf.split_to(n);
+                        self.unflushed = true;
+                    }
+                    Poll::Ready(Err(e)) => return Err(Close::Io(e)),
+                    Poll::Pending => return Ok(()),
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) => return Err(Close::Io(e)),
             }
         }
-        if active.is_idle() {
+        if self.unflushed {
+            match Pin::new(&mut self.stream).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.unflushed = false,
+                Poll::Ready(Err(e)) => return Err(Close::Io(e)),
+                Poll::Pending => {}
+            }
+        }
+        if self.active.as_ref().is_some_and(|a| a.is_idle()) {
             self.active = None;
         }
         Ok(())
@@ -589,27 +600,35 @@ fn connack(code: ConnectReturnCode) -> BytesMut {
     out
 }
 
-/// Reads what the socket has into `inbuf` (allocated for the read, released when empty);
-/// `Ok(0)` when nothing was there after all.
-fn read_into(stream: &TcpStream, inbuf: &mut Option<BytesMut>, max_packet: usize) -> Result<usize, Close> {
-    let buf = inbuf.get_or_insert_with(|| BytesMut::with_capacity(READ_CHUNK));
-    if buf.capacity() - buf.len() < 256 {
-        buf.reserve(buf.capacity().max(READ_CHUNK).min(max_packet));
-    }
-    let result = stream.try_read_buf(buf);
-    if buf.is_empty() {
-        *inbuf = None;
-    }
-    match result {
-        Ok(0) => Err(Close::Eof),
-        Ok(n) => Ok(n),
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(0),
-        Err(e) => Err(Close::Io(e)),
+/// Reads what the socket has into `inbuf` (allocated when bytes came); the byte count, or
+/// `Pending` with the waker registered.
+fn poll_read_into(
+    stream: &mut Transport,
+    cx: &mut Context<'_>,
+    inbuf: &mut Option<BytesMut>,
+    max_packet: usize,
+) -> Poll<Result<usize, Close>> {
+    // Not zeroed: the socket writes before anything is read from it.
+    let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); READ_STACK];
+    let mut read = ReadBuf::uninit(&mut chunk);
+    match Pin::new(stream).poll_read(cx, &mut read) {
+        Poll::Pending => Poll::Pending,
+        Poll::Ready(Err(e)) => Poll::Ready(Err(Close::Io(e))),
+        Poll::Ready(Ok(())) if read.filled().is_empty() => Poll::Ready(Err(Close::Eof)),
+        Poll::Ready(Ok(())) => {
+            let got = read.filled();
+            let buf = inbuf.get_or_insert_with(|| BytesMut::with_capacity(READ_CHUNK.max(got.len())));
+            if buf.capacity() - buf.len() < got.len() {
+                buf.reserve(buf.capacity().max(got.len()).min(max_packet.max(got.len())));
+            }
+            buf.extend_from_slice(got);
+            Poll::Ready(Ok(got.len()))
+        }
     }
 }
 
 async fn read_first_packet(
-    stream: &TcpStream,
+    stream: &mut Transport,
     inbuf: &mut Option<BytesMut>,
     max_packet: usize,
 ) -> Result<Packet, Close> {
@@ -626,19 +645,11 @@ async fn read_first_packet(
                 Err(e) => return Err(Close::Decode(e)),
             }
         }
-        stream.readable().await.map_err(Close::Io)?;
-        read_into(stream, inbuf, max_packet)?;
+        std::future::poll_fn(|cx| poll_read_into(stream, cx, inbuf, max_packet)).await?;
     }
 }
 
-async fn write_all(stream: &TcpStream, mut data: &[u8]) -> std::io::Result<()> {
-    while !data.is_empty() {
-        stream.writable().await?;
-        match stream.try_write(data) {
-            Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+async fn write_all(stream: &mut Transport, data: &[u8]) -> std::io::Result<()> {
+    stream.write_all(data).await?;
+    stream.flush().await
 }

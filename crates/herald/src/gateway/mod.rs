@@ -1,4 +1,4 @@
-//! The device gateway: MQTT 3.1.1 over TCP.
+//! The device gateway: MQTT 3.1.1 over TCP and over TLS ([`transport`]).
 //!
 //! One tokio task per connection ([`connection`]), no per-connection buffers while idle:
 //! bytes are read into a buffer taken only when the socket is readable and given back as
@@ -8,12 +8,14 @@
 
 mod admission;
 mod connection;
+mod transport;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 
 use herald_store::Store;
 
@@ -48,10 +50,33 @@ impl Gateway {
         self.dispatcher.hub()
     }
 
-    /// Accepts connections until `shutdown`, then closes every connection and waits up to
-    /// `drain` for their tasks to finish.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: Signal, drain: Duration) {
+    /// Accepts connections on every listener (with its TLS acceptor, if it is a TLS one)
+    /// until `shutdown`, then closes every connection and waits up to `drain` for their
+    /// tasks to finish.
+    pub async fn serve(
+        self: Arc<Self>,
+        listeners: Vec<(TcpListener, Option<TlsAcceptor>)>,
+        shutdown: Signal,
+        drain: Duration,
+    ) {
         let keepalive_sweeps = tokio::spawn(self.clone().sweep_keepalives(shutdown.clone()));
+        let accepting: Vec<_> = listeners
+            .into_iter()
+            .map(|(listener, tls)| tokio::spawn(self.clone().accept(listener, tls, shutdown.clone())))
+            .collect();
+        for task in accepting {
+            let _ = task.await;
+        }
+        let _ = keepalive_sweeps.await;
+        self.hub().close_all();
+        let deadline = tokio::time::Instant::now() + drain;
+        while self.open.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Accepts connections on one listener until `shutdown`.
+    async fn accept(self: Arc<Self>, listener: TcpListener, tls: Option<TlsAcceptor>, shutdown: Signal) {
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -65,9 +90,11 @@ impl Gateway {
                             }
                         };
                         self.open.fetch_add(1, Ordering::Relaxed);
-                        let gw = self.clone();
+                        let (gw, tls) = (self.clone(), tls.clone());
                         tokio::spawn(async move {
-                            gw.clone().connection(stream).await;
+                            if let Some(stream) = gw.transport(stream, tls).await {
+                                gw.clone().connection(stream).await;
+                            }
                             if counted {
                                 gw.admission.release(ip);
                             }
@@ -83,12 +110,27 @@ impl Gateway {
                 _ = shutdown.wait() => break,
             }
         }
-        drop(listener);
-        let _ = keepalive_sweeps.await;
-        self.hub().close_all();
-        let deadline = tokio::time::Instant::now() + drain;
-        while self.open.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    /// The accepted socket as the connection runs over it: TLS after a handshake that has
+    /// the CONNECT timeout to complete (`None`: it failed or took too long).
+    async fn transport(&self, stream: TcpStream, tls: Option<TlsAcceptor>) -> Option<transport::Transport> {
+        let _ = stream.set_nodelay(true);
+        let Some(acceptor) = tls else {
+            return Some(transport::Transport::Tcp(stream));
+        };
+        let limit = Duration::from_secs(self.cfg.connect_timeout_secs);
+        match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => Some(transport::Transport::Tls(Box::new(tls))),
+            Ok(Err(e)) => {
+                // rustls describes the failure in its own words, never with client bytes.
+                tracing::debug!(error = %e, "TLS handshake failed");
+                None
+            }
+            Err(_) => {
+                tracing::debug!("no TLS handshake within the CONNECT timeout");
+                None
+            }
         }
     }
 

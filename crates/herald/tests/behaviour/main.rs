@@ -20,5 +20,6 @@ mod revoke;
 mod schedules;
 mod simple_push;
 mod templates;
+mod tls;
 mod vendor_receipts;
 mod vendors;
