@@ -337,7 +337,7 @@ pub(crate) async fn start_rumqttd(bin: &Path) -> anyhow::Result<Server> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Ok(Server { child, http: String::new(), mqtt, _dir: dir })
+    Ok(Server { child, http: String::new(), mqtt, mqtts: None, _dir: dir })
 }
 
 /// One broadcast through node 1 of a cluster whose nodes each hold `--connections` devices.

@@ -1,9 +1,12 @@
 //! `idle`: the resident memory of a server per idle, authenticated, subscribed connection,
-//! Herald next to Mosquitto.
+//! and how fast the connections came up, Herald next to Mosquitto; with `--tls`, both over
+//! TLS (Herald's MQTT over TLS listener, a Mosquitto TLS listener, one certificate).
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
 
 use herald_testkit::ScratchSchema;
 
@@ -19,6 +22,8 @@ pub(crate) struct IdleMemory {
     pub(crate) half: u64,
     pub(crate) after: u64,
     pub(crate) n: usize,
+    /// Seconds to connect all (128 handshakes in flight at most).
+    pub(crate) connect_secs: f64,
 }
 
 impl IdleMemory {
@@ -34,62 +39,85 @@ impl IdleMemory {
     }
 }
 
-pub(crate) async fn measure_idle(server: &Server, mut specs: Vec<DeviceSpec>) -> anyhow::Result<IdleMemory> {
+/// Connects `specs` to `server` (over TLS to its `mqtts` listener when `tls` is given) and
+/// measures its memory and how fast the connections came up.
+pub(crate) async fn measure_idle(
+    server: &Server,
+    mut specs: Vec<DeviceSpec>,
+    tls: Option<&TlsFiles>,
+) -> anyhow::Result<IdleMemory> {
+    let addr = match tls {
+        Some(_) => server.mqtts.clone().context("the server has no MQTT over TLS listener")?,
+        None => server.mqtt.clone(),
+    };
+    let connector = tls.map(|t| t.connector.clone());
     let n = specs.len();
     let second = specs.split_off(n / 2);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = server.rss_kb()?;
-    let mut handles = connect_all(&server.mqtt, specs, None).await?;
+    let started = Instant::now();
+    let mut handles = connect_all_with(&addr, specs, None, connector.clone()).await?;
+    let mut connect_secs = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let half = server.rss_kb()?;
-    handles.extend(connect_all(&server.mqtt, second, None).await?);
+    let started = Instant::now();
+    handles.extend(connect_all_with(&addr, second, None, connector).await?);
+    connect_secs += started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = server.rss_kb()?;
     for h in handles {
         h.abort();
     }
-    Ok(IdleMemory { before, half, after, n })
+    Ok(IdleMemory { before, half, after, n, connect_secs })
 }
 
 pub(crate) async fn idle(args: &BenchArgs, herald_bin: &Path) -> anyhow::Result<()> {
     let n = args.connections;
-    println!("## Idle connections: {n} authenticated, subscribed, idle\n");
+    let tls = if args.tls { Some(TlsFiles::new()?) } else { None };
+    let over = if tls.is_some() { " over TLS" } else { "" };
+    println!("## Idle connections{over}: {n} authenticated, subscribed, idle\n");
     println!(
-        "| server | RSS before (KiB) | RSS with {} connections (KiB) | RSS with {n} connections (KiB) | bytes per connection | bytes per connection, second half |",
+        "| server | RSS before (KiB) | RSS with {} connections (KiB) | RSS with {n} connections (KiB) | bytes per connection | bytes per connection, second half | connections per second |",
         n / 2
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     let row = |name: &str, m: &IdleMemory| {
         println!(
-            "| {name} | {} | {} | {} | {:.0} | {:.0} |",
+            "| {name} | {} | {} | {} | {:.0} | {:.0} | {:.0} |",
             m.before,
             m.half,
             m.after,
             m.per_connection(),
-            m.marginal()
+            m.marginal(),
+            m.n as f64 / m.connect_secs
         )
     };
     let schema = match &args.store_url {
         Some(url) => Some(ScratchSchema::create(url, "herald_bench").await?),
         None => None,
     };
-    let herald = start_herald(herald_bin, schema.as_ref().map(ScratchSchema::store_url).as_deref()).await?;
+    let mut extra: Vec<String> = tls.as_ref().map(TlsFiles::herald_args).unwrap_or_default();
+    if let Some(schema) = &schema {
+        extra.extend(["--store-url".to_string(), schema.store_url()]);
+    }
+    let herald = start_herald_with(herald_bin, &extra, &[]).await?;
     let pool = Arc::new(HttpPool::new(&herald.http, 32).await?);
     let app = create_app(&pool).await?;
     let devices = register_devices(pool.clone(), &app, n, 0).await?;
     drop(pool);
-    let mem = measure_idle(&herald, herald_specs(&app, &devices)).await?;
+    let mem = measure_idle(&herald, herald_specs(&app, &devices), tls.as_ref()).await?;
     row("herald", &mem);
     drop(herald);
     drop(schema);
     if !args.no_reference {
-        let mosquitto = start_mosquitto(&args.mosquitto).await?;
-        let reference = measure_idle(&mosquitto, mosquitto_specs(n)).await?;
+        let mosquitto = start_mosquitto_with(&args.mosquitto, tls.as_ref()).await?;
+        let reference = measure_idle(&mosquitto, mosquitto_specs(n), tls.as_ref()).await?;
         row("mosquitto", &reference);
         println!(
-            "\nherald / mosquitto memory per connection: {:.2} (all), {:.2} (second half)\n",
+            "\nherald / mosquitto{over}: memory per connection {:.2} (all), {:.2} (second half); connections per second {:.2}\n",
             mem.per_connection() / reference.per_connection(),
-            mem.marginal() / reference.marginal()
+            mem.marginal() / reference.marginal(),
+            reference.connect_secs / mem.connect_secs
         );
     }
     Ok(())

@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
@@ -190,14 +190,26 @@ pub(crate) fn sent_us_of(payload: &[u8]) -> Option<u64> {
 }
 
 /// Connects a device, keeps it open, acknowledges and reports every delivery.
+/// A device's byte stream: TCP, or TLS over it.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
 pub(crate) async fn device_task(
     addr: String,
     spec: DeviceSpec,
     receipts: Option<Arc<Receipts>>,
     connected: Arc<AtomicUsize>,
+    tls: Option<tokio_rustls::TlsConnector>,
 ) -> anyhow::Result<()> {
-    let mut stream = TcpStream::connect(&addr).await?;
-    stream.set_nodelay(true)?;
+    let tcp = TcpStream::connect(&addr).await?;
+    tcp.set_nodelay(true)?;
+    let mut stream: Box<dyn Io> = match tls {
+        None => Box::new(tcp),
+        Some(connector) => {
+            let name = rustls_pki_types::ServerName::try_from("localhost")?;
+            Box::new(connector.connect(name, tcp).await?)
+        }
+    };
     let connect = Packet::Connect(Connect {
         protocol: Protocol::V311,
         clean_session: true,
@@ -261,13 +273,23 @@ pub(crate) async fn connect_all(
     specs: Vec<DeviceSpec>,
     receipts: Option<Arc<Receipts>>,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    connect_all_with(addr, specs, receipts, None).await
+}
+
+/// [`connect_all`], over TLS when `tls` is given.
+pub(crate) async fn connect_all_with(
+    addr: &str,
+    specs: Vec<DeviceSpec>,
+    receipts: Option<Arc<Receipts>>,
+    tls: Option<tokio_rustls::TlsConnector>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     let connected = Arc::new(AtomicUsize::new(0));
     let n = specs.len();
     let mut handles = Vec::with_capacity(n);
     for (i, spec) in specs.into_iter().enumerate() {
-        let (addr, receipts, up) = (addr.to_string(), receipts.clone(), connected.clone());
+        let (addr, receipts, up, tls) = (addr.to_string(), receipts.clone(), connected.clone(), tls.clone());
         handles.push(tokio::spawn(async move {
-            if let Err(e) = device_task(addr, spec, receipts, up).await {
+            if let Err(e) = device_task(addr, spec, receipts, up, tls).await {
                 eprintln!("bench device error: {e:#}");
             }
         }));

@@ -83,6 +83,10 @@ pub struct BenchArgs {
     /// Skip the Mosquitto reference.
     #[arg(long)]
     no_reference: bool,
+    /// Idle scenario: connect over TLS (Herald's MQTT over TLS listener; Mosquitto with a
+    /// TLS listener on the same certificate).
+    #[arg(long)]
+    tls: bool,
     /// Run Herald on this PostgreSQL database (each server in a fresh schema, dropped after)
     /// instead of SQLite.
     #[arg(long)]

@@ -13,6 +13,8 @@ pub(crate) struct Server {
     pub(crate) child: Child,
     pub(crate) http: String,
     pub(crate) mqtt: String,
+    /// MQTT over TLS, when the server listens for it.
+    pub(crate) mqtts: Option<String>,
     pub(crate) _dir: tempfile::TempDir,
 }
 
@@ -96,18 +98,27 @@ pub(crate) async fn start_herald_with(bin: &Path, extra: &[String], env: &[(&str
         child,
         http: field("http=").context("http address")?,
         mqtt: field("mqtt=").context("mqtt address")?,
+        mqtts: field("mqtts="),
         _dir: dir,
     })
 }
 
 pub(crate) async fn start_mosquitto(bin: &Path) -> anyhow::Result<Server> {
+    start_mosquitto_with(bin, None).await
+}
+
+/// Mosquitto on a loopback port; with `tls`, that port speaks MQTT over TLS with the
+/// bench's certificate (and `mqtts` names it too).
+pub(crate) async fn start_mosquitto_with(bin: &Path, tls: Option<&TlsFiles>) -> anyhow::Result<Server> {
     let dir = tempfile::Builder::new().prefix("mosquitto-bench").tempdir()?;
     let port = free_port()?;
     let conf = dir.path().join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\npersistence false\n"),
-    )?;
+    let mut text =
+        format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\npersistence false\n");
+    if let Some(tls) = tls {
+        text.push_str(&format!("certfile {}\nkeyfile {}\n", tls.cert.display(), tls.key.display()));
+    }
+    std::fs::write(&conf, text)?;
     let child = Command::new(bin)
         .arg("-c")
         .arg(&conf)
@@ -123,5 +134,50 @@ pub(crate) async fn start_mosquitto(bin: &Path) -> anyhow::Result<Server> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Ok(Server { child, http: String::new(), mqtt, _dir: dir })
+    let mqtts = tls.map(|_| mqtt.clone());
+    Ok(Server { child, http: String::new(), mqtt, mqtts, _dir: dir })
+}
+
+/// A certificate for localhost from a CA of the bench's own, as files for the servers, and
+/// a client configuration that trusts that CA.
+pub(crate) struct TlsFiles {
+    _dir: tempfile::TempDir,
+    pub(crate) cert: std::path::PathBuf,
+    pub(crate) key: std::path::PathBuf,
+    pub(crate) connector: tokio_rustls::TlsConnector,
+}
+
+impl TlsFiles {
+    pub(crate) fn new() -> anyhow::Result<TlsFiles> {
+        use rustls_pki_types::pem::PemObject;
+        let dir = tempfile::Builder::new().prefix("bench-tls").tempdir()?;
+        let ca = herald_testkit::fakes::TestCa::new();
+        let (chain, key) = ca.server_pem("bench");
+        let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert_file, chain)?;
+        std::fs::write(&key_file, key)?;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(rustls_pki_types::CertificateDer::from_pem_slice(ca.ca_pem.as_bytes())?)?;
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(TlsFiles {
+            _dir: dir,
+            cert: cert_file,
+            key: key_file,
+            connector: tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)),
+        })
+    }
+
+    /// `herald serve` arguments that turn its TLS listeners on with these files.
+    pub(crate) fn herald_args(&self) -> Vec<String> {
+        let path = |p: &std::path::Path| p.display().to_string();
+        ["--tls-cert", &path(&self.cert), "--tls-key", &path(&self.key)]
+            .into_iter()
+            .chain(["--mqtts-addr", "127.0.0.1:0", "--https-addr", "127.0.0.1:0"])
+            .map(str::to_string)
+            .collect()
+    }
 }

@@ -90,9 +90,13 @@ impl Gateway {
                             }
                         };
                         self.open.fetch_add(1, Ordering::Relaxed);
-                        let (gw, tls) = (self.clone(), tls.clone());
+                        let gw = self.clone();
+                        // Boxed, and made here: neither the TLS handshake's state nor the
+                        // socket and acceptor it takes enlarge the connection's task for its
+                        // whole life.
+                        let transport = Box::pin(gw.clone().transport(stream, tls.clone()));
                         tokio::spawn(async move {
-                            if let Some(stream) = gw.transport(stream, tls).await {
+                            if let Some(stream) = transport.await {
                                 gw.clone().connection(stream).await;
                             }
                             if counted {
@@ -114,7 +118,7 @@ impl Gateway {
 
     /// The accepted socket as the connection runs over it: TLS after a handshake that has
     /// the CONNECT timeout to complete (`None`: it failed or took too long).
-    async fn transport(&self, stream: TcpStream, tls: Option<TlsAcceptor>) -> Option<transport::Transport> {
+    async fn transport(self: Arc<Self>, stream: TcpStream, tls: Option<TlsAcceptor>) -> Option<transport::Transport> {
         let _ = stream.set_nodelay(true);
         let Some(acceptor) = tls else {
             return Some(transport::Transport::Tcp(stream));
