@@ -72,12 +72,30 @@ pub(crate) async fn start_herald(bin: &Path, store_url: Option<&str>) -> anyhow:
     start_herald_with(bin, &extra, &[]).await
 }
 
-/// Starts `herald serve` on loopback ports with `extra` arguments and `env` variables.
+/// What every benchmarked node is configured with besides its scenario's file: no per-app
+/// rate limits (the load is one app, measuring the node, not the limits).
+const BENCH_CONFIG: &str = "[limits]\napp_requests_per_second = 0\napp_pushes_per_second = 0\n";
+
+/// Starts `herald serve` on loopback ports with `extra` arguments and `env` variables. A
+/// `--config FILE` among them is extended with [`BENCH_CONFIG`] (it must have no `[limits]`).
 pub(crate) async fn start_herald_with(bin: &Path, extra: &[String], env: &[(&str, &str)]) -> anyhow::Result<Server> {
+    let config_dir = tempfile::Builder::new().prefix("herald-bench-config").tempdir()?;
+    let config = config_dir.path().join("bench.toml");
+    let mut args = extra.to_vec();
+    let mut text = String::new();
+    if let Some(i) = args.iter().position(|a| a == "--config") {
+        let given = args.get(i + 1).context("--config without a file")?;
+        text = std::fs::read_to_string(given).with_context(|| format!("reading {given}"))?;
+        args.drain(i..=i + 1);
+    }
+    text.push('\n');
+    text.push_str(BENCH_CONFIG);
+    std::fs::write(&config, text)?;
     let dir = tempfile::Builder::new().prefix("herald-bench").tempdir()?;
     let mut cmd = Command::new(bin);
     cmd.args(["serve", "--http-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--log-level", "warn"]);
-    cmd.args(extra).envs(env.iter().copied());
+    cmd.arg("--config").arg(&config);
+    cmd.args(&args).envs(env.iter().copied());
     let mut child = cmd
         .arg("--data-dir")
         .arg(dir.path())

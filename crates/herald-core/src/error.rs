@@ -69,6 +69,8 @@ pub enum ErrorCode {
     StoreUnavailable,
     BusUnavailable,
     SystemError,
+    /// The app sends faster than its per-app limits.
+    FlowControl,
 }
 
 impl ErrorCode {
@@ -129,6 +131,7 @@ impl ErrorCode {
             ErrorCode::StoreUnavailable => "STORE_UNAVAILABLE",
             ErrorCode::BusUnavailable => "BUS_UNAVAILABLE",
             ErrorCode::SystemError => "SYSTEM_ERROR",
+            ErrorCode::FlowControl => "FLOW_CONTROL",
         }
     }
 
@@ -184,6 +187,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::StoreUnavailable | ErrorCode::BusUnavailable => 503,
             ErrorCode::SystemError => 500,
+            ErrorCode::FlowControl => 429,
         }
     }
 
@@ -240,6 +244,7 @@ impl ErrorCode {
         ErrorCode::StoreUnavailable,
         ErrorCode::BusUnavailable,
         ErrorCode::SystemError,
+        ErrorCode::FlowControl,
     ];
 }
 
@@ -249,11 +254,13 @@ impl ErrorCode {
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
+    /// When to try again (`FLOW_CONTROL`): answered as `Retry-After`, in whole seconds.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError { code, message: message.into() }
+        ApiError { code, message: message.into(), retry_after: None }
     }
 }
 

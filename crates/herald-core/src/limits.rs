@@ -32,6 +32,13 @@ pub struct Limits {
     pub bind_proof_max_secs: i64,
     /// Characters in a push's or a template's `uri`.
     pub max_uri_chars: usize,
+    /// Signed API requests one app may send one node a second (0: no limit), after a burst.
+    pub app_requests_per_second: u32,
+    pub app_request_burst: u32,
+    /// Push targets one app may send one node a second (a broadcast counts one; 0: no
+    /// limit), after a burst.
+    pub app_pushes_per_second: u32,
+    pub app_push_burst: u32,
 }
 
 impl Limits {
@@ -66,6 +73,10 @@ impl Default for Limits {
             max_multiple_extended_params: 9,
             bind_proof_max_secs: 600,
             max_uri_chars: 2048,
+            app_requests_per_second: 2_000,
+            app_request_burst: 4_000,
+            app_pushes_per_second: 20_000,
+            app_push_burst: 40_000,
         }
     }
 }

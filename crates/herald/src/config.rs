@@ -212,6 +212,12 @@ bind_proof_max_secs = 600
 revoke_window_secs = 604800
 # Characters in a push's or a template's uri.
 max_uri_chars = 2048
+# Per app and node (0: no limit): signed API requests a second after a burst, and push
+# targets a second after a burst (a broadcast counts one). Beyond: 429 FLOW_CONTROL.
+app_requests_per_second = 2000
+app_request_burst = 4000
+app_pushes_per_second = 20000
+app_push_burst = 40000
 # Characters in a template name (letters, digits, _).
 max_template_name_chars = 200
 # Templates per app; MPS allows 100.
@@ -398,6 +404,16 @@ impl Config {
             "limits.bind_proof_max_secs must be between 1 and 86400",
         );
         check(self.limits.max_multiple_targets >= 1, "limits.max_multiple_targets must be at least 1");
+        check(
+            self.limits.app_requests_per_second == 0 || self.limits.app_request_burst >= 1,
+            "limits.app_request_burst must be at least 1",
+        );
+        check(
+            self.limits.app_pushes_per_second == 0
+                || self.limits.app_push_burst as usize
+                    >= self.limits.max_multiple_targets.max(self.limits.max_simple_targets),
+            "limits.app_push_burst must be at least limits.max_multiple_targets and limits.max_simple_targets (or a push of that many could never pass)",
+        );
         check(self.limits.max_content_bytes >= 1, "limits.max_content_bytes must be at least 1");
         check(self.limits.max_title_chars >= 1, "limits.max_title_chars must be at least 1");
         check(

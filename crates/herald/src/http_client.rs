@@ -7,14 +7,20 @@ use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 
-/// A response: status and body.
+/// A response: status, headers and body.
 #[derive(Debug, Clone)]
 pub struct Response {
     pub status: u16,
+    pub headers: hyper::HeaderMap,
     pub body: Bytes,
 }
 
 impl Response {
+    /// A header's value as text, if it is there and is text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name)?.to_str().ok()
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
     }
@@ -60,8 +66,9 @@ async fn exchange(
     }
     let response = sender.send_request(builder.body(Full::new(body))?).await?;
     let status = response.status().as_u16();
+    let headers = response.headers().clone();
     let body = response.into_body().collect().await?.to_bytes();
-    Ok(Response { status, body })
+    Ok(Response { status, headers, body })
 }
 
 /// Splits `http://host:port` into `host:port`.

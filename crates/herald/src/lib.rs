@@ -10,6 +10,7 @@
 //! - [`ledger`]: analytics counters and receipt webhooks, from the store's journal;
 //! - [`node`]: wiring of one node; [`config`]: typed configuration; [`cli`]: the `herald` command;
 //! - [`tls`]: certificates of the TLS listeners, reloaded when their files change;
+//! - [`rate`]: token buckets (per-app flow control, per-address CONNECT limits);
 //! - [`metrics`], [`shutdown`], [`http_client`]: shared pieces.
 //!
 //! `api` and `gateway` meet only through `dispatch`; `dispatch` uses `bus` (never the other
@@ -26,5 +27,6 @@ pub mod http_client;
 pub mod ledger;
 pub mod metrics;
 pub mod node;
+pub mod rate;
 pub mod shutdown;
 pub mod tls;

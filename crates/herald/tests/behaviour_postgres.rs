@@ -18,6 +18,8 @@ mod broadcast;
 mod devices;
 #[path = "behaviour/durability.rs"]
 mod durability;
+#[path = "behaviour/flow_control.rs"]
+mod flow_control;
 #[path = "behaviour/gateway.rs"]
 mod gateway;
 #[path = "behaviour/http_limits.rs"]

@@ -166,9 +166,15 @@ impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         let Refusal(e) = self;
         let status = StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let retry_after = e.retry_after.map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0));
         let body = Refused { request_id: request_id(), result_code: e.code, result_message: e.message };
-        (status, [("content-type", "application/json")], serde_json::to_string(&body).unwrap_or_default())
-            .into_response()
+        let mut response =
+            (status, [("content-type", "application/json")], serde_json::to_string(&body).unwrap_or_default())
+                .into_response();
+        if let Some(secs) = retry_after {
+            response.headers_mut().insert("retry-after", secs.into());
+        }
+        response
     }
 }
 

@@ -86,6 +86,8 @@ impl FromRequest<AppState> for Signed {
         // Nested routers see the path without their prefix; the signature covers the whole path.
         let uri = parts.extensions.get::<axum::extract::OriginalUri>().map(|o| &o.0).unwrap_or(&parts.uri);
         let app_id = state.verifier.verify(&parts.method, uri, &parts.headers, &body, herald_core::now_ms()).await?;
+        // Counted once the signature holds: a forged request costs the app nothing.
+        state.dispatcher.flow().request(&app_id)?;
         Ok(Signed { app_id, body })
     }
 }

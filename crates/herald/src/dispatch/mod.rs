@@ -52,6 +52,8 @@ pub struct Dispatcher {
     limits: Limits,
     /// The vendor outbox's senders, rung when a commit wrote vendor sends.
     vendors: OnceLock<Arc<vendors::VendorWorker>>,
+    /// Per-app request and push rates of this node.
+    flow: crate::rate::FlowControl,
 }
 
 /// How long a node's connections remember a revoked message id, to skip a copy queued in
@@ -102,9 +104,15 @@ impl Dispatcher {
             node_id,
             expiry_lease_held: AtomicBool::new(false),
             scheduler_lease_held: AtomicBool::new(false),
+            flow: crate::rate::FlowControl::new(&limits),
             limits,
             vendors: OnceLock::new(),
         }
+    }
+
+    /// The per-app rate limits (the API spends a request token per signed request).
+    pub fn flow(&self) -> &crate::rate::FlowControl {
+        &self.flow
     }
 
     /// Connects the vendor senders (set once, when the node starts).
@@ -157,6 +165,11 @@ impl Dispatcher {
     pub async fn submit(self: &Arc<Self>, app: &AppId, request: &PushRequest, now: i64) -> Result<Submitted, ApiError> {
         let strategy = Strategy::parse(request.options(), now)?;
         let prepared = self.prepare(request, app, now).await?;
+        let targets = match &prepared {
+            Prepared::Push(push) => push.targets.len(),
+            Prepared::Broadcast(_) => 1,
+        };
+        self.flow.push(app, targets)?;
         if let Some(strategy) = strategy {
             let record = schedule_of(app, request, &prepared, &strategy, now)?;
             self.store.create_schedule(record.clone()).await?;

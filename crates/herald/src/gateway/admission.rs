@@ -15,6 +15,7 @@ use std::time::Instant;
 use parking_lot::Mutex;
 
 use crate::config::MqttConfig;
+use crate::rate::Bucket;
 
 pub(super) struct Admission {
     max_open: usize,
@@ -26,8 +27,7 @@ pub(super) struct Admission {
 
 struct Address {
     open: usize,
-    tokens: f64,
-    refilled: Instant,
+    bucket: Bucket,
 }
 
 /// Why a connection was not admitted.
@@ -55,16 +55,11 @@ impl Admission {
             return Ok(false);
         }
         let mut addresses = self.addresses.lock();
-        let a = addresses.entry(source(ip)).or_insert(Address { open: 0, tokens: self.burst, refilled: now });
-        a.tokens = (a.tokens + now.duration_since(a.refilled).as_secs_f64() * self.per_second).min(self.burst);
-        a.refilled = now;
+        let a = addresses.entry(source(ip)).or_insert(Address { open: 0, bucket: Bucket::full(self.burst, now) });
         if self.max_open > 0 && a.open >= self.max_open {
             return Err(Refused::TooManyOpen);
         }
-        if a.tokens < 1.0 {
-            return Err(Refused::TooFast);
-        }
-        a.tokens -= 1.0;
+        a.bucket.take(1.0, self.per_second, self.burst, now).map_err(|_| Refused::TooFast)?;
         a.open += 1;
         Ok(true)
     }
@@ -78,8 +73,7 @@ impl Admission {
     /// Forgets addresses with nothing open whose bucket has refilled: what is kept is
     /// bounded by the connections open and the last few seconds' attempts.
     pub(super) fn sweep(&self, now: Instant) {
-        let full = self.burst / self.per_second.max(f64::MIN_POSITIVE);
-        self.addresses.lock().retain(|_, a| a.open > 0 || now.duration_since(a.refilled).as_secs_f64() < full);
+        self.addresses.lock().retain(|_, a| a.open > 0 || !a.bucket.refilled_by(self.per_second, self.burst, now));
     }
 }
 

@@ -12,6 +12,7 @@ mod bad_input;
 mod broadcast;
 mod devices;
 mod durability;
+mod flow_control;
 mod gateway;
 mod http_limits;
 mod openapi;
