@@ -59,14 +59,15 @@ pub async fn serve(
             _ = shutdown.wait() => break,
         };
         match accepted {
-            Ok((stream, _peer)) => {
+            Ok((stream, peer)) => {
                 let (router, shutdown, tls) = (router.clone(), shutdown.clone(), tls.clone());
                 tokio::spawn(async move {
                     let _ = stream.set_nodelay(true);
+                    let peer = Peer(peer);
                     match tls {
-                        None => connection(stream, router, limits, shutdown).await,
+                        None => connection(stream, peer, router, limits, shutdown).await,
                         Some(acceptor) => match tokio::time::timeout(limits.header, acceptor.accept(stream)).await {
-                            Ok(Ok(stream)) => connection(stream, router, limits, shutdown).await,
+                            Ok(Ok(stream)) => connection(stream, peer, router, limits, shutdown).await,
                             Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                             Err(_) => tracing::debug!("no TLS handshake within the header timeout"),
                         },
@@ -135,14 +136,19 @@ impl Watch {
     }
 }
 
-async fn connection<S>(stream: S, router: axum::Router, limits: Limits, shutdown: Signal)
+/// The client's address, in every request's extensions (MQTT over WebSocket is limited by it).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
+
+async fn connection<S>(stream: S, peer: Peer, router: axum::Router, limits: Limits, shutdown: Signal)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let watch = Arc::new(Watch { phase: Mutex::new(Phase::Head(Instant::now())), changed: Default::default() });
     let service = {
         let watch = watch.clone();
-        hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            req.extensions_mut().insert(peer);
             let (mut router, watch) = (router.clone(), watch.clone());
             watch.update(|phase| match phase {
                 Phase::Serving(n) => Phase::Serving(n + 1),
@@ -160,7 +166,9 @@ where
         })
     };
     let io = TokioIo::new(Watched { inner: stream, watch: watch.clone() });
-    let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
+    // With upgrades: `/mqtt` turns the connection into MQTT over WebSocket, which then
+    // leaves this watch (the gateway times it).
+    let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, service).with_upgrades();
     let mut conn = std::pin::pin!(conn);
     let mut stopping = false;
     loop {

@@ -6,7 +6,8 @@
 //!   served by [`http`] (timeouts and a cap on connections);
 //! - [`dispatch`]: commit to the store, then hand to the connections of this node ([`dispatch::Hub`])
 //!   and ring the nodes holding the others over the [`bus`] (NATS in a cluster); schedules;
-//! - [`gateway`]: MQTT 3.1.1 connections of devices;
+//! - [`gateway`]: MQTT 3.1.1 connections of devices (TCP, TLS, and WebSocket at `/mqtt`, a
+//!   route the node mounts on the HTTP router);
 //! - [`ledger`]: analytics counters and receipt webhooks, from the store's journal;
 //! - [`node`]: wiring of one node; [`config`]: typed configuration; [`cli`]: the `herald` command;
 //! - [`tls`]: certificates of the TLS listeners, reloaded when their files change;

@@ -143,7 +143,7 @@ pub async fn run(cfg: Config, listeners: Listeners, shutdown: Signal) -> anyhow:
     };
     let gateway = Gateway::new(store.clone(), dispatcher.clone(), cfg.mqtt.clone());
     let mqtt_listeners = [(listeners.mqtt, None), (listeners.mqtts, mqtt_tls)];
-    let gateway_task = tokio::spawn(gateway.serve(
+    let gateway_task = tokio::spawn(gateway.clone().serve(
         mqtt_listeners.into_iter().filter_map(|(l, tls)| Some((l?, tls))).collect(),
         shutdown.clone(),
         DRAIN,
@@ -173,7 +173,8 @@ pub async fn run(cfg: Config, listeners: Listeners, shutdown: Signal) -> anyhow:
     );
     let http_listeners = [(listeners.http, None), (listeners.https, https_tls)];
     let http_listeners = http_listeners.into_iter().filter_map(|(l, tls)| Some((l?, tls))).collect();
-    let http_task = serve_api(http_listeners, api::router(state), cfg.http.clone(), shutdown.clone())?;
+    let router = api::router(state).merge(crate::gateway::websocket::router(gateway.clone()));
+    let http_task = serve_api(http_listeners, router, cfg.http.clone(), shutdown.clone())?;
     tracing::info!(listeners = %addresses, node = %cfg.node_id, bus = bus.kind(), "herald serving");
     // Tests and scripts wait for this line on standard output.
     println!("herald ready {addresses}");

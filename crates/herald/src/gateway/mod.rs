@@ -1,4 +1,5 @@
-//! The device gateway: MQTT 3.1.1 over TCP and over TLS ([`transport`]).
+//! The device gateway: MQTT 3.1.1 over TCP, over TLS and over WebSocket ([`transport`],
+//! [`websocket`]).
 //!
 //! One tokio task per connection ([`connection`]), no per-connection buffers while idle:
 //! bytes are read into a buffer taken only when the socket is readable and given back as
@@ -9,13 +10,18 @@
 mod admission;
 mod connection;
 mod transport;
+pub mod websocket;
 
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
+use transport::Transport;
 
 use herald_store::Store;
 
@@ -38,12 +44,15 @@ pub struct Gateway {
     open: AtomicUsize,
     /// Connections per source address.
     admission: admission::Admission,
+    /// The runtime the connection tasks run on (WebSockets arrive on the HTTP threads).
+    runtime: tokio::runtime::Handle,
 }
 
 impl Gateway {
     pub fn new(store: Arc<dyn Store>, dispatcher: Arc<Dispatcher>, cfg: MqttConfig) -> Arc<Self> {
         let admission = admission::Admission::new(&cfg);
-        Arc::new(Gateway { store, dispatcher, cfg, open: AtomicUsize::new(0), admission })
+        let runtime = tokio::runtime::Handle::current();
+        Arc::new(Gateway { store, dispatcher, cfg, open: AtomicUsize::new(0), admission, runtime })
     }
 
     fn hub(&self) -> &Hub {
@@ -81,29 +90,10 @@ impl Gateway {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
-                        let ip = peer.ip().to_canonical();
-                        let counted = match self.admission.admit(ip, std::time::Instant::now()) {
-                            Ok(counted) => counted,
-                            Err(why) => {
-                                tracing::debug!(%ip, ?why, "connection refused by the per-address limits");
-                                continue;
-                            }
-                        };
-                        self.open.fetch_add(1, Ordering::Relaxed);
-                        let gw = self.clone();
                         // Boxed, and made here: neither the TLS handshake's state nor the
                         // socket and acceptor it takes enlarge the connection's task for its
                         // whole life.
-                        let transport = Box::pin(gw.clone().transport(stream, tls.clone()));
-                        tokio::spawn(async move {
-                            if let Some(stream) = transport.await {
-                                gw.clone().connection(stream).await;
-                            }
-                            if counted {
-                                gw.admission.release(ip);
-                            }
-                            gw.open.fetch_sub(1, Ordering::Relaxed);
-                        });
+                        self.start(Some(peer.ip()), Box::pin(self.clone().transport(stream, tls.clone())));
                     }
                     Err(e) => {
                         // Out of file descriptors or similar: back off instead of spinning.
@@ -116,16 +106,41 @@ impl Gateway {
         }
     }
 
+    /// Runs a connection from `ip` (unknown: not limited) over what `setup` yields, if the
+    /// per-address limits admit it; refused, it is dropped (closed) unread.
+    fn start(self: &Arc<Self>, ip: Option<IpAddr>, setup: Pin<Box<dyn Future<Output = Option<Transport>> + Send>>) {
+        let ip = ip.map(|ip| ip.to_canonical());
+        let counted = match ip.map(|ip| self.admission.admit(ip, std::time::Instant::now())) {
+            None => false,
+            Some(Ok(counted)) => counted,
+            Some(Err(why)) => {
+                tracing::debug!(ip = ?ip, ?why, "connection refused by the per-address limits");
+                return;
+            }
+        };
+        self.open.fetch_add(1, Ordering::Relaxed);
+        let gw = self.clone();
+        self.runtime.spawn(async move {
+            if let Some(stream) = setup.await {
+                gw.clone().connection(stream).await;
+            }
+            if let Some(ip) = ip.filter(|_| counted) {
+                gw.admission.release(ip);
+            }
+            gw.open.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+
     /// The accepted socket as the connection runs over it: TLS after a handshake that has
     /// the CONNECT timeout to complete (`None`: it failed or took too long).
-    async fn transport(self: Arc<Self>, stream: TcpStream, tls: Option<TlsAcceptor>) -> Option<transport::Transport> {
+    async fn transport(self: Arc<Self>, stream: TcpStream, tls: Option<TlsAcceptor>) -> Option<Transport> {
         let _ = stream.set_nodelay(true);
         let Some(acceptor) = tls else {
-            return Some(transport::Transport::Tcp(stream));
+            return Some(Transport::Tcp(stream));
         };
         let limit = Duration::from_secs(self.cfg.connect_timeout_secs);
         match tokio::time::timeout(limit, acceptor.accept(stream)).await {
-            Ok(Ok(tls)) => Some(transport::Transport::Tls(Box::new(tls))),
+            Ok(Ok(tls)) => Some(Transport::Tls(Box::new(tls))),
             Ok(Err(e)) => {
                 // rustls describes the failure in its own words, never with client bytes.
                 tracing::debug!(error = %e, "TLS handshake failed");

@@ -1,4 +1,5 @@
-//! What a device connection runs over: plain TCP, or TLS over TCP. One enum rather than a
+//! What a device connection runs over: plain TCP, TLS over TCP, or a WebSocket (on the HTTP
+//! or HTTPS listener). One enum rather than a
 //! type parameter: the connection code is compiled once, and a plain connection pays one
 //! word for the choice (the TLS state is boxed: it is large, and only TLS pays for it).
 
@@ -12,6 +13,7 @@ use tokio_rustls::server::TlsStream;
 pub(super) enum Transport {
     Tcp(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+    Ws(Box<super::websocket::WsStream>),
 }
 
 impl AsyncRead for Transport {
@@ -19,6 +21,7 @@ impl AsyncRead for Transport {
         match self.get_mut() {
             Transport::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Transport::Ws(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -28,6 +31,7 @@ impl AsyncWrite for Transport {
         match self.get_mut() {
             Transport::Tcp(s) => Pin::new(s).poll_write(cx, data),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, data),
+            Transport::Ws(s) => Pin::new(s.as_mut()).poll_write(cx, data),
         }
     }
 
@@ -35,6 +39,7 @@ impl AsyncWrite for Transport {
         match self.get_mut() {
             Transport::Tcp(s) => Pin::new(s).poll_flush(cx),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Transport::Ws(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
@@ -42,6 +47,7 @@ impl AsyncWrite for Transport {
         match self.get_mut() {
             Transport::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Transport::Ws(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }

@@ -24,3 +24,4 @@ mod templates;
 mod tls;
 mod vendor_receipts;
 mod vendors;
+mod websocket;

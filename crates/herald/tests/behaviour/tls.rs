@@ -15,15 +15,15 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// A node with TLS on (port 0 everywhere), the CA that signed its certificate, and the
 /// directory of its certificate files and of the CA's PEM.
-struct TlsNode {
-    node: TestProcess,
-    ca: TestCa,
-    dir: tempfile::TempDir,
-    ca_file: PathBuf,
+pub struct TlsNode {
+    pub node: TestProcess,
+    pub ca: TestCa,
+    pub dir: tempfile::TempDir,
+    pub ca_file: PathBuf,
 }
 
 /// `None` on the PostgreSQL run of the suite: the store plays no part here.
-async fn tls_node(config: &str) -> Option<TlsNode> {
+pub async fn tls_node(config: &str) -> Option<TlsNode> {
     if crate::BACKEND != Backend::Sqlite {
         return None;
     }
@@ -57,7 +57,7 @@ fn write_pair(ca: &TestCa, dir: &Path, label: &str) -> (PathBuf, PathBuf) {
     (cert_file, key_file)
 }
 
-fn port(addr: &str) -> &str {
+pub fn port(addr: &str) -> &str {
     addr.rsplit(':').next().unwrap()
 }
 
