@@ -190,25 +190,36 @@ pub(crate) fn sent_us_of(payload: &[u8]) -> Option<u64> {
 }
 
 /// Connects a device, keeps it open, acknowledges and reports every delivery.
-/// A device's byte stream: TCP, or TLS over it.
+/// A device's byte stream: TCP, TLS over it, or a WebSocket.
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// How bench devices reach their server.
+#[derive(Clone)]
+pub(crate) enum Link {
+    Tcp,
+    /// TLS, trusting the bench's CA, to `localhost`.
+    Tls(tokio_rustls::TlsConnector),
+    /// A WebSocket to `/mqtt`, subprotocol `mqtt`.
+    Ws,
+}
 
 pub(crate) async fn device_task(
     addr: String,
     spec: DeviceSpec,
     receipts: Option<Arc<Receipts>>,
     connected: Arc<AtomicUsize>,
-    tls: Option<tokio_rustls::TlsConnector>,
+    link: Link,
 ) -> anyhow::Result<()> {
     let tcp = TcpStream::connect(&addr).await?;
     tcp.set_nodelay(true)?;
-    let mut stream: Box<dyn Io> = match tls {
-        None => Box::new(tcp),
-        Some(connector) => {
+    let mut stream: Box<dyn Io> = match link {
+        Link::Tcp => Box::new(tcp),
+        Link::Tls(connector) => {
             let name = rustls_pki_types::ServerName::try_from("localhost")?;
             Box::new(connector.connect(name, tcp).await?)
         }
+        Link::Ws => Box::new(crate::ws::connect(&addr, tcp).await?),
     };
     let connect = Packet::Connect(Connect {
         protocol: Protocol::V311,
@@ -220,6 +231,7 @@ pub(crate) async fn device_task(
         password: spec.password.clone().map(Bytes::from),
     });
     stream.write_all(&connect.to_bytes()).await?;
+    stream.flush().await?;
     let mut buf = BytesMut::with_capacity(256);
     let mut subscribed = spec.subscribe.is_none();
     loop {
@@ -238,6 +250,7 @@ pub(crate) async fn device_task(
                             }],
                         });
                         stream.write_all(&sub.to_bytes()).await?;
+                        stream.flush().await?;
                     } else {
                         connected.fetch_add(1, Ordering::Relaxed);
                     }
@@ -249,6 +262,7 @@ pub(crate) async fn device_task(
                 Packet::Publish(p) => {
                     if let Some(packet_id) = p.packet_id {
                         stream.write_all(&Packet::PubAck(PubAck { packet_id }).to_bytes()).await?;
+                        stream.flush().await?;
                     }
                     if let Some(r) = &receipts {
                         r.mark_received(&p.payload);
@@ -273,23 +287,23 @@ pub(crate) async fn connect_all(
     specs: Vec<DeviceSpec>,
     receipts: Option<Arc<Receipts>>,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
-    connect_all_with(addr, specs, receipts, None).await
+    connect_all_with(addr, specs, receipts, Link::Tcp).await
 }
 
-/// [`connect_all`], over TLS when `tls` is given.
+/// [`connect_all`] over `link`.
 pub(crate) async fn connect_all_with(
     addr: &str,
     specs: Vec<DeviceSpec>,
     receipts: Option<Arc<Receipts>>,
-    tls: Option<tokio_rustls::TlsConnector>,
+    link: Link,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     let connected = Arc::new(AtomicUsize::new(0));
     let n = specs.len();
     let mut handles = Vec::with_capacity(n);
     for (i, spec) in specs.into_iter().enumerate() {
-        let (addr, receipts, up, tls) = (addr.to_string(), receipts.clone(), connected.clone(), tls.clone());
+        let (addr, receipts, up, link) = (addr.to_string(), receipts.clone(), connected.clone(), link.clone());
         handles.push(tokio::spawn(async move {
-            if let Err(e) = device_task(addr, spec, receipts, up, tls).await {
+            if let Err(e) = device_task(addr, spec, receipts, up, link).await {
                 eprintln!("bench device error: {e:#}");
             }
         }));

@@ -23,6 +23,7 @@ mod load;
 mod push;
 mod receipts;
 mod servers;
+mod ws;
 
 use std::path::PathBuf;
 
@@ -85,8 +86,12 @@ pub struct BenchArgs {
     no_reference: bool,
     /// Idle scenario: connect over TLS (Herald's MQTT over TLS listener; Mosquitto with a
     /// TLS listener on the same certificate).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "ws")]
     tls: bool,
+    /// Idle scenario: connect over WebSocket (Herald's `/mqtt` on its HTTP listener;
+    /// Mosquitto with a websockets listener).
+    #[arg(long)]
+    ws: bool,
     /// Run Herald on this PostgreSQL database (each server in a fresh schema, dropped after)
     /// instead of SQLite.
     #[arg(long)]

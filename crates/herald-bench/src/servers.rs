@@ -122,20 +122,18 @@ pub(crate) async fn start_herald_with(bin: &Path, extra: &[String], env: &[(&str
 }
 
 pub(crate) async fn start_mosquitto(bin: &Path) -> anyhow::Result<Server> {
-    start_mosquitto_with(bin, None).await
+    start_mosquitto_with(bin, "").await
 }
 
-/// Mosquitto on a loopback port; with `tls`, that port speaks MQTT over TLS with the
-/// bench's certificate (and `mqtts` names it too).
-pub(crate) async fn start_mosquitto_with(bin: &Path, tls: Option<&TlsFiles>) -> anyhow::Result<Server> {
+/// Mosquitto on a loopback port whose listener `listener_conf` completes (`certfile …` for
+/// TLS, `protocol websockets`).
+pub(crate) async fn start_mosquitto_with(bin: &Path, listener_conf: &str) -> anyhow::Result<Server> {
     let dir = tempfile::Builder::new().prefix("mosquitto-bench").tempdir()?;
     let port = free_port()?;
     let conf = dir.path().join("mosquitto.conf");
-    let mut text =
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\npersistence false\n");
-    if let Some(tls) = tls {
-        text.push_str(&format!("certfile {}\nkeyfile {}\n", tls.cert.display(), tls.key.display()));
-    }
+    let text = format!(
+        "listener {port} 127.0.0.1\n{listener_conf}allow_anonymous true\nmax_queued_messages 100000\npersistence false\n"
+    );
     std::fs::write(&conf, text)?;
     let child = Command::new(bin)
         .arg("-c")
@@ -152,8 +150,7 @@ pub(crate) async fn start_mosquitto_with(bin: &Path, tls: Option<&TlsFiles>) -> 
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mqtts = tls.map(|_| mqtt.clone());
-    Ok(Server { child, http: String::new(), mqtt, mqtts, _dir: dir })
+    Ok(Server { child, http: String::new(), mqtt, mqtts: None, _dir: dir })
 }
 
 /// A certificate for localhost from a CA of the bench's own, as files for the servers, and
@@ -187,6 +184,11 @@ impl TlsFiles {
             key: key_file,
             connector: tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)),
         })
+    }
+
+    /// What completes a Mosquitto listener to serve TLS with these files.
+    pub(crate) fn mosquitto_conf(&self) -> String {
+        format!("certfile {}\nkeyfile {}\n", self.cert.display(), self.key.display())
     }
 
     /// `herald serve` arguments that turn its TLS listeners on with these files.

@@ -1,5 +1,5 @@
 //! Feeds arbitrary bytes, as a client's side of MQTT over WebSocket, to tungstenite with
-//! the limits Herald's `/mqtt` sets (gateway/websocket.rs: 4 KiB read buffer, messages and
+//! the limits Herald's `/mqtt` sets (gateway/websocket.rs: 256-byte read buffer, messages and
 //! frames at most the largest MQTT packet plus 16 bytes), and the binary messages' bytes,
 //! in whatever cut they come, to the MQTT decoder: nothing may panic, no message over the
 //! limit may get through, and a stream cut into messages decodes to the same packets as the
@@ -37,7 +37,7 @@ impl std::io::Write for Input {
 
 fuzz_target!(|data: &[u8]| {
     let config = WebSocketConfig::default()
-        .read_buffer_size(4096)
+        .read_buffer_size(256)
         .write_buffer_size(0)
         .max_message_size(Some(MAX_PACKET + 16))
         .max_frame_size(Some(MAX_PACKET + 16));
