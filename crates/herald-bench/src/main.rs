@@ -124,6 +124,9 @@ pub struct BenchArgs {
     /// Sends node-apn keeps in flight at once.
     #[arg(long, default_value_t = 512)]
     node_apn_window: usize,
+    /// kill -9 cycles of the soak scenario.
+    #[arg(long, default_value_t = 100)]
+    cycles: usize,
     /// `hold`: the node to connect to.
     #[arg(long, hide = true)]
     mqtt: Option<String>,
@@ -149,6 +152,10 @@ enum Scenario {
     /// Unicast rate and broadcast fan-out with receipts and analytics off, then on (a local
     /// webhook accepting everything), twice.
     Receipts,
+    /// Durability: pushes at `--rate` (one at a time) to `--devices` connected devices while
+    /// the node (SQLite) is killed with SIGKILL every 0.5-2 s and restarted, `--cycles`
+    /// times; then the ledger: lost, refused but delivered, misdelivered, duplicates.
+    Soak,
     /// A helper process of `cluster`: holds the devices of `--devices-file` on `--mqtt`.
     #[value(hide = true)]
     Hold,
@@ -170,6 +177,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         );
     }
     println!("# herald-bench ({} cores)\n", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    if args.scenario == Scenario::Soak {
+        return soak(&args, &herald_bin).await;
+    }
     if matches!(args.scenario, Scenario::Idle | Scenario::All) {
         idle::idle(&args, &herald_bin).await?;
     }
@@ -187,6 +197,31 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.scenario == Scenario::Apns {
         apns::run(&args, &herald_bin).await?;
+    }
+    Ok(())
+}
+
+/// The soak scenario (herald_testkit::soak, which the test suite runs short).
+async fn soak(args: &BenchArgs, herald_bin: &std::path::Path) -> anyhow::Result<()> {
+    let cfg = herald_testkit::soak::SoakConfig {
+        cycles: args.cycles,
+        devices: args.devices,
+        push_every: std::time::Duration::from_secs_f64(1.0 / args.rate.max(1) as f64),
+        run_ms: (500, 2000),
+        settle: std::time::Duration::from_secs(60),
+    };
+    println!("## Soak: kill -9 and restart, {} cycles, {} devices, SQLite\n", cfg.cycles, cfg.devices);
+    let started = std::time::Instant::now();
+    let ledger = herald_testkit::soak::run(herald_bin, herald_testkit::Backend::Sqlite, &cfg)
+        .await
+        .ok_or_else(|| anyhow::anyhow!("SQLite needs no configuration"))?;
+    println!("{ledger}\n\n({} s)", started.elapsed().as_secs());
+    if !ledger.holds() {
+        anyhow::bail!(
+            "the ledger does not hold: lost {:?}, refused but delivered {:?}",
+            ledger.lost,
+            ledger.refused_delivered
+        );
     }
     Ok(())
 }

@@ -6,7 +6,8 @@
 //! - [`Cluster`]: nodes sharing a PostgreSQL schema and a NATS;
 //! - [`TestApp`] and [`Creds`]: the signed API and the device API, one method per call;
 //!   [`TestDevice`]: a real MQTT client (rumqttc) connected as a device;
-//! - [`ScratchSchema`]: a PostgreSQL schema made for one test and dropped after it.
+//! - [`ScratchSchema`]: a PostgreSQL schema made for one test and dropped after it;
+//! - [`soak`]: pushes while the node is killed and restarted, and the ledger of what arrived.
 //!
 //! PostgreSQL and NATS are named by `HERALD_TEST_POSTGRES_URL` and `HERALD_TEST_NATS_URL`:
 //! unset, a test that needs them says it is skipped and returns; set and the service down,
@@ -20,6 +21,7 @@ mod logs;
 mod node;
 mod process;
 mod receiver;
+pub mod soak;
 
 use std::time::Duration;
 
