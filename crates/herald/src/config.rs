@@ -54,6 +54,9 @@ pub struct HttpConfig {
     pub body_timeout_secs: u64,
     /// Seconds a kept-alive connection may stay silent between requests before it is closed.
     pub idle_timeout_secs: u64,
+    /// Every connection to the HTTP listeners starts with a PROXY protocol header (a load
+    /// balancer in front): its client address is the client's.
+    pub proxy_protocol: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -95,6 +98,9 @@ pub struct MqttConfig {
     /// Source addresses not limited: a TLS proxy's on this host (every connection through it
     /// comes from its address).
     pub limits_exempt: Vec<std::net::IpAddr>,
+    /// Every connection to the MQTT listeners starts with a PROXY protocol header (a load
+    /// balancer in front): the limits count the client's address it gives.
+    pub proxy_protocol: bool,
 }
 
 impl Default for Config {
@@ -136,7 +142,13 @@ impl Default for LogConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { max_connections: 1024, header_timeout_secs: 10, body_timeout_secs: 30, idle_timeout_secs: 60 }
+        HttpConfig {
+            max_connections: 1024,
+            header_timeout_secs: 10,
+            body_timeout_secs: 30,
+            idle_timeout_secs: 60,
+            proxy_protocol: false,
+        }
     }
 }
 
@@ -152,6 +164,7 @@ impl Default for MqttConfig {
             connects_per_second_per_address: 100,
             connect_burst_per_address: 1_000,
             limits_exempt: vec![std::net::Ipv4Addr::LOCALHOST.into(), std::net::Ipv6Addr::LOCALHOST.into()],
+            proxy_protocol: false,
         }
     }
 }
@@ -237,6 +250,9 @@ header_timeout_secs = 10
 body_timeout_secs = 30
 # Seconds a kept-alive connection may stay silent between requests.
 idle_timeout_secs = 60
+# true: every connection starts with a PROXY protocol header (v1 or v2) from a load
+# balancer, whose client address is used; a connection without one is closed.
+proxy_protocol = false
 
 [mqtt]
 # Largest MQTT packet a device may send (bytes).
@@ -256,6 +272,9 @@ connects_per_second_per_address = 100
 connect_burst_per_address = 1000
 # Addresses not limited: a TLS proxy's on this host.
 limits_exempt = ["127.0.0.1", "::1"]
+# true: every connection (plain and TLS) starts with a PROXY protocol header (v1 or v2) from
+# a load balancer; the per-address limits count the client address it gives.
+proxy_protocol = false
 
 [tls]
 # PEM certificate chain (leaf first) and its private key. Both set: MQTT over TLS on

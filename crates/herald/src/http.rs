@@ -49,6 +49,7 @@ pub async fn serve(
         header: Duration::from_secs(cfg.header_timeout_secs),
         idle: Duration::from_secs(cfg.idle_timeout_secs),
     };
+    let proxy_protocol = cfg.proxy_protocol;
     loop {
         let slot = tokio::select! {
             slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
@@ -59,11 +60,28 @@ pub async fn serve(
             _ = shutdown.wait() => break,
         };
         match accepted {
-            Ok((stream, peer)) => {
+            Ok((mut stream, peer)) => {
                 let (router, shutdown, tls) = (router.clone(), shutdown.clone(), tls.clone());
                 tokio::spawn(async move {
                     let _ = stream.set_nodelay(true);
-                    let peer = Peer(peer);
+                    let peer = if proxy_protocol {
+                        // The client's address comes first, within the header timeout.
+                        match tokio::time::timeout(limits.header, crate::proxy::read_header(&mut stream)).await {
+                            Ok(Ok(client)) => Peer(client.unwrap_or(peer)),
+                            Ok(Err(why)) => {
+                                tracing::debug!(%peer, why, "HTTP connection closed");
+                                drop(slot);
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "HTTP connection closed: no PROXY header in time");
+                                drop(slot);
+                                return;
+                            }
+                        }
+                    } else {
+                        Peer(peer)
+                    };
                     match tls {
                         None => connection(stream, peer, router, limits, shutdown).await,
                         Some(acceptor) => match tokio::time::timeout(limits.header, acceptor.accept(stream)).await {

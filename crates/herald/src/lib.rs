@@ -11,6 +11,7 @@
 //! - [`ledger`]: analytics counters and receipt webhooks, from the store's journal;
 //! - [`node`]: wiring of one node; [`config`]: typed configuration; [`cli`]: the `herald` command;
 //! - [`tls`]: certificates of the TLS listeners, reloaded when their files change;
+//! - [`proxy`]: the PROXY protocol header of a load balancer in front of the listeners;
 //! - [`rate`]: token buckets (per-app flow control, per-address CONNECT limits);
 //! - [`metrics`], [`shutdown`], [`http_client`]: shared pieces.
 //!
@@ -28,6 +29,7 @@ pub mod http_client;
 pub mod ledger;
 pub mod metrics;
 pub mod node;
+pub mod proxy;
 pub mod rate;
 pub mod shutdown;
 pub mod tls;

@@ -89,6 +89,10 @@ impl Gateway {
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) if self.cfg.proxy_protocol => {
+                        // The client's address is in the header: the limits wait for it.
+                        tokio::spawn(self.clone().behind_proxy(stream, peer, tls.clone()));
+                    }
                     Ok((stream, peer)) => {
                         // Boxed, and made here: neither the TLS handshake's state nor the
                         // socket and acceptor it takes enlarge the connection's task for its
@@ -129,6 +133,25 @@ impl Gateway {
             }
             gw.open.fetch_sub(1, Ordering::Relaxed);
         });
+    }
+
+    /// Reads the PROXY header of a connection from a load balancer (within the CONNECT
+    /// timeout), then runs it as the client's whose address the header gives.
+    async fn behind_proxy(
+        self: Arc<Self>,
+        mut stream: TcpStream,
+        peer: std::net::SocketAddr,
+        tls: Option<TlsAcceptor>,
+    ) {
+        let limit = Duration::from_secs(self.cfg.connect_timeout_secs);
+        match tokio::time::timeout(limit, crate::proxy::read_header(&mut stream)).await {
+            Ok(Ok(client)) => {
+                let ip = client.map_or(peer.ip(), |c| c.ip());
+                self.start(Some(ip), Box::pin(self.clone().transport(stream, tls)));
+            }
+            Ok(Err(why)) => tracing::debug!(%peer, why, "MQTT connection closed"),
+            Err(_) => tracing::debug!(%peer, "MQTT connection closed: no PROXY header within the CONNECT timeout"),
+        }
     }
 
     /// The accepted socket as the connection runs over it: TLS after a handshake that has

@@ -31,6 +31,13 @@ impl Raw {
         Raw { stream: socket.connect(addr.parse().unwrap()).await.unwrap(), buf: BytesMut::new() }
     }
 
+    /// A connection through a load balancer speaking the PROXY protocol (v1) for `client`.
+    async fn behind_proxy(addr: &str, client: &str) -> Raw {
+        let mut raw = Raw::open(addr).await;
+        raw.stream.write_all(format!("PROXY TCP4 {client} 10.0.0.1 40000 1883\r\n").as_bytes()).await.unwrap();
+        raw
+    }
+
     async fn connect_as(mut self, creds: &Creds) -> Option<Packet> {
         self.send(Packet::Connect(Connect {
             protocol: Protocol::V311,
@@ -170,19 +177,28 @@ async fn a_refused_client_id_can_neither_forge_nor_flood_the_log() {
 /// is read), another address is not held back, a slot comes back when a connection ends,
 /// and exempt addresses (a local proxy's) are not limited. (The CONNECT rate's token bucket
 /// is tested beside the gateway.)
+/// A node whose MQTT settings `configure` adjusts, and a device of it.
+async fn limited(configure: impl FnOnce(&mut herald::config::MqttConfig)) -> Option<(TestServer, Creds)> {
+    let server = TestServer::start_with(crate::BACKEND, |cfg| configure(&mut cfg.mqtt)).await?;
+    let creds = server.create_app().await.register("i").await;
+    Some((server, creds))
+}
+
+/// CONNACK 0.
+fn accepted(answer: Option<Packet>) -> bool {
+    matches!(answer, Some(Packet::ConnAck(a)) if a.code == ConnectReturnCode::Accepted)
+}
+
 #[tokio::test]
 async fn one_address_can_hold_only_so_many_connections() {
-    let Some(server) = herald_testkit::TestServer::start_with(crate::BACKEND, |cfg| {
-        cfg.mqtt.max_connections_per_address = 2;
-        cfg.mqtt.limits_exempt = vec!["127.0.0.1".parse().unwrap()];
+    let Some((server, creds)) = limited(|mqtt| {
+        mqtt.max_connections_per_address = 2;
+        mqtt.limits_exempt = vec!["127.0.0.1".parse().unwrap()];
     })
     .await
     else {
         return;
     };
-    let app = server.create_app().await;
-    let creds = app.register("i").await;
-    let accepted = |p: Option<Packet>| matches!(p, Some(Packet::ConnAck(a)) if a.code == ConnectReturnCode::Accepted);
 
     let first = Raw::open_from(&server.mqtt, "127.0.0.2").await; // open, no CONNECT yet
     assert!(accepted(Raw::open_from(&server.mqtt, "127.0.0.2").await.connect_as(&creds).await));
@@ -313,4 +329,46 @@ async fn a_client_that_stops_reading_does_not_hold_back_others() {
     let started = tokio::time::Instant::now();
     assert_eq!(device.next_push().await.1["messageId"], m.as_str());
     assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn behind_a_load_balancer_the_limits_count_the_client_its_proxy_header_names() {
+    let Some((server, creds)) = limited(|mqtt| {
+        mqtt.proxy_protocol = true;
+        mqtt.max_connections_per_address = 1;
+    })
+    .await
+    else {
+        return;
+    };
+    // All come from 127.0.0.1 (exempt); the header's address is what counts.
+    assert!(accepted(Raw::behind_proxy(&server.mqtt, "203.0.113.7").await.connect_as(&creds).await));
+    let mut again = Raw::behind_proxy(&server.mqtt, "203.0.113.7").await;
+    assert_eq!(again.recv().await, None, "a second connection of that client is over its limit of 1");
+    assert!(accepted(Raw::behind_proxy(&server.mqtt, "203.0.113.8").await.connect_as(&creds).await));
+    assert_eq!(Raw::open(&server.mqtt).await.connect_as(&creds).await, None, "no header: closed");
+}
+
+#[tokio::test]
+async fn behind_a_load_balancer_http_reads_the_proxy_header_first() {
+    // A process: the in-process node's readiness probe sends no header.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("herald.toml");
+    std::fs::write(&config, "[http]\nproxy_protocol = true\n").unwrap();
+    let args = ["--config", config.to_str().unwrap()];
+    let Some(server) = TestProcess::start_with(herald_bin!(), crate::BACKEND, &args).await else { return };
+    let get = "GET /healthz HTTP/1.1\r\nHost: herald\r\nConnection: close\r\n\r\n";
+    let answer = |wire: String| {
+        let http = server.http.clone();
+        async move {
+            let mut s = TcpStream::connect(&http).await.unwrap();
+            s.write_all(wire.as_bytes()).await.unwrap();
+            let mut out = Vec::new();
+            let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut out)).await;
+            String::from_utf8_lossy(&out).to_string()
+        }
+    };
+    let through = answer(format!("PROXY TCP4 203.0.113.7 10.0.0.1 40000 8080\r\n{get}")).await;
+    assert!(through.starts_with("HTTP/1.1 200"), "{through}");
+    assert_eq!(answer(get.to_string()).await, "", "no header: closed unanswered");
 }
