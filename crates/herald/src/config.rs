@@ -288,6 +288,9 @@ https_addr = "0.0.0.0:8443"
 plain = true
 # Seconds between two looks at the files for a change.
 reload_secs = 10
+# PEM CA certificates: /admin/v1 then also needs a client certificate they signed,
+# presented to the HTTPS listener (over plain HTTP the admin API is refused).
+# admin_client_ca = "/etc/herald/tls/admin-ca.pem"
 
 [store]
 # SQLite synchronous mode: "full" (fsync at each group commit) or "normal".

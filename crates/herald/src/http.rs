@@ -67,7 +67,7 @@ pub async fn serve(
                     let peer = if proxy_protocol {
                         // The client's address comes first, within the header timeout.
                         match tokio::time::timeout(limits.header, crate::proxy::read_header(&mut stream)).await {
-                            Ok(Ok(client)) => Peer(client.unwrap_or(peer)),
+                            Ok(Ok(client)) => Peer { addr: client.unwrap_or(peer), client_cert: false },
                             Ok(Err(why)) => {
                                 tracing::debug!(%peer, why, "HTTP connection closed");
                                 drop(slot);
@@ -80,12 +80,18 @@ pub async fn serve(
                             }
                         }
                     } else {
-                        Peer(peer)
+                        Peer { addr: peer, client_cert: false }
                     };
                     match tls {
                         None => connection(stream, peer, router, limits, shutdown).await,
                         Some(acceptor) => match tokio::time::timeout(limits.header, acceptor.accept(stream)).await {
-                            Ok(Ok(stream)) => connection(stream, peer, router, limits, shutdown).await,
+                            Ok(Ok(stream)) => {
+                                // A client certificate here passed the verifier of
+                                // tls.admin_client_ca (the handshake refuses any other).
+                                let peer =
+                                    Peer { client_cert: stream.get_ref().1.peer_certificates().is_some(), ..peer };
+                                connection(stream, peer, router, limits, shutdown).await
+                            }
                             Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                             Err(_) => tracing::debug!("no TLS handshake within the header timeout"),
                         },
@@ -154,9 +160,14 @@ impl Watch {
     }
 }
 
-/// The client's address, in every request's extensions (MQTT over WebSocket is limited by it).
+/// Who is on the other end, in every request's extensions: the client's address (MQTT over
+/// WebSocket is limited by it), and whether it presented a client certificate the HTTPS
+/// listener verified (the admin API may require one).
 #[derive(Debug, Clone, Copy)]
-pub struct Peer(pub std::net::SocketAddr);
+pub struct Peer {
+    pub addr: std::net::SocketAddr,
+    pub client_cert: bool,
+}
 
 async fn connection<S>(stream: S, peer: Peer, router: axum::Router, limits: Limits, shutdown: Signal)
 where

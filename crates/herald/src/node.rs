@@ -134,9 +134,13 @@ pub async fn run(cfg: Config, listeners: Listeners, shutdown: Signal) -> anyhow:
         Some((cert, key)) => {
             let certs = crate::tls::Certificates::load(cert, key).context("loading the TLS certificate")?;
             tokio::spawn(certs.clone().watch(Duration::from_secs(cfg.tls.reload_secs), shutdown.clone()));
+            let admin_roots = match &cfg.tls.admin_client_ca {
+                Some(file) => Some(crate::tls::client_roots(file).context("loading tls.admin_client_ca")?),
+                None => None,
+            };
             (
-                Some(TlsAcceptor::from(certs.server_config(&[]))),
-                Some(TlsAcceptor::from(certs.server_config(&[b"http/1.1"]))),
+                Some(TlsAcceptor::from(certs.server_config(&[], None)?)),
+                Some(TlsAcceptor::from(certs.server_config(&[b"http/1.1"], admin_roots)?)),
             )
         }
         None => (None, None),

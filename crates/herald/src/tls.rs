@@ -32,6 +32,9 @@ pub struct TlsConfig {
     pub plain: bool,
     /// Seconds between two checks of the files for a change.
     pub reload_secs: u64,
+    /// PEM CA certificates: when set, `/admin/v1` also needs a client certificate they
+    /// signed (presented to the HTTPS listener), besides the admin token.
+    pub admin_client_ca: Option<PathBuf>,
 }
 
 impl Default for TlsConfig {
@@ -43,6 +46,7 @@ impl Default for TlsConfig {
             https_addr: "0.0.0.0:8443".parse().expect("literal address"),
             plain: true,
             reload_secs: 10,
+            admin_client_ca: None,
         }
     }
 }
@@ -63,6 +67,10 @@ impl TlsConfig {
         }
         if self.reload_secs == 0 {
             problems.push("tls.reload_secs must be at least 1".into());
+        }
+        if self.admin_client_ca.is_some() && self.files().is_none() {
+            problems
+                .push("tls.admin_client_ca needs tls.cert and tls.key (client certificates come over HTTPS)".into());
         }
         problems
     }
@@ -124,16 +132,30 @@ impl Certificates {
         }
     }
 
-    /// A rustls server configuration on these certificates offering `alpn`.
-    pub fn server_config(self: &Arc<Self>, alpn: &[&[u8]]) -> Arc<rustls::ServerConfig> {
+    /// A rustls server configuration on these certificates offering `alpn`; with
+    /// `client_roots`, clients may present a certificate, which must chain to one of them
+    /// (one that does not is refused in the handshake; none is allowed).
+    pub fn server_config(
+        self: &Arc<Self>,
+        alpn: &[&[u8]],
+        client_roots: Option<Arc<rustls::RootCertStore>>,
+    ) -> anyhow::Result<Arc<rustls::ServerConfig>> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .expect("the provider supports TLS 1.2 and 1.3")
-            .with_no_client_auth()
-            .with_cert_resolver(self.clone());
+            .expect("the provider supports TLS 1.2 and 1.3");
+        let builder = match client_roots {
+            None => builder.with_no_client_auth(),
+            Some(roots) => builder.with_client_cert_verifier(
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider)
+                    .allow_unauthenticated()
+                    .build()
+                    .context("tls.admin_client_ca: no usable CA certificate")?,
+            ),
+        };
+        let mut config = builder.with_cert_resolver(self.clone());
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        Arc::new(config)
+        Ok(Arc::new(config))
     }
 
     /// Reloads on a change of the files (checked every `every`) and on SIGHUP, until
@@ -155,6 +177,21 @@ impl Certificates {
             self.reload(force);
         }
     }
+}
+
+/// The CA certificates of `tls.admin_client_ca`.
+pub fn client_roots(file: &Path) -> anyhow::Result<Arc<rustls::RootCertStore>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in
+        CertificateDer::pem_file_iter(file).map_err(|e| anyhow::anyhow!("{}: not a PEM file ({e})", file.display()))?
+    {
+        let cert = cert.map_err(|e| anyhow::anyhow!("{}: not a PEM certificate ({e})", file.display()))?;
+        roots.add(cert).with_context(|| format!("{}: a certificate that is no CA", file.display()))?;
+    }
+    if roots.is_empty() {
+        bail!("{}: no certificate in the file", file.display());
+    }
+    Ok(Arc::new(roots))
 }
 
 fn stamps(cert: &Path, key: &Path) -> (Option<SystemTime>, Option<SystemTime>) {

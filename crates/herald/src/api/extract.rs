@@ -103,6 +103,14 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = Refusal;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Refusal> {
+        if state.cfg.tls.admin_client_ca.is_some()
+            && !parts.extensions.get::<crate::http::Peer>().is_some_and(|p| p.client_cert)
+        {
+            return Err(Refusal::new(
+                ErrorCode::AdminUnauthorized,
+                "the admin API needs a client certificate (tls.admin_client_ca) over HTTPS",
+            ));
+        }
         let given = bearer(parts).map(|t| crypto::sha256_hex(t.as_bytes()));
         match given {
             Some(h) if crypto::constant_time_eq(h.as_bytes(), state.admin_token_hash.as_bytes()) => Ok(Admin),

@@ -49,7 +49,7 @@ async fn upgrade(
         )
         .into_response();
     };
-    let ip = peer.map(|Extension(Peer(addr))| addr.ip().to_canonical());
+    let ip = peer.map(|Extension(peer)| peer.addr.ip().to_canonical());
     let max_packet = gateway.cfg.max_packet_bytes;
     ws.protocols(["mqtt"])
         .read_buffer_size(READ_BUFFER)

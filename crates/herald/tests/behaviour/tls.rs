@@ -22,7 +22,8 @@ pub struct TlsNode {
     pub ca_file: PathBuf,
 }
 
-/// `None` on the PostgreSQL run of the suite: the store plays no part here.
+/// `None` on the PostgreSQL run of the suite: the store plays no part here. `config` is the
+/// node's configuration file.
 pub async fn tls_node(config: &str) -> Option<TlsNode> {
     if crate::BACKEND != Backend::Sqlite {
         return None;
@@ -32,7 +33,8 @@ pub async fn tls_node(config: &str) -> Option<TlsNode> {
     let ca_file = ca.write_pem(dir.path());
     let (cert, key) = write_pair(&ca, dir.path(), "first");
     let config_file = dir.path().join("herald.toml");
-    std::fs::write(&config_file, config).unwrap();
+    // `{dir}` in the configuration is this directory (the CA's PEM is `{dir}/test-ca.pem`).
+    std::fs::write(&config_file, config.replace("{dir}", dir.path().to_str().unwrap())).unwrap();
     let args = [
         "--config",
         config_file.to_str().unwrap(),
@@ -198,4 +200,55 @@ async fn tls_only_leaves_the_plain_listeners_closed() {
     let https = node.listener("https").unwrap();
     let (status, body) = curl(&ca_file, &format!("https://localhost:{}/healthz", port(&https)), &[]).await;
     assert_eq!(status, "200", "{body}");
+}
+
+/// A client certificate of `ca` as PEM files in `dir`: (certificate, key).
+fn client_cert_files(ca: &TestCa, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    use base64::Engine;
+    let pem = |label: &str, der: &[u8]| {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
+        format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
+    };
+    let (cert, key) = ca.client_cert(name, (2099, 1, 1));
+    let (cert_file, key_file) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
+    std::fs::write(&cert_file, pem("CERTIFICATE", &cert)).unwrap();
+    std::fs::write(&key_file, pem("PRIVATE KEY", &key)).unwrap();
+    (cert_file, key_file)
+}
+
+#[tokio::test]
+async fn with_admin_client_ca_the_admin_api_needs_a_client_certificate_too() {
+    let config = "[tls]\nadmin_client_ca = \"{dir}/test-ca.pem\"\n";
+    let Some(TlsNode { node, ca, dir, ca_file }) = tls_node(config).await else { return };
+    let https = format!("https://localhost:{}", port(&node.listener("https").unwrap()));
+    let auth = format!("Authorization: Bearer {ADMIN_TOKEN}");
+    let create = ["-H", &auth, "-H", "Content-Type: application/json", "-d", r#"{"name":"mtls"}"#];
+    let url = format!("{https}/admin/v1/apps");
+
+    let (status, body) = curl(&ca_file, &url, &create).await;
+    assert_eq!(status, "401", "the token alone is not enough: {body}");
+    assert!(body.contains("ADMIN_UNAUTHORIZED") && body.contains("client certificate"), "{body}");
+
+    let (cert, key) = client_cert_files(&ca, dir.path(), "operator");
+    let with_cert = [&create[..], &["--cert", cert.to_str().unwrap(), "--key", key.to_str().unwrap()]].concat();
+    let (status, body) = curl(&ca_file, &url, &with_cert).await;
+    assert_eq!(status, "200", "{body}");
+
+    // A certificate of another CA fails the handshake; over plain HTTP there is none.
+    let (other_cert, other_key) = client_cert_files(&TestCa::new(), dir.path(), "stranger");
+    let strange =
+        [&create[..], &["--cert", other_cert.to_str().unwrap(), "--key", other_key.to_str().unwrap()]].concat();
+    assert_eq!(curl(&ca_file, &url, &strange).await.0, "000");
+    let plain = node
+        .call(
+            "POST",
+            "/admin/v1/apps",
+            &[("authorization".into(), format!("Bearer {ADMIN_TOKEN}"))],
+            r#"{"name":"x"}"#.into(),
+        )
+        .await;
+    assert_eq!(plain.status, 401);
+    // The rest of the API does not ask for one.
+    assert_eq!(curl(&ca_file, &format!("{https}/healthz"), &[]).await.0, "200");
 }
