@@ -57,6 +57,11 @@ pub struct HttpConfig {
     /// Every connection to the HTTP listeners starts with a PROXY protocol header (a load
     /// balancer in front): its client address is the client's.
     pub proxy_protocol: bool,
+    /// HTTP connections open at once from one source address (0: no limit), so that one
+    /// client cannot hold all of `max_connections`.
+    pub max_connections_per_address: usize,
+    /// Source addresses not limited per address (a local proxy's, the CLI's).
+    pub limits_exempt: Vec<std::net::IpAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -148,6 +153,8 @@ impl Default for HttpConfig {
             body_timeout_secs: 30,
             idle_timeout_secs: 60,
             proxy_protocol: false,
+            max_connections_per_address: 256,
+            limits_exempt: vec![std::net::Ipv4Addr::LOCALHOST.into(), std::net::Ipv6Addr::LOCALHOST.into()],
         }
     }
 }
@@ -253,6 +260,11 @@ idle_timeout_secs = 60
 # true: every connection starts with a PROXY protocol header (v1 or v2) from a load
 # balancer, whose client address is used; a connection without one is closed.
 proxy_protocol = false
+# Connections open at once from one source address (an IPv6 /64 counts as one; 0: no
+# limit): one client cannot hold all of max_connections. Addresses not limited: a local
+# proxy's, the CLI's.
+max_connections_per_address = 256
+limits_exempt = ["127.0.0.1", "::1"]
 
 [mqtt]
 # Largest MQTT packet a device may send (bytes).

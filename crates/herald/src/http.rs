@@ -50,6 +50,7 @@ pub async fn serve(
         idle: Duration::from_secs(cfg.idle_timeout_secs),
     };
     let proxy_protocol = cfg.proxy_protocol;
+    let per_address = crate::rate::OpenPerAddress::new(cfg.max_connections_per_address, cfg.limits_exempt.clone());
     loop {
         let slot = tokio::select! {
             slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
@@ -62,6 +63,7 @@ pub async fn serve(
         match accepted {
             Ok((mut stream, peer)) => {
                 let (router, shutdown, tls) = (router.clone(), shutdown.clone(), tls.clone());
+                let per_address = per_address.clone();
                 tokio::spawn(async move {
                     let _ = stream.set_nodelay(true);
                     let peer = if proxy_protocol {
@@ -81,6 +83,12 @@ pub async fn serve(
                         }
                     } else {
                         Peer { addr: peer, client_cert: false }
+                    };
+                    // Closed unanswered when its address holds its share of the slots.
+                    let Some(_counted) = per_address.open(peer.addr.ip()) else {
+                        tracing::debug!(peer = %peer.addr, "HTTP connection closed: too many open from its address");
+                        drop(slot);
+                        return;
                     };
                     match tls {
                         None => connection(stream, peer, router, limits, shutdown).await,

@@ -3,6 +3,8 @@
 //! burst.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use herald_core::error::{ApiError, ErrorCode};
@@ -39,6 +41,64 @@ impl Bucket {
     pub fn refilled_by(&self, rate: f64, burst: f64, now: Instant) -> bool {
         let full_after = (burst - self.tokens) / rate.max(f64::MIN_POSITIVE);
         now.saturating_duration_since(self.refilled).as_secs_f64() >= full_after
+    }
+}
+
+/// What per-address limits count by: an IPv4 address, or an IPv6 address's /64 (one host
+/// holds a whole /64, and would otherwise get an entry per address it picks).
+pub fn source(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+    }
+}
+
+/// Connections open per source address, at most `max` each (0: no limit), `exempt`
+/// addresses not counted. An entry lives while its address has a connection open.
+pub struct OpenPerAddress {
+    max: usize,
+    exempt: Vec<IpAddr>,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One counted connection; it is uncounted when this is dropped.
+pub struct Opened {
+    counter: Arc<OpenPerAddress>,
+    source: Option<IpAddr>,
+}
+
+impl Drop for Opened {
+    fn drop(&mut self) {
+        let Some(source) = self.source else { return };
+        let mut open = self.counter.open.lock();
+        if let Some(n) = open.get_mut(&source) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&source);
+            }
+        }
+    }
+}
+
+impl OpenPerAddress {
+    pub fn new(max: usize, exempt: Vec<IpAddr>) -> Arc<OpenPerAddress> {
+        Arc::new(OpenPerAddress { max, exempt, open: Mutex::new(HashMap::new()) })
+    }
+
+    /// Counts a connection from `ip`; `None` when its address has `max` open already.
+    pub fn open(self: &Arc<Self>, ip: IpAddr) -> Option<Opened> {
+        let ip = ip.to_canonical();
+        if self.max == 0 || self.exempt.contains(&ip) {
+            return Some(Opened { counter: self.clone(), source: None });
+        }
+        let source = source(ip);
+        let mut open = self.open.lock();
+        let n = open.entry(source).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(Opened { counter: self.clone(), source: Some(source) })
     }
 }
 
@@ -121,6 +181,25 @@ mod tests {
         assert_eq!(b.take(2.0, 2.0, 3.0, t + Duration::from_millis(500)), Err(Duration::from_secs(1)));
         assert!(!b.refilled_by(2.0, 3.0, t + Duration::from_secs(1)));
         assert!(b.refilled_by(2.0, 3.0, t + Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn open_connections_per_address_are_capped_and_given_back() {
+        let per = OpenPerAddress::new(2, vec!["127.0.0.1".parse().unwrap()]);
+        let (a, b): (IpAddr, IpAddr) = ("198.51.100.1".parse().unwrap(), "198.51.100.2".parse().unwrap());
+        let first = per.open(a).unwrap();
+        let _second = per.open(a).unwrap();
+        assert!(per.open(a).is_none(), "a third from one address");
+        assert!(per.open(b).is_some(), "another address has its own count");
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        let (_x, _y) = (per.open(v6).unwrap(), per.open("2001:db8::2".parse().unwrap()).unwrap());
+        assert!(per.open("2001:db8::3".parse().unwrap()).is_none(), "one /64 is one address");
+        drop(first);
+        assert!(per.open(a).is_some(), "a closed connection gives its place back");
+        let exempt: Vec<_> = (0..5).map(|_| per.open("127.0.0.1".parse().unwrap())).collect();
+        assert!(exempt.iter().all(Option::is_some));
+        drop(exempt);
+        assert_eq!(per.open.lock().len(), 2, "entries only for addresses with connections open");
     }
 
     #[test]

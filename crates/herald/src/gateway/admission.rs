@@ -15,7 +15,7 @@ use std::time::Instant;
 use parking_lot::Mutex;
 
 use crate::config::MqttConfig;
-use crate::rate::Bucket;
+use crate::rate::{Bucket, source};
 
 pub(super) struct Admission {
     max_open: usize,
@@ -74,14 +74,6 @@ impl Admission {
     /// bounded by the connections open and the last few seconds' attempts.
     pub(super) fn sweep(&self, now: Instant) {
         self.addresses.lock().retain(|_, a| a.open > 0 || !a.bucket.refilled_by(self.per_second, self.burst, now));
-    }
-}
-
-/// What the limits count by: an IPv4 address, or an IPv6 address's /64.
-fn source(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
     }
 }
 

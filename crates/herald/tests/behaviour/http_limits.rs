@@ -122,3 +122,49 @@ async fn a_connection_beyond_the_cap_waits_until_a_slot_frees() {
     assert!(waited >= Duration::from_millis(2_000), "answered after {waited:?}: nothing held it back");
     drop(held);
 }
+
+/// A connection from another loopback source address (Linux routes all of 127/8 to lo).
+async fn connect_from(addr: &str, source: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    socket.connect(addr.parse().unwrap()).await.unwrap()
+}
+
+#[tokio::test]
+async fn one_address_holds_only_its_share_of_the_http_connections() {
+    let Some(server) = TestServer::start_with(crate::BACKEND, |cfg| {
+        cfg.http.max_connections_per_address = 2;
+    })
+    .await
+    else {
+        return;
+    };
+    let healthz = b"GET /healthz HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
+    // Two kept-alive connections, each answered once (so both are counted), then left open.
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let mut s = connect_from(&server.http, "127.0.0.2").await;
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        open.push(s);
+    }
+    let mut third = connect_from(&server.http, "127.0.0.2").await;
+    let _ = third.write_all(healthz).await;
+    assert_eq!(until_closed(&mut third, WAIT).await, Some(Vec::new()), "closed unanswered: its address holds 2");
+    let mut other = connect_from(&server.http, "127.0.0.3").await;
+    other.write_all(healthz).await.unwrap();
+    let answer = until_closed(&mut other, WAIT).await.unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "another address is served");
+    drop(open.pop());
+    // The place comes back once the server has seen the connection end.
+    eventually("a place for 127.0.0.2 again", || async {
+        let mut s = connect_from(&server.http, "127.0.0.2").await;
+        s.write_all(healthz).await.ok()?;
+        until_closed(&mut s, WAIT).await.filter(|a| a.starts_with(b"HTTP/1.1 200")).map(|_| ())
+    })
+    .await;
+    // Loopback (the CLI, a local proxy) is exempt by default.
+    assert_eq!(server.call("GET", "/healthz", &[], Default::default()).await.status, 200);
+}
