@@ -1,9 +1,10 @@
 //! The device gateway: MQTT 3.1.1 over TCP, over TLS and over WebSocket ([`transport`],
 //! [`websocket`]).
 //!
-//! One tokio task per connection ([`connection`]), no per-connection buffers while idle:
-//! bytes are read into a buffer taken only when the socket is readable and given back as
-//! soon as no partial packet is left; the write buffer likewise. Deliveries arrive through
+//! One tokio task per connection ([`connection`]), no per-connection buffers of Herald's
+//! while idle (TLS and WebSocket keep their libraries' state): bytes are read through a
+//! stack buffer and kept only while a packet is partly received; the write buffer is
+//! given back once written. Deliveries arrive through
 //! the connection's [`crate::dispatch::Session`] queue, and whatever a connection cannot
 //! take stays in the store, so a slow or dead client holds back nobody else.
 
