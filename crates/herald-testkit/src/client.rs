@@ -82,6 +82,12 @@ impl TestApp {
 
     /// A request signed with the app's HMAC key.
     pub async fn signed(&self, method: &str, path: &str, body: &str) -> Response {
+        answer(self.try_signed(method, path, body)).await
+    }
+
+    /// A signed call whose failure to get an answer (a node killed meanwhile) is an error
+    /// for the caller, not a panic.
+    pub async fn try_signed(&self, method: &str, path: &str, body: &str) -> anyhow::Result<Response> {
         let headers = herald_core::signing::sign_hmac(
             &self.key_id,
             &self.secret,
@@ -90,7 +96,7 @@ impl TestApp {
             body.as_bytes(),
             herald_core::now_ms(),
         );
-        answer(request(&self.http, method, path, &headers, Bytes::from(body.to_string()))).await
+        request(&self.http, method, path, &headers, Bytes::from(body.to_string())).await
     }
 
     pub async fn push_simple(&self, body: Value) -> Response {

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use rumqttc::{AsyncClient, Event, Packet};
 use serde_json::json;
@@ -228,21 +227,10 @@ async fn push_steadily(
             "deliveryType": 1, "targetMsgkey": {device: key}, "title": "soak", "content": "c", "expiredSeconds": 3600,
         })
         .to_string();
-        let http = addresses.read().0.clone();
-        let path = "/v1/push/simple";
-        let headers = herald_core::signing::sign_hmac(
-            &app.key_id,
-            &app.secret,
-            "POST",
-            path,
-            body.as_bytes(),
-            herald_core::now_ms(),
-        );
-        let answer = tokio::time::timeout(
-            Duration::from_secs(5),
-            herald::http_client::request(&http, "POST", path, &headers, Bytes::from(body)),
-        )
-        .await;
+        // The app, at wherever the node listens now.
+        let now = TestApp { http: addresses.read().0.clone(), ..app.clone() };
+        let answer =
+            tokio::time::timeout(Duration::from_secs(5), now.try_signed("POST", "/v1/push/simple", &body)).await;
         {
             let mut p = pushes.lock();
             match answer {

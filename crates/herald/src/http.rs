@@ -65,31 +65,21 @@ pub async fn serve(
                 let (router, shutdown, tls) = (router.clone(), shutdown.clone(), tls.clone());
                 let per_address = per_address.clone();
                 tokio::spawn(async move {
+                    // Held until the connection ends, however it ends.
+                    let _slot = slot;
                     let _ = stream.set_nodelay(true);
-                    let peer = if proxy_protocol {
-                        // The client's address comes first, within the header timeout.
-                        match tokio::time::timeout(limits.header, crate::proxy::read_header(&mut stream)).await {
-                            Ok(Ok(client)) => Peer { addr: client.unwrap_or(peer), client_cert: false },
-                            Ok(Err(why)) => {
-                                tracing::debug!(%peer, why, "HTTP connection closed");
-                                drop(slot);
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(%peer, "HTTP connection closed: no PROXY header in time");
-                                drop(slot);
-                                return;
-                            }
-                        }
-                    } else {
-                        Peer { addr: peer, client_cert: false }
+                    // Behind a balancer the client's address comes first, within the header timeout.
+                    let addr = match proxy_protocol {
+                        true => crate::proxy::client_of(&mut stream, peer, limits.header, "HTTP").await,
+                        false => Some(peer),
                     };
+                    let Some(addr) = addr else { return };
                     // Closed unanswered when its address holds its share of the slots.
-                    let Some(_counted) = per_address.open(peer.addr.ip()) else {
-                        tracing::debug!(peer = %peer.addr, "HTTP connection closed: too many open from its address");
-                        drop(slot);
+                    let Some(_counted) = per_address.open(addr.ip()) else {
+                        tracing::debug!(peer = %addr, "HTTP connection closed: too many open from its address");
                         return;
                     };
+                    let peer = Peer { addr, client_cert: false };
                     match tls {
                         None => connection(stream, peer, router, limits, shutdown).await,
                         Some(acceptor) => match tokio::time::timeout(limits.header, acceptor.accept(stream)).await {
@@ -104,7 +94,6 @@ pub async fn serve(
                             Err(_) => tracing::debug!("no TLS handshake within the header timeout"),
                         },
                     }
-                    drop(slot);
                 });
             }
             Err(e) => {

@@ -49,6 +49,23 @@ pub async fn read_header(stream: &mut TcpStream) -> Result<Option<SocketAddr>, &
     }
 }
 
+/// The client behind `peer` (the balancer's address, kept for a LOCAL / UNKNOWN header),
+/// read from the header within `within`; `None`, logged at debug with `what` (the
+/// listener), when there is none in time.
+pub async fn client_of(stream: &mut TcpStream, peer: SocketAddr, within: Duration, what: &str) -> Option<SocketAddr> {
+    match tokio::time::timeout(within, read_header(stream)).await {
+        Ok(Ok(client)) => Some(client.unwrap_or(peer)),
+        Ok(Err(why)) => {
+            tracing::debug!(%peer, why, "{what} connection closed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "{what} connection closed: no PROXY header in time");
+            None
+        }
+    }
+}
+
 fn v1_client(addresses: &v1::Addresses) -> Option<SocketAddr> {
     match addresses {
         v1::Addresses::Tcp4(a) => Some(SocketAddr::from((a.source_address, a.source_port))),

@@ -120,7 +120,11 @@ impl PerApp {
             return Ok(());
         }
         let mut apps = self.apps.lock();
-        let bucket = apps.entry(app.clone()).or_insert_with(|| Bucket::full(self.burst, now));
+        // Looked up before it is inserted: no copy of the app id per request.
+        if !apps.contains_key(app) {
+            apps.insert(app.clone(), Bucket::full(self.burst, now));
+        }
+        let bucket = apps.get_mut(app).expect("inserted above");
         bucket.take(n as f64, self.rate, self.burst, now).map_err(|wait| {
             let mut e = ApiError::new(
                 ErrorCode::FlowControl,

@@ -144,14 +144,9 @@ impl Gateway {
         peer: std::net::SocketAddr,
         tls: Option<TlsAcceptor>,
     ) {
-        let limit = Duration::from_secs(self.cfg.connect_timeout_secs);
-        match tokio::time::timeout(limit, crate::proxy::read_header(&mut stream)).await {
-            Ok(Ok(client)) => {
-                let ip = client.map_or(peer.ip(), |c| c.ip());
-                self.start(Some(ip), Box::pin(self.clone().transport(stream, tls)));
-            }
-            Ok(Err(why)) => tracing::debug!(%peer, why, "MQTT connection closed"),
-            Err(_) => tracing::debug!(%peer, "MQTT connection closed: no PROXY header within the CONNECT timeout"),
+        let within = Duration::from_secs(self.cfg.connect_timeout_secs);
+        if let Some(client) = crate::proxy::client_of(&mut stream, peer, within, "MQTT").await {
+            self.start(Some(client.ip()), Box::pin(self.clone().transport(stream, tls)));
         }
     }
 
