@@ -133,7 +133,9 @@ pub async fn run(cfg: Config, listeners: Listeners, shutdown: Signal) -> anyhow:
     let (mqtt_tls, https_tls) = match cfg.tls.files() {
         Some((cert, key)) => {
             let certs = crate::tls::Certificates::load(cert, key).context("loading the TLS certificate")?;
-            tokio::spawn(certs.clone().watch(Duration::from_secs(cfg.tls.reload_secs), shutdown.clone()));
+            // The handler is in place before the node says it is ready.
+            let hangups = crate::tls::hangups();
+            tokio::spawn(certs.clone().watch(hangups, Duration::from_secs(cfg.tls.reload_secs), shutdown.clone()));
             let admin_roots = match &cfg.tls.admin_client_ca {
                 Some(file) => Some(crate::tls::client_roots(file).context("loading tls.admin_client_ca")?),
                 None => None,
@@ -143,7 +145,14 @@ pub async fn run(cfg: Config, listeners: Listeners, shutdown: Signal) -> anyhow:
                 Some(TlsAcceptor::from(certs.server_config(&[b"http/1.1"], admin_roots)?)),
             )
         }
-        None => (None, None),
+        None => {
+            // SIGHUP (a service manager's "reload") must not end a node that has nothing to
+            // reload: its default action would.
+            if let Some(hangups) = crate::tls::hangups() {
+                tokio::spawn(crate::tls::ignore_hangups(hangups, shutdown.clone()));
+            }
+            (None, None)
+        }
     };
     let gateway = Gateway::new(store.clone(), dispatcher.clone(), cfg.mqtt.clone());
     let mqtt_listeners = [(listeners.mqtt, None), (listeners.mqtts, mqtt_tls)];

@@ -158,16 +158,14 @@ impl Certificates {
         Ok(Arc::new(config))
     }
 
-    /// Reloads on a change of the files (checked every `every`) and on SIGHUP, until
-    /// `shutdown`.
-    pub async fn watch(self: Arc<Self>, every: Duration, shutdown: Signal) {
-        let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::warn!(error = %e, "no SIGHUP handler: TLS files are reloaded on change only");
-                None
-            }
-        };
+    /// Reloads on a change of the files (checked every `every`) and on `hangups` (SIGHUP),
+    /// until `shutdown`.
+    pub async fn watch(
+        self: Arc<Self>,
+        mut hangups: Option<tokio::signal::unix::Signal>,
+        every: Duration,
+        shutdown: Signal,
+    ) {
         let mut ticks = crate::shutdown::ticks(every);
         loop {
             let force = tokio::select! {
@@ -175,6 +173,29 @@ impl Certificates {
                 Some(()) = async { hangups.as_mut()?.recv().await } => true,
             };
             self.reload(force);
+        }
+    }
+}
+
+/// SIGHUP, taken over from its default action (ending the process) from the moment this
+/// returns; `None` (logged) where no handler can be installed.
+pub fn hangups() -> Option<tokio::signal::unix::Signal> {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "no SIGHUP handler");
+            None
+        }
+    }
+}
+
+/// Without TLS: answers SIGHUP with a log line instead of ending the process, until
+/// `shutdown`.
+pub async fn ignore_hangups(mut hangups: tokio::signal::unix::Signal, shutdown: Signal) {
+    loop {
+        tokio::select! {
+            Some(()) = hangups.recv() => tracing::info!("SIGHUP: nothing to reload (no TLS certificate)"),
+            _ = shutdown.wait() => return,
         }
     }
 }

@@ -209,3 +209,18 @@ async fn pushes_accepted_across_ten_kill_9_restarts_all_arrive() {
     assert_eq!(ledger.cycles, 10);
     assert!(ledger.accepted >= 50, "the pushes went on between the kills: {ledger}");
 }
+
+#[tokio::test]
+async fn sighup_without_tls_leaves_the_node_running() {
+    if crate::BACKEND != herald_testkit::Backend::Sqlite {
+        return;
+    }
+    let Some(mut node) = start_process().await else { return };
+    node.hangup();
+    eventually("the SIGHUP logged", || async {
+        node.log.tail(20).iter().any(|l| l.contains("nothing to reload")).then_some(())
+    })
+    .await;
+    assert!(node.wait_exit(Duration::from_millis(300)).is_none(), "still running");
+    assert_eq!(node.call("GET", "/healthz", &[], Default::default()).await.status, 200);
+}
