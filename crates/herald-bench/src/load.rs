@@ -229,6 +229,7 @@ pub(crate) async fn device_task(
         will: None,
         username: spec.username.clone().map(MqttStr::new),
         password: spec.password.clone().map(Bytes::from),
+        properties: Default::default(),
     });
     stream.write_all(&connect.to_bytes()).await?;
     stream.flush().await?;
@@ -238,15 +239,17 @@ pub(crate) async fn device_task(
         while let Some(packet) = decode(&mut buf, 1 << 20)? {
             match packet {
                 Packet::ConnAck(a) => {
-                    if a.code != herald_mqtt::ConnectReturnCode::Accepted {
+                    if a.code != herald_mqtt::ReasonCode::SUCCESS {
                         bail!("CONNACK {:?}", a.code);
                     }
                     if let Some(topic) = &spec.subscribe {
                         let sub = Packet::Subscribe(Subscribe {
+                            properties: Default::default(),
                             packet_id: 1,
                             filters: vec![SubscribeFilter {
                                 filter: MqttStr::new(topic.clone()),
                                 qos: QoS::AtLeastOnce,
+                                options: 0,
                             }],
                         });
                         stream.write_all(&sub.to_bytes()).await?;
@@ -261,7 +264,7 @@ pub(crate) async fn device_task(
                 }
                 Packet::Publish(p) => {
                     if let Some(packet_id) = p.packet_id {
-                        stream.write_all(&Packet::PubAck(PubAck { packet_id }).to_bytes()).await?;
+                        stream.write_all(&Packet::PubAck(PubAck::new(packet_id)).to_bytes()).await?;
                         stream.flush().await?;
                     }
                     if let Some(r) = &receipts {

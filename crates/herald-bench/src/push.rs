@@ -280,6 +280,7 @@ impl Publisher {
             will: None,
             username: None,
             password: None,
+            properties: Default::default(),
         });
         stream.write_all(&connect.to_bytes()).await?;
         let mut p = Publisher { stream, buf: BytesMut::with_capacity(1024), next_id: 1 };
@@ -310,6 +311,7 @@ impl Publisher {
             topic: MqttStr::new(topic),
             packet_id: Some(id),
             payload,
+            properties: Default::default(),
         });
         self.stream.write_all(&publish.to_bytes()).await?;
         loop {

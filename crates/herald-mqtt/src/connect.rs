@@ -1,8 +1,10 @@
-//! CONNECT (MQTT 3.1.1 §3.1): the first packet of every connection.
+//! CONNECT (MQTT 3.1.1 §3.1, MQTT 5.0 §3.1): the first packet of every connection. It
+//! names the protocol version, which the codec then uses for every other packet.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::header::{PacketType, write_header};
+use crate::properties::{Place, Properties};
 use crate::{DecodeError, MqttStr, QoS, read_binary, read_u8, read_u16, write_binary};
 
 /// The protocol the client asked for.
@@ -12,6 +14,14 @@ pub enum Protocol {
     V31,
     /// "MQTT", level 4.
     V311,
+    /// "MQTT", level 5.
+    V5,
+}
+
+impl Protocol {
+    pub fn is_v5(self) -> bool {
+        self == Protocol::V5
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,11 +30,14 @@ pub struct LastWill {
     pub message: Bytes,
     pub qos: QoS,
     pub retain: bool,
+    /// MQTT 5 only.
+    pub properties: Properties,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Connect {
     pub protocol: Protocol,
+    /// "Clean Start" in MQTT 5.
     pub clean_session: bool,
     /// Seconds; 0 turns the keepalive off.
     pub keep_alive: u16,
@@ -32,6 +45,8 @@ pub struct Connect {
     pub will: Option<LastWill>,
     pub username: Option<MqttStr>,
     pub password: Option<Bytes>,
+    /// MQTT 5 only.
+    pub properties: Properties,
 }
 
 const FLAG_USERNAME: u8 = 0x80;
@@ -46,6 +61,7 @@ impl Connect {
         let level = read_u8(&mut buf)?;
         let protocol = match (name.as_str(), level) {
             ("MQTT", 4) => Protocol::V311,
+            ("MQTT", 5) => Protocol::V5,
             ("MQIsdp", 3) => Protocol::V31,
             ("MQTT", other) | ("MQIsdp", other) => {
                 return Err(DecodeError::UnsupportedProtocolLevel(other));
@@ -66,12 +82,15 @@ impl Connect {
             return Err(DecodeError::InvalidConnectFlags);
         }
         let keep_alive = read_u16(&mut buf)?;
+        let v5 = protocol.is_v5();
+        let properties = if v5 { Properties::read(&mut buf, Place::Connect)? } else { Properties::new() };
         let client_id = MqttStr::read(&mut buf)?;
         let will = if will_flag {
             let qos = QoS::from_u8(will_qos)?;
+            let properties = if v5 { Properties::read(&mut buf, Place::Will)? } else { Properties::new() };
             let topic = MqttStr::read(&mut buf)?;
             let message = read_binary(&mut buf)?;
-            Some(LastWill { topic, message, qos, retain: will_retain })
+            Some(LastWill { topic, message, qos, retain: will_retain, properties })
         } else {
             None
         };
@@ -88,6 +107,7 @@ impl Connect {
             will,
             username,
             password,
+            properties,
         })
     }
 
@@ -95,9 +115,14 @@ impl Connect {
         let (name, level): (&[u8], u8) = match self.protocol {
             Protocol::V311 => (b"MQTT", 4),
             Protocol::V31 => (b"MQIsdp", 3),
+            Protocol::V5 => (b"MQTT", 5),
         };
+        let v5 = self.protocol.is_v5();
         let mut flags = 0u8;
         let mut len = 2 + name.len() + 1 + 1 + 2 + self.client_id.wire_len();
+        if v5 {
+            len += self.properties.wire_len();
+        }
         if self.clean_session {
             flags |= FLAG_CLEAN;
         }
@@ -107,6 +132,9 @@ impl Connect {
                 flags |= FLAG_WILL_RETAIN;
             }
             len += will.topic.wire_len() + 2 + will.message.len();
+            if v5 {
+                len += will.properties.wire_len();
+            }
         }
         if let Some(username) = &self.username {
             flags |= FLAG_USERNAME;
@@ -121,8 +149,14 @@ impl Connect {
         out.put_u8(level);
         out.put_u8(flags);
         out.put_u16(self.keep_alive);
+        if v5 {
+            self.properties.write(out);
+        }
         self.client_id.write(out);
         if let Some(will) = &self.will {
+            if v5 {
+                will.properties.write(out);
+            }
             will.topic.write(out);
             write_binary(out, &will.message);
         }
@@ -156,9 +190,24 @@ mod tests {
     }
 
     #[test]
-    fn mqtt5_level_is_reported() {
-        let mut bytes = BytesMut::from(&b"\x10\x0c\x00\x04MQTT\x05\x02\x00\x3c\x00\x00"[..]);
-        assert_eq!(decode(&mut bytes, 1024), Err(DecodeError::UnsupportedProtocolLevel(5)));
+    fn decodes_a_mqtt5_connect_with_properties() {
+        // Level 5, clean start, keepalive 60, Session Expiry 3600 and Receive Maximum 10,
+        // client id "d", password without username (allowed in MQTT 5).
+        let mut bytes = BytesMut::from(
+            &b"\x10\x19\x00\x04MQTT\x05\x42\x00\x3c\x08\x11\x00\x00\x0e\x10\x21\x00\x0a\x00\x01d\x00\x01p"[..],
+        );
+        let Packet::Connect(c) = decode(&mut bytes, 1024).unwrap().unwrap() else { panic!() };
+        assert_eq!(c.protocol, Protocol::V5);
+        assert_eq!(c.client_id.as_str(), "d");
+        assert_eq!(c.username, None);
+        assert_eq!(&c.password.unwrap()[..], b"p");
+        assert_eq!(c.properties.get(0x21), Some(&crate::Property::ReceiveMaximum(10)));
+    }
+
+    #[test]
+    fn other_levels_are_reported() {
+        let mut bytes = BytesMut::from(&b"\x10\x0c\x00\x04MQTT\x06\x02\x00\x3c\x00\x00"[..]);
+        assert_eq!(decode(&mut bytes, 1024), Err(DecodeError::UnsupportedProtocolLevel(6)));
     }
 
     #[test]

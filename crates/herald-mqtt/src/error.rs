@@ -1,6 +1,6 @@
 use crate::header::PacketType;
 
-/// Why a byte sequence is not a valid MQTT 3.1.1 packet. Any of these ends the connection.
+/// Why a byte sequence is not a valid MQTT packet. Any of these ends the connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecodeError {
     /// The remaining-length field runs past four bytes.
@@ -31,8 +31,13 @@ pub enum DecodeError {
     InvalidTopicName,
     /// A SUBSCRIBE or UNSUBSCRIBE without any topic filter, or an empty filter.
     EmptySubscription,
-    /// A CONNACK or SUBACK return code that MQTT 3.1.1 does not define.
+    /// A return or reason code the packet may not carry.
     InvalidReturnCode(u8),
+    /// An MQTT 5 property that is unknown, not allowed in the packet, repeated, or out of
+    /// range.
+    InvalidProperty(u8),
+    /// MQTT 5 subscription options with reserved bits set or Retain Handling 3.
+    InvalidSubscriptionOptions,
 }
 
 impl std::fmt::Display for DecodeError {
@@ -54,7 +59,9 @@ impl std::fmt::Display for DecodeError {
             DecodeError::ZeroPacketId => f.write_str("packet identifier 0"),
             DecodeError::InvalidTopicName => f.write_str("topic name empty or with a wildcard"),
             DecodeError::EmptySubscription => f.write_str("no topic filter, or an empty one"),
-            DecodeError::InvalidReturnCode(c) => write!(f, "undefined return code {c}"),
+            DecodeError::InvalidReturnCode(c) => write!(f, "reason code {c:#04x} not allowed in this packet"),
+            DecodeError::InvalidProperty(id) => write!(f, "property {id:#04x} invalid in this packet"),
+            DecodeError::InvalidSubscriptionOptions => f.write_str("invalid subscription options"),
         }
     }
 }

@@ -4,7 +4,7 @@ use bytes::{BufMut, BytesMut};
 
 use crate::DecodeError;
 
-/// Largest value the four-byte remaining-length field can carry (MQTT 3.1.1 §2.2.3).
+/// Largest value the four-byte remaining-length field can carry (MQTT 3.1.1 §2.2.3, MQTT 5.0 §1.5.5).
 pub const MAX_REMAINING_LENGTH: usize = 268_435_455;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +24,8 @@ pub enum PacketType {
     PingReq = 12,
     PingResp = 13,
     Disconnect = 14,
+    /// MQTT 5 only (reserved in 3.1.1).
+    Auth = 15,
 }
 
 impl PacketType {
@@ -43,6 +45,7 @@ impl PacketType {
             12 => PacketType::PingReq,
             13 => PacketType::PingResp,
             14 => PacketType::Disconnect,
+            15 => PacketType::Auth,
             other => return Err(DecodeError::InvalidPacketType(other)),
         })
     }
@@ -91,18 +94,7 @@ pub fn write_header(out: &mut BytesMut, packet_type: PacketType, flags: u8, rema
     debug_assert!(remaining_len <= MAX_REMAINING_LENGTH);
     out.reserve(5 + remaining_len);
     out.put_u8(((packet_type as u8) << 4) | (flags & 0x0f));
-    let mut len = remaining_len;
-    loop {
-        let mut byte = (len % 128) as u8;
-        len /= 128;
-        if len > 0 {
-            byte |= 0x80;
-        }
-        out.put_u8(byte);
-        if len == 0 {
-            break;
-        }
-    }
+    crate::properties::write_varint(out, remaining_len);
 }
 
 #[cfg(test)]
@@ -135,6 +127,6 @@ mod tests {
     #[test]
     fn reserved_types_are_refused() {
         assert_eq!(FixedHeader::peek(&[0x00, 0x00]), Err(DecodeError::InvalidPacketType(0)));
-        assert_eq!(FixedHeader::peek(&[0xf0, 0x00]), Err(DecodeError::InvalidPacketType(15)));
+        // 15 is AUTH in MQTT 5: `decode_with` refuses it on a 3.1.1 connection.
     }
 }

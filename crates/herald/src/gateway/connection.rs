@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use herald_mqtt::{
-    ConnAck, ConnectReturnCode, DecodeError, MqttStr, Packet, PubAck, PubComp, PubRec, Publish, QoS, SubAck,
-    SubscribeReturnCode, UnsubAck, decode,
+    ConnAck, DecodeError, Disconnect, MqttStr, Packet, Properties, Property, Protocol, PubAck, PubComp, PubRec,
+    Publish, QoS, ReasonCode, SubAck, UnsubAck, decode, decode_with,
 };
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
@@ -49,6 +49,11 @@ const READ_STACK: usize = 4096;
 /// Acknowledged message ids remembered while deliveries flow, to drop a second copy of a
 /// message queued twice (by the dispatcher and by a store refill).
 const RECENT_ACKED: usize = 64;
+/// How long the server's MQTT 5 DISCONNECT may take to write.
+const GOODBYE: Duration = Duration::from_secs(1);
+/// MQTT 5 property identifiers the gateway looks for.
+const AUTHENTICATION_METHOD: u8 = 0x15;
+const TOPIC_ALIAS: u8 = 0x23;
 /// How long a graceful stop reads acknowledgements already sent (see `take_arrived`).
 const SHUTDOWN_READ: std::time::Duration = std::time::Duration::from_millis(200);
 
@@ -59,8 +64,8 @@ enum Close {
     Io(std::io::Error),
     /// Bytes that are no MQTT packet.
     Decode(DecodeError),
-    /// A packet a device may not send.
-    Protocol(String),
+    /// A packet a device may not send (with the MQTT 5 reason code that names it).
+    Protocol(ReasonCode, String),
     Disconnect,
     Hub(CloseCause),
     Store(String),
@@ -72,12 +77,29 @@ impl std::fmt::Display for Close {
             Close::Eof => f.write_str("closed by the device"),
             Close::Io(e) => write!(f, "socket error: {e}"),
             Close::Decode(e) => write!(f, "malformed packet: {e}"),
-            Close::Protocol(why) => write!(f, "protocol violation: {why}"),
+            Close::Protocol(_, why) => write!(f, "protocol violation: {why}"),
             Close::Disconnect => f.write_str("DISCONNECT"),
             Close::Hub(CloseCause::TakenOver) => f.write_str("taken over by a newer connection"),
             Close::Hub(CloseCause::KeepAlive) => f.write_str("keepalive expired"),
             Close::Hub(CloseCause::Shutdown) => f.write_str("server shutdown"),
             Close::Store(e) => write!(f, "store error: {e}"),
+        }
+    }
+}
+
+impl Close {
+    /// What an MQTT 5 connection is told in the server's DISCONNECT, if anything (a
+    /// connection the device closed, or whose socket failed, gets none).
+    fn v5_reason(&self) -> Option<ReasonCode> {
+        match self {
+            Close::Eof | Close::Io(_) | Close::Disconnect => None,
+            Close::Decode(DecodeError::PacketTooLarge { .. }) => Some(ReasonCode::PACKET_TOO_LARGE),
+            Close::Decode(_) => Some(ReasonCode::MALFORMED_PACKET),
+            Close::Protocol(code, _) => Some(*code),
+            Close::Hub(CloseCause::TakenOver) => Some(ReasonCode::SESSION_TAKEN_OVER),
+            Close::Hub(CloseCause::KeepAlive) => Some(ReasonCode::KEEP_ALIVE_TIMEOUT),
+            Close::Hub(CloseCause::Shutdown) => Some(ReasonCode::SERVER_SHUTTING_DOWN),
+            Close::Store(_) => Some(ReasonCode::UNSPECIFIED_ERROR),
         }
     }
 }
@@ -97,6 +119,12 @@ struct Conn {
     resend_as_dup: bool,
     /// Bytes were written since the last completed flush (TLS keeps records until then).
     unflushed: bool,
+    /// What the CONNECT spoke; every other packet is read and written in it.
+    protocol: Protocol,
+    /// MQTT 5: the device's Receive Maximum (deliveries in flight), 0 when it gave none.
+    receive_maximum: u16,
+    /// MQTT 5: the device's Maximum Packet Size, 0 when it gave none.
+    max_packet: u32,
 }
 
 /// What a connection needs only while something is being delivered or answered.
@@ -137,6 +165,11 @@ impl Gateway {
             // Boxed, like the handshake: its timer would otherwise enlarge every idle
             // connection's task by its size.
             Box::pin(self.take_arrived(&mut conn)).await;
+        }
+        if conn.protocol.is_v5()
+            && let Some(code) = reason.v5_reason()
+        {
+            Box::pin(conn.disconnect(code)).await;
         }
         tracing::debug!(device = %conn.device_id(), %reason, "disconnected");
         self.hub().unregister(conn.device_id(), conn.session.generation);
@@ -192,7 +225,9 @@ impl Gateway {
                 return None;
             }
             Ok(Err(Close::Decode(e @ DecodeError::UnsupportedProtocolLevel(_)))) => {
-                let _ = write_all(&mut stream, &connack(ConnectReturnCode::UnacceptableProtocolVersion)).await;
+                // In 3.1.1's form: a client of a later version reads that one too.
+                let refusal = ConnAck::new(false, ReasonCode::UNSUPPORTED_PROTOCOL_VERSION);
+                let _ = write_all(&mut stream, &encoded(Packet::ConnAck(refusal), Protocol::V311)).await;
                 tracing::debug!(reason = %e, "CONNECT refused");
                 return None;
             }
@@ -205,18 +240,24 @@ impl Gateway {
                 return None;
             }
         };
+        let protocol = connect.protocol;
         let device_id = DeviceId::new(connect.client_id.as_str());
-        let code = match self.authenticate(&device_id, connect.username.as_ref(), connect.password.as_deref()).await {
-            Ok(code) => code,
-            Err(e) => {
-                tracing::warn!(error = %e, "store unavailable during CONNECT");
-                ConnectReturnCode::ServerUnavailable
+        let code = if connect.properties.get(AUTHENTICATION_METHOD).is_some() {
+            // Enhanced authentication (MQTT 5 AUTH) is not offered: the token is the password.
+            ReasonCode::BAD_AUTHENTICATION_METHOD
+        } else {
+            match self.authenticate(&device_id, connect.username.as_ref(), connect.password.as_deref()).await {
+                Ok(code) => code,
+                Err(e) => {
+                    tracing::warn!(error = %e, "store unavailable during CONNECT");
+                    ReasonCode::SERVER_UNAVAILABLE
+                }
             }
         };
-        if code != ConnectReturnCode::Accepted {
+        if code != ReasonCode::SUCCESS {
             // Not yet authenticated: the client id is shown escaped and cut.
             tracing::info!(device = %Untrusted(device_id.as_str()), ?code, "CONNECT refused");
-            let _ = write_all(&mut stream, &connack(code)).await;
+            let _ = write_all(&mut stream, &encoded(Packet::ConnAck(refusal(code)), protocol)).await;
             return None;
         }
         // In this order: the hub takes deliveries from now on, the store records which node
@@ -237,15 +278,27 @@ impl Gateway {
             Err(e) => {
                 tracing::warn!(error = %e, "store unavailable during CONNECT");
                 self.hub().unregister(&device_id, session.generation);
-                let _ = write_all(&mut stream, &connack(ConnectReturnCode::ServerUnavailable)).await;
+                let refused = refusal(ReasonCode::SERVER_UNAVAILABLE);
+                let _ = write_all(&mut stream, &encoded(Packet::ConnAck(refused), protocol)).await;
                 return None;
             }
         };
         // Deliveries for this device wait in the store: read them before anything newer.
         session.mark_lagging();
         let mut active = Box::<Active>::default();
-        let ack = ConnAck { session_present: !connect.clean_session, code: ConnectReturnCode::Accepted };
-        Packet::ConnAck(ack).encode(&mut active.outbuf);
+        let mut ack = ConnAck::new(!connect.clean_session, ReasonCode::SUCCESS);
+        let (mut receive_maximum, mut max_packet) = (0, 0);
+        if protocol.is_v5() {
+            for p in connect.properties.iter() {
+                match p {
+                    Property::ReceiveMaximum(n) => receive_maximum = *n,
+                    Property::MaximumPacketSize(n) => max_packet = *n,
+                    _ => {}
+                }
+            }
+            ack.properties = self.connack_properties();
+        }
+        Packet::ConnAck(ack).encode_with(&mut active.outbuf, protocol);
         tracing::debug!(device = %device_id, "connected");
         // `connect` borrows the frame it was read from: it ends here, with that buffer.
         Some(Accepted {
@@ -257,9 +310,27 @@ impl Gateway {
                 next_packet_id: 1,
                 resend_as_dup,
                 unflushed: false,
+                protocol,
+                receive_maximum,
+                max_packet,
             },
             keep_alive: connect.keep_alive,
         })
+    }
+
+    /// What an MQTT 5 CONNACK tells the device about this server: the largest packet it
+    /// takes, and the features it lacks (retained messages, wildcard, shared subscriptions
+    /// and subscription identifiers: a device has exactly one subscription, its own).
+    /// Topic aliases are not offered (Topic Alias Maximum left at its default, 0).
+    fn connack_properties(&self) -> Properties {
+        let max = u32::try_from(self.cfg.max_packet_bytes).unwrap_or(u32::MAX);
+        Properties(vec![
+            Property::MaximumPacketSize(max),
+            Property::RetainAvailable(0),
+            Property::WildcardSubscriptionAvailable(0),
+            Property::SubscriptionIdentifierAvailable(0),
+            Property::SharedSubscriptionAvailable(0),
+        ])
     }
 
     async fn authenticate(
@@ -267,23 +338,23 @@ impl Gateway {
         device_id: &DeviceId,
         username: Option<&MqttStr>,
         password: Option<&[u8]>,
-    ) -> Result<ConnectReturnCode, herald_store::StoreError> {
+    ) -> Result<ReasonCode, herald_store::StoreError> {
         let (Some(username), Some(password)) = (username, password) else {
-            return Ok(ConnectReturnCode::BadUserNameOrPassword);
+            return Ok(ReasonCode::BAD_USER_NAME_OR_PASSWORD);
         };
         if device_id.as_str().is_empty() || device_id.as_str().len() > MAX_CLIENT_ID_BYTES {
-            return Ok(ConnectReturnCode::IdentifierRejected);
+            return Ok(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
         }
         let Some((app_id, token_hash)) = self.store.device_credentials(device_id).await? else {
-            return Ok(ConnectReturnCode::BadUserNameOrPassword);
+            return Ok(ReasonCode::BAD_USER_NAME_OR_PASSWORD);
         };
         if !crypto::constant_time_eq(crypto::sha256_hex(password).as_bytes(), token_hash.as_bytes()) {
-            return Ok(ConnectReturnCode::BadUserNameOrPassword);
+            return Ok(ReasonCode::BAD_USER_NAME_OR_PASSWORD);
         }
         if app_id.as_str() != username.as_str() {
-            return Ok(ConnectReturnCode::NotAuthorized);
+            return Ok(ReasonCode::NOT_AUTHORIZED);
         }
-        Ok(ConnectReturnCode::Accepted)
+        Ok(ReasonCode::SUCCESS)
     }
 
     /// Writes queued deliveries while the in-flight window and the write buffer have
@@ -292,7 +363,7 @@ impl Gateway {
         loop {
             let (inflight, buffered, backlog) =
                 conn.active.as_ref().map_or((0, 0, 0), |a| (a.inflight.len(), a.outbuf.len(), a.backlog.len()));
-            let room = self.cfg.max_inflight.saturating_sub(inflight);
+            let room = conn.window(self.cfg.max_inflight).saturating_sub(inflight);
             if room == 0 || buffered >= self.cfg.max_write_buffer_bytes {
                 return false;
             }
@@ -317,15 +388,17 @@ impl Gateway {
     }
 
     fn has_room(&self, conn: &Conn) -> bool {
-        conn.active.as_ref().is_none_or(|a| {
-            a.inflight.len() < self.cfg.max_inflight && a.outbuf.len() < self.cfg.max_write_buffer_bytes
-        })
+        let window = conn.window(self.cfg.max_inflight);
+        conn.active
+            .as_ref()
+            .is_none_or(|a| a.inflight.len() < window && a.outbuf.len() < self.cfg.max_write_buffer_bytes)
     }
 
     fn write_delivery(&self, conn: &mut Conn, item: Outgoing, now: i64) {
         let message = item.message;
         let packet_id = conn.next_packet_id;
         let topic = conn.push_topic();
+        let (protocol, max_packet) = (conn.protocol, conn.max_packet);
         let active = conn.active();
         // Never deliver past the validity (the expiry sweep records it as expired), nor a
         // revoked message (the store has recorded that already).
@@ -336,6 +409,7 @@ impl Gateway {
         {
             return;
         }
+        let properties = if protocol.is_v5() { delivery_properties(&message, now) } else { Properties::new() };
         let publish = Publish {
             dup: item.dup,
             qos: QoS::AtLeastOnce,
@@ -343,8 +417,17 @@ impl Gateway {
             topic,
             packet_id: Some(packet_id),
             payload: message.payload.clone(),
+            properties,
         };
-        Packet::Publish(publish).encode(&mut active.outbuf);
+        let start = active.outbuf.len();
+        Packet::Publish(publish).encode_with(&mut active.outbuf, protocol);
+        if max_packet > 0 && active.outbuf.len() - start > max_packet as usize {
+            // MQTT 5: never send more than the device takes. The message stays pending in
+            // the store (until it expires) for a connection that takes it.
+            active.outbuf.truncate(start);
+            tracing::debug!(message = %message.id, limit = max_packet, "delivery larger than the device's maximum packet size");
+            return;
+        }
         active.inflight.push((packet_id, message, now));
         conn.advance_packet_id();
         self.dispatcher.metrics().deliveries_written.inc();
@@ -354,7 +437,7 @@ impl Gateway {
     fn handle_input(&self, conn: &mut Conn) -> Result<(), Close> {
         loop {
             let Some(buf) = conn.inbuf.as_mut() else { return Ok(()) };
-            let packet = match decode(buf, self.cfg.max_packet_bytes) {
+            let packet = match decode_with(buf, self.cfg.max_packet_bytes, conn.protocol) {
                 Ok(Some(p)) => p,
                 Ok(None) => {
                     if buf.is_empty() {
@@ -370,20 +453,26 @@ impl Gateway {
 
     fn handle_packet(&self, conn: &mut Conn, packet: Packet) -> Result<(), Close> {
         match packet {
-            Packet::PubAck(PubAck { packet_id }) => {
+            Packet::PubAck(PubAck { packet_id, reason, .. }) => {
                 let device_id = conn.device_id().clone();
                 let Some(active) = conn.active.as_mut() else {
                     return Ok(());
                 };
                 if let Some(i) = active.inflight.iter().position(|(id, _, _)| *id == packet_id) {
                     let (_, message, sent_at) = active.inflight.swap_remove(i);
-                    self.dispatcher.metrics().deliveries_acked.inc();
-                    self.store.record(StatusUpdate::Delivered {
-                        message_id: message.id.clone(),
-                        device_id,
-                        sent_at,
-                        at: herald_core::now_ms(),
-                    });
+                    if reason.is_success() {
+                        self.dispatcher.metrics().deliveries_acked.inc();
+                        self.store.record(StatusUpdate::Delivered {
+                            message_id: message.id.clone(),
+                            device_id,
+                            sent_at,
+                            at: herald_core::now_ms(),
+                        });
+                    } else {
+                        // An MQTT 5 device refused the message: it is not marked arrived,
+                        // stays pending, and is offered again on its next connection.
+                        tracing::debug!(device = %device_id, message = %message.id, ?reason, "delivery refused by the device");
+                    }
                     if active.recent_acked.len() == RECENT_ACKED {
                         active.recent_acked.pop_front();
                     }
@@ -392,20 +481,36 @@ impl Gateway {
                 Ok(())
             }
             Packet::Publish(p) => {
-                if p.topic.as_str().strip_prefix("events/") != Some(conn.device_id().as_str()) {
-                    // MQTT 3.1.1 offers no negative PUBACK: refusing means closing.
-                    return Err(Close::Protocol(format!("publish to {} is not allowed", p.topic)));
+                if p.properties.get(TOPIC_ALIAS).is_some() {
+                    // The CONNACK offered none (Topic Alias Maximum 0).
+                    return Err(Close::Protocol(ReasonCode::TOPIC_ALIAS_INVALID, "topic alias".into()));
                 }
-                self.apply_events(conn, &p.payload);
+                let allowed = p.topic.as_str().strip_prefix("events/") == Some(conn.device_id().as_str());
+                let reason = if allowed {
+                    self.apply_events(conn, &p.payload);
+                    ReasonCode::SUCCESS
+                } else if conn.protocol.is_v5() {
+                    ReasonCode::NOT_AUTHORIZED
+                } else {
+                    // MQTT 3.1.1 offers no negative PUBACK: refusing means closing.
+                    return Err(Close::Protocol(
+                        ReasonCode::NOT_AUTHORIZED,
+                        format!("publish to {} is not allowed", Untrusted(p.topic.as_str())),
+                    ));
+                };
+                let answer = |packet_id| PubAck { reason, ..PubAck::new(packet_id) };
                 match (p.qos, p.packet_id) {
-                    (QoS::AtLeastOnce, Some(packet_id)) => conn.reply(Packet::PubAck(PubAck { packet_id })),
-                    (QoS::ExactlyOnce, Some(packet_id)) => conn.reply(Packet::PubRec(PubRec { packet_id })),
+                    (QoS::AtLeastOnce, Some(packet_id)) => conn.reply(Packet::PubAck(answer(packet_id))),
+                    (QoS::ExactlyOnce, Some(packet_id)) => {
+                        let PubAck { packet_id, reason, properties } = answer(packet_id);
+                        conn.reply(Packet::PubRec(PubRec { packet_id, reason, properties }))
+                    }
                     _ => {}
                 }
                 Ok(())
             }
             Packet::PubRel(rel) => {
-                conn.reply(Packet::PubComp(PubComp { packet_id: rel.packet_id }));
+                conn.reply(Packet::PubComp(PubComp::new(rel.packet_id)));
                 Ok(())
             }
             Packet::Subscribe(sub) => {
@@ -415,26 +520,44 @@ impl Gateway {
                     .iter()
                     .map(|f| {
                         if f.filter.as_str() == own {
-                            SubscribeReturnCode::Success(QoS::AtLeastOnce)
+                            ReasonCode::GRANTED_QOS_1
                         } else {
-                            SubscribeReturnCode::Failure
+                            // 0x80 on a 3.1.1 connection.
+                            ReasonCode::NOT_AUTHORIZED
                         }
                     })
                     .collect();
-                conn.reply(Packet::SubAck(SubAck { packet_id: sub.packet_id, return_codes }));
+                let ack = SubAck { packet_id: sub.packet_id, return_codes, properties: Properties::new() };
+                conn.reply(Packet::SubAck(ack));
                 Ok(())
             }
             Packet::Unsubscribe(unsub) => {
-                // The push topic is the server's own subscription: it stays.
-                conn.reply(Packet::UnsubAck(UnsubAck { packet_id: unsub.packet_id }));
+                // The push topic is the server's own subscription: it stays (MQTT 5: "not
+                // authorized"); any other filter was never subscribed.
+                let own = format!("push/{}", conn.device_id());
+                let reasons = if conn.protocol.is_v5() {
+                    let reason = |f: &MqttStr| {
+                        if f.as_str() == own { ReasonCode::NOT_AUTHORIZED } else { ReasonCode::NO_SUBSCRIPTION_EXISTED }
+                    };
+                    unsub.filters.iter().map(reason).collect()
+                } else {
+                    Vec::new()
+                };
+                let ack = UnsubAck { packet_id: unsub.packet_id, reasons, properties: Properties::new() };
+                conn.reply(Packet::UnsubAck(ack));
                 Ok(())
             }
             Packet::PingReq => {
                 conn.reply(Packet::PingResp);
                 Ok(())
             }
-            Packet::Disconnect => Err(Close::Disconnect),
-            other => Err(Close::Protocol(format!("unexpected packet from a device: {other:?}"))),
+            Packet::Disconnect(_) => Err(Close::Disconnect),
+            Packet::Auth(_) => {
+                Err(Close::Protocol(ReasonCode::PROTOCOL_ERROR, "AUTH without an authentication method".into()))
+            }
+            other => {
+                Err(Close::Protocol(ReasonCode::PROTOCOL_ERROR, format!("unexpected {} from a device", other.name())))
+            }
         }
     }
 
@@ -546,7 +669,27 @@ impl Conn {
     }
 
     fn reply(&mut self, packet: Packet) {
-        packet.encode(&mut self.active().outbuf);
+        let protocol = self.protocol;
+        packet.encode_with(&mut self.active().outbuf, protocol);
+    }
+
+    /// Deliveries allowed in flight: the node's limit, or the device's Receive Maximum
+    /// (MQTT 5) when lower.
+    fn window(&self, max_inflight: usize) -> usize {
+        match self.receive_maximum {
+            0 => max_inflight,
+            n => max_inflight.min(usize::from(n)),
+        }
+    }
+
+    /// MQTT 5: ends the connection with the server's DISCONNECT, after what is still
+    /// unwritten (a packet cut in the middle would garble it). Bounded by [`GOODBYE`].
+    async fn disconnect(&mut self, reason: ReasonCode) {
+        let mut out = self.active.take().map(|a| a.outbuf).unwrap_or_default();
+        let mut goodbye = Disconnect::new(reason);
+        goodbye.properties.push(Property::ReasonString(MqttStr::new(reason.name())));
+        Packet::Disconnect(goodbye).encode_with(&mut out, Protocol::V5);
+        let _ = tokio::time::timeout(GOODBYE, write_all(&mut self.stream, &out)).await;
     }
 
     fn push_topic(&self) -> MqttStr {
@@ -594,10 +737,50 @@ impl Conn {
     }
 }
 
-fn connack(code: ConnectReturnCode) -> BytesMut {
+fn encoded(packet: Packet, protocol: Protocol) -> BytesMut {
     let mut out = BytesMut::new();
-    Packet::ConnAck(ConnAck { session_present: false, code }).encode(&mut out);
+    packet.encode_with(&mut out, protocol);
     out
+}
+
+/// A refusing CONNACK; on MQTT 5 with the reason in words too (dropped on 3.1.1).
+fn refusal(code: ReasonCode) -> ConnAck {
+    let mut ack = ConnAck::new(false, code);
+    ack.properties.push(Property::ReasonString(MqttStr::new(code.name())));
+    ack
+}
+
+/// The MQTT 5 properties of a delivery: how long it stays valid (Message Expiry
+/// Interval, rounded up to a second), and the message's type and ids as user properties
+/// (`type`, `messageId`, and `taskId` / `revokeId` when the payload has them), so that
+/// a client can sort and deduplicate without parsing the payload.
+fn delivery_properties(message: &Message, now: i64) -> Properties {
+    let secs = (message.expires_at.saturating_sub(now) + 999) / 1000;
+    let mut props = Properties(Vec::with_capacity(5));
+    props.push(Property::MessageExpiryInterval(u32::try_from(secs.max(1)).unwrap_or(u32::MAX)));
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Head {
+        #[serde(rename = "type")]
+        kind: Option<String>,
+        message_id: Option<String>,
+        task_id: Option<String>,
+        revoke_id: Option<String>,
+    }
+    let head: Head = serde_json::from_slice(&message.payload).unwrap_or(Head {
+        kind: None,
+        message_id: None,
+        task_id: None,
+        revoke_id: None,
+    });
+    let ids =
+        [("type", head.kind), ("messageId", head.message_id), ("taskId", head.task_id), ("revokeId", head.revoke_id)];
+    for (name, value) in ids {
+        if let Some(value) = value.filter(|v| v.len() <= 256 && !v.contains('\0')) {
+            props.push(Property::UserProperty(MqttStr::new(name), MqttStr::new(value)));
+        }
+    }
+    props
 }
 
 /// Reads what the socket has into `inbuf` (allocated when bytes came); the byte count, or

@@ -1,4 +1,4 @@
-//! The device gateway: MQTT 3.1.1 over TCP, over TLS and over WebSocket ([`transport`],
+//! The device gateway: MQTT 3.1.1 and 5 over TCP, over TLS and over WebSocket ([`transport`],
 //! [`websocket`]).
 //!
 //! One tokio task per connection ([`connection`]), no per-connection buffers of Herald's

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use herald_mqtt::{Connect, ConnectReturnCode, MqttStr, Packet, Protocol, decode};
+use herald_mqtt::{Connect, MqttStr, Packet, Properties, Protocol, ReasonCode, decode_with};
 use rumqttc::{ConnectReturnCode as Code, QoS, SubscribeReasonCode};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -13,14 +13,30 @@ use tokio::net::TcpStream;
 use crate::common::*;
 
 /// A hand-driven MQTT connection for what a well-behaved client library will not do.
-struct Raw {
-    stream: TcpStream,
+pub(crate) struct Raw {
+    pub(crate) stream: TcpStream,
     buf: BytesMut,
+    /// What the CONNECT sent spoke: packets after it are written and read in it.
+    pub(crate) protocol: Protocol,
+}
+
+/// A CONNECT of `creds`' device.
+pub(crate) fn connect_packet(creds: &Creds, keep_alive: u16, protocol: Protocol, properties: Properties) -> Packet {
+    Packet::Connect(Connect {
+        protocol,
+        clean_session: true,
+        keep_alive,
+        client_id: MqttStr::new(creds.device_id.clone()),
+        will: None,
+        username: Some(MqttStr::new(creds.app_id.clone())),
+        password: Some(Bytes::from(creds.token.clone())),
+        properties,
+    })
 }
 
 impl Raw {
-    async fn open(addr: &str) -> Raw {
-        Raw { stream: TcpStream::connect(addr).await.unwrap(), buf: BytesMut::new() }
+    pub(crate) async fn open(addr: &str) -> Raw {
+        Raw { stream: TcpStream::connect(addr).await.unwrap(), buf: BytesMut::new(), protocol: Protocol::V311 }
     }
 
     /// A connection from another loopback address than 127.0.0.1 (Linux routes all of
@@ -28,7 +44,11 @@ impl Raw {
     async fn open_from(addr: &str, source: &str) -> Raw {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
-        Raw { stream: socket.connect(addr.parse().unwrap()).await.unwrap(), buf: BytesMut::new() }
+        Raw {
+            stream: socket.connect(addr.parse().unwrap()).await.unwrap(),
+            buf: BytesMut::new(),
+            protocol: Protocol::V311,
+        }
     }
 
     /// A connection through a load balancer speaking the PROXY protocol (v1) for `client`.
@@ -39,49 +59,39 @@ impl Raw {
     }
 
     async fn connect_as(mut self, creds: &Creds) -> Option<Packet> {
-        self.send(Packet::Connect(Connect {
-            protocol: Protocol::V311,
-            clean_session: true,
-            keep_alive: 30,
-            client_id: MqttStr::new(creds.device_id.clone()),
-            will: None,
-            username: Some(MqttStr::new(creds.app_id.clone())),
-            password: Some(Bytes::from(creds.token.clone())),
-        }))
-        .await;
+        self.send(connect_packet(creds, 30, Protocol::V311, Properties::new())).await;
         let answer = self.recv().await;
         // Kept open until the caller's scope ends.
         std::mem::forget(self);
         answer
     }
 
-    async fn send(&mut self, packet: Packet) {
-        self.stream.write_all(&packet.to_bytes()).await.unwrap();
+    pub(crate) async fn send(&mut self, packet: Packet) {
+        if let Packet::Connect(c) = &packet {
+            self.protocol = c.protocol;
+        }
+        self.stream.write_all(&packet.to_bytes_with(self.protocol)).await.unwrap();
     }
 
     async fn connect(addr: &str, creds: &Creds, keep_alive: u16) -> Raw {
+        Raw::connect_with(addr, connect_packet(creds, keep_alive, Protocol::V311, Properties::new())).await.0
+    }
+
+    /// Opens a connection, sends `connect` and expects it accepted: the connection and
+    /// the CONNACK.
+    pub(crate) async fn connect_with(addr: &str, connect: Packet) -> (Raw, herald_mqtt::ConnAck) {
         let mut raw = Raw::open(addr).await;
-        raw.send(Packet::Connect(Connect {
-            protocol: Protocol::V311,
-            clean_session: true,
-            keep_alive,
-            client_id: MqttStr::new(creds.device_id.clone()),
-            will: None,
-            username: Some(MqttStr::new(creds.app_id.clone())),
-            password: Some(Bytes::from(creds.token.clone())),
-        }))
-        .await;
+        raw.send(connect).await;
         match raw.recv().await {
-            Some(Packet::ConnAck(a)) => assert_eq!(a.code, ConnectReturnCode::Accepted),
+            Some(Packet::ConnAck(a)) if a.code == ReasonCode::SUCCESS => (raw, a),
             other => panic!("expected CONNACK, got {other:?}"),
         }
-        raw
     }
 
     /// The next packet, or `None` once the server closed the connection.
-    async fn recv(&mut self) -> Option<Packet> {
+    pub(crate) async fn recv(&mut self) -> Option<Packet> {
         loop {
-            if let Some(p) = decode(&mut self.buf, 1 << 20).unwrap() {
+            if let Some(p) = decode_with(&mut self.buf, 1 << 20, self.protocol).unwrap() {
                 return Some(p);
             }
             let n =
@@ -92,7 +102,7 @@ impl Raw {
         }
     }
 
-    async fn until_closed(&mut self) {
+    pub(crate) async fn until_closed(&mut self) {
         while self.recv().await.is_some() {}
     }
 }
@@ -119,12 +129,12 @@ async fn connect_is_refused_with_4_or_5_and_unsupported_versions_with_1() {
     let err = TestDevice::connect_with(wrong_app.options(), false).await.err().unwrap();
     assert!(err.contains(&format!("{:?}", Code::NotAuthorized)), "{err}");
 
-    // MQTT 5 CONNECT (protocol level 5): CONNACK 1, unacceptable protocol version.
+    // A protocol level after MQTT 5 (6): CONNACK 1, unacceptable protocol version.
     let mut raw = Raw::open(&server.mqtt).await;
-    raw.stream.write_all(b"\x10\x0d\x00\x04MQTT\x05\x02\x00\x3c\x00\x00\x00").await.unwrap();
+    raw.stream.write_all(b"\x10\x0d\x00\x04MQTT\x06\x02\x00\x3c\x00\x00\x00").await.unwrap();
     match raw.recv().await {
         Some(Packet::ConnAck(a)) => {
-            assert_eq!(a.code, ConnectReturnCode::UnacceptableProtocolVersion)
+            assert_eq!(a.code, ReasonCode::UNSUPPORTED_PROTOCOL_VERSION)
         }
         other => panic!("expected CONNACK 1, got {other:?}"),
     }
@@ -149,13 +159,14 @@ async fn a_refused_client_id_can_neither_forge_nor_flood_the_log() {
             will: None,
             username: Some(MqttStr::new(app.app_id.clone())),
             password: Some(Bytes::from_static(b"not-a-token")),
+            properties: Properties::new(),
         }))
         .await;
         // An id longer than any deviceId is not looked up: CONNACK 2.
         let code = if client_id.len() > 64 {
-            ConnectReturnCode::IdentifierRejected
+            ReasonCode::CLIENT_IDENTIFIER_NOT_VALID
         } else {
-            ConnectReturnCode::BadUserNameOrPassword
+            ReasonCode::BAD_USER_NAME_OR_PASSWORD
         };
         match raw.recv().await {
             Some(Packet::ConnAck(a)) => assert_eq!(a.code, code),
@@ -186,7 +197,7 @@ async fn limited(configure: impl FnOnce(&mut herald::config::MqttConfig)) -> Opt
 
 /// CONNACK 0.
 fn accepted(answer: Option<Packet>) -> bool {
-    matches!(answer, Some(Packet::ConnAck(a)) if a.code == ConnectReturnCode::Accepted)
+    matches!(answer, Some(Packet::ConnAck(a)) if a.code == ReasonCode::SUCCESS)
 }
 
 #[tokio::test]

@@ -15,6 +15,7 @@ mod durability;
 mod flow_control;
 mod gateway;
 mod http_limits;
+mod mqtt5;
 mod openapi;
 mod receipts;
 mod revoke;

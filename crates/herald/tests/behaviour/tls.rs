@@ -99,8 +99,10 @@ fn leaf_of(chain_file: &Path) -> CertificateDer<'static> {
     CertificateDer::pem_file_iter(chain_file).unwrap().next().unwrap().unwrap()
 }
 
-#[tokio::test]
-async fn a_device_on_mqtt_over_tls_gets_its_push_and_acknowledges_it() {
+/// mosquitto_sub speaking `version` (`mqttv311` or `mqttv5`) over TLS: it gets its push
+/// and acknowledges it. With MQTT 5 it prints the delivery's Message Expiry Interval and
+/// user properties before the payload (tab-separated).
+async fn mosquitto_sub_over_tls(version: &str) {
     let Some(TlsNode { node, ca_file, dir: _dir, .. }) = tls_node("").await else { return };
     let app = node.create_app().await;
     let device = app.register("tls-device").await;
@@ -108,9 +110,10 @@ async fn a_device_on_mqtt_over_tls_gets_its_push_and_acknowledges_it() {
 
     let mqtts = node.listener("mqtts").expect("an MQTT over TLS listener");
     let mut sub = tokio::process::Command::new("mosquitto_sub")
-        .args(["-h", "localhost", "-p", port(&mqtts), "--cafile", ca_file.to_str().unwrap(), "-V", "mqttv311"])
+        .args(["-h", "localhost", "-p", port(&mqtts), "--cafile", ca_file.to_str().unwrap(), "-V", version])
         .args(["-i", &device.device_id, "-u", &device.app_id, "-P", &device.token])
         .args(["-t", &format!("push/{}", device.device_id), "-q", "1"])
+        .args(if version == "mqttv5" { &["-F", "%E\t%P\t%p"][..] } else { &[] })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -122,7 +125,17 @@ async fn a_device_on_mqtt_over_tls_gets_its_push_and_acknowledges_it() {
         .expect("a delivery over TLS in time")
         .unwrap()
         .expect("mosquitto_sub printed the delivery");
-    let payload: serde_json::Value = serde_json::from_str(&line).expect("the payload is JSON");
+    let json = if version == "mqttv5" {
+        let mut fields = line.splitn(3, '\t');
+        let (expiry, user, json) = (fields.next().unwrap(), fields.next().unwrap_or(""), fields.next().unwrap_or(""));
+        let expiry: u32 = expiry.parse().unwrap_or_else(|_| panic!("no Message Expiry Interval: {line}"));
+        assert!((1..=300).contains(&expiry), "{line}");
+        assert!(user.contains(&format!("messageId:{message_id}")) && user.contains("type:notification"), "{line}");
+        json
+    } else {
+        &line
+    };
+    let payload: serde_json::Value = serde_json::from_str(json).expect("the payload is JSON");
     assert_eq!(
         (payload["messageId"].as_str(), payload["title"].as_str()),
         (Some(&*message_id), Some("Hello over TLS"))
@@ -132,6 +145,16 @@ async fn a_device_on_mqtt_over_tls_gets_its_push_and_acknowledges_it() {
     let task = app.task(&task_id).await.json();
     assert_eq!(task["resultContent"]["data"]["counts"]["delivered"], 1, "{task}");
     let _ = sub.kill().await;
+}
+
+#[tokio::test]
+async fn a_device_on_mqtt_over_tls_gets_its_push_and_acknowledges_it() {
+    mosquitto_sub_over_tls("mqttv311").await;
+}
+
+#[tokio::test]
+async fn a_device_on_mqtt5_over_tls_gets_its_push_and_acknowledges_it() {
+    mosquitto_sub_over_tls("mqttv5").await;
 }
 
 #[tokio::test]

@@ -24,13 +24,21 @@ fn tool(var: &str) -> Option<PathBuf> {
 
 /// Runs `program args` and returns its first line of output, parsed: the delivery it got.
 async fn first_delivery(program: &PathBuf, args: &[&str]) -> serde_json::Value {
+    output_lines(program, args).await.swap_remove(0)
+}
+
+/// Runs `program args` and returns its lines of output, each parsed as JSON.
+async fn output_lines(program: &PathBuf, args: &[&str]) -> Vec<serde_json::Value> {
     let out = tokio::time::timeout(Duration::from_secs(30), tokio::process::Command::new(program).args(args).output())
         .await
         .expect("the client ends in time")
         .unwrap_or_else(|e| panic!("{} runs: {e}", program.display()));
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{}: {stderr}{stdout}", program.display());
-    serde_json::from_str(stdout.lines().next().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    let lines: Vec<serde_json::Value> =
+        stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {stdout}"))).collect();
+    assert!(!lines.is_empty(), "{} printed nothing: {stderr}", program.display());
+    lines
 }
 
 /// Pushes to a new device of a new app; the device's credentials and the message id.
@@ -64,7 +72,7 @@ async fn mqtt_js_over_websocket_with_tls_gets_its_push_and_acknowledges_it() {
 }
 
 #[tokio::test]
-async fn paho_over_websocket_gets_its_push_and_acknowledges_it() {
+async fn paho_with_mqtt5_and_over_websocket_gets_its_push_and_acknowledges_it() {
     let Some(python) = tool("HERALD_TEST_PYTHON") else { return };
     let Some(clients) = tool("HERALD_TEST_CLIENTS") else { return };
     let Some(TlsNode { node, ca_file, dir: _dir, .. }) = tls_node("").await else { return };
@@ -72,12 +80,18 @@ async fn paho_over_websocket_gets_its_push_and_acknowledges_it() {
     let script = clients.join("paho_receive.py");
     let topic = format!("push/{}", device.device_id);
     let plain = format!("ws://127.0.0.1:{}/mqtt", port(&node.http));
-    let args = [script.to_str().unwrap(), &plain, &device.device_id, &device.app_id, &device.token, &topic];
-    let payload = first_delivery(&python, &args).await;
-    assert_eq!(payload["messageId"].as_str(), Some(&*message_id));
+    // MQTT 5 over plain WebSocket: the delivery's properties come with it.
+    let args = [script.to_str().unwrap(), "--mqtt5", &plain, &device.device_id, &device.app_id, &device.token, &topic];
+    let lines = output_lines(&python, &args).await;
+    assert_eq!(lines[0]["messageId"].as_str(), Some(&*message_id));
+    let props = lines.get(1).unwrap_or_else(|| panic!("no properties line: {lines:?}"));
+    assert_eq!(props["userProperties"]["messageId"].as_str(), Some(&*message_id), "{props}");
+    assert_eq!(props["userProperties"]["type"].as_str(), Some("notification"), "{props}");
+    let expiry = props["messageExpiryInterval"].as_u64().unwrap_or_default();
+    assert!((1..=300).contains(&expiry), "{props}");
     app.wait_status(&message_id, "delivered").await;
 
-    // And over TLS (wss) on the HTTPS listener.
+    // MQTT 3.1.1 over TLS (wss) on the HTTPS listener.
     let (app, device, message_id) = pending_push(&node, "over wss").await;
     let secure = format!("wss://localhost:{}/mqtt", port(&node.listener("https").unwrap()));
     let topic = format!("push/{}", device.device_id);
