@@ -5,8 +5,9 @@
 //! reconnect storm behind one NAT is spread over seconds instead of landing at once.
 //! Addresses in `mqtt.limits_exempt` (a local TLS proxy's; by default the loopback's) are
 //! not limited. An IPv6 address counts as its /64 (one host holds a whole /64, and would
-//! otherwise get a bucket, and an entry here, per address). A refused connection is closed
-//! before anything is read from it.
+//! otherwise get a bucket, and an entry here, per address). A refused connection is told
+//! when to come back, if the node has room to answer it (see `Gateway::refuse`), and
+//! closed otherwise.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -34,7 +35,8 @@ struct Address {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Refused {
     TooManyOpen,
-    TooFast,
+    /// With the time until the address's bucket has a token again.
+    TooFast(std::time::Duration),
 }
 
 impl Admission {
@@ -59,7 +61,7 @@ impl Admission {
         if self.max_open > 0 && a.open >= self.max_open {
             return Err(Refused::TooManyOpen);
         }
-        a.bucket.take(1.0, self.per_second, self.burst, now).map_err(|_| Refused::TooFast)?;
+        a.bucket.take(1.0, self.per_second, self.burst, now).map_err(Refused::TooFast)?;
         a.open += 1;
         Ok(true)
     }
@@ -126,9 +128,9 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(a.admit(ip, t), Ok(true));
         }
-        assert_eq!(a.admit(ip, t), Err(Refused::TooFast));
+        assert_eq!(a.admit(ip, t), Err(Refused::TooFast(Duration::from_millis(500))));
         assert_eq!(a.admit(ip, t + Duration::from_millis(500)), Ok(true), "one token back after 0.5 s");
-        assert_eq!(a.admit(ip, t + Duration::from_millis(500)), Err(Refused::TooFast));
+        assert!(matches!(a.admit(ip, t + Duration::from_millis(500)), Err(Refused::TooFast(_))));
         for _ in 0..5 {
             a.release(ip);
         }

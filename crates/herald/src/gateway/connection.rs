@@ -49,6 +49,17 @@ const READ_STACK: usize = 4096;
 /// Acknowledged message ids remembered while deliveries flow, to drop a second copy of a
 /// message queued twice (by the dispatcher and by a store refill).
 const RECENT_ACKED: usize = 64;
+/// Refused connections answered at once, at most (each holds a task and a socket for up
+/// to [`REFUSAL_READ`] after its TLS handshake); beyond, refused connections are closed
+/// unread.
+pub(super) const ANSWERED_REFUSALS: usize = 64;
+/// How long a refused connection has to send its CONNECT to be told when to come back.
+const REFUSAL_READ: Duration = Duration::from_secs(2);
+/// The CONNECT of a refused connection is read up to this size.
+const REFUSAL_MAX_PACKET: usize = 1024;
+/// The least a client refused for holding too many connections is told to wait: a slot
+/// comes back only when one of its connections ends.
+const FULL_ADDRESS_RETRY: Duration = Duration::from_secs(10);
 /// How long the server's MQTT 5 DISCONNECT may take to write.
 const GOODBYE: Duration = Duration::from_secs(1);
 /// MQTT 5 property identifiers the gateway looks for.
@@ -186,6 +197,30 @@ impl Gateway {
             presence: self.presence(&conn.session),
             at: herald_core::now_ms(),
         });
+    }
+
+    /// Answers a connection the per-address limits refused, so that a reconnect storm
+    /// spreads out instead of retrying at once: reads its CONNECT (briefly) and answers
+    /// CONNACK "connection rate exceeded" (0x9F) or "quota exceeded" (0x97, too many open)
+    /// with a user property `retry-after-ms`: when the address may connect again, plus a
+    /// random share of as much again, so that clients refused together come back apart.
+    /// MQTT 3.1.1 can only say "server unavailable" (3).
+    pub(super) async fn refuse(&self, mut stream: Transport, why: super::admission::Refused) {
+        let mut inbuf = None;
+        let first =
+            tokio::time::timeout(REFUSAL_READ, read_first_packet(&mut stream, &mut inbuf, REFUSAL_MAX_PACKET)).await;
+        let Ok(Ok(Packet::Connect(connect))) = first else { return };
+        let (code, wait) = match why {
+            super::admission::Refused::TooFast(wait) => (ReasonCode::CONNECTION_RATE_EXCEEDED, wait),
+            super::admission::Refused::TooManyOpen => (ReasonCode::QUOTA_EXCEEDED, FULL_ADDRESS_RETRY),
+        };
+        let base = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1000);
+        let jitter = u64::from(u32::from_le_bytes(crypto::random_bytes::<4>())) % base;
+        let mut ack = refusal(code);
+        ack.properties
+            .push(Property::UserProperty(MqttStr::new("retry-after-ms"), MqttStr::new((base + jitter).to_string())));
+        let answer = encoded(Packet::ConnAck(ack), connect.protocol);
+        let _ = tokio::time::timeout(GOODBYE, write_all(&mut stream, &answer)).await;
     }
 
     /// At a graceful stop, while deliveries wait for their acknowledgement: handles what the

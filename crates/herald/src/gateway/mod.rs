@@ -47,13 +47,16 @@ pub struct Gateway {
     admission: admission::Admission,
     /// The runtime the connection tasks run on (WebSockets arrive on the HTTP threads).
     runtime: tokio::runtime::Handle,
+    /// Refused connections being answered (see [`Gateway::refuse`]).
+    refusals: Arc<tokio::sync::Semaphore>,
 }
 
 impl Gateway {
     pub fn new(store: Arc<dyn Store>, dispatcher: Arc<Dispatcher>, cfg: MqttConfig) -> Arc<Self> {
         let admission = admission::Admission::new(&cfg);
         let runtime = tokio::runtime::Handle::current();
-        Arc::new(Gateway { store, dispatcher, cfg, open: AtomicUsize::new(0), admission, runtime })
+        let refusals = Arc::new(tokio::sync::Semaphore::new(connection::ANSWERED_REFUSALS));
+        Arc::new(Gateway { store, dispatcher, cfg, open: AtomicUsize::new(0), admission, runtime, refusals })
     }
 
     fn hub(&self) -> &Hub {
@@ -112,7 +115,9 @@ impl Gateway {
     }
 
     /// Runs a connection from `ip` (unknown: not limited) over what `setup` yields, if the
-    /// per-address limits admit it; refused, it is dropped (closed) unread.
+    /// per-address limits admit it; refused, it is told when to come back while fewer than
+    /// [`connection::ANSWERED_REFUSALS`] refusals are being answered, and closed unread
+    /// otherwise.
     fn start(self: &Arc<Self>, ip: Option<IpAddr>, setup: Pin<Box<dyn Future<Output = Option<Transport>> + Send>>) {
         let ip = ip.map(|ip| ip.to_canonical());
         let counted = match ip.map(|ip| self.admission.admit(ip, std::time::Instant::now())) {
@@ -120,6 +125,15 @@ impl Gateway {
             Some(Ok(counted)) => counted,
             Some(Err(why)) => {
                 tracing::debug!(ip = ?ip, ?why, "connection refused by the per-address limits");
+                if let Ok(permit) = self.refusals.clone().try_acquire_owned() {
+                    let gw = self.clone();
+                    self.runtime.spawn(async move {
+                        if let Some(stream) = setup.await {
+                            gw.refuse(stream, why).await;
+                        }
+                        drop(permit);
+                    });
+                }
                 return;
             }
         };

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use herald_mqtt::{Packet, Properties, Property, Protocol, PubAck, Publish, QoS, ReasonCode};
 use serde_json::Value;
 
-use super::gateway::{Raw, connect_packet};
+use super::gateway::{Raw, connect_packet, limited};
 use crate::common::*;
 
 fn v5(creds: &Creds, keep_alive: u16, properties: Vec<Property>) -> Packet {
@@ -212,4 +212,57 @@ async fn a_device_on_mqtt311_still_gets_no_properties_and_closes_silently() {
         Raw::connect_with(&server.mqtt, connect_packet(&creds, 60, Protocol::V311, Properties::new())).await;
     // 3.1.1 has no server DISCONNECT: the connection just ends.
     assert_eq!(first.recv().await, None);
+}
+
+/// The CONNACK a refused MQTT 5 connection from 127.0.0.2 gets: its reason code and the
+/// `retry-after-ms` it advises.
+async fn refused_from_elsewhere(mqtt: &str, creds: &Creds) -> (ReasonCode, u64) {
+    let mut raw = Raw::open_from(mqtt, "127.0.0.2").await;
+    raw.send(v5(creds, 60, vec![])).await;
+    match raw.recv().await {
+        Some(Packet::ConnAck(a)) => {
+            let retry = a.properties.user().find(|(k, _)| *k == "retry-after-ms").map(|(_, v)| v.parse().unwrap());
+            (a.code, retry.unwrap_or_else(|| panic!("no retry-after-ms: {a:?}")))
+        }
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_refused_reconnect_is_told_when_to_come_back_with_jitter() {
+    let Some((server, creds)) = limited(|mqtt| {
+        mqtt.connects_per_second_per_address = 1;
+        mqtt.connect_burst_per_address = 1;
+        mqtt.max_connections_per_address = 2;
+        mqtt.limits_exempt = vec![];
+    })
+    .await
+    else {
+        return;
+    };
+    let mut first = Raw::open_from(&server.mqtt, "127.0.0.2").await;
+    first.send(v5(&creds, 60, vec![])).await;
+    assert!(matches!(first.recv().await, Some(Packet::ConnAck(a)) if a.code == ReasonCode::SUCCESS));
+    // The bucket is empty for about a second: come back in one to two.
+    let mut advised = Vec::new();
+    for _ in 0..6 {
+        let (code, retry) = refused_from_elsewhere(&server.mqtt, &creds).await;
+        assert_eq!(code, ReasonCode::CONNECTION_RATE_EXCEEDED);
+        assert!((1000..2000).contains(&retry), "retry-after-ms {retry}");
+        advised.push(retry);
+    }
+    advised.dedup();
+    assert!(advised.len() > 1, "the same advice to every refused client: {advised:?}");
+
+    // Two open (the limit; another device, not a takeover), a third: quota exceeded, come
+    // back in 10 to 20 s.
+    let other = server.create_app().await.register("j").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut second = Raw::open_from(&server.mqtt, "127.0.0.2").await;
+    second.send(v5(&other, 60, vec![])).await;
+    assert!(matches!(second.recv().await, Some(Packet::ConnAck(a)) if a.code == ReasonCode::SUCCESS));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (code, retry) = refused_from_elsewhere(&server.mqtt, &creds).await;
+    assert_eq!(code, ReasonCode::QUOTA_EXCEEDED);
+    assert!((10_000..20_000).contains(&retry), "retry-after-ms {retry}");
 }
