@@ -124,9 +124,14 @@ pub struct BenchArgs {
     /// Sends node-apn keeps in flight at once.
     #[arg(long, default_value_t = 512)]
     node_apn_window: usize,
-    /// kill -9 cycles of the soak scenario.
+    /// Fault cycles of the soak scenario (kill -9 and restart; in a cluster, in turn a node
+    /// killed, NATS killed, PostgreSQL restarted).
     #[arg(long, default_value_t = 100)]
     cycles: usize,
+    /// `soak`: three nodes on a PostgreSQL and a NATS server of the soak's own (needs
+    /// PostgreSQL's programs and nats-server installed) instead of one node on SQLite.
+    #[arg(long)]
+    cluster: bool,
     /// `hold`: the node to connect to.
     #[arg(long, hide = true)]
     mqtt: Option<String>,
@@ -154,7 +159,9 @@ enum Scenario {
     Receipts,
     /// Durability: pushes at `--rate` (one at a time) to `--devices` connected devices while
     /// the node (SQLite) is killed with SIGKILL every 0.5-2 s and restarted, `--cycles`
-    /// times; then the ledger: lost, refused but delivered, misdelivered, duplicates.
+    /// times (with `--cluster`: three nodes on PostgreSQL and NATS, and in turn a node
+    /// killed, NATS killed, PostgreSQL restarted); then the ledger: lost, refused but
+    /// delivered, misdelivered, duplicates.
     Soak,
     /// A helper process of `cluster`: holds the devices of `--devices-file` on `--mqtt`.
     #[value(hide = true)]
@@ -209,12 +216,24 @@ async fn soak(args: &BenchArgs, herald_bin: &std::path::Path) -> anyhow::Result<
         push_every: std::time::Duration::from_secs_f64(1.0 / args.rate.max(1) as f64),
         run_ms: (500, 2000),
         settle: std::time::Duration::from_secs(60),
+        down_ms: (500, 3000),
     };
-    println!("## Soak: kill -9 and restart, {} cycles, {} devices, SQLite\n", cfg.cycles, cfg.devices);
     let started = std::time::Instant::now();
-    let ledger = herald_testkit::soak::run(herald_bin, herald_testkit::Backend::Sqlite, &cfg)
-        .await
-        .ok_or_else(|| anyhow::anyhow!("SQLite needs no configuration"))?;
+    let ledger = if args.cluster {
+        println!(
+            "## Soak: three nodes; a node kill -9, NATS kill -9, PostgreSQL restart in turn; {} cycles, {} devices\n",
+            cfg.cycles, cfg.devices
+        );
+        // The production default of cluster.resync_secs.
+        herald_testkit::soak::run_cluster(herald_bin, &cfg, 10)
+            .await
+            .ok_or_else(|| anyhow::anyhow!("the cluster soak needs PostgreSQL's programs and nats-server"))?
+    } else {
+        println!("## Soak: kill -9 and restart, {} cycles, {} devices, SQLite\n", cfg.cycles, cfg.devices);
+        herald_testkit::soak::run(herald_bin, herald_testkit::Backend::Sqlite, &cfg)
+            .await
+            .ok_or_else(|| anyhow::anyhow!("SQLite needs no configuration"))?
+    };
     println!("{ledger}\n\n({} s)", started.elapsed().as_secs());
     if !ledger.holds() {
         anyhow::bail!(

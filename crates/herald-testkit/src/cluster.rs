@@ -24,6 +24,12 @@ pub struct ClusterOptions {
     pub nats: Option<String>,
     /// Runs the nodes as processes of this `herald` binary (to kill them).
     pub processes: Option<PathBuf>,
+    /// The cluster's PostgreSQL (a scratch schema in it) instead of
+    /// `HERALD_TEST_POSTGRES_URL`'s.
+    pub postgres: Option<String>,
+    /// `cluster.resync_secs` of the nodes (default: 1 for deaf nodes, else 3600, so that
+    /// what arrives in a test came by the bus).
+    pub resync_secs: Option<u64>,
 }
 
 /// One node of a cluster.
@@ -58,6 +64,7 @@ pub struct Cluster {
     master_key: String,
     prefix: String,
     deaf: bool,
+    resync_secs: Option<u64>,
     dirs: Vec<tempfile::TempDir>,
     // Dropped after the nodes (fields drop in order).
     schema: ScratchSchema,
@@ -84,13 +91,19 @@ impl Cluster {
                 url
             }
         };
-        let schema = ScratchSchema::for_test().await?;
+        let schema = match &opts.postgres {
+            Some(url) => ScratchSchema::create(url, "herald_test")
+                .await
+                .unwrap_or_else(|e| panic!("the cluster's PostgreSQL at {url} does not answer: {e}")),
+            None => ScratchSchema::for_test().await?,
+        };
         let mut cluster = Cluster {
             nodes: Vec::new(),
             nats,
             master_key: herald_core::crypto::b64url(&herald_core::crypto::random_bytes::<32>()),
             prefix: format!("t{}", herald_core::crypto::random_alnum(10)),
             deaf: opts.deaf,
+            resync_secs: opts.resync_secs,
             dirs: Vec::new(),
             schema,
         };
@@ -104,6 +117,17 @@ impl Cluster {
             cluster.nodes.push(node);
         }
         Some(cluster)
+    }
+
+    /// Kills node `i` (from 1) with SIGKILL and starts it again on the same data (new
+    /// ports): a cluster of processes only.
+    pub async fn kill9_and_restart(&mut self, i: usize) {
+        let ClusterNode::Process(mut node) = self.nodes.remove(i - 1) else {
+            panic!("kill -9 needs a cluster of processes (ClusterOptions::processes)")
+        };
+        node.kill9();
+        let node = node.restart().await;
+        self.nodes.insert(i - 1, ClusterNode::Process(node));
     }
 
     /// Node `i` (from 1).
@@ -124,7 +148,7 @@ impl Cluster {
         cfg.store.expiry_sweep_secs = 1;
         cfg.cluster.subject_prefix = if self.deaf { format!("{}n{i}", self.prefix) } else { self.prefix.clone() };
         // Without deaf nodes the resync never runs in a test: what arrives came by the bus.
-        cfg.cluster.resync_secs = if self.deaf { 1 } else { 3600 };
+        cfg.cluster.resync_secs = self.resync_secs.unwrap_or(if self.deaf { 1 } else { 3600 });
     }
 
     /// Starts node `i` of this cluster in the test process, its configuration adjusted by

@@ -21,6 +21,7 @@ mod logs;
 mod node;
 mod process;
 mod receiver;
+mod services;
 pub mod soak;
 
 use std::time::Duration;
@@ -33,6 +34,7 @@ pub use logs::Log;
 pub use node::TestServer;
 pub use process::TestProcess;
 pub use receiver::{Delivery, Receiver};
+pub use services::{TestNats, TestPostgres};
 
 /// How long a test waits for anything before it fails.
 pub const WAIT: Duration = Duration::from_secs(10);

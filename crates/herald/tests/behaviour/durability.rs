@@ -202,6 +202,7 @@ async fn pushes_accepted_across_ten_kill_9_restarts_all_arrive() {
         push_every: Duration::from_millis(20),
         run_ms: (300, 900),
         settle: Duration::from_secs(20),
+        down_ms: (0, 0),
     };
     let Some(ledger) = herald_testkit::soak::run(herald_bin!(), crate::BACKEND, &cfg).await else { return };
     eprintln!("soak ledger: {ledger}");

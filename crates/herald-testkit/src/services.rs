@@ -1,0 +1,197 @@
+//! A PostgreSQL and a NATS server of a test's own, to stop, kill and restart under a
+//! running cluster (the machine's shared ones serve every other test and stay up).
+//!
+//! [`TestPostgres`] runs `initdb` and `pg_ctl` from the PostgreSQL installation
+//! (`pg_config --bindir`, or the newest `/usr/lib/postgresql/*/bin`); PostgreSQL refuses to
+//! run as root, so as root it runs as the `postgres` user. [`TestNats`] runs `nats-server`
+//! (Debian's in /usr/sbin, which is not on every PATH, or the PATH's). Both listen on loopback on a port picked at start and kept across
+//! restarts, so that the nodes' URLs stay right.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A port free now on 127.0.0.1.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port").local_addr().expect("its address").port()
+}
+
+/// Waits until something accepts TCP connections on `port`.
+async fn listening(port: u16, what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "{what} does not listen on {port}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub struct TestPostgres {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+    /// As root, the user PostgreSQL runs as.
+    run_as: Option<String>,
+}
+
+impl TestPostgres {
+    /// A new cluster in a temporary directory, started; `None` (with a line saying so) when
+    /// PostgreSQL's programs are not installed here.
+    pub async fn start() -> Option<TestPostgres> {
+        let Some(bin) = postgres_bindir() else {
+            eprintln!("skipped: no PostgreSQL programs (initdb, pg_ctl) found to run a PostgreSQL of the test's own");
+            return None;
+        };
+        let dir = tempfile::tempdir().expect("temp dir");
+        // SAFETY: geteuid has no preconditions.
+        let run_as = (unsafe { libc::geteuid() } == 0).then(|| "postgres".to_string());
+        if let Some(user) = &run_as {
+            let chown = Command::new("chown").arg(user).arg(dir.path()).status().expect("chown runs");
+            assert!(chown.success(), "chown {user} {}", dir.path().display());
+        }
+        let pg = TestPostgres { bin, dir, port: free_port(), run_as };
+        let data = pg.data();
+        pg.run("initdb", &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"]);
+        pg.up().await;
+        Some(pg)
+    }
+
+    /// The URL of its `postgres` database.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").to_str().expect("UTF-8 path").to_string()
+    }
+
+    /// `program` of the installation, as the user PostgreSQL runs as.
+    fn command(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        match &self.run_as {
+            Some(user) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", user, "--"]).arg(&path);
+                c
+            }
+            None => Command::new(&path),
+        }
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let out = self
+            .command(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("{program} runs: {e}"));
+        assert!(
+            out.status.success(),
+            "{program} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    async fn up(&self) {
+        let (data, log) = (self.data(), self.dir.path().join("postgres.log"));
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c max_connections=200",
+            self.port,
+            self.dir.path().display()
+        );
+        self.run("pg_ctl", &["-D", &data, "-l", log.to_str().expect("UTF-8 path"), "-o", &options, "-w", "start"]);
+        listening(self.port, "PostgreSQL").await;
+    }
+
+    /// Stops it as an operator's restart does (fast shutdown: open transactions are rolled
+    /// back, connections closed), leaves it down for `down`, and starts it again.
+    pub async fn restart(&self, down: Duration) {
+        self.run("pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "stop"]);
+        tokio::time::sleep(down).await;
+        self.up().await;
+    }
+}
+
+impl Drop for TestPostgres {
+    fn drop(&mut self) {
+        let data = self.data();
+        let stop = ["-D", &data, "-m", "immediate", "stop"];
+        let _ = self.command("pg_ctl").args(stop).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    }
+}
+
+fn postgres_bindir() -> Option<PathBuf> {
+    let from_config = Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    let mut candidates: Vec<PathBuf> = from_config.into_iter().collect();
+    let mut installed: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
+    installed.sort_by_key(|p| {
+        p.parent().and_then(Path::file_name).and_then(|v| v.to_str()).and_then(|v| v.parse::<u32>().ok())
+    });
+    candidates.extend(installed.into_iter().rev());
+    candidates.into_iter().find(|b| b.join("initdb").exists() && b.join("pg_ctl").exists())
+}
+
+/// A `nats-server` of the test's own.
+pub struct TestNats {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl TestNats {
+    /// Started; `None` (with a line saying so) when `nats-server` is not installed here.
+    pub async fn start() -> Option<TestNats> {
+        if Command::new(nats_server()).arg("--version").output().is_err() {
+            eprintln!("skipped: nats-server is not installed here");
+            return None;
+        }
+        let mut nats = TestNats { port: free_port(), child: None };
+        nats.up().await;
+        Some(nats)
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    async fn up(&mut self) {
+        let child = Command::new(nats_server())
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server runs");
+        self.child = Some(child);
+        listening(self.port, "nats-server").await;
+    }
+
+    /// SIGKILL: the bus is gone at once, every node's connection with it.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port.
+    pub async fn restart(&mut self) {
+        self.kill9();
+        self.up().await;
+    }
+}
+
+impl Drop for TestNats {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn nats_server() -> &'static str {
+    if Path::new("/usr/sbin/nats-server").exists() { "/usr/sbin/nats-server" } else { "nats-server" }
+}
