@@ -100,7 +100,7 @@ fn leaf_of(chain_file: &Path) -> CertificateDer<'static> {
 }
 
 /// mosquitto_sub speaking `version` (`mqttv311` or `mqttv5`) over TLS: it gets its push
-/// and acknowledges it. With MQTT 5 it prints the delivery's Message Expiry Interval and
+/// and acknowledges it; then mosquitto_pub reports it opened. With MQTT 5 it prints the delivery's Message Expiry Interval and
 /// user properties before the payload (tab-separated).
 async fn mosquitto_sub_over_tls(version: &str) {
     let Some(TlsNode { node, ca_file, dir: _dir, .. }) = tls_node("").await else { return };
@@ -145,6 +145,19 @@ async fn mosquitto_sub_over_tls(version: &str) {
     let task = app.task(&task_id).await.json();
     assert_eq!(task["resultContent"]["data"]["counts"]["delivered"], 1, "{task}");
     let _ = sub.kill().await;
+
+    // mosquitto_pub, same version, reports the notification opened (QoS 1: it waits for
+    // the PUBACK and fails without it).
+    let event = serde_json::json!({"messageId": message_id, "event": "opened"}).to_string();
+    let published = tokio::process::Command::new("mosquitto_pub")
+        .args(["-h", "localhost", "-p", port(&mqtts), "--cafile", ca_file.to_str().unwrap(), "-V", version])
+        .args(["-i", &device.device_id, "-u", &device.app_id, "-P", &device.token])
+        .args(["-t", &format!("events/{}", device.device_id), "-q", "1", "-m", &event])
+        .output()
+        .await
+        .expect("mosquitto_pub runs (Debian mosquitto-clients)");
+    assert!(published.status.success(), "mosquitto_pub: {}", String::from_utf8_lossy(&published.stderr));
+    app.wait_status(&message_id, "opened").await;
 }
 
 #[tokio::test]
