@@ -720,7 +720,8 @@ impl Conn {
     /// MQTT 5: ends the connection with the server's DISCONNECT, after what is still
     /// unwritten (a packet cut in the middle would garble it). Bounded by [`GOODBYE`].
     async fn disconnect(&mut self, reason: ReasonCode) {
-        let mut out = self.active.take().map(|a| a.outbuf).unwrap_or_default();
+        // Only the output: what is in flight is recorded as sent after this.
+        let mut out = self.active.as_mut().map(|a| std::mem::take(&mut a.outbuf)).unwrap_or_default();
         let mut goodbye = Disconnect::new(reason);
         goodbye.properties.push(Property::ReasonString(MqttStr::new(reason.name())));
         Packet::Disconnect(goodbye).encode_with(&mut out, Protocol::V5);

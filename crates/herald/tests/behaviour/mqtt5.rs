@@ -266,3 +266,23 @@ async fn a_refused_reconnect_is_told_when_to_come_back_with_jitter() {
     assert_eq!(code, ReasonCode::QUOTA_EXCEEDED);
     assert!((10_000..20_000).contains(&retry), "retry-after-ms {retry}");
 }
+
+/// The server's DISCONNECT is written after what was pending, and what was in flight is
+/// still recorded as sent (so that it comes again with DUP).
+#[tokio::test]
+async fn a_delivery_unacknowledged_when_the_server_disconnects_is_sent_and_comes_again_with_dup() {
+    let Some(server) = start_server().await else { return };
+    let app = server.create_app().await;
+    let creds = app.register("i").await;
+    let (mut first, _) = Raw::connect_with(&server.mqtt, v5(&creds, 60, vec![])).await;
+    let (_, m) = app.push_to_device(&creds.device_id, "k", "unacked").await;
+    assert!(!next_publish(&mut first).await.dup);
+    use tokio::io::AsyncWriteExt;
+    first.stream.write_all(&[0x30, 0x80, 0xad, 0xe2, 0x04]).await.unwrap();
+    assert_eq!(disconnected(&mut first).await, ReasonCode::PACKET_TOO_LARGE);
+    app.wait_status(&m, "sent").await;
+    let (mut second, _) = Raw::connect_with(&server.mqtt, v5(&creds, 60, vec![])).await;
+    let again = next_publish(&mut second).await;
+    assert_eq!(user(&again, "messageId"), Some(m.as_str()));
+    assert!(again.dup, "written before and not acknowledged: DUP");
+}
