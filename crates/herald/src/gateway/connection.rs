@@ -1,6 +1,6 @@
-//! One device connection: CONNECT and authentication, then a loop that reads packets,
-//! writes deliveries (QoS 1), and stops when the hub closes the session (takeover,
-//! keepalive expiry, shutdown).
+//! One device connection: CONNECT and authentication ([`super::handshake`]), then a loop
+//! that reads packets, writes deliveries (QoS 1), and stops when the hub closes the session
+//! (takeover, keepalive expiry, shutdown).
 //!
 //! Memory is the design constraint here: a node holds hundreds of thousands of mostly
 //! idle connections. An idle connection keeps only [`Conn`] (a socket, its device id, its
@@ -22,12 +22,11 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use herald_mqtt::{
-    ConnAck, DecodeError, Disconnect, MqttStr, Packet, Properties, Property, Protocol, PubAck, PubComp, PubRec,
-    Publish, QoS, ReasonCode, SubAck, UnsubAck, decode, decode_with,
+    DecodeError, Disconnect, MqttStr, Packet, Properties, Property, Protocol, PubAck, PubComp, PubRec, Publish, QoS,
+    ReasonCode, SubAck, UnsubAck, decode_with,
 };
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-use herald_core::crypto;
 use herald_core::ids::{DeviceId, MessageId};
 use herald_core::model::{PendingDelivery, Presence, StatusUpdate};
 use herald_core::untrusted::Untrusted;
@@ -36,9 +35,6 @@ use herald_store::StoreResult;
 use super::Gateway;
 use super::transport::Transport;
 
-/// The longest client id looked up: a deviceId Herald hands out is 22 characters; a longer
-/// one is refused with CONNACK 2 before the store is asked (docs/device-protocol.md).
-pub const MAX_CLIENT_ID_BYTES: usize = 64;
 use crate::dispatch::{CloseCause, Message, Outgoing, Session, outgoing};
 
 /// First allocation for incoming bytes: device packets are small (PUBACK, PINGREQ, CONNECT);
@@ -49,28 +45,16 @@ const READ_STACK: usize = 4096;
 /// Acknowledged message ids remembered while deliveries flow, to drop a second copy of a
 /// message queued twice (by the dispatcher and by a store refill).
 const RECENT_ACKED: usize = 64;
-/// Refused connections answered at once, at most (each holds a task and a socket for up
-/// to [`REFUSAL_READ`] after its TLS handshake); beyond, refused connections are closed
-/// unread.
-pub(super) const ANSWERED_REFUSALS: usize = 64;
-/// How long a refused connection has to send its CONNECT to be told when to come back.
-const REFUSAL_READ: Duration = Duration::from_secs(2);
-/// The CONNECT of a refused connection is read up to this size.
-const REFUSAL_MAX_PACKET: usize = 1024;
-/// The least a client refused for holding too many connections is told to wait: a slot
-/// comes back only when one of its connections ends.
-const FULL_ADDRESS_RETRY: Duration = Duration::from_secs(10);
 /// How long the server's MQTT 5 DISCONNECT may take to write.
-const GOODBYE: Duration = Duration::from_secs(1);
-/// MQTT 5 property identifiers the gateway looks for.
-const AUTHENTICATION_METHOD: u8 = 0x15;
+pub(super) const GOODBYE: Duration = Duration::from_secs(1);
+/// The MQTT 5 property identifier of Topic Alias.
 const TOPIC_ALIAS: u8 = 0x23;
 /// How long a graceful stop reads acknowledgements already sent (see `take_arrived`).
 const SHUTDOWN_READ: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Why a connection ended, for the log.
 #[derive(Debug)]
-enum Close {
+pub(super) enum Close {
     Eof,
     Io(std::io::Error),
     /// Bytes that are no MQTT packet.
@@ -116,37 +100,37 @@ impl Close {
 }
 
 /// What an idle connection keeps.
-struct Conn {
-    stream: Transport,
+pub(super) struct Conn {
+    pub(super) stream: Transport,
     /// Also holds the device id (one copy per connection, shared with the hub).
-    session: Arc<Session>,
+    pub(super) session: Arc<Session>,
     /// A partly received packet.
-    inbuf: Option<BytesMut>,
+    pub(super) inbuf: Option<BytesMut>,
     /// Present while deliveries or replies are in progress.
-    active: Option<Box<Active>>,
-    next_packet_id: u16,
+    pub(super) active: Option<Box<Active>>,
+    pub(super) next_packet_id: u16,
     /// The connection this one replaced ended without a trace in the store (its node died,
     /// or it has not closed yet): what it may have written goes out again with DUP.
-    resend_as_dup: bool,
+    pub(super) resend_as_dup: bool,
     /// Bytes were written since the last completed flush (TLS keeps records until then).
-    unflushed: bool,
+    pub(super) unflushed: bool,
     /// What the CONNECT spoke; every other packet is read and written in it.
-    protocol: Protocol,
+    pub(super) protocol: Protocol,
     /// MQTT 5: the device's Receive Maximum (deliveries in flight), 0 when it gave none.
-    receive_maximum: u16,
+    pub(super) receive_maximum: u16,
     /// MQTT 5: the device's Maximum Packet Size, 0 when it gave none.
-    max_packet: u32,
+    pub(super) max_packet: u32,
 }
 
 /// What a connection needs only while something is being delivered or answered.
 #[derive(Default)]
-struct Active {
-    outbuf: BytesMut,
+pub(super) struct Active {
+    pub(super) outbuf: BytesMut,
     /// Deliveries written and not yet acknowledged: (packet id, message, written at).
-    inflight: Vec<(u16, Arc<Message>, i64)>,
+    pub(super) inflight: Vec<(u16, Arc<Message>, i64)>,
     /// Deliveries read from the store, older than anything in the session queue.
-    backlog: VecDeque<Outgoing>,
-    recent_acked: VecDeque<MessageId>,
+    pub(super) backlog: VecDeque<Outgoing>,
+    pub(super) recent_acked: VecDeque<MessageId>,
 }
 
 impl Active {
@@ -156,9 +140,9 @@ impl Active {
 }
 
 /// What the CONNECT phase hands to the connection loop.
-struct Accepted {
-    conn: Conn,
-    keep_alive: u16,
+pub(super) struct Accepted {
+    pub(super) conn: Conn,
+    pub(super) keep_alive: u16,
 }
 
 impl Gateway {
@@ -199,30 +183,6 @@ impl Gateway {
         });
     }
 
-    /// Answers a connection the per-address limits refused, so that a reconnect storm
-    /// spreads out instead of retrying at once: reads its CONNECT (briefly) and answers
-    /// CONNACK "connection rate exceeded" (0x9F) or "quota exceeded" (0x97, too many open)
-    /// with a user property `retry-after-ms`: when the address may connect again, plus a
-    /// random share of as much again, so that clients refused together come back apart.
-    /// MQTT 3.1.1 can only say "server unavailable" (3).
-    pub(super) async fn refuse(&self, mut stream: Transport, why: super::admission::Refused) {
-        let mut inbuf = None;
-        let first =
-            tokio::time::timeout(REFUSAL_READ, read_first_packet(&mut stream, &mut inbuf, REFUSAL_MAX_PACKET)).await;
-        let Ok(Ok(Packet::Connect(connect))) = first else { return };
-        let (code, wait) = match why {
-            super::admission::Refused::TooFast(wait) => (ReasonCode::CONNECTION_RATE_EXCEEDED, wait),
-            super::admission::Refused::TooManyOpen => (ReasonCode::QUOTA_EXCEEDED, FULL_ADDRESS_RETRY),
-        };
-        let base = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1000);
-        let jitter = u64::from(u32::from_le_bytes(crypto::random_bytes::<4>())) % base;
-        let mut ack = refusal(code);
-        ack.properties
-            .push(Property::UserProperty(MqttStr::new("retry-after-ms"), MqttStr::new((base + jitter).to_string())));
-        let answer = encoded(Packet::ConnAck(ack), connect.protocol);
-        let _ = tokio::time::timeout(GOODBYE, write_all(&mut stream, &answer)).await;
-    }
-
     /// At a graceful stop, while deliveries wait for their acknowledgement: handles what the
     /// device sent before the stop and the node has not read yet, so that an acknowledgement
     /// already on its way is committed with the rest instead of the delivery staying `sent`.
@@ -240,156 +200,8 @@ impl Gateway {
         }
     }
 
-    fn presence(&self, session: &Session) -> Presence {
+    pub(super) fn presence(&self, session: &Session) -> Presence {
         Presence { node: self.dispatcher.node_id().to_owned(), generation: session.generation }
-    }
-
-    /// Reads CONNECT, authenticates, registers the session and queues CONNACK.
-    async fn handshake(&self, mut stream: Transport) -> Option<Accepted> {
-        let connect_timeout = Duration::from_secs(self.cfg.connect_timeout_secs);
-        let mut inbuf = None;
-        let first = tokio::time::timeout(
-            connect_timeout,
-            read_first_packet(&mut stream, &mut inbuf, self.cfg.max_packet_bytes),
-        )
-        .await;
-        let connect = match first {
-            Ok(Ok(Packet::Connect(c))) => c,
-            Ok(Ok(other)) => {
-                tracing::debug!(packet = other.name(), "first packet is not CONNECT");
-                return None;
-            }
-            Ok(Err(Close::Decode(e @ DecodeError::UnsupportedProtocolLevel(_)))) => {
-                // In 3.1.1's form: a client of a later version reads that one too.
-                let refusal = ConnAck::new(false, ReasonCode::UNSUPPORTED_PROTOCOL_VERSION);
-                let _ = write_all(&mut stream, &encoded(Packet::ConnAck(refusal), Protocol::V311)).await;
-                tracing::debug!(reason = %e, "CONNECT refused");
-                return None;
-            }
-            Ok(Err(e)) => {
-                tracing::debug!(reason = %e, "connection closed before CONNECT");
-                return None;
-            }
-            Err(_) => {
-                tracing::debug!("no CONNECT within the timeout");
-                return None;
-            }
-        };
-        let protocol = connect.protocol;
-        let device_id = DeviceId::new(connect.client_id.as_str());
-        let code = if connect.properties.get(AUTHENTICATION_METHOD).is_some() {
-            // Enhanced authentication (MQTT 5 AUTH) is not offered: the token is the password.
-            ReasonCode::BAD_AUTHENTICATION_METHOD
-        } else {
-            match self.authenticate(&device_id, connect.username.as_ref(), connect.password.as_deref()).await {
-                Ok(code) => code,
-                Err(e) => {
-                    tracing::warn!(error = %e, "store unavailable during CONNECT");
-                    ReasonCode::SERVER_UNAVAILABLE
-                }
-            }
-        };
-        if code != ReasonCode::SUCCESS {
-            // Not yet authenticated: the client id is shown escaped and cut.
-            tracing::info!(device = %Untrusted(device_id.as_str()), ?code, "CONNECT refused");
-            let _ = write_all(&mut stream, &encoded(Packet::ConnAck(refusal(code)), protocol)).await;
-            return None;
-        }
-        // In this order: the hub takes deliveries from now on, the store records which node
-        // holds the device (a push committing later rings this node), and only then are
-        // the pending deliveries read (a push committed earlier is among them).
-        let session = self.hub().register(&device_id);
-        let presence = self.presence(&session);
-        let resend_as_dup = match self.store.device_connected(&device_id, &presence, herald_core::now_ms()).await {
-            Ok(Some(old)) => {
-                if old.node != presence.node {
-                    // A connection on another node lingers (or died with its node): that
-                    // node closes it.
-                    self.dispatcher.take_over(&old.node, device_id.clone(), old.generation).await;
-                }
-                true
-            }
-            Ok(None) => false,
-            Err(e) => {
-                tracing::warn!(error = %e, "store unavailable during CONNECT");
-                self.hub().unregister(&device_id, session.generation);
-                let refused = refusal(ReasonCode::SERVER_UNAVAILABLE);
-                let _ = write_all(&mut stream, &encoded(Packet::ConnAck(refused), protocol)).await;
-                return None;
-            }
-        };
-        // Deliveries for this device wait in the store: read them before anything newer.
-        session.mark_lagging();
-        let mut active = Box::<Active>::default();
-        let mut ack = ConnAck::new(!connect.clean_session, ReasonCode::SUCCESS);
-        let (mut receive_maximum, mut max_packet) = (0, 0);
-        if protocol.is_v5() {
-            for p in connect.properties.iter() {
-                match p {
-                    Property::ReceiveMaximum(n) => receive_maximum = *n,
-                    Property::MaximumPacketSize(n) => max_packet = *n,
-                    _ => {}
-                }
-            }
-            ack.properties = self.connack_properties();
-        }
-        Packet::ConnAck(ack).encode_with(&mut active.outbuf, protocol);
-        tracing::debug!(device = %device_id, "connected");
-        // `connect` borrows the frame it was read from: it ends here, with that buffer.
-        Some(Accepted {
-            conn: Conn {
-                stream,
-                session,
-                inbuf,
-                active: Some(active),
-                next_packet_id: 1,
-                resend_as_dup,
-                unflushed: false,
-                protocol,
-                receive_maximum,
-                max_packet,
-            },
-            keep_alive: connect.keep_alive,
-        })
-    }
-
-    /// What an MQTT 5 CONNACK tells the device about this server: the largest packet it
-    /// takes, and the features it lacks (retained messages, wildcard, shared subscriptions
-    /// and subscription identifiers: a device has exactly one subscription, its own).
-    /// Topic aliases are not offered (Topic Alias Maximum left at its default, 0).
-    fn connack_properties(&self) -> Properties {
-        let max = u32::try_from(self.cfg.max_packet_bytes).unwrap_or(u32::MAX);
-        Properties(vec![
-            Property::MaximumPacketSize(max),
-            Property::RetainAvailable(0),
-            Property::WildcardSubscriptionAvailable(0),
-            Property::SubscriptionIdentifierAvailable(0),
-            Property::SharedSubscriptionAvailable(0),
-        ])
-    }
-
-    async fn authenticate(
-        &self,
-        device_id: &DeviceId,
-        username: Option<&MqttStr>,
-        password: Option<&[u8]>,
-    ) -> Result<ReasonCode, herald_store::StoreError> {
-        let (Some(username), Some(password)) = (username, password) else {
-            return Ok(ReasonCode::BAD_USER_NAME_OR_PASSWORD);
-        };
-        if device_id.as_str().is_empty() || device_id.as_str().len() > MAX_CLIENT_ID_BYTES {
-            return Ok(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
-        }
-        let Some((app_id, token_hash)) = self.store.device_credentials(device_id).await? else {
-            return Ok(ReasonCode::BAD_USER_NAME_OR_PASSWORD);
-        };
-        if !crypto::constant_time_eq(crypto::sha256_hex(password).as_bytes(), token_hash.as_bytes()) {
-            return Ok(ReasonCode::BAD_USER_NAME_OR_PASSWORD);
-        }
-        if app_id.as_str() != username.as_str() {
-            return Ok(ReasonCode::NOT_AUTHORIZED);
-        }
-        Ok(ReasonCode::SUCCESS)
     }
 
     /// Writes queued deliveries while the in-flight window and the write buffer have
@@ -773,19 +585,6 @@ impl Conn {
     }
 }
 
-fn encoded(packet: Packet, protocol: Protocol) -> BytesMut {
-    let mut out = BytesMut::new();
-    packet.encode_with(&mut out, protocol);
-    out
-}
-
-/// A refusing CONNACK; on MQTT 5 with the reason in words too (dropped on 3.1.1).
-fn refusal(code: ReasonCode) -> ConnAck {
-    let mut ack = ConnAck::new(false, code);
-    ack.properties.push(Property::ReasonString(MqttStr::new(code.name())));
-    ack
-}
-
 /// The MQTT 5 properties of a delivery: how long it stays valid (Message Expiry
 /// Interval, rounded up to a second), and the message's type and ids as user properties
 /// (`type`, `messageId`, and `taskId` / `revokeId` when the payload has them), so that
@@ -821,7 +620,7 @@ fn delivery_properties(message: &Message, now: i64) -> Properties {
 
 /// Reads what the socket has into `inbuf` (allocated when bytes came); the byte count, or
 /// `Pending` with the waker registered.
-fn poll_read_into(
+pub(super) fn poll_read_into(
     stream: &mut Transport,
     cx: &mut Context<'_>,
     inbuf: &mut Option<BytesMut>,
@@ -846,29 +645,7 @@ fn poll_read_into(
     }
 }
 
-async fn read_first_packet(
-    stream: &mut Transport,
-    inbuf: &mut Option<BytesMut>,
-    max_packet: usize,
-) -> Result<Packet, Close> {
-    loop {
-        if let Some(buf) = inbuf.as_mut() {
-            match decode(buf, max_packet) {
-                Ok(Some(p)) => {
-                    if buf.is_empty() {
-                        *inbuf = None;
-                    }
-                    return Ok(p);
-                }
-                Ok(None) => {}
-                Err(e) => return Err(Close::Decode(e)),
-            }
-        }
-        std::future::poll_fn(|cx| poll_read_into(stream, cx, inbuf, max_packet)).await?;
-    }
-}
-
-async fn write_all(stream: &mut Transport, data: &[u8]) -> std::io::Result<()> {
+pub(super) async fn write_all(stream: &mut Transport, data: &[u8]) -> std::io::Result<()> {
     stream.write_all(data).await?;
     stream.flush().await
 }

@@ -10,6 +10,7 @@
 
 mod admission;
 mod connection;
+mod handshake;
 mod transport;
 pub mod websocket;
 
@@ -55,7 +56,7 @@ impl Gateway {
     pub fn new(store: Arc<dyn Store>, dispatcher: Arc<Dispatcher>, cfg: MqttConfig) -> Arc<Self> {
         let admission = admission::Admission::new(&cfg);
         let runtime = tokio::runtime::Handle::current();
-        let refusals = Arc::new(tokio::sync::Semaphore::new(connection::ANSWERED_REFUSALS));
+        let refusals = Arc::new(tokio::sync::Semaphore::new(handshake::ANSWERED_REFUSALS));
         Arc::new(Gateway { store, dispatcher, cfg, open: AtomicUsize::new(0), admission, runtime, refusals })
     }
 
@@ -116,7 +117,7 @@ impl Gateway {
 
     /// Runs a connection from `ip` (unknown: not limited) over what `setup` yields, if the
     /// per-address limits admit it; refused, it is told when to come back while fewer than
-    /// [`connection::ANSWERED_REFUSALS`] refusals are being answered, and closed unread
+    /// [`handshake::ANSWERED_REFUSALS`] refusals are being answered, and closed unread
     /// otherwise.
     fn start(self: &Arc<Self>, ip: Option<IpAddr>, setup: Pin<Box<dyn Future<Output = Option<Transport>> + Send>>) {
         let ip = ip.map(|ip| ip.to_canonical());
