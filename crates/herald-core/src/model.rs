@@ -372,15 +372,45 @@ pub struct MessageView {
     pub vendor_sends: Vec<VendorSendView>,
 }
 
-/// A task with its messages (and its broadcast, for a broadcast task).
-#[derive(Debug, Clone)]
-pub struct TaskView {
+/// A task as a list of tasks shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskSummary {
     pub task_id: TaskId,
     pub push_type: PushType,
     pub task_name: Option<String>,
     pub delivery_type: i64,
     pub created_at: i64,
     pub expires_at: i64,
+}
+
+/// Which of an app's tasks a list shows: of one type (or any), made in
+/// `[created_from, created_to)`, with `expires_at` in `(expires_after, expires_by]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskFilter {
+    pub push_type: Option<PushType>,
+    pub created_from: i64,
+    pub created_to: i64,
+    pub expires_after: i64,
+    pub expires_by: i64,
+}
+
+impl Default for TaskFilter {
+    /// Every task.
+    fn default() -> Self {
+        TaskFilter {
+            push_type: None,
+            created_from: i64::MIN,
+            created_to: i64::MAX,
+            expires_after: i64::MIN,
+            expires_by: i64::MAX,
+        }
+    }
+}
+
+/// A task with its messages (and its broadcast, for a broadcast task).
+#[derive(Debug, Clone)]
+pub struct TaskView {
+    pub summary: TaskSummary,
     pub messages: Vec<MessageView>,
     pub broadcast: Option<BroadcastView>,
 }

@@ -37,7 +37,8 @@ use herald_core::ids::{AppId, DeviceId, KeyId, MessageId, TaskId, UserId};
 use herald_core::model::{
     ApiKeyRecord, AppRecord, Bound, BroadcastCommitted, ChannelRecord, CommittedPush, DeviceRecord, DeviceRegistration,
     FireClaim, Fired, InvalidToken, MessageView, NewBroadcast, NewPush, PendingDelivery, Presence, Revocation,
-    RevokeTarget, ScheduleRecord, StatusUpdate, TaskView, TemplateRecord, VendorSend, VendorSendDone,
+    RevokeTarget, ScheduleRecord, StatusUpdate, TaskFilter, TaskSummary, TaskView, TemplateRecord, VendorSend,
+    VendorSendDone,
 };
 use herald_core::state::{Channel, ScheduleStatus};
 use serde::Deserialize;
@@ -296,6 +297,15 @@ pub trait Store: ledger::Ledger {
     /// Marks deliveries past their validity `expired`; returns how many.
     async fn expire_due(&self, now: i64) -> StoreResult<u64>;
     async fn task(&self, app_id: &AppId, task_id: &TaskId) -> StoreResult<Option<TaskView>>;
+    /// One page of the app's tasks that `filter` selects (newest first), and how many it
+    /// selects in all.
+    async fn tasks(
+        &self,
+        app_id: &AppId,
+        filter: &TaskFilter,
+        offset: u64,
+        limit: u64,
+    ) -> StoreResult<(u64, Vec<TaskSummary>)>;
     async fn message(&self, app_id: &AppId, message_id: &MessageId) -> StoreResult<Option<MessageView>>;
     /// Waits until everything queued so far is committed.
     async fn flush(&self) -> StoreResult<()>;

@@ -21,6 +21,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (12, include_str!("../migrations/common/0012_ledger.sql")),
     (13, include_str!("../migrations/sqlite/0013_journal.sql")),
     (14, include_str!("../migrations/sqlite/0014_task_counts.sql")),
+    (15, include_str!("../migrations/common/0015_task_list.sql")),
 ];
 
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -37,6 +38,7 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (12, include_str!("../migrations/common/0012_ledger.sql")),
     (13, include_str!("../migrations/postgres/0013_journal.sql")),
     (14, include_str!("../migrations/postgres/0014_task_counts.sql")),
+    (15, include_str!("../migrations/common/0015_task_list.sql")),
 ];
 
 /// Creates the table that records applied migrations (the same on both backends).

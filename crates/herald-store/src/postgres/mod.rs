@@ -458,6 +458,16 @@ impl Store for PostgresStore {
         on_conn!(self, |tx| ops::views::task(tx, app_id, task_id))
     }
 
+    async fn tasks(
+        &self,
+        app_id: &AppId,
+        filter: &TaskFilter,
+        offset: u64,
+        limit: u64,
+    ) -> StoreResult<(u64, Vec<TaskSummary>)> {
+        on_conn!(self, |tx| ops::views::tasks(tx, app_id, filter, offset, limit))
+    }
+
     async fn message(&self, app_id: &AppId, message_id: &MessageId) -> StoreResult<Option<MessageView>> {
         on_conn!(self, |tx| ops::views::message(tx, app_id, message_id))
     }

@@ -452,7 +452,20 @@ pub(crate) static INSERT_RECALL: Sql = Sql::new(concat!(
 // --- status views
 
 pub(crate) static TASK: Sql = Sql::new(
-    "SELECT push_type, task_name, delivery_type, created_at, expires_at FROM tasks WHERE task_id = $1 AND app_id = $2",
+    "SELECT task_id, push_type, task_name, delivery_type, created_at, expires_at FROM tasks \
+     WHERE task_id = $1 AND app_id = $2",
+);
+/// $1 app, $2 push type ('' for any), $3..$4 created in [from, to), $5..$6 expiring in
+/// (after, by]; $7 limit, $8 offset. Newest first.
+pub(crate) static TASK_LIST: Sql = Sql::new(
+    "SELECT task_id, push_type, task_name, delivery_type, created_at, expires_at FROM tasks \
+     WHERE app_id = $1 AND ($2 = '' OR push_type = $2) AND created_at >= $3 AND created_at < $4 \
+     AND expires_at > $5 AND expires_at <= $6 ORDER BY created_at DESC, task_id DESC LIMIT $7 OFFSET $8",
+);
+/// TASK_LIST's count: $1..$6 as there.
+pub(crate) static TASK_LIST_COUNT: Sql = Sql::new(
+    "SELECT COUNT(*) FROM tasks WHERE app_id = $1 AND ($2 = '' OR push_type = $2) AND created_at >= $3 \
+     AND created_at < $4 AND expires_at > $5 AND expires_at <= $6",
 );
 pub(crate) static TASK_MESSAGES: Sql = Sql::new(concat!(
     "SELECT ",

@@ -537,6 +537,17 @@ impl Store for SqliteStore {
         self.read(move |tx| run_now(ops::views::task(tx, &app_id, &task_id))).await
     }
 
+    async fn tasks(
+        &self,
+        app_id: &AppId,
+        filter: &TaskFilter,
+        offset: u64,
+        limit: u64,
+    ) -> StoreResult<(u64, Vec<TaskSummary>)> {
+        let (app_id, filter) = (app_id.clone(), filter.clone());
+        self.read(move |tx| run_now(ops::views::tasks(tx, &app_id, &filter, offset, limit))).await
+    }
+
     async fn message(&self, app_id: &AppId, message_id: &MessageId) -> StoreResult<Option<MessageView>> {
         let (app_id, message_id) = (app_id.clone(), message_id.clone());
         self.read(move |tx| run_now(ops::views::message(tx, &app_id, &message_id))).await

@@ -150,7 +150,8 @@ pub async fn pushes_resolve_targets_within_the_app(s: &Subject) {
     assert_eq!(c.outcomes[2], (ids[2].clone(), TargetOutcome::Undeliverable));
     assert!(store.pending_deliveries(&theirs, 100, 10).await.unwrap().is_empty());
     let task = store.task(&AppId::new("a1"), &c.task_id).await.unwrap().unwrap();
-    assert_eq!((task.push_type, task.delivery_type, task.expires_at), (PushType::Simple, 1, 60_100));
+    let summary = &task.summary;
+    assert_eq!((summary.push_type, summary.delivery_type, summary.expires_at), (PushType::Simple, 1, 60_100));
     let mut views: Vec<(&str, bool, usize)> =
         task.messages.iter().map(|m| (m.msg_key.as_str(), m.undeliverable, m.deliveries.len())).collect();
     views.sort();
@@ -160,6 +161,46 @@ pub async fn pushes_resolve_targets_within_the_app(s: &Subject) {
     assert_eq!((m.target_kind, m.deliveries[0].status), (TargetKind::Device, DeliveryStatus::Pending));
     assert!(store.task(&AppId::new("a2"), &c.task_id).await.unwrap().is_none());
     assert!(store.message(&AppId::new("a2"), &ids[0]).await.unwrap().is_none());
+}
+
+pub async fn tasks_are_listed_newest_first_by_filter_and_page(s: &Subject) {
+    let store = s.store.as_ref();
+    create_app(store, "a1").await;
+    create_app(store, "a2").await;
+    let d = device(store, "a1", "i1").await;
+    // Five simple pushes made at 100, 200 .. 500, valid 1,000 ms; one broadcast at 600;
+    // one push of another app.
+    let mut made = Vec::new();
+    for (i, at) in [100, 200, 300, 400, 500].into_iter().enumerate() {
+        let c = store.commit_push(push("a1", TargetKind::Device, &[(d.as_str(), &format!("k{i}"))], at, 1_000), at);
+        made.push(c.await.unwrap().task_id);
+    }
+    let b = store.commit_broadcast(broadcast("a1", "b", 600, 1_000), 600).await.unwrap();
+    store.commit_push(push("a2", TargetKind::Device, &[("x", "k")], 700, 1_000), 700).await.unwrap();
+    let app = AppId::new("a1");
+    let ids = |page: &[herald_core::model::TaskSummary]| page.iter().map(|t| t.task_id.clone()).collect::<Vec<_>>();
+
+    let (total, page) = store.tasks(&app, &TaskFilter::default(), 0, 3).await.unwrap();
+    assert_eq!(total, 6, "the other app's task is not among them");
+    assert_eq!(ids(&page), vec![b.task_id.clone(), made[4].clone(), made[3].clone()]);
+    assert_eq!((page[0].push_type, page[1].push_type), (PushType::Broadcast, PushType::Simple));
+    assert_eq!((page[1].created_at, page[1].expires_at, page[1].delivery_type), (500, 1_500, 1));
+    let (_, second) = store.tasks(&app, &TaskFilter::default(), 3, 3).await.unwrap();
+    assert_eq!(ids(&second), vec![made[2].clone(), made[1].clone(), made[0].clone()]);
+
+    let simple = TaskFilter { push_type: Some(PushType::Simple), ..TaskFilter::default() };
+    assert_eq!(store.tasks(&app, &simple, 0, 10).await.unwrap().0, 5);
+    let window = TaskFilter { created_from: 200, created_to: 400, ..TaskFilter::default() };
+    assert_eq!(ids(&store.tasks(&app, &window, 0, 10).await.unwrap().1), vec![made[2].clone(), made[1].clone()]);
+    // At 1,350: the pushes of 100, 200 and 300 have expired, the rest are live.
+    let expired = TaskFilter { expires_by: 1_350, ..TaskFilter::default() };
+    assert_eq!(store.tasks(&app, &expired, 0, 10).await.unwrap().0, 3);
+    let live = TaskFilter { expires_after: 1_350, ..TaskFilter::default() };
+    assert_eq!(
+        ids(&store.tasks(&app, &live, 0, 10).await.unwrap().1),
+        vec![b.task_id, made[4].clone(), made[3].clone()]
+    );
+    assert_eq!(store.tasks(&AppId::new("nobody"), &TaskFilter::default(), 0, 10).await.unwrap(), (0, vec![]));
 }
 
 pub async fn idempotency_holds_within_the_validity(s: &Subject) {

@@ -9,15 +9,92 @@ use utoipa_axum::routes;
 
 use herald_core::error::ErrorCode;
 use herald_core::ids::{MessageId, TaskId};
-use herald_core::model::MessageView;
-use herald_core::state::{DeliveryStatus, TargetStatus};
+use herald_core::model::{MessageView, TaskFilter};
+use herald_core::state::{DeliveryStatus, PushType, TargetStatus};
 
 use super::envelope::{QueryAnswer, Refusals, ok_content};
 use super::extract::QueryParams;
 use super::{AppState, Json, Refusal, Signed};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(task)).routes(routes!(message))
+    OpenApiRouter::new().routes(routes!(tasks)).routes(routes!(task)).routes(routes!(message))
+}
+
+/// Which tasks a list shows, and which page of them.
+#[derive(Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub(super) struct TaskQuery {
+    /// From 1 (default 1).
+    #[param(value_type = Option<i64>)]
+    page_number: Option<String>,
+    /// 1-500 (default 20).
+    #[param(value_type = Option<i64>)]
+    page_size: Option<String>,
+    /// `simple`, `template`, `multiple` or `broadcast` (default: any).
+    #[serde(rename = "type")]
+    push_type: Option<String>,
+    /// Made at or after this time (Unix ms).
+    #[param(value_type = Option<i64>)]
+    from: Option<String>,
+    /// Made before this time (Unix ms).
+    #[param(value_type = Option<i64>)]
+    to: Option<String>,
+    /// `active` (still within its validity) or `expired` (default: both).
+    status: Option<String>,
+}
+
+/// The app's tasks, newest first: `data` is `{totalCount, pageNumber, pageSize, list:
+/// [{taskId, type, taskName, deliveryType, createdAt, expiresAt, status}]}`, `status`
+/// being `active` or `expired`. `GET /v1/tasks/{taskId}` gives one with its targets.
+#[utoipa::path(get, path = "/tasks", tag = "status", params(TaskQuery),
+    responses((status = 200, description = "One page", body = QueryAnswer), Refusals),
+    security(("signature" = [])))]
+async fn tasks(
+    State(state): State<AppState>,
+    QueryParams(q): QueryParams<TaskQuery>,
+    req: Signed,
+) -> Result<Json, Refusal> {
+    let page = Window::of(&q.page_number, &q.page_size, 20)?;
+    let now = herald_core::now_ms();
+    let mut filter = TaskFilter::default();
+    if let Some(t) = q.push_type.as_deref().filter(|t| !t.is_empty()) {
+        let t = PushType::parse(t).ok_or_else(|| {
+            Refusal::new(ErrorCode::InvalidParam, "type must be simple, template, multiple or broadcast")
+        })?;
+        filter.push_type = Some(t);
+    }
+    let time = |name: &str, v: &Option<String>| match v.as_deref().filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => v
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| Refusal::new(ErrorCode::InvalidParam, format!("{name} must be a time in Unix milliseconds"))),
+    };
+    if let Some(from) = time("from", &q.from)? {
+        filter.created_from = from;
+    }
+    if let Some(to) = time("to", &q.to)? {
+        filter.created_to = to;
+    }
+    match q.status.as_deref().filter(|s| !s.is_empty()) {
+        None => {}
+        Some("active") => filter.expires_after = now,
+        Some("expired") => filter.expires_by = now,
+        Some(_) => return Err(Refusal::new(ErrorCode::InvalidParam, "status must be active or expired")),
+    }
+    let (total, list) = state.store.tasks(&req.app_id, &filter, page.offset(), page.size).await?;
+    let list: Vec<Value> = list
+        .iter()
+        .map(|t| {
+            json!({
+                "taskId": t.task_id, "type": t.push_type, "taskName": t.task_name, "deliveryType": t.delivery_type,
+                "createdAt": t.created_at, "expiresAt": t.expires_at,
+                "status": if t.expires_at > now { "active" } else { "expired" },
+            })
+        })
+        .collect();
+    Ok(ok_content(page.answer(total, list)))
 }
 
 /// One page of a task's targets.
@@ -157,7 +234,7 @@ async fn task(
         }
         let rest = if b.revoked_at.is_some() {
             DeliveryStatus::Revoked
-        } else if task.expires_at <= now {
+        } else if task.summary.expires_at <= now {
             DeliveryStatus::Expired
         } else {
             DeliveryStatus::Pending
@@ -170,12 +247,12 @@ async fn task(
     let targets: Vec<Value> =
         task.messages.iter().skip((page - 1).saturating_mul(size)).take(size).map(|m| message_json(m, now)).collect();
     Ok(ok_content(json!({
-        "taskId": task.task_id,
-        "type": task.push_type,
-        "taskName": task.task_name,
-        "deliveryType": task.delivery_type,
-        "createdAt": task.created_at,
-        "expiresAt": task.expires_at,
+        "taskId": task.summary.task_id,
+        "type": task.summary.push_type,
+        "taskName": task.summary.task_name,
+        "deliveryType": task.summary.delivery_type,
+        "createdAt": task.summary.created_at,
+        "expiresAt": task.summary.expires_at,
         "counts": counts,
         "totalCount": task.messages.len(),
         "pageNumber": page,

@@ -260,3 +260,49 @@ async fn every_device_delivery_type_and_each_limit_itself_is_accepted() {
         assert_eq!(device.next_push().await.1["msgKey"], format!("t{i}"));
     }
 }
+
+/// Issue 13: an app could not list its tasks. `GET /v1/tasks` pages them newest first, with
+/// filters, and sees only the app's own.
+#[tokio::test]
+async fn tasks_are_listed_newest_first_with_filters_and_pages() {
+    let Some(server) = start_server().await else { return };
+    let app = server.create_app().await;
+    let other = server.create_app().await;
+    let creds = app.register("i").await;
+    let mut made = Vec::new();
+    for i in 0..3 {
+        made.push(app.push_to_device(&creds.device_id, &format!("k{i}"), &format!("t{i}")).await.0);
+        // Distinct creation times.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    other.push_to_device("dnobody", "k", "t").await;
+    let list = |query: &str| {
+        let (app, query) = (&app, query.to_string());
+        async move { app.signed("GET", &format!("/v1/tasks{query}"), "").await }
+    };
+    let r = list("?pageSize=2").await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let data = &r.json()["resultContent"]["data"];
+    assert_eq!((data["totalCount"].as_u64(), data["pageSize"].as_u64()), (Some(3), Some(2)), "{data}");
+    let ids = |data: &serde_json::Value| -> Vec<String> {
+        data["list"].as_array().unwrap().iter().map(|t| t["taskId"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(ids(data), vec![made[2].clone(), made[1].clone()]);
+    let first = &data["list"][0];
+    assert_eq!(
+        (first["type"].as_str(), first["status"].as_str(), first["deliveryType"].as_i64()),
+        (Some("simple"), Some("active"), Some(1))
+    );
+    let r = list("?pageSize=2&pageNumber=2").await;
+    assert_eq!(ids(&r.json()["resultContent"]["data"]), vec![made[0].clone()]);
+    for (query, want) in
+        [("?type=broadcast", 0), ("?type=simple&status=active", 3), ("?status=expired", 0), ("?to=1", 0)]
+    {
+        let r = list(query).await;
+        assert_eq!(r.json()["resultContent"]["data"]["totalCount"], want, "{query}: {:?}", r.json());
+    }
+    for bad in ["?type=loud", "?status=soon", "?from=yesterday"] {
+        let r = list(bad).await;
+        assert_eq!((r.status, r.json()["resultCode"].as_str()), (400, Some("INVALID_PARAM")), "{bad}: {:?}", r.json());
+    }
+}
