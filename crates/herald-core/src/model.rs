@@ -37,6 +37,15 @@ pub struct ApiKeyRecord {
     pub revoked_at: Option<i64>,
 }
 
+/// Which of an app's devices a list shows: each field, when set, must match exactly.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeviceFilter {
+    pub device_id: Option<String>,
+    pub user_id: Option<String>,
+    pub install_id: Option<String>,
+    pub platform: Option<crate::state::Platform>,
+}
+
 /// A registered device.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeviceRecord {

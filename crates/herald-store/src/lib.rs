@@ -35,10 +35,10 @@ use herald_core::channel::route::Routing;
 use herald_core::error::{ApiError, ErrorCode};
 use herald_core::ids::{AppId, DeviceId, KeyId, MessageId, TaskId, UserId};
 use herald_core::model::{
-    ApiKeyRecord, AppRecord, Bound, BroadcastCommitted, ChannelRecord, CommittedPush, DeviceRecord, DeviceRegistration,
-    FireClaim, Fired, InvalidToken, MessageView, NewBroadcast, NewPush, PendingDelivery, Presence, Revocation,
-    RevokeTarget, ScheduleRecord, StatusUpdate, TaskFilter, TaskSummary, TaskView, TemplateRecord, VendorSend,
-    VendorSendDone,
+    ApiKeyRecord, AppRecord, Bound, BroadcastCommitted, ChannelRecord, CommittedPush, DeviceFilter, DeviceRecord,
+    DeviceRegistration, FireClaim, Fired, InvalidToken, MessageView, NewBroadcast, NewPush, PendingDelivery, Presence,
+    Revocation, RevokeTarget, ScheduleRecord, StatusUpdate, TaskFilter, TaskSummary, TaskView, TemplateRecord,
+    VendorSend, VendorSendDone,
 };
 use herald_core::state::{Channel, ScheduleStatus};
 use serde::Deserialize;
@@ -214,6 +214,15 @@ pub trait Store: ledger::Ledger {
     /// False when there is no such device.
     async fn unbind_user(&self, app_id: &AppId, device_id: &DeviceId, now: i64) -> StoreResult<bool>;
     async fn user_devices(&self, app_id: &AppId, user_id: &UserId) -> StoreResult<Vec<DeviceRecord>>;
+    /// One page of the app's devices that `filter` selects (newest first), and how many it
+    /// selects in all.
+    async fn devices(
+        &self,
+        app_id: &AppId,
+        filter: &DeviceFilter,
+        offset: u64,
+        limit: u64,
+    ) -> StoreResult<(u64, Vec<DeviceRecord>)>;
 
     /// Records that `presence` now holds the device's connection (and `last_seen`);
     /// returns the presence it replaced when that was another connection, whose node

@@ -22,6 +22,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (13, include_str!("../migrations/sqlite/0013_journal.sql")),
     (14, include_str!("../migrations/sqlite/0014_task_counts.sql")),
     (15, include_str!("../migrations/common/0015_task_list.sql")),
+    (16, include_str!("../migrations/common/0016_device_list.sql")),
 ];
 
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -39,6 +40,7 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (13, include_str!("../migrations/postgres/0013_journal.sql")),
     (14, include_str!("../migrations/postgres/0014_task_counts.sql")),
     (15, include_str!("../migrations/common/0015_task_list.sql")),
+    (16, include_str!("../migrations/common/0016_device_list.sql")),
 ];
 
 /// Creates the table that records applied migrations (the same on both backends).

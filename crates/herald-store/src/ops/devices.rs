@@ -2,7 +2,7 @@
 
 use herald_core::crypto;
 use herald_core::ids::{AppId, DeviceId, UserId};
-use herald_core::model::{Bound, DeviceRecord, DeviceRegistration, Presence};
+use herald_core::model::{Bound, DeviceFilter, DeviceRecord, DeviceRegistration, Presence};
 use herald_core::state::{Change, Channel};
 use serde_json::{Map, Value};
 
@@ -63,6 +63,27 @@ pub(crate) async fn device_by_token_hash<X: Tx>(tx: &X, token_hash: &str) -> Sto
 
 pub(crate) async fn device<X: Tx>(tx: &X, app_id: &AppId, device_id: &DeviceId) -> StoreResult<Option<DeviceRecord>> {
     query_opt(tx, &sql::DEVICE, &[&device_id.as_str(), &app_id.as_str()], rows::device).await
+}
+
+/// One page of the app's devices that `filter` selects, newest first, and how many it
+/// selects.
+pub(crate) async fn devices<X: Tx>(
+    tx: &X,
+    app_id: &AppId,
+    filter: &DeviceFilter,
+    offset: u64,
+    limit: u64,
+) -> StoreResult<(u64, Vec<DeviceRecord>)> {
+    let field = |f: &Option<String>| f.clone().unwrap_or_default();
+    let (device, user, install) = (field(&filter.device_id), field(&filter.user_id), field(&filter.install_id));
+    let platform = filter.platform.map_or("", |p| p.as_str());
+    let selects: [&dyn crate::tx::Arg; 5] = [&app_id.as_str(), &device, &user, &install, &platform];
+    let total = query_one(tx, &sql::DEVICE_LIST_COUNT, &selects, |r| r.i64(0)).await? as u64;
+    let (limit, offset) = (limit as i64, offset as i64);
+    let mut args = selects.to_vec();
+    args.extend([&limit as &dyn crate::tx::Arg, &offset]);
+    let page = tx.query(&sql::DEVICE_LIST, &args, rows::device).await?;
+    Ok((total, page))
 }
 
 pub(crate) async fn credentials<X: Tx>(tx: &X, device_id: &DeviceId) -> StoreResult<Option<(AppId, String)>> {

@@ -298,6 +298,16 @@ impl Store for PostgresStore {
         on_conn!(self, |tx| ops::devices::device(tx, app_id, device_id))
     }
 
+    async fn devices(
+        &self,
+        app_id: &AppId,
+        filter: &DeviceFilter,
+        offset: u64,
+        limit: u64,
+    ) -> StoreResult<(u64, Vec<DeviceRecord>)> {
+        on_conn!(self, |tx| ops::devices::devices(tx, app_id, filter, offset, limit))
+    }
+
     async fn device_credentials(&self, device_id: &DeviceId) -> StoreResult<Option<(AppId, String)>> {
         on_conn!(self, |tx| ops::devices::credentials(tx, device_id))
     }

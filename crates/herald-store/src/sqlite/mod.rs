@@ -351,6 +351,17 @@ impl Store for SqliteStore {
         self.read(move |tx| run_now(ops::devices::device(tx, &app_id, &device_id))).await
     }
 
+    async fn devices(
+        &self,
+        app_id: &AppId,
+        filter: &DeviceFilter,
+        offset: u64,
+        limit: u64,
+    ) -> StoreResult<(u64, Vec<DeviceRecord>)> {
+        let (app_id, filter) = (app_id.clone(), filter.clone());
+        self.read(move |tx| run_now(ops::devices::devices(tx, &app_id, &filter, offset, limit))).await
+    }
+
     async fn device_credentials(&self, device_id: &DeviceId) -> StoreResult<Option<(AppId, String)>> {
         let device_id = device_id.clone();
         self.read(move |tx| run_now(ops::devices::credentials(tx, &device_id))).await

@@ -203,6 +203,39 @@ pub async fn tasks_are_listed_newest_first_by_filter_and_page(s: &Subject) {
     assert_eq!(store.tasks(&AppId::new("nobody"), &TaskFilter::default(), 0, 10).await.unwrap(), (0, vec![]));
 }
 
+pub async fn devices_are_listed_newest_first_by_filter_and_page(s: &Subject) {
+    let store = s.store.as_ref();
+    create_app(store, "a1").await;
+    create_app(store, "a2").await;
+    let mut made = Vec::new();
+    for (i, (platform, at)) in
+        [(Platform::Android, 10), (Platform::Ios, 20), (Platform::Android, 30)].into_iter().enumerate()
+    {
+        match store.register_device(registration("a1", &format!("i{i}"), platform, at)).await.unwrap() {
+            Registered::Created(d) => made.push(d.device_id),
+            other => panic!("{other:?}"),
+        }
+    }
+    device(store, "a2", "other").await;
+    let app = AppId::new("a1");
+    store.bind_user(&app, &made[1], &UserId::new("alice"), 40).await.unwrap().unwrap();
+    let ids = |page: &[DeviceRecord]| page.iter().map(|d| d.device_id.clone()).collect::<Vec<_>>();
+
+    let (total, page) = store.devices(&app, &DeviceFilter::default(), 0, 2).await.unwrap();
+    assert_eq!(total, 3, "the other app's device is not among them");
+    assert_eq!(ids(&page), vec![made[2].clone(), made[1].clone()]);
+    assert_eq!(ids(&store.devices(&app, &DeviceFilter::default(), 2, 2).await.unwrap().1), vec![made[0].clone()]);
+    let by = |f: DeviceFilter| async move { ids(&store.devices(&AppId::new("a1"), &f, 0, 10).await.unwrap().1) };
+    assert_eq!(by(DeviceFilter { user_id: Some("alice".into()), ..Default::default() }).await, vec![made[1].clone()]);
+    assert_eq!(by(DeviceFilter { install_id: Some("i0".into()), ..Default::default() }).await, vec![made[0].clone()]);
+    let android = DeviceFilter { platform: Some(Platform::Android), ..Default::default() };
+    assert_eq!(by(android).await, vec![made[2].clone(), made[0].clone()]);
+    let one = DeviceFilter { device_id: Some(made[0].as_str().into()), ..Default::default() };
+    assert_eq!(by(one).await, vec![made[0].clone()]);
+    let theirs = DeviceFilter { install_id: Some("other".into()), ..Default::default() };
+    assert!(by(theirs).await.is_empty(), "another app's device is not found by its installId");
+}
+
 pub async fn idempotency_holds_within_the_validity(s: &Subject) {
     let store = s.store.as_ref();
     create_app(store, "a1").await;

@@ -230,6 +230,7 @@ macro_rules! store_suite {
             case!(corrupt_rows_are_errors);
             case!(pushes_resolve_targets_within_the_app);
             case!(tasks_are_listed_newest_first_by_filter_and_page);
+            case!(devices_are_listed_newest_first_by_filter_and_page);
             case!(idempotency_holds_within_the_validity);
             case!(deliveries_are_pending_until_acknowledged_or_expired);
             case!(user_messages_follow_binds);

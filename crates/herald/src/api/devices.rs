@@ -2,25 +2,29 @@
 //! app's server sees them. `online` is the cluster's answer: the store records the node
 //! that holds each device's connection.
 //!
-//! A device's view is `{deviceId, platform, appVersion, osVersion, model, userId, boundAt,
-//! online, lastSeen, createdAt, vendorChannels}`.
+//! A device's view is `{deviceId, installId, platform, appVersion, osVersion, model, userId,
+//! boundAt, online, lastSeen, createdAt, vendorChannels}`.
 
 use axum::extract::{Path, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use herald_core::error::ErrorCode;
 use herald_core::ids::{DeviceId, UserId, valid_external_id};
-use herald_core::model::DeviceRecord;
+use herald_core::model::{DeviceFilter, DeviceRecord};
+use herald_core::state::Platform;
 
 use super::envelope::{QueryAnswer, Refusals, ok_content};
+use super::extract::QueryParams;
+use super::status::Window;
 use super::{AppState, Json, Refusal, Signed, parse_json};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(routes!(devices))
         .routes(routes!(device))
         .routes(routes!(bind))
         .routes(routes!(unbind))
@@ -30,6 +34,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 fn device_json(state: &AppState, d: &DeviceRecord) -> Value {
     json!({
         "deviceId": d.device_id,
+        "installId": d.install_id,
         "platform": d.platform,
         "appVersion": d.app_version,
         "osVersion": d.os_version,
@@ -41,6 +46,57 @@ fn device_json(state: &AppState, d: &DeviceRecord) -> Value {
         "createdAt": d.created_at,
         "vendorChannels": d.vendor_tokens.keys().collect::<Vec<_>>(),
     })
+}
+
+/// Which devices a list shows, and which page of them.
+#[derive(Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub(super) struct DeviceQuery {
+    /// From 1 (default 1).
+    #[param(value_type = Option<i64>)]
+    page_number: Option<String>,
+    /// 1-500 (default 20).
+    #[param(value_type = Option<i64>)]
+    page_size: Option<String>,
+    /// This device only.
+    device_id: Option<String>,
+    /// The devices bound to this user.
+    user_id: Option<String>,
+    /// The device of this install.
+    install_id: Option<String>,
+    /// `android`, `ios`, `harmonyos` or `web`.
+    platform: Option<String>,
+}
+
+/// The app's devices, newest first (by registration): `data` is `{totalCount, pageNumber,
+/// pageSize, list}`, each a device's view. Each filter, when given, must match exactly.
+#[utoipa::path(get, path = "/devices", tag = "devices", params(DeviceQuery),
+    responses((status = 200, description = "One page", body = QueryAnswer), Refusals),
+    security(("signature" = [])))]
+async fn devices(
+    State(state): State<AppState>,
+    QueryParams(q): QueryParams<DeviceQuery>,
+    req: Signed,
+) -> Result<Json, Refusal> {
+    let page = Window::of(&q.page_number, &q.page_size, 20)?;
+    let given = |v: Option<String>| v.filter(|v| !v.is_empty());
+    let platform =
+        match given(q.platform) {
+            None => None,
+            Some(p) => Some(Platform::parse(&p).ok_or_else(|| {
+                Refusal::new(ErrorCode::InvalidParam, "platform must be android, ios, harmonyos or web")
+            })?),
+        };
+    let filter = DeviceFilter {
+        device_id: given(q.device_id),
+        user_id: given(q.user_id),
+        install_id: given(q.install_id),
+        platform,
+    };
+    let (total, list) = state.store.devices(&req.app_id, &filter, page.offset(), page.size).await?;
+    let list: Vec<Value> = list.iter().map(|d| device_json(&state, d)).collect();
+    Ok(ok_content(page.answer(total, list)))
 }
 
 /// A device of the app: `data` is its view.

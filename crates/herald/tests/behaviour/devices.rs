@@ -219,3 +219,45 @@ async fn device_event_times_outside_the_messages_life_take_the_servers_time() {
     app.wait_status(&m, "opened").await;
     assert_eq!(times(app.message(&m).await.json()), (at, at));
 }
+
+/// Issue 13: an app could not list its devices. `GET /v1/devices` pages them newest first,
+/// filtered by deviceId, userId, installId or platform, and sees only the app's own.
+#[tokio::test]
+async fn devices_are_listed_newest_first_with_filters_and_pages() {
+    let Some(server) = start_server().await else { return };
+    let app = server.create_app().await;
+    let other = server.create_app().await;
+    let mut made = Vec::new();
+    for i in 0..3 {
+        made.push(app.register(&format!("install-{i}")).await.device_id);
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    other.register("theirs").await;
+    let r = app.signed("POST", &format!("/v1/devices/{}/bind", made[0]), r#"{"userId":"alice"}"#).await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let list = |query: String| {
+        let app = &app;
+        async move { app.signed("GET", &format!("/v1/devices{query}"), "").await }
+    };
+    let ids = |r: &herald::http_client::Response| -> Vec<String> {
+        r.json()["resultContent"]["data"]["list"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{:?}", r.json()))
+            .iter()
+            .map(|d| d["deviceId"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let r = list("?pageSize=2".into()).await;
+    assert_eq!(r.json()["resultContent"]["data"]["totalCount"], 3, "{:?}", r.json());
+    assert_eq!(ids(&r), vec![made[2].clone(), made[1].clone()]);
+    let first = &r.json()["resultContent"]["data"]["list"][0];
+    assert_eq!((first["installId"].as_str(), first["platform"].as_str()), (Some("install-2"), Some("android")));
+    assert_eq!(ids(&list("?pageSize=2&pageNumber=2".into()).await), vec![made[0].clone()]);
+    assert_eq!(ids(&list("?userId=alice".into()).await), vec![made[0].clone()]);
+    assert_eq!(ids(&list("?installId=install-1".into()).await), vec![made[1].clone()]);
+    assert_eq!(ids(&list(format!("?deviceId={}", made[2])).await), vec![made[2].clone()]);
+    assert!(ids(&list("?platform=ios".into()).await).is_empty());
+    assert!(ids(&list("?installId=theirs".into()).await).is_empty(), "another app's device");
+    let r = list("?platform=phone".into()).await;
+    assert_eq!((r.status, r.json()["resultCode"].as_str()), (400, Some("INVALID_PARAM")), "{:?}", r.json());
+}
