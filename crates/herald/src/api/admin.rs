@@ -19,6 +19,7 @@ use super::{Admin, AppState, Json, LimitedBody, Refusal, parse_json};
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_apps, create_app))
+        .routes(routes!(show_app))
         .routes(routes!(list_keys, create_key))
         .routes(routes!(revoke_key))
         .routes(routes!(node))
@@ -115,6 +116,23 @@ async fn list_apps(State(state): State<AppState>, _: Admin) -> Result<Json, Refu
     Ok(Json(json!({"apps": apps})))
 }
 
+/// One app: `{appId, name, trustClientBind, createdAt, keys}`, `keys` as
+/// `GET /admin/v1/apps/{appId}/keys` lists them; 404 `APP_NOT_EXIST`.
+#[utoipa::path(get, path = "/apps/{appId}", tag = "admin",
+    params(("appId" = String, Path, description = "The app")),
+    responses((status = 200, description = "The app", body = serde_json::Value), Refusals),
+    security(("admin" = [])))]
+async fn show_app(State(state): State<AppState>, _: Admin, Path(app_id): Path<String>) -> Result<Json, Refusal> {
+    let app_id = AppId::new(app_id);
+    let Some(app) = state.store.app(&app_id).await? else {
+        return Err(Refusal::new(ErrorCode::AppNotExist, "no such app"));
+    };
+    Ok(Json(json!({
+        "appId": app.app_id, "name": app.name, "trustClientBind": app.trust_client_bind, "createdAt": app.created_at,
+        "keys": key_views(&state, &app_id).await?,
+    })))
+}
+
 pub(super) async fn existing_app(state: &AppState, app_id: String) -> Result<AppId, Refusal> {
     let app_id = AppId::new(app_id);
     match state.store.app(&app_id).await? {
@@ -187,14 +205,16 @@ async fn create_key(
     security(("admin" = [])))]
 async fn list_keys(State(state): State<AppState>, _: Admin, Path(app_id): Path<String>) -> Result<Json, Refusal> {
     let app_id = existing_app(&state, app_id).await?;
-    let keys: Vec<Value> = state
-        .store
-        .api_keys(&app_id)
-        .await?
+    Ok(Json(json!({"keys": key_views(&state, &app_id).await?})))
+}
+
+/// The app's API keys as the admin API shows them (never a secret).
+async fn key_views(state: &AppState, app_id: &AppId) -> Result<Vec<Value>, Refusal> {
+    let keys = state.store.api_keys(app_id).await?;
+    Ok(keys
         .iter()
         .map(|k| json!({"keyId": k.key_id, "type": k.kind, "createdAt": k.created_at, "revokedAt": k.revoked_at}))
-        .collect();
-    Ok(Json(json!({"keys": keys})))
+        .collect())
 }
 
 /// Revoke a key: signatures made with it are refused from now on, on every node.

@@ -127,6 +127,13 @@ enum AppCommand {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Show one app with its API keys (never a secret).
+    Show {
+        #[arg(long)]
+        app: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -138,6 +145,13 @@ enum KeyCommand {
         /// PEM file of an RSA public key; without it an HMAC key is created.
         #[arg(long)]
         rsa_public_key: Option<PathBuf>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// List an app's API keys: id, type, created, revoked (never a secret).
+    List {
+        #[arg(long)]
+        app: String,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -400,6 +414,9 @@ async fn app(command: AppCommand) -> anyhow::Result<()> {
                 .await
         }
         AppCommand::List { admin } => admin_call(&admin, "GET", "/admin/v1/apps", serde_json::Value::Null).await,
+        AppCommand::Show { app, admin } => {
+            admin_call(&admin, "GET", &format!("/admin/v1/apps/{app}"), serde_json::Value::Null).await
+        }
     }
 }
 
@@ -414,6 +431,9 @@ async fn key(command: KeyCommand) -> anyhow::Result<()> {
                 None => json!({"type": "hmac"}),
             };
             admin_call(&admin, "POST", &format!("/admin/v1/apps/{app}/keys"), body).await
+        }
+        KeyCommand::List { app, admin } => {
+            admin_call(&admin, "GET", &format!("/admin/v1/apps/{app}/keys"), serde_json::Value::Null).await
         }
         KeyCommand::Revoke { app, key, admin } => {
             admin_call(&admin, "DELETE", &format!("/admin/v1/apps/{app}/keys/{key}"), serde_json::Value::Null).await

@@ -149,6 +149,29 @@ async fn cli_app_create_prints_the_admin_api_answer() {
         assert!(j[field].as_str().is_some_and(|s| !s.is_empty()), "{field} missing in {j}");
     }
     assert_eq!(j["name"], "From CLI");
+    // `app show` and `key list` (issue 13): the app with its key, never a secret.
+    let app_id = j["appId"].as_str().unwrap();
+    let server_url = format!("http://{}", server.http);
+    for (args, field) in [(["app", "show"], "keys"), (["key", "list"], "keys")] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(args)
+            .args(["--app", app_id, "--server", &server_url])
+            .env("HERALD_ADMIN_TOKEN", ADMIN_TOKEN)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(shown[field][0]["keyId"], j["apiKeyId"], "{args:?}: {shown}");
+        assert!(!shown.to_string().contains(j["apiSecret"].as_str().unwrap()), "a secret shown by {args:?}");
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["app", "show", "--app", "anosuchapp", "--server", &server_url])
+        .env("HERALD_ADMIN_TOKEN", ADMIN_TOKEN)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "an unknown app is an error");
+    // The answer is printed as it came; the exit status says it failed.
+    assert!(String::from_utf8_lossy(&out.stdout).contains("APP_NOT_EXIST"), "{}", String::from_utf8_lossy(&out.stdout));
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald")).args(["config", "default"]).output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(herald::config::Config::from_toml(&text).unwrap(), herald::config::Config::default());
