@@ -1,10 +1,12 @@
-//! The `herald` command: `serve`, `config default`, `app`, `key`, `channel`, `sign`. (The load
+//! The `herald` command: `serve`, `config default`, `app`, `key`, `channel`, `receipts`,
+//! `push`, `sign`. (The load
 //! generator is its own binary, `herald-bench`.)
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod channel;
+mod push;
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -50,6 +52,12 @@ enum Command {
     Receipts {
         #[command(subcommand)]
         command: ReceiptsCommand,
+    },
+    /// Send a push through the server API of a running node, signed with an API key
+    /// (HERALD_KEY_ID, HERALD_API_SECRET).
+    Push {
+        #[command(subcommand)]
+        command: push::PushCommand,
     },
     /// Print the signature headers of a server-API request as curl arguments.
     Sign(SignArgs),
@@ -202,6 +210,7 @@ pub fn main() -> ExitCode {
         Command::Key { command } => report(runtime().and_then(|rt| rt.block_on(key(command)))),
         Command::Channel { command } => report(runtime().and_then(|rt| rt.block_on(channel::run(command)))),
         Command::Receipts { command } => report(runtime().and_then(|rt| rt.block_on(receipts(command)))),
+        Command::Push { command } => report(runtime().and_then(|rt| rt.block_on(push::run(command)))),
     }
 }
 

@@ -206,3 +206,64 @@ async fn a_multiple_push_sends_each_target_its_own_text_under_one_task() {
     b["targetMsg"] = json!([]);
     assert_eq!(code(&app.signed("POST", "/v1/push/multiple", &b.to_string()).await.json()), "TOKEN_OR_USERID_NULL");
 }
+
+/// Issue 13: `herald push simple|template` builds, signs and sends a push; the device gets it,
+/// and a refused push makes the command fail.
+#[tokio::test]
+async fn the_cli_sends_simple_and_template_pushes_signed() {
+    let Some(server) = start_server().await else { return };
+    let app = server.create_app().await;
+    let creds = app.register("cli").await;
+    let (status, j) =
+        create(&app, json!({"templateName": "greet", "title": "Hi #name#", "content": "From #who#"})).await;
+    assert_eq!(status, 200, "{j}");
+    let mut device = TestDevice::connect(&creds).await;
+    let herald = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+            .arg("push")
+            .args(args)
+            .args(["--server", &format!("http://{}", app.http)])
+            .env("HERALD_KEY_ID", &app.key_id)
+            .env("HERALD_API_SECRET", &app.secret)
+            .output()
+            .unwrap()
+    };
+    let to = format!("{}=cli-1", creds.device_id);
+    let out = herald(&["simple", "--to", &to, "--title", "From the CLI", "--content", "c", "--param", "orderId=42"]);
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let (_, payload) = device.next_push().await;
+    assert_eq!((payload["title"].as_str(), payload["msgKey"].as_str()), (Some("From the CLI"), Some("cli-1")));
+    assert_eq!(payload["extendedParams"]["orderId"], "42");
+
+    let to = format!("{}=cli-2", creds.device_id);
+    let out = herald(&["template", "--template", "greet", "--var", "name=Ann", "--var", "who=Herald", "--to", &to]);
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let (_, payload) = device.next_push().await;
+    assert_eq!((payload["title"].as_str(), payload["content"].as_str()), (Some("Hi Ann"), Some("From Herald")));
+
+    let out = herald(&[
+        "broadcast",
+        "--template",
+        "greet",
+        "--var",
+        "name=all",
+        "--var",
+        "who=us",
+        "--msgkey",
+        "b1",
+        "--audience",
+        "all",
+    ]);
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let (_, payload) = device.next_push().await;
+    assert_eq!((payload["title"].as_str(), payload["pushType"].as_str()), (Some("Hi all"), Some("broadcast")));
+
+    // A placeholder without a value: the server refuses, the command fails and says why.
+    let out = herald(&["template", "--template", "greet", "--var", "name=Ann", "--to", &to]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("TEMPLATEKV_NOT_ENOUGH"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
