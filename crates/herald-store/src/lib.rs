@@ -134,6 +134,12 @@ pub enum TemplateCreated {
     TooMany,
 }
 
+/// How the token hash of an imported device starts (`POST /admin/v1/apps/{appId}/devices/
+/// import`): no device token hashes to it (those are SHA-256 hex), so an imported device
+/// authenticates nowhere until it registers, and its first registration needs no proof: it
+/// takes over the record, keeping its deviceId, user and pending messages.
+pub const IMPORTED_TOKEN_PREFIX: &str = "imported:";
+
 /// What became of a device registration.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Registered {

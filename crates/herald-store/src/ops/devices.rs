@@ -43,8 +43,9 @@ pub(crate) async fn register<X: Tx>(tx: &X, reg: &DeviceRegistration) -> StoreRe
     // Known installId: locked until this decides (two registrations at once see one row).
     let (device_id, current) =
         query_one(tx, &sql::INSTALL_TOKEN, &[&app, &reg.install_id], |r| Ok((r.text(0)?, r.text(1)?))).await?;
-    let proven =
-        reg.proof_token_hash.as_deref().is_some_and(|p| crypto::constant_time_eq(p.as_bytes(), current.as_bytes()));
+    // An imported device's first registration claims it (it has never had a token).
+    let proven = current.starts_with(crate::IMPORTED_TOKEN_PREFIX)
+        || reg.proof_token_hash.as_deref().is_some_and(|p| crypto::constant_time_eq(p.as_bytes(), current.as_bytes()));
     if !proven {
         return Ok(Registered::Taken);
     }

@@ -20,6 +20,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_apps, create_app))
         .routes(routes!(show_app))
+        .routes(routes!(import_devices))
         .routes(routes!(list_keys, create_key))
         .routes(routes!(revoke_key))
         .routes(routes!(node))
@@ -131,6 +132,107 @@ async fn show_app(State(state): State<AppState>, _: Admin, Path(app_id): Path<St
         "appId": app.app_id, "name": app.name, "trustClientBind": app.trust_client_bind, "createdAt": app.created_at,
         "keys": key_views(&state, &app_id).await?,
     })))
+}
+
+/// The most devices one import call takes (its body stays under the request limit).
+const MAX_IMPORT: usize = 500;
+
+/// `POST /admin/v1/apps/{appId}/devices/import`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct ImportDevices {
+    /// 1-500 devices, each `{installId, platform, appVersion?, osVersion?, model?,
+    /// vendorTokens?, userId?}` with the limits of `/device/v1/register`.
+    #[schema(value_type = Vec<Object>)]
+    devices: Vec<Value>,
+}
+
+/// One device of an import.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ImportRow {
+    install_id: String,
+    platform: String,
+    app_version: Option<String>,
+    os_version: Option<String>,
+    model: Option<String>,
+    vendor_tokens: Option<serde_json::Map<String, Value>>,
+    user_id: Option<String>,
+}
+
+/// Imports devices from another push provider's export, with their vendor tokens (and
+/// users), so that vendor channels reach them before the app registers with Herald. An
+/// imported device has no token: its first `/device/v1/register` (same installId) takes
+/// the record over without one. Each device is checked as a registration; a refused one is
+/// listed and the others are imported. An installId imported before and not yet registered
+/// is updated (an import can be run again); one a device has registered is left as it is
+/// and refused. `{imported, updated, refused: [{index, installId, code, reason}]}`.
+#[utoipa::path(post, path = "/apps/{appId}/devices/import", tag = "admin", request_body = ImportDevices,
+    params(("appId" = String, Path, description = "The app")),
+    responses((status = 200, description = "What was imported and what refused", body = serde_json::Value), Refusals),
+    security(("admin" = [])))]
+async fn import_devices(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(app_id): Path<String>,
+    LimitedBody(body): LimitedBody,
+) -> Result<Json, Refusal> {
+    let app_id = existing_app(&state, app_id).await?;
+    let req: ImportDevices = parse_json(&body)?;
+    if req.devices.is_empty() || req.devices.len() > MAX_IMPORT {
+        return Err(Refusal::new(ErrorCode::InvalidParam, format!("devices must hold 1 to {MAX_IMPORT} devices")));
+    }
+    let (mut imported, mut updated, mut refused) = (0u64, 0u64, Vec::new());
+    for (index, row) in req.devices.into_iter().enumerate() {
+        let install = row.get("installId").and_then(Value::as_str).map(|s| s.chars().take(128).collect::<String>());
+        match import_one(&state, &app_id, row).await {
+            Ok(true) => imported += 1,
+            Ok(false) => updated += 1,
+            Err(Refusal(e)) => refused.push(json!({
+                "index": index, "installId": install, "code": e.code.as_str(), "reason": e.message,
+            })),
+        }
+    }
+    tracing::info!(app = %app_id, imported, updated, refused = refused.len(), "devices imported");
+    Ok(Json(json!({"imported": imported, "updated": updated, "refused": refused})))
+}
+
+/// Imports one device: `true` when it is new, `false` when an earlier import of it was
+/// updated.
+async fn import_one(state: &AppState, app_id: &AppId, row: Value) -> Result<bool, Refusal> {
+    let row: ImportRow = serde_json::from_value(row).map_err(|_| {
+        Refusal::new(
+            ErrorCode::InvalidParam,
+            "a device is an object of installId, platform, appVersion, osVersion, model, vendorTokens and userId",
+        )
+    })?;
+    let user = row.user_id.map(super::devices::user_id).transpose()?;
+    let body = super::device::RegisterBody {
+        platform: row.platform,
+        install_id: row.install_id,
+        app_version: row.app_version,
+        os_version: row.os_version,
+        model: row.model,
+        vendor_tokens: row.vendor_tokens,
+    };
+    let now = herald_core::now_ms();
+    let token_hash = format!("{}{}", herald_store::IMPORTED_TOKEN_PREFIX, crypto::random_alnum(32));
+    let registration = super::device::checked(app_id.clone(), body, token_hash, None, now)?;
+    let (device, created) = match state.store.register_device(registration).await? {
+        herald_store::Registered::Created(device) => (device, true),
+        // Only an imported device not registered yet is renewed without a proof.
+        herald_store::Registered::Renewed(device) => (device, false),
+        herald_store::Registered::Taken => {
+            return Err(Refusal::new(
+                ErrorCode::DeviceAlreadyRegistered,
+                "a device of the app registered this installId",
+            ));
+        }
+    };
+    if let Some(user) = user {
+        state.dispatcher.bind(app_id, &device.device_id, &user, now).await?;
+    }
+    Ok(created)
 }
 
 pub(super) async fn existing_app(state: &AppState, app_id: String) -> Result<AppId, Refusal> {

@@ -53,17 +53,17 @@ async fn webpush_key(State(state): State<AppState>, DeviceAuth(device): DeviceAu
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct RegisterBody {
     #[schema(value_type = Platform)]
-    platform: String,
+    pub(super) platform: String,
     /// The app's own id of this installation, 1-128 characters.
-    install_id: String,
+    pub(super) install_id: String,
     /// At most 128 characters, as the next three.
-    app_version: Option<String>,
-    os_version: Option<String>,
-    model: Option<String>,
+    pub(super) app_version: Option<String>,
+    pub(super) os_version: Option<String>,
+    pub(super) model: Option<String>,
     /// `{channel: token}` for vendor channels (`apns`, `fcm`, `hms`, `xiaomi`, `webpush`);
     /// null removes one.
     #[schema(value_type = Option<Object>)]
-    vendor_tokens: Option<Map<String, Value>>,
+    pub(super) vendor_tokens: Option<Map<String, Value>>,
 }
 
 /// What a registration answers.
@@ -82,6 +82,44 @@ fn check_vendor_tokens(tokens: Option<Map<String, Value>>) -> Result<Option<Map<
         .map(herald_core::channel::tokens::check_reported)
         .transpose()
         .map_err(|why| Refusal::new(ErrorCode::InvalidParam, why))
+}
+
+/// A registration of `body` for `app_id` (a new device's id, the token's hash, the proof
+/// of a registration again), once every field is checked: what `/device/v1/register` and
+/// the admin import accept alike.
+pub(super) fn checked(
+    app_id: AppId,
+    body: RegisterBody,
+    token_hash: String,
+    proof_token_hash: Option<String>,
+    now: i64,
+) -> Result<DeviceRegistration, Refusal> {
+    let platform = Platform::parse(&body.platform).ok_or_else(|| {
+        let names: Vec<&str> = Platform::ALL.iter().map(|p| p.as_str()).collect();
+        Refusal::new(ErrorCode::InvalidParam, format!("platform must be one of {}", names.join(", ")))
+    })?;
+    if !valid_external_id(&body.install_id) {
+        return Err(Refusal::new(
+            ErrorCode::InvalidParam,
+            "installId must be 1 to 128 characters without control characters",
+        ));
+    }
+    short_text("appVersion", &body.app_version)?;
+    short_text("osVersion", &body.os_version)?;
+    short_text("model", &body.model)?;
+    Ok(DeviceRegistration {
+        app_id,
+        install_id: body.install_id,
+        new_device_id: DeviceId::generate(),
+        token_hash,
+        proof_token_hash,
+        platform,
+        app_version: body.app_version,
+        os_version: body.os_version,
+        model: body.model,
+        vendor_tokens: check_vendor_tokens(body.vendor_tokens)?,
+        now,
+    })
 }
 
 fn short_text(name: &str, value: &Option<String>) -> Result<(), Refusal> {
@@ -129,37 +167,10 @@ async fn register(
         return Err(refuse());
     }
     let body: RegisterBody = parse_json(&body)?;
-    let platform = Platform::parse(&body.platform).ok_or_else(|| {
-        let names: Vec<&str> = Platform::ALL.iter().map(|p| p.as_str()).collect();
-        Refusal::new(ErrorCode::InvalidParam, format!("platform must be one of {}", names.join(", ")))
-    })?;
-    if !valid_external_id(&body.install_id) {
-        return Err(Refusal::new(
-            ErrorCode::InvalidParam,
-            "installId must be 1 to 128 characters without control characters",
-        ));
-    }
-    short_text("appVersion", &body.app_version)?;
-    short_text("osVersion", &body.os_version)?;
-    short_text("model", &body.model)?;
-    let vendor_tokens = check_vendor_tokens(body.vendor_tokens)?;
     let token = crypto::random_secret();
-    let registered = state
-        .store
-        .register_device(DeviceRegistration {
-            app_id,
-            install_id: body.install_id,
-            new_device_id: DeviceId::generate(),
-            token_hash: crypto::sha256_hex(token.as_bytes()),
-            proof_token_hash: current_token.map(|t| crypto::sha256_hex(t.as_bytes())),
-            platform,
-            app_version: body.app_version,
-            os_version: body.os_version,
-            model: body.model,
-            vendor_tokens,
-            now: herald_core::now_ms(),
-        })
-        .await?;
+    let proof = current_token.map(|t| crypto::sha256_hex(t.as_bytes()));
+    let registration = checked(app_id, body, crypto::sha256_hex(token.as_bytes()), proof, herald_core::now_ms())?;
+    let registered = state.store.register_device(registration).await?;
     match registered {
         Registered::Created(device) | Registered::Renewed(device) => {
             let answer = Registration { device_id: device.device_id.to_string(), device_token: token };

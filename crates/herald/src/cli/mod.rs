@@ -1,11 +1,12 @@
 //! The `herald` command: `serve`, `config default`, `app`, `key`, `channel`, `receipts`,
-//! `push`, `sign`. (The load
+//! `devices`, `push`, `sign`. (The load
 //! generator is its own binary, `herald-bench`.)
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod channel;
+mod devices;
 mod push;
 
 use anyhow::Context;
@@ -52,6 +53,12 @@ enum Command {
     Receipts {
         #[command(subcommand)]
         command: ReceiptsCommand,
+    },
+    /// Import devices (with vendor tokens) from another provider's export through the admin
+    /// API of a running node.
+    Devices {
+        #[command(subcommand)]
+        command: devices::DevicesCommand,
     },
     /// Send a push through the server API of a running node, signed with an API key
     /// (HERALD_KEY_ID, HERALD_API_SECRET).
@@ -210,6 +217,7 @@ pub fn main() -> ExitCode {
         Command::Key { command } => report(runtime().and_then(|rt| rt.block_on(key(command)))),
         Command::Channel { command } => report(runtime().and_then(|rt| rt.block_on(channel::run(command)))),
         Command::Receipts { command } => report(runtime().and_then(|rt| rt.block_on(receipts(command)))),
+        Command::Devices { command } => report(runtime().and_then(|rt| rt.block_on(devices::run(command)))),
         Command::Push { command } => report(runtime().and_then(|rt| rt.block_on(push::run(command)))),
     }
 }

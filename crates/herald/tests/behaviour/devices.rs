@@ -261,3 +261,75 @@ async fn devices_are_listed_newest_first_with_filters_and_pages() {
     let r = list("?platform=phone".into()).await;
     assert_eq!((r.status, r.json()["resultCode"].as_str()), (400, Some("INVALID_PARAM")), "{:?}", r.json());
 }
+
+/// Issue 13: `herald devices import` brings devices of another provider's export (CSV or
+/// JSON) with their vendor tokens and users; a bad row is refused and summarized, an import
+/// can run again, and an imported device's first registration takes its record over (same
+/// deviceId, its user's pending message delivered) without a token.
+#[tokio::test]
+async fn devices_are_imported_from_an_export_and_claimed_by_their_first_registration() {
+    let Some(server) = start_server().await else { return };
+    let app = server.create_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("export.csv");
+    std::fs::write(
+        &csv,
+        "installId,platform,appVersion,userId,fcm,apns\n\
+         old-1,android,3.1,alice,fcm-token-1,\n\
+         old-2,ios,3.1,,,0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n\
+         old-3,fridge,1.0,,,\n",
+    )
+    .unwrap();
+    let import = |file: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(["devices", "import", "--app", &app.app_id, "--server", &format!("http://{}", app.http)])
+            .arg(file)
+            .env("HERALD_ADMIN_TOKEN", herald_testkit::ADMIN_TOKEN)
+            .output()
+            .unwrap()
+    };
+    let out = import(&csv);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("3 devices: 2 imported, 0 updated, 1 refused"), "{stdout}");
+    assert!(stdout.contains("INVALID_PARAM: 1") && stdout.contains("device 3 (installId \"old-3\")"), "{stdout}");
+
+    let r = app.signed("GET", "/v1/devices?installId=old-1", "").await;
+    let imported = r.json()["resultContent"]["data"]["list"][0].clone();
+    assert_eq!(
+        (imported["userId"].as_str(), imported["appVersion"].as_str()),
+        (Some("alice"), Some("3.1")),
+        "{imported}"
+    );
+    assert_eq!(imported["vendorChannels"], json!(["fcm"]));
+    let device_id = imported["deviceId"].as_str().unwrap().to_string();
+
+    // Again, as JSON: the two are updated, none is new.
+    let json_file = dir.path().join("export.json");
+    let rows = json!([{"installId": "old-1", "platform": "android", "userId": "alice"},
+        {"installId": "old-2", "platform": "ios"}]);
+    std::fs::write(&json_file, rows.to_string()).unwrap();
+    let out = import(&json_file);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 devices: 0 imported, 2 updated, 0 refused"));
+
+    // A message for alice waits; the app on old-1 registers (no token: it never had one).
+    let m = app.push_to_user("alice", "k", "welcome back").await;
+    let r = app.register_raw(json!({"platform": "android", "installId": "old-1", "appVersion": "4.0"})).await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert_eq!(r.json()["deviceId"].as_str(), Some(device_id.as_str()), "the imported record, taken over");
+    let creds = Creds {
+        app_id: app.app_id.clone(),
+        device_id: device_id.clone(),
+        token: r.json()["deviceToken"].as_str().unwrap().to_string(),
+        mqtt: app.mqtt.clone(),
+        http: app.http.clone(),
+    };
+    let mut device = TestDevice::connect(&creds).await;
+    assert_eq!(device.next_push().await.1["messageId"].as_str(), Some(m.as_str()));
+    // Now it is registered: a registration without its token is refused, and an import
+    // leaves it alone.
+    let r = app.register_raw(json!({"platform": "android", "installId": "old-1"})).await;
+    assert_eq!(r.status, 409, "{:?}", r.json());
+    let out = import(&json_file);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 imported, 1 updated, 1 refused"));
+}
