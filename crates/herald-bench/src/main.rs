@@ -19,6 +19,7 @@ mod apns;
 mod broadcast;
 mod cluster;
 mod idle;
+mod lists;
 mod load;
 mod push;
 mod receipts;
@@ -108,6 +109,9 @@ pub struct BenchArgs {
     /// Registered devices of the broadcast scenario.
     #[arg(long, default_value_t = 100_000)]
     registered: usize,
+    /// Tasks pushed before the lists scenario measures.
+    #[arg(long, default_value_t = 10_000)]
+    tasks: usize,
     /// Broadcasts sent back to back in the broadcast scenario.
     #[arg(long, default_value_t = 10)]
     broadcasts: usize,
@@ -163,6 +167,9 @@ enum Scenario {
     /// killed, NATS killed, PostgreSQL restarted); then the ledger: lost, refused but
     /// delivered, misdelivered, duplicates.
     Soak,
+    /// The list APIs the console pages on (`/v1/devices`, `/v1/tasks`): first page, a deep
+    /// page and each filter, with `--registered` devices and `--tasks` tasks.
+    Lists,
     /// A helper process of `cluster`: holds the devices of `--devices-file` on `--mqtt`.
     #[value(hide = true)]
     Hold,
@@ -204,6 +211,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.scenario == Scenario::Apns {
         apns::run(&args, &herald_bin).await?;
+    }
+    if args.scenario == Scenario::Lists {
+        lists::run(&args, &herald_bin).await?;
     }
     Ok(())
 }

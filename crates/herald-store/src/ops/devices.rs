@@ -67,7 +67,9 @@ pub(crate) async fn device<X: Tx>(tx: &X, app_id: &AppId, device_id: &DeviceId) 
 }
 
 /// One page of the app's devices that `filter` selects, newest first, and how many it
-/// selects.
+/// selects. A deviceId, installId or userId names at most a few devices: they are read by
+/// their key and the rest of the filter applied to them; otherwise the page is read in the
+/// order of the (app_id, created_at) index and counted from it.
 pub(crate) async fn devices<X: Tx>(
     tx: &X,
     app_id: &AppId,
@@ -75,16 +77,42 @@ pub(crate) async fn devices<X: Tx>(
     offset: u64,
     limit: u64,
 ) -> StoreResult<(u64, Vec<DeviceRecord>)> {
-    let field = |f: &Option<String>| f.clone().unwrap_or_default();
-    let (device, user, install) = (field(&filter.device_id), field(&filter.user_id), field(&filter.install_id));
-    let platform = filter.platform.map_or("", |p| p.as_str());
-    let selects: [&dyn crate::tx::Arg; 5] = [&app_id.as_str(), &device, &user, &install, &platform];
-    let total = query_one(tx, &sql::DEVICE_LIST_COUNT, &selects, |r| r.i64(0)).await? as u64;
+    let app = app_id.as_str();
+    let few = if let Some(id) = &filter.device_id {
+        Some(query_opt(tx, &sql::DEVICE, &[&id.as_str(), &app], rows::device).await?.into_iter().collect())
+    } else if let Some(install) = &filter.install_id {
+        Some(query_opt(tx, &sql::DEVICE_BY_INSTALL, &[&app, &install.as_str()], rows::device).await?.into_iter().collect())
+    } else if let Some(user) = &filter.user_id {
+        Some(tx.query(&sql::USER_DEVICES, &[&app, &user.as_str()], rows::device).await?)
+    } else {
+        None
+    };
+    if let Some(mut few) = few {
+        let selected = |d: &DeviceRecord| {
+            filter.device_id.as_ref().is_none_or(|id| d.device_id.as_str() == id)
+                && filter.install_id.as_ref().is_none_or(|i| &d.install_id == i)
+                && filter.user_id.as_ref().is_none_or(|u| d.user_id.as_ref().is_some_and(|du| du.as_str() == u))
+                && filter.platform.is_none_or(|p| d.platform == p)
+        };
+        few.retain(selected);
+        few.sort_by(|a, b| (b.created_at, &b.device_id).cmp(&(a.created_at, &a.device_id)));
+        let total = few.len() as u64;
+        let page = few.into_iter().skip(offset as usize).take(limit as usize).collect();
+        return Ok((total, page));
+    }
     let (limit, offset) = (limit as i64, offset as i64);
-    let mut args = selects.to_vec();
-    args.extend([&limit as &dyn crate::tx::Arg, &offset]);
-    let page = tx.query(&sql::DEVICE_LIST, &args, rows::device).await?;
-    Ok((total, page))
+    match filter.platform {
+        None => {
+            let total = query_one(tx, &sql::DEVICE_COUNT, &[&app], |r| r.i64(0)).await? as u64;
+            Ok((total, tx.query(&sql::DEVICE_PAGE, &[&app, &limit, &offset], rows::device).await?))
+        }
+        Some(platform) => {
+            let platform = platform.as_str();
+            let total = query_one(tx, &sql::DEVICE_COUNT_OF_PLATFORM, &[&app, &platform], |r| r.i64(0)).await? as u64;
+            let args: [&dyn crate::tx::Arg; 4] = [&app, &platform, &limit, &offset];
+            Ok((total, tx.query(&sql::DEVICE_PAGE_OF_PLATFORM, &args, rows::device).await?))
+        }
+    }
 }
 
 pub(crate) async fn credentials<X: Tx>(tx: &X, device_id: &DeviceId) -> StoreResult<Option<(AppId, String)>> {

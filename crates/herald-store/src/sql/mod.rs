@@ -208,20 +208,23 @@ pub(crate) static USER_PENDING: Sql = Sql::new(concat!(
 ));
 pub(crate) static ONLINE_NODE: Sql = Sql::new("SELECT online_node FROM devices WHERE device_id = $1");
 pub(crate) static UNBIND: Sql = Sql::new("UPDATE devices SET user_id = NULL, unbound_at = $2 WHERE device_id = $1");
-/// $1 app; $2 device id, $3 user id, $4 install id, $5 platform, each '' for any; $6 limit,
-/// $7 offset. Newest first.
-pub(crate) static DEVICE_LIST: Sql = Sql::new(concat!(
+/// A page of the app's devices, newest first: $1 app, $2 limit, $3 offset (in the order of
+/// the index on (app_id, created_at)).
+pub(crate) static DEVICE_PAGE: Sql = Sql::new(concat!(
     "SELECT ",
     device_columns!(),
-    " FROM devices WHERE app_id = $1 AND ($2 = '' OR device_id = $2) AND ($3 = '' OR user_id = $3) \
-     AND ($4 = '' OR install_id = $4) AND ($5 = '' OR platform = $5) \
-     ORDER BY created_at DESC, device_id DESC LIMIT $6 OFFSET $7"
+    " FROM devices WHERE app_id = $1 ORDER BY created_at DESC, device_id DESC LIMIT $2 OFFSET $3"
 ));
-/// DEVICE_LIST's count: $1..$5 as there.
-pub(crate) static DEVICE_LIST_COUNT: Sql = Sql::new(
-    "SELECT COUNT(*) FROM devices WHERE app_id = $1 AND ($2 = '' OR device_id = $2) AND ($3 = '' OR user_id = $3) \
-     AND ($4 = '' OR install_id = $4) AND ($5 = '' OR platform = $5)",
-);
+/// The same of one platform: $1 app, $2 platform, $3 limit, $4 offset.
+pub(crate) static DEVICE_PAGE_OF_PLATFORM: Sql = Sql::new(concat!(
+    "SELECT ",
+    device_columns!(),
+    " FROM devices WHERE app_id = $1 AND platform = $2 ORDER BY created_at DESC, device_id DESC LIMIT $3 OFFSET $4"
+));
+/// Counted from the index alone.
+pub(crate) static DEVICE_COUNT: Sql = Sql::new("SELECT COUNT(*) FROM devices WHERE app_id = $1");
+pub(crate) static DEVICE_COUNT_OF_PLATFORM: Sql =
+    Sql::new("SELECT COUNT(*) FROM devices WHERE app_id = $1 AND platform = $2");
 pub(crate) static USER_DEVICES: Sql = Sql::new(concat!(
     "SELECT ",
     device_columns!(),
