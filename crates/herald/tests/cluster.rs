@@ -482,5 +482,5 @@ async fn pushes_accepted_across_node_nats_and_postgres_faults_all_arrive() {
     eprintln!("cluster soak ledger: {ledger}");
     assert!(ledger.holds(), "{ledger}: lost {:?}, refused but delivered {:?}", ledger.lost, ledger.refused_delivered);
     assert_eq!(ledger.faults.iter().map(|f| f.count).collect::<Vec<_>>(), vec![2, 2, 2]);
-    assert!(ledger.accepted >= 100, "the pushes went on between the faults: {ledger}");
+    assert!(ledger.accepted >= 50, "the pushes went on between the faults: {ledger}");
 }

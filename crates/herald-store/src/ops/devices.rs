@@ -81,7 +81,12 @@ pub(crate) async fn devices<X: Tx>(
     let few = if let Some(id) = &filter.device_id {
         Some(query_opt(tx, &sql::DEVICE, &[&id.as_str(), &app], rows::device).await?.into_iter().collect())
     } else if let Some(install) = &filter.install_id {
-        Some(query_opt(tx, &sql::DEVICE_BY_INSTALL, &[&app, &install.as_str()], rows::device).await?.into_iter().collect())
+        Some(
+            query_opt(tx, &sql::DEVICE_BY_INSTALL, &[&app, &install.as_str()], rows::device)
+                .await?
+                .into_iter()
+                .collect(),
+        )
     } else if let Some(user) = &filter.user_id {
         Some(tx.query(&sql::USER_DEVICES, &[&app, &user.as_str()], rows::device).await?)
     } else {
