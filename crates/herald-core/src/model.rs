@@ -35,6 +35,8 @@ pub struct ApiKeyRecord {
     pub material: String,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    /// When it last signed an accepted request (to the minute).
+    pub last_used_at: Option<i64>,
 }
 
 /// Which of an app's devices a list shows: each field, when set, must match exactly.
@@ -347,6 +349,9 @@ pub enum StatusUpdate {
     /// `at` is the device's time for it (never past `received_at` beyond a small skew, see
     /// `events::MAX_SKEW_MS`); one before the message was sent is stored as `received_at`.
     Event { message_id: MessageId, device_id: DeviceId, event: DeviceEvent, at: i64, received_at: i64 },
+    /// The API key signed an accepted request at `at` (a node sends this at most once a
+    /// minute per key).
+    KeyUsed { key_id: KeyId, at: i64 },
     /// The connection `presence` of the device closed: the presence is cleared unless a
     /// newer connection replaced it; `last_seen` is set.
     Disconnected { device_id: DeviceId, presence: Presence, at: i64 },

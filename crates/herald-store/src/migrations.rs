@@ -23,6 +23,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (14, include_str!("../migrations/sqlite/0014_task_counts.sql")),
     (15, include_str!("../migrations/common/0015_task_list.sql")),
     (16, include_str!("../migrations/common/0016_device_list.sql")),
+    (17, include_str!("../migrations/common/0017_key_last_used.sql")),
 ];
 
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -41,6 +42,7 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (14, include_str!("../migrations/postgres/0014_task_counts.sql")),
     (15, include_str!("../migrations/common/0015_task_list.sql")),
     (16, include_str!("../migrations/common/0016_device_list.sql")),
+    (17, include_str!("../migrations/common/0017_key_last_used.sql")),
 ];
 
 /// Creates the table that records applied migrations (the same on both backends).

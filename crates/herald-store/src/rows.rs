@@ -48,6 +48,7 @@ pub(crate) fn api_key(r: &dyn Row) -> StoreResult<ApiKeyRecord> {
         material: r.text(3)?,
         created_at: r.i64(4)?,
         revoked_at: r.opt_i64(5)?,
+        last_used_at: r.opt_i64(6)?,
     })
 }
 

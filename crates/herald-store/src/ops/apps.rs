@@ -41,7 +41,15 @@ pub(crate) async fn create_api_key<X: Tx>(tx: &X, key: &ApiKeyRecord) -> StoreRe
     let k = key;
     tx.execute(
         &sql::INSERT_KEY,
-        &[&k.key_id.as_str(), &k.app_id.as_str(), &k.kind.as_str(), &k.material, &k.created_at, &k.revoked_at],
+        &[
+            &k.key_id.as_str(),
+            &k.app_id.as_str(),
+            &k.kind.as_str(),
+            &k.material,
+            &k.created_at,
+            &k.revoked_at,
+            &k.last_used_at,
+        ],
     )
     .await?;
     Ok(())

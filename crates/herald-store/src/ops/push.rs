@@ -222,6 +222,9 @@ pub(crate) async fn apply_update<X: Tx>(tx: &X, update: &StatusUpdate) -> StoreR
             let generation = presence.generation as i64;
             tx.execute(&sql::DISCONNECTED, &[&device_id.as_str(), &presence.node, &generation, at]).await?;
         }
+        StatusUpdate::KeyUsed { key_id, at } => {
+            tx.execute(&sql::KEY_USED, &[&key_id.as_str(), at]).await?;
+        }
     }
     Ok(())
 }

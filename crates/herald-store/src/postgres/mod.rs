@@ -228,12 +228,13 @@ async fn apply_updates(pool: Arc<Pool>, mut rx: mpsc::UnboundedReceiver<Update>)
 }
 
 /// Applies status updates in order: those of deliveries in one transaction, then those of
-/// device rows one statement each. A transaction that held one device row while waiting for
-/// another could deadlock with a push holding share locks on devices in another order.
+/// device (and API key) rows one statement each. A transaction that held one device row while
+/// waiting for another could deadlock with a push holding share locks on devices in another
+/// order.
 async fn apply_batch(pool: &Pool, updates: &[StatusUpdate]) -> StoreResult<()> {
     let mut conn = pool.get().await?;
     let (devices, deliveries): (Vec<&StatusUpdate>, Vec<&StatusUpdate>) =
-        updates.iter().partition(|u| matches!(u, StatusUpdate::Disconnected { .. }));
+        updates.iter().partition(|u| matches!(u, StatusUpdate::Disconnected { .. } | StatusUpdate::KeyUsed { .. }));
     if !deliveries.is_empty() {
         let (pg, cache) = conn.transaction().await?;
         let tx = PgTx::new(&pg, cache);

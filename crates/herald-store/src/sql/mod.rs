@@ -16,7 +16,7 @@ macro_rules! app_columns {
 }
 macro_rules! key_columns {
     () => {
-        "key_id, app_id, kind, material, created_at, revoked_at"
+        "key_id, app_id, kind, material, created_at, revoked_at, last_used_at"
     };
 }
 macro_rules! device_columns {
@@ -132,11 +132,14 @@ pub(crate) static APPS: Sql = Sql::new(concat!("SELECT ", app_columns!(), " FROM
 /// Serialises template creations of one app (PostgreSQL; SQLite's writer does anyway).
 pub(crate) static LOCK_APP: Sql = Sql::locking("SELECT app_id FROM apps WHERE app_id = $1", Lock::Update);
 pub(crate) static INSERT_KEY: Sql =
-    Sql::new(concat!("INSERT INTO api_keys (", key_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6)"));
+    Sql::new(concat!("INSERT INTO api_keys (", key_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7)"));
 pub(crate) static API_KEY: Sql = Sql::new(concat!("SELECT ", key_columns!(), " FROM api_keys WHERE key_id = $1"));
 pub(crate) static API_KEYS: Sql =
     Sql::new(concat!("SELECT ", key_columns!(), " FROM api_keys WHERE app_id = $1 ORDER BY created_at, key_id"));
 pub(crate) static KEY_OF_APP: Sql = Sql::new("SELECT 1 FROM api_keys WHERE app_id = $1 AND key_id = $2");
+/// $1 key, $2 when it signed an accepted request (never moves back).
+pub(crate) static KEY_USED: Sql =
+    Sql::new("UPDATE api_keys SET last_used_at = $2 WHERE key_id = $1 AND (last_used_at IS NULL OR last_used_at < $2)");
 /// $1 app, $2 key, $3 now.
 pub(crate) static REVOKE_KEY: Sql =
     Sql::new("UPDATE api_keys SET revoked_at = $3 WHERE app_id = $1 AND key_id = $2 AND revoked_at IS NULL");

@@ -27,6 +27,11 @@ pub async fn apps_keys_settings_and_leases(s: &Subject) {
     assert!(store.revoke_api_key(&AppId::new("a1"), &KeyId::new("a1-key"), 5).await.unwrap());
     assert!(store.revoke_api_key(&AppId::new("a1"), &KeyId::new("a1-key"), 9).await.unwrap(), "still its key");
     assert_eq!(store.api_key(&KeyId::new("a1-key")).await.unwrap().unwrap().revoked_at, Some(5), "the first time");
+    // Its use is recorded with the next writes, and never moves back.
+    store.record(StatusUpdate::KeyUsed { key_id: KeyId::new("a1-rsa"), at: 60_000 });
+    store.record(StatusUpdate::KeyUsed { key_id: KeyId::new("a1-rsa"), at: 30_000 });
+    store.flush().await.unwrap();
+    assert_eq!(store.api_key(&KeyId::new("a1-rsa")).await.unwrap().unwrap().last_used_at, Some(60_000));
     create_app(store, "b1").await;
     assert!(!store.revoke_api_key(&AppId::new("a1"), &KeyId::new("b1-key"), 5).await.unwrap(), "another app's key");
     let apps: Vec<String> = store.apps().await.unwrap().into_iter().map(|a| a.app_id.into_string()).collect();

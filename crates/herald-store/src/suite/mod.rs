@@ -103,6 +103,7 @@ pub fn app(id: &str) -> (AppRecord, ApiKeyRecord) {
             material: "sealed-secret".into(),
             created_at: 1,
             revoked_at: None,
+            last_used_at: None,
         },
     )
 }

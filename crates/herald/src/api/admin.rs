@@ -87,6 +87,7 @@ async fn create_app(State(state): State<AppState>, _: Admin, LimitedBody(body): 
         material: state.master.seal(api_secret.as_bytes()),
         created_at: now,
         revoked_at: None,
+        last_used_at: None,
     };
     state.store.create_app(app, key).await?;
     tracing::info!(app = %app_id, name = %herald_core::untrusted::Untrusted(&name), "app created");
@@ -295,6 +296,7 @@ async fn create_key(
         material,
         created_at: herald_core::now_ms(),
         revoked_at: None,
+        last_used_at: None,
     };
     state.store.create_api_key(record).await?;
     Ok(Json(json!({"keyId": key_id, "type": kind, "secret": secret})))
@@ -315,7 +317,10 @@ async fn key_views(state: &AppState, app_id: &AppId) -> Result<Vec<Value>, Refus
     let keys = state.store.api_keys(app_id).await?;
     Ok(keys
         .iter()
-        .map(|k| json!({"keyId": k.key_id, "type": k.kind, "createdAt": k.created_at, "revokedAt": k.revoked_at}))
+        .map(|k| {
+            json!({"keyId": k.key_id, "type": k.kind, "createdAt": k.created_at, "revokedAt": k.revoked_at,
+                "lastUsedAt": k.last_used_at})
+        })
         .collect())
 }
 

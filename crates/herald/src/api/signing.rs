@@ -39,11 +39,17 @@ pub struct Verifier {
     window_ms: i64,
     key_ttl: Duration,
     keys: Mutex<HashMap<KeyId, CachedKey>>,
+    /// When this node last recorded each key's use (keys that signed an accepted request).
+    used: Mutex<HashMap<KeyId, i64>>,
 }
+
+/// A key's use is recorded at most this often per node (its `lastUsedAt` is to the minute).
+const RECORD_USE_EVERY_MS: i64 = 60_000;
 
 impl Verifier {
     pub fn new(store: Arc<dyn Store>, master: Arc<MasterKey>, window_secs: i64, key_ttl: Duration) -> Self {
-        Verifier { store, master, window_ms: window_secs * 1000, key_ttl, keys: Mutex::new(HashMap::new()) }
+        let (keys, used) = (Mutex::new(HashMap::new()), Mutex::new(HashMap::new()));
+        Verifier { store, master, window_ms: window_secs * 1000, key_ttl, keys, used }
     }
 
     /// Forgets a cached key (after a revocation on this node).
@@ -81,6 +87,28 @@ impl Verifier {
         };
         self.keys.lock().insert(key_id.clone(), CachedKey { fetched: Instant::now(), key: key.clone() });
         Ok(key)
+    }
+
+    /// Records that `key_id` signed an accepted request, at most once a minute (committed with
+    /// the store's next writes; nobody waits for it).
+    fn record_use(&self, key_id: &KeyId, now_ms: i64) {
+        let due = {
+            let mut used = self.used.lock();
+            match used.get_mut(key_id) {
+                Some(last) if now_ms - *last < RECORD_USE_EVERY_MS => false,
+                Some(last) => {
+                    *last = now_ms;
+                    true
+                }
+                None => {
+                    used.insert(key_id.clone(), now_ms);
+                    true
+                }
+            }
+        };
+        if due {
+            self.store.record(herald_core::model::StatusUpdate::KeyUsed { key_id: key_id.clone(), at: now_ms });
+        }
     }
 
     /// Checks the signature headers of a request; returns the app it speaks for.
@@ -155,6 +183,7 @@ impl Verifier {
         if !self.store.claim_nonce(&key_id, nonce, now_ms, ts_ms + self.window_ms + 1).await? {
             return Err(refuse(ErrorCode::NonceReused, "this nonce was already used", "nonce replay"));
         }
+        self.record_use(&key_id, now_ms);
         Ok(key.0.clone())
     }
 }

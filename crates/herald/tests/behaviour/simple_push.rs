@@ -306,3 +306,24 @@ async fn tasks_are_listed_newest_first_with_filters_and_pages() {
         assert_eq!((r.status, r.json()["resultCode"].as_str()), (400, Some("INVALID_PARAM")), "{bad}: {:?}", r.json());
     }
 }
+
+/// Issue 13: an operator could not tell whether an API key is in use. A key's accepted
+/// signed requests set its `lastUsedAt` (to the minute), shown by the admin API.
+#[tokio::test]
+async fn an_api_key_shows_when_it_last_signed_a_request() {
+    let Some(server) = start_server().await else { return };
+    let app = server.create_app().await;
+    let last_used = || async {
+        let r = server.admin("GET", &format!("/admin/v1/apps/{}/keys", app.app_id), serde_json::Value::Null).await;
+        r.json()["keys"][0]["lastUsedAt"].as_i64()
+    };
+    assert_eq!(last_used().await, None, "never used yet");
+    let before = herald_core::now_ms();
+    let r = app.signed("GET", "/v1/tasks", "").await;
+    assert_eq!(r.status, 200);
+    let at = eventually("the key's use to be recorded", || async { last_used().await }).await;
+    assert!(at >= before && at <= herald_core::now_ms(), "lastUsedAt {at}");
+    // The app's view shows the same.
+    let shown = server.admin("GET", &format!("/admin/v1/apps/{}", app.app_id), serde_json::Value::Null).await;
+    assert_eq!(shown.json()["keys"][0]["lastUsedAt"].as_i64(), Some(at));
+}
