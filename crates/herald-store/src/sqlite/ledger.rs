@@ -162,7 +162,7 @@ mod tests {
     #[test]
     fn keying_counters_by_task_keeps_the_counts() {
         let conn = Connection::open_in_memory().unwrap();
-        super::super::migrate_to(&conn, 13).unwrap();
+        super::super::setup::migrate_to(&conn, 13).unwrap();
         conn.execute_batch(
             "INSERT INTO analytics VALUES \
              ('a', 'minute', 60000, 'android', '1.0', 'own', 'simple', 't1', 1, 1, 1, 0, 0, 0, 0), \
@@ -171,7 +171,7 @@ mod tests {
              ('a', 'hour', 0, 'android', '1.0', 'own', 'simple', 't2', 2, 2, 1, 1, 0, 0, 0);",
         )
         .unwrap();
-        super::super::migrate(&conn).unwrap();
+        super::super::setup::migrate(&conn).unwrap();
         let rows: Vec<(String, String, i64, i64, i64)> = conn
             .prepare("SELECT granularity, task_id, bucket, pushed, opened FROM analytics ORDER BY granularity, task_id")
             .unwrap()

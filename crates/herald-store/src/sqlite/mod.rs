@@ -32,14 +32,12 @@ use herald_core::ids::{AppId, DeviceId, KeyId, MessageId, TaskId, UserId};
 use herald_core::model::*;
 use herald_core::state::Channel;
 use parking_lot::Mutex;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::tx::{Dialect, run_now};
-use crate::{
-    Cancelled, FireOutcome, Registered, Store, StoreConfig, StoreError, StoreResult, TemplateCreated, migrations, ops,
-};
-use setup::{spawn, stable_plans};
+use crate::tx::run_now;
+use crate::{Cancelled, FireOutcome, Registered, Store, StoreConfig, StoreError, StoreResult, TemplateCreated, ops};
+use setup::{migrate, spawn, stable_plans};
 use tx::{SqliteTx, map_err, read_tx};
 
 /// How often the WAL is copied back into the database file.
@@ -267,27 +265,6 @@ fn apply_updates(conn: &Connection, batch: &mut Vec<StatusUpdate>, journal: bool
         }
     }
     batch.clear();
-}
-
-fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    migrate_to(conn, i64::MAX)
-}
-
-/// Applies the migrations up to `last` that this database lacks.
-fn migrate_to(conn: &Connection, last: i64) -> rusqlite::Result<()> {
-    conn.execute_batch(migrations::CREATE_LEDGER)?;
-    for (version, sql) in migrations::SQLITE.iter().filter(|(v, _)| *v <= last) {
-        let applied: Option<i64> =
-            conn.query_row(migrations::APPLIED.text(Dialect::Sqlite), [version], |r| r.get(0)).optional()?;
-        if applied.is_none() {
-            let tx = conn.unchecked_transaction()?;
-            tx.execute_batch(sql)?;
-            tx.execute(migrations::RECORD.text(Dialect::Sqlite), params![version, herald_core::now_ms()])?;
-            tx.commit()?;
-            tracing::info!(version, "applied schema migration");
-        }
-    }
-    Ok(())
 }
 
 // One line per operation: where it runs (a reader, or the writer) and which shared
@@ -634,6 +611,7 @@ impl Store for SqliteStore {
 mod tests {
     use rusqlite::StatementStatus;
 
+    use super::setup::migrate_to;
     use super::*;
     use crate::sql;
     use crate::tx::Dialect;

@@ -1,8 +1,9 @@
 //! Connections and threads of the backend.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::{StoreError, StoreResult};
+use crate::tx::Dialect;
+use crate::{StoreError, StoreResult, migrations};
 
 /// Keeps each cached statement's query plan when new values are bound. Without it this
 /// build of SQLite (STAT4 enabled) marks statements whose parameters meet a partial
@@ -27,4 +28,25 @@ pub(super) fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> StoreRes
         })
         .map(|_| ())
         .map_err(|e| StoreError::Unavailable(format!("cannot start the {name} thread: {e}")))
+}
+
+pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    migrate_to(conn, i64::MAX)
+}
+
+/// Applies the migrations up to `last` that this database lacks.
+pub(super) fn migrate_to(conn: &Connection, last: i64) -> rusqlite::Result<()> {
+    conn.execute_batch(migrations::CREATE_LEDGER)?;
+    for (version, sql) in migrations::SQLITE.iter().filter(|(v, _)| *v <= last) {
+        let applied: Option<i64> =
+            conn.query_row(migrations::APPLIED.text(Dialect::Sqlite), [version], |r| r.get(0)).optional()?;
+        if applied.is_none() {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(sql)?;
+            tx.execute(migrations::RECORD.text(Dialect::Sqlite), params![version, herald_core::now_ms()])?;
+            tx.commit()?;
+            tracing::info!(version, "applied schema migration");
+        }
+    }
+    Ok(())
 }
