@@ -31,7 +31,7 @@ fn payload_text(message: &Message) -> String {
 }
 
 fn message_of(id: MessageId, expires_at: i64, payload: String) -> Arc<Message> {
-    Arc::new(Message { id, expires_at, payload: Bytes::from(payload) })
+    Arc::new(Message::new(id, expires_at, Bytes::from(payload)))
 }
 
 impl Dispatcher {

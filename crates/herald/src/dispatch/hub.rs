@@ -23,6 +23,15 @@ pub struct Message {
     pub id: MessageId,
     pub expires_at: i64,
     pub payload: Bytes,
+    /// The user properties an MQTT 5 delivery carries (the payload's type and ids), read
+    /// from the payload by the first MQTT 5 connection it goes to, then shared.
+    pub v5_head: std::sync::OnceLock<herald_mqtt::Properties>,
+}
+
+impl Message {
+    pub fn new(id: MessageId, expires_at: i64, payload: Bytes) -> Message {
+        Message { id, expires_at, payload, v5_head: std::sync::OnceLock::new() }
+    }
 }
 
 /// A message on its way to one connection.
@@ -344,10 +353,7 @@ mod tests {
     use super::*;
 
     fn item(id: &str) -> Outgoing {
-        Outgoing {
-            message: Arc::new(Message { id: MessageId::new(id), expires_at: i64::MAX, payload: Bytes::new() }),
-            dup: false,
-        }
+        Outgoing { message: Arc::new(Message::new(MessageId::new(id), i64::MAX, Bytes::new())), dup: false }
     }
 
     #[test]

@@ -234,7 +234,7 @@ impl Dispatcher {
             if devices.is_empty() {
                 continue;
             }
-            let message = Arc::new(Message { id: message_id.clone(), expires_at, payload });
+            let message = Arc::new(Message::new(message_id.clone(), expires_at, payload));
             self.route(message, devices).await;
         }
     }
@@ -268,7 +268,7 @@ impl Dispatcher {
         self.metrics.pushes_accepted.inc();
         if !done.replayed {
             self.ring_vendors();
-            self.announce_broadcast(Arc::new(Message { id: done.message_id.clone(), expires_at, payload })).await;
+            self.announce_broadcast(Arc::new(Message::new(done.message_id.clone(), expires_at, payload))).await;
         }
         Ok(done)
     }
@@ -317,11 +317,7 @@ impl Dispatcher {
             self.bus.send_all(Event::Revoked { message_ids: done.messages.clone(), until }).await;
         }
         for recall in &done.recalls {
-            let message = Arc::new(Message {
-                id: recall.message_id.clone(),
-                expires_at: recall.expires_at,
-                payload: recall.payload.clone(),
-            });
+            let message = Arc::new(Message::new(recall.message_id.clone(), recall.expires_at, recall.payload.clone()));
             self.route(message, &recall.devices).await;
         }
         Ok(Some(done))
@@ -435,8 +431,5 @@ impl Dispatcher {
 
 /// A delivery read back from the store, ready for a connection.
 pub fn outgoing(p: PendingDelivery) -> Outgoing {
-    Outgoing {
-        message: Arc::new(Message { id: p.message_id, expires_at: p.expires_at, payload: Bytes::from(p.payload) }),
-        dup: p.sent_before,
-    }
+    Outgoing { message: Arc::new(Message::new(p.message_id, p.expires_at, Bytes::from(p.payload))), dup: p.sent_before }
 }

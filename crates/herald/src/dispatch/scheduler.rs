@@ -93,7 +93,7 @@ impl Dispatcher {
             }
             (FireOutcome::Fired(Fired::Broadcast(done)), Some(Firing::Broadcast(b))) => {
                 self.metrics.pushes_accepted.inc();
-                let message = Message { id: done.message_id, expires_at: b.task.expires_at, payload: b.payload };
+                let message = Message::new(done.message_id, b.task.expires_at, b.payload);
                 self.announce_broadcast(Arc::new(message)).await;
             }
             (FireOutcome::Missed, _) | (FireOutcome::Fired(_), _) => {}

@@ -588,12 +588,20 @@ impl Conn {
 /// The MQTT 5 properties of a delivery: how long it stays valid (Message Expiry
 /// Interval, rounded up to a second), and the message's type and ids as user properties
 /// (`type`, `messageId`, and `taskId` / `revokeId` when the payload has them), so that
-/// a client can sort and deduplicate without parsing the payload.
+/// a client can sort and deduplicate without parsing the payload. The user properties are
+/// read from the payload once per message and shared by every connection.
 fn delivery_properties(message: &Message, now: i64) -> Properties {
     let secs = (message.expires_at.saturating_sub(now) + 999) / 1000;
-    let mut props = Properties(Vec::with_capacity(5));
+    let head = message.v5_head.get_or_init(|| head_of(&message.payload));
+    let mut props = Properties(Vec::with_capacity(1 + head.0.len()));
     props.push(Property::MessageExpiryInterval(u32::try_from(secs.max(1)).unwrap_or(u32::MAX)));
-    #[derive(serde::Deserialize)]
+    props.0.extend(head.0.iter().cloned());
+    props
+}
+
+/// The user properties of a payload's type and ids (none of what it lacks).
+fn head_of(payload: &[u8]) -> Properties {
+    #[derive(serde::Deserialize, Default)]
     #[serde(rename_all = "camelCase")]
     struct Head {
         #[serde(rename = "type")]
@@ -602,14 +610,10 @@ fn delivery_properties(message: &Message, now: i64) -> Properties {
         task_id: Option<String>,
         revoke_id: Option<String>,
     }
-    let head: Head = serde_json::from_slice(&message.payload).unwrap_or(Head {
-        kind: None,
-        message_id: None,
-        task_id: None,
-        revoke_id: None,
-    });
+    let head: Head = serde_json::from_slice(payload).unwrap_or_default();
     let ids =
         [("type", head.kind), ("messageId", head.message_id), ("taskId", head.task_id), ("revokeId", head.revoke_id)];
+    let mut props = Properties::new();
     for (name, value) in ids {
         if let Some(value) = value.filter(|v| v.len() <= 256 && !v.contains('\0')) {
             props.push(Property::UserProperty(MqttStr::new(name), MqttStr::new(value)));
