@@ -200,39 +200,8 @@ impl Property {
         })
     }
 
-    fn wire_len(&self) -> usize {
-        1 + match self {
-            Property::PayloadFormatIndicator(_)
-            | Property::RequestProblemInformation(_)
-            | Property::RequestResponseInformation(_)
-            | Property::MaximumQoS(_)
-            | Property::RetainAvailable(_)
-            | Property::WildcardSubscriptionAvailable(_)
-            | Property::SubscriptionIdentifierAvailable(_)
-            | Property::SharedSubscriptionAvailable(_) => 1,
-            Property::ServerKeepAlive(_)
-            | Property::ReceiveMaximum(_)
-            | Property::TopicAliasMaximum(_)
-            | Property::TopicAlias(_) => 2,
-            Property::MessageExpiryInterval(_)
-            | Property::SessionExpiryInterval(_)
-            | Property::WillDelayInterval(_)
-            | Property::MaximumPacketSize(_) => 4,
-            Property::SubscriptionIdentifier(v) => varint_len(*v as usize),
-            Property::ContentType(s)
-            | Property::ResponseTopic(s)
-            | Property::AssignedClientIdentifier(s)
-            | Property::AuthenticationMethod(s)
-            | Property::ResponseInformation(s)
-            | Property::ServerReference(s)
-            | Property::ReasonString(s) => s.wire_len(),
-            Property::CorrelationData(b) | Property::AuthenticationData(b) => 2 + b.len(),
-            Property::UserProperty(k, v) => k.wire_len() + v.wire_len(),
-        }
-    }
-
-    fn write(&self, out: &mut BytesMut) {
-        out.put_u8(self.id());
+    /// The property's value, by how it is written.
+    fn value(&self) -> Value<'_> {
         match self {
             Property::PayloadFormatIndicator(v)
             | Property::RequestProblemInformation(v)
@@ -241,30 +210,66 @@ impl Property {
             | Property::RetainAvailable(v)
             | Property::WildcardSubscriptionAvailable(v)
             | Property::SubscriptionIdentifierAvailable(v)
-            | Property::SharedSubscriptionAvailable(v) => out.put_u8(*v),
+            | Property::SharedSubscriptionAvailable(v) => Value::Byte(*v),
             Property::ServerKeepAlive(v)
             | Property::ReceiveMaximum(v)
             | Property::TopicAliasMaximum(v)
-            | Property::TopicAlias(v) => out.put_u16(*v),
+            | Property::TopicAlias(v) => Value::U16(*v),
             Property::MessageExpiryInterval(v)
             | Property::SessionExpiryInterval(v)
             | Property::WillDelayInterval(v)
-            | Property::MaximumPacketSize(v) => out.put_u32(*v),
-            Property::SubscriptionIdentifier(v) => write_varint(out, *v as usize),
+            | Property::MaximumPacketSize(v) => Value::U32(*v),
+            Property::SubscriptionIdentifier(v) => Value::VarInt(*v),
             Property::ContentType(s)
             | Property::ResponseTopic(s)
             | Property::AssignedClientIdentifier(s)
             | Property::AuthenticationMethod(s)
             | Property::ResponseInformation(s)
             | Property::ServerReference(s)
-            | Property::ReasonString(s) => s.write(out),
-            Property::CorrelationData(b) | Property::AuthenticationData(b) => write_binary(out, b),
-            Property::UserProperty(k, v) => {
+            | Property::ReasonString(s) => Value::Str(s),
+            Property::CorrelationData(b) | Property::AuthenticationData(b) => Value::Binary(b),
+            Property::UserProperty(k, v) => Value::Pair(k, v),
+        }
+    }
+
+    fn wire_len(&self) -> usize {
+        1 + match self.value() {
+            Value::Byte(_) => 1,
+            Value::U16(_) => 2,
+            Value::U32(_) => 4,
+            Value::VarInt(v) => varint_len(v as usize),
+            Value::Str(s) => s.wire_len(),
+            Value::Binary(b) => 2 + b.len(),
+            Value::Pair(k, v) => k.wire_len() + v.wire_len(),
+        }
+    }
+
+    fn write(&self, out: &mut BytesMut) {
+        out.put_u8(self.id());
+        match self.value() {
+            Value::Byte(v) => out.put_u8(v),
+            Value::U16(v) => out.put_u16(v),
+            Value::U32(v) => out.put_u32(v),
+            Value::VarInt(v) => write_varint(out, v as usize),
+            Value::Str(s) => s.write(out),
+            Value::Binary(b) => write_binary(out, b),
+            Value::Pair(k, v) => {
                 k.write(out);
                 v.write(out);
             }
         }
     }
+}
+
+/// How a property's value is written (MQTT 5.0 §2.2.2.2).
+enum Value<'a> {
+    Byte(u8),
+    U16(u16),
+    U32(u32),
+    VarInt(u32),
+    Str(&'a MqttStr),
+    Binary(&'a Bytes),
+    Pair(&'a MqttStr, &'a MqttStr),
 }
 
 /// A packet's property list, in the order received (or to be sent).
