@@ -25,6 +25,23 @@ pub struct AppRecord {
     pub created_at: i64,
 }
 
+/// What an app change sets (`None`: left as it is).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppUpdate {
+    pub name: Option<String>,
+    pub trust_client_bind: Option<bool>,
+}
+
+/// A console sign-in, known by the SHA-256 of its cookie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleSession {
+    pub id_hash: String,
+    /// What the operator called themselves at sign-in (for the log).
+    pub who: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
 /// An API key of an app.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKeyRecord {

@@ -35,10 +35,10 @@ use herald_core::channel::route::Routing;
 use herald_core::error::{ApiError, ErrorCode};
 use herald_core::ids::{AppId, DeviceId, KeyId, MessageId, TaskId, UserId};
 use herald_core::model::{
-    ApiKeyRecord, AppRecord, Bound, BroadcastCommitted, ChannelRecord, CommittedPush, DeviceFilter, DeviceRecord,
-    DeviceRegistration, FireClaim, Fired, InvalidToken, MessageView, NewBroadcast, NewPush, PendingDelivery, Presence,
-    Revocation, RevokeTarget, ScheduleRecord, StatusUpdate, TaskFilter, TaskSummary, TaskView, TemplateRecord,
-    VendorSend, VendorSendDone,
+    ApiKeyRecord, AppRecord, AppUpdate, Bound, BroadcastCommitted, ChannelRecord, CommittedPush, ConsoleSession,
+    DeviceFilter, DeviceRecord, DeviceRegistration, FireClaim, Fired, InvalidToken, MessageView, NewBroadcast, NewPush,
+    PendingDelivery, Presence, Revocation, RevokeTarget, ScheduleRecord, StatusUpdate, TaskFilter, TaskSummary,
+    TaskView, TemplateRecord, VendorSend, VendorSendDone,
 };
 use herald_core::state::{Channel, ScheduleStatus};
 use serde::Deserialize;
@@ -188,6 +188,14 @@ pub trait Store: ledger::Ledger {
     async fn api_keys(&self, app_id: &AppId) -> StoreResult<Vec<ApiKeyRecord>>;
     /// Returns false when the app has no such key.
     async fn revoke_api_key(&self, app_id: &AppId, key_id: &KeyId, now: i64) -> StoreResult<bool>;
+    /// Renames an app or sets whether it trusts client binds; false when there is no such app.
+    async fn update_app(&self, app_id: &AppId, update: AppUpdate) -> StoreResult<bool>;
+    /// Stores a console session; expired ones are dropped on the way.
+    async fn put_console_session(&self, session: ConsoleSession, now: i64) -> StoreResult<()>;
+    /// The session of that hash unless it has expired at `now`.
+    async fn console_session(&self, id_hash: &str, now: i64) -> StoreResult<Option<ConsoleSession>>;
+    /// Ends a session (sign-out); false when there was none.
+    async fn end_console_session(&self, id_hash: &str) -> StoreResult<bool>;
 
     /// Registers a device; a known installId gets a new token only when the registration
     /// proves it is that device (`proof_token_hash` is its current token's hash).

@@ -24,6 +24,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (15, include_str!("../migrations/common/0015_task_list.sql")),
     (16, include_str!("../migrations/common/0016_device_list.sql")),
     (17, include_str!("../migrations/common/0017_key_last_used.sql")),
+    (18, include_str!("../migrations/common/0018_console_sessions.sql")),
 ];
 
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -43,6 +44,7 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (15, include_str!("../migrations/common/0015_task_list.sql")),
     (16, include_str!("../migrations/common/0016_device_list.sql")),
     (17, include_str!("../migrations/common/0017_key_last_used.sql")),
+    (18, include_str!("../migrations/common/0018_console_sessions.sql")),
 ];
 
 /// Creates the table that records applied migrations (the same on both backends).

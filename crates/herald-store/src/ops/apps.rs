@@ -1,7 +1,7 @@
 //! Settings, leases, apps, API keys and templates.
 
 use herald_core::ids::{AppId, KeyId};
-use herald_core::model::{ApiKeyRecord, AppRecord, TemplateRecord};
+use herald_core::model::{ApiKeyRecord, AppRecord, AppUpdate, ConsoleSession, TemplateRecord};
 
 use crate::tx::{Tx, exists, query_one, query_opt};
 use crate::{StoreResult, TemplateCreated, rows, sql};
@@ -64,6 +64,30 @@ pub(crate) async fn api_keys<X: Tx>(tx: &X, app_id: &AppId) -> StoreResult<Vec<A
 }
 
 /// False when the app has no such key; revoking a revoked key keeps its first time.
+/// Returns false when there is no such app.
+pub(crate) async fn update_app<X: Tx>(tx: &X, app_id: &AppId, u: &AppUpdate) -> StoreResult<bool> {
+    Ok(tx.execute(&sql::UPDATE_APP, &[&app_id.as_str(), &u.name, &u.trust_client_bind]).await? == 1)
+}
+
+/// Stores a new session (and drops the expired ones: sign-ins are rare, so this keeps the
+/// table small without a sweep of its own).
+pub(crate) async fn put_console_session<X: Tx>(tx: &X, s: &ConsoleSession, now: i64) -> StoreResult<()> {
+    tx.execute(&sql::DROP_EXPIRED_SESSIONS, &[&now]).await?;
+    tx.execute(&sql::INSERT_SESSION, &[&s.id_hash, &s.who, &s.created_at, &s.expires_at]).await?;
+    Ok(())
+}
+
+pub(crate) async fn console_session<X: Tx>(tx: &X, id_hash: &str, now: i64) -> StoreResult<Option<ConsoleSession>> {
+    query_opt(tx, &sql::SESSION, &[&id_hash, &now], |r| {
+        Ok(ConsoleSession { id_hash: r.text(0)?, who: r.text(1)?, created_at: r.i64(2)?, expires_at: r.i64(3)? })
+    })
+    .await
+}
+
+pub(crate) async fn end_console_session<X: Tx>(tx: &X, id_hash: &str) -> StoreResult<bool> {
+    Ok(tx.execute(&sql::END_SESSION, &[&id_hash]).await? == 1)
+}
+
 pub(crate) async fn revoke_api_key<X: Tx>(tx: &X, app_id: &AppId, key_id: &KeyId, now: i64) -> StoreResult<bool> {
     let args: [&dyn crate::tx::Arg; 2] = [&app_id.as_str(), &key_id.as_str()];
     if !exists(tx, &sql::KEY_OF_APP, &args).await? {

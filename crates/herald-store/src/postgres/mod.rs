@@ -287,6 +287,22 @@ impl Store for PostgresStore {
         on_conn!(self, |tx| ops::apps::revoke_api_key(tx, app_id, key_id, now))
     }
 
+    async fn update_app(&self, app_id: &AppId, u: AppUpdate) -> StoreResult<bool> {
+        on_conn!(self, |tx| ops::apps::update_app(tx, app_id, &u))
+    }
+
+    async fn put_console_session(&self, s: ConsoleSession, now: i64) -> StoreResult<()> {
+        in_tx!(self, |tx| ops::apps::put_console_session(tx, &s, now))
+    }
+
+    async fn console_session(&self, id_hash: &str, now: i64) -> StoreResult<Option<ConsoleSession>> {
+        on_conn!(self, |tx| ops::apps::console_session(tx, id_hash, now))
+    }
+
+    async fn end_console_session(&self, id_hash: &str) -> StoreResult<bool> {
+        on_conn!(self, |tx| ops::apps::end_console_session(tx, id_hash))
+    }
+
     async fn register_device(&self, reg: DeviceRegistration) -> StoreResult<Registered> {
         in_tx!(self, |tx| ops::devices::register(tx, &reg))
     }

@@ -106,9 +106,11 @@ macro_rules! changed_many {
 }
 pub(crate) mod broadcasts;
 pub(crate) mod channels;
+pub(crate) mod console;
 pub(crate) mod ledger;
 pub(crate) use broadcasts::*;
 pub(crate) use channels::*;
+pub(crate) use console::*;
 pub(crate) use ledger::*;
 
 // --- settings, leases
@@ -606,6 +608,11 @@ pub(crate) static ALL: &[&Sql] = &[
     &API_KEYS,
     &KEY_OF_APP,
     &REVOKE_KEY,
+    &UPDATE_APP,
+    &INSERT_SESSION,
+    &DROP_EXPIRED_SESSIONS,
+    &SESSION,
+    &END_SESSION,
     &DEVICE_BY_TOKEN,
     &DEVICE,
     &DEVICE_FOR_UPDATE,

@@ -313,6 +313,21 @@ impl Store for SqliteStore {
         let (app_id, key_id) = (app_id.clone(), key_id.clone());
         self.write(move |tx| run_now(ops::apps::revoke_api_key(tx, &app_id, &key_id, now))).await
     }
+    async fn update_app(&self, app_id: &AppId, u: AppUpdate) -> StoreResult<bool> {
+        let app_id = app_id.clone();
+        self.write(move |tx| run_now(ops::apps::update_app(tx, &app_id, &u))).await
+    }
+    async fn put_console_session(&self, s: ConsoleSession, now: i64) -> StoreResult<()> {
+        self.write(move |tx| run_now(ops::apps::put_console_session(tx, &s, now))).await
+    }
+    async fn console_session(&self, id_hash: &str, now: i64) -> StoreResult<Option<ConsoleSession>> {
+        let id_hash = id_hash.to_owned();
+        self.read(move |tx| run_now(ops::apps::console_session(tx, &id_hash, now))).await
+    }
+    async fn end_console_session(&self, id_hash: &str) -> StoreResult<bool> {
+        let id_hash = id_hash.to_owned();
+        self.write(move |tx| run_now(ops::apps::end_console_session(tx, &id_hash))).await
+    }
 
     async fn register_device(&self, reg: DeviceRegistration) -> StoreResult<Registered> {
         self.write(move |tx| run_now(ops::devices::register(tx, &reg))).await

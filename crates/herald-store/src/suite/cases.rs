@@ -34,6 +34,13 @@ pub async fn apps_keys_settings_and_leases(s: &Subject) {
     assert_eq!(store.api_key(&KeyId::new("a1-rsa")).await.unwrap().unwrap().last_used_at, Some(60_000));
     create_app(store, "b1").await;
     assert!(!store.revoke_api_key(&AppId::new("a1"), &KeyId::new("b1-key"), 5).await.unwrap(), "another app's key");
+    let rename = AppUpdate { name: Some("b1 renamed".into()), trust_client_bind: None };
+    assert!(store.update_app(&AppId::new("b1"), rename.clone()).await.unwrap());
+    assert!(!store.update_app(&AppId::new("nope"), rename).await.unwrap());
+    let trust = AppUpdate { name: None, trust_client_bind: Some(true) };
+    assert!(store.update_app(&AppId::new("b1"), trust).await.unwrap());
+    let b1 = store.app(&AppId::new("b1")).await.unwrap().unwrap();
+    assert_eq!((b1.name.as_str(), b1.trust_client_bind), ("b1 renamed", true), "each field on its own");
     let apps: Vec<String> = store.apps().await.unwrap().into_iter().map(|a| a.app_id.into_string()).collect();
     assert_eq!(apps, vec!["a1", "b1"]);
     assert_eq!(store.setting("s").await.unwrap(), None);
@@ -48,6 +55,23 @@ pub async fn apps_keys_settings_and_leases(s: &Subject) {
     assert!(store.try_lease("other", "node-b", 1_800, 1_000).await.unwrap(), "leases are independent");
     assert!(store.try_lease("sweep", "node-b", 1_900, 1_000).await.unwrap(), "taken over after expiry");
     assert!(!store.try_lease("sweep", "node-a", 2_000, 1_000).await.unwrap());
+}
+
+pub async fn console_sessions_expire_and_end(s: &Subject) {
+    let store = s.store.as_ref();
+    let session =
+        |id: &str, expires_at| ConsoleSession { id_hash: id.into(), who: "ops".into(), created_at: 100, expires_at };
+    store.put_console_session(session("s1", 1_000), 100).await.unwrap();
+    store.put_console_session(session("s2", 5_000), 100).await.unwrap();
+    assert_eq!(store.console_session("s1", 999).await.unwrap(), Some(session("s1", 1_000)));
+    assert_eq!(store.console_session("s1", 1_000).await.unwrap(), None, "expired");
+    assert_eq!(store.console_session("other", 500).await.unwrap(), None);
+    // A later sign-in drops the expired ones.
+    store.put_console_session(session("s3", 9_000), 2_000).await.unwrap();
+    assert!(!store.end_console_session("s1").await.unwrap(), "dropped as expired");
+    assert!(store.end_console_session("s2").await.unwrap());
+    assert_eq!(store.console_session("s2", 2_001).await.unwrap(), None, "signed out");
+    assert!(store.console_session("s3", 2_001).await.unwrap().is_some());
 }
 
 pub async fn nonces_are_claimed_once_until_they_expire(s: &Subject) {

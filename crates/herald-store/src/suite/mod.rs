@@ -216,6 +216,7 @@ macro_rules! store_suite {
             }
 
             case!(apps_keys_settings_and_leases);
+            case!(console_sessions_expire_and_end);
             case!(changes_are_counted_once_and_receipted_in_order);
             case!(an_outbox_is_sent_claimed_given_up_and_replayed);
             case!(a_store_without_the_journal_counts_nothing);

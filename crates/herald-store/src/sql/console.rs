@@ -1,0 +1,18 @@
+//! Statements of app changes and console sessions.
+
+use crate::tx::Sql;
+
+/// $1 app, $2 new name or NULL, $3 new trust_client_bind or NULL.
+pub(crate) static UPDATE_APP: Sql = Sql::new(
+    "UPDATE apps SET name = COALESCE($2, name), trust_client_bind = COALESCE($3, trust_client_bind) \
+     WHERE app_id = $1",
+);
+pub(crate) static INSERT_SESSION: Sql =
+    Sql::new("INSERT INTO console_sessions (id_hash, who, created_at, expires_at) VALUES ($1, $2, $3, $4)");
+/// $1 now.
+pub(crate) static DROP_EXPIRED_SESSIONS: Sql = Sql::new("DELETE FROM console_sessions WHERE expires_at <= $1");
+/// $1 id hash, $2 now.
+pub(crate) static SESSION: Sql = Sql::new(
+    "SELECT id_hash, who, created_at, expires_at FROM console_sessions WHERE id_hash = $1 AND expires_at > $2",
+);
+pub(crate) static END_SESSION: Sql = Sql::new("DELETE FROM console_sessions WHERE id_hash = $1");
