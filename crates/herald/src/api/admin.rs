@@ -19,7 +19,7 @@ use super::{Admin, AppState, Json, LimitedBody, Refusal, parse_json};
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_apps, create_app))
-        .routes(routes!(show_app))
+        .routes(routes!(show_app, update_app))
         .routes(routes!(import_devices))
         .routes(routes!(list_keys, create_key))
         .routes(routes!(revoke_key))
@@ -118,8 +118,10 @@ async fn list_apps(State(state): State<AppState>, _: Admin) -> Result<Json, Refu
     Ok(Json(json!({"apps": apps})))
 }
 
-/// One app: `{appId, name, trustClientBind, createdAt, keys}`, `keys` as
-/// `GET /admin/v1/apps/{appId}/keys` lists them; 404 `APP_NOT_EXIST`.
+/// One app: `{appId, name, trustClientBind, createdAt, bindSecret, keys}`, `keys` as
+/// `GET /admin/v1/apps/{appId}/keys` lists them; 404 `APP_NOT_EXIST`. The bind secret is
+/// shown to the admin (the app's server needs it to sign binds; the app key is kept only as
+/// a hash and cannot be shown again).
 #[utoipa::path(get, path = "/apps/{appId}", tag = "admin",
     params(("appId" = String, Path, description = "The app")),
     responses((status = 200, description = "The app", body = serde_json::Value), Refusals),
@@ -129,10 +131,49 @@ async fn show_app(State(state): State<AppState>, _: Admin, Path(app_id): Path<St
     let Some(app) = state.store.app(&app_id).await? else {
         return Err(Refusal::new(ErrorCode::AppNotExist, "no such app"));
     };
+    let bind_secret = state.master.open(&app.bind_secret_sealed).map(|b| String::from_utf8_lossy(&b).into_owned());
     Ok(Json(json!({
         "appId": app.app_id, "name": app.name, "trustClientBind": app.trust_client_bind, "createdAt": app.created_at,
-        "keys": key_views(&state, &app_id).await?,
+        "bindSecret": bind_secret, "keys": key_views(&state, &app_id).await?,
     })))
+}
+
+/// `PATCH /admin/v1/apps/{appId}`: what is given changes.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct UpdateApp {
+    /// 1-128 characters.
+    name: Option<String>,
+    /// Accept a device's bind without a proof from the app's server.
+    trust_client_bind: Option<bool>,
+}
+
+/// Rename an app or set whether it trusts client binds; answers the app as `GET` does
+/// without its keys and secret: `{appId, name, trustClientBind, createdAt}`.
+#[utoipa::path(patch, path = "/apps/{appId}", tag = "admin", request_body = UpdateApp,
+    params(("appId" = String, Path, description = "The app")),
+    responses((status = 200, description = "The app", body = serde_json::Value), Refusals),
+    security(("admin" = [])))]
+async fn update_app(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(app_id): Path<String>,
+    LimitedBody(body): LimitedBody,
+) -> Result<Json, Refusal> {
+    let app_id = existing_app(&state, app_id).await?;
+    let req: UpdateApp = parse_json(&body)?;
+    let name = req.name.map(|n| n.trim().to_string());
+    if name.as_ref().is_some_and(|n| n.is_empty() || n.chars().count() > 128) {
+        return Err(Refusal::new(ErrorCode::InvalidParam, "name must be 1 to 128 characters"));
+    }
+    let update = herald_core::model::AppUpdate { name, trust_client_bind: req.trust_client_bind };
+    if !state.store.update_app(&app_id, update).await? {
+        return Err(Refusal::new(ErrorCode::AppNotExist, "no such app"));
+    }
+    let app = state.store.app(&app_id).await?.ok_or_else(|| Refusal::new(ErrorCode::AppNotExist, "no such app"))?;
+    Ok(Json(
+        json!({"appId": app.app_id, "name": app.name, "trustClientBind": app.trust_client_bind, "createdAt": app.created_at}),
+    ))
 }
 
 /// The most devices one import call takes (its body stays under the request limit).

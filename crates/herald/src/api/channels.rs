@@ -43,7 +43,7 @@ fn kind_of(name: &str) -> Result<Channel, Refusal> {
 }
 
 /// What is shown in place of a secret.
-pub(super) const MASK: &str = "********";
+pub const MASK: &str = "********";
 
 /// Where the vendor posts the receipts of the app's messages (Huawei, Xiaomi): absolute
 /// under `channels.receipt_base_url`, else the path to put behind this node's address.

@@ -31,7 +31,24 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(user_devices))
 }
 
+/// A vendor token as a list may show it: its first 6 and last 4 characters (a Web Push
+/// subscription: its endpoint's).
+fn masked(token: &Value) -> String {
+    let s = match token {
+        Value::String(s) => s.as_str(),
+        other => other.get("endpoint").and_then(Value::as_str).unwrap_or(""),
+    };
+    let chars: Vec<char> = s.chars().collect();
+    match chars.len() {
+        0..=12 => "*".repeat(chars.len()),
+        n => format!("{}…{}", chars[..6].iter().collect::<String>(), chars[n - 4..].iter().collect::<String>()),
+    }
+}
+
 fn device_json(state: &AppState, d: &DeviceRecord) -> Value {
+    let online = state.dispatcher.is_online(&d.device_id, d.online_node.as_deref());
+    let tokens: serde_json::Map<String, Value> =
+        d.vendor_tokens.iter().map(|(k, v)| (k.clone(), json!(masked(v)))).collect();
     json!({
         "deviceId": d.device_id,
         "installId": d.install_id,
@@ -41,10 +58,12 @@ fn device_json(state: &AppState, d: &DeviceRecord) -> Value {
         "model": d.model,
         "userId": d.user_id,
         "boundAt": d.bound_at,
-        "online": state.dispatcher.is_online(&d.device_id, d.online_node.as_deref()),
+        "online": online,
+        "onlineNode": if online { d.online_node.as_deref() } else { None },
         "lastSeen": d.last_seen,
         "createdAt": d.created_at,
         "vendorChannels": d.vendor_tokens.keys().collect::<Vec<_>>(),
+        "vendorTokens": tokens,
     })
 }
 
@@ -172,4 +191,17 @@ async fn user_devices(State(state): State<AppState>, Path(user): Path<String>, r
     let devices = state.store.user_devices(&req.app_id, &user).await?;
     let list: Vec<Value> = devices.iter().map(|d| device_json(&state, d)).collect();
     Ok(ok_content(json!({"userId": user, "devices": list})))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn vendor_tokens_are_masked() {
+        assert_eq!(super::masked(&json!("0123456789abcdef0123")), "012345…0123");
+        assert_eq!(super::masked(&json!("short")), "*****");
+        let sub = json!({"endpoint": "https://push.example/abcdefgh", "keys": {"p256dh": "k", "auth": "a"}});
+        assert_eq!(super::masked(&sub), "https:…efgh");
+    }
 }

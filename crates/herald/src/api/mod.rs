@@ -40,6 +40,7 @@ use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub use channels::MASK;
 pub use envelope::{Json, Refusal, Refused, parse_json};
 pub use extract::{Admin, DeviceAuth, LimitedBody, Signed};
 pub use openapi::description;
