@@ -37,6 +37,23 @@ pub struct Config {
     pub channels: herald_channels::ChannelsConfig,
     pub analytics: crate::ledger::AnalyticsConfig,
     pub receipts: crate::ledger::ReceiptsConfig,
+    pub console: ConsoleConfig,
+}
+
+/// The web console at `/console`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// false: `/console` is not served (404).
+    pub enabled: bool,
+    /// Seconds a sign-in lasts; the operator signs in again after.
+    pub session_secs: u64,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig { enabled: true, session_secs: 8 * 3600 }
+    }
 }
 
 /// How long the HTTP listener waits for a client, and how many it holds at once. Every
@@ -129,6 +146,7 @@ impl Default for Config {
             channels: herald_channels::ChannelsConfig::default(),
             analytics: crate::ledger::AnalyticsConfig::default(),
             receipts: crate::ledger::ReceiptsConfig::default(),
+            console: ConsoleConfig::default(),
         }
     }
 }
@@ -395,6 +413,12 @@ max_backoff_secs = 600
 concurrency = 32
 # Longest webhook URL accepted (characters).
 max_url_chars = 2048
+
+[console]
+# The web console at /console (sign in with the admin token).
+enabled = true
+# Seconds a sign-in lasts (8 hours); the operator signs in again after.
+session_secs = 28800
 "#;
 
 impl Config {
@@ -424,6 +448,10 @@ impl Config {
             "cluster.subject_prefix must be 1-64 letters, digits, '-' or '_'",
         );
         check(self.cluster.resync_secs >= 1, "cluster.resync_secs must be at least 1");
+        check(
+            (1..=30 * 86_400).contains(&self.console.session_secs),
+            "console.session_secs must be 1 to 2592000 (30 days)",
+        );
         check(self.limits.max_body_bytes >= 1024, "limits.max_body_bytes must be at least 1024");
         check(self.limits.max_simple_targets >= 1, "limits.max_simple_targets must be at least 1");
         check(

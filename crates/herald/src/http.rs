@@ -79,15 +79,18 @@ pub async fn serve(
                         tracing::debug!(peer = %addr, "HTTP connection closed: too many open from its address");
                         return;
                     };
-                    let peer = Peer { addr, client_cert: false };
+                    let peer = Peer { addr, client_cert: false, https: false };
                     match tls {
                         None => connection(stream, peer, router, limits, shutdown).await,
                         Some(acceptor) => match tokio::time::timeout(limits.header, acceptor.accept(stream)).await {
                             Ok(Ok(stream)) => {
                                 // A client certificate here passed the verifier of
                                 // tls.admin_client_ca (the handshake refuses any other).
-                                let peer =
-                                    Peer { client_cert: stream.get_ref().1.peer_certificates().is_some(), ..peer };
+                                let peer = Peer {
+                                    client_cert: stream.get_ref().1.peer_certificates().is_some(),
+                                    https: true,
+                                    ..peer
+                                };
                                 connection(stream, peer, router, limits, shutdown).await
                             }
                             Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
@@ -164,6 +167,8 @@ impl Watch {
 pub struct Peer {
     pub addr: std::net::SocketAddr,
     pub client_cert: bool,
+    /// The request came over HTTPS (the console's cookie is then `Secure`).
+    pub https: bool,
 }
 
 async fn connection<S>(stream: S, peer: Peer, router: axum::Router, limits: Limits, shutdown: Signal)

@@ -8,6 +8,7 @@
 //!   and ring the nodes holding the others over the [`bus`] (NATS in a cluster); schedules;
 //! - [`gateway`]: MQTT 3.1.1 connections of devices (TCP, TLS, and WebSocket at `/mqtt`, a
 //!   route the node mounts on the HTTP router);
+//! - [`console`]: the web console at `/console`, pages over the same API in process;
 //! - [`ledger`]: analytics counters and receipt webhooks, from the store's journal;
 //! - [`node`]: wiring of one node; [`config`]: typed configuration; [`cli`]: the `herald` command;
 //! - [`tls`]: certificates of the TLS listeners, reloaded when their files change;
@@ -22,6 +23,7 @@ pub mod api;
 pub mod bus;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod dispatch;
 pub mod gateway;
 pub mod http;

@@ -186,7 +186,11 @@ pub async fn run(cfg: Config, listeners: Listeners, shutdown: Signal) -> anyhow:
     );
     let http_listeners = [(listeners.http, None), (listeners.https, https_tls)];
     let http_listeners = http_listeners.into_iter().filter_map(|(l, tls)| Some((l?, tls))).collect();
-    let router = api::router(state).merge(crate::gateway::websocket::router(gateway.clone()));
+    let api_router = api::router(state.clone());
+    let router = api_router
+        .clone()
+        .merge(crate::console::router(state, api_router))
+        .merge(crate::gateway::websocket::router(gateway.clone()));
     let http_task = serve_api(http_listeners, router, cfg.http.clone(), shutdown.clone())?;
     tracing::info!(listeners = %addresses, node = %cfg.node_id, bus = bus.kind(), "herald serving");
     // Tests and scripts wait for this line on standard output.

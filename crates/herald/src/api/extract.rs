@@ -83,6 +83,12 @@ impl FromRequest<AppState> for Signed {
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Refusal> {
         let (parts, body) = req.into_parts();
         let body = state.limited_body(&parts, body).await?;
+        // The console speaks for an app in process (its operator signed in with the admin
+        // token); no network client can set this extension.
+        if let Some(app_id) = parts.extensions.get::<crate::console::ConsoleCall>().and_then(|c| c.app_id.clone()) {
+            state.dispatcher.flow().request(&app_id)?;
+            return Ok(Signed { app_id, body });
+        }
         // Nested routers see the path without their prefix; the signature covers the whole path.
         let uri = parts.extensions.get::<axum::extract::OriginalUri>().map(|o| &o.0).unwrap_or(&parts.uri);
         let app_id = state.verifier.verify(&parts.method, uri, &parts.headers, &body, herald_core::now_ms()).await?;
@@ -103,6 +109,10 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = Refusal;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Refusal> {
+        // The console's own calls: its operator signed in with the admin token.
+        if parts.extensions.get::<crate::console::ConsoleCall>().is_some() {
+            return Ok(Admin);
+        }
         if state.cfg.tls.admin_client_ca.is_some()
             && !parts.extensions.get::<crate::http::Peer>().is_some_and(|p| p.client_cert)
         {

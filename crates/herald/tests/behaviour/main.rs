@@ -10,6 +10,8 @@ mod common;
 mod analytics;
 mod bad_input;
 mod broadcast;
+mod browser;
+mod console;
 mod devices;
 mod durability;
 mod flow_control;

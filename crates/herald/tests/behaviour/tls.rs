@@ -64,7 +64,7 @@ pub fn port(addr: &str) -> &str {
 }
 
 /// curl over HTTPS to `localhost`, trusting only the test CA: (status, body).
-async fn curl(ca_file: &Path, url: &str, extra: &[&str]) -> (String, String) {
+pub async fn curl(ca_file: &Path, url: &str, extra: &[&str]) -> (String, String) {
     let out = tokio::process::Command::new("curl")
         .args(["-sS", "--max-time", "10", "--cacert", ca_file.to_str().unwrap(), "-w", "\n%{http_code}"])
         .args(extra)
