@@ -32,6 +32,16 @@ pub struct AppUpdate {
     pub trust_client_bind: Option<bool>,
 }
 
+/// The cluster as the store sees it: device connections per node (from the devices'
+/// presence) and the leases of work that one node does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterView {
+    /// `(node, devices it holds)`, by node.
+    pub connections: Vec<(String, u64)>,
+    /// `(lease, holder, expires_at)`, by lease.
+    pub leases: Vec<(String, String, i64)>,
+}
+
 /// A console sign-in, known by the SHA-256 of its cookie.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsoleSession {

@@ -35,10 +35,10 @@ use herald_core::channel::route::Routing;
 use herald_core::error::{ApiError, ErrorCode};
 use herald_core::ids::{AppId, DeviceId, KeyId, MessageId, TaskId, UserId};
 use herald_core::model::{
-    ApiKeyRecord, AppRecord, AppUpdate, Bound, BroadcastCommitted, ChannelRecord, CommittedPush, ConsoleSession,
-    DeviceFilter, DeviceRecord, DeviceRegistration, FireClaim, Fired, InvalidToken, MessageView, NewBroadcast, NewPush,
-    PendingDelivery, Presence, Revocation, RevokeTarget, ScheduleRecord, StatusUpdate, TaskFilter, TaskSummary,
-    TaskView, TemplateRecord, VendorSend, VendorSendDone,
+    ApiKeyRecord, AppRecord, AppUpdate, Bound, BroadcastCommitted, ChannelRecord, ClusterView, CommittedPush,
+    ConsoleSession, DeviceFilter, DeviceRecord, DeviceRegistration, FireClaim, Fired, InvalidToken, MessageView,
+    NewBroadcast, NewPush, PendingDelivery, Presence, Revocation, RevokeTarget, ScheduleRecord, StatusUpdate,
+    TaskFilter, TaskSummary, TaskView, TemplateRecord, VendorSend, VendorSendDone,
 };
 use herald_core::state::{Channel, ScheduleStatus};
 use serde::Deserialize;
@@ -196,6 +196,8 @@ pub trait Store: ledger::Ledger {
     async fn console_session(&self, id_hash: &str, now: i64) -> StoreResult<Option<ConsoleSession>>;
     /// Ends a session (sign-out); false when there was none.
     async fn end_console_session(&self, id_hash: &str) -> StoreResult<bool>;
+    /// Device connections per node and the leases, for the operator.
+    async fn cluster(&self) -> StoreResult<ClusterView>;
 
     /// Registers a device; a known installId gets a new token only when the registration
     /// proves it is that device (`proof_token_hash` is its current token's hash).

@@ -1,7 +1,7 @@
 //! Settings, leases, apps, API keys and templates.
 
 use herald_core::ids::{AppId, KeyId};
-use herald_core::model::{ApiKeyRecord, AppRecord, AppUpdate, ConsoleSession, TemplateRecord};
+use herald_core::model::{ApiKeyRecord, AppRecord, AppUpdate, ClusterView, ConsoleSession, TemplateRecord};
 
 use crate::tx::{Tx, exists, query_one, query_opt};
 use crate::{StoreResult, TemplateCreated, rows, sql};
@@ -82,6 +82,12 @@ pub(crate) async fn console_session<X: Tx>(tx: &X, id_hash: &str, now: i64) -> S
         Ok(ConsoleSession { id_hash: r.text(0)?, who: r.text(1)?, created_at: r.i64(2)?, expires_at: r.i64(3)? })
     })
     .await
+}
+
+pub(crate) async fn cluster<X: Tx>(tx: &X) -> StoreResult<ClusterView> {
+    let connections = tx.query(&sql::CONNECTIONS_PER_NODE, &[], |r| Ok((r.text(0)?, r.i64(1)? as u64))).await?;
+    let leases = tx.query(&sql::LEASES, &[], |r| Ok((r.text(0)?, r.text(1)?, r.i64(2)?))).await?;
+    Ok(ClusterView { connections, leases })
 }
 
 pub(crate) async fn end_console_session<X: Tx>(tx: &X, id_hash: &str) -> StoreResult<bool> {

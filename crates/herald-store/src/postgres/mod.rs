@@ -303,6 +303,10 @@ impl Store for PostgresStore {
         on_conn!(self, |tx| ops::apps::end_console_session(tx, id_hash))
     }
 
+    async fn cluster(&self) -> StoreResult<ClusterView> {
+        on_conn!(self, |tx| ops::apps::cluster(tx))
+    }
+
     async fn register_device(&self, reg: DeviceRegistration) -> StoreResult<Registered> {
         in_tx!(self, |tx| ops::devices::register(tx, &reg))
     }

@@ -1,4 +1,4 @@
-//! Statements of app changes and console sessions.
+//! Statements of app changes, console sessions and the cluster view.
 
 use crate::tx::Sql;
 
@@ -16,3 +16,8 @@ pub(crate) static SESSION: Sql = Sql::new(
     "SELECT id_hash, who, created_at, expires_at FROM console_sessions WHERE id_hash = $1 AND expires_at > $2",
 );
 pub(crate) static END_SESSION: Sql = Sql::new("DELETE FROM console_sessions WHERE id_hash = $1");
+/// Device connections per node (the partial index `devices_online` holds exactly these).
+pub(crate) static CONNECTIONS_PER_NODE: Sql = Sql::new(
+    "SELECT online_node, COUNT(*) FROM devices WHERE online_node IS NOT NULL GROUP BY online_node ORDER BY online_node",
+);
+pub(crate) static LEASES: Sql = Sql::new("SELECT name, holder, expires_at FROM leases ORDER BY name");

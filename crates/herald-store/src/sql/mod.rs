@@ -613,6 +613,8 @@ pub(crate) static ALL: &[&Sql] = &[
     &DROP_EXPIRED_SESSIONS,
     &SESSION,
     &END_SESSION,
+    &CONNECTIONS_PER_NODE,
+    &LEASES,
     &DEVICE_BY_TOKEN,
     &DEVICE,
     &DEVICE_FOR_UPDATE,

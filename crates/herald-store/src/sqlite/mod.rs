@@ -328,6 +328,9 @@ impl Store for SqliteStore {
         let id_hash = id_hash.to_owned();
         self.write(move |tx| run_now(ops::apps::end_console_session(tx, &id_hash))).await
     }
+    async fn cluster(&self) -> StoreResult<ClusterView> {
+        self.read(|tx| run_now(ops::apps::cluster(tx))).await
+    }
 
     async fn register_device(&self, reg: DeviceRegistration) -> StoreResult<Registered> {
         self.write(move |tx| run_now(ops::devices::register(tx, &reg))).await

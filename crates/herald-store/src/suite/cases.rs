@@ -55,6 +55,8 @@ pub async fn apps_keys_settings_and_leases(s: &Subject) {
     assert!(store.try_lease("other", "node-b", 1_800, 1_000).await.unwrap(), "leases are independent");
     assert!(store.try_lease("sweep", "node-b", 1_900, 1_000).await.unwrap(), "taken over after expiry");
     assert!(!store.try_lease("sweep", "node-a", 2_000, 1_000).await.unwrap());
+    let leases = store.cluster().await.unwrap().leases;
+    assert_eq!(leases, vec![("other".into(), "node-b".into(), 2_800), ("sweep".into(), "node-b".into(), 2_900)]);
 }
 
 pub async fn console_sessions_expire_and_end(s: &Subject) {
@@ -380,6 +382,11 @@ pub async fn presence_routes_pushes_and_binds_to_the_holding_node(s: &Subject) {
     assert_eq!(store.device_connected(&d1, &on("n1", 5), 101).await.unwrap(), None);
     assert_eq!(store.device_connected(&d1, &on("n2", 9), 102).await.unwrap(), Some(on("n1", 5)));
     assert_eq!(store.device(&app_id, &d1).await.unwrap().unwrap().online_node.as_deref(), Some("n2"));
+    store.device_connected(&d2, &on("n2", 10), 102).await.unwrap();
+    assert_eq!(store.cluster().await.unwrap().connections, vec![("n2".to_string(), 2)], "per node, from presence");
+    store.record(StatusUpdate::Disconnected { device_id: d2.clone(), presence: on("n2", 10), at: 102 });
+    store.flush().await.unwrap();
+    assert_eq!(store.cluster().await.unwrap().connections, vec![("n2".to_string(), 1)]);
     assert!(store.bind_user(&app_id, &d1, &alice, 103).await.unwrap().unwrap().online_node.as_deref() == Some("n2"));
     assert!(store.bind_user(&app_id, &d2, &alice, 103).await.unwrap().unwrap().online_node.is_none());
     let c = store.commit_push(push("a1", TargetKind::User, &[("alice", "k")], 110, 10_000), 110).await.unwrap();

@@ -24,6 +24,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_keys, create_key))
         .routes(routes!(revoke_key))
         .routes(routes!(node))
+        .routes(routes!(cluster))
 }
 
 /// This node as the cluster sees it: `{nodeId, bus (local or nats), busConnected,
@@ -40,6 +41,21 @@ async fn node(State(state): State<AppState>, _: Admin) -> Json {
         "connections": d.hub().connections(),
         "leases": d.leases_held(),
     }))
+}
+
+/// The cluster as the store records it: `{nodes: [{nodeId, connections}], leases: [{name,
+/// holder, expiresAt}]}`. A node is listed while it holds device connections (their
+/// presence in the store); the leases name the node doing each piece of work that one node
+/// does (scheduler, expiry sweep, analytics tally). On a single node the same, for itself.
+#[utoipa::path(get, path = "/cluster", tag = "admin",
+    responses((status = 200, description = "Nodes and leases", body = serde_json::Value), Refusals),
+    security(("admin" = [])))]
+async fn cluster(State(state): State<AppState>, _: Admin) -> Result<Json, Refusal> {
+    let view = state.store.cluster().await?;
+    let nodes: Vec<Value> = view.connections.iter().map(|(n, c)| json!({"nodeId": n, "connections": c})).collect();
+    let leases: Vec<Value> =
+        view.leases.iter().map(|(n, h, e)| json!({"name": n, "holder": h, "expiresAt": e})).collect();
+    Ok(Json(json!({"nodes": nodes, "leases": leases})))
 }
 
 /// `POST /admin/v1/apps`.

@@ -1,12 +1,13 @@
-//! Node and cluster: this node's id, bus and its health, connections, the leases it holds,
-//! and how fast the store answers.
+//! Node and cluster: this node's id, bus and its health, connections, the leases it holds;
+//! the cluster's nodes with their device connections and every lease; how fast the store
+//! answers.
 
 use axum::extract::State;
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 
 use super::apps::layout;
-use super::view::{Cell, Page, Section, text};
+use super::view::{Cell, Page, Section, Table, rows, text, time_of};
 use super::{Console, Operator};
 
 pub(crate) async fn page(State(console): State<Console>, op: Operator) -> Response {
@@ -28,6 +29,28 @@ pub(crate) async fn page(State(console): State<Console>, op: Operator) -> Respon
                     Cell::Text(if leases.is_empty() { "none".into() } else { leases.join(", ") }),
                 ),
             ]));
+        }
+        Err(e) => page.error(e),
+    }
+    match console.call(&op, Method::GET, "/admin/v1/cluster", None, None).await.into_data() {
+        Ok(c) => {
+            page.heading("Cluster");
+            let nodes = rows(&c["nodes"], |n| vec![Cell::Code(text(n, "nodeId")), Cell::Text(text(n, "connections"))]);
+            page.push(Section::Table(Table {
+                caption: "Device connections per node, as the store records them".into(),
+                head: vec!["Node", "Device connections"],
+                rows: nodes,
+                empty: "No node holds a device connection.",
+            }));
+            let leases = rows(&c["leases"], |l| {
+                vec![Cell::Text(text(l, "name")), Cell::Code(text(l, "holder")), Cell::Text(time_of(l, "expiresAt"))]
+            });
+            page.push(Section::Table(Table {
+                caption: "Leases: the node doing each piece of work that only one node does".into(),
+                head: vec!["Lease", "Holder", "Held until"],
+                rows: leases,
+                empty: "No lease.",
+            }));
         }
         Err(e) => page.error(e),
     }

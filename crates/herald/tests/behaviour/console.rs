@@ -171,6 +171,10 @@ async fn an_operator_pushes_to_the_test_device_revokes_and_sees_it_counted() {
         b.find("main h1").await;
         b.page(name).await;
     }
+    // The node page lists the cluster: this node holds the test device, and the leases.
+    let cluster = b.wait_text("table", "Device connections per node").await;
+    assert!(cluster.contains("node-1 1"), "{cluster}");
+    b.wait_text("table", "analytics-tally").await;
 
     // A form without the session's CSRF token is refused and changes nothing.
     let forged = "return fetch('/console/apps', {method: 'POST', headers: {'content-type': \
@@ -288,4 +292,29 @@ async fn an_app_is_renamed_and_its_bind_secret_shown_to_the_admin() {
     assert_eq!(r.status, 400, "an unknown field");
     let r = node.admin("PATCH", "/admin/v1/apps/nope", json!({"name": "x"})).await;
     assert_eq!((r.status, r.json()["resultCode"].clone()), (404, json!("APP_NOT_EXIST")));
+}
+
+/// What a browser cannot easily send: a sign-in without its form's token, a query string the
+/// pages cannot read. Each refused in our words.
+#[tokio::test]
+async fn odd_requests_are_refused_in_our_words() {
+    let Some(node) = start_server().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (jar, none) = (dir.path().join("jar"), dir.path().join("no-ca.pem"));
+    let base = format!("http://{}", node.http);
+    let token = format!("token={ADMIN_TOKEN}");
+    let (status, page) =
+        crate::tls::curl(&none, &format!("{base}/console/signin"), &["--data-urlencode", &token]).await;
+    assert_eq!(status, "403", "a sign-in without the form's CSRF token: {page}");
+    assert!(page.contains("did not come from this console"), "{page}");
+    curl_sign_in(&base, &none, &jar).await;
+    let jar = jar.to_str().unwrap();
+    let app = node.create_app().await;
+    let twice = format!("{base}/console/apps/{}/tasks?type=simple&type=template", app.app_id);
+    let (status, page) = crate::tls::curl(&none, &twice, &["-b", jar]).await;
+    assert_eq!(status, "400", "{page}");
+    assert!(page.contains("query cannot be read") && !page.contains("duplicate field"), "{page}");
+    let (status, page) = crate::tls::curl(&none, &format!("{base}/console/apps/no-such-app/tasks"), &["-b", jar]).await;
+    assert_eq!(status, "404", "{page}");
+    assert!(page.contains("There is no such app."), "{page}");
 }
