@@ -4,11 +4,12 @@
 
 use std::fmt::Write;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
+use super::form::PageQuery;
 use super::view::{Cell, Field, Form, Kind, Section, Table, text, time};
 use super::{Console, Operator};
 
@@ -31,7 +32,7 @@ pub(crate) async fn page(
     State(console): State<Console>,
     op: Operator,
     Path(app): Path<String>,
-    Query(f): Query<Filter>,
+    PageQuery(f): PageQuery<Filter>,
 ) -> Response {
     let (app_id, mut page) = match console.app_page(&op, &app, "Analytics", "analytics", None).await {
         Ok(p) => p,

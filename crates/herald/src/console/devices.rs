@@ -2,11 +2,12 @@
 //! versions, bound user, online and on which node, masked vendor tokens; tokens vendors
 //! called invalid.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
+use super::form::PageQuery;
 use super::view::{Cell, Field, Form, Kind, Section, Table, rows, text, time_of};
 use super::{Console, Operator};
 
@@ -26,7 +27,7 @@ pub(crate) async fn page(
     State(console): State<Console>,
     op: Operator,
     Path(app): Path<String>,
-    Query(search): Query<Search>,
+    PageQuery(search): PageQuery<Search>,
 ) -> Response {
     let (app_id, mut page) = match console.app_page(&op, &app, "Devices", "devices", None).await {
         Ok(p) => p,

@@ -85,3 +85,17 @@ impl FromRequest<Console> for Action {
         Ok(Action { op, fields })
     }
 }
+
+/// A page's query string (filters, page number); one that cannot be read is answered in
+/// our words (axum's own rejection would name serde's).
+pub(crate) struct PageQuery<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Send> FromRequestParts<Console> for PageQuery<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _: &Console) -> Result<Self, Response> {
+        serde_urlencoded::from_str(parts.uri.query().unwrap_or("")).map(PageQuery).map_err(|_| {
+            super::failure(StatusCode::BAD_REQUEST, "the address's query cannot be read (a parameter given twice?)")
+        })
+    }
+}

@@ -1,13 +1,13 @@
 //! Tasks: the list (paged; type, time and status filters), a task with each target's status
 //! and channel, revoke; the app's schedules, cancel.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use herald_core::ids::AppId;
 use serde_json::{Value, json};
 
-use super::form::Action;
+use super::form::{Action, PageQuery};
 use super::view::{Cell, Field, Form, Kind, Page, Section, Table, rows, seg, text, time_of};
 use super::{Console, Operator};
 
@@ -28,7 +28,7 @@ pub(crate) async fn list(
     State(console): State<Console>,
     op: Operator,
     Path(app): Path<String>,
-    Query(filter): Query<Filter>,
+    PageQuery(filter): PageQuery<Filter>,
 ) -> Response {
     list_with(&console, &op, &app, filter, None).await
 }
