@@ -57,6 +57,7 @@ pub struct Inner {
     state: AppState,
     /// The API router the console's requests go through.
     api: Router,
+    signin_limit: session::SigninLimit,
 }
 
 impl std::ops::Deref for Console {
@@ -71,7 +72,7 @@ pub fn router(state: AppState, api: Router) -> Router {
     if !state.cfg.console.enabled {
         return Router::new();
     }
-    let console = Console(Arc::new(Inner { state, api }));
+    let console = Console(Arc::new(Inner { state, api, signin_limit: Default::default() }));
     Router::new()
         .route("/console", get(|| async { Redirect::to("/console/apps") }))
         .route("/console/signin", get(session::signin_page).post(session::signin))

@@ -8,6 +8,10 @@
 //! own (double submit), so no other site can sign a browser in. Sign-out ends the session in
 //! the store: the cookie is worthless after it, on every node.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Instant;
+
 use askama::Template;
 use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
@@ -21,12 +25,43 @@ use super::Console;
 use super::form::Fields;
 use super::view::page_response;
 use crate::http::Peer;
+use crate::rate::{Bucket, source};
 
 const COOKIE: &str = "herald_console";
 /// The sign-in form's own cookie (double-submit CSRF token), valid for 10 minutes.
 const SIGNIN_COOKIE: &str = "herald_console_signin";
 /// The longest name an operator may give at sign-in.
 const MAX_WHO: usize = 64;
+
+/// Sign-in attempts per source address: a burst of 10, then one every 6 seconds, so that
+/// the admin token cannot be guessed at the speed of the network.
+const SIGNIN_BURST: f64 = 10.0;
+const SIGNIN_RATE: f64 = 1.0 / 6.0;
+/// Addresses remembered at most; beyond, the ones whose buckets are full again are dropped.
+const SIGNIN_ADDRESSES: usize = 10_000;
+
+/// Sign-in attempts by source address (this node's count).
+#[derive(Default)]
+pub(crate) struct SigninLimit(parking_lot::Mutex<HashMap<IpAddr, Bucket>>);
+
+impl SigninLimit {
+    /// `Err` with how long the address waits.
+    fn attempt(&self, ip: IpAddr, now: Instant) -> Result<(), std::time::Duration> {
+        let mut buckets = self.0.lock();
+        if buckets.len() >= SIGNIN_ADDRESSES {
+            buckets.retain(|_, b| !b.refilled_by(SIGNIN_RATE, SIGNIN_BURST, now));
+        }
+        if buckets.len() >= SIGNIN_ADDRESSES && !buckets.contains_key(&source(ip)) {
+            return Err(std::time::Duration::from_secs(6));
+        }
+        buckets.entry(source(ip)).or_insert_with(|| Bucket::full(SIGNIN_BURST, now)).take(
+            1.0,
+            SIGNIN_RATE,
+            SIGNIN_BURST,
+            now,
+        )
+    }
+}
 
 /// The signed-in operator of a console request.
 pub(crate) struct Operator {
@@ -131,6 +166,14 @@ pub(crate) async fn signin(State(console): State<Console>, request: axum::extrac
     if certificate_missing(&console, &parts) {
         return super::failure(StatusCode::FORBIDDEN, "the console needs a client certificate over HTTPS");
     }
+    let peer = parts.extensions.get::<Peer>().map(|p| p.addr);
+    if let Some(addr) = peer
+        && let Err(wait) = console.signin_limit.attempt(addr.ip(), Instant::now())
+    {
+        tracing::warn!(target: "herald::console", peer = %addr, "console sign-in refused: too many attempts");
+        let error = format!("Too many sign-in attempts from your address: try again in {} s.", wait.as_secs().max(1));
+        return signin_response(StatusCode::TOO_MANY_REQUESTS, Some(error), "", https);
+    }
     let fields = match Fields::read(&console, body).await {
         Ok(f) => f,
         Err(response) => return response,
@@ -144,7 +187,7 @@ pub(crate) async fn signin(State(console): State<Console>, request: axum::extrac
     }
     let given = crypto::sha256_hex(fields.get("token").as_bytes());
     if !crypto::constant_time_eq(given.as_bytes(), console.state.admin_token_hash.as_bytes()) {
-        let peer = parts.extensions.get::<Peer>().map(|p| p.addr.to_string()).unwrap_or_default();
+        let peer = peer.map(|a| a.to_string()).unwrap_or_default();
         tracing::warn!(target: "herald::console", %peer, "console sign-in refused: wrong admin token");
         return signin_response(StatusCode::UNAUTHORIZED, Some("That is not the admin token.".into()), next, https);
     }
@@ -209,6 +252,20 @@ mod tests {
         for bad in ["https://evil.example/", "//evil.example/console/", "/console/..\\x", "/admin/v1/apps", ""] {
             assert_eq!(next_of(bad), "/console/apps", "{bad}");
         }
+    }
+
+    #[test]
+    fn sign_ins_are_limited_per_address() {
+        let limit = SigninLimit::default();
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let now = Instant::now();
+        for _ in 0..10 {
+            assert!(limit.attempt(a, now).is_ok());
+        }
+        let wait = limit.attempt(a, now).unwrap_err();
+        assert!(wait.as_secs_f64() > 5.9 && wait.as_secs_f64() <= 6.0, "{wait:?}");
+        assert!(limit.attempt(b, now).is_ok(), "another address has its own");
+        assert!(limit.attempt(a, now + std::time::Duration::from_secs(6)).is_ok(), "one back every 6 s");
     }
 
     #[test]

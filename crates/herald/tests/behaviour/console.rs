@@ -317,4 +317,16 @@ async fn odd_requests_are_refused_in_our_words() {
     let (status, page) = crate::tls::curl(&none, &format!("{base}/console/apps/no-such-app/tasks"), &["-b", jar]).await;
     assert_eq!(status, "404", "{page}");
     assert!(page.contains("There is no such app."), "{page}");
+    // Guessing the token: 10 attempts an address, then one every 6 s (two were made above).
+    let mut statuses = Vec::new();
+    for _ in 0..9 {
+        let (status, page) =
+            crate::tls::curl(&none, &format!("{base}/console/signin"), &["--data-urlencode", "token=guess"]).await;
+        statuses.push(status);
+        if statuses.last().unwrap() == "429" {
+            assert!(page.contains("Too many sign-in attempts"), "{page}");
+        }
+    }
+    assert_eq!(statuses.iter().filter(|s| *s == "429").count(), 1, "{statuses:?}");
+    assert_eq!(statuses.last().unwrap(), "429", "{statuses:?}");
 }
