@@ -217,15 +217,15 @@ pub(crate) async fn send(
         Ok((path, body)) => {
             let answer = console.call(&op, Method::POST, path, Some(&app_id), Some(&body)).await;
             if answer.ok() {
-                let task = answer.data().as_str().unwrap_or("").to_string();
-                page.notice(Ok(format!("Accepted: task {task}.")));
-                page.push(Section::Facts(vec![(
-                    "Task".into(),
-                    Cell::Link {
-                        href: format!("/console/apps/{app_id}/tasks/{}", super::view::seg(&task)),
-                        text: task,
-                    },
-                )]));
+                let id = answer.data().as_str().unwrap_or("").to_string();
+                // A scheduled push answers its schedule's uniqueId; its tasks come when it fires.
+                let (notice, fact) = match body.get("strategyType").is_some() {
+                    false => (format!("Accepted: task {id}."), ("Task", format!("tasks/{}", super::view::seg(&id)))),
+                    true => (format!("Accepted: schedule {id}."), ("Schedule", "tasks".to_string())),
+                };
+                page.notice(Ok(notice));
+                let href = format!("/console/apps/{app_id}/{}", fact.1);
+                page.push(Section::Facts(vec![(fact.0.into(), Cell::Link { href, text: id })]));
             } else {
                 page.notice(Err(answer.error()));
             }

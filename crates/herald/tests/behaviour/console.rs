@@ -121,9 +121,30 @@ async fn an_operator_pushes_to_the_test_device_revokes_and_sees_it_counted() {
     b.c.switch_to_window(device_window.clone()).await.unwrap();
     b.wait_text("#td-messages tr.td-revoke", "revoke").await;
     b.c.switch_to_window(console_window.clone()).await.unwrap();
+    // A push at a fixed time in a time zone waits as a schedule, and is cancelled.
+    b.open(&format!("/console/apps/{app}/push")).await;
+    b.select("#push-kind", "template").await;
+    b.fill("#push-targets", &device).await;
+    b.fill("#push-templateName", "order").await;
+    b.fill("#push-values", "id=43\nname=Bo").await;
+    b.select("#push-when", "1").await;
+    b.fill("#push-timeZone", "Asia/Tokyo").await;
+    let tomorrow =
+        jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::get("Asia/Tokyo").unwrap()).date().tomorrow().unwrap();
+    let when = format!("{tomorrow}T09:30");
+    b.js("document.getElementById('push-fixedTime').value = arguments[0]", vec![json!(when)]).await;
+    b.click("#push button[type=submit]").await;
+    b.wait_text(".notice", "Accepted: schedule").await;
+    let curl = b.text("figure.code code").await;
+    let at = tomorrow.at(9, 30, 0, 0).in_tz("Asia/Tokyo").unwrap().timestamp().as_millisecond();
+    assert!(curl.contains(&format!("\\\"fixedTime\\\":{at}")) && curl.contains("Asia/Tokyo"), "{curl}");
     b.open(&format!("/console/apps/{app}/tasks")).await;
     b.wait_text("table", &task).await;
+    b.wait_text("table", "waiting").await;
     b.page("tasks").await;
+    b.click("table button").await;
+    b.wait_text(".notice", "cancelled").await;
+    b.wait_text("table", "cancelled").await;
     b.open(&format!("/console/apps/{app}/devices?platform=web")).await;
     b.wait_text("table", &device).await;
     b.wait_text("table", "yes, on").await;
