@@ -6,7 +6,8 @@
 //! `"csrf\n" + token`: a page carries it in each form, and a forged form from another site
 //! has neither. The sign-in form itself carries a token tied to a short-lived cookie of its
 //! own (double submit), so no other site can sign a browser in. Sign-out ends the session in
-//! the store: the cookie is worthless after it, on every node.
+//! the store: the cookie is worthless after it, on every node. The store knows a session by the
+//! hash of its token together with the admin token's hash: a new admin token ends them all.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -71,6 +72,12 @@ pub(crate) struct Operator {
     pub csrf: String,
 }
 
+/// What the store knows a session by: the SHA-256 of its token and the admin token's hash,
+/// so that a new admin token ends every session signed in with the old one.
+fn session_key(console: &Console, token: &str) -> String {
+    crypto::sha256_hex(format!("{token}\n{}", console.state.admin_token_hash).as_bytes())
+}
+
 fn csrf_of(token: &str) -> String {
     crypto::sha256_hex(format!("csrf\n{token}").as_bytes())
 }
@@ -112,7 +119,7 @@ impl FromRequestParts<Console> for Operator {
         let Some(token) = cookie(parts, COOKIE).filter(|t| !t.is_empty() && t.len() <= 128) else {
             return Err(to_signin());
         };
-        let id_hash = crypto::sha256_hex(token.as_bytes());
+        let id_hash = session_key(console, token);
         let session = console.state.store.console_session(&id_hash, herald_core::now_ms()).await.map_err(|e| {
             tracing::error!(error = %e, "reading a console session");
             super::failure(StatusCode::SERVICE_UNAVAILABLE, "the store cannot be read; try again")
@@ -199,7 +206,7 @@ pub(crate) async fn signin(State(console): State<Console>, request: axum::extrac
     let now = herald_core::now_ms();
     let secs = console.state.cfg.console.session_secs;
     let session = ConsoleSession {
-        id_hash: crypto::sha256_hex(token.as_bytes()),
+        id_hash: session_key(&console, &token),
         who: who.clone(),
         created_at: now,
         expires_at: now + secs as i64 * 1000,
@@ -229,7 +236,7 @@ pub(crate) async fn signout(State(console): State<Console>, request: axum::extra
         return response;
     }
     if let Some(token) = cookie(&parts, COOKIE) {
-        let ended = console.state.store.end_console_session(&crypto::sha256_hex(token.as_bytes())).await;
+        let ended = console.state.store.end_console_session(&session_key(&console, token)).await;
         if let Err(e) = ended {
             tracing::error!(error = %e, "ending a console session");
             return super::failure(StatusCode::SERVICE_UNAVAILABLE, "the store cannot be written; try again");

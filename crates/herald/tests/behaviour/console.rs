@@ -351,3 +351,27 @@ async fn odd_requests_are_refused_in_our_words() {
     assert_eq!(statuses.iter().filter(|s| *s == "429").count(), 1, "{statuses:?}");
     assert_eq!(statuses.last().unwrap(), "429", "{statuses:?}");
 }
+
+/// A node restarted with a new admin token does not know the sessions of the old one.
+#[tokio::test]
+async fn a_new_admin_token_ends_the_sessions_of_the_old_one() {
+    if !sqlite_only() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (jar, none) = (dir.path().join("jar"), dir.path().join("no-ca.pem"));
+    let data = dir.path().join("data");
+    let mut node = TestProcess::start_in(herald_bin!(), &data, &[]).await;
+    let base = format!("http://{}", node.http);
+    curl_sign_in(&base, &none, &jar).await;
+    let jar = jar.to_str().unwrap();
+    let (status, _) = crate::tls::curl(&none, &format!("{base}/console/node"), &["-b", jar]).await;
+    assert_eq!(status, "200", "signed in");
+    node.terminate();
+    assert!(node.wait_exit(Duration::from_secs(20)).is_some(), "the node stops");
+    let node = TestProcess::start_in(herald_bin!(), &data, &["--admin-token", "a-new-admin-token-0123456789"]).await;
+    let base = format!("http://{}", node.http);
+    let (status, page) = crate::tls::curl(&none, &format!("{base}/console/node"), &["-b", jar, "-D", "-"]).await;
+    assert_eq!(status, "303", "{page}");
+    assert!(page.contains("location: /console/signin"), "{page}");
+}
