@@ -118,16 +118,33 @@ async fn devices(
     Ok(ok_content(page.answer(total, list)))
 }
 
-/// A device of the app: `data` is its view.
+/// Messages a device's view lists as waiting for it, at most.
+const WAITING_SHOWN: usize = 20;
+
+/// A device of the app: `data` is its view, with `waiting`: the messages still waiting for
+/// it within their validity (at most 20, oldest first), each `{messageId, type, title,
+/// expiresAt, sentBefore}` (`sentBefore`: written to a connection that closed before the
+/// acknowledgement).
 #[utoipa::path(get, path = "/devices/{deviceId}", tag = "devices",
     params(("deviceId" = String, Path, description = "The device")),
     responses((status = 200, description = "The device", body = QueryAnswer), Refusals),
     security(("signature" = [])))]
 async fn device(State(state): State<AppState>, Path(device_id): Path<String>, req: Signed) -> Result<Json, Refusal> {
-    match state.store.device(&req.app_id, &DeviceId::new(device_id)).await? {
-        Some(d) => Ok(ok_content(device_json(&state, &d))),
-        None => Err(not_a_device()),
-    }
+    let Some(d) = state.store.device(&req.app_id, &DeviceId::new(device_id)).await? else {
+        return Err(not_a_device());
+    };
+    let pending = state.store.pending_deliveries(&d.device_id, herald_core::now_ms(), WAITING_SHOWN).await?;
+    let waiting: Vec<Value> = pending
+        .iter()
+        .map(|p| {
+            let payload: Value = serde_json::from_str(&p.payload).unwrap_or(Value::Null);
+            json!({"messageId": p.message_id, "type": payload["type"], "title": payload["title"],
+                "expiresAt": p.expires_at, "sentBefore": p.sent_before})
+        })
+        .collect();
+    let mut view = device_json(&state, &d);
+    view["waiting"] = Value::Array(waiting);
+    Ok(ok_content(view))
 }
 
 fn not_a_device() -> Refusal {

@@ -1,6 +1,6 @@
 //! Devices: search by deviceId, userId or installId (or page through one platform's), with
 //! versions, bound user, online and on which node, masked vendor tokens; tokens vendors
-//! called invalid.
+//! called invalid; one device with the messages still waiting for it.
 
 use axum::extract::{Path, State};
 use axum::http::Method;
@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use super::form::PageQuery;
-use super::view::{Cell, Field, Form, Kind, Section, Table, rows, text, time_of};
+use super::view::{Cell, Field, Form, Kind, Section, Table, rows, seg, text, time_of};
 use super::{Console, Operator};
 
 const PAGE_SIZE: u64 = 20;
@@ -72,7 +72,7 @@ pub(crate) async fn page(
     let qs = serde_urlencoded::to_string(&query).unwrap_or_default();
     match console.call(&op, Method::GET, &format!("/v1/devices?{qs}"), Some(&app_id), None).await.into_data() {
         Ok(data) => {
-            let rows = rows(&data["list"], row);
+            let rows = rows(&data["list"], |d| row(app_id.as_str(), d));
             page.push(Section::Table(Table {
                 caption: "Devices, newest first".into(),
                 head: vec![
@@ -132,7 +132,54 @@ pub(crate) async fn page(
     page.into_response()
 }
 
-fn row(d: &Value) -> Vec<Cell> {
+pub(crate) async fn show(
+    State(console): State<Console>,
+    op: Operator,
+    Path((app, device)): Path<(String, String)>,
+) -> Response {
+    let (app_id, mut page) = match console.app_page(&op, &app, &format!("Device {device}"), "devices", None).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let path = format!("/v1/devices/{}", seg(&device));
+    let d = match console.call(&op, Method::GET, &path, Some(&app_id), None).await.into_data() {
+        Ok(d) => d,
+        Err(e) => {
+            page.error(e);
+            return page.into_response();
+        }
+    };
+    let head = [
+        "deviceId",
+        "installId",
+        "Platform",
+        "App / OS version",
+        "Model",
+        "User",
+        "Online",
+        "Vendor tokens",
+        "Registered",
+    ];
+    let facts = head.iter().map(|h| h.to_string()).zip(row(app_id.as_str(), &d)).collect();
+    page.push(Section::Facts(facts));
+    page.push(Section::Table(Table {
+        caption: "Messages still waiting for this device (the oldest 20)".into(),
+        head: vec!["messageId", "Type", "Title", "Valid until", "Written before, unacknowledged"],
+        rows: rows(&d["waiting"], |w| {
+            vec![
+                Cell::Code(text(w, "messageId")),
+                Cell::Text(text(w, "type")),
+                Cell::Text(text(w, "title")),
+                Cell::Text(time_of(w, "expiresAt")),
+                Cell::Text(if w["sentBefore"] == true { "yes" } else { "no" }.into()),
+            ]
+        }),
+        empty: "Nothing waits for this device.",
+    }));
+    page.into_response()
+}
+
+fn row(app: &str, d: &Value) -> Vec<Cell> {
     let online = match d["online"] == true {
         true => format!("yes, on {}", text(d, "onlineNode")),
         false => format!("no (last seen {})", time_of(d, "lastSeen")),
@@ -142,7 +189,10 @@ fn row(d: &Value) -> Vec<Cell> {
         .map(|m| m.iter().map(|(k, v)| format!("{k} {}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join("; "))
         .unwrap_or_default();
     vec![
-        Cell::Code(text(d, "deviceId")),
+        Cell::Link {
+            text: text(d, "deviceId"),
+            href: format!("/console/apps/{app}/devices/{}", seg(&text(d, "deviceId"))),
+        },
         Cell::Text(text(d, "installId")),
         Cell::Text(text(d, "platform")),
         Cell::Text(format!("{} / {}", text(d, "appVersion"), text(d, "osVersion"))),

@@ -93,6 +93,7 @@ pub fn router(state: AppState, api: Router) -> Router {
         .route("/console/apps/{app}/tasks/{task}/revoke", post(tasks::revoke))
         .route("/console/apps/{app}/schedules/{id}/cancel", post(tasks::cancel_schedule))
         .route("/console/apps/{app}/devices", get(devices::page))
+        .route("/console/apps/{app}/devices/{device}", get(devices::show))
         .route("/console/apps/{app}/analytics", get(analytics::page))
         .route("/console/apps/{app}/channels", get(channels::page))
         .route("/console/apps/{app}/channels/{kind}", post(channels::put))

@@ -149,6 +149,12 @@ async fn an_operator_pushes_to_the_test_device_revokes_and_sees_it_counted() {
     b.wait_text("table", &device).await;
     b.wait_text("table", "yes, on").await;
     b.page("devices").await;
+    b.click(&format!("a[href$='/devices/{device}']")).await;
+    b.wait_text("h1", &format!("Device {device}")).await;
+    assert_eq!(b.fact("Platform").await, "web");
+    assert!(b.fact("Online").await.starts_with("yes, on node-1"));
+    b.wait_text("main", "Nothing waits for this device.").await;
+    b.page("device").await;
 
     // An APNs certificate: its expiry shown, with the warning of a near end.
     let ca = fakes::TestCa::new();

@@ -333,3 +333,27 @@ async fn devices_are_imported_from_an_export_and_claimed_by_their_first_registra
     let out = import(&json_file);
     assert!(String::from_utf8_lossy(&out.stdout).contains("0 imported, 1 updated, 1 refused"));
 }
+
+/// A device's view lists what still waits for it: pushed while it was offline, gone once
+/// it connected and acknowledged.
+#[tokio::test]
+async fn a_device_view_lists_the_messages_waiting_for_it() {
+    let Some(server) = start_server().await else { return };
+    let app = server.create_app().await;
+    let device = app.register("install-waiting").await;
+    assert_eq!(app.device_view(&device.device_id).await["waiting"], json!([]));
+    let (_, message_id) = app.push_to_device(&device.device_id, "k1", "Still waiting").await;
+    let waiting = app.device_view(&device.device_id).await["waiting"].clone();
+    assert_eq!(waiting.as_array().map(Vec::len), Some(1), "{waiting}");
+    assert_eq!(waiting[0]["messageId"], message_id.as_str());
+    assert_eq!(
+        (waiting[0]["type"].as_str(), waiting[0]["title"].as_str()),
+        (Some("notification"), Some("Still waiting"))
+    );
+    assert_eq!(waiting[0]["sentBefore"], false);
+    let mut mqtt = TestDevice::connect(&device).await;
+    let (_, push) = mqtt.next_push().await;
+    assert_eq!(push["messageId"], message_id.as_str());
+    app.wait_status(&message_id, "delivered").await;
+    assert_eq!(app.device_view(&device.device_id).await["waiting"], json!([]), "acknowledged");
+}
