@@ -110,21 +110,31 @@ pub(crate) async fn run(args: &BenchArgs, bin: &Path) -> anyhow::Result<()> {
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     let (mut unicast_ratios, mut broadcast_ratios) = (Vec::new(), Vec::new());
+    let mut cpu_per_push: Vec<(f64, f64)> = Vec::new();
     for round in 1..=args.rounds.max(1) {
-        let off = {
+        // The SQLite writer's CPU over the whole phase (its set-up included), per delivered
+        // push: what the unicast rate follows (the writer is busy most of the phase).
+        let writer = |h: &Server| thread_cpu_secs(h.child.id(), "sqlite-writer");
+        let (off, cpu_off) = {
             let herald = node(bin, false, dir.path()).await?;
-            push_phase_on_server(args, &herald, None, async |_, _| Ok(())).await?
+            let cpu = writer(&herald)?;
+            let off = push_phase_on_server(args, &herald, None, async |_, _| Ok(())).await?;
+            let cpu = (writer(&herald)? - cpu) * 1e6 / off.received.max(1) as f64;
+            (off, cpu)
         };
         let before = receiver.accepted_count();
-        let (on, lag) = {
+        let (on, lag, cpu_on) = {
             let herald = node(bin, true, dir.path()).await?;
             let url = receiver.url().to_owned();
+            let cpu = writer(&herald)?;
             let on =
                 push_phase_on_server(args, &herald, None, async |pool, app| webhook(pool, app, &url).await).await?;
             // Every delivery's receipt reaches the webhook before the node stops.
             let lag = receipts_in(&receiver, before, on.received).await?;
-            (on, lag)
+            let cpu = (writer(&herald)? - cpu) * 1e6 / on.received.max(1) as f64;
+            (on, lag, cpu)
         };
+        cpu_per_push.push((cpu_off, cpu_on));
         let (b_off, _) = fanout(bin, false, dir.path(), &receiver, n, count).await?;
         let (b_on, b_lag) = fanout(bin, true, dir.path(), &receiver, n, count).await?;
         let b_lag = b_lag.unwrap_or(f64::NAN);
@@ -150,6 +160,13 @@ pub(crate) async fn run(args: &BenchArgs, bin: &Path) -> anyhow::Result<()> {
         mean(&broadcast_ratios),
         median(&mut broadcast_ratios),
         receiver.accepted_count()
+    );
+    // Less sensitive to the machine's other load than the rates: what a push costs the
+    // writer, which the unicast rate follows.
+    let cpu: Vec<String> = cpu_per_push.iter().map(|(off, on)| format!("{off:.1} / {on:.1}")).collect();
+    println!(
+        "SQLite writer CPU per delivered unicast push, off / on (us, each round, the phase's set-up included): {}\n",
+        cpu.join(", ")
     );
     Ok(())
 }

@@ -38,7 +38,22 @@ impl Server {
 
 /// CPU seconds (user + system) process `pid` used so far, from /proc/PID/stat.
 pub(crate) fn cpu_secs(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    stat_cpu_secs(&format!("/proc/{pid}/stat"))
+}
+
+/// CPU seconds the thread of process `pid` named `name` used so far (0 when there is none).
+pub(crate) fn thread_cpu_secs(pid: u32, name: &str) -> anyhow::Result<f64> {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let dir = task?.path();
+        if std::fs::read_to_string(dir.join("comm")).is_ok_and(|c| c.trim() == name) {
+            return stat_cpu_secs(&dir.join("stat").to_string_lossy());
+        }
+    }
+    Ok(0.0)
+}
+
+fn stat_cpu_secs(path: &str) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(path)?;
     // The fields after the command name, which may hold spaces, start after its ')'.
     let after = stat.rsplit_once(')').context("malformed /proc/PID/stat")?.1;
     let fields: Vec<&str> = after.split_whitespace().collect();
