@@ -46,7 +46,7 @@ document.querySelectorAll("input[type=file][data-base64-into]").forEach(function
     body.set("content", field("content"));
     body.set("uri", field("uri"));
     body.set("values", values.value);
-    fetch("/console/apps/" + encodeURIComponent(panel.dataset.app) + "/templates/preview", {
+    fetch("/console/apps/" + encodeURIComponent(panel.dataset.app) + "/template-preview", {
       method: "POST", body: body, credentials: "same-origin",
       headers: { "X-CSRF-Token": panel.dataset.csrf }
     }).then(function (r) { return r.json(); }).then(function (answer) {

@@ -84,7 +84,7 @@ pub fn router(state: AppState, api: Router) -> Router {
         .route("/console/apps/{app}/keys", post(apps::create_key))
         .route("/console/apps/{app}/keys/{key}/revoke", post(apps::revoke_key))
         .route("/console/apps/{app}/templates", get(templates::list).post(templates::create))
-        .route("/console/apps/{app}/templates/preview", post(templates::preview))
+        .route("/console/apps/{app}/template-preview", post(templates::preview))
         .route("/console/apps/{app}/templates/{name}", get(templates::edit).post(templates::update))
         .route("/console/apps/{app}/templates/{name}/delete", post(templates::delete))
         .route("/console/apps/{app}/push", get(push::page).post(push::send))

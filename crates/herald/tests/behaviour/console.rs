@@ -73,6 +73,15 @@ async fn an_operator_pushes_to_the_test_device_revokes_and_sees_it_counted() {
     b.wait_text("#preview-content", "Hello Ada, order 42 has shipped").await;
     b.click("#template button[type=submit]").await;
     b.wait_text(".notice", "Template order created").await;
+    // A template may be called anything, "preview" too: its page is its own.
+    b.fill("#template-templateName", "preview").await;
+    b.fill("#template-title", "Preview #x#").await;
+    b.fill("#template-content", "c").await;
+    b.click("#template button[type=submit]").await;
+    b.wait_text(".notice", "Template preview created").await;
+    b.open(&format!("/console/apps/{app}/templates/preview")).await;
+    b.wait_text("h1", "Template preview").await;
+    b.open(&format!("/console/apps/{app}/templates")).await;
     b.wait_text("table", "Order #id#").await;
     b.page("templates").await;
 
