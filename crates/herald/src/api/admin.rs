@@ -124,13 +124,7 @@ async fn create_app(State(state): State<AppState>, _: Admin, LimitedBody(body): 
     responses((status = 200, description = "The apps", body = serde_json::Value), Refusals),
     security(("admin" = [])))]
 async fn list_apps(State(state): State<AppState>, _: Admin) -> Result<Json, Refusal> {
-    let apps: Vec<Value> = state
-        .store
-        .apps()
-        .await?
-        .iter()
-        .map(|a| json!({"appId": a.app_id, "name": a.name, "trustClientBind": a.trust_client_bind, "createdAt": a.created_at}))
-        .collect();
+    let apps: Vec<Value> = state.store.apps().await?.iter().map(app_view).collect();
     Ok(Json(json!({"apps": apps})))
 }
 
@@ -148,10 +142,15 @@ async fn show_app(State(state): State<AppState>, _: Admin, Path(app_id): Path<St
         return Err(Refusal::new(ErrorCode::AppNotExist, "no such app"));
     };
     let bind_secret = state.master.open(&app.bind_secret_sealed).map(|b| String::from_utf8_lossy(&b).into_owned());
-    Ok(Json(json!({
-        "appId": app.app_id, "name": app.name, "trustClientBind": app.trust_client_bind, "createdAt": app.created_at,
-        "bindSecret": bind_secret, "keys": key_views(&state, &app_id).await?,
-    })))
+    let mut view = app_view(&app);
+    view["bindSecret"] = json!(bind_secret);
+    view["keys"] = json!(key_views(&state, &app_id).await?);
+    Ok(Json(view))
+}
+
+/// An app as the admin API lists it: `{appId, name, trustClientBind, createdAt}`.
+fn app_view(a: &AppRecord) -> Value {
+    json!({"appId": a.app_id, "name": a.name, "trustClientBind": a.trust_client_bind, "createdAt": a.created_at})
 }
 
 /// `PATCH /admin/v1/apps/{appId}`: what is given changes.
@@ -187,9 +186,7 @@ async fn update_app(
         return Err(Refusal::new(ErrorCode::AppNotExist, "no such app"));
     }
     let app = state.store.app(&app_id).await?.ok_or_else(|| Refusal::new(ErrorCode::AppNotExist, "no such app"))?;
-    Ok(Json(
-        json!({"appId": app.app_id, "name": app.name, "trustClientBind": app.trust_client_bind, "createdAt": app.created_at}),
-    ))
+    Ok(Json(app_view(&app)))
 }
 
 /// The most devices one import call takes (its body stays under the request limit).

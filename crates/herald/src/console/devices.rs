@@ -75,17 +75,7 @@ pub(crate) async fn page(
             let rows = rows(&data["list"], |d| row(app_id.as_str(), d));
             page.push(Section::Table(Table {
                 caption: "Devices, newest first".into(),
-                head: vec![
-                    "deviceId",
-                    "installId",
-                    "Platform",
-                    "App / OS version",
-                    "Model",
-                    "User",
-                    "Online",
-                    "Vendor tokens",
-                    "Registered",
-                ],
+                head: COLUMNS.to_vec(),
                 rows,
                 empty: "No device matches.",
             }));
@@ -149,18 +139,7 @@ pub(crate) async fn show(
             return page.into_response();
         }
     };
-    let head = [
-        "deviceId",
-        "installId",
-        "Platform",
-        "App / OS version",
-        "Model",
-        "User",
-        "Online",
-        "Vendor tokens",
-        "Registered",
-    ];
-    let facts = head.iter().map(|h| h.to_string()).zip(row(app_id.as_str(), &d)).collect();
+    let facts = COLUMNS.iter().map(|h| h.to_string()).zip(row(app_id.as_str(), &d)).collect();
     page.push(Section::Facts(facts));
     page.push(Section::Table(Table {
         caption: "Messages still waiting for this device (the oldest 20)".into(),
@@ -178,6 +157,10 @@ pub(crate) async fn show(
     }));
     page.into_response()
 }
+
+/// What [`row`] shows of a device, in its order (a table's columns, a device page's facts).
+const COLUMNS: [&str; 9] =
+    ["deviceId", "installId", "Platform", "App / OS version", "Model", "User", "Online", "Vendor tokens", "Registered"];
 
 fn row(app: &str, d: &Value) -> Vec<Cell> {
     let online = match d["online"] == true {
