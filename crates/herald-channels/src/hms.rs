@@ -26,16 +26,8 @@ pub const ALL_TOKENS_INVALID: &str = "80300007";
 /// Huawei's internal error.
 pub const INTERNAL: &str = "81000001";
 
-pub(crate) fn form_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
+/// A form value: everything but the unreserved characters percent-encoded.
+pub(crate) use herald_core::signing::encode_component as form_encode;
 
 pub(crate) use form_encode as encode;
 

@@ -13,8 +13,9 @@ pub const HEADER_TIMESTAMP: &str = "x-herald-timestamp";
 pub const HEADER_NONCE: &str = "x-herald-nonce";
 pub const HEADER_SIGNATURE: &str = "x-herald-signature";
 
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-fn encode_component(s: &str) -> String {
+/// Percent-encodes everything but RFC 3986 unreserved characters (a query value of the
+/// canonical string; also a path segment or a form value wherever Herald builds one).
+pub fn encode_component(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {

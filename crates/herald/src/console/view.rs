@@ -54,18 +54,8 @@ impl Answer {
     }
 }
 
-/// `s` as one segment of a URL path or a query value (percent-encoded but for the
-/// unreserved characters).
-pub(crate) fn seg(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
+/// `s` as one segment of a URL path (percent-encoded but for the unreserved characters).
+pub(crate) use herald_core::signing::encode_component as seg;
 
 /// A table's rows: one per item of the JSON array `list` (none when it is not an array).
 pub(crate) fn rows(list: &Value, row: impl Fn(&Value) -> Vec<Cell>) -> Vec<Vec<Cell>> {
