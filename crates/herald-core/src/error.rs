@@ -64,6 +64,8 @@ pub enum ErrorCode {
     KeyNotExist,
     DeviceNotExist,
     TaskNotExist,
+    /// A task whose push type has no counters of its own (`analytics.task_counts`).
+    TaskNotCounted,
     MessageNotExist,
     // Server side.
     StoreUnavailable,
@@ -121,6 +123,7 @@ impl ErrorCode {
             ErrorCode::KeyNotExist => "KEY_NOT_EXIST",
             ErrorCode::DeviceNotExist => "DEVICE_NOT_EXIST",
             ErrorCode::TaskNotExist => "TASK_NOT_EXIST",
+            ErrorCode::TaskNotCounted => "TASK_NOT_COUNTED",
             ErrorCode::MessageNotExist => "MESSAGE_NOT_EXIST",
             ErrorCode::ChannelUnknown => "CHANNEL_UNKNOWN",
             ErrorCode::ChannelConfigInvalid => "CHANNEL_CONFIG_INVALID",
@@ -167,6 +170,7 @@ impl ErrorCode {
             | ErrorCode::KeyNotExist
             | ErrorCode::DeviceNotExist
             | ErrorCode::TaskNotExist
+            | ErrorCode::TaskNotCounted
             | ErrorCode::MessageNotExist
             | ErrorCode::ChannelUnknown
             | ErrorCode::ChannelNotConfigured
@@ -237,6 +241,7 @@ impl ErrorCode {
         ErrorCode::KeyNotExist,
         ErrorCode::DeviceNotExist,
         ErrorCode::TaskNotExist,
+        ErrorCode::TaskNotCounted,
         ErrorCode::MessageNotExist,
         ErrorCode::ChannelUnknown,
         ErrorCode::ChannelConfigInvalid,

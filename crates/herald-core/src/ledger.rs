@@ -102,6 +102,44 @@ pub fn rate(part: i64, whole: i64) -> f64 {
     if whole <= 0 { 0.0 } else { (part as f64 / whole as f64 * 10_000.0).round() / 10_000.0 }
 }
 
+/// The push types whose tasks have counters of their own (`analytics.task_counts`): a set
+/// of [`PushType`]s. MPS's task analytics cover Multiple and Broadcast tasks
+/// ([`TaskCounted::MPS`]); a Simple or Template push, usually its own task of one to ten
+/// targets, is counted in the app's counters by push type only (its targets' statuses are in
+/// its task).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskCounted(u8);
+
+impl TaskCounted {
+    pub const MPS: TaskCounted = TaskCounted::of(&[PushType::Multiple, PushType::Broadcast]);
+    pub const ALL: TaskCounted = TaskCounted::of(PushType::ALL);
+
+    pub const fn of(types: &[PushType]) -> TaskCounted {
+        let mut bits = 0;
+        let mut i = 0;
+        while i < types.len() {
+            bits |= 1 << types[i].mps_code();
+            i += 1;
+        }
+        TaskCounted(bits)
+    }
+
+    pub const fn contains(self, t: PushType) -> bool {
+        self.0 & (1 << t.mps_code()) != 0
+    }
+
+    /// By the stored name of a push type; false for any other text.
+    pub fn contains_name(self, name: &str) -> bool {
+        PushType::parse(name).is_some_and(|t| self.contains(t))
+    }
+}
+
+impl Default for TaskCounted {
+    fn default() -> Self {
+        TaskCounted::MPS
+    }
+}
+
 /// A query of the counters: an app's buckets of one granularity in `from..to`, with
 /// optional filters.
 #[derive(Debug, Clone, PartialEq, Eq)]

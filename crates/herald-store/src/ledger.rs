@@ -1,7 +1,7 @@
 //! The store's side of receipts and analytics (DESIGN §8), a part of every [`crate::Store`].
 
 use herald_core::ids::{AppId, DeviceId, TaskId};
-use herald_core::ledger::{CountQuery, Counts, StoredReceipt, TaskCounts, WebhookRecord};
+use herald_core::ledger::{CountQuery, Counts, StoredReceipt, TaskCounted, TaskCounts, WebhookRecord};
 use herald_core::state::{Channel, Granularity};
 
 use crate::StoreResult;
@@ -11,10 +11,11 @@ pub trait Ledger: Send + Sync + 'static {
     /// Whether status changes are journalled from now on (on at open). Off, nothing is
     /// counted and no receipt is queued: `analytics.enabled = false`.
     fn set_journal(&self, on: bool);
-    /// Counts the oldest `limit` journal entries, queues the receipts of those whose app's
+    /// Counts the oldest `limit` journal entries (in the app's counters, and in their task's
+    /// own when its push type is one of `tasks`), queues the receipts of those whose app's
     /// webhook is on, and deletes them, in one transaction: (entries, receipts queued).
     /// Among nodes sharing a store, run by one at a time (under a lease).
-    async fn tally(&self, limit: usize, now: i64) -> StoreResult<(usize, usize)>;
+    async fn tally(&self, limit: usize, now: i64, tasks: TaskCounted) -> StoreResult<(usize, usize)>;
     /// Drops the counters of `granularity` older than `before`; how many rows.
     async fn drop_counts(&self, granularity: Granularity, before: i64) -> StoreResult<u64>;
     /// Drops the counters of tasks created before `before`; how many rows.

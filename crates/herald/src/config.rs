@@ -394,6 +394,10 @@ minute_retention_days = 7
 hour_retention_days = 90
 day_retention_days = 730
 task_retention_days = 90
+# The push types whose tasks have counters of their own (task list, task detail, queries by
+# taskId). MPS's task analytics cover Multiple and Broadcast; adding "simple" or "template"
+# costs a counter row (about 100 bytes, and writer time) per push of that type.
+task_counts = ["multiple", "broadcast"]
 
 [receipts]
 # Most receipts in one POST to an app's webhook.
@@ -553,6 +557,7 @@ fn subject_token(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use herald_core::state::PushType;
 
     /// Every setting of the default file, with its default, is in docs/configuration.md.
     #[test]
@@ -603,6 +608,16 @@ mod tests {
     fn unknown_keys_are_refused() {
         let err = Config::from_toml("http_adr = \"1.2.3.4:5\"").unwrap_err();
         assert!(err.contains("http_adr"), "{err}");
+    }
+
+    #[test]
+    fn the_task_counted_push_types_are_read_by_name() {
+        let c = Config::from_toml("[analytics]\ntask_counts = [\"simple\", \"broadcast\"]").unwrap();
+        let t = c.analytics.task_counts;
+        assert!(t.contains(PushType::Simple) && t.contains(PushType::Broadcast));
+        assert!(!t.contains(PushType::Multiple) && !t.contains(PushType::Template));
+        let err = Config::from_toml("[analytics]\ntask_counts = [\"single\"]").unwrap_err();
+        assert!(err.contains("\"single\" is not a push type"), "{err}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use foldhash::HashMap;
 use herald_core::ids::{AppId, MessageId, TaskId};
-use herald_core::ledger::{CountQuery, Counts, TaskCounts, count};
+use herald_core::ledger::{CountQuery, Counts, TaskCounted, TaskCounts, count};
 use herald_core::model::{CommittedPush, NewPush, TargetOutcome};
 use herald_core::state::{Change, Channel, DeliveryStatus, Granularity, PushType};
 
@@ -288,9 +288,9 @@ const TASK_ROWS: &str = "task";
 /// task]), borrowed from the entries counted.
 type Key<'a> = (&'static str, i64, [&'a str; 6]);
 
-/// Adds `c` to the app's minute row and to the task's own row (hour and day rows are summed
-/// from the minute rows at the end of [`plan`]).
-fn add<'a>(counts: &mut HashMap<Key<'a>, Counts>, e: &'a Entry, dims: [&'a str; 3], c: Counts) {
+/// Adds `c` to the app's minute row and, when its push type is one of `tasks`, to the task's
+/// own row (hour and day rows are summed from the minute rows at the end of [`plan`]).
+fn add<'a>(counts: &mut HashMap<Key<'a>, Counts>, tasks: TaskCounted, e: &'a Entry, dims: [&'a str; 3], c: Counts) {
     let Some(app) = e.message.app_id.as_deref() else { return };
     if c.is_zero() {
         return;
@@ -299,7 +299,7 @@ fn add<'a>(counts: &mut HashMap<Key<'a>, Counts>, e: &'a Entry, dims: [&'a str; 
     let (push_type, task) = (e.message.push_type.as_str(), e.message.task_id.as_str());
     let minute = Granularity::Minute.bucket(e.at);
     counts.entry((MINUTE, minute, [app, platform, version, channel, push_type, ""])).or_default().add(&c);
-    if !task.is_empty() {
+    if !task.is_empty() && tasks.contains_name(push_type) {
         counts.entry((TASK_ROWS, minute, [app, platform, version, channel, push_type, task])).or_default().add(&c);
     }
 }
@@ -348,9 +348,9 @@ impl Tally {
     }
 }
 
-/// Sums `entries` (as [`read_journal`] read them) by counter row and turns those of apps
-/// whose webhook is on into receipts.
-pub(crate) fn plan(entries: &[Entry]) -> StoreResult<Tally> {
+/// Sums `entries` (as [`read_journal`] read them) by counter row (a task's own only when its
+/// push type is one of `tasks`) and turns those of apps whose webhook is on into receipts.
+pub(crate) fn plan(entries: &[Entry], tasks: TaskCounted) -> StoreResult<Tally> {
     let mut sources: HashMap<Source<'_>, (&Entry, Counts)> = HashMap::default();
     let mut rows: HashMap<Key<'_>, Counts> = HashMap::default();
     let mut receipts = Vec::new();
@@ -358,7 +358,7 @@ pub(crate) fn plan(entries: &[Entry]) -> StoreResult<Tally> {
         let Some(change) = e.change else { continue };
         if change == Change::Pushed && e.device_id.is_none() {
             for (platform, version, channel, n) in &e.audience {
-                add(&mut rows, e, [platform, version, channel], count(change, None).times(*n));
+                add(&mut rows, tasks, e, [platform, version, channel], count(change, None).times(*n));
             }
             continue;
         }
@@ -383,7 +383,7 @@ pub(crate) fn plan(entries: &[Entry]) -> StoreResult<Tally> {
         }
     }
     for (e, c) in sources.into_values() {
-        add(&mut rows, e, [&e.device.platform, &e.device.app_version, &e.channel], c);
+        add(&mut rows, tasks, e, [&e.device.platform, &e.device.app_version, &e.channel], c);
     }
     let mut coarser: HashMap<Key<'_>, Counts> = HashMap::default();
     for ((g, minute, dims), c) in &rows {
@@ -580,7 +580,7 @@ pub(crate) fn runs(seqs: &[i64]) -> Vec<(i64, i64)> {
 mod tests {
     use std::sync::Arc;
 
-    use herald_core::ledger::Counts;
+    use herald_core::ledger::{Counts, TaskCounted};
     use herald_core::state::{Change, DeliveryStatus};
 
     use super::{DeviceDims, Entry, MessageDims, plan, runs};
@@ -637,7 +637,7 @@ mod tests {
             change(4, &first, &device, Change::Delivered, minute + 4),
             change(5, &second, &device, Change::Sent, minute + 3_600_000),
         ];
-        let tally = plan(&entries).unwrap();
+        let tally = plan(&entries, TaskCounted::ALL).unwrap();
         assert_eq!(tally.entries, 5);
         assert_eq!(tally.runs, vec![(1, 5)]);
         assert_eq!(tally.receipts(), 2, "sent (2) and delivered (4) of webhook entries; pushed never");
@@ -659,5 +659,9 @@ mod tests {
         assert_eq!(row("hour", "", hour + 3_600_000), vec![next_hour]);
         assert_eq!(row("day", "", hour - hour % 86_400_000).len(), 1);
         assert_eq!(tally.counts.len(), 7, "task, minute and hour rows of two hours, one day row: {:?}", tally.counts);
+        let mps = plan(&entries, TaskCounted::MPS).unwrap();
+        assert_eq!(mps.counts.len(), 5, "a Simple task has no rows of its own by default: {:?}", mps.counts);
+        assert!(mps.counts.iter().all(|(g, ..)| *g != "task"));
+        assert_eq!(mps.receipts(), 2);
     }
 }

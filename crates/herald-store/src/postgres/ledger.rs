@@ -2,7 +2,7 @@
 //! of their own (the journal's reading, counting and deletion in one).
 
 use herald_core::ids::{AppId, DeviceId, TaskId};
-use herald_core::ledger::{CountQuery, Counts, StoredReceipt, TaskCounts, WebhookRecord};
+use herald_core::ledger::{CountQuery, Counts, StoredReceipt, TaskCounted, TaskCounts, WebhookRecord};
 use herald_core::state::{Channel, Granularity};
 
 use super::{PgTx, PostgresStore, map_err};
@@ -16,10 +16,10 @@ impl Ledger for PostgresStore {
         self.pool.journal.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
-    async fn tally(&self, limit: usize, now: i64) -> StoreResult<(usize, usize)> {
+    async fn tally(&self, limit: usize, now: i64, tasks: TaskCounted) -> StoreResult<(usize, usize)> {
         in_tx!(self, |tx| async {
             let entries = ledger::read_journal(tx, limit, &self.dims, now).await?;
-            let tally = ledger::plan(&entries)?;
+            let tally = ledger::plan(&entries, tasks)?;
             if tally.entries > 0 {
                 ledger::apply(tx, &tally, now).await?;
             }

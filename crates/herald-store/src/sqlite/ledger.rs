@@ -4,7 +4,7 @@
 //! another counter deleted one of the entries meanwhile.
 
 use herald_core::ids::{AppId, DeviceId, TaskId};
-use herald_core::ledger::{CountQuery, Counts, StoredReceipt, TaskCounts, WebhookRecord};
+use herald_core::ledger::{CountQuery, Counts, StoredReceipt, TaskCounted, TaskCounts, WebhookRecord};
 use herald_core::state::{Channel, Granularity};
 
 use super::SqliteStore;
@@ -19,12 +19,12 @@ impl Ledger for SqliteStore {
         self.journal.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
-    async fn tally(&self, limit: usize, now: i64) -> StoreResult<(usize, usize)> {
+    async fn tally(&self, limit: usize, now: i64, tasks: TaskCounted) -> StoreResult<(usize, usize)> {
         let dims = self.dims.clone();
         let tally = self
             .read(move |tx| {
                 let entries = run_now(ledger::read_journal(tx, limit, &dims, now))?;
-                ledger::plan(&entries)
+                ledger::plan(&entries, tasks)
             })
             .await?;
         if tally.entries == 0 {

@@ -2,9 +2,9 @@
 //! by every dimension, and turned into receipts in order for an app whose webhook is on.
 
 use herald_core::ids::AppId;
-use herald_core::ledger::{CountQuery, Counts, WebhookRecord};
+use herald_core::ledger::{CountQuery, Counts, TaskCounted, WebhookRecord};
 use herald_core::model::StatusUpdate;
-use herald_core::state::{DeviceEvent, Granularity, Platform, TargetKind};
+use herald_core::state::{DeviceEvent, Granularity, Platform, PushType, TargetKind};
 
 use super::*;
 
@@ -85,10 +85,10 @@ pub async fn changes_are_counted_once_and_receipted_in_order(s: &Subject) {
     assert_eq!(store.expire_due(700_000).await.unwrap(), 2, "the iOS copy, never acknowledged, and a2's");
     let b = store.commit_broadcast(broadcast("a1", "news", 180_000, 600_000), 180_000).await.unwrap();
 
-    let (entries, receipts) = store.tally(1_000, 800_000).await.unwrap();
+    let (entries, receipts) = store.tally(1_000, 800_000, TaskCounted::ALL).await.unwrap();
     assert_eq!(entries, 11, "4 deliveries and 1 broadcast pushed, 6 changes");
     assert_eq!(receipts, 5, "a1's changes: no receipts of pushes, none for a2 (no webhook)");
-    assert_eq!(store.tally(1_000, 800_000).await.unwrap(), (0, 0), "each entry is counted once");
+    assert_eq!(store.tally(1_000, 800_000, TaskCounted::ALL).await.unwrap(), (0, 0), "each entry is counted once");
 
     let all = |pushed, sent, arrived, opened, ignored, expired| Counts {
         pushed,
@@ -179,6 +179,32 @@ pub async fn changes_are_counted_once_and_receipted_in_order(s: &Subject) {
     assert!(store.count_task(&AppId::new("a1"), &second.task_id).await.unwrap().is_some(), "created at 120 s");
 }
 
+/// By default (MPS's task analytics) only Multiple and Broadcast tasks have counters of their
+/// own; a Simple push is counted in the app's counters, by its push type.
+pub async fn only_the_chosen_push_types_have_task_counters(s: &Subject) {
+    let store = s.store.as_ref();
+    create_app(store, "a1").await;
+    let d = device(store, "a1", "i1").await;
+    let simple = push("a1", TargetKind::Device, &[(d.as_str(), "k1")], 60_000, 600_000);
+    let mut multiple = push("a1", TargetKind::Device, &[(d.as_str(), "k2")], 60_000, 600_000);
+    multiple.task.push_type = PushType::Multiple;
+    let simple = store.commit_push(simple, 60_000).await.unwrap().task_id;
+    let multiple = store.commit_push(multiple, 60_000).await.unwrap().task_id;
+    let b = store.commit_broadcast(broadcast("a1", "news", 60_000, 600_000), 60_000).await.unwrap();
+    assert_eq!(store.tally(100, 70_000, TaskCounted::MPS).await.unwrap(), (3, 0));
+    let app = AppId::new("a1");
+    let pushed = |n| Counts { pushed: n, ..Counts::default() };
+    assert_eq!(store.count_total(query("a1", Granularity::Minute)).await.unwrap(), pushed(3));
+    let simple_only = CountQuery { push_type: Some("simple".into()), ..query("a1", Granularity::Day) };
+    assert_eq!(store.count_total(simple_only).await.unwrap(), pushed(1), "in the app's counters");
+    assert!(store.count_task(&app, &simple).await.unwrap().is_none(), "a Simple task has no counters of its own");
+    assert_eq!(store.count_task(&app, &multiple).await.unwrap().map(|t| t.counts), Some(pushed(1)));
+    assert_eq!(store.count_task(&app, &b.task_id).await.unwrap().map(|t| t.counts), Some(pushed(1)));
+    let (n, tasks) = store.count_tasks(query("a1", Granularity::Day), 0, 10).await.unwrap();
+    assert_eq!(n, 2, "{tasks:?}");
+    assert!(tasks.iter().all(|t| t.push_type != Some(PushType::Simple)));
+}
+
 pub async fn an_outbox_is_sent_claimed_given_up_and_replayed(s: &Subject) {
     let store = s.store.as_ref();
     create_app(store, "a1").await;
@@ -192,7 +218,7 @@ pub async fn an_outbox_is_sent_claimed_given_up_and_replayed(s: &Subject) {
         store.record(StatusUpdate::Delivered { message_id: m, device_id: d.clone(), sent_at: at, at: at + 1 });
     }
     store.flush().await.unwrap();
-    assert_eq!(store.tally(100, 1_000).await.unwrap().1, 3);
+    assert_eq!(store.tally(100, 1_000, TaskCounted::MPS).await.unwrap().1, 3);
     assert_eq!(store.due_webhooks("n1", 1_000, 10).await.unwrap(), vec![app.clone()]);
     assert!(store.claim_webhook(&app, "n1", 31_000, 1_000).await.unwrap());
     assert!(!store.claim_webhook(&app, "n2", 31_000, 2_000).await.unwrap(), "held by n1");
@@ -222,7 +248,7 @@ pub async fn an_outbox_is_sent_claimed_given_up_and_replayed(s: &Subject) {
     let m = store.commit_push(p, 9_000).await.unwrap().outcomes[0].0.clone();
     store.record(StatusUpdate::Delivered { message_id: m, device_id: d.clone(), sent_at: 9_000, at: 9_001 });
     store.flush().await.unwrap();
-    assert_eq!(store.tally(100, 10_000).await.unwrap(), (2, 0));
+    assert_eq!(store.tally(100, 10_000, TaskCounted::MPS).await.unwrap(), (2, 0));
     assert!(store.due_webhooks("n1", 10_000, 10).await.unwrap().is_empty(), "off");
 }
 
@@ -236,7 +262,7 @@ pub async fn a_store_without_the_journal_counts_nothing(s: &Subject) {
     let m = m.outcomes[0].0.clone();
     store.record(StatusUpdate::Delivered { message_id: m.clone(), device_id: d.clone(), sent_at: 101, at: 102 });
     store.flush().await.unwrap();
-    assert_eq!(store.tally(100, 1_000).await.unwrap(), (0, 0), "nothing journalled");
+    assert_eq!(store.tally(100, 1_000, TaskCounted::MPS).await.unwrap(), (0, 0), "nothing journalled");
     store.set_journal(true);
     store.record(StatusUpdate::Event {
         message_id: m,
@@ -246,7 +272,7 @@ pub async fn a_store_without_the_journal_counts_nothing(s: &Subject) {
         received_at: 103,
     });
     store.flush().await.unwrap();
-    assert_eq!(store.tally(100, 1_000).await.unwrap(), (1, 1), "journalled again once on");
+    assert_eq!(store.tally(100, 1_000, TaskCounted::MPS).await.unwrap(), (1, 1), "journalled again once on");
 }
 
 /// Two counters at once (a node that outlived its lease, say) never count an entry twice:
@@ -262,7 +288,7 @@ pub async fn two_counters_at_once_count_each_entry_once(s: &Subject) {
     let mut rounds = 0;
     loop {
         let (a, b) = (store.clone(), store.clone());
-        let (x, y) = tokio::join!(a.tally(500, 5_000), b.tally(500, 5_000));
+        let (x, y) = tokio::join!(a.tally(500, 5_000, TaskCounted::MPS), b.tally(500, 5_000, TaskCounted::MPS));
         let counted = [x, y].into_iter().filter_map(Result::ok).map(|(n, _)| n).sum::<usize>();
         rounds += 1;
         if counted == 0 || rounds > 5 {

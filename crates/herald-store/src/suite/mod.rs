@@ -219,6 +219,7 @@ macro_rules! store_suite {
             case!(console_sessions_expire_and_end);
             case!(changes_are_counted_once_and_receipted_in_order);
             case!(an_outbox_is_sent_claimed_given_up_and_replayed);
+            case!(only_the_chosen_push_types_have_task_counters);
             case!(a_store_without_the_journal_counts_nothing);
             case!(two_counters_at_once_count_each_entry_once);
             case!(channels_and_routing_are_kept_per_app);

@@ -158,7 +158,12 @@ async fn analytics_core(
 ) -> Result<Json, Refusal> {
     let mut q = query(&req, &f, Granularity::Minute, MAX_SPAN_DAYS)?;
     q.granularity = coarsest(q.from, q.to);
-    Ok(ok_content(core_view(&state.store.count_total(q).await?)))
+    let task = q.task_id.clone();
+    let total = state.store.count_total(q).await?;
+    if total.is_zero() {
+        uncounted(&state, &req, task.as_deref()).await?;
+    }
+    Ok(ok_content(core_view(&total)))
 }
 
 /// Counts per minute (span of at most 7 days), hour (90 days) or day (730 days), buckets
@@ -185,10 +190,12 @@ async fn analytics_series(
     };
     let q = query(&req, &f, g, max_days)?;
     let limit = ((q.to - q.from) / g.millis() + 1) as usize;
-    let list: Vec<Value> = state
-        .store
-        .count_series(q, limit)
-        .await?
+    let task = q.task_id.clone();
+    let series = state.store.count_series(q, limit).await?;
+    if series.is_empty() {
+        uncounted(&state, &req, task.as_deref()).await?;
+    }
+    let list: Vec<Value> = series
         .iter()
         .map(|(time, c)| {
             json!({
@@ -261,9 +268,29 @@ async fn analytics_task(
     Path(task_id): Path<String>,
     req: Signed,
 ) -> Result<Json, Refusal> {
-    let counted = state.store.count_task(&req.app_id, &TaskId::new(task_id)).await?;
-    let t = counted.ok_or_else(|| Refusal::new(ErrorCode::TaskNotExist, "no counts for such a task in the app"))?;
+    let Some(t) = state.store.count_task(&req.app_id, &TaskId::new(task_id.clone())).await? else {
+        uncounted(&state, &req, Some(&task_id)).await?;
+        return Err(Refusal::new(ErrorCode::TaskNotExist, "no counts for such a task in the app"));
+    };
     Ok(ok_content(task_view(&t, Granularity::Minute)))
+}
+
+/// Refuses a query about a task with nothing counted when that is because its push type has
+/// no counters of its own (`analytics.task_counts`), rather than answering zeros.
+async fn uncounted(state: &AppState, req: &Signed, task_id: Option<&str>) -> Result<(), Refusal> {
+    let Some(task_id) = task_id else { return Ok(()) };
+    let Some(task) = state.store.task(&req.app_id, &TaskId::new(task_id.to_owned())).await? else { return Ok(()) };
+    let push_type = task.summary.push_type;
+    if state.cfg.analytics.task_counts.contains(push_type) {
+        return Ok(());
+    }
+    Err(Refusal::new(
+        ErrorCode::TaskNotCounted,
+        format!(
+            "{push_type} tasks have no counters of their own (analytics.task_counts); their targets' \
+             statuses are in GET /v1/tasks/{{taskId}}, their counts in the app's with pushType={push_type}"
+        ),
+    ))
 }
 
 #[cfg(test)]

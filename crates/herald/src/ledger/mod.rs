@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_core::crypto::MasterKey;
-use herald_core::state::Granularity;
+use herald_core::ledger::TaskCounted;
+use herald_core::state::{Granularity, PushType};
 use herald_store::Store;
 use serde::Deserialize;
 
@@ -39,6 +40,29 @@ pub struct AnalyticsConfig {
     pub day_retention_days: u64,
     /// Days a task's own counters are kept, from the task's creation.
     pub task_retention_days: u64,
+    /// The push types whose tasks have counters of their own (the task list, the task
+    /// detail, totals and series filtered by `taskId`): MPS's, Multiple and Broadcast. A
+    /// Simple or Template push (one task per call) would add a counter row per push.
+    #[serde(deserialize_with = "push_types")]
+    pub task_counts: TaskCounted,
+}
+
+/// A list of push type names (`analytics.task_counts`), refused in our words when one is
+/// not a push type.
+fn push_types<'de, D: serde::Deserializer<'de>>(d: D) -> Result<TaskCounted, D::Error> {
+    let names = Vec::<String>::deserialize(d)?;
+    let mut types = Vec::with_capacity(names.len());
+    for name in &names {
+        match PushType::parse(name) {
+            Some(t) => types.push(t),
+            None => {
+                return Err(serde::de::Error::custom(format!(
+                    "analytics.task_counts: {name:?} is not a push type (simple, template, multiple, broadcast)"
+                )));
+            }
+        }
+    }
+    Ok(TaskCounted::of(&types))
 }
 
 impl Default for AnalyticsConfig {
@@ -51,6 +75,7 @@ impl Default for AnalyticsConfig {
             hour_retention_days: 90,
             day_retention_days: 730,
             task_retention_days: 90,
+            task_counts: TaskCounted::MPS,
         }
     }
 }
@@ -193,7 +218,7 @@ pub async fn run_tally(
                     break;
                 }
             }
-            match store.tally(cfg.batch, herald_core::now_ms()).await {
+            match store.tally(cfg.batch, herald_core::now_ms(), cfg.task_counts).await {
                 Ok((n, receipts)) => {
                     metrics.changes_counted.add(n as u64);
                     if n > 0 {

@@ -173,10 +173,26 @@ async fn every_counter_and_rate_matches_a_known_mix_of_pushes() {
         assert!(list.windows(2).all(|w| w[0]["time"].as_i64() < w[1]["time"].as_i64()));
     }
 
-    // Tasks: six, and the Multiple one in detail.
+    // Tasks: the Multiple and the Broadcast (MPS's task analytics; `analytics.task_counts`),
+    // and the Multiple one in detail. A Simple task has no counters of its own: asking for
+    // them says so instead of answering zeros.
     let q = format!("/v1/analytics/tasks?startTime={}&endTime={end}", start - 120_000);
     let tasks = app.signed("GET", &q, "").await.json();
-    assert_eq!(tasks["resultContent"]["data"]["totalCount"], 6, "{tasks}");
+    assert_eq!(tasks["resultContent"]["data"]["totalCount"], 2, "{tasks}");
+    let types: Vec<&str> = tasks["resultContent"]["data"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["broadcast", "multiple"], "newest first");
+    let by_simple = format!("/v1/analytics/core?startTime={}&endTime={end}&taskId={}", start - 120_000, task(&s1));
+    for q in [by_simple, format!("/v1/analytics/tasks/{}", task(&t1))] {
+        let r = app.signed("GET", &q, "").await;
+        assert_eq!((r.status, r.json()["resultCode"].as_str()), (404, Some("TASK_NOT_COUNTED")), "{q}");
+    }
+    let none = app.signed("GET", "/v1/analytics/tasks/t0000000000000000000000000", "").await;
+    assert_eq!(none.json()["resultCode"], "TASK_NOT_EXIST");
     for t in tasks["resultContent"]["data"]["list"].as_array().unwrap() {
         // Whole days in a list: the task's last day with a count ends after now.
         assert!(t["endTime"].as_i64().unwrap() > herald_core::now_ms(), "{t}");
