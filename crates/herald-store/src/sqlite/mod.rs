@@ -500,15 +500,18 @@ impl Store for SqliteStore {
     }
 
     async fn commit_push(&self, push: NewPush, now: i64) -> StoreResult<CommittedPush> {
-        let dims = self.dims.clone();
-        self.write(move |tx| {
-            let committed = run_now(ops::push::commit(tx, &push, now))?;
-            if crate::tx::Tx::journal(tx) {
-                dims.remember_push(&push, &committed);
-            }
-            Ok(committed)
-        })
-        .await
+        // The push comes back from the writer so that the counter's cache is primed here,
+        // on the caller's thread, not on the writer every push waits for.
+        let (push, committed, journal) = self
+            .write(move |tx| {
+                let committed = run_now(ops::push::commit(tx, &push, now))?;
+                Ok((push, committed, crate::tx::Tx::journal(tx)))
+            })
+            .await?;
+        if journal {
+            self.dims.remember_push(&push, &committed);
+        }
+        Ok(committed)
     }
 
     async fn pending_deliveries(
