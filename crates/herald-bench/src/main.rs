@@ -158,8 +158,8 @@ enum Scenario {
     /// Notifications per second to a fake APNs from the signed API, next to @parse/node-apn
     /// (`--devices` tokens; needs Node and `npm ci --prefix bench/node-apn`).
     Apns,
-    /// Unicast rate and broadcast fan-out with receipts and analytics off, then on (a local
-    /// webhook accepting everything), twice.
+    /// Unicast rate and broadcast fan-out with receipts and analytics off and on (a local
+    /// webhook accepting everything), `--rounds` times, the order alternating.
     Receipts,
     /// Durability: pushes at `--rate` (one at a time) to `--devices` connected devices while
     /// the node (SQLite) is killed with SIGKILL every 0.5-2 s and restarted, `--cycles`

@@ -2,7 +2,8 @@
 //! broadcast burst run on a node with `analytics.enabled = false` and on one with analytics
 //! on and every app's receipts posted to a local webhook that accepts everything (a real
 //! HTTP server in this process, herald-testkit's `Receiver`), one after the other in one
-//! run, twice, and the rates are compared.
+//! run, `--rounds` times (odd rounds off first, even rounds on first), and the rates are
+//! compared.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -98,7 +99,8 @@ pub(crate) async fn run(args: &BenchArgs, bin: &Path) -> anyhow::Result<()> {
     println!(
         "## Receipts and analytics: off against on (a local webhook accepting every receipt)\n\n\
          Unicast: {} connected devices, full speed with {} requests in flight, {} s; broadcast: {count} \
-         broadcasts back to back to {n} connected devices. Herald on SQLite. {} rounds, each off then on.\n",
+         broadcasts back to back to {n} connected devices. Herald on SQLite. {} rounds, odd ones off then on, \
+         even ones on then off.\n",
         args.devices, args.concurrency, args.seconds, args.rounds
     );
     let receiver = Receiver::start(0).await;
@@ -115,15 +117,15 @@ pub(crate) async fn run(args: &BenchArgs, bin: &Path) -> anyhow::Result<()> {
         // The SQLite writer's CPU over the whole phase (its set-up included), per delivered
         // push: what the unicast rate follows (the writer is busy most of the phase).
         let writer = |h: &Server| thread_cpu_secs(h.child.id(), "sqlite-writer");
-        let (off, cpu_off) = {
+        let unicast_off = async || {
             let herald = node(bin, false, dir.path()).await?;
             let cpu = writer(&herald)?;
             let off = push_phase_on_server(args, &herald, None, async |_, _| Ok(())).await?;
             let cpu = (writer(&herald)? - cpu) * 1e6 / off.received.max(1) as f64;
-            (off, cpu)
+            anyhow::Ok((off, cpu))
         };
-        let before = receiver.accepted_count();
-        let (on, lag, cpu_on) = {
+        let unicast_on = async || {
+            let before = receiver.accepted_count();
             let herald = node(bin, true, dir.path()).await?;
             let url = receiver.url().to_owned();
             let cpu = writer(&herald)?;
@@ -132,11 +134,35 @@ pub(crate) async fn run(args: &BenchArgs, bin: &Path) -> anyhow::Result<()> {
             // Every delivery's receipt reaches the webhook before the node stops.
             let lag = receipts_in(&receiver, before, on.received).await?;
             let cpu = (writer(&herald)? - cpu) * 1e6 / on.received.max(1) as f64;
-            (on, lag, cpu)
+            anyhow::Ok((on, lag, cpu))
+        };
+        // Odd rounds run off first, even rounds on first: whatever the order does to the
+        // second phase (the machine's caches, a disk still writing back the first node's
+        // files) falls on each mode equally often.
+        let off_first = round % 2 == 1;
+        let ((off, cpu_off), (on, lag, cpu_on)) = match off_first {
+            true => {
+                let off = unicast_off().await?;
+                (off, unicast_on().await?)
+            }
+            false => {
+                let on = unicast_on().await?;
+                (unicast_off().await?, on)
+            }
         };
         cpu_per_push.push((cpu_off, cpu_on));
-        let (b_off, _) = fanout(bin, false, dir.path(), &receiver, n, count).await?;
-        let (b_on, b_lag) = fanout(bin, true, dir.path(), &receiver, n, count).await?;
+        let (b_off, b_on, b_lag) = match off_first {
+            true => {
+                let (b_off, _) = fanout(bin, false, dir.path(), &receiver, n, count).await?;
+                let (b_on, b_lag) = fanout(bin, true, dir.path(), &receiver, n, count).await?;
+                (b_off, b_on, b_lag)
+            }
+            false => {
+                let (b_on, b_lag) = fanout(bin, true, dir.path(), &receiver, n, count).await?;
+                let (b_off, _) = fanout(bin, false, dir.path(), &receiver, n, count).await?;
+                (b_off, b_on, b_lag)
+            }
+        };
         let b_lag = b_lag.unwrap_or(f64::NAN);
         let (u, b) = (on.rate() / off.rate(), b_on / b_off);
         unicast_ratios.push(u);
