@@ -134,12 +134,6 @@ impl TaskCounted {
     }
 }
 
-impl Default for TaskCounted {
-    fn default() -> Self {
-        TaskCounted::MPS
-    }
-}
-
 /// A query of the counters: an app's buckets of one granularity in `from..to`, with
 /// optional filters.
 #[derive(Debug, Clone, PartialEq, Eq)]
