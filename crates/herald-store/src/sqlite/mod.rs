@@ -37,7 +37,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::tx::run_now;
 use crate::{Cancelled, FireOutcome, Registered, Store, StoreConfig, StoreError, StoreResult, TemplateCreated, ops};
-use setup::{migrate, spawn, stable_plans};
+use setup::{configure_writer, migrate, spawn, stable_plans};
 use tx::{SqliteTx, map_err, read_tx};
 
 /// How often the WAL is copied back into the database file.
@@ -92,21 +92,7 @@ impl SqliteStore {
     pub fn open(path: &Path, cfg: &StoreConfig) -> StoreResult<Self> {
         files::private_file(path)?;
         let writer = Connection::open(path).map_err(map_err)?;
-        let sync = if cfg.sqlite_synchronous == "normal" { "NORMAL" } else { "FULL" };
-        // The writer's page cache is 8 MiB (4,096 pages: the interior pages of a database of
-        // about 800 MB), not more. When a B-tree split reorders its new pages, SQLite moves
-        // one through page number 2^30 / page_size + 1; in a database smaller than 1 GiB
-        // that page lies past the end, so the COMMIT that follows scans the whole cache's
-        // hash table to drop it (pcache1TruncateUnsafe): about 0.7 ms per such commit with
-        // a 64 MiB cache, a fifth of the writer's time (docs/PERFORMANCE.md). Leaves come
-        // from the operating system's page cache.
-        writer
-            .execute_batch(&format!(
-                "PRAGMA page_size = 2048; PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON; \
-                 PRAGMA busy_timeout = 5000; PRAGMA cache_size = -8192; \
-                 PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864; PRAGMA temp_store = MEMORY;"
-            ))
-            .map_err(map_err)?;
+        configure_writer(&writer, &cfg.sqlite_synchronous).map_err(map_err)?;
         stable_plans(&writer).map_err(map_err)?;
         migrate(&writer).map_err(map_err)?;
         let (read_tx, read_rx) = std::sync::mpsc::channel::<ReadJob>();

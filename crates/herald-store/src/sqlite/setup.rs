@@ -16,6 +16,24 @@ pub(super) fn stable_plans(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// The writer's settings: WAL, `synchronous` as configured ("normal" or FULL), checkpoints
+/// left to the checkpointer thread, statement journals in memory.
+///
+/// Its page cache is 8 MiB (4,096 pages: the interior pages of a database of about 800 MB),
+/// not more. When a B-tree split reorders its new pages, SQLite moves one through page number
+/// 2^30 / page_size + 1; in a database smaller than 1 GiB that page lies past the end, so the
+/// COMMIT that follows scans the whole cache's hash table to drop it (pcache1TruncateUnsafe):
+/// about 0.7 ms per such commit with a 64 MiB cache, a fifth of the writer's time
+/// (docs/PERFORMANCE.md). Leaves come from the operating system's page cache.
+pub(super) fn configure_writer(conn: &Connection, synchronous: &str) -> rusqlite::Result<()> {
+    let sync = if synchronous == "normal" { "NORMAL" } else { "FULL" };
+    conn.execute_batch(&format!(
+        "PRAGMA page_size = 2048; PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON; \
+         PRAGMA busy_timeout = 5000; PRAGMA cache_size = -8192; \
+         PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864; PRAGMA temp_store = MEMORY;"
+    ))
+}
+
 /// Starts a thread that logs where the code that started it logs (a node's threads log to
 /// that node's log, also when several nodes share a process, as in the tests).
 pub(super) fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> StoreResult<()> {
