@@ -21,6 +21,7 @@ mod cluster;
 mod idle;
 mod lists;
 mod load;
+mod pgbench;
 mod push;
 mod receipts;
 mod servers;
@@ -119,6 +120,10 @@ pub struct BenchArgs {
     /// one pair's ratio scatters by ±10% on a shared 2-core machine).
     #[arg(long, default_value_t = 2)]
     rounds: usize,
+    /// pgbench, the reference of the push scenario on `--store-url` (PostgreSQL's own
+    /// transactions per second on the same server, in the same run).
+    #[arg(long, default_value = "pgbench")]
+    pgbench: PathBuf,
     /// The rumqttd binary measured as the second reference (`cargo install rumqttd`).
     #[arg(long, default_value = "rumqttd")]
     rumqttd: PathBuf,

@@ -341,6 +341,14 @@ pub(crate) async fn push(args: &BenchArgs, herald_bin: &Path) -> anyhow::Result<
     print_phase(&format!("herald, full speed ({} in flight)", args.concurrency), &full);
     let fixed = herald_push_phase(args, herald_bin, Some(args.rate)).await?;
     print_phase(&format!("herald, {}/s", args.rate), &fixed);
+    if let Some(url) = args.store_url.as_deref() {
+        let tps = crate::pgbench::tps(args, url).await?;
+        println!(
+            "\npgbench -N -c 32 -j 2 -M prepared on the same PostgreSQL, {} s: {tps:.0} transactions/s",
+            args.seconds
+        );
+        println!("herald pushes/s at full speed / pgbench transactions/s: {:.2}\n", full.rate() / tps);
+    }
     if !args.no_reference {
         let ref_full = mosquitto_push_phase(args, None).await?;
         print_phase(&format!("mosquitto, full speed ({} in flight)", args.concurrency), &ref_full);

@@ -9,7 +9,9 @@
 //! behind a barrier in that queue. What nodes share beyond the data lives here too:
 //! request nonces (a table; a SQLite node keeps them in memory) and leases.
 
+mod group;
 pub(crate) mod tx;
+mod updates;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -36,6 +38,8 @@ const UPDATE_BATCH: usize = 2048;
 pub struct PostgresStore {
     pool: Arc<Pool>,
     updates: mpsc::UnboundedSender<Update>,
+    /// Commits the pushes and nonces callers wait for, many per transaction.
+    committer: group::Committer,
     /// The counter's lookups of message and device dimensions.
     dims: crate::ops::ledger::DimsCache,
 }
@@ -145,7 +149,9 @@ impl PostgresStore {
         migrate(&pool).await?;
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(apply_updates(pool.clone(), rx));
-        Ok(PostgresStore { pool, updates: tx, dims: Default::default() })
+        // A loop per four connections: the rest serve reads, connects and status updates.
+        let committer = group::Committer::start(pool.clone(), (connections / 4).clamp(1, 4));
+        Ok(PostgresStore { pool, updates: tx, committer, dims: Default::default() })
     }
 
     async fn barrier(&self) -> StoreResult<()> {
@@ -237,10 +243,7 @@ async fn apply_batch(pool: &Pool, updates: &[StatusUpdate]) -> StoreResult<()> {
         updates.iter().partition(|u| matches!(u, StatusUpdate::Disconnected { .. } | StatusUpdate::KeyUsed { .. }));
     if !deliveries.is_empty() {
         let (pg, cache) = conn.transaction().await?;
-        let tx = PgTx::new(&pg, cache);
-        for u in deliveries {
-            ops::push::apply_update(&tx, u).await?;
-        }
+        updates::apply(&PgTx::new(&pg, cache), &deliveries).await?;
         pg.commit().await.map_err(map_err)?;
     }
     for u in devices {
@@ -454,7 +457,7 @@ impl Store for PostgresStore {
     }
 
     async fn commit_push(&self, push: NewPush, now: i64) -> StoreResult<CommittedPush> {
-        let committed = in_tx!(self, |tx| ops::push::commit(tx, &push, now))?;
+        let (push, committed) = self.committer.push(push, now).await?;
         if self.pool.journal.load(std::sync::atomic::Ordering::Relaxed) {
             self.dims.remember_push(&push, &committed);
         }
@@ -508,9 +511,7 @@ impl Store for PostgresStore {
     }
 
     async fn claim_nonce(&self, key_id: &KeyId, nonce: &str, now: i64, expires_at: i64) -> StoreResult<bool> {
-        let conn = self.pool.get().await?;
-        let claimed = conn.tx().execute(&sql::CLAIM_NONCE, &[&key_id.as_str(), &nonce, &expires_at, &now]).await?;
-        Ok(claimed == 1)
+        self.committer.nonce(key_id.as_str(), nonce, now, expires_at).await
     }
 
     async fn try_lease(&self, name: &str, holder: &str, now: i64, ttl_ms: i64) -> StoreResult<bool> {

@@ -44,6 +44,24 @@ impl<'a, C: GenericClient + Sync> PgTx<'a, C> {
     }
 }
 
+impl<C: GenericClient + Sync> PgTx<'_, C> {
+    /// A statement only PostgreSQL runs, with arguments only it binds (arrays).
+    pub(crate) async fn execute_pg(&self, sql: &'static Sql, args: &[&(dyn ToSql + Sync)]) -> StoreResult<u64> {
+        let stmt = self.statement(sql).await?;
+        self.c.execute(&stmt, args).await.map_err(map_err)
+    }
+
+    /// As [`Self::execute_pg`], for the rows it returns.
+    pub(crate) async fn query_pg(
+        &self,
+        sql: &'static Sql,
+        args: &[&(dyn ToSql + Sync)],
+    ) -> StoreResult<Vec<tokio_postgres::Row>> {
+        let stmt = self.statement(sql).await?;
+        self.c.query(&stmt, args).await.map_err(map_err)
+    }
+}
+
 fn pg_args<'a>(args: &'a [&'a dyn Arg]) -> Vec<&'a (dyn ToSql + Sync)> {
     args.iter().map(|a| *a as &(dyn ToSql + Sync)).collect()
 }

@@ -107,6 +107,7 @@ macro_rules! changed_many {
 pub(crate) mod broadcasts;
 pub(crate) mod channels;
 pub(crate) mod console;
+pub(crate) mod group;
 pub(crate) mod ledger;
 pub(crate) use broadcasts::*;
 pub(crate) use channels::*;

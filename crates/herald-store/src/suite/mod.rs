@@ -306,6 +306,7 @@ mod backends {
             .chain(crate::sql::broadcasts::ALL)
             .chain(crate::sql::ledger::ALL)
             .chain(crate::sql::POSTGRES_ONLY)
+            .chain(crate::sql::group::ALL)
         {
             client.prepare(s.text(crate::tx::Dialect::Postgres)).await.unwrap_or_else(|e| panic!("{e:?}: {s:?}"));
         }
