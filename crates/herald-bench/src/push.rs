@@ -67,6 +67,8 @@ pub(crate) struct PhaseResult {
     pub(crate) p50_ms: f64,
     pub(crate) p99_ms: f64,
     pub(crate) max_ms: f64,
+    /// On PostgreSQL: what each push cost the store and the server.
+    pub(crate) store_cost: Option<crate::pgbench::StoreCost>,
 }
 
 impl PhaseResult {
@@ -164,6 +166,7 @@ where
         p50_ms: percentile(&lat, 0.50),
         p99_ms: percentile(&lat, 0.99),
         max_ms: lat.last().map(|v| *v as f64 / 1000.0).unwrap_or(f64::NAN),
+        store_cost: None,
     })
 }
 
@@ -223,10 +226,17 @@ pub(crate) async fn push_phase_on_server(
     // Message keys unique to this run: a repeated key would be an idempotent no-op.
     let run = herald_core::crypto::random_alnum(8);
     let collector = Collector::Local(receipts);
-    let result = drive(targets, args.seconds, args.concurrency, rate, &collector, move |seq, target| {
+    let meter = match args.store_url.as_deref() {
+        Some(url) => Some(crate::pgbench::StoreMeter::start(url, herald).await?),
+        None => None,
+    };
+    let mut result = drive(targets, args.seconds, args.concurrency, rate, &collector, move |seq, target| {
         cluster::push_one(pool.clone(), app.clone(), devices[target].0.clone(), format!("{run}-{seq}"), seq)
     })
     .await?;
+    if let Some(meter) = meter {
+        result.store_cost = Some(meter.finish(herald, result.received).await?);
+    }
     for h in handles {
         h.abort();
     }
@@ -341,6 +351,14 @@ pub(crate) async fn push(args: &BenchArgs, herald_bin: &Path) -> anyhow::Result<
     print_phase(&format!("herald, full speed ({} in flight)", args.concurrency), &full);
     let fixed = herald_push_phase(args, herald_bin, Some(args.rate)).await?;
     print_phase(&format!("herald, {}/s", args.rate), &fixed);
+    for (name, r) in [("full speed", &full), ("fixed rate", &fixed)] {
+        if let Some(c) = &r.store_cost {
+            println!(
+                "\nper push delivered, {name}: PostgreSQL {:.0} us CPU (all its processes), {:.0} bytes of WAL; herald {:.0} us CPU",
+                c.postgres_cpu_us, c.wal_bytes, c.herald_cpu_us
+            );
+        }
+    }
     if let Some(url) = args.store_url.as_deref() {
         let tps = crate::pgbench::tps(args, url).await?;
         println!(

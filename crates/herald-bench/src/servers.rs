@@ -52,13 +52,35 @@ pub(crate) fn thread_cpu_secs(pid: u32, name: &str) -> anyhow::Result<f64> {
     Ok(0.0)
 }
 
+/// CPU seconds every process named `postgres` on this machine used so far, with the children
+/// each has waited for (the postmaster's exited backends).
+pub(crate) fn postgres_cpu_secs() -> anyhow::Result<f64> {
+    let mut total = 0.0;
+    for entry in std::fs::read_dir("/proc")? {
+        let dir = entry?.path();
+        if std::fs::read_to_string(dir.join("comm")).is_ok_and(|c| c.trim() == "postgres") {
+            // A process that ended meanwhile is counted in its parent's children.
+            total += stat_fields_secs(&dir.join("stat").to_string_lossy(), &[11, 12, 13, 14]).unwrap_or(0.0);
+        }
+    }
+    Ok(total)
+}
+
 fn stat_cpu_secs(path: &str) -> anyhow::Result<f64> {
+    stat_fields_secs(path, &[11, 12])
+}
+
+/// The sum of the clock-tick fields `which` of a /proc stat file (counted after the command
+/// name: 11 utime, 12 stime, 13 cutime, 14 cstime), in seconds.
+fn stat_fields_secs(path: &str, which: &[usize]) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(path)?;
     // The fields after the command name, which may hold spaces, start after its ')'.
     let after = stat.rsplit_once(')').context("malformed /proc/PID/stat")?.1;
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields.get(11).context("utime missing")?.parse::<u64>()?
-        + fields.get(12).context("stime missing")?.parse::<u64>()?;
+    let mut ticks = 0u64;
+    for i in which {
+        ticks += fields.get(*i).context("a CPU time field is missing")?.parse::<u64>()?;
+    }
     // SAFETY: sysconf only reads a constant of the system.
     let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     Ok(ticks as f64 / per_sec)
