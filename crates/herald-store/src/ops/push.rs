@@ -2,6 +2,7 @@
 //! the expiry of what was never acknowledged.
 
 use futures_util::future::try_join_all;
+use herald_core::channel::route::Routing;
 use herald_core::ids::{DeviceId, MessageId};
 use herald_core::model::{
     CommittedPush, NewMessage, NewPush, NewTask, PendingDelivery, Recipient, StatusUpdate, TargetOutcome,
@@ -33,6 +34,20 @@ pub(crate) async fn claim<'p, X: Tx>(
     push: &'p NewPush,
     now: i64,
 ) -> StoreResult<(CommittedPush, Option<PushRows<'p>>)> {
+    let fetched = fetch(tx, push, now).await?;
+    settle(tx, push, fetched).await
+}
+
+/// What the first round reads for a push: for each message whether its key was claimed, the
+/// devices it targets, and the app's routing when a vendor may carry one of its messages.
+pub(crate) struct Fetched {
+    pub(crate) claimed: Vec<bool>,
+    pub(crate) targets: Vec<Vec<rows::Target>>,
+    pub(crate) context: Option<(Routing, Vec<Channel>)>,
+}
+
+/// The claims and lookups of one push, a statement each (pipelined on PostgreSQL).
+async fn fetch<X: Tx>(tx: &X, push: &NewPush, now: i64) -> StoreResult<Fetched> {
     let t = &push.task;
     let (app, task_id) = (t.app_id.as_str(), t.task_id.as_str());
     let kinds: Vec<&str> = push.messages.iter().map(|m| m.target_kind.as_str()).collect();
@@ -52,7 +67,7 @@ pub(crate) async fn claim<'p, X: Tx>(
     let lookup_sql = |kind: TargetKind| match kind {
         TargetKind::Device => Ok(&sql::TARGET_DEVICE),
         TargetKind::User => Ok(&sql::TARGET_USER),
-        TargetKind::Broadcast => Err(StoreError::Internal("a push message cannot target a broadcast".into())),
+        TargetKind::Broadcast => Err(not_a_push_target()),
     };
     let claims = try_join_all(claim_args.iter().map(|a| tx.execute(&sql::CLAIM_KEY, a)));
     let lookups = try_join_all(
@@ -69,19 +84,43 @@ pub(crate) async fn claim<'p, X: Tx>(
             false => Ok(None),
         }
     };
-    let (claims, lookups, context): (Vec<u64>, Vec<Vec<rows::Target>>, _) = tokio::try_join!(claims, lookups, context)?;
+    let (claims, targets, context): (Vec<u64>, Vec<Vec<rows::Target>>, _) = tokio::try_join!(claims, lookups, context)?;
+    let claimed = match push.skip_idempotency {
+        true => vec![true; push.messages.len()],
+        false => claims.iter().map(|c| *c == 1).collect(),
+    };
+    Ok(Fetched { claimed, targets, context })
+}
 
-    let mut earlier: Vec<Option<(String, String)>> = Vec::with_capacity(push.messages.len());
-    if push.skip_idempotency {
-        earlier.resize(push.messages.len(), None);
-    }
-    for (a, claimed) in claim_args.iter().zip(&claims) {
-        earlier.push(if *claimed == 1 {
-            None
-        } else {
-            Some(query_one(tx, &sql::KEY_HOLDER, &a[..4], |r| Ok((r.text(0)?, r.text(1)?))).await?)
-        });
-    }
+pub(crate) fn not_a_push_target() -> StoreError {
+    StoreError::Internal("a push message cannot target a broadcast".into())
+}
+
+/// The rest of the first round once [`Fetched`]: who holds each key the push did not claim
+/// (a statement each, pipelined), then the answer and the rows to write.
+pub(crate) async fn settle<'p, X: Tx>(
+    tx: &X,
+    push: &'p NewPush,
+    fetched: Fetched,
+) -> StoreResult<(CommittedPush, Option<PushRows<'p>>)> {
+    let t = &push.task;
+    let app = t.app_id.as_str();
+    let Fetched { claimed, targets: lookups, context } = fetched;
+    let kinds: Vec<&str> = push.messages.iter().map(|m| m.target_kind.as_str()).collect();
+    let holder_args: Vec<[&dyn Arg; 4]> = push
+        .messages
+        .iter()
+        .zip(&kinds)
+        .map(|(m, kind)| -> [&dyn Arg; 4] { [&app, &m.msg_key, kind, &m.target] })
+        .collect();
+    let earlier: Vec<Option<(String, String)>> =
+        try_join_all(claimed.iter().zip(&holder_args).map(|(claimed, a)| async move {
+            match claimed {
+                true => Ok(None),
+                false => query_one(tx, &sql::KEY_HOLDER, a, |r| Ok((r.text(0)?, r.text(1)?))).await.map(Some),
+            }
+        }))
+        .await?;
     if let Some(replay) = logic::replay_of(&earlier) {
         return Ok((replay, None));
     }

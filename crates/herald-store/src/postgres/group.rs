@@ -15,15 +15,17 @@
 use std::sync::Arc;
 
 use futures_util::future::try_join_all;
-use herald_core::model::{CommittedPush, NewPush, NewTask};
-use herald_core::state::Change;
+use std::collections::{HashMap, HashSet};
+
+use herald_core::model::{CommittedPush, NewMessage, NewPush, NewTask};
+use herald_core::state::{Change, TargetKind};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_postgres::types::ToSql;
 
 use super::Pool;
 use super::tx::{PgTx, map_err};
-use crate::ops::push::{DeliveryRow, MessageRow, PushRows};
-use crate::{StoreError, StoreResult, ops, sql};
+use crate::ops::push::{DeliveryRow, Fetched, MessageRow, PushRows};
+use crate::{StoreError, StoreResult, ops, rows, sql};
 
 /// Most operations in one transaction: enough to share one WAL flush among all the requests
 /// a node has in flight, few enough that a rolled-back group is retried quickly.
@@ -31,6 +33,9 @@ const GROUP_MAX: usize = 256;
 /// Operations waiting for a committer before callers wait to queue (each caller waits for
 /// its answer anyway; this bounds the queue's memory).
 const QUEUE: usize = 4096;
+
+/// Statements in the transaction of a group.
+type GroupTx<'a> = PgTx<'a, tokio_postgres::Transaction<'a>>;
 
 /// One operation a caller waits for.
 pub(super) enum Job {
@@ -155,13 +160,22 @@ async fn run_together(pool: &Pool, group: &[Job]) -> Result<Vec<Done>, Failed> {
     let (pg, cache) = conn.transaction().await.map_err(Failed::Statements)?;
     let done = {
         let tx = PgTx::new(&pg, cache);
-        let pushes = try_join_all(group.iter().map(|job| async {
-            match job {
-                Job::Push { push, now, .. } => ops::push::claim(&tx, push, *now).await.map(Some),
-                Job::Nonce { .. } => Ok(None),
-            }
-        }));
-        let (nonces, mut pushes) = tokio::try_join!(claim_nonces(&tx, group), pushes).map_err(Failed::Statements)?;
+        let to_fetch: Vec<(&NewPush, i64)> = group
+            .iter()
+            .filter_map(|job| match job {
+                Job::Push { push, now, .. } => Some((&**push, *now)),
+                Job::Nonce { .. } => None,
+            })
+            .collect();
+        let (nonces, fetched) =
+            tokio::try_join!(claim_nonces(&tx, group), fetch_many(&tx, &to_fetch)).map_err(Failed::Statements)?;
+        let settled = try_join_all(to_fetch.iter().zip(fetched).map(|((push, _), f)| ops::push::settle(&tx, push, f)))
+            .await
+            .map_err(Failed::Statements)?;
+        // Back in the group's order: a push's answer where each push was.
+        let mut settled = settled.into_iter();
+        let mut pushes: Vec<Option<_>> =
+            group.iter().map(|job| matches!(job, Job::Push { .. }).then(|| settled.next()).flatten()).collect();
         let rows: Vec<&PushRows<'_>> = pushes.iter().flatten().filter_map(|(_, rows)| rows.as_ref()).collect();
         write_rows(&tx, &rows).await.map_err(Failed::Statements)?;
         drop(rows);
@@ -179,10 +193,107 @@ async fn run_together(pool: &Pool, group: &[Job]) -> Result<Vec<Done>, Failed> {
     Ok(done)
 }
 
+/// The first round of every push of the group in a few statements, as `ops::push::claim`
+/// makes it for one: the idempotency claims in one (the first message of each key only, the
+/// keys in one order so that two groups lock them alike; a later one finds the first's claim
+/// when it asks who holds the key), the device and the user targets in one each, and the
+/// routing of each app a vendor may serve. Keys are checked for expiry at the earliest push's
+/// time.
+async fn fetch_many(tx: &GroupTx<'_>, pushes: &[(&NewPush, i64)]) -> StoreResult<Vec<Fetched>> {
+    let messages: Vec<(&NewPush, &NewMessage)> =
+        pushes.iter().flat_map(|(p, _)| p.messages.iter().map(move |m| (*p, m))).collect();
+    let mut seen = HashSet::new();
+    let mut claims: Vec<(&NewPush, &NewMessage)> =
+        messages.iter().filter(|(p, m)| !p.skip_idempotency && seen.insert(key_of(p, m))).copied().collect();
+    claims.sort_by(|a, b| key_of(a.0, a.1).cmp(&key_of(b.0, b.1)));
+    let now_min = pushes.iter().map(|(_, now)| *now).min().unwrap_or(0);
+    let claim_keys = async {
+        if claims.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let apps: Vec<&str> = claims.iter().map(|(p, _)| p.task.app_id.as_str()).collect();
+        let keys: Vec<&str> = claims.iter().map(|(_, m)| m.msg_key.as_str()).collect();
+        let kinds: Vec<&str> = claims.iter().map(|(_, m)| m.target_kind.as_str()).collect();
+        let targets: Vec<&str> = claims.iter().map(|(_, m)| m.target.as_str()).collect();
+        let mids: Vec<&str> = claims.iter().map(|(_, m)| m.message_id.as_str()).collect();
+        let tasks: Vec<&str> = claims.iter().map(|(p, _)| p.task.task_id.as_str()).collect();
+        let expires: Vec<i64> = claims.iter().map(|(p, _)| p.task.expires_at).collect();
+        let args: [&(dyn ToSql + Sync); 8] = [&apps, &keys, &kinds, &targets, &mids, &tasks, &expires, &now_min];
+        let rows = tx.query_pg(&sql::group::CLAIM_KEYS, &args).await?;
+        rows.iter().map(|r| r.try_get::<_, String>(0).map_err(column)).collect::<StoreResult<HashSet<String>>>()
+    };
+    let lookup = |kind: TargetKind, sql: &'static crate::tx::Sql| {
+        let places: Vec<(usize, &str, &str)> = messages
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, m))| m.target_kind == kind)
+            .map(|(i, (p, m))| (i, p.task.app_id.as_str(), m.target.as_str()))
+            .collect();
+        async move {
+            if places.is_empty() {
+                return Ok(Vec::new());
+            }
+            let apps: Vec<&str> = places.iter().map(|(_, a, _)| *a).collect();
+            let targets: Vec<&str> = places.iter().map(|(_, _, t)| *t).collect();
+            let indexes: Vec<i64> = places.iter().map(|(i, _, _)| *i as i64).collect();
+            let args: [&(dyn ToSql + Sync); 3] = [&apps, &targets, &indexes];
+            let rows = tx.query_pg(sql, &args).await?;
+            rows.iter()
+                .map(|r| Ok((r.try_get::<_, i64>(4).map_err(column)? as usize, rows::target(r)?)))
+                .collect::<StoreResult<Vec<(usize, rows::Target)>>>()
+        }
+    };
+    if messages.iter().any(|(_, m)| m.target_kind == TargetKind::Broadcast) {
+        return Err(ops::push::not_a_push_target());
+    }
+    let mut vendor_apps: Vec<&str> = pushes
+        .iter()
+        .filter(|(p, _)| p.messages.iter().any(|m| m.vendor))
+        .map(|(p, _)| p.task.app_id.as_str())
+        .collect();
+    vendor_apps.sort_unstable();
+    vendor_apps.dedup();
+    let contexts = try_join_all(vendor_apps.iter().map(|app| ops::channels::route_context(tx, app)));
+    let (claimed, devices, users, contexts) = tokio::try_join!(
+        claim_keys,
+        lookup(TargetKind::Device, &sql::group::TARGET_DEVICES),
+        lookup(TargetKind::User, &sql::group::TARGET_USERS),
+        contexts
+    )?;
+    let contexts: HashMap<&str, _> = vendor_apps.into_iter().zip(contexts).collect();
+    let mut targets: Vec<Vec<rows::Target>> = messages.iter().map(|_| Vec::new()).collect();
+    for (i, target) in devices.into_iter().chain(users) {
+        targets.get_mut(i).ok_or_else(|| StoreError::Internal("a target row out of place".into()))?.push(target);
+    }
+    let mut targets = targets.into_iter();
+    Ok(pushes
+        .iter()
+        .map(|(p, _)| Fetched {
+            claimed: p.messages.iter().map(|m| p.skip_idempotency || claimed.contains(m.message_id.as_str())).collect(),
+            targets: targets.by_ref().take(p.messages.len()).collect(),
+            context: p
+                .messages
+                .iter()
+                .any(|m| m.vendor)
+                .then(|| contexts.get(p.task.app_id.as_str()).cloned())
+                .flatten(),
+        })
+        .collect())
+}
+
+/// An idempotency key: app, msgKey, target kind, target.
+fn key_of<'a>(p: &'a NewPush, m: &'a NewMessage) -> (&'a str, &'a str, &'a str, &'a str) {
+    (p.task.app_id.as_str(), m.msg_key.as_str(), m.target_kind.as_str(), m.target.as_str())
+}
+
+fn column(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Internal(e.to_string())
+}
+
 /// The nonces of the group, claimed in one statement: for each job, whether its nonce was
 /// claimed (`None` for a push). A pair that comes twice in the group is claimed by its first
 /// request; the later one is a replay. The expiry is checked at the earliest request's time.
-async fn claim_nonces(tx: &PgTx<'_, tokio_postgres::Transaction<'_>>, group: &[Job]) -> StoreResult<Vec<Option<bool>>> {
+async fn claim_nonces(tx: &GroupTx<'_>, group: &[Job]) -> StoreResult<Vec<Option<bool>>> {
     let mut seen = std::collections::HashSet::new();
     let (mut keys, mut nonces, mut expiries, mut now_min) = (Vec::new(), Vec::new(), Vec::new(), i64::MAX);
     for job in group {
@@ -215,7 +326,7 @@ async fn claim_nonces(tx: &PgTx<'_, tokio_postgres::Transaction<'_>>, group: &[J
 
 /// The rows of every push of the group: one statement per table (a push's vendor sends, few,
 /// one each), sent in the order of a single push's writes.
-async fn write_rows(tx: &PgTx<'_, tokio_postgres::Transaction<'_>>, pushes: &[&PushRows<'_>]) -> StoreResult<()> {
+async fn write_rows(tx: &GroupTx<'_>, pushes: &[&PushRows<'_>]) -> StoreResult<()> {
     if pushes.is_empty() {
         return Ok(());
     }
@@ -296,7 +407,7 @@ async fn run_alone(pool: &Pool, job: &Job) -> StoreResult<Done> {
     Ok(done)
 }
 
-async fn run_job(tx: &PgTx<'_, tokio_postgres::Transaction<'_>>, job: &Job) -> StoreResult<Done> {
+async fn run_job(tx: &GroupTx<'_>, job: &Job) -> StoreResult<Done> {
     match job {
         Job::Push { push, now, .. } => ops::push::commit(tx, push, *now).await.map(Done::Push),
         Job::Nonce { key_id, nonce, now, expires_at, .. } => {
@@ -419,5 +530,60 @@ mod tests {
         ids.sort();
         want.sort();
         assert_eq!(ids, want, "the pushes beside the failing one are committed");
+    }
+}
+
+#[cfg(test)]
+mod targets {
+    use herald_core::ids::{AppId, DeviceId, UserId};
+    use herald_core::model::TargetOutcome;
+    use herald_core::state::TargetKind;
+
+    use super::*;
+    use crate::Store;
+    use crate::suite::{Subject, create_app, device, push};
+
+    fn devices_of(c: &CommittedPush) -> Vec<Vec<DeviceId>> {
+        c.outcomes
+            .iter()
+            .map(|(_, o)| match o {
+                TargetOutcome::Accepted { devices } => devices.iter().map(|d| d.device_id.clone()).collect(),
+                other => panic!("not accepted: {other:?}"),
+            })
+            .collect()
+    }
+
+    /// The targets of a group's pushes, read in one statement per kind, reach the push and
+    /// the message that named them.
+    #[tokio::test]
+    async fn each_push_of_a_group_gets_its_own_targets() {
+        let Some((store, _schema)) = Subject::postgres_store(2).await else { return };
+        create_app(&store, "a1").await;
+        let (d1, d2, d3) =
+            (device(&store, "a1", "i1").await, device(&store, "a1", "i2").await, device(&store, "a1", "i3").await);
+        let app = AppId::new("a1");
+        for d in [&d2, &d3] {
+            store.bind_user(&app, d, &UserId::new("u"), 50).await.unwrap().unwrap();
+        }
+        let pushes = [
+            push("a1", TargetKind::Device, &[(d1.as_str(), "k1"), (d3.as_str(), "k2")], 100, 60_000),
+            push("a1", TargetKind::User, &[("u", "k3")], 100, 60_000),
+            push("a1", TargetKind::Device, &[(d2.as_str(), "k4")], 100, 60_000),
+        ];
+        let mut answers = Vec::new();
+        let mut jobs = Vec::new();
+        for p in pushes {
+            let (reply, answer) = oneshot::channel();
+            jobs.push(Job::Push { push: Box::new(p), now: 100, reply });
+            answers.push(answer);
+        }
+        commit_group(&store.pool, jobs).await;
+        let mut got = Vec::new();
+        for a in answers {
+            got.push(devices_of(&a.await.unwrap().1.unwrap()));
+        }
+        let mut users = vec![d2.clone(), d3.clone()];
+        users.sort();
+        assert_eq!(got, vec![vec![vec![d1], vec![d3]], vec![users], vec![vec![d2]]]);
     }
 }

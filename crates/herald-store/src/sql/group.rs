@@ -55,6 +55,40 @@ pub(crate) static CLAIM_NONCES: Sql = Sql::new(
      WHERE nonces.expires_at <= $4 RETURNING key_id, nonce",
 );
 
+/// $1 apps, $2 msgKeys, $3 target kinds, $4 targets, $5 messages, $6 tasks, $7 expiry, $8 now:
+/// the idempotency claims of many messages, as [`super::CLAIM_KEY`] each (no key may come
+/// twice); the messages whose claim was made.
+pub(crate) static CLAIM_KEYS: Sql = Sql::new(
+    "INSERT INTO idempotency (app_id, msg_key, target_kind, target, message_id, task_id, expires_at) \
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[]) \
+     ON CONFLICT (app_id, msg_key, target_kind, target) DO UPDATE SET \
+     message_id = excluded.message_id, task_id = excluded.task_id, expires_at = excluded.expires_at \
+     WHERE idempotency.expires_at <= $8 RETURNING message_id",
+);
+/// $1 apps, $2 device ids, $3 their places in the request: the devices targeted, as
+/// [`super::TARGET_DEVICE`] each (under a share lock), each with its place last.
+pub(crate) static TARGET_DEVICES: Sql = Sql::new(
+    "SELECT d.device_id, d.online_node, d.platform, d.vendor_tokens, q.i \
+     FROM UNNEST($1::text[], $2::text[], $3::int8[]) AS q(app, target, i) \
+     JOIN devices d ON d.app_id = q.app AND d.device_id = q.target FOR SHARE OF d",
+);
+/// $1 apps, $2 user ids, $3 their places in the request: the devices of each user, as
+/// [`super::TARGET_USER`] each (under a share lock), each with its place last.
+pub(crate) static TARGET_USERS: Sql = Sql::new(
+    "SELECT d.device_id, d.online_node, d.platform, d.vendor_tokens, q.i \
+     FROM UNNEST($1::text[], $2::text[], $3::int8[]) AS q(app, target, i) \
+     JOIN devices d ON d.app_id = q.app AND d.user_id = q.target ORDER BY q.i, d.device_id FOR SHARE OF d",
+);
+
 #[cfg(test)]
-pub(crate) static ALL: &[&Sql] =
-    &[&INSERT_TASKS, &INSERT_MESSAGES, &INSERT_DELIVERIES, &JOURNAL_MANY, &MARK_DELIVERED_MANY, &CLAIM_NONCES];
+pub(crate) static ALL: &[&Sql] = &[
+    &INSERT_TASKS,
+    &INSERT_MESSAGES,
+    &INSERT_DELIVERIES,
+    &JOURNAL_MANY,
+    &MARK_DELIVERED_MANY,
+    &CLAIM_NONCES,
+    &CLAIM_KEYS,
+    &TARGET_DEVICES,
+    &TARGET_USERS,
+];
