@@ -148,7 +148,8 @@ pub(crate) async fn run(args: &BenchArgs, bin: &Path) -> anyhow::Result<()> {
     let recorded_secs = started.elapsed().as_secs_f64();
     let herald_cpu = cpu.stop(&herald, expected)?;
     let herald_rate = expected as f64 / herald_secs;
-    let lat = sorted(std::mem::take(&mut *receipts.latencies_us.lock()));
+    let by_send = receipts.take_by_send();
+    let lat = sorted(by_send.iter().flat_map(|(_, l)| l.iter().copied()).collect());
     // One more broadcast alone: its time to the last acknowledgement.
     let one_started = Instant::now();
     broadcast_once(&pool, &app, "single", count, 3600).await?;
@@ -202,6 +203,18 @@ pub(crate) async fn run(args: &BenchArgs, bin: &Path) -> anyhow::Result<()> {
         if best_reference > 0.0 {
             println!("\nherald / the faster reference, deliveries per second: {:.2}", herald_rate / best_reference);
         }
+    }
+    // Where a copy waits: each broadcast's copies, by when it was sent.
+    println!("\nHerald, by broadcast: sent (ms after the first) · copies · p50 / p99 / last copy (ms after its send)");
+    for (i, (after_us, l)) in by_send.iter().enumerate() {
+        println!(
+            "- {i}: +{:.1} · {} · {:.1} / {:.1} / {:.1}",
+            *after_us as f64 / 1000.0,
+            l.len(),
+            percentile(l, 0.5),
+            percentile(l, 0.99),
+            l.last().map(|v| *v as f64 / 1000.0).unwrap_or(f64::NAN)
+        );
     }
     println!(
         "\nHerald's store had recorded all {expected} acknowledgements {recorded_secs:.2} s after the first broadcast \

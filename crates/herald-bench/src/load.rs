@@ -159,15 +159,37 @@ pub(crate) struct DeviceSpec {
 #[derive(Default)]
 pub(crate) struct Receipts {
     pub(crate) latencies_us: Mutex<Vec<u64>>,
+    /// The send time of each entry of `latencies_us`, in the same order (locked after it).
+    pub(crate) sent_us: Mutex<Vec<u64>>,
     pub(crate) received: AtomicU64,
 }
 
 impl Receipts {
     pub(crate) fn mark_received(&self, payload: &[u8]) {
         if let Some(sent_us) = sent_us_of(payload) {
-            self.latencies_us.lock().push(now_us().saturating_sub(sent_us));
+            let mut latencies = self.latencies_us.lock();
+            latencies.push(now_us().saturating_sub(sent_us));
+            self.sent_us.lock().push(sent_us);
         }
         self.received.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The latencies by message sent (each send time is one message), in the order sent:
+    /// (microseconds after the first send, the latencies of its copies, sorted). Takes them.
+    pub(crate) fn take_by_send(&self) -> Vec<(u64, Vec<u64>)> {
+        let mut latencies = self.latencies_us.lock();
+        let sent = std::mem::take(&mut *self.sent_us.lock());
+        let mut by: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
+        for (at, lat) in sent.into_iter().zip(std::mem::take(&mut *latencies)) {
+            by.entry(at).or_default().push(lat);
+        }
+        let first = by.keys().next().copied().unwrap_or(0);
+        by.into_iter()
+            .map(|(at, mut lat)| {
+                lat.sort_unstable();
+                (at - first, lat)
+            })
+            .collect()
     }
 }
 
