@@ -12,11 +12,10 @@
 //! others. When the COMMIT itself fails nobody knows whether it happened: every caller gets
 //! the error, as a single push would.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use futures_util::future::try_join_all;
-use std::collections::{HashMap, HashSet};
-
 use herald_core::model::{CommittedPush, NewMessage, NewPush, NewTask};
 use herald_core::state::{Change, TargetKind};
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -118,7 +117,12 @@ async fn run(pool: Arc<Pool>, rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
             }
             group
         };
-        commit_group(&pool, group).await;
+        // On a task of its own: a panic (a bug) fails this group's callers (their answers are
+        // dropped: the store is unavailable to them), not every push after it.
+        let pool = pool.clone();
+        if let Err(e) = tokio::spawn(async move { commit_group(&pool, group).await }).await {
+            tracing::error!(error = %e, "a group commit panicked; its callers were answered that the store is unavailable");
+        }
     }
 }
 
