@@ -1,7 +1,9 @@
 //! Status updates on PostgreSQL, many per transaction (`apply_updates` in the parent takes
 //! them from the queue): each run of consecutive unicast acknowledgements (the bulk of them,
 //! one per delivered push) in one UPDATE and its journal in one INSERT; the rest one statement
-//! each, pipelined. Applied in queue order, as one at a time would.
+//! each, pipelined. Applied in queue order, as one at a time would; within one run of
+//! acknowledgements (each a different delivery) the journal entries, and so the receipts, come
+//! in the order the server returns the updated rows, not necessarily the queue's.
 
 use herald_core::model::StatusUpdate;
 use herald_core::state::{Change, Channel};
