@@ -22,7 +22,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_postgres::types::ToSql;
 
 use super::Pool;
-use super::tx::{PgTx, map_err};
+use super::tx::{PgTx, column, map_err};
 use crate::ops::push::{DeliveryRow, Fetched, MessageRow, PushRows};
 use crate::{StoreError, StoreResult, ops, rows, sql};
 
@@ -288,10 +288,6 @@ async fn fetch_many(tx: &GroupTx<'_>, pushes: &[(&NewPush, i64)]) -> StoreResult
 /// An idempotency key: app, msgKey, target kind, target.
 fn key_of<'a>(p: &'a NewPush, m: &'a NewMessage) -> (&'a str, &'a str, &'a str, &'a str) {
     (p.task.app_id.as_str(), m.msg_key.as_str(), m.target_kind.as_str(), m.target.as_str())
-}
-
-fn column(e: tokio_postgres::Error) -> StoreError {
-    StoreError::Internal(e.to_string())
 }
 
 /// The nonces of the group, claimed in one statement: for each job, whether its nonce was

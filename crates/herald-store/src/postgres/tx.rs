@@ -114,7 +114,7 @@ impl Row for tokio_postgres::Row {
 }
 
 /// A column that does not read as the type the store gave it: a bug or corrupt data.
-fn column(err: tokio_postgres::Error) -> StoreError {
+pub(crate) fn column(err: tokio_postgres::Error) -> StoreError {
     StoreError::Internal(err.to_string())
 }
 

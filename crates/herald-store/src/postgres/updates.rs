@@ -9,7 +9,7 @@ use herald_core::model::StatusUpdate;
 use herald_core::state::{Change, Channel};
 use tokio_postgres::types::ToSql;
 
-use super::tx::PgTx;
+use super::tx::{PgTx, column};
 use crate::{StoreResult, ops, sql};
 
 type Tx<'a> = PgTx<'a, tokio_postgres::Transaction<'a>>;
@@ -69,10 +69,6 @@ async fn acknowledge(tx: &Tx<'_>, acks: &[&StatusUpdate]) -> StoreResult<()> {
     let args: [&(dyn ToSql + Sync); 6] = [&j_messages, &j_devices, &delivered, &priors, &channels, &j_at];
     tx.execute_pg(&sql::group::JOURNAL_MANY, &args).await?;
     Ok(())
-}
-
-fn column(e: tokio_postgres::Error) -> crate::StoreError {
-    crate::StoreError::Internal(e.to_string())
 }
 
 #[cfg(test)]
