@@ -468,6 +468,16 @@ mod tests {
         }
     }
 
+    /// The device's pending deliveries are those of `want`, in any order.
+    async fn assert_pending(store: &crate::PostgresStore, d: &herald_core::ids::DeviceId, want: &[&MessageId]) {
+        let pending = store.pending_deliveries(d, 110, 10).await.unwrap();
+        let mut ids: Vec<&MessageId> = pending.iter().map(|p| &p.message_id).collect();
+        let mut want = want.to_vec();
+        ids.sort();
+        want.sort();
+        assert_eq!(ids, want);
+    }
+
     /// One group, one transaction: a second claim of a key made earlier in the group is its
     /// repeat, a nonce that comes twice is claimed once, and everything is committed.
     #[tokio::test]
@@ -496,12 +506,7 @@ mod tests {
         assert!(!n1_again_answer.await.unwrap().unwrap(), "a nonce twice in one group is a replay");
         assert!(n2_answer.await.unwrap().unwrap());
 
-        let pending = store.pending_deliveries(&d, 110, 10).await.unwrap();
-        let mut ids: Vec<_> = pending.iter().map(|p| &p.message_id).collect();
-        let mut want = vec![accepted(&first), accepted(&other)];
-        ids.sort();
-        want.sort();
-        assert_eq!(ids, want);
+        assert_pending(&store, &d, &[accepted(&first), accepted(&other)]).await;
         assert!(!store.claim_nonce(&KeyId::new("k1"), "n2", 200, 60_000).await.unwrap(), "committed");
         assert!(store.task(&herald_core::ids::AppId::new("a1"), &first.task_id).await.unwrap().is_some());
     }
@@ -524,12 +529,8 @@ mod tests {
         assert!(matches!(bad_answer.await.unwrap().1, Err(StoreError::Internal(_))));
         let after = after_answer.await.unwrap().1.unwrap();
         assert!(n_answer.await.unwrap().unwrap());
-        let pending = store.pending_deliveries(&d, 110, 10).await.unwrap();
-        let mut ids: Vec<_> = pending.iter().map(|p| &p.message_id).collect();
-        let mut want = vec![accepted(&before), accepted(&after)];
-        ids.sort();
-        want.sort();
-        assert_eq!(ids, want, "the pushes beside the failing one are committed");
+        // The pushes beside the failing one are committed.
+        assert_pending(&store, &d, &[accepted(&before), accepted(&after)]).await;
     }
 }
 
