@@ -47,6 +47,27 @@ pub(crate) static MARK_DELIVERED_MANY: Sql = Sql::new(concat!(
     " AND u_sent < expires_at))",
     changed_many!()
 ));
+/// $1 broadcasts, $2 devices, $3 sent at: copies written, as [`super::ACK_SENT`] for each (no
+/// pair may come twice).
+pub(crate) static ACK_SENT_MANY: Sql = Sql::new(concat!(
+    "INSERT INTO broadcast_acks (message_id, device_id, status, sent_at, updated_at) SELECT m, d, ",
+    delivery_status!(Sent),
+    ", s, s FROM UNNEST($1::text[], $2::text[], $3::int8[]) AS u(m, d, s) \
+     ON CONFLICT (message_id, device_id) DO NOTHING",
+    changed_many!()
+));
+/// $1 broadcasts, $2 devices, $3 sent at, $4 at: copies acknowledged, as
+/// [`super::ACK_DELIVERED`] for each (no pair may come twice).
+pub(crate) static ACK_DELIVERED_MANY: Sql = Sql::new(concat!(
+    "INSERT INTO broadcast_acks (message_id, device_id, status, sent_at, delivered_at, updated_at) SELECT m, d, ",
+    delivery_status!(Delivered),
+    ", s, a, a FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[]) AS u(m, d, s, a) \
+     ON CONFLICT (message_id, device_id) DO UPDATE SET prior_status = broadcast_acks.status, status = ",
+    delivery_status!(Delivered),
+    ", delivered_at = excluded.delivered_at, updated_at = excluded.updated_at WHERE broadcast_acks.status = ",
+    delivery_status!(Sent),
+    changed_many!()
+));
 /// $1 keys, $2 nonces, $3 expiry, $4 now: the nonces claimed (as [`super::CLAIM_NONCE`]; no
 /// pair may come twice).
 pub(crate) static CLAIM_NONCES: Sql = Sql::new(
@@ -87,6 +108,8 @@ pub(crate) static ALL: &[&Sql] = &[
     &INSERT_DELIVERIES,
     &JOURNAL_MANY,
     &MARK_DELIVERED_MANY,
+    &ACK_SENT_MANY,
+    &ACK_DELIVERED_MANY,
     &CLAIM_NONCES,
     &CLAIM_KEYS,
     &TARGET_DEVICES,
