@@ -252,13 +252,16 @@ pub trait Store: ledger::Ledger {
     /// Clears the presence a node left behind (called at its start, before it serves);
     /// returns how many devices it named.
     async fn node_started(&self, node: &str) -> StoreResult<u64>;
-    /// Devices connected to `node` with a delivery open, or a live broadcast they qualify
-    /// for and have not acknowledged, since before `created_before` (a doorbell that never
-    /// rang): at most `limit`.
+    /// Devices connected to `node` with a delivery open since before `created_before`, or a
+    /// live broadcast created in [`broadcasts_since`, `created_before`) that they qualify for
+    /// and have not acknowledged (a doorbell that never rang): at most `limit`. Broadcasts are
+    /// windowed because checking one costs a probe per connected device: the caller looks
+    /// at each broadcast in a few sweeps, not in every sweep of its life.
     async fn stale_pending(
         &self,
         node: &str,
         created_before: i64,
+        broadcasts_since: i64,
         now: i64,
         limit: usize,
     ) -> StoreResult<Vec<DeviceId>>;

@@ -226,17 +226,18 @@ pub(crate) async fn node_started<X: Tx>(tx: &X, node: &str) -> StoreResult<u64> 
     tx.execute(&sql::NODE_STARTED, &[&node]).await
 }
 
-/// Devices connected to `node` with a delivery or a broadcast waiting since before
-/// `created_before`, at most `limit`.
+/// Devices connected to `node` with a delivery waiting since before `created_before`, or a
+/// broadcast created in [`broadcasts_since`, `created_before`), at most `limit`.
 pub(crate) async fn stale<X: Tx>(
     tx: &X,
     node: &str,
     created_before: i64,
+    broadcasts_since: i64,
     now: i64,
     limit: usize,
 ) -> StoreResult<Vec<DeviceId>> {
-    let args: [&dyn crate::tx::Arg; 4] = [&node, &created_before, &now, &(limit as i64)];
-    let mut devices = tx.query(&sql::STALE_UNICAST, &args, rows::device_id).await?;
+    let args: [&dyn crate::tx::Arg; 5] = [&node, &created_before, &now, &(limit as i64), &broadcasts_since];
+    let mut devices = tx.query(&sql::STALE_UNICAST, &args[..4], rows::device_id).await?;
     if devices.len() < limit {
         let mut seen: std::collections::HashSet<DeviceId> = devices.iter().cloned().collect();
         for d in tx.query(&sql::STALE_BROADCAST, &args, rows::device_id).await? {

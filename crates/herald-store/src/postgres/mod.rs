@@ -382,10 +382,11 @@ impl Store for PostgresStore {
         &self,
         node: &str,
         created_before: i64,
+        broadcasts_since: i64,
         now: i64,
         limit: usize,
     ) -> StoreResult<Vec<DeviceId>> {
-        on_conn!(self, |tx| ops::devices::stale(tx, node, created_before, now, limit))
+        on_conn!(self, |tx| ops::devices::stale(tx, node, created_before, broadcasts_since, now, limit))
     }
 
     async fn commit_broadcast(&self, b: NewBroadcast, now: i64) -> StoreResult<BroadcastCommitted> {

@@ -269,12 +269,12 @@ pub(crate) static STALE_UNICAST: Sql = Sql::new(concat!(
     open!(),
     " AND d.created_at < $2 AND d.expires_at > $3) LIMIT $4"
 ));
-/// $1 node, $2 created before, $3 now, $4 limit: devices connected to the node that a live
-/// broadcast sent before the cut reaches and that have not acknowledged it (its bus event
-/// was lost while this node stayed connected to the bus).
+/// $1 node, $2 created before, $3 now, $4 limit, $5 created since: devices connected to the
+/// node that a live broadcast sent in [$5, $2) reaches and that have not acknowledged it (its
+/// bus event was lost while this node stayed connected to the bus).
 pub(crate) static STALE_BROADCAST: Sql = Sql::new(concat!(
     "SELECT DISTINCT v.device_id FROM broadcasts b JOIN devices v ON v.online_node = $1 \
-     WHERE b.created_at < $2 AND b.expires_at > $3 AND b.revoked_at IS NULL AND ",
+     WHERE b.created_at < $2 AND b.created_at >= $5 AND b.expires_at > $3 AND b.revoked_at IS NULL AND ",
     eligible!(),
     " AND NOT EXISTS (SELECT 1 FROM broadcast_acks a WHERE a.message_id = b.message_id \
      AND a.device_id = v.device_id AND a.status <> ",

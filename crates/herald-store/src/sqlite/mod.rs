@@ -409,11 +409,12 @@ impl Store for SqliteStore {
         &self,
         node: &str,
         created_before: i64,
+        broadcasts_since: i64,
         now: i64,
         limit: usize,
     ) -> StoreResult<Vec<DeviceId>> {
         let node = node.to_owned();
-        self.read(move |tx| run_now(ops::devices::stale(tx, &node, created_before, now, limit))).await
+        self.read(move |tx| run_now(ops::devices::stale(tx, &node, created_before, broadcasts_since, now, limit))).await
     }
 
     async fn commit_broadcast(&self, b: NewBroadcast, now: i64) -> StoreResult<BroadcastCommitted> {

@@ -401,12 +401,14 @@ pub async fn presence_routes_pushes_and_binds_to_the_holding_node(s: &Subject) {
     // A late disconnect of the replaced connection leaves the newer one's presence.
     store.record(StatusUpdate::Disconnected { device_id: d1.clone(), presence: on("n1", 5), at: 120 });
     store.flush().await.unwrap();
-    assert_eq!(store.stale_pending("n2", 200, 200, 10).await.unwrap(), vec![d1.clone()]);
-    assert!(store.stale_pending("n2", 110, 200, 10).await.unwrap().is_empty(), "not older than the cut");
-    assert!(store.stale_pending("n1", 200, 200, 10).await.unwrap().is_empty());
+    assert_eq!(store.stale_pending("n2", 200, 0, 200, 10).await.unwrap(), vec![d1.clone()]);
+    let later = store.stale_pending("n2", 200, 190, 200, 10).await.unwrap();
+    assert_eq!(later, vec![d1.clone()], "deliveries are not windowed, broadcasts are");
+    assert!(store.stale_pending("n2", 110, 0, 200, 10).await.unwrap().is_empty(), "not older than the cut");
+    assert!(store.stale_pending("n1", 200, 0, 200, 10).await.unwrap().is_empty());
     store.record(StatusUpdate::Disconnected { device_id: d1.clone(), presence: on("n2", 9), at: 130 });
     store.flush().await.unwrap();
-    assert!(store.stale_pending("n2", 200, 200, 10).await.unwrap().is_empty(), "gone with its connection");
+    assert!(store.stale_pending("n2", 200, 0, 200, 10).await.unwrap().is_empty(), "gone with its connection");
     let rec = store.device(&app_id, &d1).await.unwrap().unwrap();
     assert_eq!((rec.last_seen, rec.online_node), (Some(130), None));
     // A node's start forgets what an earlier run of it left.
@@ -446,11 +448,13 @@ pub async fn broadcasts_reach_their_audience_once(s: &Subject) {
     assert!(store.pending_deliveries(&ios, 300, 10).await.unwrap().is_empty(), "another platform");
     assert!(store.pending_deliveries(&elsewhere, 300, 10).await.unwrap().is_empty(), "another app");
     // Not acknowledged since before the cut by a device connected here: stale.
-    assert_eq!(store.stale_pending("n1", 200, 300, 10).await.unwrap(), vec![online.clone()]);
-    assert!(store.stale_pending("n1", 100, 300, 10).await.unwrap().is_empty(), "not older than the cut");
+    assert_eq!(store.stale_pending("n1", 200, 0, 300, 10).await.unwrap(), vec![online.clone()]);
+    assert!(store.stale_pending("n1", 100, 0, 300, 10).await.unwrap().is_empty(), "not older than the cut");
+    assert_eq!(store.stale_pending("n1", 200, 100, 300, 10).await.unwrap(), vec![online.clone()], "in the window");
+    assert!(store.stale_pending("n1", 200, 101, 300, 10).await.unwrap().is_empty(), "created before the window");
     store.record(StatusUpdate::Sent { message_id: done.message_id.clone(), device_id: online.clone(), at: 310 });
     assert!(store.pending_deliveries(&online, 320, 10).await.unwrap()[0].sent_before);
-    assert_eq!(store.stale_pending("n1", 200, 330, 10).await.unwrap(), vec![online.clone()], "sent is not received");
+    assert_eq!(store.stale_pending("n1", 200, 0, 330, 10).await.unwrap(), vec![online.clone()], "sent is not received");
     store.record(StatusUpdate::Delivered {
         message_id: done.message_id.clone(),
         device_id: online.clone(),
@@ -485,7 +489,7 @@ pub async fn broadcasts_reach_their_audience_once(s: &Subject) {
     });
     assert!(store.pending_deliveries(&online, 340, 10).await.unwrap().is_empty());
     assert!(store.pending_deliveries(&offline_one, 340, 10).await.unwrap().is_empty());
-    assert!(store.stale_pending("n1", 200, 340, 10).await.unwrap().is_empty());
+    assert!(store.stale_pending("n1", 200, 0, 340, 10).await.unwrap().is_empty());
     let view = store.task(&app, &done.task_id).await.unwrap().unwrap().broadcast.unwrap();
     assert_eq!(
         (view.message_id, view.msg_key.as_str(), view.eligible, view.revoked_at),

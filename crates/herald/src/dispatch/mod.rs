@@ -63,6 +63,37 @@ const REVOKED_MEMORY_MS: i64 = 73 * 3600 * 1000;
 /// The lease under which one node of a cluster runs the expiry sweep.
 const EXPIRY_LEASE: &str = "expiry-sweep";
 
+/// How long after a broadcast's cut the resync sweeps keep checking it (at least three
+/// sweeps): a bus event lost, or a commit that became visible after a sweep's cut, is found
+/// within it.
+const RESYNC_BROADCAST_WINDOW: Duration = Duration::from_secs(60);
+
+/// The creation times of the broadcasts a resync sweep checks: from the cut of the last sweep
+/// that found everything it looked for, less `window`; at first, every live broadcast.
+#[derive(Debug)]
+struct ResyncWindow {
+    window_ms: i64,
+    checked_to: Option<i64>,
+}
+
+impl ResyncWindow {
+    fn new(window: Duration) -> Self {
+        ResyncWindow { window_ms: window.as_millis() as i64, checked_to: None }
+    }
+
+    fn since(&self) -> i64 {
+        self.checked_to.map_or(0, |c| c - self.window_ms)
+    }
+
+    /// A sweep up to `cut` succeeded; `complete` unless it stopped at its limit (the rest is
+    /// looked for again next time).
+    fn swept(&mut self, cut: i64, complete: bool) {
+        if complete {
+            self.checked_to = Some(cut);
+        }
+    }
+}
+
 /// What became of a push request.
 pub enum Submitted {
     /// Stored as a schedule: sent when it fires.
@@ -379,19 +410,29 @@ impl Dispatcher {
     /// Until `shutdown`, every `every`: asks the connections of this node whose devices have
     /// deliveries (or broadcasts) waiting since longer than `every` to read them from the
     /// store. Covers a bus message that was lost; a single node has none to lose.
+    ///
+    /// Checking a broadcast costs a probe per device connected here, so each broadcast is
+    /// checked in the sweeps of [`RESYNC_BROADCAST_WINDOW`] after its cut, not through its
+    /// whole life: from the cut of the last sweep that succeeded (and found fewer devices
+    /// than its limit) minus that window, which also covers a broadcast whose commit became
+    /// visible late.
     pub async fn run_resync(self: Arc<Self>, every: Duration, shutdown: crate::shutdown::Signal) {
         if !self.bus.is_cluster() {
             return;
         }
+        const LIMIT: usize = 10_000;
+        let mut window = ResyncWindow::new(RESYNC_BROADCAST_WINDOW.max(3 * every));
         let mut ticks = crate::shutdown::ticks(every);
         while shutdown.every(&mut ticks).await {
             let now = herald_core::now_ms();
-            match self.store.stale_pending(&self.node_id, now - every.as_millis() as i64, now, 10_000).await {
+            let cut = now - every.as_millis() as i64;
+            match self.store.stale_pending(&self.node_id, cut, window.since(), now, LIMIT).await {
                 Ok(devices) => {
                     if !devices.is_empty() {
                         tracing::info!(devices = devices.len(), "resync: deliveries no bus message announced");
                     }
                     devices.iter().for_each(|d| self.hub.refill(d));
+                    window.swept(cut, devices.len() < LIMIT);
                 }
                 Err(e) => tracing::warn!(error = %e, "resync failed"),
             }
@@ -432,4 +473,22 @@ impl Dispatcher {
 /// A delivery read back from the store, ready for a connection.
 pub fn outgoing(p: PendingDelivery) -> Outgoing {
     Outgoing { message: Arc::new(Message::new(p.message_id, p.expires_at, Bytes::from(p.payload))), dup: p.sent_before }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broadcast_is_checked_by_the_sweeps_of_one_window_after_its_cut() {
+        let mut w = ResyncWindow::new(Duration::from_secs(60));
+        assert_eq!(w.since(), 0, "the first sweep checks every live broadcast");
+        w.swept(100_000, true);
+        assert_eq!(w.since(), 40_000);
+        // A sweep stopped at its limit or failed moves nothing: its broadcasts stay in view.
+        w.swept(110_000, false);
+        assert_eq!(w.since(), 40_000);
+        w.swept(120_000, true);
+        assert_eq!(w.since(), 60_000, "broadcasts created before 60 s are no longer checked");
+    }
 }
