@@ -295,6 +295,7 @@ pub(crate) async fn broker_fanout(broker: &Server, n: usize, count: usize) -> an
             username: None,
             password: None,
             subscribe: Some(TOPIC.to_string()),
+            source: None,
         })
         .collect();
     let handles = connect_all(addr, specs, Some(receipts.clone())).await?;
@@ -362,7 +363,7 @@ pub(crate) async fn cluster_broadcast(
     single_secs: f64,
 ) -> anyhow::Result<()> {
     let (nodes_n, per) = (args.scale_nodes.max(1), args.connections);
-    let nodes = Nodes::start(bin, nodes_n, store_url, bus_url, 16).await?;
+    let nodes = Nodes::start(bin, nodes_n, store_url, bus_url, 16, "").await?;
     let app = Arc::new(create_app(&nodes.pools[0]).await?);
     create_template(&nodes.pools[0], &app).await?;
     let mut registering = Vec::new();

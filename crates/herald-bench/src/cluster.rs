@@ -41,12 +41,13 @@ impl Nodes {
         store_url: &str,
         bus_url: &str,
         pool_size: usize,
+        extra_config: &str,
     ) -> anyhow::Result<Nodes> {
         let schema = ScratchSchema::create(store_url, "herald_bench").await?;
         let config = tempfile::Builder::new().prefix("herald-bench-cluster").tempdir()?;
         let file = config.path().join("cluster.toml");
         let prefix = format!("bench{}", herald_core::crypto::random_alnum(8));
-        std::fs::write(&file, format!("[cluster]\nsubject_prefix = \"{prefix}\"\n"))?;
+        std::fs::write(&file, format!("{extra_config}\n[cluster]\nsubject_prefix = \"{prefix}\"\n"))?;
         let master = herald_core::crypto::b64url(&herald_core::crypto::random_bytes::<32>());
         let mut servers = Vec::with_capacity(n);
         let mut pools = Vec::with_capacity(n);
@@ -69,6 +70,16 @@ impl Nodes {
             servers.push(server);
         }
         Ok(Nodes { servers, pools, schema: Some(schema), _config: config })
+    }
+
+    /// The scratch schema the nodes share.
+    pub(crate) fn schema(&self) -> &ScratchSchema {
+        self.schema.as_ref().expect("the schema lives until stop")
+    }
+
+    /// CPU seconds all nodes used so far.
+    pub(crate) fn cpu_secs(&self) -> anyhow::Result<f64> {
+        self.servers.iter().map(Server::cpu_secs).sum()
     }
 
     pub(crate) async fn stop(mut self) -> anyhow::Result<()> {
@@ -122,7 +133,7 @@ pub(crate) async fn cluster_push_phase(
     rate: Option<u64>,
 ) -> anyhow::Result<PhaseResult> {
     let n = args.nodes.max(1);
-    let nodes = Nodes::start(bin, n, store_url, bus_url, (args.concurrency / n).max(8)).await?;
+    let nodes = Nodes::start(bin, n, store_url, bus_url, (args.concurrency / n).max(8), "").await?;
     let app = Arc::new(create_app(&nodes.pools[0]).await?);
     let devices = Arc::new(register_devices(nodes.pools[0].clone(), &app, args.devices, 0).await?);
     let receipts = Arc::new(Receipts::default());
@@ -177,7 +188,7 @@ pub(crate) async fn scale(args: &BenchArgs, bin: &Path, store_url: &str, bus_url
     let (n, per) = (args.scale_nodes.max(1), args.connections);
     let total = n * per;
     println!("## Scale by nodes: {n} nodes × {per} idle connections = {total}, pushes crossing nodes\n");
-    let nodes = Nodes::start(bin, n, store_url, bus_url, 16).await?;
+    let nodes = Nodes::start(bin, n, store_url, bus_url, 16, "").await?;
     let app = Arc::new(create_app(&nodes.pools[0]).await?);
     // Registered through every node at once; device t is held by node t mod n.
     let mut registering = Vec::new();
@@ -273,25 +284,31 @@ impl Worker {
     }
 }
 
-/// `herald-bench hold`: connects the devices of `--devices-file` to `--mqtt`, prints
+/// `herald-bench hold`: connects the devices of `--devices-file` (lines of `appId deviceId
+/// token [sourceAddress]`) to `--mqtt`, prints
 /// `held N`, then answers `count` and `latencies` (µs, and a fresh start) on stdin.
 pub(crate) async fn hold(args: &BenchArgs) -> anyhow::Result<()> {
     let (Some(mqtt), Some(file)) = (&args.mqtt, &args.devices_file) else {
         bail!("bench hold needs --mqtt and --devices-file");
     };
-    let specs: Vec<DeviceSpec> = std::fs::read_to_string(file)?
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            let (app, id, token) = (f.next()?, f.next()?, f.next()?);
-            Some(DeviceSpec {
-                client_id: id.to_string(),
-                username: Some(app.to_string()),
-                password: Some(token.to_string()),
-                subscribe: None,
-            })
-        })
-        .collect();
+    let mut specs = Vec::new();
+    for line in std::fs::read_to_string(file)?.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(app), Some(id), Some(token)) = (f.next(), f.next(), f.next()) else {
+            bail!("bench hold: a devices line needs appId, deviceId and token: {line:?}");
+        };
+        let source = match f.next() {
+            Some(a) => Some(a.parse().with_context(|| format!("bench hold: source address {a:?}"))?),
+            None => None,
+        };
+        specs.push(DeviceSpec {
+            client_id: id.to_string(),
+            username: Some(app.to_string()),
+            password: Some(token.to_string()),
+            subscribe: None,
+            source,
+        });
+    }
     let receipts = Arc::new(Receipts::default());
     let n = specs.len();
     let handles = connect_all(mqtt, specs, Some(receipts.clone())).await?;

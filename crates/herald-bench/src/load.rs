@@ -152,6 +152,8 @@ pub(crate) struct DeviceSpec {
     pub(crate) username: Option<String>,
     pub(crate) password: Option<String>,
     pub(crate) subscribe: Option<String>,
+    /// The local address the connection is made from (the kernel's choice when `None`).
+    pub(crate) source: Option<std::net::Ipv4Addr>,
 }
 
 /// What the receiving side of the push phases records. Each payload carries its send time
@@ -233,7 +235,14 @@ pub(crate) async fn device_task(
     connected: Arc<AtomicUsize>,
     link: Link,
 ) -> anyhow::Result<()> {
-    let tcp = TcpStream::connect(&addr).await?;
+    let tcp = match spec.source {
+        None => TcpStream::connect(&addr).await?,
+        Some(ip) => {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind((ip, 0).into()).with_context(|| format!("binding {ip}"))?;
+            socket.connect(addr.parse()?).await?
+        }
+    };
     tcp.set_nodelay(true)?;
     let mut stream: Box<dyn Io> = match link {
         Link::Tcp => Box::new(tcp),
@@ -356,6 +365,7 @@ pub(crate) fn herald_specs(app: &BenchApp, devices: &[(String, String)]) -> Vec<
             username: Some(app.app_id.clone()),
             password: Some(token.clone()),
             subscribe: None,
+            source: None,
         })
         .collect()
 }
@@ -367,6 +377,7 @@ pub(crate) fn mosquitto_specs(n: usize) -> Vec<DeviceSpec> {
             username: None,
             password: None,
             subscribe: Some(format!("push/bench-{i}")),
+            source: None,
         })
         .collect()
 }

@@ -24,6 +24,7 @@ mod load;
 mod pgbench;
 mod push;
 mod receipts;
+mod scale;
 mod servers;
 mod ws;
 
@@ -104,9 +105,13 @@ pub struct BenchArgs {
     /// Nodes of the unicast comparison of the cluster scenario.
     #[arg(long, default_value_t = 2)]
     nodes: usize,
-    /// Nodes of the scale part of the cluster scenario (each holds --connections).
+    /// Nodes of the scale part of the cluster scenario and of the scale scenario (each holds
+    /// --connections).
     #[arg(long, default_value_t = 3)]
     scale_nodes: usize,
+    /// Scale scenario: devices connecting from each source address in 127.0.0.0/8.
+    #[arg(long, default_value_t = 100)]
+    per_address: usize,
     /// Registered devices of the broadcast scenario.
     #[arg(long, default_value_t = 100_000)]
     registered: usize,
@@ -175,7 +180,12 @@ enum Scenario {
     /// The list APIs the console pages on (`/v1/devices`, `/v1/tasks`): first page, a deep
     /// page and each filter, with `--registered` devices and `--tasks` tasks.
     Lists,
-    /// A helper process of `cluster`: holds the devices of `--devices-file` on `--mqtt`.
+    /// As many connections as the machine holds over `--scale-nodes` cluster nodes (each
+    /// node a process holding `--connections`), from source addresses spread over
+    /// 127.0.0.0/8; memory per connection and `--broadcasts` broadcasts to all of them, one
+    /// at a time (needs --store-url and --bus-url).
+    Scale,
+    /// A helper process of `cluster` and `scale`: holds the devices of `--devices-file` on `--mqtt`.
     #[value(hide = true)]
     Hold,
 }
@@ -207,6 +217,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.scenario == Scenario::Cluster {
         cluster::run(&args, &herald_bin).await?;
+    }
+    if args.scenario == Scenario::Scale {
+        scale::run(&args, &herald_bin).await?;
     }
     if args.scenario == Scenario::Broadcast {
         broadcast::run(&args, &herald_bin).await?;
