@@ -16,7 +16,7 @@ use bytes::Bytes;
 use serde_json::json;
 
 use crate::BenchArgs;
-use crate::cluster::{Nodes, Worker};
+use crate::cluster::Nodes;
 use crate::load::*;
 use crate::push::*;
 use crate::servers::*;
@@ -366,19 +366,8 @@ pub(crate) async fn cluster_broadcast(
     let nodes = Nodes::start(bin, nodes_n, store_url, bus_url, 16, "").await?;
     let app = Arc::new(create_app(&nodes.pools[0]).await?);
     create_template(&nodes.pools[0], &app).await?;
-    let mut registering = Vec::new();
-    for (k, pool) in nodes.pools.iter().enumerate() {
-        let (pool, app) = (pool.clone(), app.clone());
-        registering.push(tokio::spawn(async move { register_devices(pool, &app, per, k * per).await }));
-    }
-    let files = tempfile::Builder::new().prefix("herald-bench-devices").tempdir()?;
-    let mut workers = Vec::new();
-    for (k, r) in registering.into_iter().enumerate() {
-        let devices = r.await??;
-        let file = files.path().join(format!("node-{}.txt", k + 1));
-        std::fs::write(&file, devices.iter().map(|(id, t)| format!("{} {id} {t}\n", app.app_id)).collect::<String>())?;
-        workers.push(Worker::spawn(&nodes.servers[k].mqtt, &file).await?);
-    }
+    let by_node = nodes.register(&app, per).await?;
+    let workers = nodes.hold(&app, &by_node, |_, _| None).await?;
     let total = (nodes_n * per) as u64;
     let started = Instant::now();
     let (answer, _) = broadcast_once(&nodes.pools[0], &app, "cluster", 0, 3600).await?;

@@ -72,6 +72,53 @@ impl Nodes {
         Ok(Nodes { servers, pools, schema: Some(schema), _config: config })
     }
 
+    /// Registers `per` devices of `app` through each node at once (device t of node k is
+    /// `bench-{k * per + t}`); each node's (deviceId, token) pairs.
+    pub(crate) async fn register(&self, app: &Arc<BenchApp>, per: usize) -> anyhow::Result<Vec<Vec<(String, String)>>> {
+        let mut registering = Vec::with_capacity(self.pools.len());
+        for (k, pool) in self.pools.iter().enumerate() {
+            let (pool, app) = (pool.clone(), app.clone());
+            registering.push(tokio::spawn(async move { register_devices(pool, &app, per, k * per).await }));
+        }
+        let mut by_node = Vec::with_capacity(registering.len());
+        for r in registering {
+            by_node.push(r.await??);
+        }
+        Ok(by_node)
+    }
+
+    /// Connects each node's devices to it from a `herald-bench hold` process of their own,
+    /// all processes at once; `source(k, i)` is the address device i of node k connects from.
+    /// Returns when every device is connected.
+    pub(crate) async fn hold(
+        &self,
+        app: &BenchApp,
+        by_node: &[Vec<(String, String)>],
+        source: impl Fn(usize, usize) -> Option<std::net::Ipv4Addr>,
+    ) -> anyhow::Result<Vec<Worker>> {
+        let files = tempfile::Builder::new().prefix("herald-bench-devices").tempdir()?;
+        let mut spawning = Vec::with_capacity(by_node.len());
+        for (k, devices) in by_node.iter().enumerate() {
+            let file = files.path().join(format!("node-{}.txt", k + 1));
+            let mut lines = String::new();
+            for (i, (id, token)) in devices.iter().enumerate() {
+                lines.push_str(&format!("{} {id} {token}", app.app_id));
+                if let Some(a) = source(k, i) {
+                    lines.push_str(&format!(" {a}"));
+                }
+                lines.push('\n');
+            }
+            std::fs::write(&file, lines)?;
+            let mqtt = self.servers[k].mqtt.clone();
+            spawning.push(tokio::spawn(async move { Worker::spawn(&mqtt, &file).await }));
+        }
+        let mut workers = Vec::with_capacity(spawning.len());
+        for w in spawning {
+            workers.push(w.await??);
+        }
+        Ok(workers)
+    }
+
     /// The scratch schema the nodes share.
     pub(crate) fn schema(&self) -> &ScratchSchema {
         self.schema.as_ref().expect("the schema lives until stop")
@@ -191,24 +238,9 @@ pub(crate) async fn scale(args: &BenchArgs, bin: &Path, store_url: &str, bus_url
     let nodes = Nodes::start(bin, n, store_url, bus_url, 16, "").await?;
     let app = Arc::new(create_app(&nodes.pools[0]).await?);
     // Registered through every node at once; device t is held by node t mod n.
-    let mut registering = Vec::new();
-    for (k, pool) in nodes.pools.iter().enumerate() {
-        let (pool, app) = (pool.clone(), app.clone());
-        registering.push(tokio::spawn(async move { register_devices(pool, &app, per, k * per).await }));
-    }
-    let mut by_node: Vec<Vec<(String, String)>> = Vec::with_capacity(n);
-    for r in registering {
-        by_node.push(r.await??);
-    }
+    let by_node = nodes.register(&app, per).await?;
     let rss_before: Vec<u64> = nodes.servers.iter().map(Server::rss_kb).collect::<Result<_, _>>()?;
-    let files = tempfile::Builder::new().prefix("herald-bench-devices").tempdir()?;
-    let mut workers = Vec::with_capacity(n);
-    for (k, devices) in by_node.iter().enumerate() {
-        let file = files.path().join(format!("node-{}.txt", k + 1));
-        let lines: String = devices.iter().map(|(id, token)| format!("{} {id} {token}\n", app.app_id)).collect();
-        std::fs::write(&file, lines)?;
-        workers.push(Worker::spawn(&nodes.servers[k].mqtt, &file).await?);
-    }
+    let workers = nodes.hold(&app, &by_node, |_, _| None).await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     println!("| node | connections | RSS before (KiB) | RSS with connections (KiB) | bytes per connection |");
     println!("|---|---|---|---|---|");

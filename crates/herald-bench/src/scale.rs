@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::BenchArgs;
 use crate::broadcast::{broadcast_once, create_template, sorted, wait_for};
-use crate::cluster::{Nodes, Worker};
+use crate::cluster::Nodes;
 use crate::load::*;
 use crate::push::*;
 use crate::servers::*;
@@ -39,9 +39,7 @@ pub(crate) fn source_address(i: usize) -> Ipv4Addr {
 /// structures live (an idle socket's buffers are empty). Machine-wide, so read around a
 /// change large enough to stand out.
 fn kernel_slab_bytes() -> anyhow::Result<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo")?;
-    let kb = info.lines().find_map(|l| l.strip_prefix("Slab:")).context("no Slab in /proc/meminfo")?;
-    Ok(kb.trim().trim_end_matches("kB").trim().parse::<u64>()? * 1024)
+    Ok(kb_field("/proc/meminfo", "Slab:")? * 1024)
 }
 
 /// CPU seconds the nodes and PostgreSQL used so far.
@@ -101,39 +99,13 @@ pub(crate) async fn run(args: &BenchArgs, bin: &Path) -> anyhow::Result<()> {
     let app = Arc::new(create_app(&nodes.pools[0]).await?);
     create_template(&nodes.pools[0], &app).await?;
     let started = Instant::now();
-    let mut registering = Vec::new();
-    for (k, pool) in nodes.pools.iter().enumerate() {
-        let (pool, app) = (pool.clone(), app.clone());
-        registering.push(tokio::spawn(async move { register_devices(pool, &app, per, k * per).await }));
-    }
-    let mut by_node = Vec::with_capacity(n);
-    for r in registering {
-        by_node.push(r.await??);
-    }
+    let by_node = nodes.register(&app, per).await?;
     let register_secs = started.elapsed().as_secs_f64();
     let rss_before: Vec<u64> = nodes.servers.iter().map(Server::rss_kb).collect::<Result<_, _>>()?;
     let (kernel_before, cpu_before) = (kernel_slab_bytes()?, cpu(&nodes)?);
     // Device g (over all nodes) connects from address g / per_address.
-    let files = tempfile::Builder::new().prefix("herald-bench-devices").tempdir()?;
     let started = Instant::now();
-    let mut spawning = Vec::with_capacity(n);
-    for (k, devices) in by_node.iter().enumerate() {
-        let file = files.path().join(format!("node-{}.txt", k + 1));
-        let lines: String = devices
-            .iter()
-            .enumerate()
-            .map(|(i, (id, token))| {
-                format!("{} {id} {token} {}\n", app.app_id, source_address((k * per + i) / per_address))
-            })
-            .collect();
-        std::fs::write(&file, lines)?;
-        let mqtt = nodes.servers[k].mqtt.clone();
-        spawning.push(tokio::spawn(async move { Worker::spawn(&mqtt, &file).await }));
-    }
-    let mut workers = Vec::with_capacity(n);
-    for w in spawning {
-        workers.push(w.await??);
-    }
+    let workers = nodes.hold(&app, &by_node, |k, i| Some(source_address((k * per + i) / per_address))).await?;
     let connect_secs = started.elapsed().as_secs_f64();
     let cpu_after = cpu(&nodes)?;
     drop(by_node);

@@ -87,12 +87,16 @@ fn stat_fields_secs(path: &str, which: &[usize]) -> anyhow::Result<f64> {
 }
 
 pub(crate) fn rss_kb(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
+    kb_field(&format!("/proc/{pid}/status"), "VmRSS:")
+}
+
+/// The value of the `key` line (`key   N kB`) of a /proc file such as /proc/meminfo, in KiB.
+pub(crate) fn kb_field(path: &str, key: &str) -> anyhow::Result<u64> {
+    std::fs::read_to_string(path)?
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("VmRSS not found")
+        .with_context(|| format!("{key} not found in {path}"))
 }
 
 pub(crate) const ADMIN_TOKEN: &str = "bench-admin-token";
