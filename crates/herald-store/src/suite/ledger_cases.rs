@@ -301,3 +301,31 @@ pub async fn two_counters_at_once_count_each_entry_once(s: &Subject) {
     let total = store.count_total(query("a1", Granularity::Day)).await.unwrap();
     assert_eq!(total.pushed, 200, "each push counted once");
 }
+
+/// A run of status updates longer than one group's share is applied whole, each update
+/// once and in its delivery's order: 300 devices' acknowledgements of a broadcast (on
+/// SQLite more than one savepoint's worth, on PostgreSQL two rounds), each `Sent` then
+/// `Delivered`.
+pub async fn a_long_run_of_status_updates_is_applied_whole(s: &Subject) {
+    let store = s.store.as_ref();
+    create_app(store, "a1").await;
+    let mut devices = Vec::new();
+    for i in 0..300 {
+        devices.push(device(store, "a1", &format!("i{i}")).await);
+    }
+    let b = store.commit_broadcast(broadcast("a1", "news", 100, 600_000), 100).await.unwrap();
+    for d in &devices {
+        store.record(StatusUpdate::Sent { message_id: b.message_id.clone(), device_id: d.clone(), at: 200 });
+        store.record(StatusUpdate::Delivered {
+            message_id: b.message_id.clone(),
+            device_id: d.clone(),
+            sent_at: 200,
+            at: 300,
+        });
+    }
+    store.flush().await.unwrap();
+    let view = store.task(&AppId::new("a1"), &b.task_id).await.unwrap().unwrap().broadcast.unwrap();
+    assert_eq!(view.counts, vec![(herald_core::state::DeliveryStatus::Delivered, 300)]);
+    let (entries, _) = store.tally(1_000, 800_000, TaskCounted::ALL).await.unwrap();
+    assert_eq!(entries, 1 + 2 * 300, "pushed once, then sent and delivered for each device");
+}

@@ -218,6 +218,7 @@ macro_rules! store_suite {
             case!(apps_keys_settings_and_leases);
             case!(console_sessions_expire_and_end);
             case!(changes_are_counted_once_and_receipted_in_order);
+            case!(a_long_run_of_status_updates_is_applied_whole);
             case!(an_outbox_is_sent_claimed_given_up_and_replayed);
             case!(only_the_chosen_push_types_have_task_counters);
             case!(a_store_without_the_journal_counts_nothing);
