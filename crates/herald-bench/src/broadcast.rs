@@ -126,11 +126,13 @@ pub(crate) async fn run(args: &BenchArgs, bin: &Path) -> anyhow::Result<()> {
     let handles = connect_all(&herald.mqtt, specs, Some(receipts.clone())).await?;
     let cpu = CpuMeter::start(&herald)?;
     let started = Instant::now();
-    let (http, sender_app) = (herald.http.clone(), app.clone());
+    let (http, sender_app, pace) = (herald.http.clone(), app.clone(), Duration::from_millis(args.pace_ms));
     let (mut answers, tasks) = on_own_thread(move || async move {
         let pool = HttpPool::new(&http, 1).await?;
         let (mut answers, mut tasks) = (Vec::new(), Vec::new());
+        let first = tokio::time::Instant::now();
         for i in 0..count {
+            tokio::time::sleep_until(first + pace * i as u32).await;
             let (took, task) = broadcast_once(&pool, &sender_app, &format!("burst-{i}"), i, 3600).await?;
             answers.push(took.as_secs_f64() * 1000.0);
             tasks.push(task);
@@ -168,12 +170,14 @@ pub(crate) async fn run(args: &BenchArgs, bin: &Path) -> anyhow::Result<()> {
     );
     println!("|---|---|---|---|---|---|---|---|");
     println!(
-        "| herald ({count} broadcasts; answer median {:.2} ms) | {expected} | {herald_secs:.2} | {herald_rate:.0} | {:.1} | {:.1} | {herald_cpu} |",
+        "| herald ({count} broadcasts{}; answer median {:.2} ms) | {expected} | {herald_secs:.2} | {herald_rate:.0} | {:.1} | {:.1} | {herald_cpu} |",
+        if args.pace_ms > 0 { format!(", {} ms apart", args.pace_ms) } else { String::new() },
         answers[answers.len() / 2],
         percentile(&lat, 0.5),
         percentile(&lat, 0.99)
     );
     let mut best_reference: f64 = 0.0;
+    let mut publishes: Vec<String> = Vec::new();
     if !args.no_reference {
         for (name, broker) in
             [("mosquitto", start_mosquitto(&args.mosquitto).await), ("rumqttd", start_rumqttd(&args.rumqttd).await)]
@@ -185,7 +189,7 @@ pub(crate) async fn run(args: &BenchArgs, bin: &Path) -> anyhow::Result<()> {
                     continue;
                 }
             };
-            let (secs, lat, cpu) = match broker_fanout(&broker, n, count).await {
+            let (secs, lat, cpu, sent) = match broker_fanout(&broker, n, count).await {
                 Ok(r) => r,
                 Err(e) => {
                     println!("| {name} | not measured: {e:#} | | | | | | |");
@@ -194,6 +198,11 @@ pub(crate) async fn run(args: &BenchArgs, bin: &Path) -> anyhow::Result<()> {
             };
             let rate = expected as f64 / secs;
             best_reference = best_reference.max(rate);
+            publishes.push(format!(
+                "- {name}: {} (mean spacing {:.1} ms)",
+                sent.iter().map(|ms| format!("+{ms:.1}")).collect::<Vec<_>>().join(" "),
+                sent.last().copied().unwrap_or(0.0) / (sent.len().max(2) - 1) as f64
+            ));
             println!(
                 "| {name} | {expected} | {secs:.2} | {rate:.0} | {:.1} | {:.1} | {cpu} |",
                 percentile(&lat, 0.5),
@@ -202,6 +211,10 @@ pub(crate) async fn run(args: &BenchArgs, bin: &Path) -> anyhow::Result<()> {
         }
         if best_reference > 0.0 {
             println!("\nherald / the faster reference, deliveries per second: {:.2}", herald_rate / best_reference);
+        }
+        if !publishes.is_empty() {
+            // The publisher waits for each PUBACK: how the broker spread the messages' sends.
+            println!("\nReference publishers, each message sent at (ms after the first):\n{}", publishes.join("\n"));
         }
     }
     // Where a copy waits: each broadcast's copies, by when it was sent.
@@ -286,7 +299,14 @@ impl std::fmt::Display for CpuUse {
 
 /// A broker's fan-out: `n` subscribers of one topic, `count` QoS 1 messages; returns the
 /// seconds until every subscriber received all, the latencies, and the CPU used.
-pub(crate) async fn broker_fanout(broker: &Server, n: usize, count: usize) -> anyhow::Result<(f64, Vec<u64>, CpuUse)> {
+/// Publishes `count` QoS 1 messages, each after the PUBACK of the one before, to `n`
+/// subscribers: seconds to the last delivery, the latencies, the broker's CPU, and when
+/// each message was sent (ms after the first).
+pub(crate) async fn broker_fanout(
+    broker: &Server,
+    n: usize,
+    count: usize,
+) -> anyhow::Result<(f64, Vec<u64>, CpuUse, Vec<f64>)> {
     let addr = broker.mqtt.as_str();
     let receipts = Arc::new(Receipts::default());
     let specs: Vec<DeviceSpec> = (0..n)
@@ -302,13 +322,15 @@ pub(crate) async fn broker_fanout(broker: &Server, n: usize, count: usize) -> an
     let cpu = CpuMeter::start(broker)?;
     let started = Instant::now();
     let publisher_addr = addr.to_owned();
-    on_own_thread(move || async move {
+    let sent = on_own_thread(move || async move {
         let mut publisher = Publisher::connect(&publisher_addr, "bench-publisher").await?;
+        let (first, mut sent) = (Instant::now(), Vec::with_capacity(count));
         for seq in 0..count {
             let payload = json!({"title": bench_title(seq), "content": "broadcast benchmark"}).to_string();
+            sent.push(first.elapsed().as_secs_f64() * 1000.0);
             publisher.publish(TOPIC, Bytes::from(payload)).await?;
         }
-        Ok(())
+        Ok(sent)
     })
     .await?;
     let expected = (n * count) as u64;
@@ -318,7 +340,7 @@ pub(crate) async fn broker_fanout(broker: &Server, n: usize, count: usize) -> an
     for h in handles {
         h.abort();
     }
-    Ok((secs, sorted(std::mem::take(&mut *receipts.latencies_us.lock())), cpu))
+    Ok((secs, sorted(std::mem::take(&mut *receipts.latencies_us.lock())), cpu, sent))
 }
 
 pub(crate) async fn start_rumqttd(bin: &Path) -> anyhow::Result<Server> {
