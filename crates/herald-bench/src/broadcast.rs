@@ -120,19 +120,37 @@ pub(crate) async fn run(args: &BenchArgs, bin: &Path) -> anyhow::Result<()> {
     println!("| {registered} | {p50_large:.2} | {max_large:.2} |\n");
     // Those broadcasts expired after a second: connect only then.
     tokio::time::sleep(Duration::from_millis(1_200)).await;
+    // Paced as rumqttd's publisher: rumqttd is measured first, before Herald's devices connect.
+    let mut rumqttd_first = None;
+    let schedule: Option<Vec<Duration>> = match args.pace.as_str() {
+        "answer" => None,
+        "rumqttd" => {
+            let broker = start_rumqttd(&args.rumqttd).await?;
+            let measured = broker_fanout(&broker, n, count).await?;
+            let schedule = measured.3.iter().map(|ms| Duration::from_secs_f64(ms / 1000.0)).collect();
+            rumqttd_first = Some(measured);
+            Some(schedule)
+        }
+        ms => {
+            let ms: u64 = ms.parse().context("--pace: answer, rumqttd or milliseconds")?;
+            Some((0..count).map(|i| Duration::from_millis(ms * i as u64)).collect())
+        }
+    };
 
     let receipts = Arc::new(Receipts::default());
     let specs: Vec<DeviceSpec> = herald_specs(&app, &devices[..n]);
     let handles = connect_all(&herald.mqtt, specs, Some(receipts.clone())).await?;
     let cpu = CpuMeter::start(&herald)?;
     let started = Instant::now();
-    let (http, sender_app, pace) = (herald.http.clone(), app.clone(), Duration::from_millis(args.pace_ms));
+    let (http, sender_app, send_at) = (herald.http.clone(), app.clone(), schedule.clone());
     let (mut answers, tasks) = on_own_thread(move || async move {
         let pool = HttpPool::new(&http, 1).await?;
         let (mut answers, mut tasks) = (Vec::new(), Vec::new());
         let first = tokio::time::Instant::now();
         for i in 0..count {
-            tokio::time::sleep_until(first + pace * i as u32).await;
+            if let Some(at) = send_at.as_ref().and_then(|s| s.get(i)) {
+                tokio::time::sleep_until(first + *at).await;
+            }
             let (took, task) = broadcast_once(&pool, &sender_app, &format!("burst-{i}"), i, 3600).await?;
             answers.push(took.as_secs_f64() * 1000.0);
             tasks.push(task);
@@ -171,7 +189,7 @@ pub(crate) async fn run(args: &BenchArgs, bin: &Path) -> anyhow::Result<()> {
     println!("|---|---|---|---|---|---|---|---|");
     println!(
         "| herald ({count} broadcasts{}; answer median {:.2} ms) | {expected} | {herald_secs:.2} | {herald_rate:.0} | {:.1} | {:.1} | {herald_cpu} |",
-        if args.pace_ms > 0 { format!(", {} ms apart", args.pace_ms) } else { String::new() },
+        if schedule.is_some() { format!(", paced: {}", args.pace) } else { String::new() },
         answers[answers.len() / 2],
         percentile(&lat, 0.5),
         percentile(&lat, 0.99)
@@ -179,17 +197,23 @@ pub(crate) async fn run(args: &BenchArgs, bin: &Path) -> anyhow::Result<()> {
     let mut best_reference: f64 = 0.0;
     let mut publishes: Vec<String> = Vec::new();
     if !args.no_reference {
-        for (name, broker) in
-            [("mosquitto", start_mosquitto(&args.mosquitto).await), ("rumqttd", start_rumqttd(&args.rumqttd).await)]
-        {
-            let broker = match broker {
-                Ok(b) => b,
-                Err(e) => {
-                    println!("| {name} | not measured: {e:#} | | | | | | |");
-                    continue;
+        for name in ["mosquitto", "rumqttd"] {
+            let measured_first = if name == "rumqttd" { rumqttd_first.take() } else { None };
+            let measured = match measured_first {
+                Some(first) => Ok(first),
+                None => {
+                    let broker = if name == "rumqttd" {
+                        start_rumqttd(&args.rumqttd).await
+                    } else {
+                        start_mosquitto(&args.mosquitto).await
+                    };
+                    match broker {
+                        Ok(broker) => broker_fanout(&broker, n, count).await,
+                        Err(e) => Err(e),
+                    }
                 }
             };
-            let (secs, lat, cpu, sent) = match broker_fanout(&broker, n, count).await {
+            let (secs, lat, cpu, sent) = match measured {
                 Ok(r) => r,
                 Err(e) => {
                     println!("| {name} | not measured: {e:#} | | | | | | |");

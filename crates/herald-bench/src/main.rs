@@ -121,12 +121,12 @@ pub struct BenchArgs {
     /// Broadcasts sent back to back in the broadcast scenario.
     #[arg(long, default_value_t = 10)]
     broadcasts: usize,
-    /// Broadcast scenario: send Herald's broadcasts this many milliseconds apart (from the
-    /// first send) instead of each as soon as the one before was answered; 0: back to back.
-    /// Compares latency at the send pace of a reference's publisher, which waits for the
-    /// broker's PUBACK of each message.
-    #[arg(long, default_value_t = 0)]
-    pace_ms: u64,
+    /// Broadcast scenario: when Herald's broadcasts are sent. `answer`: each as soon as the
+    /// one before was answered; `rumqttd`: at the times rumqttd's publisher sent its
+    /// messages (it waits for each PUBACK), measured first in the same run; a number: that
+    /// many milliseconds apart.
+    #[arg(long, default_value = "answer")]
+    pace: String,
     /// Off/on pairs of the receipts scenario (the ratios' median is reported beside the mean:
     /// one pair's ratio scatters by ±10% on a shared 2-core machine).
     #[arg(long, default_value_t = 2)]
