@@ -21,6 +21,7 @@ mod ledger;
 mod nonces;
 mod setup;
 pub(crate) mod tx;
+mod writer;
 #[cfg(test)]
 mod writer_tests;
 
@@ -39,6 +40,7 @@ use crate::tx::run_now;
 use crate::{Cancelled, FireOutcome, Registered, Store, StoreConfig, StoreError, StoreResult, TemplateCreated, ops};
 use setup::{configure_writer, migrate, spawn, stable_plans};
 use tx::{SqliteTx, map_err, read_tx};
+use writer::{in_savepoint, writer_loop};
 
 /// How often the WAL is copied back into the database file.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
@@ -70,21 +72,6 @@ pub struct SqliteStore {
 
 fn stopped() -> StoreError {
     StoreError::Unavailable("the store writer has stopped".into())
-}
-
-/// Runs `f` inside a savepoint so that its failure undoes only its own changes.
-fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
-    conn.prepare_cached("SAVEPOINT op").and_then(|mut s| s.execute([])).map_err(map_err)?;
-    match f(conn) {
-        Ok(v) => {
-            conn.prepare_cached("RELEASE op").and_then(|mut s| s.execute([])).map_err(map_err)?;
-            Ok(v)
-        }
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK TO op; RELEASE op");
-            Err(e)
-        }
-    }
 }
 
 impl SqliteStore {
@@ -181,90 +168,6 @@ impl SqliteStore {
         self.reads.send(job).map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?
     }
-}
-
-fn writer_loop(
-    conn: Connection,
-    mut rx: mpsc::UnboundedReceiver<WriteJob>,
-    max_batch: usize,
-    updates: &Mutex<Vec<StatusUpdate>>,
-    journal: &std::sync::atomic::AtomicBool,
-) {
-    let mut completions: Vec<Completion> = Vec::with_capacity(max_batch);
-    let mut batch: Vec<StatusUpdate> = Vec::new();
-    loop {
-        // Sleep only when neither a job nor a status update waits.
-        let first = match rx.try_recv() {
-            Ok(job) => Some(job),
-            Err(_) if !updates.lock().is_empty() => None,
-            Err(mpsc::error::TryRecvError::Empty) => match rx.blocking_recv() {
-                Some(job) => Some(job),
-                None => break,
-            },
-            Err(mpsc::error::TryRecvError::Disconnected) => break,
-        };
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            let err = map_err(e);
-            match first {
-                // Not run: outside a transaction its savepoint would commit on its own.
-                Some(job) => job(None)(Err(err)),
-                None => {
-                    tracing::warn!(error = %err, "cannot begin a write; status updates wait");
-                    std::thread::sleep(std::time::Duration::from_millis(100));
-                }
-            }
-            continue;
-        }
-        std::mem::swap(&mut batch, &mut *updates.lock());
-        apply_updates(&conn, &mut batch, journal.load(std::sync::atomic::Ordering::Relaxed));
-        completions.extend(first.map(|job| job(Some(&conn))));
-        while completions.len() < max_batch {
-            match rx.try_recv() {
-                Ok(job) => completions.push(job(Some(&conn))),
-                Err(_) => break,
-            }
-        }
-        let outcome = conn.execute_batch("COMMIT").map_err(map_err);
-        if let Err(e) = &outcome {
-            tracing::error!(error = %e, jobs = completions.len(), "group commit failed");
-            let _ = conn.execute_batch("ROLLBACK");
-        }
-        for done in completions.drain(..) {
-            done(outcome.clone());
-        }
-    }
-    tracing::debug!("sqlite writer stopped");
-}
-
-/// How many status updates share one savepoint. SQLite keeps the savepoint's sub-journal in
-/// memory (`temp_store = MEMORY`) as a list of 1 KiB chunks, and every statement that ends
-/// inside it walks that list from its start to truncate its own part: over one savepoint
-/// of n updates that is O(n²). With the whole buffer in one savepoint, the walks were 74 %
-/// of the writer's time while a broadcast's 190,000 acknowledgements were recorded
-/// (perf, issue 14); a few hundred updates per savepoint keep them small.
-const UPDATES_PER_SAVEPOINT: usize = 256;
-
-/// Applies `batch` (emptied), in the order it was recorded, [`UPDATES_PER_SAVEPOINT`] to a
-/// savepoint; if one savepoint fails, its updates each in a savepoint of their own, so one
-/// bad update loses only itself.
-fn apply_updates(conn: &Connection, batch: &mut Vec<StatusUpdate>, journal: bool) {
-    for part in batch.chunks(UPDATES_PER_SAVEPOINT) {
-        let all = in_savepoint(conn, |c| {
-            let tx = SqliteTx::journalling(c, journal);
-            part.iter().try_for_each(|u| run_now(ops::push::apply_update(&tx, u)))
-        });
-        if let Err(e) = all {
-            tracing::warn!(error = %e, updates = part.len(), "status batch failed; applying one by one");
-            for u in part {
-                if let Err(e) =
-                    in_savepoint(conn, |c| run_now(ops::push::apply_update(&SqliteTx::journalling(c, journal), u)))
-                {
-                    tracing::warn!(error = %e, update = ?u, "status update failed");
-                }
-            }
-        }
-    }
-    batch.clear();
 }
 
 // One line per operation: where it runs (a reader, or the writer) and which shared
