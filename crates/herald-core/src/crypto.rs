@@ -44,6 +44,15 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex(digest::digest(&digest::SHA256, data).as_ref())
 }
 
+/// The bytes of lower- or upper-case hex; `None` for anything else.
+pub fn hex_decode(text: &str) -> Option<Vec<u8>> {
+    // from_str_radix alone would take a sign ("+1").
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok()).collect()
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
@@ -172,6 +181,16 @@ impl MasterKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_round_trips_and_refuses_what_is_not_hex() {
+        assert_eq!(hex_decode(&hex(&[0, 1, 0xab, 0xff])), Some(vec![0, 1, 0xab, 0xff]));
+        assert_eq!(hex_decode("ABff"), Some(vec![0xab, 0xff]));
+        assert_eq!(hex_decode(""), Some(vec![]));
+        for bad in ["a", "zz", "0g", "é0", "+1"] {
+            assert_eq!(hex_decode(bad), None, "{bad}");
+        }
+    }
 
     /// Issue 12: a 1024-bit key was accepted (and then no signature ever verified).
     #[test]
