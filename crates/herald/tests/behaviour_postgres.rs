@@ -24,6 +24,8 @@ mod flow_control;
 mod gateway;
 #[path = "behaviour/http_limits.rs"]
 mod http_limits;
+#[path = "behaviour/mps_compat.rs"]
+mod mps_compat;
 #[path = "behaviour/openapi.rs"]
 mod openapi;
 #[path = "behaviour/receipts.rs"]

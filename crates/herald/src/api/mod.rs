@@ -18,6 +18,7 @@ pub mod device;
 mod devices;
 mod envelope;
 mod extract;
+mod mps;
 mod openapi;
 mod push;
 mod receipts;
@@ -92,6 +93,8 @@ pub fn router(state: AppState) -> Router {
     let spec: Arc<str> = spec.to_pretty_json().unwrap_or_default().into();
     router
         .route("/openapi.json", get(move || async move { ([("content-type", "application/json")], spec.to_string()) }))
+        // The MPS-compatible endpoint: the SDKs post to the endpoint's root (docs/mps-compat.md).
+        .route("/", axum::routing::post(mps::rpc))
         .fallback(|| async { Refusal::new(ErrorCode::NotFound, "no such endpoint") })
         .method_not_allowed_fallback(|| async { Refusal::new(ErrorCode::MethodNotAllowed, "method not allowed here") })
         .with_state(state)

@@ -79,7 +79,7 @@ async fn push_broadcast(State(state): State<AppState>, req: Signed) -> Result<Js
 
 /// A push request of any type, sent now or scheduled; the answer says which, with the task
 /// and each target's outcome.
-async fn submit(state: &AppState, req: &Signed, request: &PushRequest) -> Result<Json, Refusal> {
+pub(super) async fn submit(state: &AppState, req: &Signed, request: &PushRequest) -> Result<Json, Refusal> {
     Ok(match state.dispatcher.submit(&req.app_id, request, herald_core::now_ms()).await? {
         Submitted::Scheduled(record) => ok_push(PushResult {
             data: record.unique_id.clone(),

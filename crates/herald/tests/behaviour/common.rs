@@ -14,3 +14,15 @@ pub async fn start_server() -> Option<TestServer> {
 pub async fn start_process() -> Option<TestProcess> {
     TestProcess::start(herald_bin!(), crate::BACKEND).await
 }
+
+/// The tool named by `var` (a client of `tests/clients`, installed by `.ci/run`), or `None`
+/// and a line saying the test is skipped when unset.
+pub fn tool(var: &str) -> Option<std::path::PathBuf> {
+    match std::env::var(var) {
+        Ok(path) => Some(std::path::PathBuf::from(path)),
+        Err(_) => {
+            eprintln!("skipped: {var} is not set (.ci/run installs the clients of tests/clients)");
+            None
+        }
+    }
+}

@@ -17,6 +17,7 @@ mod durability;
 mod flow_control;
 mod gateway;
 mod http_limits;
+mod mps_compat;
 mod mqtt5;
 mod openapi;
 mod receipts;

@@ -11,17 +11,6 @@ use std::time::Duration;
 use crate::common::*;
 use crate::tls::{TlsNode, port, tls_node};
 
-/// The tool named by `var`, or `None` (and a line saying the test is skipped) when unset.
-fn tool(var: &str) -> Option<PathBuf> {
-    match std::env::var(var) {
-        Ok(path) => Some(PathBuf::from(path)),
-        Err(_) => {
-            eprintln!("skipped: {var} is not set (.ci/run installs the clients of tests/clients)");
-            None
-        }
-    }
-}
-
 /// Runs `program args` and returns its first line of output, parsed: the delivery it got.
 async fn first_delivery(program: &PathBuf, args: &[&str]) -> serde_json::Value {
     output_lines(program, args).await.swap_remove(0)

@@ -1,0 +1,234 @@
+//! The MPS-compatible endpoint (`POST /`): Alibaba Cloud's RPC-style requests, as the
+//! official mPaaS server SDKs send them, on the same engine as `/v1`. A request names its
+//! action in `x-acs-action`, carries its parameters form-encoded in PascalCase, and is signed
+//! with `ACS3-HMAC-SHA256` ([`acs3`]) by a Herald API key (the SDK's AccessKey pair is the
+//! key's id and secret). The answer is `/v1`'s in PascalCase (`{RequestId, ResultCode,
+//! ResultMessage, PushResult: {Success, ResultMsg, Data}}`); a refusal of the request itself
+//! (signature, date, nonce, key, app, action) is an HTTP error with `{RequestId, Code,
+//! Message}`, which the SDKs raise as exceptions. docs/mps-compat.md lists the actions.
+
+pub(crate) mod acs3;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use herald_core::error::{ErrorCode, parse_object};
+use herald_core::push::request::{PushRequest, SimplePushRequest};
+use herald_core::untrusted::Untrusted;
+
+use super::{AppState, LimitedBody, Refusal, Signed};
+
+/// Parameters every action carries that name the caller, not the push.
+const COMMON: [&str; 3] = ["AppId", "WorkspaceId", "TenantId"];
+
+/// `POST /`: one MPS action.
+pub(super) async fn rpc(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    LimitedBody(body): LimitedBody,
+) -> Response {
+    let now = herald_core::now_ms();
+    let app_id = match verify(&state, &method, &uri, &headers, &body, now).await {
+        Ok(app_id) => app_id,
+        Err(e) => return e.into_response(),
+    };
+    let Ok(params) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) else {
+        return Denied::new(StatusCode::BAD_REQUEST, "InvalidParameter", "the body is not form-encoded")
+            .into_response();
+    };
+    let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    // The key speaks for its app only.
+    if param("AppId") != Some(app_id.as_str()) {
+        return Denied::new(StatusCode::FORBIDDEN, "Forbidden.AppId", "AppId is not the app of this AccessKey")
+            .into_response();
+    }
+    if let Err(e) = state.dispatcher.flow().request(&app_id) {
+        return Denied::from_refusal(e.into()).into_response();
+    }
+    let action = headers.get("x-acs-action").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let signed = Signed { app_id, body: v1_body(&params).into() };
+    let answer = match action {
+        "PushSimple" => match parse_object::<SimplePushRequest>(&signed.body) {
+            Ok(r) => super::push::submit(&state, &signed, &PushRequest::Simple(r)).await,
+            Err(e) => Err(e.into()),
+        },
+        _ => {
+            tracing::info!(action = %Untrusted(action), "MPS action not offered");
+            return Denied::new(
+                StatusCode::NOT_FOUND,
+                "InvalidAction.NotFound",
+                "this action is not offered by Herald (docs/mps-compat.md lists the actions)",
+            )
+            .into_response();
+        }
+    };
+    match answer {
+        Ok(super::Json(v1)) => super::Json(pascal(v1)).into_response(),
+        Err(refusal) => business(refusal),
+    }
+}
+
+/// Checks the request's `ACS3-HMAC-SHA256` signature, date and nonce; the app of its key.
+async fn verify(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: i64,
+) -> Result<herald_core::ids::AppId, Denied> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let incomplete = |why: &str| Denied::new(StatusCode::BAD_REQUEST, "IncompleteSignature", why);
+    let Some(auth) = header("authorization").and_then(acs3::parse_authorization) else {
+        return Err(incomplete("an Authorization header of ACS3-HMAC-SHA256 is required"));
+    };
+    // What says what the request is must be signed, and every x-acs- header sent.
+    let required = ["host", "x-acs-action", "x-acs-date", "x-acs-signature-nonce", "x-acs-content-sha256"];
+    let unsigned = |name: &str| !auth.signed_headers.contains(&name);
+    if required.iter().any(|h| unsigned(h))
+        || headers
+            .keys()
+            .any(|h| (h.as_str().starts_with("x-acs-") || h.as_str() == "content-type") && unsigned(h.as_str()))
+    {
+        return Err(incomplete("host, content-type and every x-acs- header must be signed"));
+    }
+    let payload = herald_core::crypto::sha256_hex(body);
+    if header("x-acs-content-sha256") != Some(payload.as_str()) {
+        return Err(Denied::new(
+            StatusCode::BAD_REQUEST,
+            "SignatureDoesNotMatch",
+            "x-acs-content-sha256 is not the body's",
+        ));
+    }
+    let Some(ts_ms) = header("x-acs-date").and_then(|d| d.parse::<jiff::Timestamp>().ok()).map(|t| t.as_millisecond())
+    else {
+        return Err(Denied::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidTimeStamp.Format",
+            "x-acs-date must be yyyy-MM-ddTHH:mm:ssZ",
+        ));
+    };
+    let nonce = header("x-acs-signature-nonce").unwrap_or_default();
+    let canonical =
+        acs3::canonical_request(method.as_str(), uri.path(), uri.query(), headers, &auth.signed_headers, &payload);
+    let string_to_sign = canonical.as_deref().map(acs3::string_to_sign);
+    let signature = herald_core::crypto::hex_decode(auth.signature);
+    let signed = |secret: &[u8]| match (&string_to_sign, &signature) {
+        (Some(text), Some(sig)) => herald_core::crypto::hmac_sha256_verify(secret, text.as_bytes(), sig),
+        _ => false,
+    };
+    state
+        .verifier
+        .verify_hmac(auth.credential, ts_ms, nonce, now, uri.path(), signed)
+        .await
+        .map_err(Denied::from_refusal)
+}
+
+/// Parameters that are maps (`{target: msgKey}`, `{name: value}`): the SDKs send them as one
+/// JSON string (`TargetMsgkey={"d1":"k1"}`), or flattened when the caller gave a map
+/// (`TargetMsgkey.d1=k1`); both become the same object.
+const MAPS: [&str; 3] = ["TargetMsgkey", "TemplateKeyValue", "ExtendedParams"];
+
+/// The `/v1` JSON body of an action's form parameters: each name in lower camel case
+/// (`TargetMsgkey` → `targetMsgkey`), each value a string (`/v1` reads numbers and JSON
+/// objects from strings as MPS sends them), flattened maps gathered into objects (their keys
+/// as sent). The caller's own parameters are left out.
+fn v1_body(params: &[(String, String)]) -> Vec<u8> {
+    let camel = |name: &str| {
+        let mut chars = name.chars();
+        chars.next().map(|first| first.to_lowercase().chain(chars).collect::<String>()).unwrap_or_default()
+    };
+    let mut object = Map::new();
+    for (name, value) in params.iter().filter(|(k, _)| !COMMON.contains(&k.as_str())) {
+        match name.split_once('.') {
+            Some((map, key)) if MAPS.contains(&map) => {
+                let entry = object.entry(camel(map)).or_insert_with(|| Value::Object(Map::new()));
+                if let Value::Object(entries) = entry {
+                    entries.insert(key.to_string(), Value::String(value.clone()));
+                }
+            }
+            _ if name.is_empty() => {}
+            _ => {
+                object.insert(camel(name), Value::String(value.clone()));
+            }
+        }
+    }
+    Value::Object(object).to_string().into_bytes()
+}
+
+/// `/v1`'s answer with every object key's first letter upper-cased, as MPS answers.
+fn pascal(value: Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| {
+                    let mut chars = k.chars();
+                    let key = chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default();
+                    (key, pascal(v))
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(pascal).collect()),
+        other => other,
+    }
+}
+
+/// A refusal of what the request asks (not of the request itself): MPS answers these with
+/// 200 and the code in `ResultCode`, as the SDKs' response models read them.
+fn business(Refusal(e): Refusal) -> Response {
+    if e.code.http_status() >= 500 || e.code == ErrorCode::FlowControl {
+        return Denied::from_refusal(Refusal(e)).into_response();
+    }
+    super::Json(json!({
+        "RequestId": herald_core::crypto::random_alnum(20),
+        "ResultCode": e.code.as_str(),
+        "ResultMessage": e.message,
+    }))
+    .into_response()
+}
+
+/// A refusal of the request itself, as Alibaba Cloud's gateway answers them:
+/// `{RequestId, Code, Message}` with an HTTP error status.
+struct Denied {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    retry_after: Option<std::time::Duration>,
+}
+
+impl Denied {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Denied { status, code, message: message.into(), retry_after: None }
+    }
+
+    /// The gateway code of a signature, key or flow refusal.
+    fn from_refusal(Refusal(e): Refusal) -> Self {
+        let (status, code) = match e.code {
+            ErrorCode::SignatureMismatch => (StatusCode::BAD_REQUEST, "SignatureDoesNotMatch"),
+            ErrorCode::SignatureHeadersInvalid => (StatusCode::BAD_REQUEST, "IncompleteSignature"),
+            ErrorCode::TimestampOutOfWindow => (StatusCode::BAD_REQUEST, "InvalidTimeStamp.Expired"),
+            ErrorCode::NonceReused => (StatusCode::BAD_REQUEST, "SignatureNonceUsed"),
+            ErrorCode::ApiKeyInvalid => (StatusCode::NOT_FOUND, "InvalidAccessKeyId.NotFound"),
+            ErrorCode::FlowControl => (StatusCode::TOO_MANY_REQUESTS, "Throttling.User"),
+            _ if e.code.http_status() == 503 => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
+        };
+        Denied { status, code, message: e.message, retry_after: e.retry_after }
+    }
+}
+
+impl IntoResponse for Denied {
+    fn into_response(self) -> Response {
+        let body =
+            json!({"RequestId": herald_core::crypto::random_alnum(20), "Code": self.code, "Message": self.message});
+        let mut response = (self.status, super::Json(body)).into_response();
+        if let Some(d) = self.retry_after {
+            response.headers_mut().insert("retry-after", (d.as_secs() + u64::from(d.subsec_nanos() > 0)).into());
+        }
+        response
+    }
+}

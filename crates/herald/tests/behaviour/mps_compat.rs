@@ -1,0 +1,105 @@
+//! The MPS-compatible endpoint (`POST /`) driven by Alibaba Cloud's official mPaaS server SDK
+//! for Python (`alibabacloud-mpaas20201028`, from PyPI through `tests/clients`), as an app
+//! backend written for MPS calls it: only the endpoint and the AccessKey pair changed. Needs
+//! `HERALD_TEST_PYTHON` and `HERALD_TEST_CLIENTS` (set by `.ci/run`); unset: skipped, saying so.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+/// One action through the SDK: its `{"body": …}` or `{"error": {code, status, message}}`.
+async fn call(app: &TestApp, secret: &str, action: &str, params: Value, headers: Option<Value>) -> Value {
+    let (python, clients) = (tool("HERALD_TEST_PYTHON").unwrap(), tool("HERALD_TEST_CLIENTS").unwrap());
+    let endpoint = app.http.trim_start_matches("http://").trim_end_matches('/').to_string();
+    let script = clients.join("mps_call.py");
+    let mut args = vec![script.to_str().unwrap().to_string(), endpoint, app.key_id.clone(), secret.into()];
+    args.extend([action.to_string(), params.to_string()]);
+    args.extend(headers.map(|h| h.to_string()));
+    let run = tokio::process::Command::new(&python).args(&args).output();
+    let out = tokio::time::timeout(Duration::from_secs(60), run).await.expect("the SDK answers in time").unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "mps_call.py: {stderr}{stdout}");
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout} {stderr}"))
+}
+
+fn simple(app_id: &str, device_id: &str, msg_key: &str, title: &str) -> Value {
+    json!({
+        "AppId": app_id, "WorkspaceId": "default", "TaskName": "from mps", "DeliveryType": 1,
+        "TargetMsgkey": json!({device_id: msg_key}).to_string(), "Title": title, "Content": "sent by the MPS SDK",
+        "ExpiredSeconds": 300, "ExtendedParams": "{\"orderId\":\"7\"}"
+    })
+}
+
+#[tokio::test]
+async fn the_official_sdk_sends_a_simple_push_that_the_device_gets() {
+    if tool("HERALD_TEST_PYTHON").is_none() || tool("HERALD_TEST_CLIENTS").is_none() {
+        return;
+    }
+    let Some(server) = start_server().await else { return };
+    let app = server.create_app().await;
+    let creds = app.register("install-1").await;
+    let mut device = TestDevice::connect(&creds).await;
+    let answer =
+        call(&app, &app.secret, "PushSimple", simple(&app.app_id, &creds.device_id, "m-1", "Hello"), None).await;
+    let body = &answer["body"];
+    assert_eq!(body["ResultCode"], "OK", "{answer}");
+    assert_eq!(body["PushResult"]["Success"], true, "{answer}");
+    let task_id = body["PushResult"]["Data"].as_str().unwrap_or_default().to_string();
+    assert!(!task_id.is_empty(), "{answer}");
+    assert!(body["RequestId"].as_str().is_some_and(|r| !r.is_empty()), "{answer}");
+
+    let (_, payload) = device.next_push().await;
+    assert_eq!((payload["title"].as_str(), payload["taskId"].as_str()), (Some("Hello"), Some(task_id.as_str())));
+    assert_eq!(payload["msgKey"], "m-1");
+    assert_eq!(payload["extendedParams"], json!({"orderId": "7"}));
+
+    // TargetMsgkey given to the SDK as a map (it sends `TargetMsgkey.<device>=<msgKey>`).
+    let mut as_map = simple(&app.app_id, &creds.device_id, "m-3", "As a map");
+    as_map["TargetMsgkey"] = json!({creds.device_id.clone(): "m-3"});
+    let answer = call(&app, &app.secret, "PushSimple", as_map, None).await;
+    assert_eq!(answer["body"]["ResultCode"], "OK", "{answer}");
+    let (_, payload) = device.next_push().await;
+    assert_eq!((payload["title"].as_str(), payload["msgKey"].as_str()), (Some("As a map"), Some("m-3")));
+
+    // What MPS refuses in its answer (not as an HTTP error): the code in ResultCode.
+    let mut no_title = simple(&app.app_id, &creds.device_id, "m-2", "x");
+    no_title.as_object_mut().unwrap().remove("Title");
+    let answer = call(&app, &app.secret, "PushSimple", no_title, None).await;
+    assert_eq!(answer["body"]["ResultCode"], "PAYLOAD_NOT_ENOUGH", "{answer}");
+}
+
+#[tokio::test]
+async fn the_sdk_raises_on_a_wrong_secret_a_stale_date_a_replayed_nonce_and_another_apps_id() {
+    if tool("HERALD_TEST_PYTHON").is_none() || tool("HERALD_TEST_CLIENTS").is_none() {
+        return;
+    }
+    let Some(server) = start_server().await else { return };
+    let (app, other) = (server.create_app().await, server.create_app().await);
+    let creds = app.register("install-1").await;
+    let push = |title: &str| simple(&app.app_id, &creds.device_id, title, title);
+    let code =
+        |answer: &Value| (answer["error"]["status"].as_u64(), answer["error"]["code"].as_str().map(str::to_owned));
+
+    let answer = call(&app, "not-the-secret", "PushSimple", push("a"), None).await;
+    assert_eq!(code(&answer), (Some(400), Some("SignatureDoesNotMatch".into())), "{answer}");
+
+    let stale = json!({"x-acs-date": "2020-01-01T00:00:00Z"});
+    let answer = call(&app, &app.secret, "PushSimple", push("b"), Some(stale)).await;
+    assert_eq!(code(&answer), (Some(400), Some("InvalidTimeStamp.Expired".into())), "{answer}");
+
+    let nonce = json!({"x-acs-signature-nonce": herald_core::crypto::random_alnum(32)});
+    let first = call(&app, &app.secret, "PushSimple", push("c"), Some(nonce.clone())).await;
+    assert_eq!(first["body"]["ResultCode"], "OK", "{first}");
+    let again = call(&app, &app.secret, "PushSimple", push("d"), Some(nonce)).await;
+    assert_eq!(code(&again), (Some(400), Some("SignatureNonceUsed".into())), "{again}");
+
+    // The app's key, the other app's AppId.
+    let answer = call(&app, &app.secret, "PushSimple", simple(&other.app_id, &creds.device_id, "e", "e"), None).await;
+    assert_eq!(code(&answer), (Some(403), Some("Forbidden.AppId".into())), "{answer}");
+
+    let unknown = TestApp { key_id: "no-such-key".into(), ..app.clone() };
+    let answer = call(&unknown, "x", "PushSimple", push("f"), None).await;
+    assert_eq!(code(&answer), (Some(404), Some("InvalidAccessKeyId.NotFound".into())), "{answer}");
+}
