@@ -44,7 +44,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 #[utoipa::path(post, path = "/push/simple", tag = "push", request_body = SimplePushRequest,
     responses((status = 200, description = "Accepted (or scheduled)", body = PushAnswer), Refusals),
     security(("signature" = [])))]
-async fn push_simple(State(state): State<AppState>, req: Signed) -> Result<Json, Refusal> {
+pub(super) async fn push_simple(State(state): State<AppState>, req: Signed) -> Result<Json, Refusal> {
     let request = PushRequest::Simple(parse_object::<SimplePushRequest>(&req.body)?);
     submit(&state, &req, &request).await
 }
@@ -53,7 +53,7 @@ async fn push_simple(State(state): State<AppState>, req: Signed) -> Result<Json,
 #[utoipa::path(post, path = "/push/template", tag = "push", request_body = TemplatePushRequest,
     responses((status = 200, description = "Accepted (or scheduled)", body = PushAnswer), Refusals),
     security(("signature" = [])))]
-async fn push_template(State(state): State<AppState>, req: Signed) -> Result<Json, Refusal> {
+pub(super) async fn push_template(State(state): State<AppState>, req: Signed) -> Result<Json, Refusal> {
     let request = PushRequest::Template(parse_object::<TemplatePushRequest>(&req.body)?);
     submit(&state, &req, &request).await
 }
@@ -62,7 +62,7 @@ async fn push_template(State(state): State<AppState>, req: Signed) -> Result<Jso
 #[utoipa::path(post, path = "/push/multiple", tag = "push", request_body = MultiplePushRequest,
     responses((status = 200, description = "Accepted (or scheduled)", body = PushAnswer), Refusals),
     security(("signature" = [])))]
-async fn push_multiple(State(state): State<AppState>, req: Signed) -> Result<Json, Refusal> {
+pub(super) async fn push_multiple(State(state): State<AppState>, req: Signed) -> Result<Json, Refusal> {
     let request = PushRequest::Multiple(parse_object::<MultiplePushRequest>(&req.body)?);
     submit(&state, &req, &request).await
 }
@@ -72,14 +72,14 @@ async fn push_multiple(State(state): State<AppState>, req: Signed) -> Result<Jso
     responses((status = 200, description = "Accepted, a duplicate of its msgkey, or scheduled", body = PushAnswer),
         Refusals),
     security(("signature" = [])))]
-async fn push_broadcast(State(state): State<AppState>, req: Signed) -> Result<Json, Refusal> {
+pub(super) async fn push_broadcast(State(state): State<AppState>, req: Signed) -> Result<Json, Refusal> {
     let request = PushRequest::Broadcast(parse_object::<BroadcastPushRequest>(&req.body)?);
     submit(&state, &req, &request).await
 }
 
 /// A push request of any type, sent now or scheduled; the answer says which, with the task
 /// and each target's outcome.
-pub(super) async fn submit(state: &AppState, req: &Signed, request: &PushRequest) -> Result<Json, Refusal> {
+async fn submit(state: &AppState, req: &Signed, request: &PushRequest) -> Result<Json, Refusal> {
     Ok(match state.dispatcher.submit(&req.app_id, request, herald_core::now_ms()).await? {
         Submitted::Scheduled(record) => ok_push(PushResult {
             data: record.unique_id.clone(),
@@ -148,7 +148,7 @@ fn revoke_result(done: &Revocation) -> PushResult {
 #[utoipa::path(post, path = "/push/revoke", tag = "push", request_body = RevokeMessageRequest,
     responses((status = 200, description = "Revoked", body = PushAnswer), Refusals),
     security(("signature" = [])))]
-async fn revoke_message(State(state): State<AppState>, req: Signed) -> Result<Json, Refusal> {
+pub(super) async fn revoke_message(State(state): State<AppState>, req: Signed) -> Result<Json, Refusal> {
     let body: RevokeMessageRequest = parse_json(&req.body)?;
     if !valid_external_id(&body.message_id) || !valid_external_id(&body.target_id) {
         return Err(Refusal::new(ErrorCode::InvalidParam, "messageId (the msgKey) and targetId are required"));
@@ -167,7 +167,7 @@ async fn revoke_message(State(state): State<AppState>, req: Signed) -> Result<Js
 #[utoipa::path(post, path = "/push/revoke-task", tag = "push", request_body = RevokeTaskRequest,
     responses((status = 200, description = "Revoked", body = PushAnswer), Refusals),
     security(("signature" = [])))]
-async fn revoke_task(State(state): State<AppState>, req: Signed) -> Result<Json, Refusal> {
+pub(super) async fn revoke_task(State(state): State<AppState>, req: Signed) -> Result<Json, Refusal> {
     let body: RevokeTaskRequest = parse_json(&req.body)?;
     let window = state.cfg.limits.revoke_window_secs * 1000;
     let task = TaskId::new(body.task_id.clone());

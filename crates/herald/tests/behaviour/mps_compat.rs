@@ -24,6 +24,18 @@ async fn call(app: &TestApp, secret: &str, action: &str, params: Value, headers:
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout} {stderr}"))
 }
 
+/// A node with an app and one connected device; `None` when the SDK or the store is not
+/// set up here (the test is skipped, saying why).
+async fn connected() -> Option<(TestServer, TestApp, Creds, TestDevice)> {
+    tool("HERALD_TEST_PYTHON")?;
+    tool("HERALD_TEST_CLIENTS")?;
+    let server = start_server().await?;
+    let app = server.create_app().await;
+    let creds = app.register("install-1").await;
+    let device = TestDevice::connect(&creds).await;
+    Some((server, app, creds, device))
+}
+
 fn simple(app_id: &str, device_id: &str, msg_key: &str, title: &str) -> Value {
     json!({
         "AppId": app_id, "WorkspaceId": "default", "TaskName": "from mps", "DeliveryType": 1,
@@ -34,13 +46,7 @@ fn simple(app_id: &str, device_id: &str, msg_key: &str, title: &str) -> Value {
 
 #[tokio::test]
 async fn the_official_sdk_sends_a_simple_push_that_the_device_gets() {
-    if tool("HERALD_TEST_PYTHON").is_none() || tool("HERALD_TEST_CLIENTS").is_none() {
-        return;
-    }
-    let Some(server) = start_server().await else { return };
-    let app = server.create_app().await;
-    let creds = app.register("install-1").await;
-    let mut device = TestDevice::connect(&creds).await;
+    let Some((_server, app, creds, mut device)) = connected().await else { return };
     let answer =
         call(&app, &app.secret, "PushSimple", simple(&app.app_id, &creds.device_id, "m-1", "Hello"), None).await;
     let body = &answer["body"];
@@ -102,4 +108,54 @@ async fn the_sdk_raises_on_a_wrong_secret_a_stale_date_a_replayed_nonce_and_anot
     let unknown = TestApp { key_id: "no-such-key".into(), ..app.clone() };
     let answer = call(&unknown, "x", "PushSimple", push("f"), None).await;
     assert_eq!(code(&answer), (Some(404), Some("InvalidAccessKeyId.NotFound".into())), "{answer}");
+}
+
+#[tokio::test]
+async fn the_sdk_sends_template_multiple_and_broadcast_pushes_and_revokes_them() {
+    let Some((_server, app, creds, mut device)) = connected().await else { return };
+    let template = json!({"templateName": "greet", "title": "Hi #name#", "content": "For #name#"}).to_string();
+    assert_eq!(app.signed("POST", "/v1/templates", &template).await.status, 200);
+    let (app_id, device_id) = (app.app_id.as_str(), creds.device_id.as_str());
+    let ok = |answer: &Value| {
+        assert_eq!(answer["body"]["ResultCode"], "OK", "{answer}");
+        answer["body"]["PushResult"]["Data"].as_str().unwrap_or_default().to_string()
+    };
+
+    let params = json!({"AppId": app_id, "WorkspaceId": "w", "DeliveryType": 1, "TemplateName": "greet",
+        "TemplateKeyValue": json!({"name": "Ann"}).to_string(), "TargetMsgkey": json!({device_id: "t-1"}).to_string(),
+        "ExpiredSeconds": 300});
+    ok(&call(&app, &app.secret, "PushTemplate", params, None).await);
+    let (_, payload) = device.next_push().await;
+    assert_eq!((payload["title"].as_str(), payload["content"].as_str()), (Some("Hi Ann"), Some("For Ann")));
+    let template_message = payload["messageId"].as_str().unwrap().to_string();
+
+    // TargetMsg is a list of objects: the SDK flattens it (TargetMsg.1.Target=…).
+    let params = json!({"AppId": app_id, "WorkspaceId": "w", "DeliveryType": 1, "TemplateName": "greet",
+        "ExpiredSeconds": 300, "TaskName": "multi", "TargetMsg": [
+            {"Target": device_id, "MsgKey": "mu-1", "TemplateKeyValue": json!({"name": "Bob"}).to_string(),
+             "ExtendedParams": json!({"k": "v"}).to_string()}]});
+    let multiple_task = ok(&call(&app, &app.secret, "PushMultiple", params, None).await);
+    let (_, payload) = device.next_push().await;
+    assert_eq!((payload["title"].as_str(), payload["taskId"].as_str()), (Some("Hi Bob"), Some(multiple_task.as_str())));
+    assert_eq!(payload["extendedParams"], json!({"k": "v"}));
+
+    let params = json!({"AppId": app_id, "WorkspaceId": "w", "DeliveryType": 1, "TemplateName": "greet",
+        "TemplateKeyValue": json!({"name": "all"}).to_string(), "Msgkey": "b-1", "PushStatus": 1, "ExpiredSeconds": 300});
+    ok(&call(&app, &app.secret, "PushBroadcast", params, None).await);
+    let (_, payload) = device.next_push().await;
+    assert_eq!((payload["title"].as_str(), payload["pushType"].as_str()), (Some("Hi all"), Some("broadcast")));
+
+    // Revoke by MPS's MessageId (the caller's msgKey) and target, then the Multiple task.
+    let params = json!({"AppId": app_id, "WorkspaceId": "w", "MessageId": "t-1", "TargetId": device_id});
+    ok(&call(&app, &app.secret, "RevokePushMessage", params, None).await);
+    let (_, control) = device.next_push().await;
+    assert_eq!(
+        (control["type"].as_str(), control["messageId"].as_str()),
+        (Some("revoke"), Some(template_message.as_str()))
+    );
+    let params = json!({"AppId": app_id, "WorkspaceId": "w", "TaskId": multiple_task});
+    let answer = call(&app, &app.secret, "RevokePushTask", params, None).await;
+    assert_eq!(answer["body"]["ResultCode"], "OK", "{answer}");
+    let (_, control) = device.next_push().await;
+    assert_eq!(control["type"].as_str(), Some("revoke"), "{control}");
 }

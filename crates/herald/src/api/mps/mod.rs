@@ -14,11 +14,10 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use herald_core::error::{ErrorCode, parse_object};
-use herald_core::push::request::{PushRequest, SimplePushRequest};
+use herald_core::error::ErrorCode;
 use herald_core::untrusted::Untrusted;
 
-use super::{AppState, LimitedBody, Refusal, Signed};
+use super::{AppState, LimitedBody, Refusal, Signed, push};
 
 /// Parameters every action carries that name the caller, not the push.
 const COMMON: [&str; 3] = ["AppId", "WorkspaceId", "TenantId"];
@@ -51,11 +50,14 @@ pub(super) async fn rpc(
     }
     let action = headers.get("x-acs-action").and_then(|v| v.to_str().ok()).unwrap_or_default();
     let signed = Signed { app_id, body: v1_body(&params).into() };
+    let state_of = || State(state.clone());
     let answer = match action {
-        "PushSimple" => match parse_object::<SimplePushRequest>(&signed.body) {
-            Ok(r) => super::push::submit(&state, &signed, &PushRequest::Simple(r)).await,
-            Err(e) => Err(e.into()),
-        },
+        "PushSimple" => push::push_simple(state_of(), signed).await,
+        "PushTemplate" => push::push_template(state_of(), signed).await,
+        "PushMultiple" => push::push_multiple(state_of(), signed).await,
+        "PushBroadcast" => push::push_broadcast(state_of(), signed).await,
+        "RevokePushMessage" => push::revoke_message(state_of(), signed).await,
+        "RevokePushTask" => push::revoke_task(state_of(), signed).await,
         _ => {
             tracing::info!(action = %Untrusted(action), "MPS action not offered");
             return Denied::new(
@@ -133,30 +135,85 @@ async fn verify(
 /// (`TargetMsgkey.d1=k1`); both become the same object.
 const MAPS: [&str; 3] = ["TargetMsgkey", "TemplateKeyValue", "ExtendedParams"];
 
+fn camel(name: &str) -> String {
+    let mut chars = name.chars();
+    chars.next().map(|first| first.to_lowercase().chain(chars).collect::<String>()).unwrap_or_default()
+}
+
+/// A parameter's value: a string, or what flattened parameters (`Name.key`, `Name.1`,
+/// `Name.1.Field`) build.
+enum Param {
+    Text(String),
+    /// `Name.key=v` of a map parameter (keys as sent).
+    Map(Map<String, Value>),
+    /// `Name.N=v` and `Name.N.Field=v` (Alibaba Cloud's RPC lists, numbered from 1): by
+    /// number, each a string or an object of fields in lower camel case.
+    List(std::collections::BTreeMap<u32, Value>),
+}
+
 /// The `/v1` JSON body of an action's form parameters: each name in lower camel case
 /// (`TargetMsgkey` → `targetMsgkey`), each value a string (`/v1` reads numbers and JSON
-/// objects from strings as MPS sends them), flattened maps gathered into objects (their keys
-/// as sent). The caller's own parameters are left out.
+/// objects from strings as MPS sends them); flattened maps and lists gathered into objects
+/// and arrays. The caller's own parameters are left out.
 fn v1_body(params: &[(String, String)]) -> Vec<u8> {
-    let camel = |name: &str| {
-        let mut chars = name.chars();
-        chars.next().map(|first| first.to_lowercase().chain(chars).collect::<String>()).unwrap_or_default()
-    };
-    let mut object = Map::new();
-    for (name, value) in params.iter().filter(|(k, _)| !COMMON.contains(&k.as_str())) {
-        match name.split_once('.') {
-            Some((map, key)) if MAPS.contains(&map) => {
-                let entry = object.entry(camel(map)).or_insert_with(|| Value::Object(Map::new()));
-                if let Value::Object(entries) = entry {
-                    entries.insert(key.to_string(), Value::String(value.clone()));
+    let mut built: Vec<(String, Param)> = Vec::new();
+    for (name, value) in params.iter().filter(|(k, _)| !COMMON.contains(&k.as_str()) && !k.is_empty()) {
+        let (head, rest) = match name.split_once('.') {
+            Some((head, rest)) => (head, Some(rest)),
+            None => (name.as_str(), None),
+        };
+        let key = camel(head);
+        let at = match built.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                let fresh = match rest {
+                    None => Param::Text(String::new()),
+                    Some(_) if MAPS.contains(&head) => Param::Map(Map::new()),
+                    Some(_) => Param::List(Default::default()),
+                };
+                built.push((key, fresh));
+                built.len() - 1
+            }
+        };
+        let value = Value::String(value.clone());
+        match (&mut built[at].1, rest) {
+            (Param::Text(text), None) => *text = value.as_str().unwrap_or_default().to_owned(),
+            (Param::Map(map), Some(k)) => {
+                map.insert(k.to_owned(), value);
+            }
+            (Param::List(items), Some(rest)) => {
+                let (n, field) = match rest.split_once('.') {
+                    Some((n, field)) => (n, Some(field)),
+                    None => (rest, None),
+                };
+                let Ok(n) = n.parse::<u32>() else { continue };
+                match field {
+                    None => {
+                        items.insert(n, value);
+                    }
+                    Some(field) => {
+                        let item = items.entry(n).or_insert_with(|| Value::Object(Map::new()));
+                        if let Value::Object(fields) = item {
+                            fields.insert(camel(field), value);
+                        }
+                    }
                 }
             }
-            _ if name.is_empty() => {}
-            _ => {
-                object.insert(camel(name), Value::String(value.clone()));
-            }
+            // A name sent both plain and flattened: the first form wins.
+            _ => {}
         }
     }
+    let object: Map<String, Value> = built
+        .into_iter()
+        .map(|(k, p)| {
+            let v = match p {
+                Param::Text(t) => Value::String(t),
+                Param::Map(m) => Value::Object(m),
+                Param::List(items) => Value::Array(items.into_values().collect()),
+            };
+            (k, v)
+        })
+        .collect();
     Value::Object(object).to_string().into_bytes()
 }
 
@@ -230,5 +287,49 @@ impl IntoResponse for Denied {
             response.headers_mut().insert("retry-after", (d.as_secs() + u64::from(d.subsec_nanos() > 0)).into());
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(form: &str) -> Value {
+        let params: Vec<(String, String)> = serde_urlencoded::from_str(form).unwrap();
+        serde_json::from_slice(&v1_body(&params)).unwrap()
+    }
+
+    /// The forms the official Python SDK sends (captured from it): plain, a JSON-string map,
+    /// a flattened map and a flattened list of objects.
+    #[test]
+    fn form_parameters_become_the_v1_body() {
+        let simple = body("AppId=a&Content=c&DeliveryType=1&TargetMsgkey=%7B%22d1%22%3A%22k%22%7D&WorkspaceId=w");
+        assert_eq!(simple, json!({"content": "c", "deliveryType": "1", "targetMsgkey": "{\"d1\":\"k\"}"}));
+        let map = body("TargetMsgkey.d.1=k1&TargetMsgkey.d2=k2&Title=t");
+        assert_eq!(map, json!({"targetMsgkey": {"d.1": "k1", "d2": "k2"}, "title": "t"}));
+        let multiple = body(
+            "DeliveryType=1&TargetMsg.1.ExtendedParams=%7B%22a%22%3A%22b%22%7D&TargetMsg.1.MsgKey=k1&\
+             TargetMsg.1.Target=d1&TargetMsg.2.MsgKey=k2&TargetMsg.2.Target=d2&TargetMsg.10.Target=d10&TemplateName=t",
+        );
+        assert_eq!(
+            multiple,
+            json!({"deliveryType": "1", "templateName": "t", "targetMsg": [
+                {"extendedParams": "{\"a\":\"b\"}", "msgKey": "k1", "target": "d1"},
+                {"msgKey": "k2", "target": "d2"},
+                {"target": "d10"}]})
+        );
+        assert_eq!(body("UnBindPeriod=1&Msgkey=m"), json!({"unBindPeriod": "1", "msgkey": "m"}));
+        assert_eq!(body("Ids.1=a&Ids.2=b"), json!({"ids": ["a", "b"]}));
+        // Not a number where a list's is expected: dropped, not a crash.
+        assert_eq!(body("TargetMsg.x.Target=d"), json!({"targetMsg": []}));
+    }
+
+    #[test]
+    fn answers_are_pascal_case_to_the_leaves() {
+        let v1 = json!({"requestId": "r", "pushResult": {"success": true, "targets": [{"msgKey": "k"}]}});
+        assert_eq!(
+            pascal(v1),
+            json!({"RequestId": "r", "PushResult": {"Success": true, "Targets": [{"MsgKey": "k"}]}})
+        );
     }
 }
