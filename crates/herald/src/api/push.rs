@@ -232,7 +232,7 @@ fn schedule_json(s: &ScheduleRecord) -> Value {
 #[utoipa::path(get, path = "/schedules", tag = "push", params(ScheduleQuery),
     responses((status = 200, description = "One page of schedules", body = QueryAnswer), Refusals),
     security(("signature" = [])))]
-async fn list_schedules(
+pub(super) async fn list_schedules(
     State(state): State<AppState>,
     QueryParams(q): QueryParams<ScheduleQuery>,
     req: Signed,
@@ -267,7 +267,7 @@ async fn list_schedules(
     params(("uniqueId" = String, Path, description = "The scheduled push")),
     responses((status = 200, description = "Cancelled", body = QueryAnswer), Refusals),
     security(("signature" = [])))]
-async fn cancel_schedule(
+pub(super) async fn cancel_schedule(
     State(state): State<AppState>,
     Path(unique_id): Path<String>,
     req: Signed,

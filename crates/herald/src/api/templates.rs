@@ -39,7 +39,7 @@ async fn existing_template(state: &AppState, app_id: &AppId, name: &str) -> Resu
 #[utoipa::path(post, path = "/templates", tag = "templates", request_body = TemplateBody,
     responses((status = 200, description = "Created", body = QueryAnswer), Refusals),
     security(("signature" = [])))]
-async fn create_template(State(state): State<AppState>, req: Signed) -> Result<Json, Refusal> {
+pub(super) async fn create_template(State(state): State<AppState>, req: Signed) -> Result<Json, Refusal> {
     let body: TemplateBody = template_body(&req.body)?;
     let t = template::parse(&body, None, req.app_id, herald_core::now_ms(), &state.cfg.limits)?;
     match state.store.create_template(t.clone(), state.cfg.limits.max_templates_per_app).await? {
@@ -63,7 +63,7 @@ fn template_body(body: &[u8]) -> Result<TemplateBody, Refusal> {
 #[utoipa::path(get, path = "/templates", tag = "templates",
     responses((status = 200, description = "Every template of the app", body = QueryAnswer), Refusals),
     security(("signature" = [])))]
-async fn list_templates(State(state): State<AppState>, req: Signed) -> Result<Json, Refusal> {
+pub(super) async fn list_templates(State(state): State<AppState>, req: Signed) -> Result<Json, Refusal> {
     let list: Vec<Value> = state.store.templates(&req.app_id).await?.iter().map(template::view).collect();
     Ok(ok_content(json!({"totalCount": list.len(), "list": list})))
 }
@@ -73,7 +73,11 @@ async fn list_templates(State(state): State<AppState>, req: Signed) -> Result<Js
     params(("templateName" = String, Path, description = "The template")),
     responses((status = 200, description = "The template", body = QueryAnswer), Refusals),
     security(("signature" = [])))]
-async fn get_template(State(state): State<AppState>, Path(name): Path<String>, req: Signed) -> Result<Json, Refusal> {
+pub(super) async fn get_template(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    req: Signed,
+) -> Result<Json, Refusal> {
     Ok(ok_content(template::view(&existing_template(&state, &req.app_id, &name).await?)))
 }
 
@@ -102,7 +106,7 @@ async fn update_template(
     params(("templateName" = String, Path, description = "The template")),
     responses((status = 200, description = "Deleted", body = QueryAnswer), Refusals),
     security(("signature" = [])))]
-async fn delete_template(
+pub(super) async fn delete_template(
     State(state): State<AppState>,
     Path(name): Path<String>,
     req: Signed,

@@ -113,9 +113,31 @@ async fn the_sdk_raises_on_a_wrong_secret_a_stale_date_a_replayed_nonce_and_anot
 #[tokio::test]
 async fn the_sdk_sends_template_multiple_and_broadcast_pushes_and_revokes_them() {
     let Some((_server, app, creds, mut device)) = connected().await else { return };
-    let template = json!({"templateName": "greet", "title": "Hi #name#", "content": "For #name#"}).to_string();
-    assert_eq!(app.signed("POST", "/v1/templates", &template).await.status, 200);
     let (app_id, device_id) = (app.app_id.as_str(), creds.device_id.as_str());
+    // The template, made and read back through the SDK.
+    let params = json!({"AppId": app_id, "WorkspaceId": "w", "TemplateName": "greet", "Title": "Hi #name#",
+        "Content": "For #name#", "DescInfo": "a greeting"});
+    let created = call(&app, &app.secret, "CreateTemplate", params, None).await;
+    assert_eq!(
+        (created["body"]["Success"].as_bool(), created["body"]["Data"].as_str()),
+        (Some(true), Some("greet")),
+        "{created}"
+    );
+    let params = json!({"AppId": app_id, "WorkspaceId": "w", "TemplateName": "greet"});
+    let got = call(&app, &app.secret, "GetTemplate", params, None).await;
+    let t = &got["body"]["Data"];
+    assert_eq!(
+        (t["Name"].as_str(), t["Title"].as_str(), t["Variables"].as_str()),
+        (Some("greet"), Some("Hi #name#"), Some("name")),
+        "{got}"
+    );
+    let params = json!({"AppId": app_id, "WorkspaceId": "w", "CurrentPage": 1, "PageSize": 10});
+    let page = call(&app, &app.secret, "ListTemplatePage", params, None).await;
+    assert_eq!(
+        (page["body"]["TotalSize"].as_u64(), page["body"]["Data"][0]["Name"].as_str()),
+        (Some(1), Some("greet")),
+        "{page}"
+    );
     let ok = |answer: &Value| {
         assert_eq!(answer["body"]["ResultCode"], "OK", "{answer}");
         answer["body"]["PushResult"]["Data"].as_str().unwrap_or_default().to_string()
@@ -158,4 +180,51 @@ async fn the_sdk_sends_template_multiple_and_broadcast_pushes_and_revokes_them()
     assert_eq!(answer["body"]["ResultCode"], "OK", "{answer}");
     let (_, control) = device.next_push().await;
     assert_eq!(control["type"].as_str(), Some("revoke"), "{control}");
+
+    // Deleted, the template is gone: MPS's refusal in the answer, not an HTTP error.
+    let params = json!({"AppId": app_id, "WorkspaceId": "w", "TemplateName": "greet"});
+    let deleted = call(&app, &app.secret, "DeleteTemplate", params.clone(), None).await;
+    assert_eq!(deleted["body"]["Success"], true, "{deleted}");
+    let gone = call(&app, &app.secret, "GetTemplate", params, None).await;
+    assert_eq!(
+        (gone["body"]["Success"].as_bool(), gone["body"]["Code"].as_str()),
+        (Some(false), Some("TEMPLATE_NOT_EXIST")),
+        "{gone}"
+    );
+}
+
+#[tokio::test]
+async fn the_sdk_schedules_a_push_lists_it_and_cancels_it() {
+    let Some((_server, app, creds, _device)) = connected().await else { return };
+    let app_id = app.app_id.as_str();
+    let at = herald_core::now_ms() + 3_600_000;
+    let mut params = simple(app_id, &creds.device_id, "later", "Later");
+    params["StrategyType"] = json!(1);
+    params["StrategyContent"] = json!(json!({"fixedTime": at}).to_string());
+    let answer = call(&app, &app.secret, "PushSimple", params, None).await;
+    let unique_id = answer["body"]["PushResult"]["Data"].as_str().unwrap_or_default().to_string();
+    assert_eq!(answer["body"]["ResultCode"], "OK", "{answer}");
+
+    for action in ["QueryPushSchedulerList", "QueryMpsSchedulerList"] {
+        let params = json!({"AppId": app_id, "WorkspaceId": "w", "StartTime": at - 1, "EndTime": at + 1,
+            "PageNumber": 1, "PageSize": 10, "Type": 0});
+        let listed = call(&app, &app.secret, action, params, None).await;
+        let data = &listed["body"]["ResultContent"]["Data"];
+        assert_eq!(data["TotalCount"], 1, "{listed}");
+        let item = &data["List"][0];
+        assert_eq!((item["UniqueId"].as_str(), item["PushTime"].as_i64()), (Some(unique_id.as_str()), Some(at)));
+        assert_eq!((item["PushTitle"].as_str(), item["ExecutedStatus"].as_str()), (Some("Later"), Some("0")));
+    }
+
+    let params = json!({"AppId": app_id, "WorkspaceId": "w", "UniqueIds": unique_id.clone(), "Type": 0});
+    let cancelled = call(&app, &app.secret, "CancelPushScheduler", params.clone(), None).await;
+    assert_eq!(
+        (cancelled["body"]["ResultCode"].as_str(), cancelled["body"]["ResultContent"].as_str()),
+        (Some("OK"), Some(unique_id.as_str())),
+        "{cancelled}"
+    );
+    // Once cancelled it is no longer waiting: refused in the answer. (The newer name
+    // CancelMpsScheduler is not in this SDK version.)
+    let again = call(&app, &app.secret, "CancelPushScheduler", params, None).await;
+    assert_eq!(again["body"]["ResultCode"], "SCHEDULE_NOT_CANCELLABLE", "{again}");
 }

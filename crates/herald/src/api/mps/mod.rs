@@ -8,6 +8,8 @@
 //! Message}`, which the SDKs raise as exceptions. docs/mps-compat.md lists the actions.
 
 pub(crate) mod acs3;
+mod schedules;
+mod templates;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -50,8 +52,15 @@ pub(super) async fn rpc(
     }
     let action = headers.get("x-acs-action").and_then(|v| v.to_str().ok()).unwrap_or_default();
     let signed = Signed { app_id, body: v1_body(&params).into() };
+    if templates::ACTIONS.contains(&action) {
+        return match templates::run(&state, action, signed).await {
+            Ok(answer) => super::Json(answer).into_response(),
+            Err(refusal) => Denied::from_refusal(refusal).into_response(),
+        };
+    }
     let state_of = || State(state.clone());
     let answer = match action {
+        _ if schedules::ACTIONS.contains(&action) => schedules::run(&state, action, signed).await,
         "PushSimple" => push::push_simple(state_of(), signed).await,
         "PushTemplate" => push::push_template(state_of(), signed).await,
         "PushMultiple" => push::push_multiple(state_of(), signed).await,
@@ -234,10 +243,16 @@ fn pascal(value: Value) -> Value {
     }
 }
 
+/// A refusal that is not about what was asked: the node cannot serve (5xx) or the app sends
+/// too fast (429). The gateway answers these, as HTTP errors.
+fn of_the_node(e: &herald_core::error::ApiError) -> bool {
+    e.code.http_status() >= 500 || e.code == ErrorCode::FlowControl
+}
+
 /// A refusal of what the request asks (not of the request itself): MPS answers these with
 /// 200 and the code in `ResultCode`, as the SDKs' response models read them.
 fn business(Refusal(e): Refusal) -> Response {
-    if e.code.http_status() >= 500 || e.code == ErrorCode::FlowControl {
+    if of_the_node(&e) {
         return Denied::from_refusal(Refusal(e)).into_response();
     }
     super::Json(json!({
