@@ -129,7 +129,11 @@ const WAITING_SHOWN: usize = 20;
     params(("deviceId" = String, Path, description = "The device")),
     responses((status = 200, description = "The device", body = QueryAnswer), Refusals),
     security(("signature" = [])))]
-async fn device(State(state): State<AppState>, Path(device_id): Path<String>, req: Signed) -> Result<Json, Refusal> {
+pub(super) async fn device(
+    State(state): State<AppState>,
+    Path(device_id): Path<String>,
+    req: Signed,
+) -> Result<Json, Refusal> {
     let Some(d) = state.store.device(&req.app_id, &DeviceId::new(device_id)).await? else {
         return Err(not_a_device());
     };
@@ -175,7 +179,11 @@ pub(super) fn user_id(raw: String) -> Result<UserId, Refusal> {
     params(("deviceId" = String, Path, description = "The device")),
     responses((status = 200, description = "Bound", body = QueryAnswer), Refusals),
     security(("signature" = [])))]
-async fn bind(State(state): State<AppState>, Path(device_id): Path<String>, req: Signed) -> Result<Json, Refusal> {
+pub(super) async fn bind(
+    State(state): State<AppState>,
+    Path(device_id): Path<String>,
+    req: Signed,
+) -> Result<Json, Refusal> {
     let body: BindUserRequest = parse_json(&req.body)?;
     let user = user_id(body.user_id)?;
     let device = DeviceId::new(device_id);
@@ -190,7 +198,11 @@ async fn bind(State(state): State<AppState>, Path(device_id): Path<String>, req:
     params(("deviceId" = String, Path, description = "The device")),
     responses((status = 200, description = "Unbound", body = QueryAnswer), Refusals),
     security(("signature" = [])))]
-async fn unbind(State(state): State<AppState>, Path(device_id): Path<String>, req: Signed) -> Result<Json, Refusal> {
+pub(super) async fn unbind(
+    State(state): State<AppState>,
+    Path(device_id): Path<String>,
+    req: Signed,
+) -> Result<Json, Refusal> {
     let device = DeviceId::new(device_id);
     if !state.dispatcher.unbind(&req.app_id, &device, herald_core::now_ms()).await? {
         return Err(not_a_device());
@@ -203,7 +215,11 @@ async fn unbind(State(state): State<AppState>, Path(device_id): Path<String>, re
     params(("userId" = String, Path, description = "The user")),
     responses((status = 200, description = "The user's devices", body = QueryAnswer), Refusals),
     security(("signature" = [])))]
-async fn user_devices(State(state): State<AppState>, Path(user): Path<String>, req: Signed) -> Result<Json, Refusal> {
+pub(super) async fn user_devices(
+    State(state): State<AppState>,
+    Path(user): Path<String>,
+    req: Signed,
+) -> Result<Json, Refusal> {
     let user = user_id(user)?;
     let devices = state.store.user_devices(&req.app_id, &user).await?;
     let list: Vec<Value> = devices.iter().map(|d| device_json(&state, d)).collect();

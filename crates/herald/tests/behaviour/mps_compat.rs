@@ -228,3 +228,55 @@ async fn the_sdk_schedules_a_push_lists_it_and_cancels_it() {
     let again = call(&app, &app.secret, "CancelPushScheduler", params, None).await;
     assert_eq!(again["body"]["ResultCode"], "SCHEDULE_NOT_CANCELLABLE", "{again}");
 }
+
+#[tokio::test]
+async fn the_sdk_binds_a_user_pushes_to_them_reports_and_unbinds() {
+    let Some((_server, app, creds, mut device)) = connected().await else { return };
+    let (app_id, device_id) = (app.app_id.as_str(), creds.device_id.as_str());
+    let base = json!({"AppId": app_id, "WorkspaceId": "w", "DeliveryToken": device_id});
+    let with = |extra: Value| {
+        let mut p = base.clone();
+        p.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        p
+    };
+    let bound = call(&app, &app.secret, "PushBind", with(json!({"UserId": "alice", "OsType": 1})), None).await;
+    assert_eq!(
+        (bound["body"]["ResultCode"].as_str(), bound["body"]["PushResult"]["Data"].as_str()),
+        (Some("OK"), Some(device_id)),
+        "{bound}"
+    );
+
+    // A push to the user (DeliveryType 3) reaches the device bound through the SDK.
+    let mut to_user = simple(app_id, "alice", "u-1", "For Alice");
+    to_user["DeliveryType"] = json!(3);
+    assert_eq!(call(&app, &app.secret, "PushSimple", to_user, None).await["body"]["ResultCode"], "OK");
+    let (_, payload) = device.next_push().await;
+    assert_eq!(payload["title"], "For Alice");
+
+    let state = json!({"AppId": app_id, "WorkspaceId": "w", "Target": "alice", "TargetType": 2});
+    let seen = call(&app, &app.secret, "PushQueryDeviceState", state.clone(), None).await;
+    let data = &seen["body"]["Data"];
+    assert_eq!(
+        (data["DeviceId"].as_str(), data["UserId"].as_str(), data["Statue"].as_str()),
+        (Some(device_id), Some("alice"), Some("online")),
+        "{seen}"
+    );
+
+    let reported = call(&app, &app.secret, "PushReport", with(json!({"AppVersion": "2.5.0", "OsType": 1})), None).await;
+    assert_eq!(reported["body"]["ResultCode"], "OK", "{reported}");
+    assert_eq!(app.device_view(device_id).await["appVersion"], "2.5.0");
+    let vendor = with(json!({"OsType": 1, "ThirdChannel": 5, "ThirdChannelDeviceToken": "tok"}));
+    let refused = call(&app, &app.secret, "PushReport", vendor, None).await;
+    assert_eq!(refused["body"]["ResultCode"], "INVALID_PARAM", "{refused}");
+
+    let wrong = call(&app, &app.secret, "PushUnBind", with(json!({"UserId": "bob"})), None).await;
+    assert_eq!(wrong["body"]["ResultCode"], "INVALID_PARAM", "{wrong}");
+    let unbound = call(&app, &app.secret, "PushUnBind", with(json!({"UserId": "alice"})), None).await;
+    assert_eq!(unbound["body"]["ResultCode"], "OK", "{unbound}");
+    let gone = call(&app, &app.secret, "PushQueryDeviceState", state, None).await;
+    assert_eq!(
+        (gone["body"]["Success"].as_bool(), gone["body"]["Code"].as_str()),
+        (Some(false), Some("DEVICE_NOT_EXIST")),
+        "{gone}"
+    );
+}

@@ -8,6 +8,7 @@
 //! Message}`, which the SDKs raise as exceptions. docs/mps-compat.md lists the actions.
 
 pub(crate) mod acs3;
+mod devices;
 mod schedules;
 mod templates;
 
@@ -52,8 +53,13 @@ pub(super) async fn rpc(
     }
     let action = headers.get("x-acs-action").and_then(|v| v.to_str().ok()).unwrap_or_default();
     let signed = Signed { app_id, body: v1_body(&params).into() };
-    if templates::ACTIONS.contains(&action) {
-        return match templates::run(&state, action, signed).await {
+    if devices::ACTIONS.contains(&action) || templates::ACTIONS.contains(&action) {
+        let outcome = if devices::ACTIONS.contains(&action) {
+            devices::run(&state, action, signed).await
+        } else {
+            templates::run(&state, action, signed).await
+        };
+        return match outcome {
             Ok(answer) => super::Json(answer).into_response(),
             Err(refusal) => Denied::from_refusal(refusal).into_response(),
         };
