@@ -151,7 +151,7 @@ fn core_view(c: &Counts) -> Value {
 #[utoipa::path(get, path = "/analytics/core", tag = "analytics", params(Filters),
     responses((status = 200, description = "The totals", body = QueryAnswer), Refusals),
     security(("signature" = [])))]
-async fn analytics_core(
+pub(super) async fn analytics_core(
     State(state): State<AppState>,
     QueryParams(f): QueryParams<Filters>,
     req: Signed,
@@ -242,7 +242,7 @@ fn task_view(t: &TaskCounts, granularity: Granularity) -> Value {
 #[utoipa::path(get, path = "/analytics/tasks", tag = "analytics", params(Filters),
     responses((status = 200, description = "One page", body = QueryAnswer), Refusals),
     security(("signature" = [])))]
-async fn analytics_tasks(
+pub(super) async fn analytics_tasks(
     State(state): State<AppState>,
     QueryParams(f): QueryParams<Filters>,
     req: Signed,
@@ -263,7 +263,7 @@ async fn analytics_tasks(
     params(("taskId" = String, Path)),
     responses((status = 200, description = "The task", body = QueryAnswer), Refusals),
     security(("signature" = [])))]
-async fn analytics_task(
+pub(super) async fn analytics_task(
     State(state): State<AppState>,
     Path(task_id): Path<String>,
     req: Signed,

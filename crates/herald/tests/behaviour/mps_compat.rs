@@ -280,3 +280,49 @@ async fn the_sdk_binds_a_user_pushes_to_them_reports_and_unbinds() {
         "{gone}"
     );
 }
+
+#[tokio::test]
+async fn the_sdk_reads_the_analysis_of_what_was_pushed() {
+    let Some((_server, app, creds, mut device)) = connected().await else { return };
+    let (app_id, device_id) = (app.app_id.as_str(), creds.device_id.as_str());
+    let template = json!({"templateName": "greet", "title": "Hi #name#", "content": "For #name#"}).to_string();
+    assert_eq!(app.signed("POST", "/v1/templates", &template).await.status, 200);
+    let params = json!({"AppId": app_id, "WorkspaceId": "w", "DeliveryType": 1, "TemplateName": "greet",
+        "ExpiredSeconds": 300, "TaskName": "counted", "TargetMsg": [
+            {"Target": device_id, "MsgKey": "a-1", "TemplateKeyValue": json!({"name": "Ann"}).to_string()}]});
+    let answer = call(&app, &app.secret, "PushMultiple", params, None).await;
+    let task = answer["body"]["PushResult"]["Data"].as_str().unwrap_or_default().to_string();
+    device.next_push().await;
+    let now = herald_core::now_ms();
+    let span = json!({"AppId": app_id, "WorkspaceId": "w", "StartTime": now - 3_600_000, "EndTime": now + 3_600_000});
+
+    // Counted within about a second of the acknowledgement.
+    let core = eventually("the push counted as arrived", || {
+        let (app, span) = (app.clone(), span.clone());
+        async move {
+            let core = call(&app, &app.secret, "QueryPushAnalysisCoreIndex", span, None).await;
+            (core["body"]["ResultContent"]["Data"]["ArrivalNum"].as_f64() == Some(1.0)).then_some(core)
+        }
+    })
+    .await;
+    let data = &core["body"]["ResultContent"]["Data"];
+    assert_eq!((data["PushTotalNum"].as_f64(), data["PushNum"].as_f64()), (Some(1.0), Some(1.0)), "{core}");
+
+    let mut since = span.clone();
+    since.as_object_mut().unwrap().remove("EndTime");
+    since["PageNumber"] = json!(1);
+    since["PageSize"] = json!(10);
+    let tasks = call(&app, &app.secret, "QueryPushAnalysisTaskList", since, None).await;
+    let first = &tasks["body"]["ResultContent"]["Data"][0];
+    assert_eq!(
+        (first["TaskId"].as_str(), first["TaskName"].as_str(), first["Type"].as_i64()),
+        (Some(task.as_str()), Some("counted"), Some(2)),
+        "{tasks}"
+    );
+
+    let params = json!({"AppId": app_id, "WorkspaceId": "w", "TaskId": task.clone()});
+    let detail = call(&app, &app.secret, "QueryPushAnalysisTaskDetail", params, None).await;
+    let data = &detail["body"]["ResultContent"]["Data"];
+    assert_eq!((data["PushNum"].as_f64(), data["PushArrivalNum"].as_f64()), (Some(1.0), Some(1.0)), "{detail}");
+    assert!(data["Duration"].as_str().is_some(), "{detail}");
+}

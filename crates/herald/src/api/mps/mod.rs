@@ -8,6 +8,7 @@
 //! Message}`, which the SDKs raise as exceptions. docs/mps-compat.md lists the actions.
 
 pub(crate) mod acs3;
+mod analysis;
 mod devices;
 mod schedules;
 mod templates;
@@ -67,6 +68,7 @@ pub(super) async fn rpc(
     let state_of = || State(state.clone());
     let answer = match action {
         _ if schedules::ACTIONS.contains(&action) => schedules::run(&state, action, signed).await,
+        _ if analysis::ACTIONS.contains(&action) => analysis::run(&state, action, signed).await,
         "PushSimple" => push::push_simple(state_of(), signed).await,
         "PushTemplate" => push::push_template(state_of(), signed).await,
         "PushMultiple" => push::push_multiple(state_of(), signed).await,
