@@ -72,6 +72,12 @@ pub fn hmac_sha256_verify(key: &[u8], data: &[u8], tag: &[u8]) -> bool {
     hmac::verify(&hmac::Key::new(hmac::HMAC_SHA256, key), data, tag).is_ok()
 }
 
+/// Alibaba Cloud's version 1 RPC signature (the older MPS SDKs) is HMAC-SHA1; nothing else
+/// of Herald's uses SHA-1.
+pub fn hmac_sha1_verify(key: &[u8], data: &[u8], tag: &[u8]) -> bool {
+    hmac::verify(&hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, key), data, tag).is_ok()
+}
+
 /// Equality of two secrets (or their hashes) in time that does not depend on where they
 /// differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -11,16 +11,30 @@ use crate::common::*;
 
 /// One action through the SDK: its `{"body": …}` or `{"error": {code, status, message}}`.
 async fn call(app: &TestApp, secret: &str, action: &str, params: Value, headers: Option<Value>) -> Value {
+    let mut args = vec![params.to_string()];
+    args.extend(headers.map(|h| h.to_string()));
+    run_client("mps_call.py", app, secret, action, args).await
+}
+
+/// One action through the older SDK (version 1 signature), with the nonce and timestamp
+/// it signs when given.
+async fn legacy_call(app: &TestApp, secret: &str, action: &str, params: Value, nonce_and_time: &[&str]) -> Value {
+    let mut args = vec![params.to_string()];
+    args.extend(nonce_and_time.iter().map(|s| s.to_string()));
+    run_client("mps_legacy_call.py", app, secret, action, args).await
+}
+
+async fn run_client(script: &str, app: &TestApp, secret: &str, action: &str, rest: Vec<String>) -> Value {
     let (python, clients) = (tool("HERALD_TEST_PYTHON").unwrap(), tool("HERALD_TEST_CLIENTS").unwrap());
     let endpoint = app.http.trim_start_matches("http://").trim_end_matches('/').to_string();
-    let script = clients.join("mps_call.py");
+    let script = clients.join(script);
     let mut args = vec![script.to_str().unwrap().to_string(), endpoint, app.key_id.clone(), secret.into()];
-    args.extend([action.to_string(), params.to_string()]);
-    args.extend(headers.map(|h| h.to_string()));
+    args.push(action.to_string());
+    args.extend(rest);
     let run = tokio::process::Command::new(&python).args(&args).output();
     let out = tokio::time::timeout(Duration::from_secs(60), run).await.expect("the SDK answers in time").unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "mps_call.py: {stderr}{stdout}");
+    assert!(out.status.success(), "{}: {stderr}{stdout}", script.display());
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout} {stderr}"))
 }
 
@@ -325,4 +339,39 @@ async fn the_sdk_reads_the_analysis_of_what_was_pushed() {
     let data = &detail["body"]["ResultContent"]["Data"];
     assert_eq!((data["PushNum"].as_f64(), data["PushArrivalNum"].as_f64()), (Some(1.0), Some(1.0)), "{detail}");
     assert!(data["Duration"].as_str().is_some(), "{detail}");
+}
+
+#[tokio::test]
+async fn the_older_sdk_with_the_version_1_signature_pushes_and_is_refused_as_mps_would() {
+    let Some((_server, app, creds, mut device)) = connected().await else { return };
+    let other = _server.create_app().await;
+    let push = |app_id: &str, title: &str| {
+        json!({"AppId": app_id, "WorkspaceId": "w", "TaskName": "legacy", "DeliveryType": 1,
+            "TargetMsgkey": json!({creds.device_id.clone(): title}).to_string(), "Title": title,
+            "Content": "from the 2019-08-21 SDK", "ExpiredSeconds": 300})
+    };
+    let answer = legacy_call(&app, &app.secret, "PushSimple", push(&app.app_id, "old"), &[]).await;
+    assert_eq!(answer["body"]["ResultCode"], "OK", "{answer}");
+    let (_, payload) = device.next_push().await;
+    assert_eq!(
+        (payload["title"].as_str(), payload["content"].as_str()),
+        (Some("old"), Some("from the 2019-08-21 SDK"))
+    );
+
+    let code =
+        |answer: &Value| (answer["error"]["status"].as_u64(), answer["error"]["code"].as_str().map(str::to_owned));
+    // The older SDK checks the server's string to sign against its own: the same, so the
+    // secret is what is wrong.
+    let wrong = legacy_call(&app, "not-the-secret", "PushSimple", push(&app.app_id, "a"), &[]).await;
+    assert_eq!(code(&wrong), (Some(400), Some("InvalidAccessKeySecret".into())), "{wrong}");
+    let nonce = herald_core::crypto::random_alnum(32);
+    let stale =
+        legacy_call(&app, &app.secret, "PushSimple", push(&app.app_id, "b"), &[&nonce, "2020-01-01T00:00:00Z"]).await;
+    assert_eq!(code(&stale), (Some(400), Some("InvalidTimeStamp.Expired".into())), "{stale}");
+    let first = legacy_call(&app, &app.secret, "PushSimple", push(&app.app_id, "c"), &[&nonce]).await;
+    assert_eq!(first["body"]["ResultCode"], "OK", "{first}");
+    let again = legacy_call(&app, &app.secret, "PushSimple", push(&app.app_id, "d"), &[&nonce]).await;
+    assert_eq!(code(&again), (Some(400), Some("SignatureNonceUsed".into())), "{again}");
+    let theirs = legacy_call(&app, &app.secret, "PushSimple", push(&other.app_id, "e"), &[]).await;
+    assert_eq!(code(&theirs), (Some(403), Some("Forbidden.AppId".into())), "{theirs}");
 }

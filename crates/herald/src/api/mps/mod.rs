@@ -10,6 +10,7 @@
 pub(crate) mod acs3;
 mod analysis;
 mod devices;
+mod legacy;
 mod schedules;
 mod templates;
 
@@ -35,14 +36,35 @@ pub(super) async fn rpc(
     LimitedBody(body): LimitedBody,
 ) -> Response {
     let now = herald_core::now_ms();
-    let app_id = match verify(&state, &method, &uri, &headers, &body, now).await {
-        Ok(app_id) => app_id,
-        Err(e) => return e.into_response(),
-    };
-    let Ok(params) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) else {
+    let form = |text: &[u8]| serde_urlencoded::from_bytes::<Vec<(String, String)>>(text).ok();
+    let Some(mut params) = form(&body) else {
         return Denied::new(StatusCode::BAD_REQUEST, "InvalidParameter", "the body is not form-encoded")
             .into_response();
     };
+    let acs3 = headers.get("authorization").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("ACS3-"));
+    let query = uri.query().unwrap_or_default();
+    let (app_id, action) = if !acs3 && query.split('&').any(|p| p.starts_with("Signature=")) {
+        // The older SDKs: the version 1 signature over the query's and the body's parameters.
+        let Some(mut all) = form(query.as_bytes()) else {
+            return Denied::new(StatusCode::BAD_REQUEST, "InvalidParameter", "the query does not decode")
+                .into_response();
+        };
+        all.append(&mut params);
+        let app_id = match verify_legacy(&state, &method, &uri, &all, now).await {
+            Ok(app_id) => app_id,
+            Err(e) => return e.into_response(),
+        };
+        let action = all.iter().find(|(k, _)| k == "Action").map(|(_, v)| v.clone()).unwrap_or_default();
+        params = all.into_iter().filter(|(k, _)| !legacy::COMMON.contains(&k.as_str())).collect();
+        (app_id, action)
+    } else {
+        let app_id = match verify(&state, &method, &uri, &headers, &body, now).await {
+            Ok(app_id) => app_id,
+            Err(e) => return e.into_response(),
+        };
+        (app_id, headers.get("x-acs-action").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned())
+    };
+    let action = action.as_str();
     let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     // The key speaks for its app only.
     if param("AppId") != Some(app_id.as_str()) {
@@ -52,7 +74,6 @@ pub(super) async fn rpc(
     if let Err(e) = state.dispatcher.flow().request(&app_id) {
         return Denied::from_refusal(e.into()).into_response();
     }
-    let action = headers.get("x-acs-action").and_then(|v| v.to_str().ok()).unwrap_or_default();
     let signed = Signed { app_id, body: v1_body(&params).into() };
     if devices::ACTIONS.contains(&action) || templates::ACTIONS.contains(&action) {
         let outcome = if devices::ACTIONS.contains(&action) {
@@ -166,6 +187,49 @@ enum Param {
     /// `Name.N=v` and `Name.N.Field=v` (Alibaba Cloud's RPC lists, numbered from 1): by
     /// number, each a string or an object of fields in lower camel case.
     List(std::collections::BTreeMap<u32, Value>),
+}
+
+/// Checks a request of the version 1 signature ([`legacy`]): its method, date and nonce; the
+/// app of its key.
+async fn verify_legacy(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    params: &[(String, String)],
+    now: i64,
+) -> Result<herald_core::ids::AppId, Denied> {
+    let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    if param("SignatureMethod") != Some("HMAC-SHA1") || param("SignatureVersion") != Some("1.0") {
+        return Err(Denied::new(
+            StatusCode::BAD_REQUEST,
+            "IncompleteSignature",
+            "SignatureMethod HMAC-SHA1 and SignatureVersion 1.0 are required",
+        ));
+    }
+    let Some(ts_ms) = param("Timestamp").and_then(|d| d.parse::<jiff::Timestamp>().ok()).map(|t| t.as_millisecond())
+    else {
+        return Err(Denied::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidTimeStamp.Format",
+            "Timestamp must be yyyy-MM-ddTHH:mm:ssZ",
+        ));
+    };
+    let text = legacy::string_to_sign(method.as_str(), params);
+    let signature = param("Signature").unwrap_or_default();
+    let signed = |secret: &[u8]| legacy::signature_holds(secret, &text, signature);
+    let (key, nonce) = (param("AccessKeyId").unwrap_or_default(), param("SignatureNonce").unwrap_or_default());
+    let refused = state.verifier.verify_hmac(key, ts_ms, nonce, now, uri.path(), signed).await;
+    refused.map_err(|Refusal(e)| {
+        let mismatch = e.code == ErrorCode::SignatureMismatch;
+        let mut denied = Denied::from_refusal(Refusal(e));
+        if mismatch {
+            // As Alibaba Cloud answers it: the older SDKs read the string to sign after the
+            // ':' and, when it is theirs too, report the secret as wrong
+            // (InvalidAccessKeySecret). It is made of the request's own parameters.
+            denied.message = format!("the signature does not match the request; the string to sign is:{text}");
+        }
+        denied
+    })
 }
 
 /// The `/v1` JSON body of an action's form parameters: each name in lower camel case
