@@ -21,6 +21,7 @@ mod cluster;
 mod idle;
 mod lists;
 mod load;
+mod mps;
 mod pgbench;
 mod push;
 mod receipts;
@@ -191,6 +192,9 @@ enum Scenario {
     /// 127.0.0.0/8; memory per connection and `--broadcasts` broadcasts to all of them, one
     /// at a time (needs --store-url and --bus-url).
     Scale,
+    /// The MPS-compatible endpoint (`POST /`, ACS3-signed PushSimple) next to
+    /// `/v1/push/simple`: Simple pushes at full speed, the phases alternating `--rounds` times.
+    Mps,
     /// A helper process of `cluster` and `scale`: holds the devices of `--devices-file` on `--mqtt`.
     #[value(hide = true)]
     Hold,
@@ -238,6 +242,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.scenario == Scenario::Lists {
         lists::run(&args, &herald_bin).await?;
+    }
+    if args.scenario == Scenario::Mps {
+        mps::run(&args, &herald_bin).await?;
     }
     Ok(())
 }

@@ -12,6 +12,7 @@
 //! - [`crypto`]: HMAC, RSA verification, hashing and sealing secrets at rest;
 //! - [`channel`]: the seam a vendor channel (APNs, FCM, …) implements.
 
+pub mod acs3;
 pub mod channel;
 pub mod crypto;
 pub mod error;

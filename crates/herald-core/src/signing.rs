@@ -27,6 +27,7 @@ pub fn encode_component(s: &str) -> String {
     out
 }
 
+/// Decodes `%XX` escapes (a `%` that does not start one is kept).
 fn decode_component(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -46,17 +47,23 @@ fn decode_component(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The query parameters sorted by name (then value), each percent-encoded, joined by `&`.
-pub fn canonical_query(query: Option<&str>) -> String {
-    let mut pairs: Vec<(String, String)> = query
+/// A query's parameters, decoded, in the order sent (`name` alone is `name=`).
+pub(crate) fn decoded_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    query
         .unwrap_or("")
         .split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (encode_component(&decode_component(k)), encode_component(&decode_component(v)))
+            (decode_component(k), decode_component(v))
         })
-        .collect();
+        .collect()
+}
+
+/// The query parameters sorted by name (then value), each percent-encoded, joined by `&`.
+pub fn canonical_query(query: Option<&str>) -> String {
+    let mut pairs: Vec<(String, String)> =
+        decoded_pairs(query).into_iter().map(|(k, v)| (encode_component(&k), encode_component(&v))).collect();
     pairs.sort();
     pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")
 }

@@ -7,7 +7,6 @@
 //! (signature, date, nonce, key, app, action) is an HTTP error with `{RequestId, Code,
 //! Message}`, which the SDKs raise as exceptions. docs/mps-compat.md lists the actions.
 
-pub(crate) mod acs3;
 mod analysis;
 mod devices;
 mod legacy;
@@ -19,6 +18,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
+use herald_core::acs3;
 use herald_core::error::ErrorCode;
 use herald_core::untrusted::Untrusted;
 
@@ -153,8 +153,11 @@ async fn verify(
         ));
     };
     let nonce = header("x-acs-signature-nonce").unwrap_or_default();
+    let values = |name: &str| {
+        headers.get_all(name).iter().map(|v| v.to_str().ok().map(str::to_owned)).collect::<Option<Vec<String>>>()
+    };
     let canonical =
-        acs3::canonical_request(method.as_str(), uri.path(), uri.query(), headers, &auth.signed_headers, &payload);
+        acs3::canonical_request(method.as_str(), uri.path(), uri.query(), values, &auth.signed_headers, &payload);
     let string_to_sign = canonical.as_deref().map(acs3::string_to_sign);
     let signature = herald_core::crypto::hex_decode(auth.signature);
     let signed = |secret: &[u8]| match (&string_to_sign, &signature) {

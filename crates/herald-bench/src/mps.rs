@@ -1,0 +1,109 @@
+//! `herald-bench mps`: the cost of the MPS-compatible endpoint next to `/v1`. One node
+//! (SQLite), `--devices` connected devices; Simple pushes at full speed (`--concurrency` in
+//! flight, `--seconds` each phase) through `/v1/push/simple` and through `POST /` with
+//! `x-acs-action: PushSimple` (an `ACS3-HMAC-SHA256`-signed form, as the official SDKs send
+//! it), the phases alternating `--rounds` times. Each push counts when its device received it.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::bail;
+use bytes::Bytes;
+use serde_json::json;
+
+use crate::BenchArgs;
+use crate::cluster;
+use crate::load::*;
+use crate::push::*;
+use crate::servers::*;
+
+/// One Simple push through the MPS endpoint, as the SDKs send it.
+async fn push_one_mps(
+    pool: Arc<HttpPool>,
+    app: Arc<BenchApp>,
+    device: String,
+    msg_key: String,
+    seq: usize,
+) -> anyhow::Result<()> {
+    let target = json!({device: msg_key}).to_string();
+    let seq_title = bench_title(seq);
+    let form = serde_urlencoded::to_string([
+        ("AppId", app.app_id.as_str()),
+        ("Content", "benchmark message"),
+        ("DeliveryType", "1"),
+        ("ExpiredSeconds", "3600"),
+        ("TargetMsgkey", target.as_str()),
+        ("Title", seq_title.as_str()),
+        ("WorkspaceId", "default"),
+    ])?;
+    let headers = herald_core::acs3::sign_rpc(
+        &app.key_id,
+        &app.secret,
+        &pool.addr,
+        "PushSimple",
+        "2020-10-28",
+        form.as_bytes(),
+        herald_core::now_ms(),
+    );
+    let (status, answer) = pool.send("POST", "/", &headers, Bytes::from(form)).await?;
+    let ok = serde_json::from_slice::<serde_json::Value>(&answer).is_ok_and(|a| a["ResultCode"] == "OK");
+    if status != 200 || !ok {
+        bail!("MPS push answered {status}: {}", String::from_utf8_lossy(&answer));
+    }
+    Ok(())
+}
+
+pub(crate) async fn run(args: &BenchArgs, bin: &Path) -> anyhow::Result<()> {
+    let rounds = args.rounds.max(1);
+    println!(
+        "## MPS endpoint vs /v1: Simple pushes at full speed\n\n\
+         One node (SQLite), {} connected devices, {} requests in flight, {} s per phase, {rounds} rounds \
+         (the order alternating); a push counts when its device received it.\n",
+        args.devices, args.concurrency, args.seconds
+    );
+    let herald = start_herald(bin, None).await?;
+    let pool = Arc::new(HttpPool::new(&herald.http, args.concurrency.max(8)).await?);
+    let app = Arc::new(create_app(&pool).await?);
+    let devices = Arc::new(register_devices(pool.clone(), &app, args.devices, 0).await?);
+    let receipts = Arc::new(Receipts::default());
+    let handles = connect_all(&herald.mqtt, herald_specs(&app, &devices), Some(receipts.clone())).await?;
+    let collector = Collector::Local(receipts);
+    println!("| round | endpoint | pushes received/s | p50 ms | p99 ms |");
+    println!("|---|---|---|---|---|");
+    let (mut v1_rates, mut mps_rates) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let order = if round % 2 == 0 { [false, true] } else { [true, false] };
+        for mps in order {
+            let run = herald_core::crypto::random_alnum(8);
+            let (pool, app, devices) = (pool.clone(), app.clone(), devices.clone());
+            let result = drive(devices.len(), args.seconds, args.concurrency, None, &collector, move |seq, target| {
+                let (pool, app, device, key) =
+                    (pool.clone(), app.clone(), devices[target].0.clone(), format!("{run}-{seq}"));
+                async move {
+                    if mps {
+                        push_one_mps(pool, app, device, key, seq).await
+                    } else {
+                        cluster::push_one(pool, app, device, key, seq).await
+                    }
+                }
+            })
+            .await?;
+            let name = if mps { "MPS `POST /`" } else { "`/v1/push/simple`" };
+            println!("| {} | {name} | {:.0} | {:.1} | {:.1} |", round + 1, result.rate(), result.p50_ms, result.p99_ms);
+            if mps { mps_rates.push(result.rate()) } else { v1_rates.push(result.rate()) }
+        }
+    }
+    for h in handles {
+        h.abort();
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let ratios: Vec<f64> = mps_rates.iter().zip(&v1_rates).map(|(m, v)| m / v).collect();
+    println!(
+        "\nMPS / v1, pushes per second: {:.3} on the means ({:.0} / {:.0}); per round {}",
+        mean(&mps_rates) / mean(&v1_rates),
+        mean(&mps_rates),
+        mean(&v1_rates),
+        ratios.iter().map(|r| format!("{r:.3}")).collect::<Vec<_>>().join(", ")
+    );
+    Ok(())
+}
