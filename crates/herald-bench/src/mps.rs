@@ -45,6 +45,8 @@ async fn push_one_mps(
         form.as_bytes(),
         herald_core::now_ms(),
     );
+    // The pool sends `host` (the same value) itself.
+    let headers: Vec<(String, String)> = headers.into_iter().filter(|(k, _)| k != "host").collect();
     let (status, answer) = pool.send("POST", "/", &headers, Bytes::from(form)).await?;
     let ok = serde_json::from_slice::<serde_json::Value>(&answer).is_ok_and(|a| a["ResultCode"] == "OK");
     if status != 200 || !ok {
