@@ -75,27 +75,20 @@ pub(super) async fn rpc(
         return Denied::from_refusal(e.into()).into_response();
     }
     let signed = Signed { app_id, body: v1_body(&params).into() };
-    if devices::ACTIONS.contains(&action) || templates::ACTIONS.contains(&action) {
-        let outcome = if devices::ACTIONS.contains(&action) {
-            devices::run(&state, action, signed).await
-        } else {
-            templates::run(&state, action, signed).await
-        };
-        return match outcome {
-            Ok(answer) => super::Json(answer).into_response(),
-            Err(refusal) => Denied::from_refusal(refusal).into_response(),
-        };
-    }
     let state_of = || State(state.clone());
+    // Each action's MPS answer (its refusals of what was asked included), or a refusal of
+    // the node or of the app's pace.
     let answer = match action {
-        _ if schedules::ACTIONS.contains(&action) => schedules::run(&state, action, signed).await,
-        _ if analysis::ACTIONS.contains(&action) => analysis::run(&state, action, signed).await,
-        "PushSimple" => push::push_simple(state_of(), signed).await,
-        "PushTemplate" => push::push_template(state_of(), signed).await,
-        "PushMultiple" => push::push_multiple(state_of(), signed).await,
-        "PushBroadcast" => push::push_broadcast(state_of(), signed).await,
-        "RevokePushMessage" => push::revoke_message(state_of(), signed).await,
-        "RevokePushTask" => push::revoke_task(state_of(), signed).await,
+        _ if devices::ACTIONS.contains(&action) => devices::run(&state, action, signed).await,
+        _ if templates::ACTIONS.contains(&action) => templates::run(&state, action, signed).await,
+        _ if schedules::ACTIONS.contains(&action) => from_v1(schedules::run(&state, action, signed).await),
+        _ if analysis::ACTIONS.contains(&action) => from_v1(analysis::run(&state, action, signed).await),
+        "PushSimple" => from_v1(push::push_simple(state_of(), signed).await),
+        "PushTemplate" => from_v1(push::push_template(state_of(), signed).await),
+        "PushMultiple" => from_v1(push::push_multiple(state_of(), signed).await),
+        "PushBroadcast" => from_v1(push::push_broadcast(state_of(), signed).await),
+        "RevokePushMessage" => from_v1(push::revoke_message(state_of(), signed).await),
+        "RevokePushTask" => from_v1(push::revoke_task(state_of(), signed).await),
         _ => {
             tracing::info!(action = %Untrusted(action), "MPS action not offered");
             return Denied::new(
@@ -107,8 +100,8 @@ pub(super) async fn rpc(
         }
     };
     match answer {
-        Ok(super::Json(v1)) => super::Json(pascal(v1)).into_response(),
-        Err(refusal) => business(refusal),
+        Ok(answer) => super::Json(answer).into_response(),
+        Err(refusal) => Denied::from_refusal(refusal).into_response(),
     }
 }
 
@@ -171,27 +164,6 @@ async fn verify(
         .map_err(Denied::from_refusal)
 }
 
-/// Parameters that are maps (`{target: msgKey}`, `{name: value}`): the SDKs send them as one
-/// JSON string (`TargetMsgkey={"d1":"k1"}`), or flattened when the caller gave a map
-/// (`TargetMsgkey.d1=k1`); both become the same object.
-const MAPS: [&str; 3] = ["TargetMsgkey", "TemplateKeyValue", "ExtendedParams"];
-
-fn camel(name: &str) -> String {
-    let mut chars = name.chars();
-    chars.next().map(|first| first.to_lowercase().chain(chars).collect::<String>()).unwrap_or_default()
-}
-
-/// A parameter's value: a string, or what flattened parameters (`Name.key`, `Name.1`,
-/// `Name.1.Field`) build.
-enum Param {
-    Text(String),
-    /// `Name.key=v` of a map parameter (keys as sent).
-    Map(Map<String, Value>),
-    /// `Name.N=v` and `Name.N.Field=v` (Alibaba Cloud's RPC lists, numbered from 1): by
-    /// number, each a string or an object of fields in lower camel case.
-    List(std::collections::BTreeMap<u32, Value>),
-}
-
 /// Checks a request of the version 1 signature ([`legacy`]): its method, date and nonce; the
 /// app of its key.
 async fn verify_legacy(
@@ -233,6 +205,27 @@ async fn verify_legacy(
         }
         denied
     })
+}
+
+/// Parameters that are maps (`{target: msgKey}`, `{name: value}`): the SDKs send them as one
+/// JSON string (`TargetMsgkey={"d1":"k1"}`), or flattened when the caller gave a map
+/// (`TargetMsgkey.d1=k1`); both become the same object.
+const MAPS: [&str; 3] = ["TargetMsgkey", "TemplateKeyValue", "ExtendedParams"];
+
+fn camel(name: &str) -> String {
+    let mut chars = name.chars();
+    chars.next().map(|first| first.to_lowercase().chain(chars).collect::<String>()).unwrap_or_default()
+}
+
+/// A parameter's value: a string, or what flattened parameters (`Name.key`, `Name.1`,
+/// `Name.1.Field`) build.
+enum Param {
+    Text(String),
+    /// `Name.key=v` of a map parameter (keys as sent).
+    Map(Map<String, Value>),
+    /// `Name.N=v` and `Name.N.Field=v` (Alibaba Cloud's RPC lists, numbered from 1): by
+    /// number, each a string or an object of fields in lower camel case.
+    List(std::collections::BTreeMap<u32, Value>),
 }
 
 /// The `/v1` JSON body of an action's form parameters: each name in lower camel case
@@ -324,18 +317,20 @@ fn of_the_node(e: &herald_core::error::ApiError) -> bool {
     e.code.http_status() >= 500 || e.code == ErrorCode::FlowControl
 }
 
-/// A refusal of what the request asks (not of the request itself): MPS answers these with
-/// 200 and the code in `ResultCode`, as the SDKs' response models read them.
-fn business(Refusal(e): Refusal) -> Response {
-    if of_the_node(&e) {
-        return Denied::from_refusal(Refusal(e)).into_response();
+/// The MPS answer of a `/v1` handler's outcome: its answer in PascalCase; a refusal of what
+/// the request asks (not of the request itself) with 200 and the code in `ResultCode`, as MPS
+/// answers them and the SDKs' response models read them; a refusal of the node is left to
+/// the gateway.
+fn from_v1(outcome: Result<super::Json, Refusal>) -> Result<Value, Refusal> {
+    match outcome {
+        Ok(super::Json(v1)) => Ok(pascal(v1)),
+        Err(Refusal(e)) if of_the_node(&e) => Err(Refusal(e)),
+        Err(Refusal(e)) => Ok(json!({
+            "RequestId": herald_core::crypto::random_alnum(20),
+            "ResultCode": e.code.as_str(),
+            "ResultMessage": e.message,
+        })),
     }
-    super::Json(json!({
-        "RequestId": herald_core::crypto::random_alnum(20),
-        "ResultCode": e.code.as_str(),
-        "ResultMessage": e.message,
-    }))
-    .into_response()
 }
 
 /// A refusal of the request itself, as Alibaba Cloud's gateway answers them:
