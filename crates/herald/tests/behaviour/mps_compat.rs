@@ -1,7 +1,9 @@
-//! The MPS-compatible endpoint (`POST /`) driven by Alibaba Cloud's official mPaaS server SDK
-//! for Python (`alibabacloud-mpaas20201028`, from PyPI through `tests/clients`), as an app
-//! backend written for MPS calls it: only the endpoint and the AccessKey pair changed. Needs
-//! `HERALD_TEST_PYTHON` and `HERALD_TEST_CLIENTS` (set by `.ci/run`); unset: skipped, saying so.
+//! The MPS-compatible endpoint (`POST /`) driven by Alibaba Cloud's official mPaaS server SDKs
+//! for Python (`alibabacloud-mpaas20201028`, and the older `aliyun-python-sdk-mpaas` with
+//! `aliyun-python-sdk-core`, from PyPI through `tests/clients`), as an app backend written
+//! for MPS calls them, against the `herald` binary: only the endpoint and the AccessKey pair
+//! changed. Needs `HERALD_TEST_PYTHON` and `HERALD_TEST_CLIENTS` (set by `.ci/run`); unset:
+//! skipped, saying so.
 
 use std::time::Duration;
 
@@ -40,10 +42,10 @@ async fn run_client(script: &str, app: &TestApp, secret: &str, action: &str, res
 
 /// A node with an app and one connected device; `None` when the SDK or the store is not
 /// set up here (the test is skipped, saying why).
-async fn connected() -> Option<(TestServer, TestApp, Creds, TestDevice)> {
+async fn connected() -> Option<(TestProcess, TestApp, Creds, TestDevice)> {
     tool("HERALD_TEST_PYTHON")?;
     tool("HERALD_TEST_CLIENTS")?;
-    let server = start_server().await?;
+    let server = start_process().await?;
     let app = server.create_app().await;
     let creds = app.register("install-1").await;
     let device = TestDevice::connect(&creds).await;
@@ -95,7 +97,7 @@ async fn the_sdk_raises_on_a_wrong_secret_a_stale_date_a_replayed_nonce_and_anot
     if tool("HERALD_TEST_PYTHON").is_none() || tool("HERALD_TEST_CLIENTS").is_none() {
         return;
     }
-    let Some(server) = start_server().await else { return };
+    let Some(server) = start_process().await else { return };
     let (app, other) = (server.create_app().await, server.create_app().await);
     let creds = app.register("install-1").await;
     let push = |title: &str| simple(&app.app_id, &creds.device_id, title, title);
@@ -237,9 +239,9 @@ async fn the_sdk_schedules_a_push_lists_it_and_cancels_it() {
         (Some("OK"), Some(unique_id.as_str())),
         "{cancelled}"
     );
-    // Once cancelled it is no longer waiting: refused in the answer. (The newer name
-    // CancelMpsScheduler is not in this SDK version.)
-    let again = call(&app, &app.secret, "CancelPushScheduler", params, None).await;
+    // Once cancelled it is no longer waiting: refused in the answer. The newer name
+    // CancelMpsScheduler has no model in this SDK version: through its generic call.
+    let again = call(&app, &app.secret, "CancelMpsScheduler", params, None).await;
     assert_eq!(again["body"]["ResultCode"], "SCHEDULE_NOT_CANCELLABLE", "{again}");
 }
 
