@@ -48,7 +48,9 @@ async fn push_one_mps(
     // The pool sends `host` (the same value) itself.
     let headers: Vec<(String, String)> = headers.into_iter().filter(|(k, _)| k != "host").collect();
     let (status, answer) = pool.send("POST", "/", &headers, Bytes::from(form)).await?;
-    let ok = serde_json::from_slice::<serde_json::Value>(&answer).is_ok_and(|a| a["ResultCode"] == "OK");
+    // A refusal of what was asked comes with 200 too: its ResultCode says. A search, not a
+    // parse: the /v1 phase reads only the status, and the bench shares the node's cores.
+    let ok = answer.windows(17).any(|w| w == br#""ResultCode":"OK""#);
     if status != 200 || !ok {
         bail!("MPS push answered {status}: {}", String::from_utf8_lossy(&answer));
     }

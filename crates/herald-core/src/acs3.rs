@@ -104,18 +104,18 @@ pub fn sign_rpc(
         .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
         .strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
+    let payload = crypto::sha256_hex(form);
     let mut headers: Vec<(String, String)> = vec![
         ("content-type".into(), "application/x-www-form-urlencoded".into()),
         ("host".into(), host.into()),
         ("x-acs-action".into(), action.into()),
-        ("x-acs-content-sha256".into(), crypto::sha256_hex(form)),
+        ("x-acs-content-sha256".into(), payload.clone()),
         ("x-acs-date".into(), date),
         ("x-acs-signature-nonce".into(), crypto::random_alnum(32)),
         ("x-acs-version".into(), version.into()),
     ];
     let names: Vec<&str> = headers.iter().map(|(k, _)| k.as_str()).collect();
     let value = |name: &str| Some(headers.iter().filter(|(k, _)| k == name).map(|(_, v)| v.clone()).collect());
-    let payload = crypto::sha256_hex(form);
     let canonical = canonical_request("POST", "/", None, value, &names, &payload).unwrap_or_default();
     let signature = crypto::hex(&crypto::hmac_sha256(secret.as_bytes(), string_to_sign(&canonical).as_bytes()));
     let auth = format!("{ALGORITHM} Credential={key_id},SignedHeaders={},Signature={signature}", names.join(";"));
