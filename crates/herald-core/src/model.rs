@@ -23,6 +23,9 @@ pub struct AppRecord {
     /// Devices may bind a user without a server-issued proof (MPS behaviour).
     pub trust_client_bind: bool,
     pub created_at: i64,
+    /// The MPS workspace the app answers for (`WorkspaceId` of the MPS endpoint); `None`:
+    /// any.
+    pub workspace_id: Option<String>,
 }
 
 /// What an app change sets (`None`: left as it is).
@@ -30,6 +33,8 @@ pub struct AppRecord {
 pub struct AppUpdate {
     pub name: Option<String>,
     pub trust_client_bind: Option<bool>,
+    /// A new workspace; `Some("")` clears it.
+    pub workspace_id: Option<String>,
 }
 
 /// The cluster as the store sees it: device connections per node (from the devices'

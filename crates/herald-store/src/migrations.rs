@@ -25,6 +25,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (16, include_str!("../migrations/common/0016_device_list.sql")),
     (17, include_str!("../migrations/common/0017_key_last_used.sql")),
     (18, include_str!("../migrations/common/0018_console_sessions.sql")),
+    (19, include_str!("../migrations/common/0019_app_workspace.sql")),
 ];
 
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -45,6 +46,7 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (16, include_str!("../migrations/common/0016_device_list.sql")),
     (17, include_str!("../migrations/common/0017_key_last_used.sql")),
     (18, include_str!("../migrations/common/0018_console_sessions.sql")),
+    (19, include_str!("../migrations/common/0019_app_workspace.sql")),
 ];
 
 /// Creates the table that records applied migrations (the same on both backends).

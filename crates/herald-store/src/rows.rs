@@ -36,6 +36,7 @@ pub(crate) fn app(r: &dyn Row) -> StoreResult<AppRecord> {
         bind_secret_sealed: r.text(3)?,
         trust_client_bind: r.bool(4)?,
         created_at: r.i64(5)?,
+        workspace_id: r.opt_text(6)?,
     })
 }
 

@@ -23,7 +23,15 @@ pub(crate) async fn create_app<X: Tx>(tx: &X, app: &AppRecord, first_key: &ApiKe
     let a = app;
     tx.execute(
         &sql::INSERT_APP,
-        &[&a.app_id.as_str(), &a.name, &a.app_key_hash, &a.bind_secret_sealed, &a.trust_client_bind, &a.created_at],
+        &[
+            &a.app_id.as_str(),
+            &a.name,
+            &a.app_key_hash,
+            &a.bind_secret_sealed,
+            &a.trust_client_bind,
+            &a.created_at,
+            &a.workspace_id,
+        ],
     )
     .await?;
     create_api_key(tx, first_key).await
@@ -66,7 +74,7 @@ pub(crate) async fn api_keys<X: Tx>(tx: &X, app_id: &AppId) -> StoreResult<Vec<A
 /// False when the app has no such key; revoking a revoked key keeps its first time.
 /// Returns false when there is no such app.
 pub(crate) async fn update_app<X: Tx>(tx: &X, app_id: &AppId, u: &AppUpdate) -> StoreResult<bool> {
-    Ok(tx.execute(&sql::UPDATE_APP, &[&app_id.as_str(), &u.name, &u.trust_client_bind]).await? == 1)
+    Ok(tx.execute(&sql::UPDATE_APP, &[&app_id.as_str(), &u.name, &u.trust_client_bind, &u.workspace_id]).await? == 1)
 }
 
 /// Stores a new session (and drops the expired ones: sign-ins are rare, so this keeps the

@@ -2,10 +2,11 @@
 
 use crate::tx::Sql;
 
-/// $1 app, $2 new name or NULL, $3 new trust_client_bind or NULL.
+/// $1 app, $2 new name or NULL, $3 new trust_client_bind or NULL, $4 new workspace_id or
+/// NULL ('' clears it).
 pub(crate) static UPDATE_APP: Sql = Sql::new(
-    "UPDATE apps SET name = COALESCE($2, name), trust_client_bind = COALESCE($3, trust_client_bind) \
-     WHERE app_id = $1",
+    "UPDATE apps SET name = COALESCE($2, name), trust_client_bind = COALESCE($3, trust_client_bind), \
+     workspace_id = NULLIF(COALESCE($4, workspace_id), '') WHERE app_id = $1",
 );
 pub(crate) static INSERT_SESSION: Sql =
     Sql::new("INSERT INTO console_sessions (id_hash, who, created_at, expires_at) VALUES ($1, $2, $3, $4)");

@@ -11,7 +11,7 @@ use crate::tx::{Lock, Sql};
 // Column lists, shared by the statements and the row mappers of `rows`.
 macro_rules! app_columns {
     () => {
-        "app_id, name, app_key_hash, bind_secret_sealed, trust_client_bind, created_at"
+        "app_id, name, app_key_hash, bind_secret_sealed, trust_client_bind, created_at, workspace_id"
     };
 }
 macro_rules! key_columns {
@@ -129,7 +129,7 @@ pub(crate) static TRY_LEASE: Sql = Sql::new(
 // --- apps and keys
 
 pub(crate) static INSERT_APP: Sql =
-    Sql::new(concat!("INSERT INTO apps (", app_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6)"));
+    Sql::new(concat!("INSERT INTO apps (", app_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7)"));
 pub(crate) static APP: Sql = Sql::new(concat!("SELECT ", app_columns!(), " FROM apps WHERE app_id = $1"));
 pub(crate) static APPS: Sql = Sql::new(concat!("SELECT ", app_columns!(), " FROM apps ORDER BY created_at, app_id"));
 /// Serialises template creations of one app (PostgreSQL; SQLite's writer does anyway).

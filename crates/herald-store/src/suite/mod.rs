@@ -95,6 +95,7 @@ pub fn app(id: &str) -> (AppRecord, ApiKeyRecord) {
             bind_secret_sealed: "sealed".into(),
             trust_client_bind: false,
             created_at: 1,
+            workspace_id: None,
         },
         ApiKeyRecord {
             key_id: KeyId::new(format!("{id}-key")),

@@ -67,8 +67,17 @@ pub(super) struct CreateApp {
     /// Accept a device's bind without a proof from the app's server (default false).
     #[serde(default)]
     trust_client_bind: bool,
-    /// Echoed back (MPS's workspace), not stored.
+    /// The MPS workspace the app answers for: the MPS endpoint's `WorkspaceId` must then be
+    /// this (1-64 printable ASCII characters, no spaces); without it any is accepted.
     workspace_id: Option<String>,
+}
+
+/// A workspace id as given: 1-64 printable ASCII characters without spaces.
+fn check_workspace(w: &str) -> Result<(), Refusal> {
+    if (1..=64).contains(&w.len()) && w.bytes().all(|b| b.is_ascii_graphic()) {
+        return Ok(());
+    }
+    Err(Refusal::new(ErrorCode::InvalidParam, "workspaceId must be 1 to 64 printable ASCII characters without spaces"))
 }
 
 /// Create an app with its first HMAC key. The answer shows the secrets once:
@@ -81,6 +90,9 @@ async fn create_app(State(state): State<AppState>, _: Admin, LimitedBody(body): 
     let name = req.name.trim().to_string();
     if name.is_empty() || name.chars().count() > 128 {
         return Err(Refusal::new(ErrorCode::InvalidParam, "name must be 1 to 128 characters"));
+    }
+    if let Some(w) = &req.workspace_id {
+        check_workspace(w)?;
     }
     let now = herald_core::now_ms();
     let app_id = AppId::generate();
@@ -95,6 +107,7 @@ async fn create_app(State(state): State<AppState>, _: Admin, LimitedBody(body): 
         bind_secret_sealed: state.master.seal(bind_secret.as_bytes()),
         trust_client_bind: req.trust_client_bind,
         created_at: now,
+        workspace_id: req.workspace_id.clone(),
     };
     let key = ApiKeyRecord {
         key_id: key_id.clone(),
@@ -119,7 +132,7 @@ async fn create_app(State(state): State<AppState>, _: Admin, LimitedBody(body): 
     })))
 }
 
-/// Every app: `{apps: [{appId, name, trustClientBind, createdAt}]}`.
+/// Every app: `{apps: [{appId, name, trustClientBind, createdAt, workspaceId}]}`.
 #[utoipa::path(get, path = "/apps", tag = "admin",
     responses((status = 200, description = "The apps", body = serde_json::Value), Refusals),
     security(("admin" = [])))]
@@ -128,7 +141,7 @@ async fn list_apps(State(state): State<AppState>, _: Admin) -> Result<Json, Refu
     Ok(Json(json!({"apps": apps})))
 }
 
-/// One app: `{appId, name, trustClientBind, createdAt, bindSecret, keys}`, `keys` as
+/// One app: `{appId, name, trustClientBind, createdAt, workspaceId, bindSecret, keys}`, `keys` as
 /// `GET /admin/v1/apps/{appId}/keys` lists them; 404 `APP_NOT_EXIST`. The bind secret is
 /// shown to the admin (the app's server needs it to sign binds; the app key is kept only as
 /// a hash and cannot be shown again).
@@ -148,9 +161,10 @@ async fn show_app(State(state): State<AppState>, _: Admin, Path(app_id): Path<St
     Ok(Json(view))
 }
 
-/// An app as the admin API lists it: `{appId, name, trustClientBind, createdAt}`.
+/// An app as the admin API lists it: `{appId, name, trustClientBind, createdAt, workspaceId}`.
 fn app_view(a: &AppRecord) -> Value {
-    json!({"appId": a.app_id, "name": a.name, "trustClientBind": a.trust_client_bind, "createdAt": a.created_at})
+    json!({"appId": a.app_id, "name": a.name, "trustClientBind": a.trust_client_bind, "createdAt": a.created_at,
+        "workspaceId": a.workspace_id})
 }
 
 /// `PATCH /admin/v1/apps/{appId}`: what is given changes.
@@ -161,10 +175,13 @@ pub(super) struct UpdateApp {
     name: Option<String>,
     /// Accept a device's bind without a proof from the app's server.
     trust_client_bind: Option<bool>,
+    /// The MPS workspace the app answers for; `""` clears it (any is then accepted).
+    workspace_id: Option<String>,
 }
 
-/// Rename an app or set whether it trusts client binds; answers the app as `GET` does
-/// without its keys and secret: `{appId, name, trustClientBind, createdAt}`.
+/// Rename an app, set whether it trusts client binds or its MPS workspace; answers the app
+/// as `GET` does without its keys and secret: `{appId, name, trustClientBind, createdAt,
+/// workspaceId}`.
 #[utoipa::path(patch, path = "/apps/{appId}", tag = "admin", request_body = UpdateApp,
     params(("appId" = String, Path, description = "The app")),
     responses((status = 200, description = "The app", body = serde_json::Value), Refusals),
@@ -181,10 +198,18 @@ async fn update_app(
     if name.as_ref().is_some_and(|n| n.is_empty() || n.chars().count() > 128) {
         return Err(Refusal::new(ErrorCode::InvalidParam, "name must be 1 to 128 characters"));
     }
-    let update = herald_core::model::AppUpdate { name, trust_client_bind: req.trust_client_bind };
+    if let Some(w) = req.workspace_id.as_deref().filter(|w| !w.is_empty()) {
+        check_workspace(w)?;
+    }
+    let update = herald_core::model::AppUpdate {
+        name,
+        trust_client_bind: req.trust_client_bind,
+        workspace_id: req.workspace_id,
+    };
     if !state.store.update_app(&app_id, update).await? {
         return Err(Refusal::new(ErrorCode::AppNotExist, "no such app"));
     }
+    state.verifier.forget_workspace(&app_id);
     let app = state.store.app(&app_id).await?.ok_or_else(|| Refusal::new(ErrorCode::AppNotExist, "no such app"))?;
     Ok(Json(app_view(&app)))
 }

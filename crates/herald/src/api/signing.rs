@@ -41,15 +41,39 @@ pub struct Verifier {
     keys: Mutex<HashMap<KeyId, CachedKey>>,
     /// When this node last recorded each key's use (keys that signed an accepted request).
     used: Mutex<HashMap<KeyId, i64>>,
+    /// Each app's MPS workspace as last read, and when (apps whose keys signed a request of
+    /// the MPS endpoint).
+    workspaces: Mutex<HashMap<AppId, CachedWorkspace>>,
 }
+
+/// An app's MPS workspace (`None`: any) and when it was read.
+type CachedWorkspace = (Instant, Option<Arc<str>>);
 
 /// A key's use is recorded at most this often per node (its `lastUsedAt` is to the minute).
 const RECORD_USE_EVERY_MS: i64 = 60_000;
 
 impl Verifier {
     pub fn new(store: Arc<dyn Store>, master: Arc<MasterKey>, window_secs: i64, key_ttl: Duration) -> Self {
-        let (keys, used) = (Mutex::new(HashMap::new()), Mutex::new(HashMap::new()));
-        Verifier { store, master, window_ms: window_secs * 1000, key_ttl, keys, used }
+        let (keys, used, workspaces) = (Mutex::default(), Mutex::default(), Mutex::default());
+        Verifier { store, master, window_ms: window_secs * 1000, key_ttl, keys, used, workspaces }
+    }
+
+    /// The MPS workspace of an app (`None`: any), read again after the key cache's time or
+    /// [`Verifier::forget_workspace`].
+    pub async fn workspace(&self, app_id: &AppId) -> Result<Option<Arc<str>>, Refusal> {
+        if let Some((fetched, w)) = self.workspaces.lock().get(app_id)
+            && fetched.elapsed() < self.key_ttl
+        {
+            return Ok(w.clone());
+        }
+        let w: Option<Arc<str>> = self.store.app(app_id).await?.and_then(|a| a.workspace_id).map(Arc::from);
+        self.workspaces.lock().insert(app_id.clone(), (Instant::now(), w.clone()));
+        Ok(w)
+    }
+
+    /// Forgets an app's cached workspace (after a change on this node).
+    pub fn forget_workspace(&self, app_id: &AppId) {
+        self.workspaces.lock().remove(app_id);
     }
 
     /// Forgets a cached key (after a revocation on this node).

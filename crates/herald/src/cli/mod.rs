@@ -134,6 +134,9 @@ enum AppCommand {
         /// Let devices bind users without a proof from the app's server (MPS behaviour).
         #[arg(long)]
         trust_client_bind: bool,
+        /// The MPS workspace the app answers for (the MPS endpoint's `WorkspaceId`).
+        #[arg(long)]
+        workspace_id: Option<String>,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -426,9 +429,9 @@ async fn admin_call(admin: &AdminArgs, method: &str, path: &str, body: serde_jso
 
 async fn app(command: AppCommand) -> anyhow::Result<()> {
     match command {
-        AppCommand::Create { name, trust_client_bind, admin } => {
-            admin_call(&admin, "POST", "/admin/v1/apps", json!({"name": name, "trustClientBind": trust_client_bind}))
-                .await
+        AppCommand::Create { name, trust_client_bind, workspace_id, admin } => {
+            let body = json!({"name": name, "trustClientBind": trust_client_bind, "workspaceId": workspace_id});
+            admin_call(&admin, "POST", "/admin/v1/apps", body).await
         }
         AppCommand::List { admin } => admin_call(&admin, "GET", "/admin/v1/apps", serde_json::Value::Null).await,
         AppCommand::Show { app, admin } => {

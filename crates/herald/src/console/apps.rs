@@ -89,6 +89,8 @@ async fn list_with(console: &Console, op: &Operator, notice: Option<Result<Strin
         fields: vec![
             Field::new("name", "Name", Kind::Text).required().help("1 to 128 characters"),
             Field::new("trustClientBind", "Trust binds from devices (no proof from the app's server)", Kind::Checkbox),
+            Field::new("workspaceId", "MPS workspace (optional)", Kind::Text)
+                .help("the WorkspaceId the MPS endpoint then requires; empty: any"),
         ],
         submit: "Create app",
     }));
@@ -96,7 +98,8 @@ async fn list_with(console: &Console, op: &Operator, notice: Option<Result<Strin
 }
 
 pub(crate) async fn create(State(console): State<Console>, Action { op, fields }: Action) -> Page {
-    let body = json!({"name": fields.get("name"), "trustClientBind": fields.checked("trustClientBind")});
+    let body = json!({"name": fields.get("name"), "trustClientBind": fields.checked("trustClientBind"),
+        "workspaceId": fields.opt("workspaceId")});
     let answer = console.call(&op, Method::POST, "/admin/v1/apps", None, Some(&body)).await;
     if !answer.ok() {
         return list_with(&console, &op, Some(Err(answer.error()))).await;
@@ -154,10 +157,11 @@ pub(crate) async fn show_with(
         ("Created".into(), Cell::Text(time_of(&a, "createdAt"))),
         ("Bind secret".into(), Cell::Code(text(&a, "bindSecret"))),
         ("Trusts client binds".into(), Cell::Text(if trust { "yes" } else { "no" }.into())),
+        ("MPS workspace".into(), Cell::Text(a["workspaceId"].as_str().unwrap_or("any").into())),
     ]));
     page.push(Section::Form(Form {
         id: "update-app",
-        legend: "Rename, or set whether devices may bind users without a proof".into(),
+        legend: "Rename, set whether devices may bind users without a proof, or the MPS workspace".into(),
         action: format!("/console/apps/{app_id}"),
         get: false,
         fields: vec![
@@ -167,6 +171,9 @@ pub(crate) async fn show_with(
             } else {
                 ""
             }),
+            Field::new("workspaceId", "MPS workspace", Kind::Text)
+                .value(text(&a, "workspaceId"))
+                .help("the WorkspaceId the MPS endpoint requires; empty: any"),
         ],
         submit: "Save",
     }));
@@ -221,7 +228,8 @@ pub(crate) async fn update(
     Path(app): Path<String>,
     Action { op, fields }: Action,
 ) -> Response {
-    let body = json!({"name": fields.get("name"), "trustClientBind": fields.checked("trustClientBind")});
+    let body = json!({"name": fields.get("name"), "trustClientBind": fields.checked("trustClientBind"),
+        "workspaceId": fields.get("workspaceId").trim()});
     let answer = console.call(&op, Method::PATCH, &format!("/admin/v1/apps/{}", seg(&app)), None, Some(&body)).await;
     let notice = if answer.ok() { Ok("Saved.".to_string()) } else { Err(answer.error()) };
     show_with(&console, &op, &app, Some(notice)).await
