@@ -56,37 +56,62 @@ fn canonical_query(query: Option<&str>) -> String {
     pairs.iter().map(|(k, v)| format!("{k}={}", encode_component(v))).collect::<Vec<_>>().join("&")
 }
 
-/// The canonical request of a request whose header values `header(name)` gives (every
-/// value of that lower-case name, as text); `None` when a signed header is missing or not
-/// text.
+/// The canonical request of a request that sent `headers` (each `(lower-case name, value)`
+/// as text; a name may come more than once); `None` when a signed header was not sent.
+/// Built in one buffer: the endpoint makes one per request.
 pub fn canonical_request(
     method: &str,
     path: &str,
     query: Option<&str>,
-    header: impl Fn(&str) -> Option<Vec<String>>,
+    headers: &[(&str, &str)],
     signed_headers: &[&str],
     payload_sha256_hex: &str,
 ) -> Option<String> {
-    let mut canonical_headers = String::new();
-    for name in signed_headers {
-        let mut values: Vec<String> = header(name)?.iter().map(|v| v.trim().to_owned()).collect();
-        if values.is_empty() {
-            return None;
-        }
-        values.sort_unstable();
-        canonical_headers.push_str(&format!("{name}:{}\n", values.join(",")));
+    let sent: usize = headers.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+    let mut out = String::with_capacity(method.len() + path.len() + sent + 2 * payload_sha256_hex.len() + 64);
+    out.push_str(method);
+    out.push('\n');
+    out.push_str(if path.is_empty() { "/" } else { path });
+    out.push('\n');
+    if query.is_some_and(|q| !q.is_empty()) {
+        out.push_str(&canonical_query(query));
     }
-    Some(format!(
-        "{method}\n{}\n{}\n{canonical_headers}\n{}\n{payload_sha256_hex}",
-        if path.is_empty() { "/" } else { path },
-        canonical_query(query),
-        signed_headers.join(";")
-    ))
+    out.push('\n');
+    for name in signed_headers {
+        let mut values = headers.iter().filter(|(k, _)| k == name).map(|(_, v)| v.trim());
+        let first = values.next()?;
+        out.push_str(name);
+        out.push(':');
+        match values.next() {
+            // One value (the usual case): as it is.
+            None => out.push_str(first),
+            Some(second) => {
+                let mut all: Vec<&str> = [first, second].into_iter().chain(values).collect();
+                all.sort_unstable();
+                out.push_str(&all.join(","));
+            }
+        }
+        out.push('\n');
+    }
+    out.push('\n');
+    for (i, name) in signed_headers.iter().enumerate() {
+        if i > 0 {
+            out.push(';');
+        }
+        out.push_str(name);
+    }
+    out.push('\n');
+    out.push_str(payload_sha256_hex);
+    Some(out)
 }
 
 /// What the secret signs.
 pub fn string_to_sign(canonical_request: &str) -> String {
-    format!("{ALGORITHM}\n{}", crypto::sha256_hex(canonical_request.as_bytes()))
+    let mut out = String::with_capacity(ALGORITHM.len() + 65);
+    out.push_str(ALGORITHM);
+    out.push('\n');
+    out.push_str(&crypto::sha256_hex(canonical_request.as_bytes()));
+    out
 }
 
 /// The headers that sign a `POST /` of `form` (an RPC-style action) to `host`, as the
@@ -115,8 +140,8 @@ pub fn sign_rpc(
         ("x-acs-version".into(), version.into()),
     ];
     let names: Vec<&str> = headers.iter().map(|(k, _)| k.as_str()).collect();
-    let value = |name: &str| Some(headers.iter().filter(|(k, _)| k == name).map(|(_, v)| v.clone()).collect());
-    let canonical = canonical_request("POST", "/", None, value, &names, &payload).unwrap_or_default();
+    let sent: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let canonical = canonical_request("POST", "/", None, &sent, &names, &payload).unwrap_or_default();
     let signature = crypto::hex(&crypto::hmac_sha256(secret.as_bytes(), string_to_sign(&canonical).as_bytes()));
     let auth = format!("{ALGORITHM} Credential={key_id},SignedHeaders={},Signature={signature}", names.join(";"));
     headers.push(("authorization".into(), auth));
@@ -145,7 +170,6 @@ mod tests {
             ("x-acs-content-sha256", payload.as_str()),
             ("user-agent", " ua 1 "),
         ];
-        let value = |name: &str| Some(headers.iter().filter(|(k, _)| *k == name).map(|(_, v)| v.to_string()).collect());
         let auth = parse_authorization(
             "ACS3-HMAC-SHA256 Credential=k1,SignedHeaders=accept;content-type;host;user-agent;x-acs-action;\
              x-acs-content-sha256;x-acs-date;x-acs-signature-nonce;x-acs-version,\
@@ -154,7 +178,7 @@ mod tests {
         .unwrap();
         assert_eq!(auth.credential, "k1");
         let query = "A%20b=x%20y~*&Z=%C3%A9%2F";
-        let canonical = canonical_request("POST", "/", Some(query), value, &auth.signed_headers, &payload).unwrap();
+        let canonical = canonical_request("POST", "/", Some(query), &headers, &auth.signed_headers, &payload).unwrap();
         let signature = crypto::hmac_sha256(b"secret-1", string_to_sign(&canonical).as_bytes());
         assert_eq!(crypto::hex(&signature), auth.signature);
     }
@@ -165,12 +189,20 @@ mod tests {
         let headers = sign_rpc("k1", "s1", "127.0.0.1:1", "PushSimple", "2020-10-28", b"AppId=a", 1_000);
         let auth = headers.iter().find(|(k, _)| k == "authorization").unwrap().1.clone();
         let auth = parse_authorization(&auth).unwrap();
-        let value = |name: &str| Some(headers.iter().filter(|(k, _)| k == name).map(|(_, v)| v.clone()).collect());
+        let sent: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let canonical =
-            canonical_request("POST", "/", None, value, &auth.signed_headers, &crypto::sha256_hex(b"AppId=a")).unwrap();
+            canonical_request("POST", "/", None, &sent, &auth.signed_headers, &crypto::sha256_hex(b"AppId=a")).unwrap();
         let signature = crypto::hmac_sha256(b"s1", string_to_sign(&canonical).as_bytes());
         assert_eq!(crypto::hex(&signature), auth.signature);
         assert!(headers.contains(&("x-acs-date".into(), "1970-01-01T00:00:01Z".into())));
+    }
+
+    /// A header sent twice: its values trimmed, sorted and joined by commas.
+    #[test]
+    fn a_repeated_header_is_one_sorted_line() {
+        let sent = [("x-acs-b", " 2 "), ("host", "h"), ("x-acs-b", "1")];
+        let canonical = canonical_request("POST", "", Some("b=2&a=1"), &sent, &["host", "x-acs-b"], "00").unwrap();
+        assert_eq!(canonical, "POST\n/\na=1&b=2\nhost:h\nx-acs-b:1,2\n\nhost;x-acs-b\n00");
     }
 
     #[test]
@@ -179,7 +211,7 @@ mod tests {
         assert!(parse_authorization("ACS3-HMAC-SHA256 Credential=k").is_none());
         assert!(parse_authorization("ACS3-HMAC-SHA256 Credential=k,SignedHeaders=Host,Signature=00").is_none());
         assert!(parse_authorization("ACS3-HMAC-SHA256 Credential=k,SignedHeaders=host,Signature=00,X=1").is_none());
-        let value = |name: &str| (name == "host").then(|| vec!["h".to_string()]).or(Some(Vec::new()));
-        assert!(canonical_request("POST", "/", None, value, &["host", "x-acs-date"], "00").is_none(), "missing");
+        let sent = [("host", "h")];
+        assert!(canonical_request("POST", "/", None, &sent, &["host", "x-acs-date"], "00").is_none(), "missing");
     }
 }

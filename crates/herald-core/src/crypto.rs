@@ -46,11 +46,18 @@ pub fn sha256_hex(data: &[u8]) -> String {
 
 /// The bytes of lower- or upper-case hex; `None` for anything else.
 pub fn hex_decode(text: &str) -> Option<Vec<u8>> {
-    // from_str_radix alone would take a sign ("+1").
-    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+    fn nibble(b: u8) -> Option<u8> {
+        match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            b'A'..=b'F' => Some(b - b'A' + 10),
+            _ => None,
+        }
+    }
+    if !text.len().is_multiple_of(2) {
         return None;
     }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok()).collect()
+    text.as_bytes().chunks_exact(2).map(|pair| Some(nibble(pair[0])? << 4 | nibble(pair[1])?)).collect()
 }
 
 pub fn hex(bytes: &[u8]) -> String {

@@ -41,7 +41,7 @@ async fn read_body(body: Body, limit: usize, timeout: std::time::Duration) -> Re
 impl AppState {
     /// A request's body: refused when it declares or sends more than `max_body_bytes`, or
     /// arrives slower than `body_timeout_secs`.
-    async fn limited_body(&self, parts: &Parts, body: Body) -> Result<Bytes, Refusal> {
+    pub(super) async fn limited_body(&self, parts: &Parts, body: Body) -> Result<Bytes, Refusal> {
         let limit = self.cfg.limits.max_body_bytes;
         check_length(parts, limit)?;
         read_body(body, limit, std::time::Duration::from_secs(self.cfg.http.body_timeout_secs)).await

@@ -85,6 +85,21 @@ async fn the_official_sdk_sends_a_simple_push_that_the_device_gets() {
     let (_, payload) = device.next_push().await;
     assert_eq!((payload["title"].as_str(), payload["msgKey"].as_str()), (Some("As a map"), Some("m-3")));
 
+    // MPS's fields Herald does not use yet: accepted, and named in ResultMessage.
+    let mut with_sms = simple(&app.app_id, &creds.device_id, "m-4", "With SMS");
+    with_sms["SmsSignName"] = json!("shop");
+    with_sms["SmsTemplateCode"] = json!("SMS_1");
+    with_sms["ActivityContentState"] = json!("{}");
+    let answer = call(&app, &app.secret, "PushSimple", with_sms, None).await;
+    assert_eq!(answer["body"]["ResultCode"], "OK", "{answer}");
+    assert_eq!(
+        answer["body"]["ResultMessage"],
+        "OK; accepted and not used by Herald: ActivityContentState, SmsSignName, SmsTemplateCode",
+        "{answer}"
+    );
+    let (_, payload) = device.next_push().await;
+    assert_eq!(payload["title"], "With SMS");
+
     // What MPS refuses in its answer (not as an HTTP error): the code in ResultCode.
     let mut no_title = simple(&app.app_id, &creds.device_id, "m-2", "x");
     no_title.as_object_mut().unwrap().remove("Title");
@@ -93,7 +108,7 @@ async fn the_official_sdk_sends_a_simple_push_that_the_device_gets() {
 }
 
 #[tokio::test]
-async fn the_sdk_raises_on_a_wrong_secret_a_stale_date_a_replayed_nonce_and_another_apps_id() {
+async fn the_sdk_raises_on_a_wrong_secret_a_stale_date_a_replayed_nonce_another_apps_id_or_workspace() {
     if tool("HERALD_TEST_PYTHON").is_none() || tool("HERALD_TEST_CLIENTS").is_none() {
         return;
     }
@@ -121,9 +136,33 @@ async fn the_sdk_raises_on_a_wrong_secret_a_stale_date_a_replayed_nonce_and_anot
     let answer = call(&app, &app.secret, "PushSimple", simple(&other.app_id, &creds.device_id, "e", "e"), None).await;
     assert_eq!(code(&answer), (Some(403), Some("Forbidden.AppId".into())), "{answer}");
 
+    // Too large to read: the gateway's shape too, before any signature is looked at.
+    let big = bytes::Bytes::from(format!("AppId={}&Content={}", app.app_id, "x".repeat(1 << 20)));
+    let answer = server.call("POST", "/", &[], big).await;
+    let body = answer.json();
+    assert_eq!((answer.status, body["Code"].as_str()), (413, Some("RequestEntityTooLarge")), "{body}");
+
     let unknown = TestApp { key_id: "no-such-key".into(), ..app.clone() };
     let answer = call(&unknown, "x", "PushSimple", push("f"), None).await;
     assert_eq!(code(&answer), (Some(404), Some("InvalidAccessKeyId.NotFound".into())), "{answer}");
+
+    // An app given a workspace answers for that one only ("default" was accepted above, when
+    // the app had none); cleared, any again.
+    let path = format!("/admin/v1/apps/{}", app.app_id);
+    let set = |w: &str| server.admin("PATCH", &path, json!({"workspaceId": w}));
+    let changed = set("PROD").await;
+    assert_eq!((changed.status, changed.json()["workspaceId"].as_str()), (200, Some("PROD")), "{changed:?}");
+    let answer = call(&app, &app.secret, "PushSimple", push("g"), None).await;
+    assert_eq!(code(&answer), (Some(403), Some("Forbidden.WorkspaceId".into())), "{answer}");
+    let mut in_prod = push("h");
+    in_prod["WorkspaceId"] = json!("PROD");
+    let answer = call(&app, &app.secret, "PushSimple", in_prod, None).await;
+    assert_eq!(answer["body"]["ResultCode"], "OK", "{answer}");
+    assert_eq!(set("").await.status, 200);
+    let answer = call(&app, &app.secret, "PushSimple", push("i"), None).await;
+    assert_eq!(answer["body"]["ResultCode"], "OK", "{answer}");
+    let bad = set("two words").await;
+    assert_eq!((bad.status, bad.json()["resultCode"].as_str()), (400, Some("INVALID_PARAM")), "{bad:?}");
 }
 
 #[tokio::test]
@@ -179,6 +218,12 @@ async fn the_sdk_sends_template_multiple_and_broadcast_pushes_and_revokes_them()
 
     let params = json!({"AppId": app_id, "WorkspaceId": "w", "DeliveryType": 1, "TemplateName": "greet",
         "TemplateKeyValue": json!({"name": "all"}).to_string(), "Msgkey": "b-1", "PushStatus": 1, "ExpiredSeconds": 300});
+    // MPS's selection by a time range would reach other devices than Herald's periods: refused.
+    let mut by_range = params.clone();
+    by_range["TimeMode"] = json!(1);
+    by_range["BindStartTime"] = json!(1_700_000_000_000_i64);
+    let refused = call(&app, &app.secret, "PushBroadcast", by_range, None).await;
+    assert_eq!(refused["body"]["ResultCode"], "INVALID_PARAM", "{refused}");
     ok(&call(&app, &app.secret, "PushBroadcast", params, None).await);
     let (_, payload) = device.next_push().await;
     assert_eq!((payload["title"].as_str(), payload["pushType"].as_str()), (Some("Hi all"), Some("broadcast")));

@@ -7,6 +7,8 @@
 //! is `METHOD&%2F&` + that string percent-encoded again; the signature is
 //! BASE64(HMAC-SHA1(secret + "&", string to sign)).
 
+use std::borrow::Cow;
+
 use herald_core::signing::encode_component;
 
 /// The parameters of the signature, not of the action.
@@ -25,9 +27,9 @@ pub(super) const COMMON: [&str; 11] = [
 ];
 
 /// What signs a request: every parameter but the signature.
-pub(super) fn string_to_sign(method: &str, params: &[(String, String)]) -> String {
+pub(super) fn string_to_sign(method: &str, params: &[(Cow<'_, str>, Cow<'_, str>)]) -> String {
     let mut pairs: Vec<(&str, &str)> =
-        params.iter().filter(|(k, _)| k != "Signature").map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        params.iter().filter(|(k, _)| k != "Signature").map(|(k, v)| (k.as_ref(), v.as_ref())).collect();
     pairs.sort();
     let canonical: Vec<String> =
         pairs.iter().map(|(k, v)| format!("{}={}", encode_component(k), encode_component(v))).collect();
@@ -54,8 +56,8 @@ mod tests {
              SignatureNonce=15a099ebb1a2ff239fe19e70f3e252ed&AccessKeyId=k&Signature=r9fjidmoDytM69PE73C9gHVDwzc%3D";
         let body = "AppId=a&WorkspaceId=w&TaskName=t&DeliveryType=1&TargetMsgkey=%7B%22d1%22%3A%22k%22%7D&\
              Title=Hello&Content=c&ExpiredSeconds=300";
-        let mut params: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap();
-        params.extend(serde_urlencoded::from_str::<Vec<(String, String)>>(body).unwrap());
+        let mut params = super::super::form(query.as_bytes());
+        params.extend(super::super::form(body.as_bytes()));
         let text = string_to_sign("POST", &params);
         assert!(signature_holds(b"s", &text, "r9fjidmoDytM69PE73C9gHVDwzc="));
         assert!(!signature_holds(b"not-s", &text, "r9fjidmoDytM69PE73C9gHVDwzc="));

@@ -13,6 +13,8 @@ mod legacy;
 mod schedules;
 mod templates;
 
+use std::borrow::Cow;
+
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -22,65 +24,78 @@ use herald_core::acs3;
 use herald_core::error::ErrorCode;
 use herald_core::untrusted::Untrusted;
 
-use super::{AppState, LimitedBody, Refusal, Signed, push};
+use super::{AppState, Refusal, Signed, push};
 
 /// Parameters every action carries that name the caller, not the push.
 const COMMON: [&str; 3] = ["AppId", "WorkspaceId", "TenantId"];
 
 /// `POST /`: one MPS action.
-pub(super) async fn rpc(
-    State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    LimitedBody(body): LimitedBody,
-) -> Response {
-    let now = herald_core::now_ms();
-    let form = |text: &[u8]| serde_urlencoded::from_bytes::<Vec<(String, String)>>(text).ok();
-    let Some(mut params) = form(&body) else {
-        return Denied::new(StatusCode::BAD_REQUEST, "InvalidParameter", "the body is not form-encoded")
-            .into_response();
+pub(super) async fn rpc(State(state): State<AppState>, request: axum::extract::Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = match state.limited_body(&parts, body).await {
+        Ok(body) => body,
+        Err(refusal) => return Denied::from_refusal(refusal).into_response(),
     };
+    let (method, uri, headers) = (&parts.method, &parts.uri, &parts.headers);
+    let now = herald_core::now_ms();
+    let mut params = form(&body);
     let acs3 = headers.get("authorization").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("ACS3-"));
     let query = uri.query().unwrap_or_default();
     let (app_id, action) = if !acs3 && query.split('&').any(|p| p.starts_with("Signature=")) {
         // The older SDKs: the version 1 signature over the query's and the body's parameters.
-        let Some(mut all) = form(query.as_bytes()) else {
-            return Denied::new(StatusCode::BAD_REQUEST, "InvalidParameter", "the query does not decode")
-                .into_response();
-        };
+        let mut all = form(query.as_bytes());
         all.append(&mut params);
-        let app_id = match verify_legacy(&state, &method, &uri, &all, now).await {
+        let app_id = match verify_legacy(&state, method, uri, &all, now).await {
             Ok(app_id) => app_id,
             Err(e) => return e.into_response(),
         };
-        let action = all.iter().find(|(k, _)| k == "Action").map(|(_, v)| v.clone()).unwrap_or_default();
-        params = all.into_iter().filter(|(k, _)| !legacy::COMMON.contains(&k.as_str())).collect();
+        let action = all.iter().find(|(k, _)| k == "Action").map(|(_, v)| v.to_string()).unwrap_or_default();
+        params = all.into_iter().filter(|(k, _)| !legacy::COMMON.contains(&k.as_ref())).collect();
         (app_id, action)
     } else {
-        let app_id = match verify(&state, &method, &uri, &headers, &body, now).await {
+        let app_id = match verify(&state, method, uri, headers, &body, now).await {
             Ok(app_id) => app_id,
             Err(e) => return e.into_response(),
         };
         (app_id, headers.get("x-acs-action").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned())
     };
     let action = action.as_str();
-    let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    // The key speaks for its app only.
+    let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_ref());
+    // The key speaks for its app only, and the app for its workspace when it has one.
     if param("AppId") != Some(app_id.as_str()) {
         return Denied::new(StatusCode::FORBIDDEN, "Forbidden.AppId", "AppId is not the app of this AccessKey")
             .into_response();
     }
+    match state.verifier.workspace(&app_id).await {
+        Ok(Some(w)) if param("WorkspaceId") != Some(&*w) => {
+            return Denied::new(
+                StatusCode::FORBIDDEN,
+                "Forbidden.WorkspaceId",
+                "WorkspaceId is not the app's workspace",
+            )
+            .into_response();
+        }
+        Ok(_) => {}
+        Err(e) => return Denied::from_refusal(e).into_response(),
+    }
     if let Err(e) = state.dispatcher.flow().request(&app_id) {
         return Denied::from_refusal(e.into()).into_response();
     }
+    if action == "PushBroadcast" && by_time_range(&param) {
+        return Answer::refused(
+            ErrorCode::InvalidParam,
+            "a broadcast selects devices by BindPeriod / UnBindPeriod; TimeMode 1 (a time range) is not offered",
+        )
+        .into_response();
+    }
+    let unused: Vec<&str> = unused_by_herald(action).filter(|n| param(n).is_some_and(|v| !v.is_empty())).collect();
     let signed = Signed { app_id, body: v1_body(&params).into() };
     let state_of = || State(state.clone());
     // Each action's MPS answer (its refusals of what was asked included), or a refusal of
     // the node or of the app's pace.
     let answer = match action {
-        _ if devices::ACTIONS.contains(&action) => devices::run(&state, action, signed).await,
-        _ if templates::ACTIONS.contains(&action) => templates::run(&state, action, signed).await,
+        _ if devices::ACTIONS.contains(&action) => devices::run(&state, action, signed).await.map(Answer::Mps),
+        _ if templates::ACTIONS.contains(&action) => templates::run(&state, action, signed).await.map(Answer::Mps),
         _ if schedules::ACTIONS.contains(&action) => from_v1(schedules::run(&state, action, signed).await),
         _ if analysis::ACTIONS.contains(&action) => from_v1(analysis::run(&state, action, signed).await),
         "PushSimple" => from_v1(push::push_simple(state_of(), signed).await),
@@ -100,9 +115,94 @@ pub(super) async fn rpc(
         }
     };
     match answer {
-        Ok(answer) => super::Json(answer).into_response(),
+        Ok(Answer::V1(mut v1)) if !unused.is_empty() && v1["resultCode"] == "OK" => {
+            v1["resultMessage"] = format!("OK; accepted and not used by Herald: {}", unused.join(", ")).into();
+            Answer::V1(v1).into_response()
+        }
+        Ok(answer) => answer.into_response(),
         Err(refusal) => Denied::from_refusal(refusal).into_response(),
     }
+}
+
+/// The parameters of MPS's push actions that Herald accepts and does not use (yet): SMS
+/// fallback, Live Activities, vendor-channel options and templates; each with the actions
+/// whose MPS model has it (`S`imple, `T`emplate, `M`ultiple, `B`roadcast). A request that
+/// gives one of its action's is answered with their names in `ResultMessage`; others are
+/// ignored as `/v1` ignores an unknown field.
+const UNUSED_BY_HERALD: [(&str, &str); 18] = [
+    ("ActivityContentState", "STM"),
+    ("ActivityEvent", "STM"),
+    ("AndroidChannel", "B"),
+    ("ChannelId", "STMB"),
+    ("Classification", "STMB"),
+    ("DismissalDate", "STM"),
+    ("IconUrls", "S"),
+    ("ImageUrls", "S"),
+    ("MiChannelId", "STMB"),
+    ("NotifyLevel", "STMB"),
+    ("SmsSignName", "ST"),
+    ("SmsStrategy", "ST"),
+    ("SmsTemplateCode", "ST"),
+    ("SmsTemplateParam", "ST"),
+    ("ThirdChannelCategory", "STMB"),
+    ("TransparentMessagePayload", "STMB"),
+    ("TransparentMessageUrgency", "STMB"),
+    ("VendorTemplate", "STMB"),
+];
+
+/// The parameters of [`UNUSED_BY_HERALD`] that `action`'s MPS model has.
+fn unused_by_herald(action: &str) -> impl Iterator<Item = &'static str> {
+    let tag = match action {
+        "PushSimple" => 'S',
+        "PushTemplate" => 'T',
+        "PushMultiple" => 'M',
+        "PushBroadcast" => 'B',
+        _ => '-',
+    };
+    UNUSED_BY_HERALD.into_iter().filter(move |(_, actions)| actions.contains(tag)).map(|(name, _)| name)
+}
+
+/// Whether a broadcast asks for MPS's time-range selection (`TimeMode` 1 with
+/// `BindStartTime`…): Herald selects by period only, and would reach other devices than asked.
+fn by_time_range<'a>(param: &impl Fn(&str) -> Option<&'a str>) -> bool {
+    let given = |name: &str| param(name).is_some_and(|v| !v.trim().is_empty());
+    param("TimeMode").is_some_and(|m| !matches!(m.trim(), "" | "0"))
+        || ["BindStartTime", "BindEndTime", "UnBindStartTime", "UnBindEndTime"].iter().any(|n| given(n))
+}
+
+/// An action's answer: in MPS's shape already, or `/v1`'s (sent in PascalCase).
+enum Answer {
+    Mps(Value),
+    V1(Value),
+}
+
+impl Answer {
+    /// A refusal of what was asked, as MPS answers it: 200 with the code in `ResultCode`.
+    fn refused(code: ErrorCode, message: &str) -> Answer {
+        Answer::Mps(json!({
+            "RequestId": herald_core::crypto::random_alnum(20),
+            "ResultCode": code.as_str(),
+            "ResultMessage": message,
+        }))
+    }
+}
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        let body = match self {
+            Answer::Mps(v) => v.to_string(),
+            Answer::V1(v) => serde_json::to_string(&Pascal(&v)).unwrap_or_default(),
+        };
+        ([("content-type", "application/json")], body).into_response()
+    }
+}
+
+/// Form parameters (`application/x-www-form-urlencoded`, as the SDKs send them), in order;
+/// borrowed from the text where they need no decoding.
+type Params<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
+
+fn form(text: &[u8]) -> Params<'_> {
+    form_urlencoded::parse(text).collect()
 }
 
 /// Checks the request's `ACS3-HMAC-SHA256` signature, date and nonce; the app of its key.
@@ -146,11 +246,11 @@ async fn verify(
         ));
     };
     let nonce = header("x-acs-signature-nonce").unwrap_or_default();
-    let values = |name: &str| {
-        headers.get_all(name).iter().map(|v| v.to_str().ok().map(str::to_owned)).collect::<Option<Vec<String>>>()
-    };
+    // Values that are not text cannot have been signed as text: left out, so the signature
+    // fails (or the header is missing).
+    let sent: Vec<(&str, &str)> = headers.iter().filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))).collect();
     let canonical =
-        acs3::canonical_request(method.as_str(), uri.path(), uri.query(), values, &auth.signed_headers, &payload);
+        acs3::canonical_request(method.as_str(), uri.path(), uri.query(), &sent, &auth.signed_headers, &payload);
     let string_to_sign = canonical.as_deref().map(acs3::string_to_sign);
     let signature = herald_core::crypto::hex_decode(auth.signature);
     let signed = |secret: &[u8]| match (&string_to_sign, &signature) {
@@ -170,10 +270,10 @@ async fn verify_legacy(
     state: &AppState,
     method: &Method,
     uri: &Uri,
-    params: &[(String, String)],
+    params: &[(Cow<'_, str>, Cow<'_, str>)],
     now: i64,
 ) -> Result<herald_core::ids::AppId, Denied> {
-    let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_ref());
     if param("SignatureMethod") != Some("HMAC-SHA1") || param("SignatureVersion") != Some("1.0") {
         return Err(Denied::new(
             StatusCode::BAD_REQUEST,
@@ -212,9 +312,13 @@ async fn verify_legacy(
 /// (`TargetMsgkey.d1=k1`); both become the same object.
 const MAPS: [&str; 3] = ["TargetMsgkey", "TemplateKeyValue", "ExtendedParams"];
 
-fn camel(name: &str) -> String {
-    let mut chars = name.chars();
-    chars.next().map(|first| first.to_lowercase().chain(chars).collect::<String>()).unwrap_or_default()
+fn camel(name: &str) -> Cow<'_, str> {
+    match name.chars().next() {
+        Some(first) if first.is_uppercase() => {
+            Cow::Owned(first.to_lowercase().chain(name[first.len_utf8()..].chars()).collect())
+        }
+        _ => Cow::Borrowed(name),
+    }
 }
 
 /// A parameter's value: a string, or what flattened parameters (`Name.key`, `Name.1`,
@@ -232,27 +336,46 @@ enum Param {
 /// (`TargetMsgkey` → `targetMsgkey`), each value a string (`/v1` reads numbers and JSON
 /// objects from strings as MPS sends them); flattened maps and lists gathered into objects
 /// and arrays. The caller's own parameters are left out.
-fn v1_body(params: &[(String, String)]) -> Vec<u8> {
+fn v1_body(params: &[(Cow<'_, str>, Cow<'_, str>)]) -> Vec<u8> {
+    let own = |(k, _): &&(Cow<'_, str>, Cow<'_, str>)| !COMMON.contains(&k.as_ref()) && !k.is_empty();
+    let plain = params.iter().filter(own).all(|(k, _)| !k.contains('.'));
+    let once = |i: usize| params[..i].iter().all(|(k, _)| *k != params[i].0);
+    // (Checked pairwise, so only for as many parameters as an action has.)
+    if plain && params.len() <= 64 && (0..params.len()).all(once) {
+        // The usual request: each name once, none flattened. Written as it is read.
+        use serde::ser::{SerializeMap, Serializer};
+        let mut out = Vec::with_capacity(params.iter().map(|(k, v)| k.len() + v.len() + 8).sum::<usize>() + 2);
+        let mut json = serde_json::Serializer::new(&mut out);
+        let written = json.serialize_map(None).and_then(|mut map| {
+            params.iter().filter(own).try_for_each(|(k, v)| map.serialize_entry(&camel(k), v))?;
+            map.end()
+        });
+        if written.is_ok() {
+            return out;
+        }
+    }
     let mut built: Vec<(String, Param)> = Vec::new();
-    for (name, value) in params.iter().filter(|(k, _)| !COMMON.contains(&k.as_str()) && !k.is_empty()) {
+    let mut at_of: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for (name, value) in params.iter().filter(own) {
         let (head, rest) = match name.split_once('.') {
             Some((head, rest)) => (head, Some(rest)),
-            None => (name.as_str(), None),
+            None => (name.as_ref(), None),
         };
-        let key = camel(head);
-        let at = match built.iter().position(|(k, _)| *k == key) {
-            Some(i) => i,
+        let key = camel(head).into_owned();
+        let at = match at_of.get(&key) {
+            Some(&i) => i,
             None => {
                 let fresh = match rest {
                     None => Param::Text(String::new()),
                     Some(_) if MAPS.contains(&head) => Param::Map(Map::new()),
                     Some(_) => Param::List(Default::default()),
                 };
+                at_of.insert(key.clone(), built.len());
                 built.push((key, fresh));
                 built.len() - 1
             }
         };
-        let value = Value::String(value.clone());
+        let value = Value::String(value.to_string());
         match (&mut built[at].1, rest) {
             (Param::Text(text), None) => *text = value.as_str().unwrap_or_default().to_owned(),
             (Param::Map(map), Some(k)) => {
@@ -271,7 +394,7 @@ fn v1_body(params: &[(String, String)]) -> Vec<u8> {
                     Some(field) => {
                         let item = items.entry(n).or_insert_with(|| Value::Object(Map::new()));
                         if let Value::Object(fields) = item {
-                            fields.insert(camel(field), value);
+                            fields.insert(camel(field).into_owned(), value);
                         }
                     }
                 }
@@ -294,20 +417,26 @@ fn v1_body(params: &[(String, String)]) -> Vec<u8> {
     Value::Object(object).to_string().into_bytes()
 }
 
-/// `/v1`'s answer with every object key's first letter upper-cased, as MPS answers.
-fn pascal(value: Value) -> Value {
-    match value {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .map(|(k, v)| {
+/// `/v1`'s answer as MPS answers: every object key's first letter upper-cased. Written as
+/// it is serialized (the answer is not rebuilt).
+struct Pascal<'a>(&'a Value);
+
+impl serde::Serialize for Pascal<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self.0 {
+            Value::Object(fields) => {
+                let mut map = s.serialize_map(Some(fields.len()))?;
+                for (k, v) in fields {
                     let mut chars = k.chars();
-                    let key = chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default();
-                    (key, pascal(v))
-                })
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.into_iter().map(pascal).collect()),
-        other => other,
+                    let key: String = chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default();
+                    map.serialize_entry(&key, &Pascal(v))?;
+                }
+                map.end()
+            }
+            Value::Array(items) => s.collect_seq(items.iter().map(Pascal)),
+            other => other.serialize(s),
+        }
     }
 }
 
@@ -321,15 +450,11 @@ fn of_the_node(e: &herald_core::error::ApiError) -> bool {
 /// the request asks (not of the request itself) with 200 and the code in `ResultCode`, as MPS
 /// answers them and the SDKs' response models read them; a refusal of the node is left to
 /// the gateway.
-fn from_v1(outcome: Result<super::Json, Refusal>) -> Result<Value, Refusal> {
+fn from_v1(outcome: Result<super::Json, Refusal>) -> Result<Answer, Refusal> {
     match outcome {
-        Ok(super::Json(v1)) => Ok(pascal(v1)),
+        Ok(super::Json(v1)) => Ok(Answer::V1(v1)),
         Err(Refusal(e)) if of_the_node(&e) => Err(Refusal(e)),
-        Err(Refusal(e)) => Ok(json!({
-            "RequestId": herald_core::crypto::random_alnum(20),
-            "ResultCode": e.code.as_str(),
-            "ResultMessage": e.message,
-        })),
+        Err(Refusal(e)) => Ok(Answer::refused(e.code, &e.message)),
     }
 }
 
@@ -356,6 +481,8 @@ impl Denied {
             ErrorCode::NonceReused => (StatusCode::BAD_REQUEST, "SignatureNonceUsed"),
             ErrorCode::ApiKeyInvalid => (StatusCode::NOT_FOUND, "InvalidAccessKeyId.NotFound"),
             ErrorCode::FlowControl => (StatusCode::TOO_MANY_REQUESTS, "Throttling.User"),
+            ErrorCode::RequestTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge"),
+            ErrorCode::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "RequestTimeout"),
             _ if e.code.http_status() == 503 => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
         };
@@ -379,9 +506,8 @@ impl IntoResponse for Denied {
 mod tests {
     use super::*;
 
-    fn body(form: &str) -> Value {
-        let params: Vec<(String, String)> = serde_urlencoded::from_str(form).unwrap();
-        serde_json::from_slice(&v1_body(&params)).unwrap()
+    fn body(text: &str) -> Value {
+        serde_json::from_slice(&v1_body(&form(text.as_bytes()))).unwrap()
     }
 
     /// The forms the official Python SDK sends (captured from it): plain, a JSON-string map,
@@ -404,6 +530,9 @@ mod tests {
                 {"target": "d10"}]})
         );
         assert_eq!(body("UnBindPeriod=1&Msgkey=m"), json!({"unBindPeriod": "1", "msgkey": "m"}));
+        // A name sent twice: the last value, once (a JSON object names a field once).
+        assert_eq!(body("Title=a&Content=c&Title=b"), json!({"title": "b", "content": "c"}));
+        assert_eq!(body("Title=%22q%22%5C&ÉTé=x"), json!({"title": "\"q\"\\", "éTé": "x"}));
         assert_eq!(body("Ids.1=a&Ids.2=b"), json!({"ids": ["a", "b"]}));
         // Not a number where a list's is expected: dropped, not a crash.
         assert_eq!(body("TargetMsg.x.Target=d"), json!({"targetMsg": []}));
@@ -413,7 +542,7 @@ mod tests {
     fn answers_are_pascal_case_to_the_leaves() {
         let v1 = json!({"requestId": "r", "pushResult": {"success": true, "targets": [{"msgKey": "k"}]}});
         assert_eq!(
-            pascal(v1),
+            serde_json::to_value(Pascal(&v1)).unwrap(),
             json!({"RequestId": "r", "PushResult": {"Success": true, "Targets": [{"MsgKey": "k"}]}})
         );
     }
