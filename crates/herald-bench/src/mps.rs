@@ -72,13 +72,19 @@ pub(crate) async fn run(args: &BenchArgs, bin: &Path) -> anyhow::Result<()> {
     let receipts = Arc::new(Receipts::default());
     let handles = connect_all(&herald.mqtt, herald_specs(&app, &devices), Some(receipts.clone())).await?;
     let collector = Collector::Local(receipts);
-    println!("| round | endpoint | pushes received/s | p50 ms | p99 ms |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "| round | endpoint | pushes received/s | p50 ms | p99 ms | Herald CPU µs per push | bench CPU µs per push |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     let (mut v1_rates, mut mps_rates) = (Vec::new(), Vec::new());
+    // CPU seconds per push, Herald's and the bench's (its devices and HTTP client, which sign
+    // the requests), each endpoint's summed over the rounds.
+    let (mut v1_cpu, mut mps_cpu) = (Cpu::default(), Cpu::default());
     for round in 0..rounds {
         let order = if round % 2 == 0 { [false, true] } else { [true, false] };
         for mps in order {
             let run = herald_core::crypto::random_alnum(8);
+            let before = Cpu::now(&herald)?;
             let (pool, app, devices) = (pool.clone(), app.clone(), devices.clone());
             let result = drive(devices.len(), args.seconds, args.concurrency, None, &collector, move |seq, target| {
                 let (pool, app, device, key) =
@@ -92,9 +98,24 @@ pub(crate) async fn run(args: &BenchArgs, bin: &Path) -> anyhow::Result<()> {
                 }
             })
             .await?;
+            let used = Cpu::now(&herald)?.minus(&before, result.received);
             let name = if mps { "MPS `POST /`" } else { "`/v1/push/simple`" };
-            println!("| {} | {name} | {:.0} | {:.1} | {:.1} |", round + 1, result.rate(), result.p50_ms, result.p99_ms);
-            if mps { mps_rates.push(result.rate()) } else { v1_rates.push(result.rate()) }
+            println!(
+                "| {} | {name} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                round + 1,
+                result.rate(),
+                result.p50_ms,
+                result.p99_ms,
+                used.server / used.pushes * 1e6,
+                used.bench / used.pushes * 1e6
+            );
+            if mps {
+                mps_rates.push(result.rate());
+                mps_cpu.add(&used);
+            } else {
+                v1_rates.push(result.rate());
+                v1_cpu.add(&used);
+            }
         }
     }
     for h in handles {
@@ -109,5 +130,37 @@ pub(crate) async fn run(args: &BenchArgs, bin: &Path) -> anyhow::Result<()> {
         mean(&v1_rates),
         ratios.iter().map(|r| format!("{r:.3}")).collect::<Vec<_>>().join(", ")
     );
+    let per_push = |c: &Cpu| (c.server / c.pushes * 1e6, c.bench / c.pushes * 1e6);
+    let ((mps_server, mps_bench), (v1_server, v1_bench)) = (per_push(&mps_cpu), per_push(&v1_cpu));
+    println!(
+        "CPU per push, all rounds: Herald {mps_server:.1} µs (MPS) vs {v1_server:.1} µs (v1), v1 / MPS {:.3}; \
+         the bench {mps_bench:.1} vs {v1_bench:.1} µs",
+        v1_server / mps_server
+    );
     Ok(())
+}
+
+/// CPU seconds used by Herald and by the bench, and the pushes they carried.
+#[derive(Default)]
+struct Cpu {
+    server: f64,
+    bench: f64,
+    pushes: f64,
+}
+
+impl Cpu {
+    fn now(herald: &Server) -> anyhow::Result<Cpu> {
+        Ok(Cpu { server: herald.cpu_secs()?, bench: cpu_secs(std::process::id())?, pushes: 0.0 })
+    }
+
+    /// What was used since `before`, for `pushes` pushes.
+    fn minus(&self, before: &Cpu, pushes: u64) -> Cpu {
+        Cpu { server: self.server - before.server, bench: self.bench - before.bench, pushes: pushes.max(1) as f64 }
+    }
+
+    fn add(&mut self, other: &Cpu) {
+        self.server += other.server;
+        self.bench += other.bench;
+        self.pushes += other.pushes;
+    }
 }
