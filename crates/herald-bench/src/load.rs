@@ -250,7 +250,7 @@ pub(crate) async fn device_task(
             let name = rustls_pki_types::ServerName::try_from("localhost")?;
             Box::new(connector.connect(name, tcp).await?)
         }
-        Link::Ws => Box::new(crate::ws::connect(&addr, tcp).await?),
+        Link::Ws => Box::new(herald_client::transport::websocket(&addr, tcp).await?),
     };
     let connect = Packet::Connect(Connect {
         protocol: Protocol::V311,

@@ -27,7 +27,6 @@ mod push;
 mod receipts;
 mod scale;
 mod servers;
-mod ws;
 
 use std::path::PathBuf;
 

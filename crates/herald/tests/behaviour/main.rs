@@ -11,6 +11,7 @@ mod analytics;
 mod bad_input;
 mod broadcast;
 mod browser;
+mod client;
 mod console;
 mod devices;
 mod durability;
