@@ -18,6 +18,7 @@ mod durability;
 mod flow_control;
 mod gateway;
 mod http_limits;
+mod java_client;
 mod mps_compat;
 mod mqtt5;
 mod openapi;
