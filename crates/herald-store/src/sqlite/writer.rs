@@ -67,6 +67,10 @@ pub(super) fn writer_loop(
                 Err(_) => break,
             }
         }
+        // The updates recorded while this group ran: a job taken above (a flush) may have
+        // been sent after them, and its completion promises they are written.
+        std::mem::swap(&mut batch, &mut *updates.lock());
+        apply_updates(&conn, &mut batch, journal.load(std::sync::atomic::Ordering::Relaxed));
         let outcome = conn.execute_batch("COMMIT").map_err(map_err);
         if let Err(e) = &outcome {
             tracing::error!(error = %e, jobs = completions.len(), "group commit failed");
