@@ -88,16 +88,38 @@ fn routes() -> OpenApiRouter<AppState> {
         .nest("/admin/v1", admin::routes().merge(channels::admin_routes()).merge(receipts::admin_routes()))
 }
 
+/// CORS of the device API: browsers call it from the app's own origin (a web app is a
+/// device). Any origin, no credentials (it authenticates with the app key or the device
+/// token in headers, never with cookies), its methods and headers, preflights cached a day.
+/// Other paths grant no origin. Around the whole router, so that preflights (OPTIONS) are
+/// answered before routing, which knows only the routes' own methods.
+fn device_cors() -> tower_http::cors::CorsLayer {
+    use axum::http::{HeaderName, Method, header};
+    let device_api =
+        |_: &axum::http::HeaderValue, parts: &axum::http::request::Parts| parts.uri.path().starts_with("/device/v1/");
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::AllowOrigin::predicate(device_api))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("x-herald-app"),
+            HeaderName::from_static("x-herald-app-key"),
+        ])
+        .max_age(std::time::Duration::from_secs(86_400))
+}
+
 pub fn router(state: AppState) -> Router {
     let (router, spec) = routes().split_for_parts();
     let spec: Arc<str> = spec.to_pretty_json().unwrap_or_default().into();
-    router
+    let app = router
         .route("/openapi.json", get(move || async move { ([("content-type", "application/json")], spec.to_string()) }))
         // The MPS-compatible endpoint: the SDKs post to the endpoint's root (docs/mps-compat.md).
         .route("/", axum::routing::post(mps::rpc))
         .fallback(|| async { Refusal::new(ErrorCode::NotFound, "no such endpoint") })
         .method_not_allowed_fallback(|| async { Refusal::new(ErrorCode::MethodNotAllowed, "method not allowed here") })
-        .with_state(state)
+        .with_state(state);
+    Router::new().fallback_service(app).layer(device_cors())
 }
 
 /// Readiness: 200 while the node can accept pushes; 503 while a cluster node has lost its

@@ -30,4 +30,5 @@ mod templates;
 mod tls;
 mod vendor_receipts;
 mod vendors;
+mod web_client;
 mod websocket;
