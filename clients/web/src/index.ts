@@ -330,7 +330,10 @@ export class HeraldClient {
             this.wasOnline = true;
             this.lost("the server asked the device to register again");
           },
-          (e) => this.refuse(`the credentials were refused and it could not register again: ${e}`),
+          (e) =>
+            e instanceof RefusedError
+              ? this.refuse(`the credentials were refused and it could not register again: ${e.message}`)
+              : this.lost(`registering again failed: ${e}`),
         );
       } else if (error.code === 0x85 || error.code === 0x87) {
         ended = true;

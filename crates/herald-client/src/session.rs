@@ -205,9 +205,12 @@ async fn connection(inner: &Inner, events: &mpsc::Sender<Event>, stopped: &mut w
             // the server allows only to the device itself.
             return match inner.register(&identity.install_id, Some(&identity.device_token)).await {
                 Ok(_) => End::Lost { reason: "the server asked the device to register again".into(), online: true },
-                Err(e) => {
+                // The server said no: the install is another device's now.
+                Err(e @ Error::Refused { .. }) => {
                     End::Refused(format!("the device's credentials were refused and it could not register again: {e}"))
                 }
+                // Not reached: try again later.
+                Err(e) => lost(format!("registering again failed: {e}")),
             };
         }
         ReasonCode::NOT_AUTHORIZED | ReasonCode::CLIENT_IDENTIFIER_NOT_VALID => {

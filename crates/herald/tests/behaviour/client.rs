@@ -236,3 +236,27 @@ async fn the_client_speaks_tls_and_websocket() {
     let Err(e) = Client::start(c, "untrusted", Arc::new(MemoryStore::default())).await else { panic!("trusted") };
     assert!(e.to_string().contains("certificate"), "{e}");
 }
+
+/// The install registered again elsewhere with this device's token (its data restored on
+/// another phone): the token this client holds is refused at CONNECT, registering again
+/// with it is refused too, and the client stops, saying so, instead of retrying forever.
+#[tokio::test]
+async fn a_client_whose_install_was_taken_over_stops_refused() {
+    let Some(server) = start_process().await else { return };
+    let app = server.create_app().await;
+    let store = Arc::new(MemoryStore::default());
+    let (client, mut events) = Client::start(config(&app), "install-4", store.clone()).await.unwrap();
+    until_state(&mut events, |s| *s == State::Online).await;
+    client.stop().await;
+    let old = store.identity().unwrap();
+    let bearer = vec![("authorization".to_string(), format!("Bearer {}", old.device_token))];
+    let taken = app.register_raw_with(json!({"platform": "android", "installId": "install-4"}), &bearer).await;
+    assert_eq!(taken.status, 200, "{:?}", taken.json());
+
+    let (_client, mut events) = Client::start(config(&app), "install-4", store.clone()).await.unwrap();
+    let State::Refused { reason } = until_state(&mut events, |s| matches!(s, State::Refused { .. })).await else {
+        unreachable!()
+    };
+    assert!(reason.contains("DEVICE_ALREADY_REGISTERED"), "{reason}");
+    assert_eq!(store.identity().unwrap(), old, "the stored identity is left as it was");
+}

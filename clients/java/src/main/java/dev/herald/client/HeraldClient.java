@@ -351,8 +351,11 @@ public final class HeraldClient {
                 try {
                     register(id[0], id[2]);
                     return new End(false, true, "the server asked the device to register again");
-                } catch (IOException e) {
+                } catch (RefusedException e) {
+                    // The server said no: the install is another device's now.
                     return new End(true, false, "the credentials were refused and it could not register again: " + e.getMessage());
+                } catch (IOException e) {
+                    return new End(false, false, "registering again failed: " + e.getMessage());
                 }
             }
             if (code == 2 || code == 5) {
