@@ -75,6 +75,19 @@ pub struct TestApp {
 }
 
 impl TestApp {
+    /// A device of this app with Herald's own client (`herald-client`) over plain MQTT:
+    /// short back-off (200 ms to 2 s) and timeouts (5 s) for tests.
+    pub fn client_config(&self) -> herald_client::Config {
+        let http = format!("http://{}", self.http.trim_start_matches("http://").trim_end_matches('/'));
+        let mut c =
+            herald_client::Config::new(&http, &format!("tcp://{}", self.mqtt), &self.app_id, &self.app_key, "android");
+        c.app_version = Some("1.0".into());
+        c.backoff_initial = std::time::Duration::from_millis(200);
+        c.backoff_max = std::time::Duration::from_secs(2);
+        c.timeout = std::time::Duration::from_secs(5);
+        c
+    }
+
     /// The same app, called through another node of a cluster.
     pub fn via(&self, node: &Endpoint) -> TestApp {
         TestApp { http: node.http.clone(), mqtt: node.mqtt.clone(), ..self.clone() }

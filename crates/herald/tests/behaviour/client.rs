@@ -1,8 +1,7 @@
 //! The Rust device client (`herald-client`) against the `herald` binary: what an app that
-//! embeds it sees.
+//! embeds it sees. The test kit makes its configuration (`TestApp::client_config`).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use herald_client::{Client, Config, Event, MemoryStore, Notification, Outcome, State, Store};
 use serde_json::{Map, json};
@@ -11,16 +10,10 @@ use tokio::sync::mpsc;
 use crate::common::*;
 
 fn config(app: &TestApp) -> Config {
-    let http = format!("http://{}", host_port(&app.http));
-    let mut c = Config::new(&http, &format!("tcp://{}", app.mqtt), &app.app_id, &app.app_key, "android");
-    c.app_version = Some("1.0".into());
-    c.backoff_initial = Duration::from_millis(200);
-    c.backoff_max = Duration::from_secs(2);
-    c.timeout = Duration::from_secs(5);
-    c
+    app.client_config()
 }
 
-/// The next event that is not a state change, or the next state when `states` is true.
+/// The next event, within the kit's wait.
 async fn next(events: &mut mpsc::Receiver<Event>) -> Event {
     tokio::time::timeout(WAIT, events.recv()).await.expect("an event in time").expect("the client runs")
 }
