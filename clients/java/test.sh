@@ -8,6 +8,16 @@ cd "$(dirname "$0")"
 JUNIT_JAR="${JUNIT_JAR:-/usr/share/java/junit-platform-console-standalone.jar}"
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
+# A test CA and a certificate for localhost, for the TLS test.
+tls="$out/tls"; mkdir -p "$tls"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=herald-test-ca \
+  -keyout "$tls/ca.key" -out "$tls/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
+  -keyout "$tls/key.pem" -out "$tls/cert.csr" 2>/dev/null
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > "$tls/san"
+openssl x509 -req -in "$tls/cert.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial -days 2 \
+  -extfile "$tls/san" -out "$tls/cert.pem" 2>/dev/null
+export HERALD_TEST_TLS_DIR="$tls"
 javac --release 8 -Xlint:all,-options -Werror -d "$out/main" $(find src/main -name '*.java')
 # The example device too, so that it cannot rot.
 javac --release 8 -Xlint:all,-options -Werror -cp "$out/main" -d "$out/example" examples/Device.java

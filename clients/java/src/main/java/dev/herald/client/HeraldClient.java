@@ -17,6 +17,8 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Set;
 import javax.net.ssl.HttpsURLConnection;
+import javax.net.ssl.SSLParameters;
+import javax.net.ssl.SSLSocket;
 import javax.net.ssl.SSLSocketFactory;
 
 /**
@@ -326,12 +328,22 @@ public final class HeraldClient {
         }
         Socket s = null;
         try {
-            s = config.mqttTls
-                ? (config.sslSocketFactory != null ? config.sslSocketFactory : (SSLSocketFactory) SSLSocketFactory.getDefault())
-                    .createSocket()
-                : new Socket();
+            s = new Socket();
             s.connect(new InetSocketAddress(config.mqttHost, config.mqttPort), config.timeoutMs);
             s.setTcpNoDelay(true);
+            if (config.mqttTls) {
+                SSLSocketFactory factory = config.sslSocketFactory != null
+                    ? config.sslSocketFactory
+                    : (SSLSocketFactory) SSLSocketFactory.getDefault();
+                SSLSocket tls = (SSLSocket) factory.createSocket(s, config.mqttHost, config.mqttPort, true);
+                // A raw SSLSocket checks the chain but not the name: ask for the name too.
+                SSLParameters params = tls.getSSLParameters();
+                params.setEndpointIdentificationAlgorithm("HTTPS");
+                tls.setSSLParameters(params);
+                tls.setSoTimeout(config.timeoutMs);
+                tls.startHandshake();
+                s = tls;
+            }
             s.setSoTimeout(config.timeoutMs);
             socket = s;
             if (stopped) {

@@ -179,4 +179,46 @@ class HeraldClientTest {
             client.stop();
         }
     }
+
+    /** Trusts the test CA of HERALD_TEST_TLS_DIR (made by test.sh). */
+    static javax.net.ssl.SSLSocketFactory trustingTestCa() throws Exception {
+        java.security.cert.Certificate ca;
+        try (java.io.InputStream in =
+                new java.io.FileInputStream(new java.io.File(System.getenv("HERALD_TEST_TLS_DIR"), "ca.pem"))) {
+            ca = java.security.cert.CertificateFactory.getInstance("X.509").generateCertificate(in);
+        }
+        java.security.KeyStore roots = java.security.KeyStore.getInstance(java.security.KeyStore.getDefaultType());
+        roots.load(null, null);
+        roots.setCertificateEntry("test-ca", ca);
+        javax.net.ssl.TrustManagerFactory tmf =
+            javax.net.ssl.TrustManagerFactory.getInstance(javax.net.ssl.TrustManagerFactory.getDefaultAlgorithm());
+        tmf.init(roots);
+        javax.net.ssl.SSLContext context = javax.net.ssl.SSLContext.getInstance("TLS");
+        context.init(null, tmf.getTrustManagers(), null);
+        return context.getSocketFactory();
+    }
+
+    @Test
+    void speaksTlsToTheDeviceApiAndMqttAndRefusesAnUntrustedCertificate() throws Exception {
+        try (Node node = new Node(true)) {
+            HeraldClient.Config c = config(node);
+            c.httpUrl = "https://localhost:" + node.httpsPort;
+            c.mqttHost = "localhost";
+            c.mqttPort = node.mqttsPort;
+            c.mqttTls = true;
+            c.sslSocketFactory = trustingTestCa();
+            Seen seen = new Seen();
+            HeraldClient client = new HeraldClient(c, new MemoryStore(), seen);
+            client.start("java-tls");
+            seen.next("state:ONLINE");
+            String[] pushed = node.push(client.deviceId(), "k-1", "Over TLS", 1);
+            assertEquals(pushed[1], seen.next("notification:"));
+            client.stop();
+
+            // The platform's roots do not include the test CA: registration is refused by TLS.
+            c.sslSocketFactory = null;
+            HeraldClient untrusting = new HeraldClient(c, new MemoryStore(), new Seen());
+            assertThrows(javax.net.ssl.SSLException.class, () -> untrusting.start("java-untrusted"));
+        }
+    }
 }

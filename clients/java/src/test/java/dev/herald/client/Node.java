@@ -31,13 +31,26 @@ final class Node implements AutoCloseable {
     final File dir;
     final int httpPort;
     final int mqttPort;
+    /** With TLS: the HTTPS and MQTTS ports (certificate for localhost from HERALD_TEST_TLS_DIR). */
+    final boolean tls;
+    int httpsPort;
+    int mqttsPort;
     private Process process;
     String appId, appKey, keyId, secret, bindSecret;
 
     Node() throws Exception {
+        this(false);
+    }
+
+    Node(boolean tls) throws Exception {
+        this.tls = tls;
         dir = Files.createTempDirectory("herald-java").toFile();
         httpPort = freePort();
         mqttPort = freePort();
+        if (tls) {
+            httpsPort = freePort();
+            mqttsPort = freePort();
+        }
         start();
         Map<String, Object> app = Json.object(call("POST", "/admin/v1/apps", "{\"name\":\"java\"}", admin()));
         appId = Json.text(app, "appId");
@@ -63,8 +76,16 @@ final class Node implements AutoCloseable {
         if (bin == null) {
             throw new IllegalStateException("HERALD_BIN must name the herald binary");
         }
-        ProcessBuilder pb = new ProcessBuilder(bin, "serve", "--data-dir", new File(dir, "data").getPath(),
-            "--http-addr", "127.0.0.1:" + httpPort, "--mqtt-addr", "127.0.0.1:" + mqttPort);
+        java.util.List<String> args = new java.util.ArrayList<String>(java.util.Arrays.asList(bin, "serve",
+            "--data-dir", new File(dir, "data").getPath(),
+            "--http-addr", "127.0.0.1:" + httpPort, "--mqtt-addr", "127.0.0.1:" + mqttPort));
+        if (tls) {
+            File certs = new File(System.getenv("HERALD_TEST_TLS_DIR"));
+            args.addAll(java.util.Arrays.asList("--tls-cert", new File(certs, "cert.pem").getPath(),
+                "--tls-key", new File(certs, "key.pem").getPath(),
+                "--https-addr", "127.0.0.1:" + httpsPort, "--mqtts-addr", "127.0.0.1:" + mqttsPort));
+        }
+        ProcessBuilder pb = new ProcessBuilder(args);
         pb.environment().put("HERALD_ADMIN_TOKEN", ADMIN_TOKEN);
         pb.redirectError(new File(dir, "herald.log"));
         process = pb.start();
