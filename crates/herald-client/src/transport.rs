@@ -111,17 +111,9 @@ pub(crate) async fn open(
         }
         let scheme = if endpoint.tls { "wss" } else { "ws" };
         let url = format!("{scheme}://{}:{}{}", endpoint.host, endpoint.port, endpoint.path);
-        let mut request = url.into_client_request().map_err(|e| Error::Config(e.to_string()))?;
-        request.headers_mut().insert("sec-websocket-protocol", http_value("mqtt"));
-        let (ws, _) =
-            tokio_tungstenite::client_async(request, stream).await.map_err(|e| Error::Io(std::io::Error::other(e)))?;
-        Ok(Box::new(WsBytes { ws, pending: Bytes::new() }) as Box<dyn Io>)
+        Ok(Box::new(websocket_at(&url, stream).await?) as Box<dyn Io>)
     };
     tokio::time::timeout(timeout, work).await.map_err(|_| Error::Timeout("connecting"))?
-}
-
-fn http_value(v: &'static str) -> hyper::header::HeaderValue {
-    hyper::header::HeaderValue::from_static(v)
 }
 
 /// A WebSocket read and written as the MQTT byte stream it carries.
@@ -138,8 +130,13 @@ impl<S> WsBytes<S> {
 
 /// Opens `ws://addr/mqtt` over `stream`, offering the `mqtt` subprotocol.
 pub async fn websocket<S: AsyncRead + AsyncWrite + Unpin>(addr: &str, stream: S) -> Result<WsBytes<S>, Error> {
-    let mut request = format!("ws://{addr}/mqtt").into_client_request().map_err(|e| Error::Config(e.to_string()))?;
-    request.headers_mut().insert("sec-websocket-protocol", http_value("mqtt"));
+    websocket_at(&format!("ws://{addr}/mqtt"), stream).await
+}
+
+/// The WebSocket handshake for `url` over `stream` (already TLS for `wss://`).
+async fn websocket_at<S: AsyncRead + AsyncWrite + Unpin>(url: &str, stream: S) -> Result<WsBytes<S>, Error> {
+    let mut request = url.into_client_request().map_err(|e| Error::Config(e.to_string()))?;
+    request.headers_mut().insert("sec-websocket-protocol", hyper::header::HeaderValue::from_static("mqtt"));
     let (ws, _) =
         tokio_tungstenite::client_async(request, stream).await.map_err(|e| Error::Io(std::io::Error::other(e)))?;
     Ok(WsBytes::new(ws))
