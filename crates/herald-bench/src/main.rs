@@ -145,13 +145,17 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 512)]
     node_apn_window: usize,
     /// Fault cycles of the soak scenario (kill -9 and restart; in a cluster, in turn a node
-    /// killed, NATS killed, PostgreSQL restarted).
+    /// killed, one NATS server killed, every NATS server killed, PostgreSQL restarted).
     #[arg(long, default_value_t = 100)]
     cycles: usize,
-    /// `soak`: three nodes on a PostgreSQL and a NATS server of the soak's own (needs
-    /// PostgreSQL's programs and nats-server installed) instead of one node on SQLite.
+    /// `soak`: three nodes on a PostgreSQL and a NATS of the soak's own (needs PostgreSQL's
+    /// programs and nats-server installed) instead of one node on SQLite.
     #[arg(long)]
     cluster: bool,
+    /// `soak --cluster` and `cluster`: NATS servers, clustered with each other when more
+    /// than one.
+    #[arg(long, default_value_t = 3)]
+    nats_servers: usize,
     /// `hold`: the node to connect to.
     #[arg(long, hide = true)]
     mqtt: Option<String>,
@@ -250,6 +254,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
 /// The soak scenario (herald_testkit::soak, which the test suite runs short).
 async fn soak(args: &BenchArgs, herald_bin: &std::path::Path) -> anyhow::Result<()> {
+    use herald_testkit::soak::Fault;
     let cfg = herald_testkit::soak::SoakConfig {
         cycles: args.cycles,
         devices: args.devices,
@@ -257,12 +262,18 @@ async fn soak(args: &BenchArgs, herald_bin: &std::path::Path) -> anyhow::Result<
         run_ms: (500, 2000),
         settle: std::time::Duration::from_secs(60),
         down_ms: (500, 3000),
+        faults: vec![Fault::NodeKill, Fault::NatsKillOne, Fault::NatsKillAll, Fault::PostgresRestart],
+        nats_servers: args.nats_servers,
     };
     let started = std::time::Instant::now();
     let ledger = if args.cluster {
         println!(
-            "## Soak: three nodes; a node kill -9, NATS kill -9, PostgreSQL restart in turn; {} cycles, {} devices\n",
-            cfg.cycles, cfg.devices
+            "## Soak: three nodes, {} NATS servers; in turn {}; {} cycles, {} devices, {} pushes/s\n",
+            cfg.nats_servers,
+            cfg.faults.iter().map(|f| f.name()).collect::<Vec<_>>().join(", "),
+            cfg.cycles,
+            cfg.devices,
+            args.rate
         );
         // The production default of cluster.resync_secs.
         herald_testkit::soak::run_cluster(herald_bin, &cfg, 10)
@@ -274,7 +285,10 @@ async fn soak(args: &BenchArgs, herald_bin: &std::path::Path) -> anyhow::Result<
             .await
             .ok_or_else(|| anyhow::anyhow!("SQLite needs no configuration"))?
     };
-    println!("{ledger}\n\n({} s)", started.elapsed().as_secs());
+    println!("{ledger}\n\n({} s)\n", started.elapsed().as_secs());
+    if args.cluster {
+        println!("{}", ledger.fault_table());
+    }
     if !ledger.holds() {
         anyhow::bail!(
             "the ledger does not hold: lost {:?}, refused but delivered {:?}",

@@ -69,7 +69,6 @@ pub enum ErrorCode {
     MessageNotExist,
     // Server side.
     StoreUnavailable,
-    BusUnavailable,
     SystemError,
     /// The app sends faster than its per-app limits.
     FlowControl,
@@ -132,7 +131,6 @@ impl ErrorCode {
             ErrorCode::WebhookUrlInvalid => "WEBHOOK_URL_INVALID",
             ErrorCode::AnalyticsSpanInvalid => "ANALYTICS_SPAN_INVALID",
             ErrorCode::StoreUnavailable => "STORE_UNAVAILABLE",
-            ErrorCode::BusUnavailable => "BUS_UNAVAILABLE",
             ErrorCode::SystemError => "SYSTEM_ERROR",
             ErrorCode::FlowControl => "FLOW_CONTROL",
         }
@@ -189,7 +187,7 @@ impl ErrorCode {
             ErrorCode::TemplateInUse | ErrorCode::ScheduleNotCancellable => 409,
             ErrorCode::ScheduleNotExist => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::StoreUnavailable | ErrorCode::BusUnavailable => 503,
+            ErrorCode::StoreUnavailable => 503,
             ErrorCode::SystemError => 500,
             ErrorCode::FlowControl => 429,
         }
@@ -247,7 +245,6 @@ impl ErrorCode {
         ErrorCode::ChannelConfigInvalid,
         ErrorCode::ChannelNotConfigured,
         ErrorCode::StoreUnavailable,
-        ErrorCode::BusUnavailable,
         ErrorCode::SystemError,
         ErrorCode::FlowControl,
     ];

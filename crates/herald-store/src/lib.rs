@@ -198,6 +198,8 @@ pub trait Store: ledger::Ledger {
     async fn end_console_session(&self, id_hash: &str) -> StoreResult<bool>;
     /// Device connections per node and the leases, for the operator.
     async fn cluster(&self) -> StoreResult<ClusterView>;
+    /// Every lease row: (name, holder, expires_at), by name. Cheap: one row per lease.
+    async fn leases(&self) -> StoreResult<Vec<(String, String, i64)>>;
 
     /// Registers a device; a known installId gets a new token only when the registration
     /// proves it is that device (`proof_token_hash` is its current token's hash).

@@ -20,6 +20,7 @@ pub mod fakes;
 mod logs;
 mod node;
 mod process;
+pub mod proxy;
 mod receiver;
 mod services;
 pub mod soak;
@@ -33,6 +34,7 @@ pub use herald_store::scratch::{ScratchSchema, TEST_POSTGRES_URL};
 pub use logs::Log;
 pub use node::TestServer;
 pub use process::TestProcess;
+pub use proxy::TcpProxy;
 pub use receiver::{Delivery, Receiver};
 pub use services::{TestNats, TestPostgres};
 

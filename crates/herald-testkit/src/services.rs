@@ -4,7 +4,8 @@
 //! [`TestPostgres`] runs `initdb` and `pg_ctl` from the PostgreSQL installation
 //! (`pg_config --bindir`, or the newest `/usr/lib/postgresql/*/bin`); PostgreSQL refuses to
 //! run as root, so as root it runs as the `postgres` user. [`TestNats`] runs `nats-server`
-//! (Debian's in /usr/sbin, which is not on every PATH, or the PATH's). Both listen on loopback on a port picked at start and kept across
+//! (Debian's in /usr/sbin, which is not on every PATH, or the PATH's), one server or a
+//! cluster of them. All listen on loopback on ports picked at start and kept across
 //! restarts, so that the nodes' URLs stay right.
 
 use std::path::{Path, PathBuf};
@@ -138,52 +139,126 @@ fn postgres_bindir() -> Option<PathBuf> {
     candidates.into_iter().find(|b| b.join("initdb").exists() && b.join("pg_ctl").exists())
 }
 
-/// A `nats-server` of the test's own.
+/// A `nats-server` of the test's own, or several clustered with each other (routes on
+/// loopback): the nodes are given every server's URL, as in production.
 pub struct TestNats {
+    servers: Vec<NatsServer>,
+}
+
+struct NatsServer {
     port: u16,
+    /// The port of its cluster routes (a cluster only).
+    route_port: Option<u16>,
     child: Option<Child>,
 }
 
 impl TestNats {
-    /// Started; `None` (with a line saying so) when `nats-server` is not installed here.
+    /// One server, started; `None` (with a line saying so) when `nats-server` is not
+    /// installed here.
     pub async fn start() -> Option<TestNats> {
+        Self::cluster(1).await
+    }
+
+    /// `n` servers, clustered when more than one, every one started; `None` when
+    /// `nats-server` is not installed here.
+    pub async fn cluster(n: usize) -> Option<TestNats> {
         if Command::new(nats_server()).arg("--version").output().is_err() {
             eprintln!("skipped: nats-server is not installed here");
             return None;
         }
-        let mut nats = TestNats { port: free_port(), child: None };
-        nats.up().await;
+        let servers = (0..n)
+            .map(|_| NatsServer { port: free_port(), route_port: (n > 1).then(free_port), child: None })
+            .collect();
+        let mut nats = TestNats { servers };
+        for i in 0..n {
+            nats.up(i).await;
+        }
         Some(nats)
     }
 
+    /// Every server's URL, separated by commas (what `bus_url` takes).
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        self.servers.iter().map(|s| format!("nats://127.0.0.1:{}", s.port)).collect::<Vec<_>>().join(",")
     }
 
-    async fn up(&mut self) {
-        let child = Command::new(nats_server())
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server runs");
-        self.child = Some(child);
-        listening(self.port, "nats-server").await;
+    async fn up(&mut self, i: usize) {
+        let routes: Vec<String> =
+            self.servers.iter().filter_map(|s| s.route_port).map(|p| format!("nats://127.0.0.1:{p}")).collect();
+        let server = &mut self.servers[i];
+        let mut command = Command::new(nats_server());
+        command.args(["-a", "127.0.0.1", "-p", &server.port.to_string()]);
+        if let Some(route_port) = server.route_port {
+            command.args(["--cluster_name", "herald-test", "--cluster", &format!("nats://127.0.0.1:{route_port}")]);
+            command.args(["--routes", &routes.join(",")]);
+        }
+        let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("nats-server runs");
+        server.child = Some(child);
+        listening(server.port, "nats-server").await;
     }
 
-    /// SIGKILL: the bus is gone at once, every node's connection with it.
+    /// SIGKILL to every server: the bus is gone at once, every node's connection with it.
     pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
+        for i in 0..self.servers.len() {
+            self.kill9_one(i);
+        }
+    }
+
+    /// SIGKILL to server `i` (from 0).
+    pub fn kill9_one(&mut self, i: usize) {
+        if let Some(mut child) = self.servers[i].child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
 
-    /// Starts it again on the same port.
+    /// Starts every server again on the same ports.
     pub async fn restart(&mut self) {
-        self.kill9();
-        self.up().await;
+        for i in 0..self.servers.len() {
+            self.restart_one(i).await;
+        }
     }
+
+    /// Starts server `i` again on its ports.
+    pub async fn restart_one(&mut self, i: usize) {
+        self.kill9_one(i);
+        self.up(i).await;
+    }
+
+    /// Waits until the servers see each other (each one's routes up), so that a message
+    /// published on one reaches subscribers on another.
+    pub async fn routed(&self) {
+        let n = self.servers.len();
+        if n < 2 {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let urls: Vec<String> = self.servers.iter().map(|s| format!("nats://127.0.0.1:{}", s.port)).collect();
+        for to in &urls[1..] {
+            while !routed_between(&urls[0], to).await {
+                assert!(tokio::time::Instant::now() < deadline, "the NATS servers did not form a cluster");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Whether a message published on the server at `from` reaches a subscriber on `to`.
+async fn routed_between(from: &str, to: &str) -> bool {
+    use futures_util::StreamExt;
+    let (Ok(a), Ok(b)) = (async_nats::connect(from).await, async_nats::connect(to).await) else {
+        return false;
+    };
+    let subject = format!("probe.{}", herald_core::crypto::random_alnum(8));
+    let Ok(mut sub) = b.subscribe(subject.clone()).await else { return false };
+    let _ = b.flush().await;
+    for _ in 0..10 {
+        let _ = a.publish(subject.clone(), "x".into()).await;
+        let _ = a.flush().await;
+        if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(100), sub.next()).await {
+            return true;
+        }
+    }
+    false
 }
 
 impl Drop for TestNats {

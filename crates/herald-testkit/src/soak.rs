@@ -4,16 +4,22 @@
 //! answered with a refusal reached anyone, no device got another device's message.
 //!
 //! [`run`]: one node, killed (SIGKILL) and restarted on the same data. [`run_cluster`]:
-//! three nodes on a PostgreSQL and a NATS of the soak's own, with in turn a node killed and
-//! restarted, the NATS server killed and restarted, and PostgreSQL restarted; pushes go to
-//! the nodes in turn, and a device whose node is gone connects to the next one. Shared by
-//! the test suite (short runs) and `herald-bench soak` (long ones).
+//! three nodes on a PostgreSQL and a NATS (one server or a cluster of them) of the soak's
+//! own, with in turn the faults of [`SoakConfig::faults`]: a node killed and restarted, one
+//! NATS server or all of them killed and restarted, PostgreSQL restarted; pushes go to the
+//! nodes in turn, and a device whose node is gone connects to the next one. Every push and
+//! delivery is timed, so the ledger also says, per kind of fault, how many pushes were
+//! refused and for how long, how much later deliveries came, and when all was well again
+//! ([`FaultStats`]). Shared by the test suite (short runs) and `herald-bench soak` (long
+//! ones).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
 use rumqttc::{AsyncClient, Event, Packet};
@@ -36,6 +42,34 @@ pub struct SoakConfig {
     /// Cluster: how long (ms) the NATS server or PostgreSQL stays down, a random time in
     /// this range.
     pub down_ms: (u64, u64),
+    /// Cluster: the faults, struck in turn, one per cycle.
+    pub faults: Vec<Fault>,
+    /// Cluster: NATS servers (clustered when more than one).
+    pub nats_servers: usize,
+}
+
+/// A fault the cluster soak strikes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// A random node killed with SIGKILL and started again (new ports).
+    NodeKill,
+    /// One NATS server (the first) killed with SIGKILL, started again after `down_ms`.
+    NatsKillOne,
+    /// Every NATS server killed with SIGKILL, started again after `down_ms`.
+    NatsKillAll,
+    /// PostgreSQL stopped (fast shutdown), started again after `down_ms`.
+    PostgresRestart,
+}
+
+impl Fault {
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::NodeKill => "node kill -9",
+            Fault::NatsKillOne => "one NATS server kill -9",
+            Fault::NatsKillAll => "every NATS server kill -9",
+            Fault::PostgresRestart => "PostgreSQL restart",
+        }
+    }
 }
 
 /// What the soak saw, and what the ledger found.
@@ -58,16 +92,57 @@ pub struct Ledger {
     pub refused_delivered: Vec<String>,
     /// Deliveries to a device the push was not for (must be 0).
     pub misdelivered: usize,
-    /// Cluster: per kind of fault, how many struck and the longest time from the fault's
-    /// repair (restart done) to the next accepted push.
+    /// Cluster: per kind of fault, what it cost.
     pub faults: Vec<FaultStats>,
+    /// Delivery latency of the pushes sent before the first fault.
+    pub baseline: Option<Latency>,
 }
 
+/// Delivery latency (from the push request sent to the device's receipt of the message).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Latency {
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+    pub count: usize,
+}
+
+impl Latency {
+    fn of(mut samples: Vec<Duration>) -> Option<Latency> {
+        if samples.is_empty() {
+            return None;
+        }
+        samples.sort();
+        let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+        Some(Latency { p50: at(0.5), p99: at(0.99), max: samples[samples.len() - 1], count: samples.len() })
+    }
+}
+
+/// What one kind of fault cost, over every time it struck. A fault's window runs from the
+/// moment it struck to the next fault (or the end of the pushes).
 #[derive(Debug, Default, Clone)]
 pub struct FaultStats {
     pub kind: &'static str,
     pub count: usize,
+    /// The longest time from the fault's repair (restart done) to the next accepted push.
     pub longest_recovery: Duration,
+    /// Pushes of its windows answered with a refusal, and their resultCodes.
+    pub refused: usize,
+    pub refused_codes: BTreeSet<String>,
+    /// Pushes of its windows without an answer (sent to a node that died).
+    pub unanswered: usize,
+    /// Summed over the faults: from the first refused push's request to the last one's.
+    pub refused_for: Duration,
+    /// Delivery latency of the accepted pushes of its windows.
+    pub latency: Option<Latency>,
+    /// Accepted pushes of its windows never delivered (must be 0).
+    pub lost: usize,
+    /// The longest time from a fault to the last push of its window that was refused,
+    /// unanswered, lost or late (over 3x the baseline p99, at least 100 ms): after it,
+    /// everything was as before the fault.
+    pub full_recovery: Duration,
+    /// Device connections lost in its windows.
+    pub disconnects: usize,
 }
 
 impl Ledger {
@@ -101,16 +176,85 @@ impl std::fmt::Display for Ledger {
     }
 }
 
-/// What the pushes were: msgKey → (target device, outcome).
+impl Ledger {
+    /// The faults' costs as a Markdown table (the one in docs/operations.md).
+    pub fn fault_table(&self) -> String {
+        let ms = |d: Duration| format!("{}", d.as_millis());
+        let mut out = String::new();
+        if let Some(b) = self.baseline {
+            out.push_str(&format!(
+                "Baseline (before the first fault): delivery p50 {} ms, p99 {} ms, max {} ms over {} pushes.\n\n",
+                ms(b.p50),
+                ms(b.p99),
+                ms(b.max),
+                b.count
+            ));
+        }
+        out.push_str(
+            "| fault | times | pushes refused (codes) | refused for (s) | unanswered | delivery p50 / p99 / max (ms) | \
+             accepted lost | device disconnects | full recovery (s) |\n|---|---|---|---|---|---|---|---|---|\n",
+        );
+        for f in &self.faults {
+            let codes = if f.refused_codes.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", f.refused_codes.iter().cloned().collect::<Vec<_>>().join(", "))
+            };
+            let latency =
+                f.latency.map_or("-".to_string(), |l| format!("{} / {} / {}", ms(l.p50), ms(l.p99), ms(l.max)));
+            out.push_str(&format!(
+                "| {} | {} | {}{codes} | {:.1} | {} | {latency} | {} | {} | {:.1} |\n",
+                f.kind,
+                f.count,
+                f.refused,
+                f.refused_for.as_secs_f64(),
+                f.unanswered,
+                f.lost,
+                f.disconnects,
+                f.full_recovery.as_secs_f64()
+            ));
+        }
+        out
+    }
+
+    /// The statistics of the fault named `kind`.
+    pub fn fault(&self, kind: Fault) -> &FaultStats {
+        self.faults.iter().find(|f| f.kind == kind.name()).unwrap_or_else(|| panic!("no {} in the soak", kind.name()))
+    }
+}
+
+/// A fault as it struck: when, and when it was repaired.
+struct Struck {
+    /// Its index in the soak's faults.
+    kind: usize,
+    at: Instant,
+}
+
+/// What the pushes were: msgKey → (target device, outcome); and each one, timed.
 #[derive(Default)]
 struct Pushes {
     accepted: HashMap<String, String>,
     refused: HashMap<String, String>,
     unanswered: usize,
+    log: Vec<PushRecord>,
 }
 
-/// What the devices got: (device, msgKey, messageId) per delivery.
-type Deliveries = Mutex<Vec<(String, String, String)>>;
+/// One push: its msgKey, when its request was sent, and how it was answered.
+struct PushRecord {
+    key: String,
+    sent: Instant,
+    outcome: Outcome,
+}
+
+enum Outcome {
+    Accepted,
+    /// Refused, with the answer's resultCode.
+    Refused(String),
+    Unanswered,
+}
+
+/// What the devices got: (device, msgKey, messageId, when) per delivery.
+type Deliveries = Mutex<Vec<(String, String, String, Instant)>>;
 
 /// Where the nodes listen now: (HTTP, MQTT) of each.
 type Addresses = Arc<RwLock<Vec<(String, String)>>>;
@@ -121,6 +265,8 @@ struct Load {
     pushing: Arc<AtomicBool>,
     pushes: Arc<Mutex<Pushes>>,
     deliveries: Arc<Deliveries>,
+    /// When device connections ended.
+    disconnects: Arc<Mutex<Vec<Instant>>>,
     device_tasks: Vec<tokio::task::JoinHandle<()>>,
     pusher: tokio::task::JoinHandle<()>,
 }
@@ -135,11 +281,23 @@ impl Load {
         }
         let stop = Arc::new(AtomicBool::new(false));
         let deliveries: Arc<Deliveries> = Arc::default();
+        let disconnects: Arc<Mutex<Vec<Instant>>> = Arc::default();
+        let online = Arc::new(AtomicUsize::new(0));
         let device_tasks = devices
             .iter()
             .enumerate()
-            .map(|(i, d)| tokio::spawn(device(d.clone(), i, addresses.clone(), deliveries.clone(), stop.clone())))
+            .map(|(i, d)| {
+                let seen = Seen { got: deliveries.clone(), online: online.clone(), disconnects: disconnects.clone() };
+                tokio::spawn(device(d.clone(), i, addresses.clone(), seen, stop.clone()))
+            })
             .collect();
+        // Every device online before the first push, so that the first latencies are the
+        // network's and not a connect's.
+        let started = Instant::now();
+        while online.load(Ordering::Relaxed) < cfg.devices {
+            assert!(started.elapsed() < Duration::from_secs(60), "the soak's devices did not all connect");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let pushes = Arc::new(Mutex::new(Pushes::default()));
         let pushing = Arc::new(AtomicBool::new(true));
         let pusher = tokio::spawn(push_steadily(
@@ -150,7 +308,7 @@ impl Load {
             pushing.clone(),
             cfg.push_every,
         ));
-        Load { stop, pushing, pushes, deliveries, device_tasks, pusher }
+        Load { stop, pushing, pushes, deliveries, disconnects, device_tasks, pusher }
     }
 
     fn accepted(&self) -> usize {
@@ -169,13 +327,13 @@ impl Load {
 
     /// Stops pushing, gives the devices `settle` to receive every accepted push, and
     /// draws up the ledger.
-    async fn settle(self, cycles: usize, settle: Duration) -> Ledger {
+    async fn settle(self, cycles: usize, settle: Duration, faults: Vec<FaultStats>, struck: &[Struck]) -> Ledger {
         self.pushing.store(false, Ordering::Relaxed);
         let _ = self.pusher.await;
         // Every accepted push reaches its device within the settle time, or it is lost.
         let deadline = tokio::time::Instant::now() + settle;
         loop {
-            let got: HashSet<String> = self.deliveries.lock().iter().map(|(_, key, _)| key.clone()).collect();
+            let got: HashSet<String> = self.deliveries.lock().iter().map(|(_, key, _, _)| key.clone()).collect();
             let missing = self.pushes.lock().accepted.keys().any(|k| !got.contains(k));
             if !missing || tokio::time::Instant::now() > deadline {
                 break;
@@ -188,8 +346,66 @@ impl Load {
             t.abort();
         }
         let pushes = self.pushes.lock();
-        ledger(cycles, &pushes, &self.deliveries.lock())
+        let deliveries = self.deliveries.lock();
+        let mut ledger = ledger(cycles, &pushes, &deliveries);
+        ledger.faults = costs(faults, struck, &pushes.log, &deliveries, &self.disconnects.lock(), &mut ledger.baseline);
+        ledger
     }
+}
+
+/// What each kind of fault (named by `kinds`) cost, from the timed pushes and deliveries;
+/// sets `baseline` from the pushes sent before the first fault.
+fn costs(
+    kinds: Vec<FaultStats>,
+    struck: &[Struck],
+    log: &[PushRecord],
+    deliveries: &[(String, String, String, Instant)],
+    disconnects: &[Instant],
+    baseline: &mut Option<Latency>,
+) -> Vec<FaultStats> {
+    let mut first: HashMap<&str, Instant> = HashMap::new();
+    for (_, key, _, at) in deliveries {
+        let e = first.entry(key.as_str()).or_insert(*at);
+        *e = (*e).min(*at);
+    }
+    let latency = |p: &PushRecord| first.get(p.key.as_str()).map(|at| at.saturating_duration_since(p.sent));
+    let is_accepted = |p: &PushRecord| matches!(p.outcome, Outcome::Accepted);
+    let before = struck.first().map(|s| s.at);
+    *baseline = Latency::of(
+        log.iter().filter(|p| before.is_none_or(|b| p.sent < b) && is_accepted(p)).filter_map(latency).collect(),
+    );
+    let late = baseline.map_or(Duration::from_millis(100), |b| (3 * b.p99).max(Duration::from_millis(100)));
+    let end = log.last().map_or_else(Instant::now, |p| p.sent + Duration::from_secs(1));
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); kinds.len()];
+    let mut kinds = kinds;
+    for (i, s) in struck.iter().enumerate() {
+        let until = struck.get(i + 1).map_or(end, |next| next.at);
+        let window: Vec<&PushRecord> = log.iter().filter(|p| p.sent >= s.at && p.sent < until).collect();
+        let delivered: Vec<Option<Duration>> = window.iter().filter(|p| is_accepted(p)).map(|p| latency(p)).collect();
+        let stats = &mut kinds[s.kind];
+        let refused: Vec<&&PushRecord> = window.iter().filter(|p| matches!(p.outcome, Outcome::Refused(_))).collect();
+        stats.refused += refused.len();
+        for p in &refused {
+            if let Outcome::Refused(code) = &p.outcome {
+                stats.refused_codes.insert(code.clone());
+            }
+        }
+        if let (Some(a), Some(b)) = (refused.first(), refused.last()) {
+            stats.refused_for += b.sent - a.sent;
+        }
+        stats.unanswered += window.iter().filter(|p| matches!(p.outcome, Outcome::Unanswered)).count();
+        stats.lost += delivered.iter().filter(|l| l.is_none()).count();
+        samples[s.kind].extend(delivered.into_iter().flatten());
+        let bad = |p: &&PushRecord| !matches!(p.outcome, Outcome::Accepted) || latency(p).is_none_or(|l| l > late);
+        if let Some(last_bad) = window.iter().rev().find(|p| bad(p)) {
+            stats.full_recovery = stats.full_recovery.max(last_bad.sent - s.at);
+        }
+        stats.disconnects += disconnects.iter().filter(|t| **t >= s.at && **t < until).count();
+    }
+    for (stats, samples) in kinds.iter_mut().zip(samples) {
+        stats.latency = Latency::of(samples);
+    }
+    kinds
 }
 
 /// Runs the soak against `bin` on `backend`; `None` when the backend is not configured here.
@@ -204,18 +420,17 @@ pub async fn run(bin: &Path, backend: Backend, cfg: &SoakConfig) -> Option<Ledge
         node = node.restart().await;
         *addresses.write() = vec![(node.http.clone(), node.mqtt.clone())];
     }
-    Some(load.settle(cfg.cycles, cfg.settle).await)
+    Some(load.settle(cfg.cycles, cfg.settle, Vec::new(), &[]).await)
 }
 
-/// The cluster soak: three nodes (processes of `bin`) on a PostgreSQL and a NATS server
-/// of its own; each cycle, after a random run, one fault in turn: a node killed with
-/// SIGKILL and restarted, the NATS server killed and restarted after `cfg.down_ms`,
-/// PostgreSQL stopped (fast shutdown) and started after `cfg.down_ms`. Nodes look for
-/// work no bus message announced every `resync_secs`. `None` when PostgreSQL's programs or
-/// nats-server are not installed here.
+/// The cluster soak: three nodes (processes of `bin`) on a PostgreSQL and a NATS (of
+/// `cfg.nats_servers` servers) of its own; each cycle, after a random run, the next fault of
+/// `cfg.faults` (see [`Fault`]). Nodes look for work no bus message announced every
+/// `resync_secs`. `None` when PostgreSQL's programs or nats-server are not installed here.
 pub async fn run_cluster(bin: &Path, cfg: &SoakConfig, resync_secs: u64) -> Option<Ledger> {
     let postgres = crate::TestPostgres::start().await?;
-    let mut nats = crate::TestNats::start().await?;
+    let mut nats = crate::TestNats::cluster(cfg.nats_servers.max(1)).await?;
+    nats.routed().await;
     let opts = crate::ClusterOptions {
         processes: Some(bin.to_path_buf()),
         nats: Some(nats.url()),
@@ -228,38 +443,42 @@ pub async fn run_cluster(bin: &Path, cfg: &SoakConfig, resync_secs: u64) -> Opti
     let addresses: Addresses = Arc::new(RwLock::new(endpoints(&cluster)));
     let app = cluster.node(1).create_app().await;
     let load = Load::start(app, addresses.clone(), cfg).await;
-    let mut faults: Vec<FaultStats> = ["node kill -9", "NATS kill -9", "PostgreSQL restart"]
-        .into_iter()
-        .map(|kind| FaultStats { kind, ..FaultStats::default() })
-        .collect();
+    let mut faults: Vec<FaultStats> =
+        cfg.faults.iter().map(|f| FaultStats { kind: f.name(), ..FaultStats::default() }).collect();
+    let mut struck = Vec::new();
     for cycle in 0..cfg.cycles {
         tokio::time::sleep(Duration::from_millis(between(cfg.run_ms))).await;
         let kind = cycle % faults.len();
-        match kind {
-            0 => {
+        struck.push(Struck { kind, at: Instant::now() });
+        match cfg.faults[kind] {
+            Fault::NodeKill => {
                 let victim = 1 + (between((0, 2)) as usize);
                 cluster.kill9_and_restart(victim).await;
                 *addresses.write() = endpoints(&cluster);
             }
-            1 => {
+            Fault::NatsKillOne => {
+                nats.kill9_one(0);
+                tokio::time::sleep(Duration::from_millis(between(cfg.down_ms))).await;
+                nats.restart_one(0).await;
+            }
+            Fault::NatsKillAll => {
                 nats.kill9();
                 tokio::time::sleep(Duration::from_millis(between(cfg.down_ms))).await;
                 nats.restart().await;
             }
-            _ => postgres.restart(Duration::from_millis(between(cfg.down_ms))).await,
+            Fault::PostgresRestart => postgres.restart(Duration::from_millis(between(cfg.down_ms))).await,
         }
         let took = load.recovered(faults[kind].kind).await;
         let stats = &mut faults[kind];
         stats.count += 1;
         stats.longest_recovery = stats.longest_recovery.max(took);
     }
-    let mut ledger = load.settle(cfg.cycles, cfg.settle).await;
-    ledger.faults = faults;
+    let ledger = load.settle(cfg.cycles, cfg.settle, faults, &struck).await;
     drop(cluster);
     Some(ledger)
 }
 
-fn ledger(cycles: usize, pushes: &Pushes, deliveries: &[(String, String, String)]) -> Ledger {
+fn ledger(cycles: usize, pushes: &Pushes, deliveries: &[(String, String, String, Instant)]) -> Ledger {
     let mut seen = HashSet::new();
     let mut l = Ledger {
         cycles,
@@ -270,7 +489,7 @@ fn ledger(cycles: usize, pushes: &Pushes, deliveries: &[(String, String, String)
         ..Ledger::default()
     };
     let mut reached = HashSet::new();
-    for (device, key, message_id) in deliveries {
+    for (device, key, message_id, _) in deliveries {
         if !seen.insert((device.clone(), message_id.clone())) {
             l.duplicates += 1;
         }
@@ -300,10 +519,18 @@ fn between((low, high): (u64, u64)) -> u64 {
     low + r % (high.saturating_sub(low) + 1)
 }
 
+/// Where a device records what it sees.
+struct Seen {
+    got: Arc<Deliveries>,
+    /// Devices connected now.
+    online: Arc<AtomicUsize>,
+    disconnects: Arc<Mutex<Vec<Instant>>>,
+}
+
 /// A device that stays connected to a node, and records what it gets: device `index`
 /// starts on node `index` (modulo the nodes) and, when its connection ends, connects to the
 /// next node, at wherever it listens now.
-async fn device(creds: Creds, index: usize, addresses: Addresses, got: Arc<Deliveries>, stop: Arc<AtomicBool>) {
+async fn device(creds: Creds, index: usize, addresses: Addresses, seen: Seen, stop: Arc<AtomicBool>) {
     let mut attempt = 0usize;
     while !stop.load(Ordering::Relaxed) {
         let mqtt = {
@@ -312,12 +539,18 @@ async fn device(creds: Creds, index: usize, addresses: Addresses, got: Arc<Deliv
         };
         attempt += 1;
         let (client, mut events) = AsyncClient::new(Creds { mqtt, ..creds.clone() }.options(), 100);
+        let mut online = false;
         loop {
             match tokio::time::timeout(Duration::from_secs(5), events.poll()).await {
                 Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
+                    let at = Instant::now();
                     let v: serde_json::Value = serde_json::from_slice(&p.payload).unwrap_or_default();
                     let field = |name: &str| v[name].as_str().unwrap_or_default().to_string();
-                    got.lock().push((creds.device_id.clone(), field("msgKey"), field("messageId")));
+                    seen.got.lock().push((creds.device_id.clone(), field("msgKey"), field("messageId"), at));
+                }
+                Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) if !online => {
+                    online = true;
+                    seen.online.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(Ok(_)) => {}
                 // The node died (or is gone to another port): connect again, to where it is now.
@@ -326,6 +559,10 @@ async fn device(creds: Creds, index: usize, addresses: Addresses, got: Arc<Deliv
             if stop.load(Ordering::Relaxed) {
                 return;
             }
+        }
+        if online {
+            seen.online.fetch_sub(1, Ordering::Relaxed);
+            seen.disconnects.lock().push(Instant::now());
         }
         drop(client);
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -356,19 +593,29 @@ async fn push_steadily(
             nodes[n % nodes.len()].0.clone()
         };
         let now = TestApp { http, ..app.clone() };
+        let sent = Instant::now();
         let answer =
             tokio::time::timeout(Duration::from_secs(5), now.try_signed("POST", "/v1/push/simple", &body)).await;
         {
             let mut p = pushes.lock();
-            match answer {
-                Ok(Ok(r)) if r.status == 200 => p.accepted.insert(key, device.clone()),
-                Ok(Ok(_)) => p.refused.insert(key, device.clone()),
+            let outcome = match answer {
+                Ok(Ok(r)) if r.status == 200 => {
+                    p.accepted.insert(key.clone(), device.clone());
+                    Outcome::Accepted
+                }
+                Ok(Ok(r)) => {
+                    p.refused.insert(key.clone(), device.clone());
+                    let code =
+                        r.json()["resultCode"].as_str().map_or_else(|| format!("HTTP {}", r.status), str::to_owned);
+                    Outcome::Refused(code)
+                }
                 // No answer: the node died with the request in flight.
                 Ok(Err(_)) | Err(_) => {
                     p.unanswered += 1;
-                    None
+                    Outcome::Unanswered
                 }
             };
+            p.log.push(PushRecord { key, sent, outcome });
         }
         n += 1;
         tokio::time::sleep(every).await;

@@ -9,7 +9,8 @@
 //! presence column says), and `<prefix>.all` for what every node must do.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 use anyhow::Context;
 use futures_util::StreamExt;
@@ -61,8 +62,26 @@ pub struct Bus {
 struct Nats {
     client: async_nats::Client,
     prefix: String,
-    connected: Arc<AtomicBool>,
+    /// Since when (Unix ms) the connection to NATS is lost; 0 while it is up.
+    down_since: Arc<AtomicI64>,
 }
+
+/// How long a node waits before its next attempt to reach NATS again: 100 ms more per
+/// failed attempt, at most 1 s, plus up to 25% at random so that the nodes of a cluster do
+/// not all knock at once (async-nats' own default grows to 4 s: a bus back for 3.5 s
+/// before the nodes saw it).
+fn reconnect_delay(attempts: usize) -> Duration {
+    let base = (attempts as u64 * 100).min(1_000);
+    let jitter = u64::from(herald_core::crypto::random_bytes::<1>()[0]) * base / 1_020;
+    Duration::from_millis(base + jitter)
+}
+
+/// How often a node pings its NATS server: a server that went silent (a partition, not a
+/// closed socket) is noticed after two unanswered pings.
+const PING_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The longest a push waits to hand an event to the NATS client.
+const PUBLISH_WAIT: Duration = Duration::from_millis(200);
 
 impl Bus {
     /// The bus of a single node: nothing to ring, always available.
@@ -70,43 +89,64 @@ impl Bus {
         Bus { node_id: node_id.to_owned(), nats: None }
     }
 
-    /// Connects to NATS at `url` and subscribes to this node's subjects; what arrives comes
-    /// out of the returned receiver. Fails when NATS does not answer.
+    /// Connects to NATS at `urls` (one URL, or several separated by commas: servers of one
+    /// NATS cluster, tried in turn) and subscribes to this node's subjects; what arrives comes
+    /// out of the returned receiver. A NATS that does not answer yet is no reason not to
+    /// start: the node serves degraded (see [`Bus::down_since`]) and connects when it can.
+    /// Fails only on a malformed URL.
     pub async fn connect(
-        url: &str,
+        urls: &str,
         prefix: &str,
         node_id: &str,
     ) -> anyhow::Result<(Self, mpsc::UnboundedReceiver<Incoming>)> {
-        let connected = Arc::new(AtomicBool::new(false));
-        let flag = connected.clone();
+        let servers: Vec<async_nats::ServerAddr> = urls
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(|u| u.parse().with_context(|| format!("bus URL {u:?} is not a NATS URL")))
+            .collect::<anyhow::Result<_>>()?;
+        anyhow::ensure!(!servers.is_empty(), "bus_url names no NATS server");
+        // Down until the first connect says otherwise.
+        let down_since = Arc::new(AtomicI64::new(herald_core::now_ms()));
+        let flag = down_since.clone();
         let (incoming, received) = mpsc::unbounded_channel();
         let reconnects = incoming.clone();
         let client = async_nats::ConnectOptions::new()
             .name(format!("herald {node_id}"))
+            .retry_on_initial_connect()
+            .reconnect_delay_callback(reconnect_delay)
+            .ping_interval(PING_INTERVAL)
+            .connection_timeout(Duration::from_secs(2))
             .event_callback(move |event| {
                 let (flag, reconnects) = (flag.clone(), reconnects.clone());
                 async move {
                     match event {
                         async_nats::Event::Connected => {
-                            // The first connect is the start; a later one ends an outage.
-                            if !flag.swap(true, Ordering::SeqCst) {
-                                tracing::info!("bus connected");
+                            let since = flag.swap(0, Ordering::SeqCst);
+                            if since != 0 {
+                                let down_ms = herald_core::now_ms() - since;
+                                tracing::info!(down_ms, "bus connected");
                             }
+                            // Events sent meanwhile are gone: the node reads its devices' work.
                             let _ = reconnects.send(Incoming::Reconnected);
                         }
                         async_nats::Event::Disconnected => {
-                            flag.store(false, Ordering::SeqCst);
-                            tracing::warn!("bus disconnected: pushes are refused until it is back");
+                            let now = herald_core::now_ms();
+                            if flag.compare_exchange(0, now, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+                                tracing::warn!(
+                                    "bus disconnected: pushes are still accepted; other nodes' devices get \
+                                     them from the store (cluster.degraded_resync_ms)"
+                                );
+                            }
                         }
                         // async-nats logs these itself (reconnect attempts, errors).
                         other => tracing::debug!(event = %other, "bus event"),
                     }
                 }
             })
-            .connect(url)
+            .connect(servers)
             .await
-            .with_context(|| format!("connecting to NATS at {url}"))?;
-        connected.store(true, Ordering::SeqCst);
+            .with_context(|| format!("connecting to NATS at {urls}"))?;
         let subjects = [format!("{prefix}.node.{node_id}"), format!("{prefix}.all")];
         for subject in subjects {
             let mut sub =
@@ -124,10 +164,13 @@ impl Bus {
                 }
             });
         }
-        // The subscriptions are in place at the server before the node serves anyone.
-        client.flush().await.context("flushing the NATS subscriptions")?;
+        // The subscriptions are in place at the server before the node serves anyone, when
+        // NATS answers; otherwise they are made when it connects.
+        if tokio::time::timeout(Duration::from_secs(2), client.flush()).await.is_err() {
+            tracing::warn!(%urls, "NATS does not answer: serving without the bus until it does");
+        }
         let bus =
-            Bus { node_id: node_id.to_owned(), nats: Some(Nats { client, prefix: prefix.to_owned(), connected }) };
+            Bus { node_id: node_id.to_owned(), nats: Some(Nats { client, prefix: prefix.to_owned(), down_since }) };
         Ok((bus, received))
     }
 
@@ -145,9 +188,16 @@ impl Bus {
         self.nats.is_some()
     }
 
-    /// False while a cluster node has lost NATS: it could not ring other nodes.
+    /// False while a cluster node has lost NATS: it cannot ring other nodes, whose devices
+    /// then get its work from the store.
     pub fn available(&self) -> bool {
-        self.nats.as_ref().is_none_or(|n| n.connected.load(Ordering::SeqCst))
+        self.down_since().is_none()
+    }
+
+    /// Since when (Unix ms) this node has lost NATS; `None` while it is connected (and on a
+    /// single node, which has no bus to lose).
+    pub fn down_since(&self) -> Option<i64> {
+        self.nats.as_ref().map(|n| n.down_since.load(Ordering::SeqCst)).filter(|since| *since != 0)
     }
 
     /// Sends `event` to node `node`. Dropped on a single node (there is no other) and
@@ -175,8 +225,17 @@ impl Nats {
                 return;
             }
         };
-        if let Err(e) = self.client.publish(subject, body.into()).await {
-            tracing::warn!(error = %e, "bus publish failed; the store keeps the work for the next refill");
+        // While NATS is away an event would wait in the client's buffer (and a full buffer
+        // would hold the push up): it is dropped instead; the resync finds the work.
+        if self.down_since.load(Ordering::SeqCst) != 0 {
+            return;
+        }
+        match tokio::time::timeout(PUBLISH_WAIT, self.client.publish(subject, body.into())).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "bus publish failed; the store keeps the work for the next resync")
+            }
+            Err(_) => tracing::debug!("bus publish timed out; the store keeps the work for the next resync"),
         }
     }
 }

@@ -89,6 +89,9 @@ pub struct ClusterConfig {
     /// How often a node looks in the store for deliveries to its devices that no doorbell
     /// announced (a message lost on the bus); that is the most such a loss delays one.
     pub resync_secs: u64,
+    /// The same look, while this node or another has lost the bus (every doorbell is
+    /// missing then): milliseconds between two.
+    pub degraded_resync_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -153,7 +156,7 @@ impl Default for Config {
 
 impl Default for ClusterConfig {
     fn default() -> Self {
-        ClusterConfig { subject_prefix: "herald".into(), resync_secs: 10 }
+        ClusterConfig { subject_prefix: "herald".into(), resync_secs: 10, degraded_resync_ms: 1_000 }
     }
 }
 
@@ -208,6 +211,7 @@ mqtt_addr = "0.0.0.0:1883"
 # "postgres://user@host:5432/db" for PostgreSQL (required by a cluster).
 # store_url = "postgres://herald@127.0.0.1:5432/herald"
 # Bus: unset = in-process (single node); "nats://host:4222" for a cluster (needs PostgreSQL).
+# A NATS cluster: its servers separated by commas ("nats://a:4222,nats://b:4222,nats://c:4222").
 # bus_url = "nats://127.0.0.1:4222"
 # Unique per node in a cluster: letters, digits, '-' and '_'.
 node_id = "node-1"
@@ -343,6 +347,9 @@ subject_prefix = "herald"
 # Seconds between looks in the store for deliveries to this node's devices that no bus
 # message announced (one lost on the bus): the most such a loss delays a delivery.
 resync_secs = 10
+# Milliseconds between those looks while a node of the cluster has lost the bus (pushes are
+# accepted then, and reach other nodes' devices only through the store).
+degraded_resync_ms = 1000
 
 [channels]
 # Vendor endpoints (tests, private deployments and proxies point them elsewhere).
@@ -453,6 +460,10 @@ impl Config {
         );
         check(self.cluster.resync_secs >= 1, "cluster.resync_secs must be at least 1");
         check(
+            (100..=60_000).contains(&self.cluster.degraded_resync_ms),
+            "cluster.degraded_resync_ms must be 100 to 60000",
+        );
+        check(
             (1..=30 * 86_400).contains(&self.console.session_secs),
             "console.session_secs must be 1 to 2592000 (30 days)",
         );
@@ -525,10 +536,10 @@ impl Config {
             );
         }
         check(self.store.postgres_connections >= 1, "store.postgres_connections must be at least 1");
-        if let Some(url) = self.bus_url.as_deref().filter(|u| !u.is_empty()) {
+        if let Some(urls) = self.bus_url.as_deref().filter(|u| !u.is_empty()) {
             check(
-                ["nats://", "tls://"].iter().any(|s| url.starts_with(s)),
-                "bus_url must start with nats:// or tls://",
+                urls.split(',').map(str::trim).all(|url| ["nats://", "tls://"].iter().any(|s| url.starts_with(s))),
+                "bus_url must be nats:// or tls:// URLs, separated by commas",
             );
             check(self.is_postgres(), "bus_url needs a shared store: set store_url to postgres://…");
         }
@@ -593,6 +604,10 @@ mod tests {
         assert_eq!(c.validate().len(), 1, "SQLite cannot be shared by nodes");
         c.store_url = Some("postgres://u@h/db".into());
         assert!(c.validate().is_empty());
+        c.bus_url = Some("nats://a:4222, nats://b:4222,tls://c:4222".into());
+        assert!(c.validate().is_empty(), "a NATS cluster's servers");
+        c.bus_url = Some("nats://a:4222,b:4222".into());
+        assert_eq!(c.validate().len(), 1);
         c.node_id = "a.b".into();
         c.bus_url = Some("http://x".into());
         assert_eq!(c.validate().len(), 2, "{:?}", c.validate());

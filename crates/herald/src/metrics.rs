@@ -140,8 +140,10 @@ impl VendorMetrics {
 }
 
 impl Metrics {
-    /// The Prometheus text of the counters, and of the connections this node holds.
-    pub fn render(&self, connections: usize) -> String {
+    /// The Prometheus text of the counters, of the connections this node holds, and of its
+    /// bus: connected or not, since when not, and whether the cluster is degraded (a node
+    /// lost the bus, so deliveries between nodes wait for the resync).
+    pub fn render(&self, connections: usize, bus: &crate::bus::Bus, degraded: bool) -> String {
         let counters = [
             ("herald_pushes_accepted_total", "Push requests committed to the store.", &self.pushes_accepted),
             (
@@ -167,6 +169,20 @@ impl Metrics {
             "# HELP herald_mqtt_connections Device connections held by this node.\n\
              # TYPE herald_mqtt_connections gauge\nherald_mqtt_connections {connections}\n"
         ));
+        if bus.is_cluster() {
+            let down_secs = bus.down_since().map_or(0, |since| (herald_core::now_ms() - since).max(0) / 1000);
+            out.push_str(&format!(
+                "# HELP herald_bus_connected 1 while this node is connected to the bus (NATS), 0 while it has lost it.\n\
+                 # TYPE herald_bus_connected gauge\nherald_bus_connected {}\n\
+                 # HELP herald_bus_down_seconds How long this node has been without the bus (0 while connected).\n\
+                 # TYPE herald_bus_down_seconds gauge\nherald_bus_down_seconds {down_secs}\n\
+                 # HELP herald_cluster_degraded 1 while a node of the cluster has lost the bus and deliveries \
+                 between nodes go through the store.\n\
+                 # TYPE herald_cluster_degraded gauge\nherald_cluster_degraded {}\n",
+                u8::from(bus.available()),
+                u8::from(degraded)
+            ));
+        }
         self.vendor.render(&mut out);
         out
     }

@@ -167,8 +167,11 @@ pub async fn run(cfg: Config, listeners: Listeners, shutdown: Signal) -> anyhow:
     let scheduler = tokio::spawn(
         dispatcher.clone().run_scheduler(Duration::from_millis(cfg.store.schedule_tick_ms), shutdown.clone()),
     );
-    let resync =
-        tokio::spawn(dispatcher.clone().run_resync(Duration::from_secs(cfg.cluster.resync_secs), shutdown.clone()));
+    let resync = tokio::spawn(dispatcher.clone().run_resync(
+        Duration::from_secs(cfg.cluster.resync_secs),
+        Duration::from_millis(cfg.cluster.degraded_resync_ms),
+        shutdown.clone(),
+    ));
     let vendor_tasks = vendor_worker.spawn(shutdown.clone());
     store.set_journal(cfg.analytics.enabled);
     let webhook_client = herald_channels::HttpsClient::general(

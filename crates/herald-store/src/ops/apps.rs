@@ -94,8 +94,11 @@ pub(crate) async fn console_session<X: Tx>(tx: &X, id_hash: &str, now: i64) -> S
 
 pub(crate) async fn cluster<X: Tx>(tx: &X) -> StoreResult<ClusterView> {
     let connections = tx.query(&sql::CONNECTIONS_PER_NODE, &[], |r| Ok((r.text(0)?, r.i64(1)? as u64))).await?;
-    let leases = tx.query(&sql::LEASES, &[], |r| Ok((r.text(0)?, r.text(1)?, r.i64(2)?))).await?;
-    Ok(ClusterView { connections, leases })
+    Ok(ClusterView { connections, leases: leases(tx).await? })
+}
+
+pub(crate) async fn leases<X: Tx>(tx: &X) -> StoreResult<Vec<(String, String, i64)>> {
+    tx.query(&sql::LEASES, &[], |r| Ok((r.text(0)?, r.text(1)?, r.i64(2)?))).await
 }
 
 pub(crate) async fn end_console_session<X: Tx>(tx: &X, id_hash: &str) -> StoreResult<bool> {

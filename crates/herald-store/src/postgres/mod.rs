@@ -310,6 +310,10 @@ impl Store for PostgresStore {
         on_conn!(self, |tx| ops::apps::cluster(tx))
     }
 
+    async fn leases(&self) -> StoreResult<Vec<(String, String, i64)>> {
+        on_conn!(self, |tx| ops::apps::leases(tx))
+    }
+
     async fn register_device(&self, reg: DeviceRegistration) -> StoreResult<Registered> {
         in_tx!(self, |tx| ops::devices::register(tx, &reg))
     }

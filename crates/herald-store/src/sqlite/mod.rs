@@ -235,6 +235,10 @@ impl Store for SqliteStore {
         self.read(|tx| run_now(ops::apps::cluster(tx))).await
     }
 
+    async fn leases(&self) -> StoreResult<Vec<(String, String, i64)>> {
+        self.read(|tx| run_now(ops::apps::leases(tx))).await
+    }
+
     async fn register_device(&self, reg: DeviceRegistration) -> StoreResult<Registered> {
         self.write(move |tx| run_now(ops::devices::register(tx, &reg))).await
     }

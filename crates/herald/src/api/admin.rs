@@ -28,7 +28,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// This node as the cluster sees it: `{nodeId, bus (local or nats), busConnected,
-/// connections, leases}`.
+/// busDownSince (Unix ms, null while connected), clusterDegraded, connections, leases}`.
 #[utoipa::path(get, path = "/node", tag = "admin",
     responses((status = 200, description = "This node", body = serde_json::Value), Refusals),
     security(("admin" = [])))]
@@ -38,6 +38,8 @@ async fn node(State(state): State<AppState>, _: Admin) -> Json {
         "nodeId": state.cfg.node_id,
         "bus": d.bus().kind(),
         "busConnected": d.bus().available(),
+        "busDownSince": d.bus().down_since(),
+        "clusterDegraded": d.degraded(),
         "connections": d.hub().connections(),
         "leases": d.leases_held(),
     }))

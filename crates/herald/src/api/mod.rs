@@ -4,7 +4,7 @@
 //!   devices and users ([`devices`]);
 //! - `/device/v1`: the device API ([`device`]), app key then device token;
 //! - `/admin/v1`: apps, API keys and the node ([`admin`]), admin bearer token;
-//! - `/healthz`, `/metrics`, `/openapi.json`.
+//! - `/healthz` (alive, and how), `/readyz` (can accept pushes), `/metrics`, `/openapi.json`.
 //!
 //! Every handler carries its `#[utoipa::path]` and takes and answers the types the OpenAPI
 //! description shows ([`openapi`] assembles it from the same router that serves requests).
@@ -74,6 +74,7 @@ fn routes() -> OpenApiRouter<AppState> {
     let server = OpenApiRouter::new().merge(push::routes()).merge(templates::routes()).merge(status::routes());
     OpenApiRouter::with_openapi(openapi::base())
         .routes(routes!(healthz))
+        .routes(routes!(readyz))
         .routes(routes!(metrics))
         .nest(
             "/v1",
@@ -122,17 +123,47 @@ pub fn router(state: AppState) -> Router {
     Router::new().fallback_service(app).layer(device_cors())
 }
 
-/// Readiness: 200 while the node can accept pushes; 503 while a cluster node has lost its
-/// bus (a load balancer then sends requests to the other nodes).
+/// Liveness: 200 while the node serves, with how well: `status` "ok", or "degraded" while
+/// the node has lost its bus (pushes are still accepted; other nodes' devices get them from
+/// the store, later) or its store (pushes are refused). For the operator; a load balancer's
+/// check is `/readyz`.
 #[utoipa::path(get, path = "/healthz", tag = "node", responses(
-    (status = 200, description = "`{\"status\": \"ok\"}`", body = serde_json::Value),
-    (status = 503, description = "`{\"status\": \"bus unavailable\"}`", body = serde_json::Value),
+    (status = 200, description = "`{\"status\": \"ok\"|\"degraded\", \"bus\": \"local\"|\"connected\"|\"down\", \
+        \"busDownSince\": ms|null, \"clusterDegraded\": bool, \"store\": \"ok\"|\"unavailable\"}`",
+        body = serde_json::Value),
 ))]
 async fn healthz(State(state): State<AppState>) -> Response {
-    if state.dispatcher.bus().available() {
-        Json(json!({"status": "ok"})).into_response()
+    let d = &state.dispatcher;
+    let store_ok = d.store_answers().await;
+    let bus = d.bus();
+    let bus_state = match (bus.is_cluster(), bus.down_since()) {
+        (false, _) => "local",
+        (true, None) => "connected",
+        (true, Some(_)) => "down",
+    };
+    let status = if store_ok && bus.available() { "ok" } else { "degraded" };
+    Json(json!({
+        "status": status,
+        "bus": bus_state,
+        "busDownSince": bus.down_since(),
+        "clusterDegraded": d.degraded(),
+        "store": if store_ok { "ok" } else { "unavailable" },
+    }))
+    .into_response()
+}
+
+/// Readiness, for a load balancer: 200 while the node can accept pushes, which needs its
+/// store and not its bus (a bus outage must not take every node out of the pool at once);
+/// 503 while the store does not answer. The store is asked at most once a second.
+#[utoipa::path(get, path = "/readyz", tag = "node", responses(
+    (status = 200, description = "`{\"status\": \"ready\"}`", body = serde_json::Value),
+    (status = 503, description = "`{\"status\": \"store unavailable\"}`", body = serde_json::Value),
+))]
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.dispatcher.store_answers().await {
+        Json(json!({"status": "ready"})).into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "bus unavailable"}))).into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "store unavailable"}))).into_response()
     }
 }
 
@@ -141,6 +172,7 @@ async fn healthz(State(state): State<AppState>) -> Response {
     (status = 200, description = "The metrics", content_type = "text/plain", body = String),
 ))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let body = state.dispatcher.metrics().render(state.dispatcher.hub().connections());
+    let d = &state.dispatcher;
+    let body = d.metrics().render(d.hub().connections(), d.bus(), d.degraded());
     ([("content-type", "text/plain; version=0.0.4")], body)
 }

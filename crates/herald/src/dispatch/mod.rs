@@ -3,7 +3,8 @@
 //! node through the [`Hub`], and announced over the [`Bus`] to the node that holds each
 //! other connected device (the store's presence says which). Devices that are not connected
 //! get it from the store when they connect or bind; the expiry sweep marks what ran out of
-//! validity; the resync finds what a lost bus message did not announce.
+//! validity; the resync finds what a lost bus message did not announce, and, while a node
+//! has lost the bus, everything: a bus outage costs latency, not availability.
 //!
 //! - [`hub`]: this node's connections and their in-memory queues;
 //! - [`scheduler`]: scheduled pushes, fired under a lease;
@@ -48,10 +49,15 @@ pub struct Dispatcher {
     expiry_lease_held: AtomicBool,
     /// This node fires the schedules now.
     scheduler_lease_held: AtomicBool,
+    /// This node or another has lost the bus: the resync runs every
+    /// `cluster.degraded_resync_ms`.
+    degraded: AtomicBool,
     /// To validate requests (scheduled ones again when they fire).
     limits: Limits,
     /// The vendor outbox's senders, rung when a commit wrote vendor sends.
     vendors: OnceLock<Arc<vendors::VendorWorker>>,
+    /// The last look at the store for `/readyz`: (when, Unix ms; it answered).
+    store_probe: parking_lot::Mutex<(i64, bool)>,
     /// Per-app request and push rates of this node.
     flow: crate::rate::FlowControl,
 }
@@ -112,11 +118,13 @@ pub struct TaskRevocation {
     pub schedule_cancelled: Option<bool>,
 }
 
-fn bus_lost(what: &str) -> ApiError {
-    // Committed but unannounced, it would reach devices on other nodes only at the next
-    // resync: refuse instead, so that the caller retries through another node.
-    ApiError::new(ErrorCode::BusUnavailable, format!("this node has lost the cluster bus; nothing was {what}, retry"))
-}
+/// The lease a node holds while it has lost the bus (`bus-down:<node>`): the other nodes,
+/// whose bus is fine, see it and look for its work in the store as often as it does.
+const BUS_DOWN_LEASE: &str = "bus-down:";
+
+/// While the cluster is degraded, a delivery younger than this is left to arrive by itself
+/// (from its own node's hub) before a resync hands it over again.
+const DEGRADED_GRACE_MS: i64 = 250;
 
 impl Dispatcher {
     pub fn new(
@@ -135,6 +143,8 @@ impl Dispatcher {
             node_id,
             expiry_lease_held: AtomicBool::new(false),
             scheduler_lease_held: AtomicBool::new(false),
+            degraded: AtomicBool::new(false),
+            store_probe: parking_lot::Mutex::new((0, true)),
             flow: crate::rate::FlowControl::new(&limits),
             limits,
             vendors: OnceLock::new(),
@@ -171,6 +181,25 @@ impl Dispatcher {
 
     pub fn node_id(&self) -> &str {
         &self.node_id
+    }
+
+    /// Whether the store answers (a read of the leases within 2 s), asked at most once a
+    /// second whoever asks: the health checks come from outside.
+    pub async fn store_answers(&self) -> bool {
+        let now = herald_core::now_ms();
+        let (at, ok) = *self.store_probe.lock();
+        if now - at < 1_000 {
+            return ok;
+        }
+        *self.store_probe.lock() = (now, ok);
+        let ok = tokio::time::timeout(Duration::from_secs(2), self.store.leases()).await.is_ok_and(|r| r.is_ok());
+        *self.store_probe.lock() = (herald_core::now_ms(), ok);
+        ok
+    }
+
+    /// True while this node or another has lost the bus (the resync runs often then).
+    pub fn degraded(&self) -> bool {
+        self.degraded.load(Ordering::Relaxed)
     }
 
     /// The leases this node holds now.
@@ -237,9 +266,6 @@ impl Dispatcher {
     /// Commits `push`, then queues it for the targets connected to this node and rings
     /// the nodes that hold the other connected targets.
     pub async fn push(&self, push: NewPush, now: i64) -> Result<CommittedPush, ApiError> {
-        if !self.bus.available() {
-            return Err(bus_lost("accepted"));
-        }
         let expires_at = push.task.expires_at;
         // Bytes: the payloads are shared with the store's job, not copied.
         let payloads: Vec<Bytes> = push.messages.iter().map(|m| m.payload.clone()).collect();
@@ -291,9 +317,6 @@ impl Dispatcher {
     /// this node get it from a task started here, those of other nodes through the bus,
     /// devices that connect later from the store.
     pub async fn broadcast(self: &Arc<Self>, b: NewBroadcast, now: i64) -> Result<BroadcastCommitted, ApiError> {
-        if !self.bus.available() {
-            return Err(bus_lost("accepted"));
-        }
         let (payload, expires_at) = (b.payload.clone(), b.task.expires_at);
         let done = self.store.commit_broadcast(b, now).await?;
         self.metrics.pushes_accepted.inc();
@@ -336,9 +359,6 @@ impl Dispatcher {
         now: i64,
         window_ms: i64,
     ) -> Result<Option<Revocation>, ApiError> {
-        if !self.bus.available() {
-            return Err(bus_lost("revoked"));
-        }
         let Some(done) = self.store.revoke(app, what, now, now - window_ms).await? else {
             return Ok(None);
         };
@@ -411,21 +431,37 @@ impl Dispatcher {
     /// deliveries (or broadcasts) waiting since longer than `every` to read them from the
     /// store. Covers a bus message that was lost; a single node has none to lose.
     ///
+    /// While this node or another has lost the bus, no doorbell rings at all: the look runs
+    /// every `degraded` and takes every delivery older than [`DEGRADED_GRACE_MS`]. A node
+    /// without the bus says so in the store (the lease `bus-down:<node>`, renewed each
+    /// `degraded`, three of them long) so that the others, whose bus is fine, do the same.
+    ///
     /// Checking a broadcast costs a probe per device connected here, so each broadcast is
     /// checked in the sweeps of [`RESYNC_BROADCAST_WINDOW`] after its cut, not through its
     /// whole life: from the cut of the last sweep that succeeded (and found fewer devices
     /// than its limit) minus that window, which also covers a broadcast whose commit became
     /// visible late.
-    pub async fn run_resync(self: Arc<Self>, every: Duration, shutdown: crate::shutdown::Signal) {
+    pub async fn run_resync(self: Arc<Self>, every: Duration, degraded: Duration, shutdown: crate::shutdown::Signal) {
         if !self.bus.is_cluster() {
             return;
         }
         const LIMIT: usize = 10_000;
         let mut window = ResyncWindow::new(RESYNC_BROADCAST_WINDOW.max(3 * every));
-        let mut ticks = crate::shutdown::ticks(every);
+        let mut ticks = crate::shutdown::ticks(degraded.min(every));
+        let mut last_look = 0;
+        let own_lease = format!("{BUS_DOWN_LEASE}{}", self.node_id);
         while shutdown.every(&mut ticks).await {
             let now = herald_core::now_ms();
-            let cut = now - every.as_millis() as i64;
+            let is_degraded = self.cluster_degraded(&own_lease, now, degraded).await;
+            if self.degraded.swap(is_degraded, Ordering::Relaxed) != is_degraded {
+                tracing::info!(degraded = is_degraded, "a node of the cluster lost the bus; resync every {degraded:?}");
+            }
+            let interval = if is_degraded { degraded } else { every };
+            if now - last_look < interval.as_millis() as i64 - DEGRADED_GRACE_MS {
+                continue;
+            }
+            last_look = now;
+            let cut = now - if is_degraded { DEGRADED_GRACE_MS } else { every.as_millis() as i64 };
             match self.store.stale_pending(&self.node_id, cut, window.since(), now, LIMIT).await {
                 Ok(devices) => {
                     if !devices.is_empty() {
@@ -436,6 +472,25 @@ impl Dispatcher {
                 }
                 Err(e) => tracing::warn!(error = %e, "resync failed"),
             }
+        }
+    }
+
+    /// Whether this node has lost the bus (it then renews its `bus-down` lease) or another
+    /// node holds a live `bus-down` lease.
+    async fn cluster_degraded(&self, own_lease: &str, now: i64, degraded: Duration) -> bool {
+        if self.bus.down_since().is_some() {
+            let ttl = 3 * degraded.as_millis() as i64;
+            if let Err(e) = self.store.try_lease(own_lease, &self.node_id, now, ttl).await {
+                tracing::warn!(error = %e, "cannot tell the other nodes that the bus is lost");
+            }
+            return true;
+        }
+        match self.store.leases().await {
+            Ok(leases) => leases.iter().any(|(name, holder, expires_at)| {
+                name.starts_with(BUS_DOWN_LEASE) && holder != &self.node_id && *expires_at > now
+            }),
+            // The store is away too: nothing to look for there now.
+            Err(_) => false,
         }
     }
 

@@ -226,6 +226,8 @@ async fn pushes_accepted_across_ten_kill_9_restarts_all_arrive() {
         run_ms: (300, 900),
         settle: Duration::from_secs(20),
         down_ms: (0, 0),
+        faults: Vec::new(),
+        nats_servers: 1,
     };
     let Some(ledger) = herald_testkit::soak::run(herald_bin!(), crate::BACKEND, &cfg).await else { return };
     eprintln!("soak ledger: {ledger}");

@@ -3,6 +3,9 @@
 //!
 //! Needs `HERALD_TEST_POSTGRES_URL` and `HERALD_TEST_NATS_URL` (`.ci/run` sets both). Unset:
 //! each test prints that it was skipped and why. Set and the service down: the test fails.
+//! [`faults`]: the cluster under NATS and PostgreSQL failures.
+
+mod faults;
 
 use std::time::Duration;
 
@@ -241,52 +244,6 @@ async fn nonces_and_key_revocations_hold_across_nodes() {
     .await;
 }
 
-#[tokio::test]
-async fn a_node_that_lost_nats_refuses_pushes_until_it_is_back() {
-    if std::env::var(NATS_URL).is_err() {
-        eprintln!("skipped: {NATS_URL} is not set, so the cluster is not tested here");
-        return;
-    }
-    let mut nats = TestNats::start().await.expect("nats-server installed (Debian package nats-server)");
-    let opts = ClusterOptions { nats: Some(nats.url()), ..Default::default() };
-    let Some(c) = Cluster::start_with(1, opts).await else { return };
-    let app = c.node(1).create_app().await;
-    let creds = app.register("d").await;
-    app.push_to_device(&creds.device_id, "k1", "bus up").await;
-    nats.kill9();
-    let refused = eventually("pushes to be refused without the bus", || async {
-        let r = app
-            .push_simple(json!({
-                "deliveryType": 1, "targetMsgkey": {creds.device_id.as_str(): "k2"}, "title": "t", "content": "c",
-                "expiredSeconds": 300,
-            }))
-            .await;
-        (r.status == 503).then(|| r.json())
-    })
-    .await;
-    assert_eq!(refused["resultCode"], "BUS_UNAVAILABLE");
-    assert_eq!(c.node(1).call("GET", "/healthz", &[], bytes::Bytes::new()).await.status, 503);
-    nats.restart().await;
-    eventually("the node to serve again once NATS is back", || async {
-        (c.node(1).call("GET", "/healthz", &[], bytes::Bytes::new()).await.status == 200).then_some(())
-    })
-    .await;
-    // Nothing of the refused push was kept: its msgKey is not a duplicate now.
-    let r = app
-        .push_simple(json!({
-            "deliveryType": 1, "targetMsgkey": {creds.device_id.as_str(): "k2"}, "title": "t", "content": "c",
-                "expiredSeconds": 300,
-        }))
-        .await;
-    let target = &r.json()["pushResult"]["targets"][0];
-    assert_eq!(target["status"], "accepted", "{target}");
-    let m = target["messageId"].as_str().unwrap().to_string();
-    let mut device = TestDevice::connect(&creds).await;
-    let mut got = vec![device.next_push().await.1["messageId"].as_str().unwrap().to_string()];
-    got.push(device.next_push().await.1["messageId"].as_str().unwrap().to_string());
-    assert!(got.contains(&m), "{got:?}");
-}
-
 /// A device's `online` is the cluster's, not the answering node's: the store knows which
 /// node holds the connection.
 #[tokio::test]
@@ -454,33 +411,4 @@ async fn two_nodes_post_each_receipt_once_and_count_each_change_once() {
     let core = app.via(c.node(2)).signed("GET", &q, "").await.json();
     let data = &core["resultContent"]["data"];
     assert_eq!((data["pushTotalNum"].as_i64(), data["arrivalNum"].as_i64()), (Some(20), Some(20)), "{core}");
-}
-
-/// The soak ledger in a cluster, short (`herald-bench soak --cluster` runs it long): three
-/// nodes on a PostgreSQL and a NATS of the test's own, pushes every 20 ms through the nodes
-/// in turn to 30 devices spread over them, while in turn a node is killed and restarted, the
-/// NATS server is killed and restarted, and PostgreSQL is restarted (6 cycles): every push
-/// answered 200 reaches its device, none refused reaches anyone, and pushes are accepted
-/// again after each fault.
-#[tokio::test]
-async fn pushes_accepted_across_node_nats_and_postgres_faults_all_arrive() {
-    if std::env::var(NATS_URL).is_err() {
-        eprintln!("skipped: {NATS_URL} is not set, so the cluster is not tested here");
-        return;
-    }
-    let cfg = herald_testkit::soak::SoakConfig {
-        cycles: 6,
-        devices: 30,
-        push_every: Duration::from_millis(20),
-        run_ms: (500, 1500),
-        settle: Duration::from_secs(30),
-        down_ms: (300, 1500),
-    };
-    let ledger = herald_testkit::soak::run_cluster(herald_bin!(), &cfg, 2)
-        .await
-        .expect("PostgreSQL's programs and nats-server installed (the cluster suite runs here)");
-    eprintln!("cluster soak ledger: {ledger}");
-    assert!(ledger.holds(), "{ledger}: lost {:?}, refused but delivered {:?}", ledger.lost, ledger.refused_delivered);
-    assert_eq!(ledger.faults.iter().map(|f| f.count).collect::<Vec<_>>(), vec![2, 2, 2]);
-    assert!(ledger.accepted >= 50, "the pushes went on between the faults: {ledger}");
 }
