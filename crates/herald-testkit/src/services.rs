@@ -107,9 +107,41 @@ impl TestPostgres {
     /// Stops it as an operator's restart does (fast shutdown: open transactions are rolled
     /// back, connections closed), leaves it down for `down`, and starts it again.
     pub async fn restart(&self, down: Duration) {
-        self.run("pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "stop"]);
+        self.stop();
         tokio::time::sleep(down).await;
         self.up().await;
+    }
+
+    /// Stops it (fast shutdown), for good.
+    pub fn stop(&self) {
+        self.run("pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "stop"]);
+    }
+
+    /// A hot standby of `primary`, streaming from it (`pg_basebackup -R`), started on a port
+    /// of its own: read-only until [`TestPostgres::promote`].
+    pub async fn standby_of(primary: &TestPostgres) -> TestPostgres {
+        let dir = tempfile::tempdir().expect("temp dir");
+        if let Some(user) = &primary.run_as {
+            let chown = Command::new("chown").arg(user).arg(dir.path()).status().expect("chown runs");
+            assert!(chown.success(), "chown {user} {}", dir.path().display());
+        }
+        let pg = TestPostgres { bin: primary.bin.clone(), dir, port: free_port(), run_as: primary.run_as.clone() };
+        let port = primary.port.to_string();
+        let data = pg.data();
+        let args = ["-D", &data, "-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-R", "-X", "stream", "--no-sync"];
+        pg.run("pg_basebackup", &args);
+        pg.up().await;
+        pg
+    }
+
+    /// Makes a standby the primary (`pg_ctl promote`, waiting until it takes writes).
+    pub fn promote(&self) {
+        self.run("pg_ctl", &["-D", &self.data(), "-w", "promote"]);
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn host_port(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
     }
 }
 

@@ -239,10 +239,13 @@ struct Pushes {
     log: Vec<PushRecord>,
 }
 
-/// One push: its msgKey, when its request was sent, and how it was answered.
+/// One push: its msgKey, when its request was sent and answered, and how.
 struct PushRecord {
     key: String,
     sent: Instant,
+    /// When the answer came (or the request was given up): the fault whose window holds
+    /// this time is the one the push met.
+    answered: Instant,
     outcome: Outcome,
 }
 
@@ -372,15 +375,15 @@ fn costs(
     let is_accepted = |p: &PushRecord| matches!(p.outcome, Outcome::Accepted);
     let before = struck.first().map(|s| s.at);
     *baseline = Latency::of(
-        log.iter().filter(|p| before.is_none_or(|b| p.sent < b) && is_accepted(p)).filter_map(latency).collect(),
+        log.iter().filter(|p| before.is_none_or(|b| p.answered < b) && is_accepted(p)).filter_map(latency).collect(),
     );
     let late = baseline.map_or(Duration::from_millis(100), |b| (3 * b.p99).max(Duration::from_millis(100)));
-    let end = log.last().map_or_else(Instant::now, |p| p.sent + Duration::from_secs(1));
+    let end = log.last().map_or_else(Instant::now, |p| p.answered + Duration::from_secs(1));
     let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); kinds.len()];
     let mut kinds = kinds;
     for (i, s) in struck.iter().enumerate() {
         let until = struck.get(i + 1).map_or(end, |next| next.at);
-        let window: Vec<&PushRecord> = log.iter().filter(|p| p.sent >= s.at && p.sent < until).collect();
+        let window: Vec<&PushRecord> = log.iter().filter(|p| p.answered >= s.at && p.answered < until).collect();
         let delivered: Vec<Option<Duration>> = window.iter().filter(|p| is_accepted(p)).map(|p| latency(p)).collect();
         let stats = &mut kinds[s.kind];
         let refused: Vec<&&PushRecord> = window.iter().filter(|p| matches!(p.outcome, Outcome::Refused(_))).collect();
@@ -391,14 +394,14 @@ fn costs(
             }
         }
         if let (Some(a), Some(b)) = (refused.first(), refused.last()) {
-            stats.refused_for += b.sent - a.sent;
+            stats.refused_for += b.answered.saturating_duration_since(a.sent);
         }
         stats.unanswered += window.iter().filter(|p| matches!(p.outcome, Outcome::Unanswered)).count();
         stats.lost += delivered.iter().filter(|l| l.is_none()).count();
         samples[s.kind].extend(delivered.into_iter().flatten());
         let bad = |p: &&PushRecord| !matches!(p.outcome, Outcome::Accepted) || latency(p).is_none_or(|l| l > late);
         if let Some(last_bad) = window.iter().rev().find(|p| bad(p)) {
-            stats.full_recovery = stats.full_recovery.max(last_bad.sent - s.at);
+            stats.full_recovery = stats.full_recovery.max(last_bad.answered.saturating_duration_since(s.at));
         }
         stats.disconnects += disconnects.iter().filter(|t| **t >= s.at && **t < until).count();
     }
@@ -615,7 +618,7 @@ async fn push_steadily(
                     Outcome::Unanswered
                 }
             };
-            p.log.push(PushRecord { key, sent, outcome });
+            p.log.push(PushRecord { key, sent, answered: Instant::now(), outcome });
         }
         n += 1;
         tokio::time::sleep(every).await;

@@ -34,6 +34,10 @@ pub enum Event {
     Revoked { message_ids: Vec<MessageId>, until: i64 },
     /// An API key was revoked: stop accepting its signatures now, not when the cache ages.
     KeyRevoked { key_id: KeyId },
+    /// "The bus carries my events": sent to all every `cluster.degraded_resync_ms`. A node
+    /// that stops hearing one it heard (NATS servers not yet routed to each other after a
+    /// restart, a node cut off) looks for unannounced work often until it hears it again.
+    Heartbeat,
 }
 
 /// What travels on the wire: the event and the node it comes from.
@@ -49,6 +53,8 @@ struct Envelope {
 pub enum Incoming {
     /// An event another node sent.
     Event(Event),
+    /// A heartbeat of the node named.
+    Heartbeat(String),
     /// The connection to NATS came back after a loss: events sent meanwhile are gone, so the
     /// node reads its devices' pending deliveries again.
     Reconnected,
@@ -64,6 +70,8 @@ struct Nats {
     prefix: String,
     /// Since when (Unix ms) the connection to NATS is lost; 0 while it is up.
     down_since: Arc<AtomicI64>,
+    /// When (Unix ms) the connection last came back (or was first made).
+    up_since: Arc<AtomicI64>,
 }
 
 /// How long a node waits before its next attempt to reach NATS again: 100 ms more per
@@ -79,6 +87,9 @@ fn reconnect_delay(attempts: usize) -> Duration {
 /// How often a node pings its NATS server: a server that went silent (a partition, not a
 /// closed socket) is noticed after two unanswered pings.
 const PING_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How long a starting node waits for NATS before it serves without the bus.
+const START_WAIT: Duration = Duration::from_secs(2);
 
 /// The longest a push waits to hand an event to the NATS client.
 const PUBLISH_WAIT: Duration = Duration::from_millis(200);
@@ -108,7 +119,8 @@ impl Bus {
         anyhow::ensure!(!servers.is_empty(), "bus_url names no NATS server");
         // Down until the first connect says otherwise.
         let down_since = Arc::new(AtomicI64::new(herald_core::now_ms()));
-        let flag = down_since.clone();
+        let up_since = Arc::new(AtomicI64::new(0));
+        let (flag, up) = (down_since.clone(), up_since.clone());
         let (incoming, received) = mpsc::unbounded_channel();
         let reconnects = incoming.clone();
         let client = async_nats::ConnectOptions::new()
@@ -118,15 +130,22 @@ impl Bus {
             .ping_interval(PING_INTERVAL)
             .connection_timeout(Duration::from_secs(2))
             .event_callback(move |event| {
-                let (flag, reconnects) = (flag.clone(), reconnects.clone());
+                let (flag, up, reconnects) = (flag.clone(), up.clone(), reconnects.clone());
                 async move {
                     match event {
                         async_nats::Event::Connected => {
+                            let now = herald_core::now_ms();
                             let since = flag.swap(0, Ordering::SeqCst);
-                            if since != 0 {
-                                let down_ms = herald_core::now_ms() - since;
-                                tracing::info!(down_ms, "bus connected");
+                            // The first connect at start ends no outage, unless NATS kept
+                            // the node waiting (it served without the bus meanwhile).
+                            let first = up.load(Ordering::SeqCst) == 0;
+                            if !first || now - since > START_WAIT.as_millis() as i64 {
+                                tracing::info!(down_ms = now - since, "bus connected again");
                             }
+                            up.store(
+                                if first && now - since <= START_WAIT.as_millis() as i64 { 1 } else { now },
+                                Ordering::SeqCst,
+                            );
                             // Events sent meanwhile are gone: the node reads its devices' work.
                             let _ = reconnects.send(Incoming::Reconnected);
                         }
@@ -156,6 +175,9 @@ impl Bus {
                 while let Some(msg) = sub.next().await {
                     match serde_json::from_slice::<Envelope>(&msg.payload) {
                         Ok(env) if env.from == me => {}
+                        Ok(Envelope { from, event: Event::Heartbeat }) => {
+                            let _ = incoming.send(Incoming::Heartbeat(from));
+                        }
                         Ok(env) => {
                             let _ = incoming.send(Incoming::Event(env.event));
                         }
@@ -166,11 +188,13 @@ impl Bus {
         }
         // The subscriptions are in place at the server before the node serves anyone, when
         // NATS answers; otherwise they are made when it connects.
-        if tokio::time::timeout(Duration::from_secs(2), client.flush()).await.is_err() {
+        if tokio::time::timeout(START_WAIT, client.flush()).await.is_err() {
             tracing::warn!(%urls, "NATS does not answer: serving without the bus until it does");
         }
-        let bus =
-            Bus { node_id: node_id.to_owned(), nats: Some(Nats { client, prefix: prefix.to_owned(), down_since }) };
+        let bus = Bus {
+            node_id: node_id.to_owned(),
+            nats: Some(Nats { client, prefix: prefix.to_owned(), down_since, up_since }),
+        };
         Ok((bus, received))
     }
 
@@ -192,6 +216,16 @@ impl Bus {
     /// then get its work from the store.
     pub fn available(&self) -> bool {
         self.down_since().is_none()
+    }
+
+    /// True while this node has lost NATS, and for `within_ms` after it came back: events
+    /// sent during a reconnect, even a quick one (a NATS server of a cluster lost, another
+    /// one taken), may be gone, and subscriptions take a moment to reach the other servers.
+    pub fn recently_down(&self, within_ms: i64) -> bool {
+        self.nats.as_ref().is_some_and(|n| {
+            n.down_since.load(Ordering::SeqCst) != 0
+                || herald_core::now_ms() - n.up_since.load(Ordering::SeqCst) < within_ms
+        })
     }
 
     /// Since when (Unix ms) this node has lost NATS; `None` while it is connected (and on a
@@ -258,6 +292,7 @@ mod tests {
             Event::KeyRevoked { key_id: KeyId::new("k1") },
             Event::Revoked { message_ids: vec![MessageId::new("m2")], until: 7 },
             Event::Broadcast { message_id: MessageId::new("m3"), expires_at: 9, payload: "{}".into() },
+            Event::Heartbeat,
         ];
         for event in events {
             let wire = serde_json::to_vec(&Envelope { from: "n1".into(), event: event.clone() }).unwrap();

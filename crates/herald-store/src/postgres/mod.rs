@@ -16,6 +16,7 @@ mod updates;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use herald_core::channel::route::Routing;
 use herald_core::ids::{AppId, DeviceId, KeyId, MessageId, TaskId, UserId};
@@ -140,6 +141,7 @@ impl PostgresStore {
         if let Some(options) = options {
             config.options(options);
         }
+        bounded_waits(&mut config);
         let journal = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let mut clients = Vec::with_capacity(connections.max(1));
         for _ in 0..connections.max(1) {
@@ -182,6 +184,27 @@ impl PostgresStore {
     }
 }
 
+/// Bounds on what waits for the network, unless the URL sets its own: a connect gives up
+/// after 5 s (a host that is down, or the first of several hosts), and a connection whose
+/// server went silent (a partition, a primary that vanished) ends within about 20 s of
+/// unanswered data, or 30 s when idle (keepalives), so that the pool reconnects, to the
+/// new primary when the URL names several hosts with `target_session_attrs=read-write`.
+fn bounded_waits(config: &mut tokio_postgres::Config) {
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(5));
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(Duration::from_secs(20));
+    }
+    // tokio-postgres' default (two hours) would leave an idle connection to a vanished
+    // server in the pool that long.
+    if config.get_keepalives_idle() == Duration::from_secs(2 * 3600) {
+        config.keepalives_idle(Duration::from_secs(15));
+        config.keepalives_interval(Duration::from_secs(5));
+        config.keepalives_retries(3);
+    }
+}
+
 async fn migrate(pool: &Pool) -> StoreResult<()> {
     let mut conn = pool.get().await?;
     let tx = conn.client.transaction().await.map_err(map_err)?;
@@ -217,18 +240,43 @@ async fn apply_updates(pool: Arc<Pool>, mut rx: mpsc::UnboundedReceiver<Update>)
                 Update::Barrier(b) => barriers.push(b),
             }
         }
-        if !statuses.is_empty()
-            && let Err(e) = apply_batch(&pool, &statuses).await
-        {
-            tracing::warn!(error = %e, "status updates failed; applying one by one");
-            for s in statuses {
-                if let Err(e) = apply_batch(&pool, std::slice::from_ref(&s)).await {
-                    tracing::warn!(error = %e, update = ?s, "status update failed");
-                }
-            }
+        if !statuses.is_empty() {
+            apply_or_retry(&pool, statuses).await;
         }
         for b in barriers {
             let _ = b.send(());
+        }
+    }
+}
+
+/// How long queued status updates wait for PostgreSQL to come back before they are given
+/// up (a device's acknowledgement then comes again: its delivery is still open).
+const UPDATES_WAIT_FOR_STORE: Duration = Duration::from_secs(60);
+
+/// Applies `statuses`; while PostgreSQL cannot be reached (a restart, a failover) tries
+/// again, 100 ms to 2 s apart, for up to [`UPDATES_WAIT_FOR_STORE`], so that the
+/// acknowledgements of devices that stayed connected are not dropped. A batch PostgreSQL
+/// refuses is applied one by one, so that one bad update does not take the others with it.
+async fn apply_or_retry(pool: &Pool, statuses: Vec<StatusUpdate>) {
+    let started = tokio::time::Instant::now();
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match apply_batch(pool, &statuses).await {
+            Ok(()) => return,
+            Err(StoreError::Unavailable(e)) if started.elapsed() < UPDATES_WAIT_FOR_STORE => {
+                tracing::debug!(error = %e, updates = statuses.len(), "status updates wait for the store");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "status updates failed; applying one by one");
+                for s in statuses {
+                    if let Err(e) = apply_batch(pool, std::slice::from_ref(&s)).await {
+                        tracing::warn!(error = %e, update = ?s, "status update failed");
+                    }
+                }
+                return;
+            }
         }
     }
 }

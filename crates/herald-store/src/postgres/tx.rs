@@ -126,5 +126,18 @@ pub(crate) fn map_err(err: tokio_postgres::Error) -> StoreError {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
         None => err.to_string(),
     };
-    if err.is_closed() || err.code().is_none() { StoreError::Unavailable(text) } else { StoreError::Internal(text) }
+    if err.is_closed() || err.code().is_none_or(server_unavailable) {
+        StoreError::Unavailable(text)
+    } else {
+        StoreError::Internal(text)
+    }
+}
+
+/// SQLSTATEs that say the server cannot serve now, not that the statement is wrong: a
+/// connection problem (class 08), a shutdown, restart or start-up in progress (57P01-57P03),
+/// too many connections or no room (53), and a read-only server (25006: a standby, or a
+/// primary demoted by a failover), which a new connection to the right host cures.
+fn server_unavailable(code: &tokio_postgres::error::SqlState) -> bool {
+    let code = code.code();
+    code.starts_with("08") || code.starts_with("53") || matches!(code, "57P01" | "57P02" | "57P03" | "25006")
 }

@@ -45,6 +45,9 @@ impl Dispatcher {
         while let Some(incoming) = incoming.recv().await {
             match incoming {
                 Incoming::Reconnected => self.hub.refill_all(),
+                Incoming::Heartbeat(node) => {
+                    self.heard.lock().insert(node, herald_core::now_ms());
+                }
                 Incoming::Event(event) => self.on_event(event, &on_key_revoked),
             }
         }
@@ -71,6 +74,8 @@ impl Dispatcher {
             }
             Event::Revoked { message_ids, until } => hub.revoke(&message_ids, until),
             Event::KeyRevoked { key_id } => on_key_revoked(&key_id),
+            // Taken apart as it arrives (Incoming::Heartbeat).
+            Event::Heartbeat => {}
         }
     }
 

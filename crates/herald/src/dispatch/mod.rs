@@ -56,6 +56,8 @@ pub struct Dispatcher {
     limits: Limits,
     /// The vendor outbox's senders, rung when a commit wrote vendor sends.
     vendors: OnceLock<Arc<vendors::VendorWorker>>,
+    /// When (Unix ms) this node last heard each other node's heartbeat over the bus.
+    heard: parking_lot::Mutex<std::collections::HashMap<String, i64>>,
     /// The last look at the store for `/readyz`: (when, Unix ms; it answered).
     store_probe: parking_lot::Mutex<(i64, bool)>,
     /// Per-app request and push rates of this node.
@@ -122,6 +124,10 @@ pub struct TaskRevocation {
 /// whose bus is fine, see it and look for its work in the store as often as it does.
 const BUS_DOWN_LEASE: &str = "bus-down:";
 
+/// A node not heard on the bus for this long is forgotten (it left the cluster); until then
+/// its silence keeps this node's resync fast.
+const HEARD_RECENTLY_MS: i64 = 30_000;
+
 /// While the cluster is degraded, a delivery younger than this is left to arrive by itself
 /// (from its own node's hub) before a resync hands it over again.
 const DEGRADED_GRACE_MS: i64 = 250;
@@ -145,6 +151,7 @@ impl Dispatcher {
             scheduler_lease_held: AtomicBool::new(false),
             degraded: AtomicBool::new(false),
             store_probe: parking_lot::Mutex::new((0, true)),
+            heard: parking_lot::Mutex::default(),
             flow: crate::rate::FlowControl::new(&limits),
             limits,
             vendors: OnceLock::new(),
@@ -452,7 +459,8 @@ impl Dispatcher {
         let own_lease = format!("{BUS_DOWN_LEASE}{}", self.node_id);
         while shutdown.every(&mut ticks).await {
             let now = herald_core::now_ms();
-            let is_degraded = self.cluster_degraded(&own_lease, now, degraded).await;
+            self.bus.send_all(Event::Heartbeat).await;
+            let is_degraded = self.cluster_degraded(&own_lease, now, degraded).await || self.silent_node(now, degraded);
             if self.degraded.swap(is_degraded, Ordering::Relaxed) != is_degraded {
                 tracing::info!(degraded = is_degraded, "a node of the cluster lost the bus; resync every {degraded:?}");
             }
@@ -475,11 +483,22 @@ impl Dispatcher {
         }
     }
 
-    /// Whether this node has lost the bus (it then renews its `bus-down` lease) or another
-    /// node holds a live `bus-down` lease.
+    /// Whether a node heard in the last [`HEARD_RECENTLY_MS`] has been silent on the bus for
+    /// three `degraded` intervals: its events may not reach this node (NATS servers not yet
+    /// routed to each other, a node cut off, or a node that died).
+    fn silent_node(&self, now: i64, degraded: Duration) -> bool {
+        let silent_after = 3 * degraded.as_millis() as i64;
+        let mut heard = self.heard.lock();
+        heard.retain(|_, at| now - *at < HEARD_RECENTLY_MS);
+        heard.values().any(|at| now - *at > silent_after)
+    }
+
+    /// Whether this node has lost the bus, or got it back less than three `degraded`
+    /// intervals ago (it then renews its `bus-down` lease), or another node holds a live
+    /// `bus-down` lease.
     async fn cluster_degraded(&self, own_lease: &str, now: i64, degraded: Duration) -> bool {
-        if self.bus.down_since().is_some() {
-            let ttl = 3 * degraded.as_millis() as i64;
+        let ttl = 3 * degraded.as_millis() as i64;
+        if self.bus.recently_down(ttl) {
             if let Err(e) = self.store.try_lease(own_lease, &self.node_id, now, ttl).await {
                 tracing::warn!(error = %e, "cannot tell the other nodes that the bus is lost");
             }

@@ -30,7 +30,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use herald_core::ids::{DeviceId, MessageId};
 use herald_core::model::{PendingDelivery, Presence, StatusUpdate};
 use herald_core::untrusted::Untrusted;
-use herald_store::StoreResult;
+use herald_store::{StoreError, StoreResult};
 
 use super::Gateway;
 use super::transport::Transport;
@@ -153,7 +153,7 @@ impl Gateway {
         conn.session.set_keep_alive(keep_alive, herald_core::now_ms());
         // A CONNECT may have arrived together with the packets after it.
         let reason = match self.handle_input(&mut conn) {
-            Ok(()) => ConnLoop { gw: &self, conn: &mut conn, refill: None }.await,
+            Ok(()) => ConnLoop { gw: &self, conn: &mut conn, refill: None, retry: None }.await,
             Err(e) => e,
         };
         if matches!(reason, Close::Hub(CloseCause::Shutdown)) {
@@ -430,6 +430,16 @@ impl Gateway {
 
 type Refill = Pin<Box<dyn Future<Output = StoreResult<Vec<PendingDelivery>>> + Send>>;
 
+/// How long a connection waits to read its pending deliveries again when the store did not
+/// answer.
+const REFILL_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A read of the device's pending deliveries.
+fn read_pending(gw: &Gateway, device: &DeviceId) -> Refill {
+    let (store, device, limit) = (gw.store.clone(), device.clone(), gw.cfg.max_queued);
+    Box::pin(async move { store.pending_deliveries(&device, herald_core::now_ms(), limit).await })
+}
+
 /// The connection loop: reads and handles packets, writes deliveries, and ends with the
 /// reason the connection closed. It keeps no timer and no branch futures: socket readiness
 /// is polled directly, and the session stores the task's waker.
@@ -438,6 +448,8 @@ struct ConnLoop<'a> {
     conn: &'a mut Conn,
     /// A read of pending deliveries from the store, while one is running.
     refill: Option<Refill>,
+    /// After a read the store did not answer: when to read again.
+    retry: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Future for ConnLoop<'_> {
@@ -469,16 +481,25 @@ impl Future for ConnLoop<'_> {
                             }));
                         }
                     }
+                    // The store is away (a restart, a failover, a partition): the device
+                    // keeps its connection, gets what other nodes hand over meanwhile, and
+                    // the read is tried again a second later.
+                    Err(StoreError::Unavailable(_)) => {
+                        this.retry = Some(Box::pin(tokio::time::sleep(REFILL_RETRY)));
+                        continue;
+                    }
                     Err(e) => return Poll::Ready(Close::Store(e.to_string())),
                 }
             }
+            if let Some(retry) = this.retry.as_mut()
+                && retry.as_mut().poll(cx).is_ready()
+            {
+                this.retry = None;
+                conn.session.mark_lagging();
+            }
+            // Meanwhile, what the hub hands over is written as usual.
             if this.refill.is_none() && gw.fill(conn) {
-                let (store, device) = (gw.store.clone(), conn.device_id().clone());
-                let limit = gw.cfg.max_queued;
-                this.refill =
-                    Some(Box::pin(
-                        async move { store.pending_deliveries(&device, herald_core::now_ms(), limit).await },
-                    ));
+                this.refill = Some(read_pending(gw, conn.device_id()));
                 continue;
             }
             // Writes what the socket takes; when it takes no more, the waker is registered

@@ -212,3 +212,138 @@ async fn pushes_accepted_across_nats_postgres_and_node_faults_all_arrive() {
     assert!(pg.refused_for < Duration::from_secs(8), "refused only while PostgreSQL is down: {ledger}");
     assert!(ledger.accepted >= 300, "the pushes went on between the faults: {ledger}");
 }
+
+fn push_body(device: &str, key: &str) -> Value {
+    json!({"deliveryType": 1, "targetMsgkey": {device: key}, "title": "t", "content": "c", "expiredSeconds": 300})
+}
+
+/// A primary failover: two PostgreSQL servers, the second a streaming standby, both named
+/// in the nodes' store_url with `target_session_attrs=read-write`. The primary stops: pushes
+/// are refused with 503 STORE_UNAVAILABLE and `/readyz` answers 503, the device stays
+/// connected; the standby is promoted: the pools find it by themselves, pushes are accepted
+/// and delivered, and what was accepted before is there.
+#[tokio::test]
+async fn a_primary_failover_behind_a_multi_host_url_loses_nothing() {
+    if !cluster_suite() {
+        return;
+    }
+    let primary = TestPostgres::start().await.expect("PostgreSQL's programs installed (the cluster suite runs here)");
+    let standby = TestPostgres::standby_of(&primary).await;
+    let url = format!(
+        "postgres://postgres@{},{}/postgres?target_session_attrs=read-write",
+        primary.host_port(),
+        standby.host_port()
+    );
+    let Some(c) = Cluster::start_with(2, ClusterOptions { postgres: Some(url), ..Default::default() }).await else {
+        return;
+    };
+    let app = c.node(1).create_app().await;
+    let creds = app.register("d").await;
+    let mut device = TestDevice::connect(&creds.on(c.node(2))).await;
+    let (_, before) = app.push_to_device(&creds.device_id, "before", "before").await;
+    assert_eq!(device.next_push().await.1["messageId"], before.as_str());
+    app.wait_status(&before, "delivered").await;
+
+    primary.stop();
+    let r = app.push_simple(push_body(&creds.device_id, "after")).await;
+    assert_eq!((r.status, r.json()["resultCode"].as_str()), (503, Some("STORE_UNAVAILABLE")), "{:?}", r.json());
+    eventually("/readyz to say the store is away", || async {
+        (get(c.node(1), "/readyz").await.0 == 503).then_some(())
+    })
+    .await;
+    assert_eq!(get(c.node(1), "/healthz").await.1["store"], "unavailable");
+
+    standby.promote();
+    let after = eventually("a push accepted through the new primary", || async {
+        let r = app.push_simple(push_body(&creds.device_id, "after")).await;
+        (r.status == 200).then(|| r.json()["pushResult"]["targets"][0]["messageId"].as_str().unwrap().to_string())
+    })
+    .await;
+    assert_eq!(device.next_push().await.1["messageId"], after.as_str(), "the device stayed connected");
+    app.wait_status(&after, "delivered").await;
+    app.wait_status(&before, "delivered").await;
+    // Its answer is kept for a second.
+    eventually("/readyz to say ready again", || async { (get(c.node(1), "/readyz").await.0 == 200).then_some(()) })
+        .await;
+}
+
+/// One node cut off from PostgreSQL, the other not (a partition): the cut node refuses
+/// pushes with 503 STORE_UNAVAILABLE and `/readyz` says 503, but keeps its devices, which
+/// still get pushes made through the other node (over the bus); their acknowledgements wait
+/// for the store and land when it is back. The leases it held (scheduler, expiry sweep) go
+/// to the other node only after it stopped using them: never both at once.
+#[tokio::test]
+async fn a_node_cut_off_from_the_store_keeps_its_devices_and_yields_its_leases() {
+    if !cluster_suite() {
+        return;
+    }
+    let pg = TestPostgres::start().await.expect("PostgreSQL's programs installed (the cluster suite runs here)");
+    let proxy = TcpProxy::start(&pg.host_port()).await;
+    let Some(mut c) = Cluster::start_with(0, ClusterOptions { postgres: Some(pg.url()), ..Default::default() }).await
+    else {
+        return;
+    };
+    for i in 1..=2 {
+        let node = c
+            .try_node(i, |cfg| {
+                if i == 1 {
+                    cfg.store_url = cfg.store_url.as_ref().map(|u| u.replacen(&pg.host_port(), proxy.addr(), 1));
+                }
+            })
+            .await
+            .unwrap_or_else(|e| panic!("node-{i}: {e}"));
+        c.nodes.push(ClusterNode::InProcess(node));
+        if i == 1 {
+            // Node 1 takes the leases first.
+            eventually("node 1 to hold the scheduler and expiry leases", || async {
+                (c.node_info(1).await["leases"].as_array().unwrap().len() >= 2).then_some(())
+            })
+            .await;
+        }
+    }
+    let app = c.node(2).create_app().await;
+    let creds = app.register("d").await;
+    let mut device = TestDevice::connect(&creds.on(c.node(1))).await;
+    // Its presence on node 1 is in the store (node 2 reads it there).
+    eventually("node 2 to see the device online", || async {
+        (app.device_view(&creds.device_id).await["online"] == true).then_some(())
+    })
+    .await;
+    let for_carol = app.push_to_user("carol", "for-carol", "waits for a device").await;
+
+    proxy.cut();
+    let r = app.via(c.node(1)).push_simple(push_body(&creds.device_id, "refused")).await;
+    assert_eq!((r.status, r.json()["resultCode"].as_str()), (503, Some("STORE_UNAVAILABLE")), "{:?}", r.json());
+    eventually("/readyz to say the store is away", || async {
+        (get(c.node(1), "/readyz").await.0 == 503).then_some(())
+    })
+    .await;
+    // A bind through node 2 asks node 1 to read the device's pending deliveries, which
+    // fails while the store is away (that closed the connection before): read again later.
+    assert_eq!(app.device_bind(&creds.on(c.node(2)), "carol").await.status, 200);
+    let (_, m) = app.push_to_device(&creds.device_id, "via-2", "over the bus").await;
+    assert_eq!(device.next_push().await.1["messageId"], m.as_str(), "the device stayed connected to node 1");
+
+    // Until node 2 holds both leases, never a lease held by both.
+    let leases = |j: &Value| -> Vec<String> {
+        j["leases"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().to_string()).collect()
+    };
+    eventually("node 2 to hold the leases node 1 lost", || async {
+        let (one, two) = (leases(&c.node_info(1).await), leases(&c.node_info(2).await));
+        assert!(one.iter().all(|l| !two.contains(l)), "held by both: node 1 {one:?}, node 2 {two:?}");
+        (two.len() >= 2).then_some(())
+    })
+    .await;
+    assert!(leases(&c.node_info(1).await).is_empty());
+
+    proxy.heal();
+    eventually("node 1 to accept pushes again", || async {
+        (app.via(c.node(1)).push_simple(push_body(&creds.device_id, "back")).await.status == 200).then_some(())
+    })
+    .await;
+    let mut got = [device.next_push().await.1, device.next_push().await.1];
+    got.sort_by_key(|j| j["msgKey"].as_str().unwrap().to_string());
+    assert_eq!((got[0]["msgKey"].as_str(), got[1]["messageId"].as_str()), (Some("back"), Some(for_carol.as_str())));
+    // The acknowledgement made while the store was away was kept and applied.
+    app.wait_status(&m, "delivered").await;
+}
