@@ -167,7 +167,41 @@ pub(crate) async fn run(args: &BenchArgs, bin: &Path) -> anyhow::Result<()> {
         cluster_fixed.p99_ms,
         single_fixed.p99_ms
     );
+    if args.nats_servers > 1 {
+        nats_redundancy(args, bin, store_url).await?;
+    }
     scale(args, bin, store_url, bus_url).await
+}
+
+/// The same unicast phases on one NATS server and on a cluster of `--nats-servers` (routed
+/// to each other, every node given every server's URL), both of the bench's own: the cost
+/// of the redundancy.
+async fn nats_redundancy(args: &BenchArgs, bin: &Path, store_url: &str) -> anyhow::Result<()> {
+    println!(
+        "\n## The bus: one NATS server vs a cluster of {}\n\n{} nodes, same phases, NATS servers of the bench's own.\n",
+        args.nats_servers, args.nodes
+    );
+    println!("| bus | phase | sent | delivered | seconds | delivered/s | p50 ms | p99 ms | max ms |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let mut full = Vec::new();
+    for servers in [1, args.nats_servers] {
+        let nats = herald_testkit::TestNats::cluster(servers)
+            .await
+            .ok_or_else(|| anyhow::anyhow!("nats-server is not installed here"))?;
+        nats.routed().await;
+        let setup = if servers == 1 { "1 NATS server".to_string() } else { format!("{servers} NATS servers, routed") };
+        let r = cluster_push_phase(args, bin, store_url, &nats.url(), None).await?;
+        print_phase(&format!("{setup} | full speed ({} in flight)", args.concurrency), &r);
+        full.push(r.rate());
+        let r = cluster_push_phase(args, bin, store_url, &nats.url(), Some(args.rate)).await?;
+        print_phase(&format!("{setup} | {}/s", args.rate), &r);
+    }
+    println!(
+        "\n{}-server cluster / one server, delivered per second at full speed: {:.2}\n",
+        args.nats_servers,
+        full[1] / full[0]
+    );
+    Ok(())
 }
 
 /// The unicast phase on a cluster: devices spread over the nodes, each push sent through

@@ -168,7 +168,8 @@ pub struct BenchArgs {
 enum Scenario {
     Idle,
     Push,
-    /// One SQLite node vs nodes on PostgreSQL + NATS; then three nodes holding
+    /// One SQLite node vs nodes on PostgreSQL + NATS; with `--nats-servers` over 1, the
+    /// same on one NATS server vs a cluster of them; then three nodes holding
     /// `--connections` each (needs --store-url and --bus-url).
     Cluster,
     All,
@@ -183,9 +184,10 @@ enum Scenario {
     Receipts,
     /// Durability: pushes at `--rate` (one at a time) to `--devices` connected devices while
     /// the node (SQLite) is killed with SIGKILL every 0.5-2 s and restarted, `--cycles`
-    /// times (with `--cluster`: three nodes on PostgreSQL and NATS, and in turn a node
-    /// killed, NATS killed, PostgreSQL restarted); then the ledger: lost, refused but
-    /// delivered, misdelivered, duplicates.
+    /// times (with `--cluster`: three nodes on PostgreSQL and `--nats-servers` NATS servers,
+    /// and in turn a node killed, one NATS server killed, every NATS server killed,
+    /// PostgreSQL restarted); then the ledger: lost, refused but delivered, misdelivered,
+    /// duplicates, and with `--cluster` what each fault cost.
     Soak,
     /// The list APIs the console pages on (`/v1/devices`, `/v1/tasks`): first page, a deep
     /// page and each filter, with `--registered` devices and `--tasks` tasks.

@@ -557,7 +557,10 @@ async fn device(creds: Creds, index: usize, addresses: Addresses, seen: Seen, st
                 }
                 Ok(Ok(_)) => {}
                 // The node died (or is gone to another port): connect again, to where it is now.
-                Ok(Err(_)) | Err(_) => break,
+                Ok(Err(_)) => break,
+                // Nothing for a while (pushes refused during a fault): the connection stands;
+                // the client's keepalive says when it does not.
+                Err(_) => {}
             }
             if stop.load(Ordering::Relaxed) {
                 return;
@@ -573,7 +576,8 @@ async fn device(creds: Creds, index: usize, addresses: Addresses, seen: Seen, st
 }
 
 /// Pushes to the devices in turn, one unique msgKey each, through the nodes in turn, until
-/// `pushing` is cleared.
+/// `pushing` is cleared. In a cluster, push `n` goes to device `n` (which starts on node `n`)
+/// through node `n + 1`: every delivery crosses the bus until devices move.
 async fn push_steadily(
     app: TestApp,
     devices: Vec<String>,
@@ -593,7 +597,7 @@ async fn push_steadily(
         // The app, at wherever the nodes listen now, each in turn.
         let http = {
             let nodes = addresses.read();
-            nodes[n % nodes.len()].0.clone()
+            nodes[(n + 1) % nodes.len()].0.clone()
         };
         let now = TestApp { http, ..app.clone() };
         let sent = Instant::now();

@@ -174,8 +174,8 @@ async fn a_node_cut_off_from_the_bus_still_reaches_and_is_reached() {
 
 /// The ledger under faults, short (`herald-bench soak --cluster` runs it long and prints
 /// the table of docs/operations.md): three nodes on a PostgreSQL and a three-server NATS
-/// cluster of the test's own, pushes every 20 ms through the nodes in turn to 30 devices
-/// spread over them, while in turn one NATS server is killed, every NATS server is killed,
+/// cluster of the test's own, pushes every 20 ms to 30 devices spread over the nodes, each
+/// through a node other than its device's, while in turn one NATS server is killed, every NATS server is killed,
 /// PostgreSQL is restarted and a node is killed (8 faults). Every push answered 200 reaches
 /// its device, none refused reaches anyone; the bus faults refuse nothing; PostgreSQL's
 /// refuses only with STORE_UNAVAILABLE; with the bus down deliveries come within the
@@ -204,8 +204,10 @@ async fn pushes_accepted_across_nats_postgres_and_node_faults_all_arrive() {
     for bus_fault in [Fault::NatsKillOne, Fault::NatsKillAll] {
         let f = ledger.fault(bus_fault);
         assert_eq!((f.refused, f.unanswered), (0, 0), "{} refuses nothing: {ledger}", f.kind);
+        // A delivery the bus missed waits for its node's next look in the store (every
+        // second while degraded), after the node noticed (a reconnect, a silent peer).
         let max = f.latency.expect("pushes during the fault").max;
-        assert!(max < Duration::from_secs(3), "{}: deliveries within the degraded resync, max {max:?}", f.kind);
+        assert!(max < Duration::from_secs(5), "{}: deliveries within the degraded resync, max {max:?}", f.kind);
     }
     let pg = ledger.fault(Fault::PostgresRestart);
     assert!(pg.refused_codes.iter().all(|c| c == "STORE_UNAVAILABLE"), "{:?}", pg.refused_codes);
