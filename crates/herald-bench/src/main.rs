@@ -264,7 +264,7 @@ async fn soak(args: &BenchArgs, herald_bin: &std::path::Path) -> anyhow::Result<
         run_ms: (500, 2000),
         settle: std::time::Duration::from_secs(60),
         down_ms: (500, 3000),
-        faults: vec![Fault::NodeKill, Fault::NatsKillOne, Fault::NatsKillAll, Fault::PostgresRestart],
+        faults: vec![Fault::NatsKillOne, Fault::NatsKillAll, Fault::PostgresRestart, Fault::NodeKill],
         nats_servers: args.nats_servers,
     };
     let started = std::time::Instant::now();

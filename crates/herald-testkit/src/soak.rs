@@ -286,11 +286,17 @@ impl Load {
         let deliveries: Arc<Deliveries> = Arc::default();
         let disconnects: Arc<Mutex<Vec<Instant>>> = Arc::default();
         let online = Arc::new(AtomicUsize::new(0));
+        let nodes: Arc<Vec<AtomicUsize>> = Arc::new((0..cfg.devices).map(AtomicUsize::new).collect());
         let device_tasks = devices
             .iter()
             .enumerate()
             .map(|(i, d)| {
-                let seen = Seen { got: deliveries.clone(), online: online.clone(), disconnects: disconnects.clone() };
+                let seen = Seen {
+                    got: deliveries.clone(),
+                    online: online.clone(),
+                    disconnects: disconnects.clone(),
+                    nodes: nodes.clone(),
+                };
                 tokio::spawn(device(d.clone(), i, addresses.clone(), seen, stop.clone()))
             })
             .collect();
@@ -306,6 +312,7 @@ impl Load {
         let pusher = tokio::spawn(push_steadily(
             app,
             devices.iter().map(|d| d.device_id.clone()).collect(),
+            nodes,
             addresses,
             pushes.clone(),
             pushing.clone(),
@@ -528,6 +535,8 @@ struct Seen {
     /// Devices connected now.
     online: Arc<AtomicUsize>,
     disconnects: Arc<Mutex<Vec<Instant>>>,
+    /// Per device, the node (its index) it is connected to.
+    nodes: Arc<Vec<AtomicUsize>>,
 }
 
 /// A device that stays connected to a node, and records what it gets: device `index`
@@ -536,9 +545,10 @@ struct Seen {
 async fn device(creds: Creds, index: usize, addresses: Addresses, seen: Seen, stop: Arc<AtomicBool>) {
     let mut attempt = 0usize;
     while !stop.load(Ordering::Relaxed) {
-        let mqtt = {
+        let (node, mqtt) = {
             let nodes = addresses.read();
-            nodes[(index + attempt) % nodes.len()].1.clone()
+            let node = (index + attempt) % nodes.len();
+            (node, nodes[node].1.clone())
         };
         attempt += 1;
         let (client, mut events) = AsyncClient::new(Creds { mqtt, ..creds.clone() }.options(), 100);
@@ -553,6 +563,7 @@ async fn device(creds: Creds, index: usize, addresses: Addresses, seen: Seen, st
                 }
                 Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) if !online => {
                     online = true;
+                    seen.nodes[index].store(node, Ordering::Relaxed);
                     seen.online.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(Ok(_)) => {}
@@ -575,12 +586,13 @@ async fn device(creds: Creds, index: usize, addresses: Addresses, seen: Seen, st
     }
 }
 
-/// Pushes to the devices in turn, one unique msgKey each, through the nodes in turn, until
-/// `pushing` is cleared. In a cluster, push `n` goes to device `n` (which starts on node `n`)
-/// through node `n + 1`: every delivery crosses the bus until devices move.
+/// Pushes to the devices in turn, one unique msgKey each, until `pushing` is cleared; in a
+/// cluster each through the node after the one its device is connected to, so that every
+/// delivery crosses the bus.
 async fn push_steadily(
     app: TestApp,
     devices: Vec<String>,
+    device_nodes: Arc<Vec<AtomicUsize>>,
     addresses: Addresses,
     pushes: Arc<Mutex<Pushes>>,
     pushing: Arc<AtomicBool>,
@@ -594,10 +606,11 @@ async fn push_steadily(
             "deliveryType": 1, "targetMsgkey": {device: key}, "title": "soak", "content": "c", "expiredSeconds": 3600,
         })
         .to_string();
-        // The app, at wherever the nodes listen now, each in turn.
+        // The app, at wherever the nodes listen now.
         let http = {
             let nodes = addresses.read();
-            nodes[(n + 1) % nodes.len()].0.clone()
+            let holder = device_nodes[n % devices.len()].load(Ordering::Relaxed);
+            nodes[(holder + 1) % nodes.len()].0.clone()
         };
         let now = TestApp { http, ..app.clone() };
         let sent = Instant::now();
