@@ -21,7 +21,26 @@ pub(crate) async fn page(State(console): State<Console>, op: Operator) -> Respon
                 ("Bus".into(), Cell::Text(text(&n, "bus"))),
                 (
                     "Bus connected".into(),
-                    Cell::Text(if n["busConnected"] == true { "yes" } else { "NO: pushes are refused (503)" }.into()),
+                    if n["busConnected"] == true {
+                        Cell::Text("yes".into())
+                    } else {
+                        Cell::Text(format!(
+                            "NO, since {}: pushes are accepted; other nodes' devices get them through the store",
+                            time_of(&n, "busDownSince")
+                        ))
+                    },
+                ),
+                (
+                    "Cluster degraded".into(),
+                    Cell::Text(
+                        if n["clusterDegraded"] == true {
+                            "yes: a node lost the bus or went silent on it; deliveries between nodes go through the \
+                             store (cluster.degraded_resync_ms)"
+                        } else {
+                            "no"
+                        }
+                        .into(),
+                    ),
                 ),
                 ("Device connections on this node".into(), Cell::Text(text(&n, "connections"))),
                 (

@@ -462,7 +462,13 @@ impl Dispatcher {
             self.bus.send_all(Event::Heartbeat).await;
             let is_degraded = self.cluster_degraded(&own_lease, now, degraded).await || self.silent_node(now, degraded);
             if self.degraded.swap(is_degraded, Ordering::Relaxed) != is_degraded {
-                tracing::info!(degraded = is_degraded, "a node of the cluster lost the bus; resync every {degraded:?}");
+                if is_degraded {
+                    tracing::info!(
+                        "cluster degraded (a node lost the bus, or went silent on it): resync every {degraded:?}"
+                    );
+                } else {
+                    tracing::info!("cluster no longer degraded: resync every {every:?}");
+                }
             }
             let interval = if is_degraded { degraded } else { every };
             if now - last_look < interval.as_millis() as i64 - DEGRADED_GRACE_MS {
