@@ -156,6 +156,15 @@ impl PostgresStore {
         Ok(PostgresStore { pool, updates: tx, committer, dims: Default::default() })
     }
 
+    /// [`Self::barrier`], for at most `wait`: queued status updates that wait for an
+    /// unreachable PostgreSQL (see [`apply_or_retry`]) must not hold a connection's read of its
+    /// deliveries for a minute; the read fails as the store would, and is tried again.
+    async fn barrier_within(&self, wait: Duration) -> StoreResult<()> {
+        tokio::time::timeout(wait, self.barrier())
+            .await
+            .map_err(|_| StoreError::Unavailable("status updates are waiting for the store".into()))?
+    }
+
     async fn barrier(&self) -> StoreResult<()> {
         let (tx, rx) = oneshot::channel();
         self.updates.send(Update::Barrier(tx)).map_err(|_| StoreError::Unavailable("update task stopped".into()))?;
@@ -248,6 +257,11 @@ async fn apply_updates(pool: Arc<Pool>, mut rx: mpsc::UnboundedReceiver<Update>)
         }
     }
 }
+
+/// How long a read of a device's deliveries waits for the status updates queued before it.
+const BARRIER_WAIT_FOR_READS: Duration = Duration::from_secs(2);
+/// The same for a bind (an API request, whose caller waits).
+const BARRIER_WAIT_FOR_WRITES: Duration = Duration::from_secs(5);
 
 /// How long queued status updates wait for PostgreSQL to come back before they are given
 /// up (a device's acknowledgement then comes again: its delivery is still open).
@@ -405,7 +419,7 @@ impl Store for PostgresStore {
         user_id: &UserId,
         now: i64,
     ) -> StoreResult<Option<Bound>> {
-        self.barrier().await?;
+        self.barrier_within(BARRIER_WAIT_FOR_WRITES).await?;
         in_tx!(self, |tx| ops::devices::bind(tx, app_id, device_id, user_id, now))
     }
 
@@ -523,7 +537,7 @@ impl Store for PostgresStore {
         now: i64,
         limit: usize,
     ) -> StoreResult<Vec<PendingDelivery>> {
-        self.barrier().await?;
+        self.barrier_within(BARRIER_WAIT_FOR_READS).await?;
         on_conn!(self, |tx| ops::push::pending(tx, device_id, now, limit))
     }
 

@@ -153,7 +153,7 @@ impl Gateway {
         conn.session.set_keep_alive(keep_alive, herald_core::now_ms());
         // A CONNECT may have arrived together with the packets after it.
         let reason = match self.handle_input(&mut conn) {
-            Ok(()) => ConnLoop { gw: &self, conn: &mut conn, refill: None, retry: None }.await,
+            Ok(()) => ConnLoop { gw: &self, conn: &mut conn, refill: None, retry: None, failed_reads: 0 }.await,
             Err(e) => e,
         };
         if matches!(reason, Close::Hub(CloseCause::Shutdown)) {
@@ -431,8 +431,11 @@ impl Gateway {
 type Refill = Pin<Box<dyn Future<Output = StoreResult<Vec<PendingDelivery>>> + Send>>;
 
 /// How long a connection waits to read its pending deliveries again when the store did not
-/// answer.
-const REFILL_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+/// answer: 1 s, then 2 s, then 4 s at most (a read that waits for an unreachable store holds
+/// up what the hub hands over, so it is not tried back to back).
+fn refill_retry(failed_reads: u32) -> std::time::Duration {
+    std::time::Duration::from_secs(1 << failed_reads.clamp(1, 3).saturating_sub(1))
+}
 
 /// A read of the device's pending deliveries.
 fn read_pending(gw: &Gateway, device: &DeviceId) -> Refill {
@@ -450,6 +453,8 @@ struct ConnLoop<'a> {
     refill: Option<Refill>,
     /// After a read the store did not answer: when to read again.
     retry: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Reads the store did not answer in a row.
+    failed_reads: u32,
 }
 
 impl Future for ConnLoop<'_> {
@@ -468,6 +473,7 @@ impl Future for ConnLoop<'_> {
                 this.refill = None;
                 match result {
                     Ok(pending) => {
+                        this.failed_reads = 0;
                         if pending.len() == gw.cfg.max_queued {
                             // More may wait in the store: read again once these are written.
                             conn.session.mark_lagging();
@@ -483,9 +489,10 @@ impl Future for ConnLoop<'_> {
                     }
                     // The store is away (a restart, a failover, a partition): the device
                     // keeps its connection, gets what other nodes hand over meanwhile, and
-                    // the read is tried again a second later.
+                    // the read is tried again a little later.
                     Err(StoreError::Unavailable(_)) => {
-                        this.retry = Some(Box::pin(tokio::time::sleep(REFILL_RETRY)));
+                        this.failed_reads = this.failed_reads.saturating_add(1);
+                        this.retry = Some(Box::pin(tokio::time::sleep(refill_retry(this.failed_reads))));
                         continue;
                     }
                     Err(e) => return Poll::Ready(Close::Store(e.to_string())),

@@ -325,6 +325,11 @@ async fn a_node_cut_off_from_the_store_keeps_its_devices_and_yields_its_leases()
     assert_eq!(app.device_bind(&creds.on(c.node(2)), "carol").await.status, 200);
     let (_, m) = app.push_to_device(&creds.device_id, "via-2", "over the bus").await;
     assert_eq!(device.next_push().await.1["messageId"], m.as_str(), "the device stayed connected to node 1");
+    // Its acknowledgement waits for the store; the connection's next read of the store (a
+    // second later) must not hold up what comes over the bus meanwhile.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let (_, m2) = app.push_to_device(&creds.device_id, "via-2-again", "over the bus again").await;
+    assert_eq!(device.next_push().await.1["messageId"], m2.as_str(), "not held up by the waiting ack");
 
     // Until node 2 holds both leases, never a lease held by both.
     let leases = |j: &Value| -> Vec<String> {
