@@ -1,8 +1,11 @@
-//! [`TcpProxy`]: a TCP forwarder a test can cut, to make a partition between one node and a
-//! service (its NATS, its PostgreSQL) while the others keep theirs.
+//! [`TcpProxy`]: a TCP forwarder at a fixed address that a test can cut (a partition between
+//! one node and a service, its NATS or its PostgreSQL, while the others keep theirs) or point
+//! elsewhere (a load balancer in front of a node that restarted on new ports).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::Mutex;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -10,6 +13,8 @@ use tokio::sync::watch;
 pub struct TcpProxy {
     addr: String,
     cut: Arc<AtomicBool>,
+    /// Where new connections go.
+    target: Arc<Mutex<String>>,
     /// Bumped at each cut: the live connections end.
     generation: watch::Sender<u64>,
     task: tokio::task::JoinHandle<()>,
@@ -23,7 +28,8 @@ impl TcpProxy {
         let addr = listener.local_addr().expect("its address").to_string();
         let cut = Arc::new(AtomicBool::new(false));
         let (generation, _) = watch::channel(0u64);
-        let (is_cut, generations, target) = (cut.clone(), generation.clone(), target.to_string());
+        let target = Arc::new(Mutex::new(target.to_string()));
+        let (is_cut, generations, current) = (cut.clone(), generation.clone(), target.clone());
         let task = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 if is_cut.load(Ordering::SeqCst) {
@@ -31,7 +37,7 @@ impl TcpProxy {
                     continue;
                 }
                 let mut ended = generations.subscribe();
-                let target = target.clone();
+                let target = current.lock().clone();
                 tokio::spawn(async move {
                     let Ok(mut outbound) = TcpStream::connect(&target).await else { return };
                     tokio::select! {
@@ -41,7 +47,7 @@ impl TcpProxy {
                 });
             }
         });
-        TcpProxy { addr, cut, generation, task }
+        TcpProxy { addr, cut, target, generation, task }
     }
 
     /// `host:port` to connect to instead of the target.
@@ -58,6 +64,11 @@ impl TcpProxy {
     /// Forwards new connections again.
     pub fn heal(&self) {
         self.cut.store(false, Ordering::SeqCst);
+    }
+
+    /// Forwards new connections to `target` from now on (live ones stay where they are).
+    pub fn retarget(&self, target: &str) {
+        *self.target.lock() = target.to_string();
     }
 }
 

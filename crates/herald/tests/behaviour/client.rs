@@ -122,44 +122,6 @@ async fn a_message_the_app_already_has_is_dropped_when_the_server_delivers_it_ag
     client.stop().await;
 }
 
-/// A fixed local address forwarding TCP to wherever the node listens now (as a load
-/// balancer in front of it would): the node gets new ports when it restarts.
-struct Forward {
-    addr: String,
-    target: Arc<std::sync::Mutex<String>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Forward {
-    async fn to(target: &str) -> Forward {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let target = Arc::new(std::sync::Mutex::new(target.to_string()));
-        let current = target.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let to = current.lock().unwrap().clone();
-                tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-            }
-        });
-        Forward { addr, target, task }
-    }
-
-    fn retarget(&self, target: &str) {
-        *self.target.lock().unwrap() = target.to_string();
-    }
-}
-
-impl Drop for Forward {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 fn host_port(url: &str) -> String {
     url.trim_start_matches("http://").trim_end_matches('/').to_string()
 }
@@ -168,9 +130,10 @@ fn host_port(url: &str) -> String {
 async fn the_client_reconnects_with_back_off_after_the_server_restarts_and_loses_nothing() {
     let Some(mut server) = start_process().await else { return };
     let app = server.create_app().await;
-    let (http, mqtt) = (Forward::to(&host_port(&app.http)).await, Forward::to(&app.mqtt).await);
+    // Fixed addresses in front of the node (as a load balancer), which restarts on new ports.
+    let (http, mqtt) = (TcpProxy::start(&host_port(&app.http)).await, TcpProxy::start(&app.mqtt).await);
     let mut c = config(&app);
-    (c.http_url, c.mqtt_url) = (format!("http://{}", http.addr), format!("tcp://{}", mqtt.addr));
+    (c.http_url, c.mqtt_url) = (format!("http://{}", http.addr()), format!("tcp://{}", mqtt.addr()));
     let (client, mut events) = Client::start(c, "install-3", Arc::new(MemoryStore::default())).await.unwrap();
     until_state(&mut events, |s| *s == State::Online).await;
     let device_id = client.device_id();
