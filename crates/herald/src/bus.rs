@@ -68,10 +68,51 @@ pub struct Bus {
 struct Nats {
     client: async_nats::Client,
     prefix: String,
+    link: Arc<Link>,
+}
+
+/// The state of a node's connection to NATS, told by the client's events and, at start, by
+/// the first flush (which may come before the client's own "connected" event is handled).
+struct Link {
     /// Since when (Unix ms) the connection to NATS is lost; 0 while it is up.
-    down_since: Arc<AtomicI64>,
-    /// When (Unix ms) the connection last came back (or was first made).
-    up_since: Arc<AtomicI64>,
+    down_since: AtomicI64,
+    /// When (Unix ms) the connection last came back; 1 when the first connect at start
+    /// ended no outage.
+    up_since: AtomicI64,
+}
+
+impl Link {
+    /// Down until the first connect says otherwise.
+    fn new() -> Self {
+        Link { down_since: AtomicI64::new(herald_core::now_ms()), up_since: AtomicI64::new(0) }
+    }
+
+    /// The connection is up. Told twice at start (the flush, the event): the second time
+    /// changes nothing.
+    fn connected(&self) {
+        let now = herald_core::now_ms();
+        let since = self.down_since.swap(0, Ordering::SeqCst);
+        if since == 0 {
+            return;
+        }
+        // The first connect at start ends no outage, unless NATS kept the node waiting (it
+        // served without the bus meanwhile).
+        let at_start = self.up_since.load(Ordering::SeqCst) == 0 && now - since <= START_WAIT.as_millis() as i64;
+        if !at_start {
+            tracing::info!(down_ms = now - since, "bus connected again");
+        }
+        self.up_since.store(if at_start { 1 } else { now }, Ordering::SeqCst);
+    }
+
+    fn disconnected(&self) {
+        let now = herald_core::now_ms();
+        if self.down_since.compare_exchange(0, now, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+            tracing::warn!(
+                "bus disconnected: pushes are still accepted; other nodes' devices get them from the \
+                 store (cluster.degraded_resync_ms)"
+            );
+        }
+    }
 }
 
 /// How long a node waits before its next attempt to reach NATS again: 100 ms more per
@@ -117,12 +158,9 @@ impl Bus {
             .map(|u| u.parse().with_context(|| format!("bus URL {u:?} is not a NATS URL")))
             .collect::<anyhow::Result<_>>()?;
         anyhow::ensure!(!servers.is_empty(), "bus_url names no NATS server");
-        // Down until the first connect says otherwise.
-        let down_since = Arc::new(AtomicI64::new(herald_core::now_ms()));
-        let up_since = Arc::new(AtomicI64::new(0));
-        let (flag, up) = (down_since.clone(), up_since.clone());
+        let link = Arc::new(Link::new());
         let (incoming, received) = mpsc::unbounded_channel();
-        let reconnects = incoming.clone();
+        let (events_link, reconnects) = (link.clone(), incoming.clone());
         let client = async_nats::ConnectOptions::new()
             .name(format!("herald {node_id}"))
             .retry_on_initial_connect()
@@ -130,34 +168,15 @@ impl Bus {
             .ping_interval(PING_INTERVAL)
             .connection_timeout(Duration::from_secs(2))
             .event_callback(move |event| {
-                let (flag, up, reconnects) = (flag.clone(), up.clone(), reconnects.clone());
+                let (link, reconnects) = (events_link.clone(), reconnects.clone());
                 async move {
                     match event {
                         async_nats::Event::Connected => {
-                            let now = herald_core::now_ms();
-                            let since = flag.swap(0, Ordering::SeqCst);
-                            // The first connect at start ends no outage, unless NATS kept
-                            // the node waiting (it served without the bus meanwhile).
-                            let first = up.load(Ordering::SeqCst) == 0;
-                            if !first || now - since > START_WAIT.as_millis() as i64 {
-                                tracing::info!(down_ms = now - since, "bus connected again");
-                            }
-                            up.store(
-                                if first && now - since <= START_WAIT.as_millis() as i64 { 1 } else { now },
-                                Ordering::SeqCst,
-                            );
+                            link.connected();
                             // Events sent meanwhile are gone: the node reads its devices' work.
                             let _ = reconnects.send(Incoming::Reconnected);
                         }
-                        async_nats::Event::Disconnected => {
-                            let now = herald_core::now_ms();
-                            if flag.compare_exchange(0, now, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
-                                tracing::warn!(
-                                    "bus disconnected: pushes are still accepted; other nodes' devices get \
-                                     them from the store (cluster.degraded_resync_ms)"
-                                );
-                            }
-                        }
+                        async_nats::Event::Disconnected => link.disconnected(),
                         // async-nats logs these itself (reconnect attempts, errors).
                         other => tracing::debug!(event = %other, "bus event"),
                     }
@@ -188,13 +207,16 @@ impl Bus {
         }
         // The subscriptions are in place at the server before the node serves anyone, when
         // NATS answers; otherwise they are made when it connects.
-        if tokio::time::timeout(START_WAIT, client.flush()).await.is_err() {
-            tracing::warn!(%urls, "NATS does not answer: serving without the bus until it does");
+        match tokio::time::timeout(START_WAIT, client.flush()).await {
+            // The client's "connected" event may not have been handled yet: until it is,
+            // the node would count itself without the bus (and tell the cluster so).
+            Ok(Ok(())) if client.connection_state() == async_nats::connection::State::Connected => {
+                link.connected();
+            }
+            Ok(_) => {}
+            Err(_) => tracing::warn!(%urls, "NATS does not answer: serving without the bus until it does"),
         }
-        let bus = Bus {
-            node_id: node_id.to_owned(),
-            nats: Some(Nats { client, prefix: prefix.to_owned(), down_since, up_since }),
-        };
+        let bus = Bus { node_id: node_id.to_owned(), nats: Some(Nats { client, prefix: prefix.to_owned(), link }) };
         Ok((bus, received))
     }
 
@@ -223,15 +245,15 @@ impl Bus {
     /// one taken), may be gone, and subscriptions take a moment to reach the other servers.
     pub fn recently_down(&self, within_ms: i64) -> bool {
         self.nats.as_ref().is_some_and(|n| {
-            n.down_since.load(Ordering::SeqCst) != 0
-                || herald_core::now_ms() - n.up_since.load(Ordering::SeqCst) < within_ms
+            n.link.down_since.load(Ordering::SeqCst) != 0
+                || herald_core::now_ms() - n.link.up_since.load(Ordering::SeqCst) < within_ms
         })
     }
 
     /// Since when (Unix ms) this node has lost NATS; `None` while it is connected (and on a
     /// single node, which has no bus to lose).
     pub fn down_since(&self) -> Option<i64> {
-        self.nats.as_ref().map(|n| n.down_since.load(Ordering::SeqCst)).filter(|since| *since != 0)
+        self.nats.as_ref().map(|n| n.link.down_since.load(Ordering::SeqCst)).filter(|since| *since != 0)
     }
 
     /// Sends `event` to node `node`. Dropped on a single node (there is no other) and
@@ -261,7 +283,7 @@ impl Nats {
         };
         // While NATS is away an event would wait in the client's buffer (and a full buffer
         // would hold the push up): it is dropped instead; the resync finds the work.
-        if self.down_since.load(Ordering::SeqCst) != 0 {
+        if self.link.down_since.load(Ordering::SeqCst) != 0 {
             return;
         }
         match tokio::time::timeout(PUBLISH_WAIT, self.client.publish(subject, body.into())).await {
@@ -277,6 +299,38 @@ impl Nats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A node that reaches NATS at start is on the bus when `connect` returns: its first
+    /// resync must not count it as without the bus (and tell the cluster so). The client
+    /// handles its "connected" event on another task, which could come later.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_bus_reached_at_start_is_up_when_connect_returns() {
+        let Ok(url) = std::env::var("HERALD_TEST_NATS_URL") else {
+            eprintln!("skipped: HERALD_TEST_NATS_URL is not set");
+            return;
+        };
+        for i in 0..50 {
+            let prefix = format!("t{}", herald_core::crypto::random_alnum(10));
+            let (bus, _incoming) = Bus::connect(&url, &prefix, "n1").await.unwrap();
+            assert!(bus.available(), "NATS at {url} does not answer (or round {i} raced the event)");
+            assert!(!bus.recently_down(3_000), "round {i}");
+        }
+    }
+
+    #[test]
+    fn the_first_connect_at_start_ends_no_outage_and_a_second_word_of_it_changes_nothing() {
+        let link = Link::new();
+        link.connected();
+        link.connected();
+        assert_eq!((link.down_since.load(Ordering::SeqCst), link.up_since.load(Ordering::SeqCst)), (0, 1));
+        link.disconnected();
+        let lost = link.down_since.load(Ordering::SeqCst);
+        assert!(lost > 0);
+        link.disconnected();
+        assert_eq!(link.down_since.load(Ordering::SeqCst), lost, "the outage began at the first word");
+        link.connected();
+        assert!(link.up_since.load(Ordering::SeqCst) >= lost, "a reconnect is an outage's end");
+    }
 
     #[test]
     fn events_round_trip_through_the_wire_format() {

@@ -60,6 +60,30 @@ async fn a_bind_on_one_node_hands_the_users_messages_to_the_device_on_another() 
     assert_eq!(device.next_push().await.1["messageId"], m.as_str());
 }
 
+/// A node that finds NATS at start never counts itself without the bus: it would tell the
+/// whole cluster to resync every second for three (a `bus-down` lease), as it did when the
+/// client's "connected" event was handled after the first look (the test below then took
+/// 0.8 s: delivered by that fast resync, not the ordinary one).
+#[tokio::test]
+async fn nodes_that_find_the_bus_at_start_never_report_it_lost() {
+    for _ in 0..3 {
+        let Some(c) = Cluster::start(2).await else { return };
+        let view = c.node(1).admin("GET", "/admin/v1/cluster", Value::Null).await.json();
+        let lost: Vec<&Value> = view["leases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["name"].as_str().unwrap().starts_with("bus-down"))
+            .collect();
+        assert!(lost.is_empty(), "{lost:?}");
+        for i in 1..=2 {
+            let info = c.node_info(i).await;
+            assert_eq!((info["busDownSince"].clone(), info["clusterDegraded"].clone()), (Value::Null, json!(false)));
+            assert!(!c.node(i).log_contains("cluster degraded"), "node {i}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_lost_bus_message_costs_latency_not_the_message() {
     let Some(c) = Cluster::start_with(2, ClusterOptions { deaf: true, ..Default::default() }).await else { return };
