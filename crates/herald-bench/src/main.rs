@@ -290,6 +290,14 @@ async fn soak(args: &BenchArgs, herald_bin: &std::path::Path) -> anyhow::Result<
     println!("{ledger}\n\n({} s)\n", started.elapsed().as_secs());
     if args.cluster {
         println!("{}", ledger.fault_table());
+        if !ledger.late.is_empty() {
+            // HERALD_TEST_LOG_DIR keeps the nodes' logs, where these can be followed.
+            println!(
+                "\nDeliveries later than {} ms:\n\n{}",
+                herald_testkit::soak::LATE.as_millis(),
+                ledger.late_list()
+            );
+        }
     }
     if !ledger.holds() {
         anyhow::bail!(

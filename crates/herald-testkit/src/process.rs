@@ -76,8 +76,13 @@ impl TestProcess {
         let log = Log::default();
         let stderr = child.stderr.take().expect("stderr");
         let sink = log.clone();
+        let mut file = log_file(child.id());
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(f) = file.as_mut() {
+                    use std::io::Write;
+                    let _ = writeln!(f, "{line}");
+                }
                 sink.push(line);
             }
         });
@@ -180,4 +185,13 @@ impl Drop for TestProcess {
 /// `name=ADDR` of a `herald ready` line.
 fn listener(ready: &str, name: &str) -> Option<String> {
     ready.split_whitespace().find_map(|w| w.strip_prefix(name)?.strip_prefix('=')).map(str::to_string)
+}
+
+/// Where a process's log is kept as well, when `HERALD_TEST_LOG_DIR` names a directory:
+/// `<dir>/<pid>.log`. The soak kills processes, and their logs (in memory) go with them;
+/// kept, a late delivery the ledger names can be followed in the nodes' own words.
+fn log_file(pid: u32) -> Option<std::fs::File> {
+    let dir = std::env::var_os("HERALD_TEST_LOG_DIR")?;
+    let path = std::path::Path::new(&dir).join(format!("{pid}.log"));
+    std::fs::File::create(&path).map_err(|e| eprintln!("cannot keep the log in {}: {e}", path.display())).ok()
 }

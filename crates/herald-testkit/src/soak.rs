@@ -96,6 +96,28 @@ pub struct Ledger {
     pub faults: Vec<FaultStats>,
     /// Delivery latency of the pushes sent before the first fault.
     pub baseline: Option<Latency>,
+    /// Cluster: deliveries later than [`LATE`], to follow in the nodes' logs.
+    pub late: Vec<Late>,
+}
+
+/// A delivery is listed as late past this: the worst a bus outage should cost (a look in
+/// the store every `cluster.degraded_resync_ms`, 1 s, for deliveries older than 250 ms)
+/// plus a margin.
+pub const LATE: Duration = Duration::from_millis(1_500);
+
+/// A delivery later than [`LATE`]: the push, when it was sent, and how late it came.
+#[derive(Debug, Clone)]
+pub struct Late {
+    /// The fault whose window the push was answered in.
+    pub fault: &'static str,
+    pub sent_unix_ms: i64,
+    /// From the fault's strike to the push's request.
+    pub after_fault: Duration,
+    pub latency: Duration,
+    /// Delivered after the next fault struck: it met that one too.
+    pub overlapped: Option<&'static str>,
+    pub device: String,
+    pub message_id: String,
 }
 
 /// Delivery latency (from the push request sent to the device's receipt of the message).
@@ -135,6 +157,12 @@ pub struct FaultStats {
     pub refused_for: Duration,
     /// Delivery latency of the accepted pushes of its windows.
     pub latency: Option<Latency>,
+    /// The same, of those delivered before the next fault struck: what this fault cost
+    /// alone (a push whose doorbell a bus fault lost, delivered after a PostgreSQL restart
+    /// that followed, waited for both).
+    pub alone: Option<Latency>,
+    /// Accepted pushes of its windows delivered after the next fault struck.
+    pub overlapped: usize,
     /// Accepted pushes of its windows never delivered (must be 0).
     pub lost: usize,
     /// The longest time from a fault to the last push of its window that was refused,
@@ -192,7 +220,8 @@ impl Ledger {
         }
         out.push_str(
             "| fault | times | pushes refused (codes) | refused for (s) | unanswered | delivery p50 / p99 / max (ms) | \
-             accepted lost | device disconnects | full recovery (s) |\n|---|---|---|---|---|---|---|---|---|\n",
+             delivered after the next fault; p99 / max of the others (ms) | accepted lost | device disconnects | \
+             full recovery (s) |\n|---|---|---|---|---|---|---|---|---|---|\n",
         );
         for f in &self.faults {
             let codes = if f.refused_codes.is_empty() {
@@ -202,13 +231,15 @@ impl Ledger {
             };
             let latency =
                 f.latency.map_or("-".to_string(), |l| format!("{} / {} / {}", ms(l.p50), ms(l.p99), ms(l.max)));
+            let alone = f.alone.map_or("-".to_string(), |l| format!("{} / {}", ms(l.p99), ms(l.max)));
             out.push_str(&format!(
-                "| {} | {} | {}{codes} | {:.1} | {} | {latency} | {} | {} | {:.1} |\n",
+                "| {} | {} | {}{codes} | {:.1} | {} | {latency} | {}; {alone} | {} | {} | {:.1} |\n",
                 f.kind,
                 f.count,
                 f.refused,
                 f.refused_for.as_secs_f64(),
                 f.unanswered,
+                f.overlapped,
                 f.lost,
                 f.disconnects,
                 f.full_recovery.as_secs_f64()
@@ -218,6 +249,28 @@ impl Ledger {
     }
 
     /// The statistics of the fault named `kind`.
+    /// The late deliveries, a line each, in the nodes' log time (UTC).
+    pub fn late_list(&self) -> String {
+        self.late
+            .iter()
+            .map(|l| {
+                let ms = l.sent_unix_ms.rem_euclid(86_400_000);
+                let sent =
+                    format!("{:02}:{:02}:{:02}.{:03}", ms / 3_600_000, ms / 60_000 % 60, ms / 1_000 % 60, ms % 1_000);
+                let overlapped =
+                    l.overlapped.map(|next| format!(", delivered after a {next} struck")).unwrap_or_default();
+                format!(
+                    "- {} ms: sent {sent} UTC, {} ms after a {} struck{overlapped}; device {}, message {}\n",
+                    l.latency.as_millis(),
+                    l.after_fault.as_millis(),
+                    l.fault,
+                    l.device,
+                    l.message_id
+                )
+            })
+            .collect()
+    }
+
     pub fn fault(&self, kind: Fault) -> &FaultStats {
         self.faults.iter().find(|f| f.kind == kind.name()).unwrap_or_else(|| panic!("no {} in the soak", kind.name()))
     }
@@ -358,7 +411,9 @@ impl Load {
         let pushes = self.pushes.lock();
         let deliveries = self.deliveries.lock();
         let mut ledger = ledger(cycles, &pushes, &deliveries);
-        ledger.faults = costs(faults, struck, &pushes.log, &deliveries, &self.disconnects.lock(), &mut ledger.baseline);
+        let disconnects = self.disconnects.lock();
+        ledger.faults =
+            costs(faults, struck, &pushes.log, &deliveries, &disconnects, &mut ledger.baseline, &mut ledger.late);
         ledger
     }
 }
@@ -372,21 +427,26 @@ fn costs(
     deliveries: &[(String, String, String, Instant)],
     disconnects: &[Instant],
     baseline: &mut Option<Latency>,
+    late: &mut Vec<Late>,
 ) -> Vec<FaultStats> {
+    let (now, now_unix) = (Instant::now(), herald_core::now_ms());
+    let unix_ms = |at: Instant| now_unix - now.saturating_duration_since(at).as_millis() as i64;
     let mut first: HashMap<&str, Instant> = HashMap::new();
     for (_, key, _, at) in deliveries {
         let e = first.entry(key.as_str()).or_insert(*at);
         *e = (*e).min(*at);
     }
     let latency = |p: &PushRecord| first.get(p.key.as_str()).map(|at| at.saturating_duration_since(p.sent));
+    let names: Vec<&'static str> = kinds.iter().map(|k| k.kind).collect();
     let is_accepted = |p: &PushRecord| matches!(p.outcome, Outcome::Accepted);
     let before = struck.first().map(|s| s.at);
     *baseline = Latency::of(
         log.iter().filter(|p| before.is_none_or(|b| p.answered < b) && is_accepted(p)).filter_map(latency).collect(),
     );
-    let late = baseline.map_or(Duration::from_millis(100), |b| (3 * b.p99).max(Duration::from_millis(100)));
+    let slow = baseline.map_or(Duration::from_millis(100), |b| (3 * b.p99).max(Duration::from_millis(100)));
     let end = log.last().map_or_else(Instant::now, |p| p.answered + Duration::from_secs(1));
     let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); kinds.len()];
+    let mut alone: Vec<Vec<Duration>> = vec![Vec::new(); kinds.len()];
     let mut kinds = kinds;
     for (i, s) in struck.iter().enumerate() {
         let until = struck.get(i + 1).map_or(end, |next| next.at);
@@ -405,15 +465,38 @@ fn costs(
         }
         stats.unanswered += window.iter().filter(|p| matches!(p.outcome, Outcome::Unanswered)).count();
         stats.lost += delivered.iter().filter(|l| l.is_none()).count();
+        let next = struck.get(i + 1);
+        let after_next = |p: &PushRecord| next.filter(|n| first.get(p.key.as_str()).is_some_and(|at| *at >= n.at));
+        for p in window.iter().filter(|p| is_accepted(p)) {
+            match (latency(p), after_next(p)) {
+                (Some(_), Some(_)) => stats.overlapped += 1,
+                (Some(l), None) => alone[s.kind].push(l),
+                (None, _) => {}
+            }
+            if let Some(l) = latency(p).filter(|l| *l > LATE) {
+                let (device, message_id) =
+                    deliveries.iter().find(|d| d.1 == p.key).map(|d| (d.0.clone(), d.2.clone())).unwrap_or_default();
+                late.push(Late {
+                    fault: stats.kind,
+                    sent_unix_ms: unix_ms(p.sent),
+                    after_fault: p.sent.saturating_duration_since(s.at),
+                    latency: l,
+                    overlapped: after_next(p).map(|n| names[n.kind]),
+                    device,
+                    message_id,
+                });
+            }
+        }
         samples[s.kind].extend(delivered.into_iter().flatten());
-        let bad = |p: &&PushRecord| !matches!(p.outcome, Outcome::Accepted) || latency(p).is_none_or(|l| l > late);
+        let bad = |p: &&PushRecord| !matches!(p.outcome, Outcome::Accepted) || latency(p).is_none_or(|l| l > slow);
         if let Some(last_bad) = window.iter().rev().find(|p| bad(p)) {
             stats.full_recovery = stats.full_recovery.max(last_bad.answered.saturating_duration_since(s.at));
         }
         stats.disconnects += disconnects.iter().filter(|t| **t >= s.at && **t < until).count();
     }
-    for (stats, samples) in kinds.iter_mut().zip(samples) {
+    for ((stats, samples), alone) in kinds.iter_mut().zip(samples).zip(alone) {
         stats.latency = Latency::of(samples);
+        stats.alone = Latency::of(alone);
     }
     kinds
 }

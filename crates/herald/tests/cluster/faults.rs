@@ -198,17 +198,25 @@ async fn pushes_accepted_across_nats_postgres_and_node_faults_all_arrive() {
     let ledger = herald_testkit::soak::run_cluster(herald_bin!(), &cfg, 10)
         .await
         .expect("PostgreSQL's programs and nats-server installed (the cluster suite runs here)");
-    eprintln!("cluster soak ledger: {ledger}\n{}", ledger.fault_table());
+    eprintln!("cluster soak ledger: {ledger}\n{}\nlate:\n{}", ledger.fault_table(), ledger.late_list());
     assert!(ledger.holds(), "{ledger}: lost {:?}, refused but delivered {:?}", ledger.lost, ledger.refused_delivered);
     assert_eq!(ledger.faults.iter().map(|f| f.count).collect::<Vec<_>>(), vec![2, 2, 2, 2]);
     for bus_fault in [Fault::NatsKillOne, Fault::NatsKillAll] {
         let f = ledger.fault(bus_fault);
         assert_eq!((f.refused, f.unanswered), (0, 0), "{} refuses nothing: {ledger}", f.kind);
         // A delivery the bus missed waits for its node's next look in the store (every
-        // second while degraded, taking deliveries older than 250 ms). A rare tail of a few
-        // seconds is not explained yet (operations.md): the bound on the max is looser.
+        // second while degraded, taking deliveries older than 250 ms): p99 of those
+        // delivered before the next fault. One missed just before the PostgreSQL restart
+        // that follows waits for the store to be back as well (operations.md): the bound on
+        // every push's max covers that outage too.
+        let alone = f.alone.expect("pushes during the fault");
+        assert!(
+            alone.p99 < Duration::from_secs(2),
+            "{}: deliveries within the degraded resync, p99 {:?}",
+            f.kind,
+            alone.p99
+        );
         let l = f.latency.expect("pushes during the fault");
-        assert!(l.p99 < Duration::from_secs(2), "{}: deliveries within the degraded resync, p99 {:?}", f.kind, l.p99);
         assert!(l.max < Duration::from_secs(8), "{}: max {:?}", f.kind, l.max);
     }
     let pg = ledger.fault(Fault::PostgresRestart);
