@@ -79,12 +79,18 @@ struct Link {
     /// When (Unix ms) the connection last came back; 1 when the first connect at start
     /// ended no outage.
     up_since: AtomicI64,
+    /// Told when the connection is lost (a permit waits if nobody listens yet).
+    lost: tokio::sync::Notify,
 }
 
 impl Link {
     /// Down until the first connect says otherwise.
     fn new() -> Self {
-        Link { down_since: AtomicI64::new(herald_core::now_ms()), up_since: AtomicI64::new(0) }
+        Link {
+            down_since: AtomicI64::new(herald_core::now_ms()),
+            up_since: AtomicI64::new(0),
+            lost: tokio::sync::Notify::new(),
+        }
     }
 
     /// The connection is up. Told twice at start (the flush, the event): the second time
@@ -107,6 +113,7 @@ impl Link {
     fn disconnected(&self) {
         let now = herald_core::now_ms();
         if self.down_since.compare_exchange(0, now, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+            self.lost.notify_one();
             tracing::warn!(
                 "bus disconnected: pushes are still accepted; other nodes' devices get them from the \
                  store (cluster.degraded_resync_ms)"
@@ -248,6 +255,15 @@ impl Bus {
             n.link.down_since.load(Ordering::SeqCst) != 0
                 || herald_core::now_ms() - n.link.up_since.load(Ordering::SeqCst) < within_ms
         })
+    }
+
+    /// Resolves when this node loses NATS (at once if it lost it since the last call);
+    /// never on a single node.
+    pub async fn lost(&self) {
+        match &self.nats {
+            Some(n) => n.link.lost.notified().await,
+            None => std::future::pending().await,
+        }
     }
 
     /// Since when (Unix ms) this node has lost NATS; `None` while it is connected (and on a

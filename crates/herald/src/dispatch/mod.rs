@@ -441,7 +441,9 @@ impl Dispatcher {
     /// While this node or another has lost the bus, no doorbell rings at all: the look runs
     /// every `degraded` and takes every delivery older than [`DEGRADED_GRACE_MS`]. A node
     /// without the bus says so in the store (the lease `bus-down:<node>`, renewed each
-    /// `degraded`, three of them long) so that the others, whose bus is fine, do the same.
+    /// `degraded`, three of them long) so that the others, whose bus is fine, do the same:
+    /// at once when it loses the bus, not at its next tick (which cost the others up to one
+    /// more `degraded` before they looked).
     ///
     /// Checking a broadcast costs a probe per device connected here, so each broadcast is
     /// checked in the sweeps of [`RESYNC_BROADCAST_WINDOW`] after its cut, not through its
@@ -456,8 +458,19 @@ impl Dispatcher {
         let mut window = ResyncWindow::new(RESYNC_BROADCAST_WINDOW.max(3 * every));
         let mut ticks = crate::shutdown::ticks(degraded.min(every));
         let mut last_look = 0;
+        // A look in the store as if degraded is owed from the moment the cluster is
+        // degraded until one succeeds after it no longer is: doorbells lost just before
+        // the end (NATS servers not yet routed to each other) would otherwise wait for an
+        // ordinary look, `every` later, and so would every delivery of a degraded time whose
+        // looks failed (PostgreSQL away too).
+        let mut owed = false;
         let own_lease = format!("{BUS_DOWN_LEASE}{}", self.node_id);
-        while shutdown.every(&mut ticks).await {
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = self.bus.lost() => {}
+                _ = shutdown.wait() => break,
+            }
             let now = herald_core::now_ms();
             self.bus.send_all(Event::Heartbeat).await;
             let is_degraded = self.cluster_degraded(&own_lease, now, degraded).await || self.silent_node(now, degraded);
@@ -470,12 +483,13 @@ impl Dispatcher {
                     tracing::info!("cluster no longer degraded: resync every {every:?}");
                 }
             }
-            let interval = if is_degraded { degraded } else { every };
+            owed |= is_degraded;
+            let interval = if owed { degraded } else { every };
             if now - last_look < interval.as_millis() as i64 - DEGRADED_GRACE_MS {
                 continue;
             }
             last_look = now;
-            let cut = now - if is_degraded { DEGRADED_GRACE_MS } else { every.as_millis() as i64 };
+            let cut = now - if owed { DEGRADED_GRACE_MS } else { every.as_millis() as i64 };
             match self.store.stale_pending(&self.node_id, cut, window.since(), now, LIMIT).await {
                 Ok(devices) => {
                     if !devices.is_empty() {
@@ -483,6 +497,7 @@ impl Dispatcher {
                     }
                     devices.iter().for_each(|d| self.hub.refill(d));
                     window.swept(cut, devices.len() < LIMIT);
+                    owed = is_degraded;
                 }
                 Err(e) => tracing::warn!(error = %e, "resync failed"),
             }

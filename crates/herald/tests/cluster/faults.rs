@@ -124,33 +124,42 @@ async fn a_node_starts_without_its_bus_and_joins_it_later() {
     bus_connected(&c, 1, true).await;
 }
 
-/// One node cut off from NATS, the other not (a partition): pushes through either reach
-/// devices on either. The cut node accepts pushes and says in the store that it lost the
-/// bus, so the other looks for its work every second too; its own resync finds what the
-/// other rang for in vain.
-#[tokio::test]
-async fn a_node_cut_off_from_the_bus_still_reaches_and_is_reached() {
+/// A NATS server of the test's own, a proxy in front of it that node 1 reaches it through
+/// (a test cuts it), and `n` in-process nodes (the others reach NATS directly); `tune`
+/// sets node 1's configuration further. `None` where the cluster suite does not run.
+async fn node_1_behind_a_bus_proxy(
+    n: usize,
+    tune: impl Fn(&mut herald::config::Config),
+) -> Option<(TestNats, TcpProxy, Cluster)> {
     if !cluster_suite() {
-        return;
+        return None;
     }
     let nats = TestNats::start().await.expect("nats-server installed");
     let proxy = TcpProxy::start(nats.url().trim_start_matches("nats://")).await;
-    let Some(mut c) = Cluster::start_with(0, ClusterOptions { nats: Some(nats.url()), ..Default::default() }).await
-    else {
-        return;
-    };
+    let mut c = Cluster::start_with(0, ClusterOptions { nats: Some(nats.url()), ..Default::default() }).await?;
     let cut_url = format!("nats://{}", proxy.addr());
-    for i in 1..=2 {
+    for i in 1..=n {
         let node = c
             .try_node(i, |cfg| {
                 if i == 1 {
                     cfg.bus_url = Some(cut_url.clone());
+                    tune(cfg);
                 }
             })
             .await
             .unwrap_or_else(|e| panic!("node-{i}: {e}"));
         c.nodes.push(ClusterNode::InProcess(node));
     }
+    Some((nats, proxy, c))
+}
+
+/// One node cut off from NATS, the other not (a partition): pushes through either reach
+/// devices on either. The cut node accepts pushes and says in the store that it lost the
+/// bus, so the other looks for its work every second too; its own resync finds what the
+/// other rang for in vain.
+#[tokio::test]
+async fn a_node_cut_off_from_the_bus_still_reaches_and_is_reached() {
+    let Some((_nats, proxy, c)) = node_1_behind_a_bus_proxy(2, |_| {}).await else { return };
     let app = c.node(1).create_app().await;
     let (d1, d2) = (app.register("on-1").await, app.register("on-2").await);
     let mut dev1 = TestDevice::connect(&d1.on(c.node(1))).await;
@@ -170,6 +179,27 @@ async fn a_node_cut_off_from_the_bus_still_reaches_and_is_reached() {
     }
     proxy.heal();
     bus_connected(&c, 1, true).await;
+}
+
+/// A node that loses the bus says so in the store at once, not at its next resync tick:
+/// the other nodes learn it from there, so every tick it waited was one more before they
+/// looked for its work. Here the ticks are 20 s apart, the lease must come within 1 s.
+#[tokio::test]
+async fn a_node_that_loses_the_bus_tells_the_store_at_once() {
+    let Some((_nats, proxy, c)) = node_1_behind_a_bus_proxy(1, |cfg| cfg.cluster.degraded_resync_ms = 20_000).await
+    else {
+        return;
+    };
+    // Past the first tick (at start).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cut = Instant::now();
+    proxy.cut();
+    eventually("node 1's bus-down lease in the store", || async {
+        let view = c.node(1).admin("GET", "/admin/v1/cluster", Value::Null).await.json();
+        view["leases"].as_array().unwrap().iter().any(|l| l["name"] == "bus-down:node-1").then_some(())
+    })
+    .await;
+    assert!(cut.elapsed() < Duration::from_secs(1), "the lease came {:?} after the cut", cut.elapsed());
 }
 
 /// The ledger under faults, short (`herald-bench soak --cluster` runs it long and prints
@@ -363,4 +393,70 @@ async fn a_node_cut_off_from_the_store_keeps_its_devices_and_yields_its_leases()
     assert_eq!((got[0]["msgKey"].as_str(), got[1]["messageId"].as_str()), (Some("back"), Some(for_carol.as_str())));
     // The acknowledgement made while the store was away was kept and applied.
     app.wait_status(&m, "delivered").await;
+}
+
+/// Two faults that overlap: node 1 loses the bus (node 2 learns it), a push through node 1
+/// for a device on node 2 rings no doorbell, and node 2's looks in the store fail (node 2
+/// lost PostgreSQL as well). Node 1's bus comes back and its bus-down lease runs out; then
+/// node 2's store comes back. No node is degraded any more, but node 2 still owes the look
+/// it could not make: the device gets the push within seconds (it waited for the ordinary
+/// resync, an hour here, before).
+#[tokio::test]
+async fn a_look_that_failed_while_degraded_is_made_once_the_store_is_back() {
+    if !cluster_suite() {
+        return;
+    }
+    let pg = TestPostgres::start().await.expect("PostgreSQL's programs installed (the cluster suite runs here)");
+    let nats = TestNats::start().await.expect("nats-server installed");
+    let (bus_cut, store_cut) =
+        (TcpProxy::start(nats.url().trim_start_matches("nats://")).await, TcpProxy::start(&pg.host_port()).await);
+    let opts = ClusterOptions { postgres: Some(pg.url()), nats: Some(nats.url()), ..Default::default() };
+    let Some(mut c) = Cluster::start_with(0, opts).await else { return };
+    for i in 1..=2 {
+        let node = c
+            .try_node(i, |cfg| {
+                if i == 1 {
+                    cfg.bus_url = Some(format!("nats://{}", bus_cut.addr()));
+                } else {
+                    cfg.store_url = cfg.store_url.as_ref().map(|u| u.replacen(&pg.host_port(), store_cut.addr(), 1));
+                }
+            })
+            .await
+            .unwrap_or_else(|e| panic!("node-{i}: {e}"));
+        c.nodes.push(ClusterNode::InProcess(node));
+    }
+    let app = c.node(1).create_app().await;
+    let creds = app.register("d").await;
+    let mut device = TestDevice::connect(&creds.on(c.node(2))).await;
+    let (_, first) = app.push_to_device(&creds.device_id, "first", "over the bus").await;
+    assert_eq!(device.next_push().await.1["messageId"], first.as_str());
+
+    bus_cut.cut();
+    bus_connected(&c, 1, false).await;
+    eventually("node 2 to learn that node 1 lost the bus", || async {
+        (c.node_info(2).await["clusterDegraded"] == true).then_some(())
+    })
+    .await;
+    store_cut.cut();
+    let (_, m) = app.push_to_device(&creds.device_id, "k", "no doorbell").await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    bus_cut.heal();
+    bus_connected(&c, 1, true).await;
+    eventually("node 1's bus-down lease to run out", || async {
+        let view = c.node(1).admin("GET", "/admin/v1/cluster", Value::Null).await.json();
+        let now = herald_core::now_ms();
+        let live = view["leases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["name"].as_str().unwrap().starts_with("bus-down") && l["expiresAt"].as_i64().unwrap() > now);
+        (!live).then_some(())
+    })
+    .await;
+    // Node 1's heartbeats reach node 2 again: nothing keeps node 2 degraded.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let healed = Instant::now();
+    store_cut.heal();
+    assert_eq!(device.next_push().await.1["messageId"], m.as_str());
+    assert!(healed.elapsed() < Duration::from_secs(5), "came {:?} after the store", healed.elapsed());
 }
