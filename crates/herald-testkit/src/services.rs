@@ -49,10 +49,20 @@ impl TestPostgres {
             let chown = Command::new("chown").arg(user).arg(dir.path()).status().expect("chown runs");
             assert!(chown.success(), "chown {user} {}", dir.path().display());
         }
-        let pg = TestPostgres { bin, dir, port: free_port(), run_as };
+        let mut pg = TestPostgres { bin, dir, port: 0, run_as };
         let data = pg.data();
         pg.run("initdb", &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"]);
-        pg.up().await;
+        // A port free when picked may be taken before the server binds it (the tests around
+        // open connections all the time): another one then.
+        for attempt in 1..=3 {
+            pg.port = free_port();
+            match pg.try_up() {
+                Ok(()) => break,
+                Err(e) if attempt < 3 => eprintln!("PostgreSQL did not start on port {}, another: {e}", pg.port),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        listening(pg.port, "PostgreSQL").await;
         Some(pg)
     }
 
@@ -79,28 +89,44 @@ impl TestPostgres {
     }
 
     fn run(&self, program: &str, args: &[&str]) {
+        self.try_run(program, args).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn try_run(&self, program: &str, args: &[&str]) -> Result<(), String> {
         let out = self
             .command(program)
             .args(args)
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| panic!("{program} runs: {e}"));
-        assert!(
-            out.status.success(),
+        if out.status.success() {
+            return Ok(());
+        }
+        Err(format!(
             "{program} {args:?}: {}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
-        );
+        ))
     }
 
-    async fn up(&self) {
+    /// `pg_ctl start` on its port; its log's last lines when it failed.
+    fn try_up(&self) -> Result<(), String> {
         let (data, log) = (self.data(), self.dir.path().join("postgres.log"));
         let options = format!(
             "-p {} -c listen_addresses=127.0.0.1 -k {} -c max_connections=200",
             self.port,
             self.dir.path().display()
         );
-        self.run("pg_ctl", &["-D", &data, "-l", log.to_str().expect("UTF-8 path"), "-o", &options, "-w", "start"]);
+        self.try_run("pg_ctl", &["-D", &data, "-l", log.to_str().expect("UTF-8 path"), "-o", &options, "-w", "start"])
+            .map_err(|e| {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(5).collect();
+                format!("{e}\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
+            })
+    }
+
+    async fn up(&self) {
+        self.try_up().unwrap_or_else(|e| panic!("{e}"));
         listening(self.port, "PostgreSQL").await;
     }
 
