@@ -40,6 +40,21 @@ pub enum Event {
     Heartbeat,
 }
 
+impl Event {
+    /// What to send once the bus is back for this event, which could not be sent now.
+    /// A delivery becomes a read of the devices' pending deliveries: by then the device
+    /// may have got it from the store, and a read writes nothing twice (a second copy of
+    /// the message itself would). A broadcast is left to the resync (its audience is every
+    /// device), a heartbeat says "now" and is never late.
+    fn into_held(self) -> Option<Event> {
+        match self {
+            Event::Deliver { devices, .. } => Some(Event::Refill { devices }),
+            Event::Broadcast { .. } | Event::Heartbeat => None,
+            other => Some(other),
+        }
+    }
+}
+
 /// What travels on the wire: the event and the node it comes from.
 #[derive(Serialize, Deserialize)]
 struct Envelope {
@@ -69,7 +84,16 @@ struct Nats {
     client: async_nats::Client,
     prefix: String,
     link: Arc<Link>,
+    /// Events this node could not send while NATS was away (subject, body, when), sent
+    /// when it is back: see [`Bus::send_held`].
+    held: parking_lot::Mutex<std::collections::VecDeque<(String, bytes::Bytes, i64)>>,
 }
+
+/// Events held while NATS is away: at most this many (the oldest go first) ...
+const HELD_MAX: usize = 5_000;
+/// ... and sent when it is back only if they are younger than this: an older one's work
+/// has been found in the store by its node's fast look (every second while degraded).
+const HELD_FOR_MS: i64 = 2_000;
 
 /// The state of a node's connection to NATS, told by the client's events and, at start, by
 /// the first flush (which may come before the client's own "connected" event is handled).
@@ -223,7 +247,8 @@ impl Bus {
             Ok(_) => {}
             Err(_) => tracing::warn!(%urls, "NATS does not answer: serving without the bus until it does"),
         }
-        let bus = Bus { node_id: node_id.to_owned(), nats: Some(Nats { client, prefix: prefix.to_owned(), link }) };
+        let nats = Nats { client, prefix: prefix.to_owned(), link, held: Default::default() };
+        let bus = Bus { node_id: node_id.to_owned(), nats: Some(nats) };
         Ok((bus, received))
     }
 
@@ -286,10 +311,43 @@ impl Bus {
             n.publish(format!("{}.all", n.prefix), &self.node_id, event).await;
         }
     }
+
+    /// Once NATS is back: sends the events held while it was away that are younger than
+    /// [`HELD_FOR_MS`]. A node that lost one NATS server of a cluster is back on another
+    /// in a fraction of a second: its doorbells then ring that much late, not a resync
+    /// later (a delivery's doorbell is held as a refill: see [`Event::into_held`]).
+    pub async fn send_held(&self) {
+        let Some(n) = &self.nats else { return };
+        let since = herald_core::now_ms() - HELD_FOR_MS;
+        let held: Vec<(String, bytes::Bytes, i64)> = n.held.lock().drain(..).filter(|e| e.2 >= since).collect();
+        if held.is_empty() {
+            return;
+        }
+        tracing::debug!(events = held.len(), "sending the events held while the bus was away");
+        for (subject, body, _) in held {
+            if n.link.down_since.load(Ordering::SeqCst) != 0 {
+                return;
+            }
+            if !matches!(tokio::time::timeout(PUBLISH_WAIT, n.client.publish(subject, body)).await, Ok(Ok(()))) {
+                return;
+            }
+        }
+    }
 }
 
 impl Nats {
     async fn publish(&self, subject: String, from: &str, event: Event) {
+        // While NATS is away an event would wait in the client's buffer (and a full buffer
+        // would hold the push up): what can be sent later is held here instead, a while and
+        // a number (the resync finds the work of those dropped).
+        let event = if self.link.down_since.load(Ordering::SeqCst) != 0 {
+            match event.into_held() {
+                Some(later) => later,
+                None => return,
+            }
+        } else {
+            event
+        };
         let body = match serde_json::to_vec(&Envelope { from: from.to_owned(), event }) {
             Ok(b) => b,
             Err(e) => {
@@ -297,9 +355,12 @@ impl Nats {
                 return;
             }
         };
-        // While NATS is away an event would wait in the client's buffer (and a full buffer
-        // would hold the push up): it is dropped instead; the resync finds the work.
         if self.link.down_since.load(Ordering::SeqCst) != 0 {
+            let mut held = self.held.lock();
+            if held.len() == HELD_MAX {
+                held.pop_front();
+            }
+            held.push_back((subject, body.into(), herald_core::now_ms()));
             return;
         }
         match tokio::time::timeout(PUBLISH_WAIT, self.client.publish(subject, body.into())).await {
@@ -331,6 +392,22 @@ mod tests {
             assert!(bus.available(), "NATS at {url} does not answer (or round {i} raced the event)");
             assert!(!bus.recently_down(3_000), "round {i}");
         }
+    }
+
+    #[test]
+    fn a_delivery_held_for_later_is_a_refill_and_a_broadcast_or_heartbeat_is_not_held() {
+        let devices = vec![DeviceId::new("d1")];
+        let deliver = Event::Deliver {
+            devices: devices.clone(),
+            message_id: MessageId::new("m"),
+            expires_at: 1,
+            payload: "{}".into(),
+        };
+        assert_eq!(deliver.into_held(), Some(Event::Refill { devices }));
+        let broadcast = Event::Broadcast { message_id: MessageId::new("b"), expires_at: 1, payload: "{}".into() };
+        assert_eq!((broadcast.into_held(), Event::Heartbeat.into_held()), (None, None));
+        let revoked = Event::Revoked { message_ids: vec![MessageId::new("m")], until: 9 };
+        assert_eq!(revoked.clone().into_held(), Some(revoked));
     }
 
     #[test]

@@ -44,7 +44,10 @@ impl Dispatcher {
     ) {
         while let Some(incoming) = incoming.recv().await {
             match incoming {
-                Incoming::Reconnected => self.hub.refill_all(),
+                Incoming::Reconnected => {
+                    self.hub.refill_all();
+                    self.bus.send_held().await;
+                }
                 Incoming::Heartbeat(node) => {
                     self.heard.lock().insert(node, herald_core::now_ms());
                 }

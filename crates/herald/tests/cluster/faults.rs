@@ -126,10 +126,10 @@ async fn a_node_starts_without_its_bus_and_joins_it_later() {
 
 /// A NATS server of the test's own, a proxy in front of it that node 1 reaches it through
 /// (a test cuts it), and `n` in-process nodes (the others reach NATS directly); `tune`
-/// sets node 1's configuration further. `None` where the cluster suite does not run.
+/// sets node i's configuration further. `None` where the cluster suite does not run.
 async fn node_1_behind_a_bus_proxy(
     n: usize,
-    tune: impl Fn(&mut herald::config::Config),
+    tune: impl Fn(usize, &mut herald::config::Config),
 ) -> Option<(TestNats, TcpProxy, Cluster)> {
     if !cluster_suite() {
         return None;
@@ -143,8 +143,8 @@ async fn node_1_behind_a_bus_proxy(
             .try_node(i, |cfg| {
                 if i == 1 {
                     cfg.bus_url = Some(cut_url.clone());
-                    tune(cfg);
                 }
+                tune(i, cfg);
             })
             .await
             .unwrap_or_else(|e| panic!("node-{i}: {e}"));
@@ -159,7 +159,7 @@ async fn node_1_behind_a_bus_proxy(
 /// other rang for in vain.
 #[tokio::test]
 async fn a_node_cut_off_from_the_bus_still_reaches_and_is_reached() {
-    let Some((_nats, proxy, c)) = node_1_behind_a_bus_proxy(2, |_| {}).await else { return };
+    let Some((_nats, proxy, c)) = node_1_behind_a_bus_proxy(2, |_, _| {}).await else { return };
     let app = c.node(1).create_app().await;
     let (d1, d2) = (app.register("on-1").await, app.register("on-2").await);
     let mut dev1 = TestDevice::connect(&d1.on(c.node(1))).await;
@@ -186,7 +186,7 @@ async fn a_node_cut_off_from_the_bus_still_reaches_and_is_reached() {
 /// looked for its work. Here the ticks are 20 s apart, the lease must come within 1 s.
 #[tokio::test]
 async fn a_node_that_loses_the_bus_tells_the_store_at_once() {
-    let Some((_nats, proxy, c)) = node_1_behind_a_bus_proxy(1, |cfg| cfg.cluster.degraded_resync_ms = 20_000).await
+    let Some((_nats, proxy, c)) = node_1_behind_a_bus_proxy(1, |_, cfg| cfg.cluster.degraded_resync_ms = 20_000).await
     else {
         return;
     };
@@ -200,6 +200,30 @@ async fn a_node_that_loses_the_bus_tells_the_store_at_once() {
     })
     .await;
     assert!(cut.elapsed() < Duration::from_secs(1), "the lease came {:?} after the cut", cut.elapsed());
+}
+
+/// A node that loses NATS for a moment (one server of a NATS cluster dies; it is back on
+/// another within a second) holds the events it could not send and sends them when it is
+/// back: a push through it while it was away reaches a device on another node then, not
+/// at that node's next look in the store (20 s apart here), and once.
+#[tokio::test]
+async fn events_a_node_could_not_send_go_out_when_its_bus_is_back() {
+    let Some((_nats, proxy, c)) = node_1_behind_a_bus_proxy(2, |_, cfg| cfg.cluster.degraded_resync_ms = 20_000).await
+    else {
+        return;
+    };
+    let app = c.node(1).create_app().await;
+    let creds = app.register("d").await;
+    let mut device = TestDevice::connect(&creds.on(c.node(2))).await;
+    proxy.cut();
+    bus_connected(&c, 1, false).await;
+    let (_, m) = app.push_to_device(&creds.device_id, "k", "while node 1 was away").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let healed = Instant::now();
+    proxy.heal();
+    assert_eq!(device.next_push().await.1["messageId"], m.as_str());
+    assert!(healed.elapsed() < Duration::from_secs(3), "came {:?} after the bus", healed.elapsed());
+    assert!(device.quiet_for(Duration::from_secs(1)).await, "delivered once");
 }
 
 /// The ledger under faults, short (`herald-bench soak --cluster` runs it long and prints
