@@ -31,9 +31,18 @@ export class Node {
 
   static async start(): Promise<Node> {
     const node = new Node();
-    node.httpPort = await freePort();
-    node.mqttPort = await freePort();
-    await node.run();
+    // A port free when picked may be taken before herald binds it (other tests open
+    // connections all the time): herald then exits, and the node starts on others.
+    for (let attempt = 1; ; attempt++) {
+      node.httpPort = await freePort();
+      node.mqttPort = await freePort();
+      try {
+        await node.run();
+        break;
+      } catch (e) {
+        if (attempt === 3) throw e;
+      }
+    }
     node.app = (await node.call("POST", "/admin/v1/apps", JSON.stringify({ name: "web" }), {
       Authorization: `Bearer ${ADMIN_TOKEN}`,
     })) as Record<string, string>;
@@ -61,6 +70,10 @@ export class Node {
     this.process = child;
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`herald not ready; see ${this.dir}/herald.log`)), 20_000);
+      child.once("exit", (code) => {
+        clearTimeout(timer);
+        reject(new Error(`herald exited (${code}) before it was ready; see ${this.dir}/herald.log`));
+      });
       createInterface({ input: child.stdout! }).on("line", (line) => {
         if (line.startsWith("herald ready ")) {
           clearTimeout(timer);
